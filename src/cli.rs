@@ -1,0 +1,148 @@
+//! Command-line flags (each with a `VKV_*` environment variable) and the
+//! `vkv health` probe.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use log::LevelFilter;
+
+use vkv::http::ServerConfig;
+use vkv::http::conn::ConnLimits;
+use vkv::{StoreConfig, SyncMode};
+
+/// vkv: a versioned key-value store served over HTTP/JSON.
+#[derive(Debug, Parser)]
+#[command(name = "vkv", version, about, long_about = None)]
+pub struct Cli {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "VKV_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "VKV_DB", default_value = "kv_store.db")]
+    pub db: PathBuf,
+    /// Keys whose latest version the LRU cache holds (0 disables it).
+    #[arg(long, env = "VKV_CACHE_SIZE", default_value_t = 100)]
+    pub cache_size: usize,
+    /// Worker threads running requests.
+    #[arg(long, env = "VKV_WORKERS", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
+    /// Requests that may wait for a worker; beyond it, 503 at once.
+    #[arg(long, env = "VKV_QUEUE_LEN", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue_len: u32,
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[arg(long, env = "VKV_MAX_BODY_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub max_body_bytes: u64,
+    /// Commit durability: `full` survives power loss, `normal` (WAL) only
+    /// process crashes.
+    #[arg(long, env = "VKV_SYNC", value_enum, default_value = "full")]
+    pub sync: Sync,
+    /// Most open connections (one thread each); beyond it, 503 and close.
+    #[arg(long, env = "VKV_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
+    /// Close a keep-alive connection idle this long (e.g. 30s, 500ms).
+    #[arg(long, env = "VKV_IDLE_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// A request must arrive whole within this time of its first byte.
+    #[arg(long, env = "VKV_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub read_timeout: Duration,
+    /// Log level: off, error, warn, info (one line per request), debug.
+    #[arg(long, env = "VKV_LOG_LEVEL", default_value = "info", value_parser = level)]
+    pub log_level: LevelFilter,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; without one, vkv serves.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe a running server's /health at --bind (exit 0 if healthy), for
+    /// container health checks in images without curl.
+    Health,
+}
+
+/// `--sync` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Sync {
+    /// synchronous=FULL.
+    Full,
+    /// synchronous=NORMAL.
+    Normal,
+}
+
+fn level(s: &str) -> Result<LevelFilter, String> {
+    s.parse()
+        .map_err(|_| "expected off, error, warn, info, debug or trace".to_string())
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 30s or 500ms)"))?;
+    if d.is_zero() {
+        return Err("must be above zero".into());
+    }
+    Ok(d)
+}
+
+impl Cli {
+    /// The store settings the flags describe.
+    pub fn store_config(&self) -> StoreConfig {
+        let mut c = StoreConfig::new(&self.db);
+        c.cache_size = self.cache_size;
+        c.sync = match self.sync {
+            Sync::Full => SyncMode::Full,
+            Sync::Normal => SyncMode::Normal,
+        };
+        c.read_connections = u32::from(self.workers);
+        c
+    }
+
+    /// The HTTP settings the flags describe.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            bind: self.bind.clone(),
+            workers: usize::from(self.workers),
+            queue_len: self.queue_len as usize,
+            limits: ConnLimits {
+                max_connections: self.max_connections as usize,
+                idle_timeout: self.idle_timeout,
+                read_timeout: self.read_timeout,
+                max_body_bytes: self.max_body_bytes as usize,
+                ..ConnLimits::default()
+            },
+        }
+    }
+}
+
+/// `vkv health`: GET /health on the --bind address (a wildcard address is
+/// probed on loopback); Ok only for a 200.
+pub fn health_probe(bind: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut addr: SocketAddr = bind
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {bind}"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = Duration::from_secs(3);
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    let status = answer.split(' ').nth(1).unwrap_or("");
+    if status == "200" {
+        Ok(())
+    } else {
+        Err(format!(
+            "unhealthy: {}",
+            answer.lines().last().unwrap_or("no answer")
+        )
+        .into())
+    }
+}

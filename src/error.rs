@@ -1,0 +1,112 @@
+//! Typed errors of the store. The HTTP layer maps them to status codes in
+//! one place (`http::api_error`); library users match on them directly.
+
+use std::path::PathBuf;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key has no version at all.
+    #[error("key '{0}' not found")]
+    KeyNotFound(String),
+    /// The key exists but not at that version.
+    #[error("version {version} of key '{key}' not found (latest is {latest})")]
+    VersionNotFound {
+        /// The key asked for.
+        key: String,
+        /// The version asked for.
+        version: u64,
+        /// The latest version the key has.
+        latest: u64,
+    },
+    /// The key is empty, longer than [`crate::MAX_KEY_BYTES`] or not UTF-8.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// The value is not valid JSON.
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
+    /// The disk (or SQLite's page limit) is full; nothing was written.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// The database cannot be reached or written (read-only, vanished,
+    /// locked, I/O error); nothing was written.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The store is shutting down and takes no more writes.
+    #[error("store is closed")]
+    Closed,
+    /// A bug or an unexpected database answer.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::DiskFull) => StoreError::StorageFull(e.to_string()),
+            Some(
+                C::ReadOnly
+                | C::CannotOpen
+                | C::SystemIoFailure
+                | C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::PermissionDenied
+                | C::FileLockingProtocolFailed,
+            ) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// SQLite refused the file (not a database, corrupt, unreadable).
+    #[error("cannot open database {path}: {reason}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// The file was written by a newer vkv.
+    #[error(
+        "database {path} has schema version {found}, newer than this vkv supports ({supported}); upgrade vkv"
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// `PRAGMA user_version` found in the file.
+        found: i64,
+        /// The newest schema version this build knows.
+        supported: i64,
+    },
+    /// The file is a SQLite database but not a vkv one.
+    #[error("database {path} is not a vkv database: {reason}")]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another process holds the database open for writing.
+    #[error("database {path} is in use by another vkv process (lock file {lock})")]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file that is held.
+        lock: PathBuf,
+    },
+    /// Starting a background thread failed.
+    #[error("cannot start the writer thread: {0}")]
+    Thread(#[from] std::io::Error),
+}

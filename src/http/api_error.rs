@@ -1,0 +1,69 @@
+//! The one place where errors become HTTP: status code, `{"detail": ...}`
+//! body and any extra header. Handlers return `Result<_, ApiError>` and
+//! never build error responses themselves.
+
+use super::message::HttpResponse;
+use crate::error::StoreError;
+
+/// An error answer: status, human-readable detail, extra headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status code.
+    pub status: u16,
+    /// The `detail` of the JSON body.
+    pub detail: String,
+    /// Extra headers, such as `Allow` for `405`.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    /// An error with `status` and `detail`.
+    pub fn new(status: u16, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: detail.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// `422`: the request is well-formed HTTP but its content is invalid.
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        ApiError::new(422, detail)
+    }
+
+    /// `404` for a path that no route serves.
+    pub fn no_route(path: &str) -> Self {
+        // The path is echoed in the JSON body (escaped), never in a header.
+        ApiError::new(404, format!("no such endpoint: {path}"))
+    }
+
+    /// `405` with the `Allow` header listing what the path accepts.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        let mut e = ApiError::new(405, format!("method not allowed; allowed: {allow}"));
+        e.headers.push(("Allow", allow.to_string()));
+        e
+    }
+
+    /// Turns the error into the response sent.
+    pub fn into_response(self) -> HttpResponse {
+        let mut r = HttpResponse::error(self.status, &self.detail);
+        r.headers = self.headers;
+        r
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::KeyNotFound(_) | StoreError::VersionNotFound { .. } => 404,
+            StoreError::InvalidKey(_) | StoreError::InvalidValue(_) => 422,
+            StoreError::StorageFull(_) => 507,
+            StoreError::Unavailable(_) | StoreError::Closed => 503,
+            StoreError::Internal(_) => 500,
+        };
+        if status == 500 {
+            log::error!("internal error: {e}");
+        }
+        ApiError::new(status, e.to_string())
+    }
+}

@@ -1,0 +1,788 @@
+//! The connection layer: vkv's own accept loop and HTTP/1.x connections, on
+//! plain std threads and blocking sockets.
+//!
+//! vkv does not use tiny_http's server: it spawns unbounded threads, can leave
+//! a keep-alive connection queued forever, sets no socket timeouts, stops
+//! accepting on the first accept error and mis-frames some requests (request
+//! smuggling). Here instead:
+//! - one accept thread that survives every accept error;
+//! - one thread per connection, at most `max_connections` (more get `503`
+//!   from the accept thread, which spawns nothing for them);
+//! - every wait bounded: `idle_timeout` between requests, `read_timeout` for a
+//!   whole request from its first byte and for each write;
+//! - strict framing: anything ambiguous is answered `400` and the connection
+//!   closed, so no byte after it is ever parsed as a request.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::message::{HttpRequest, HttpResponse, reason_phrase};
+
+/// Limits that bound what any one client can cost the server.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Connections served at once (one thread each); beyond it, `503`.
+    pub max_connections: usize,
+    /// How long an open connection may wait for the next request to start.
+    pub idle_timeout: Duration,
+    /// How long a whole request (head and body) may take from its first
+    /// byte (`408` beyond); also the timeout of every write.
+    pub read_timeout: Duration,
+    /// Largest request body accepted (`413` beyond).
+    pub max_body_bytes: usize,
+    /// Longest request line accepted (`414` beyond).
+    pub max_request_line: usize,
+    /// Largest header section accepted, request line excluded (`431` beyond).
+    pub max_header_bytes: usize,
+    /// Most header fields accepted in one request (`431` beyond).
+    pub max_headers: usize,
+}
+
+impl Default for ConnLimits {
+    /// 1024 connections, 30 s idle, 10 s per request, 1 MiB bodies, 8 KiB
+    /// request line, 16 KiB and 100 headers.
+    fn default() -> Self {
+        ConnLimits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(10),
+            max_body_bytes: 1 << 20,
+            max_request_line: 8 << 10,
+            max_header_bytes: 16 << 10,
+            max_headers: 100,
+        }
+    }
+}
+
+/// What answers each request. It runs on the connection's thread (small
+/// stack), so it should hand real work off, as `WorkerPool::dispatch` does.
+pub type Service = Arc<dyn Fn(HttpRequest) -> HttpResponse + Send + Sync>;
+
+const CONN_STACK: usize = 256 << 10;
+const READ_CHUNK: usize = 8 << 10;
+/// Longest chunk-size line (with extensions) in a chunked body.
+const MAX_CHUNK_LINE: usize = 4 << 10;
+/// The accept thread must never wait on a client for long.
+const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 << 10;
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+struct ConnEntry {
+    stream: TcpStream,
+    /// Waiting for the next request: shutdown may close it.
+    idle: AtomicBool,
+}
+
+struct Shared {
+    limits: ConnLimits,
+    service: Service,
+    stopping: AtomicBool,
+    /// Open connections by id; its length is the connection count.
+    conns: Mutex<HashMap<u64, Arc<ConnEntry>>>,
+    /// Notified whenever a connection leaves `conns`.
+    closed: Condvar,
+}
+
+impl Shared {
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, Arc<ConnEntry>>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Removes a connection from the count when its thread ends, however it ends.
+struct Registration<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shared.conns().remove(&self.id);
+        self.shared.closed.notify_all();
+    }
+}
+
+/// A running HTTP/1.x server: an accept thread plus one thread per connection.
+pub struct HttpServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Starts serving `listener` with `service`. Returns once the accept
+    /// thread runs.
+    pub fn start(
+        listener: TcpListener,
+        limits: ConnLimits,
+        service: Service,
+    ) -> io::Result<HttpServer> {
+        listener.set_nonblocking(false)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            limits,
+            service,
+            stopping: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            closed: Condvar::new(),
+        });
+        let for_loop = Arc::clone(&shared);
+        let acceptor = thread::Builder::new()
+            .name("vkv-accept".into())
+            .spawn(move || accept_loop(&listener, &for_loop))?;
+        Ok(HttpServer {
+            shared,
+            addr,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many connections are open (each has its own thread).
+    pub fn open_connections(&self) -> usize {
+        self.shared.conns().len()
+    }
+
+    /// Stops accepting, closes idle connections, lets requests in flight
+    /// finish and their responses be written, and waits for the connection
+    /// threads, at most `read_timeout`; connections still open then are cut.
+    pub fn shutdown(mut self) {
+        self.stop();
+        let limits = &self.shared.limits;
+        let conns = self.wait_for_connections(Instant::now() + limits.read_timeout);
+        // Past the bound: cut the rest (stalled clients) so their threads end.
+        for conn in conns.values() {
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
+        drop(conns);
+        drop(self.wait_for_connections(Instant::now() + LINGER));
+    }
+
+    fn wait_for_connections(
+        &self,
+        deadline: Instant,
+    ) -> MutexGuard<'_, HashMap<u64, Arc<ConnEntry>>> {
+        let mut conns = self.shared.conns();
+        while !conns.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            conns = match self.shared.closed.wait_timeout(conns, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        conns
+    }
+
+    /// Stops the accept loop and closes idle connections (no waiting for the
+    /// busy ones). Idempotent; also run on drop.
+    fn stop(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        self.shared.stopping.store(true, SeqCst);
+        // The accept thread blocks in accept(); a connection to ourselves wakes
+        // it to see the flag. (A nonblocking accept polled with sleeps would
+        // also work but adds latency to every accept or burns CPU when idle.)
+        if wake_acceptor(self.addr) {
+            let _ = acceptor.join();
+        } else {
+            log::warn!("could not wake the accept thread; leaving it detached");
+        }
+        // Shutting the read side wakes a thread waiting for the next request
+        // (its read returns 0); a response being written still goes out.
+        for conn in self.shared.conns().values() {
+            if conn.idle.load(SeqCst) {
+                let _ = conn.stream.shutdown(Shutdown::Read);
+            }
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wake_acceptor(addr: SocketAddr) -> bool {
+    let mut target = addr;
+    if addr.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    TcpStream::connect_timeout(&target, Duration::from_secs(1)).is_ok()
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    let mut next_id = 0u64;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping.load(SeqCst) {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = MIN_BACKOFF;
+                next_id += 1;
+                admit(shared, next_id, stream, peer);
+            }
+            // One client's handshake went wrong: nothing to wait for.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                ) =>
+            {
+                log::warn!("accept failed: {e}; continuing");
+            }
+            // Typically out of descriptors (EMFILE/ENFILE) or memory: retrying at
+            // once would spin, so back off; the pending clients stay queued.
+            Err(e) => {
+                log::warn!("accept failed: {e}; retrying in {backoff:?}");
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Gives the connection its own thread, or refuses it when at the limit.
+fn admit(shared: &Arc<Shared>, id: u64, stream: TcpStream, peer: SocketAddr) {
+    let conn = Arc::new(ConnEntry {
+        stream,
+        idle: AtomicBool::new(false),
+    });
+    {
+        let mut conns = shared.conns();
+        if conns.len() >= shared.limits.max_connections {
+            drop(conns);
+            return refuse(&conn.stream, "too many open connections, retry shortly");
+        }
+        conns.insert(id, Arc::clone(&conn));
+    }
+    let (for_thread, for_conn) = (Arc::clone(shared), Arc::clone(&conn));
+    let spawned = thread::Builder::new()
+        .name("vkv-conn".into())
+        .stack_size(CONN_STACK)
+        .spawn(move || {
+            let _registration = Registration {
+                shared: &for_thread,
+                id,
+            };
+            serve(&for_thread, &for_conn, peer);
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start a connection thread: {e}");
+        drop(Registration { shared, id });
+        refuse(&conn.stream, "server overloaded, retry shortly");
+    }
+}
+
+/// Answers `503` from the accept thread, without waiting on the client.
+fn refuse(stream: &TcpStream, detail: &str) {
+    let response = HttpResponse::error(503, detail).with_header("Retry-After", "1");
+    let _ = stream.set_write_timeout(Some(REFUSE_WRITE_TIMEOUT));
+    let _ = (&*stream).write_all(&encode(&response, &Framing::closing()));
+    // Discard what the client already sent (unread data turns our close into
+    // a reset that can destroy the 503 before it is read), without blocking.
+    if stream.set_nonblocking(true).is_ok() {
+        let mut sink = [0u8; 4096];
+        while matches!((&*stream).read(&mut sink), Ok(n) if n > 0) {}
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Why a request could not be read.
+enum Failure {
+    /// The client left or the socket failed: close silently.
+    Gone,
+    /// Answer this (an error) and close.
+    Reject(HttpResponse),
+}
+
+fn reject(status: u16, detail: &str) -> Failure {
+    Failure::Reject(HttpResponse::error(status, detail))
+}
+
+/// How the response is framed for the connection.
+#[derive(Default)]
+struct Framing {
+    head_only: bool,
+    close: bool,
+    /// HTTP/1.0 client that asked for keep-alive.
+    echo_keep_alive: bool,
+}
+
+impl Framing {
+    fn closing() -> Self {
+        Framing {
+            close: true,
+            ..Framing::default()
+        }
+    }
+}
+
+/// Serves requests on one connection until it closes.
+fn serve(shared: &Shared, conn: &ConnEntry, peer: SocketAddr) {
+    let limits = &shared.limits;
+    let stream = &conn.stream;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(limits.read_timeout));
+    let mut rd = Reader {
+        stream,
+        buf: Vec::with_capacity(READ_CHUNK),
+        deadline: Instant::now(),
+    };
+    loop {
+        // Pipelined bytes already buffered start the next request at once.
+        if rd.buf.is_empty() && !wait_for_request(shared, conn, &mut rd) {
+            return;
+        }
+        rd.deadline = Instant::now() + limits.read_timeout;
+        let (request, mut framing) = match read_request(&mut rd, limits, peer) {
+            Ok(read) => read,
+            Err(Failure::Gone) => return,
+            Err(Failure::Reject(response)) => {
+                if (&*stream)
+                    .write_all(&encode(&response, &Framing::closing()))
+                    .is_ok()
+                {
+                    linger_close(stream);
+                }
+                return;
+            }
+        };
+        let response = call_service(shared, request);
+        framing.close |= response.close || shared.stopping.load(SeqCst);
+        if (&*stream).write_all(&encode(&response, &framing)).is_err() {
+            return;
+        }
+        if framing.close {
+            return linger_close(stream);
+        }
+    }
+}
+
+/// Waits up to `idle_timeout` for the next request's first byte; false when
+/// the connection should end (timeout, client gone, or shutting down).
+fn wait_for_request(shared: &Shared, conn: &ConnEntry, rd: &mut Reader) -> bool {
+    // Published before checking `stopping`, while shutdown sets `stopping`
+    // before scanning `idle`: one of the two always sees the other.
+    conn.idle.store(true, SeqCst);
+    let alive = !shared.stopping.load(SeqCst)
+        && matches!(rd.read_once(shared.limits.idle_timeout), Ok(n) if n > 0);
+    conn.idle.store(false, SeqCst);
+    alive
+}
+
+fn call_service(shared: &Shared, request: HttpRequest) -> HttpResponse {
+    let method = request.method.clone();
+    catch_unwind(AssertUnwindSafe(|| (shared.service)(request))).unwrap_or_else(|_| {
+        log::error!("service panicked on a {method} request: answered 500");
+        HttpResponse::error(500, "internal error (logged)")
+    })
+}
+
+/// Sends FIN, then discards (never parses) what the client still sends for a
+/// moment: closing with unread data makes the kernel reset the connection,
+/// which can destroy our last response before the client reads it.
+fn linger_close(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let (mut sink, mut total) = ([0u8; 4096], 0);
+    while total < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&*stream).read(&mut sink) {
+            Ok(n) if n > 0 => total += n,
+            _ => return,
+        }
+    }
+}
+
+/// The connection's read side: a buffer of bytes not yet consumed, and the
+/// deadline of the request being read.
+struct Reader<'a> {
+    stream: &'a TcpStream,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+impl Reader<'_> {
+    /// One read of up to `READ_CHUNK` bytes appended to `buf`; `Ok(0)` is EOF.
+    fn read_once(&mut self, timeout: Duration) -> io::Result<usize> {
+        self.stream
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let len = self.buf.len();
+        self.buf.resize(len + READ_CHUNK, 0);
+        let read = loop {
+            match (&*self.stream).read(&mut self.buf[len..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
+        read
+    }
+
+    /// Reads more of the current request, which must arrive by the deadline.
+    fn more(&mut self) -> Result<(), Failure> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(reject(408, "request not received in time"));
+        }
+        match self.read_once(left) {
+            Ok(0) => Err(Failure::Gone),
+            Ok(_) => Ok(()),
+            Err(e) if is_timeout(&e) => Err(reject(408, "request not received in time")),
+            Err(_) => Err(Failure::Gone),
+        }
+    }
+
+    fn fill_to(&mut self, len: usize) -> Result<(), Failure> {
+        while self.buf.len() < len {
+            self.more()?;
+        }
+        Ok(())
+    }
+
+    /// Takes the first `len` buffered bytes, keeping the rest buffered.
+    fn take(&mut self, len: usize) -> Vec<u8> {
+        let rest = self.buf.split_off(len);
+        std::mem::replace(&mut self.buf, rest)
+    }
+
+    /// The length (CRLF included) of the next line, at most `limit` bytes.
+    /// A bare CR or LF is rejected: lenient line parsing is how smuggling
+    /// starts.
+    fn line(&mut self, limit: usize) -> Result<usize, Failure> {
+        loop {
+            let window = &self.buf[..self.buf.len().min(limit)];
+            if let Some(lf) = window.iter().position(|&b| b == b'\n') {
+                let cr_ok = lf > 0 && window[lf - 1] == b'\r' && !window[..lf - 1].contains(&b'\r');
+                return if cr_ok {
+                    Ok(lf + 1)
+                } else {
+                    Err(reject(400, "malformed chunked body"))
+                };
+            }
+            if window.len() >= limit {
+                return Err(reject(400, "chunked body line too long"));
+            }
+            self.more()?;
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// A parsed request head.
+struct Head {
+    method: String,
+    target: String,
+    minor_version: u8,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Head {
+    fn values<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h [u8]> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.trim_ascii())
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.values(name)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+}
+
+enum Body {
+    Empty,
+    Length(usize),
+    Chunked,
+}
+
+/// Reads one whole request and decides how its response is framed.
+fn read_request(
+    rd: &mut Reader,
+    limits: &ConnLimits,
+    peer: SocketAddr,
+) -> Result<(HttpRequest, Framing), Failure> {
+    let head = loop {
+        if let Some((head, len)) = parse_head(&rd.buf, limits)? {
+            rd.take(len);
+            break head;
+        }
+        rd.more()?;
+    };
+    let body = body_framing(&head, limits)?;
+    expect_continue(rd, &head, &body)?;
+    let body = match body {
+        Body::Empty => Vec::new(),
+        Body::Length(len) => {
+            rd.fill_to(len)?;
+            rd.take(len)
+        }
+        Body::Chunked => read_chunked(rd, limits)?,
+    };
+    // HTTP/1.1 keeps alive unless asked to close; HTTP/1.0 only when asked.
+    let http10 = head.minor_version == 0;
+    let close = head.has_token("connection", "close")
+        || (http10 && !head.has_token("connection", "keep-alive"));
+    let echo_keep_alive = http10 && !close;
+    let framing = Framing {
+        head_only: head.method == "HEAD",
+        close,
+        echo_keep_alive,
+    };
+    let request = HttpRequest {
+        method: head.method,
+        target: head.target,
+        headers: head.headers,
+        body,
+        remote: Some(peer),
+    };
+    Ok((request, framing))
+}
+
+/// Parses the head at the start of `buf`: `None` while incomplete, with the
+/// limits checked on every partial read so nothing grows past them.
+fn parse_head(buf: &[u8], limits: &ConnLimits) -> Result<Option<(Head, usize)>, Failure> {
+    // httparse skips empty lines before the request line; so do the limits.
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line_len = buf[start..].iter().position(|&b| b == b'\n');
+    if line_len.unwrap_or(buf.len() - start) > limits.max_request_line {
+        return Err(reject(414, "request line too long"));
+    }
+    let header_bytes = buf.len() - start - line_len.unwrap_or(0);
+    let too_big = || reject(431, "request header section too large");
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if header_bytes > limits.max_header_bytes => {
+            return Err(too_big());
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(reject(431, "too many request headers"));
+        }
+        Err(_) => return Err(reject(400, "malformed request head")),
+    };
+    if len - start - line_len.unwrap_or(0) > limits.max_header_bytes {
+        return Err(too_big());
+    }
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        // httparse already refuses control bytes in values; CR/LF checked again
+        // because a value with either would be a header injection downstream.
+        if h.value.iter().any(|&b| b == b'\r' || b == b'\n') {
+            return Err(reject(400, "invalid header value"));
+        }
+        headers.push((h.name.to_ascii_lowercase(), h.value.to_vec()));
+    }
+    let head = Head {
+        method: parsed.method.unwrap_or_default().to_owned(),
+        target: parsed.path.unwrap_or_default().to_owned(),
+        minor_version: parsed.version.unwrap_or_default(),
+        headers,
+    };
+    Ok(Some((head, len)))
+}
+
+/// How the body is delimited. Every ambiguity that lets two parsers disagree
+/// on where a request ends (request smuggling) is rejected.
+fn body_framing(head: &Head, limits: &ConnLimits) -> Result<Body, Failure> {
+    let te: Vec<&[u8]> = head.values("transfer-encoding").collect();
+    let cl: Vec<&[u8]> = head.values("content-length").collect();
+    if !te.is_empty() {
+        if !cl.is_empty() {
+            return Err(reject(400, "both Content-Length and Transfer-Encoding"));
+        }
+        // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+        if te.len() > 1 || !te[0].eq_ignore_ascii_case(b"chunked") || head.minor_version == 0 {
+            return Err(reject(
+                400,
+                "unsupported Transfer-Encoding (only a single chunked)",
+            ));
+        }
+        return Ok(Body::Chunked);
+    }
+    let mut length = None;
+    for value in cl {
+        let n = parse_decimal(value).ok_or_else(|| reject(400, "invalid Content-Length"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(reject(400, "conflicting Content-Length headers"));
+        }
+        length = Some(n);
+    }
+    match length {
+        None | Some(0) => Ok(Body::Empty),
+        Some(n) if n > limits.max_body_bytes => Err(reject(413, "request body too large")),
+        Some(n) => Ok(Body::Length(n)),
+    }
+}
+
+/// A plain decimal (no sign, no spaces, unlike `str::parse`); saturates
+/// instead of overflowing, which the size limit then rejects.
+fn parse_decimal(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        std::str::from_utf8(digits)
+            .ok()?
+            .parse()
+            .unwrap_or(usize::MAX),
+    )
+}
+
+fn expect_continue(rd: &Reader, head: &Head, body: &Body) -> Result<(), Failure> {
+    let mut expects = head.values("expect").peekable();
+    if expects.peek().is_none() {
+        return Ok(());
+    }
+    if !expects.all(|v| v.eq_ignore_ascii_case(b"100-continue")) {
+        return Err(reject(417, "only Expect: 100-continue is supported"));
+    }
+    // Only worth sending when the client may be waiting for it.
+    if head.minor_version == 1 && !matches!(body, Body::Empty) && rd.buf.is_empty() {
+        (&*rd.stream)
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|_| Failure::Gone)?;
+    }
+    Ok(())
+}
+
+/// Decodes a chunked body (extensions ignored, trailers skipped), consuming
+/// it from the buffer as it goes so memory stays bounded by the body limit.
+fn read_chunked(rd: &mut Reader, limits: &ConnLimits) -> Result<Vec<u8>, Failure> {
+    let mut body = Vec::new();
+    loop {
+        let line_len = rd.line(MAX_CHUNK_LINE)?;
+        let size = chunk_size(&rd.take(line_len))?;
+        if size == 0 {
+            break;
+        }
+        if size > limits.max_body_bytes.saturating_sub(body.len()) {
+            return Err(reject(413, "request body too large"));
+        }
+        rd.fill_to(size + 2)?;
+        let chunk = rd.take(size + 2);
+        if !chunk.ends_with(b"\r\n") {
+            return Err(reject(400, "malformed chunked body"));
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
+    let mut trailer_budget = limits.max_header_bytes;
+    loop {
+        let line_len = rd.line(trailer_budget.max(2))?;
+        rd.take(line_len);
+        if line_len == 2 {
+            return Ok(body);
+        }
+        trailer_budget = trailer_budget.saturating_sub(line_len);
+    }
+}
+
+/// The size from a chunk-size line (`1a;ext=x\r\n`).
+fn chunk_size(line: &[u8]) -> Result<usize, Failure> {
+    let line = &line[..line.len() - 2];
+    let hex = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii_end();
+    if hex.is_empty() || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return Err(reject(400, "malformed chunk size"));
+    }
+    let hex = std::str::from_utf8(hex).unwrap_or_default();
+    Ok(usize::from_str_radix(hex, 16).unwrap_or(usize::MAX))
+}
+
+/// The whole response as one buffer, so it goes out in one write.
+fn encode(response: &HttpResponse, framing: &Framing) -> Vec<u8> {
+    let status = response.status;
+    // 1xx, 204 and 304 responses never carry a body (RFC 9110 6.4.1).
+    let bodyless = status < 200 || status == 204 || status == 304;
+    let mut out = Vec::with_capacity(192 + response.body.len());
+    out.extend_from_slice(
+        format!("HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status)).as_bytes(),
+    );
+    push_date(&mut out);
+    out.extend_from_slice(b"\r\n");
+    if response.header("content-type").is_none() {
+        out.extend_from_slice(b"Content-Type: application/json\r\n");
+    }
+    for (name, value) in &response.headers {
+        // Framing headers are ours alone; a value with CR/LF would inject headers.
+        let ours = ["content-length", "connection", "date", "transfer-encoding"];
+        if ours.iter().any(|o| name.eq_ignore_ascii_case(o))
+            || value.bytes().any(|b| b == b'\r' || b == b'\n')
+        {
+            continue;
+        }
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    if !bodyless {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", response.body.len()).as_bytes());
+    }
+    if framing.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if framing.echo_keep_alive {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !framing.head_only && !bodyless {
+        out.extend_from_slice(&response.body);
+    }
+    out
+}
+
+thread_local! {
+    /// The formatted `Date` and the second it is for, per thread.
+    static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+}
+
+fn push_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(cached, text)| {
+        if *cached != second || text.is_empty() {
+            *text = httpdate::fmt_http_date(now);
+            *cached = second;
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+}

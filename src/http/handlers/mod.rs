@@ -1,0 +1,4 @@
+//! One handler module per endpoint family.
+pub mod docs;
+pub mod kv;
+pub mod stats;

@@ -1,0 +1,51 @@
+//! `GET /cache/stats`, `GET /db/stats`, `GET /health`.
+
+use super::kv::json;
+use crate::http::api_error::ApiError;
+use crate::http::message::HttpResponse;
+use crate::http::wire::{ErrorResponse, HealthResponse};
+use crate::{CacheStats, DbStats, Store};
+
+/// Cache size, capacity, hits, misses and evictions.
+#[utoipa::path(get, path = "/cache/stats", responses((status = 200, body = CacheStats)))]
+pub fn cache_stats(store: &Store) -> Result<HttpResponse, ApiError> {
+    json(&store.cache_stats())
+}
+
+/// Key and version totals and the file size (constant time).
+#[utoipa::path(
+    get,
+    path = "/db/stats",
+    responses((status = 200, body = DbStats), (status = 503, body = ErrorResponse))
+)]
+pub fn db_stats(store: &Store) -> Result<HttpResponse, ApiError> {
+    json(&store.db_stats()?)
+}
+
+/// `200` when the database answers, `503` otherwise.
+#[utoipa::path(
+    get,
+    path = "/health",
+    responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse))
+)]
+pub fn health(store: &Store) -> Result<HttpResponse, ApiError> {
+    let (status, body) = match store.health() {
+        Ok(()) => (
+            200,
+            HealthResponse {
+                status: "ok",
+                detail: None,
+            },
+        ),
+        Err(e) => (
+            503,
+            HealthResponse {
+                status: "unavailable",
+                detail: Some(e.to_string()),
+            },
+        ),
+    };
+    let mut r = json(&body)?;
+    r.status = status;
+    Ok(r)
+}

@@ -1,0 +1,130 @@
+//! The request and response values that cross between the connection layer
+//! (`conn`) and the worker pool. Plain data: no sockets in here.
+
+use std::net::SocketAddr;
+
+/// One parsed HTTP/1.x request with its whole body already read.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The method token as sent (`GET`, `POST`, ...).
+    pub method: String,
+    /// The raw request-target (`/get/a%20b?version=2`), valid UTF-8.
+    pub target: String,
+    /// Headers in arrival order; names lower-cased.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The request body (empty when none was sent).
+    pub body: Vec<u8>,
+    /// The peer address, when known.
+    pub remote: Option<SocketAddr>,
+}
+
+impl HttpRequest {
+    /// The first header named `name` (lower-case), if its value is UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    }
+
+    /// The path part of the target (before `?`), still percent-encoded.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The query part of the target (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+}
+
+/// An HTTP response to be written by the connection layer.
+///
+/// Header values are always built by vkv itself, never copied from the
+/// request (CVE-2026-66753: no request bytes in response headers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    /// Status code (200, 404, ...).
+    pub status: u16,
+    /// Extra headers. `Content-Length`, `Date` and `Connection` are added by
+    /// the connection layer; `Content-Type` defaults to JSON when absent.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+    /// Close the connection after writing this response.
+    pub close: bool,
+}
+
+impl HttpResponse {
+    /// A `200`-style response with a JSON body.
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
+        HttpResponse {
+            status,
+            headers: Vec::new(),
+            body,
+            close: false,
+        }
+    }
+
+    /// The JSON error shape every error uses: `{"detail": "..."}`.
+    pub fn error(status: u16, detail: &str) -> Self {
+        let body = serde_json::to_vec(&serde_json::json!({ "detail": detail }))
+            .unwrap_or_else(|_| b"{\"detail\":\"error\"}".to_vec());
+        HttpResponse::json(status, body)
+    }
+
+    /// Adds a header (builder style).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Marks the response as the last one on its connection.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// The value of a header set on this response (name compared ASCII
+    /// case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The standard reason phrase for the status codes vkv sends.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,80 @@
+//! Routing: one `match` from (method, path) to a [`Route`]. Adding an
+//! endpoint is one variant here, one arm in `app.rs` and one handler.
+
+use super::api_error::ApiError;
+
+/// What a request asks for, decided from its method and path alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `POST /put/{key}`; the key still percent-encoded.
+    Put(&'a str),
+    /// `GET /get/{key}`; the key still percent-encoded.
+    Get(&'a str),
+    /// `GET /cache/stats`.
+    CacheStats,
+    /// `GET /db/stats`.
+    DbStats,
+    /// `GET /health`.
+    Health,
+    /// `GET /openapi.json`.
+    OpenApi,
+    /// `GET /docs/{file}`: Swagger UI; `""` is the page itself.
+    Docs(&'a str),
+}
+
+/// Every (method, OpenAPI path) of the API proper, for the test that keeps
+/// the OpenAPI document in step with the router.
+pub const API_ROUTES: &[(&str, &str)] = &[
+    ("post", "/put/{key}"),
+    ("get", "/get/{key}"),
+    ("get", "/cache/stats"),
+    ("get", "/db/stats"),
+    ("get", "/health"),
+];
+
+const READ: &str = "GET, HEAD";
+
+/// Finds the route for `method` and `path` (`404` / `405` with `Allow`).
+pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
+    let (allow, route) = if let Some(key) = path.strip_prefix("/put/") {
+        ("POST", Route::Put(key))
+    } else if let Some(key) = path.strip_prefix("/get/") {
+        (READ, Route::Get(key))
+    } else if let Some(file) = path.strip_prefix("/docs/") {
+        (READ, Route::Docs(file))
+    } else {
+        let r = match path {
+            "/cache/stats" => Route::CacheStats,
+            "/db/stats" => Route::DbStats,
+            "/health" => Route::Health,
+            "/openapi.json" => Route::OpenApi,
+            "/docs" => Route::Docs(""),
+            _ => return Err(ApiError::no_route(path)),
+        };
+        (READ, r)
+    };
+    if allow.split(", ").any(|m| m == method) {
+        Ok(route)
+    } else {
+        Err(ApiError::method_not_allowed(allow))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_rejects() {
+        assert_eq!(route("POST", "/put/a/b"), Ok(Route::Put("a/b")));
+        assert_eq!(route("HEAD", "/get/x"), Ok(Route::Get("x")));
+        assert_eq!(route("GET", "/docs"), Ok(Route::Docs("")));
+        assert_eq!(route("GET", "/nope").map_err(|e| e.status), Err(404));
+        let e = route("GET", "/put/a").err();
+        assert_eq!(e.as_ref().map(|e| e.status), Some(405));
+        assert_eq!(
+            e.and_then(|e| e.headers.first().cloned()),
+            Some(("Allow", "POST".to_string()))
+        );
+    }
+}

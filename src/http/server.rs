@@ -1,0 +1,62 @@
+//! Wires the HTTP adapter together: listener -> connection threads ->
+//! bounded queue -> worker pool -> [`App`] -> [`Store`].
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use super::app::App;
+use super::conn::{ConnLimits, HttpServer, Service};
+use super::workers::{Handler, WorkerPool};
+use crate::Store;
+
+/// How to serve HTTP.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (`127.0.0.1:8080`; port 0 picks a free one).
+    pub bind: String,
+    /// Worker threads running handlers.
+    pub workers: usize,
+    /// Requests that may wait for a worker before `503`.
+    pub queue_len: usize,
+    /// Connection limits and timeouts.
+    pub limits: ConnLimits,
+}
+
+/// A running vkv HTTP server.
+pub struct Server {
+    http: HttpServer,
+    pool: Arc<WorkerPool>,
+}
+
+impl Server {
+    /// Binds `config.bind` and starts serving `store`.
+    pub fn start(config: ServerConfig, store: Store) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(&config.bind)?;
+        let app = Arc::new(App::new(store));
+        let handler: Handler = Arc::new(move |req| app.handle(req));
+        let pool = Arc::new(WorkerPool::start(
+            config.workers,
+            config.queue_len,
+            handler,
+        )?);
+        let dispatcher = Arc::clone(&pool);
+        let service: Service = Arc::new(move |req| dispatcher.dispatch(req));
+        let http = HttpServer::start(listener, config.limits, service)?;
+        Ok(Server { http, pool })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// Stops accepting, lets in-flight requests finish and be answered, then
+    /// stops the workers. The store is left open for the caller to close.
+    pub fn shutdown(self) {
+        self.http.shutdown();
+        match Arc::try_unwrap(self.pool) {
+            Ok(pool) => pool.shutdown(),
+            Err(_) => log::warn!("a connection outlived shutdown; workers left to exit"),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! vkv: a versioned key-value store over SQLite, with an LRU cache of the
+//! latest versions and an HTTP/JSON adapter.
+//!
+//! Every write of a key makes a new version (1, 2, 3, ...); every version
+//! can be read back; a write is acknowledged only once it is committed.
+//!
+//! - [`Store`] is the whole store; embed it without HTTP.
+//! - [`http`] adapts it to HTTP (see `ARCHITECTURE.md`).
+
+pub mod cache;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod key;
+pub mod store;
+pub mod value;
+pub mod version;
+mod writer;
+
+pub use cache::CacheStats;
+pub use db::{DbStats, SyncMode};
+pub use error::{OpenError, StoreError};
+pub use key::MAX_KEY_BYTES;
+pub use store::{Store, StoreConfig, WriterStats};
+pub use version::{Operation, PutOutcome, Versioned};

@@ -1,0 +1,56 @@
+//! The `vkv` binary: parse configuration, open the store, serve HTTP until
+//! SIGTERM or SIGINT, then shut down gracefully.
+
+mod cli;
+mod logger;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use cli::{Cli, Command};
+use vkv::Store;
+use vkv::http::Server;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logger::init(cli.log_level);
+    match try_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        None => serve(&cli),
+        Some(Command::Health) => cli::health_probe(&cli.bind),
+    }
+}
+
+fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
+    // Install the handlers before anything starts, so a signal that comes
+    // during start-up is not lost.
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let store = Store::open(cli.store_config())?;
+    let server = Server::start(cli.server_config(), store.clone())
+        .map_err(|e| format!("cannot listen on {}: {e}", cli.bind))?;
+    log::info!(
+        "vkv {} listening on {} (database {}, {} workers)",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr(),
+        store.path().display(),
+        cli.workers
+    );
+    let signal = signals.forever().next();
+    log::info!("signal {signal:?} received: shutting down");
+    server.shutdown();
+    store.close();
+    log::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The value types the store hands out: one stored version, and the outcome
+//! of a write.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::value::RawValue;
+
+/// One stored version of a key.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    /// The key.
+    pub key: String,
+    /// Its version number, counted from 1 per key.
+    pub version: u64,
+    /// When the version was committed, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The value as JSON text, exactly as it was stored.
+    pub value: Box<RawValue>,
+}
+
+impl Versioned {
+    /// The commit time in RFC 3339 UTC (`2026-11-26T09:30:22.123Z`).
+    pub fn timestamp(&self) -> String {
+        rfc3339_ms(self.timestamp_ms)
+    }
+
+    /// Deserializes the value into any type.
+    pub fn value_as<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(self.value.get())
+    }
+}
+
+/// Whether a write created the key or added a version to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// The write made version 1.
+    Create,
+    /// The write made a version above 1.
+    Update,
+}
+
+impl Operation {
+    /// The wire name: `create` or `update`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Update => "update",
+        }
+    }
+}
+
+/// What an acknowledged write committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// The key written.
+    pub key: String,
+    /// The version the write created.
+    pub version: u64,
+    /// When it was committed, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+impl PutOutcome {
+    /// `create` for version 1, `update` after.
+    pub fn operation(&self) -> Operation {
+        if self.version == 1 {
+            Operation::Create
+        } else {
+            Operation::Update
+        }
+    }
+
+    /// The commit time in RFC 3339 UTC.
+    pub fn timestamp(&self) -> String {
+        rfc3339_ms(self.timestamp_ms)
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_764_149_422_123), "2025-11-26T09:30:22.123Z");
+    }
+}

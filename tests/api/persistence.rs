@@ -1,0 +1,116 @@
+//! Durability across restarts, graceful stop, and one server per file.
+
+use crate::common::{Server, json};
+
+#[test]
+fn every_version_survives_sigkill_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kv.db");
+    let mut s = Server::start_on(&db, &[]);
+    let mut c = s.client();
+    for k in 0..5 {
+        for v in 1..=4 {
+            assert_eq!(
+                c.put(&format!("key{k}"), &json!([k, v])).json()["version"],
+                v
+            );
+        }
+    }
+    s.kill();
+    let s = Server::start_on(&db, &[]);
+    let mut c = s.client();
+    for k in 0..5 {
+        assert_eq!(c.get(&format!("/get/key{k}")).json()["version"], 4);
+        for v in 1..=4 {
+            assert_eq!(
+                c.get(&format!("/get/key{k}?version={v}")).json()["value"],
+                json!([k, v])
+            );
+        }
+    }
+    // Numbering continues after the restart.
+    assert_eq!(c.put("key0", &json!(0)).json()["version"], 5);
+    let st = c.get("/db/stats").json();
+    assert_eq!(
+        (st["total_keys"].clone(), st["total_versions"].clone()),
+        (json!(5), json!(21))
+    );
+}
+
+#[test]
+fn sigterm_during_writes_exits_zero_and_keeps_every_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kv.db");
+    let mut s = Server::start_on(&db, &[]);
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let addr = s.addr;
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let Ok(stream) = std::panic::catch_unwind(|| crate::common::Client::connect(addr))
+                else {
+                    return acked;
+                };
+                let mut c = stream;
+                for i in 0.. {
+                    // Once the server stops, requests fail: stop there.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        c.put(&format!("w{t}"), &json!(i))
+                    }));
+                    match r {
+                        Ok(r) if r.status == 200 => {
+                            acked.push((r.json()["version"].as_u64().unwrap(), i))
+                        }
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = s.terminate();
+    assert!(status.success(), "exit status {status:?}\n{}", s.log_text());
+    let acked: Vec<_> = writers.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        acked.iter().all(|a| !a.is_empty()),
+        "some writer never got an ack"
+    );
+    let s = Server::start_on(&db, &[]);
+    let mut c = s.client();
+    for (t, acks) in acked.iter().enumerate() {
+        for (v, i) in acks {
+            assert_eq!(
+                c.get(&format!("/get/w{t}?version={v}")).json()["value"],
+                json!(i)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_second_server_on_the_same_file_refuses_to_start() {
+    let s = Server::start(&[]);
+    let Err((status, log)) = Server::try_start_on(&s.db, &[]) else {
+        panic!("second server started");
+    };
+    assert!(!status.map(|s| s.success()).unwrap_or(true));
+    let log = log.join("\n");
+    assert!(log.contains("in use by another vkv process"), "{log}");
+}
+
+#[test]
+fn a_foreign_or_corrupt_file_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 8192]).unwrap();
+    let Err((status, log)) = Server::try_start_on(&junk, &[]) else {
+        panic!("started on a junk file");
+    };
+    assert!(!status.map(|s| s.success()).unwrap_or(true));
+    let log = log.join("\n");
+    assert!(
+        log.contains("junk.db") && log.contains("not a database"),
+        "{log}"
+    );
+}
