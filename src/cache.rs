@@ -190,6 +190,7 @@ mod tests {
             key: key.into(),
             version,
             timestamp_ms: 0,
+            deleted: false,
             value: RawValue::from_string("1".into()).unwrap_or_else(|_| unreachable!()),
         })
     }

@@ -3,10 +3,12 @@
 //! connection; everything here that runs on the request path is read-only.
 //!
 //! Schema (version 1):
-//! - `versions(key, version, ts_ms, value)`, primary key `(key, version)`,
-//!   one row per stored version, `WITHOUT ROWID` so the key is stored once;
-//! - `keys(key, latest, ts_ms)`: the latest version of every key, so that
-//!   the next version number and key listings need no aggregate query;
+//! - `versions(key, version, ts_ms, value, deleted)`, primary key
+//!   `(key, version)`, one row per stored version (`deleted` marks a
+//!   tombstone), `WITHOUT ROWID` so the key is stored once;
+//! - `keys(key, latest, ts_ms, deleted, first_kept)`: the head of every key,
+//!   so that the next version number, key listings and retention need no
+//!   aggregate query;
 //! - `counters(name, value)`: `keys` and `versions` totals, updated in the
 //!   same transaction as the writes, so `/db/stats` never scans.
 
@@ -36,12 +38,15 @@ const MIGRATIONS: &[&str] = &[
         version INTEGER NOT NULL,
         ts_ms INTEGER NOT NULL,
         value TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (key, version)
     ) WITHOUT ROWID;
     CREATE TABLE keys (
         key TEXT PRIMARY KEY NOT NULL,
         latest INTEGER NOT NULL,
-        ts_ms INTEGER NOT NULL
+        ts_ms INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        first_kept INTEGER NOT NULL DEFAULT 1
     ) WITHOUT ROWID;
     CREATE TABLE counters (
         name TEXT PRIMARY KEY NOT NULL,
@@ -68,6 +73,31 @@ impl SyncMode {
             SyncMode::Normal => "NORMAL",
         }
     }
+}
+
+/// One entry of a key's history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    /// The version number.
+    pub version: u64,
+    /// Commit time, milliseconds since the Unix epoch.
+    #[serde(skip)]
+    pub timestamp_ms: i64,
+    /// Whether it is a deletion marker.
+    pub deleted: bool,
+    /// Size of the stored JSON value in bytes.
+    pub size_bytes: u64,
+}
+
+/// One entry of a key listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key.
+    pub key: String,
+    /// Its latest version.
+    pub version: u64,
+    /// Commit time of the latest version, milliseconds since the epoch.
+    pub timestamp_ms: i64,
 }
 
 /// Database totals, as `/db/stats` shows them.
@@ -175,49 +205,115 @@ impl ReadPool {
         })
     }
 
-    /// The latest version of `key`, if it has any.
+    /// The latest version of `key` (possibly a tombstone), if it has any.
     pub fn latest(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT version, ts_ms, value FROM versions WHERE key = ?1
+            "SELECT version, ts_ms, value, deleted FROM versions WHERE key = ?1
              ORDER BY version DESC LIMIT 1",
         )?;
-        let row = stmt
-            .query_row(params![key], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?))
-            })
-            .optional()?;
-        row.map(|(v, ts, value)| versioned(key, v, ts, value))
-            .transpose()
+        let row = stmt.query_row(params![key], row_parts).optional()?;
+        row.map(|parts| versioned(key, parts)).transpose()
     }
 
-    /// Version `version` of `key`; `Err(VersionNotFound)` names the latest.
+    /// Version `version` of `key`, or why there is none.
     pub fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT version, ts_ms, value FROM versions WHERE key = ?1 AND version = ?2",
+            "SELECT version, ts_ms, value, deleted FROM versions WHERE key = ?1 AND version = ?2",
         )?;
         let wanted = i64::try_from(version).unwrap_or(i64::MAX);
-        let row = stmt
-            .query_row(params![key, wanted], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?))
-            })
-            .optional()?;
-        if let Some((v, ts, value)) = row {
-            return versioned(key, v, ts, value);
+        if let Some(parts) = stmt.query_row(params![key, wanted], row_parts).optional()? {
+            return versioned(key, parts);
         }
-        let latest: Option<i64> = conn
-            .prepare_cached("SELECT latest FROM keys WHERE key = ?1")?
-            .query_row(params![key], |r| r.get(0))
+        let head: Option<(i64, i64)> = conn
+            .prepare_cached("SELECT latest, first_kept FROM keys WHERE key = ?1")?
+            .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        match latest {
+        match head {
             None => Err(StoreError::KeyNotFound(key.to_string())),
-            Some(latest) => Err(StoreError::VersionNotFound {
+            Some((_, first_kept)) if version < first_kept as u64 => Err(StoreError::Gone {
+                key: key.to_string(),
+                version,
+                oldest: first_kept as u64,
+            }),
+            Some((latest, _)) => Err(StoreError::VersionNotFound {
                 key: key.to_string(),
                 version,
                 latest: latest as u64,
             }),
         }
+    }
+
+    /// Up to `limit` versions of `key` below `before`, newest first, and
+    /// whether older ones remain.
+    pub fn history(
+        &self,
+        key: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<VersionInfo>, bool), StoreError> {
+        let conn = self.pool.get()?;
+        let exists: Option<i64> = conn
+            .prepare_cached("SELECT latest FROM keys WHERE key = ?1")?
+            .query_row(params![key], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Err(StoreError::KeyNotFound(key.to_string()));
+        }
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let mut stmt = conn.prepare_cached(
+            "SELECT version, ts_ms, deleted, length(CAST(value AS BLOB)) FROM versions
+             WHERE key = ?1 AND version < ?2 ORDER BY version DESC LIMIT ?3",
+        )?;
+        let mut rows = stmt
+            .query_map(params![key, before, limit as i64 + 1], |r| {
+                Ok(VersionInfo {
+                    version: r.get::<_, i64>(0)? as u64,
+                    timestamp_ms: r.get(1)?,
+                    deleted: r.get(2)?,
+                    size_bytes: r.get::<_, i64>(3)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok((rows, more))
+    }
+
+    /// Up to `limit` live keys starting with `prefix` and after `after`, in
+    /// byte order, and whether more remain. Index range scan: the cost is
+    /// the page, not the table.
+    pub fn keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<KeyInfo>, bool), StoreError> {
+        let conn = self.pool.get()?;
+        let lower = match after {
+            Some(a) if a >= prefix => a,
+            _ => prefix,
+        };
+        let inclusive = after.is_none_or(|a| a < prefix);
+        let upper = prefix_upper_bound(prefix);
+        let mut stmt = conn.prepare_cached(
+            "SELECT key, latest, ts_ms FROM keys
+             WHERE (key > ?1 OR (?2 AND key = ?1)) AND (?3 IS NULL OR key < ?3) AND deleted = 0
+             ORDER BY key LIMIT ?4",
+        )?;
+        let mut rows = stmt
+            .query_map(params![lower, inclusive, upper, limit as i64 + 1], |r| {
+                Ok(KeyInfo {
+                    key: r.get(0)?,
+                    version: r.get::<_, i64>(1)? as u64,
+                    timestamp_ms: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok((rows, more))
     }
 
     /// Totals from the counters table plus file sizes: O(1) in database size.
@@ -253,14 +349,45 @@ impl ReadPool {
     }
 }
 
-fn versioned(key: &str, version: i64, ts_ms: i64, value: String) -> Result<Versioned, StoreError> {
+type RowParts = (i64, i64, String, bool);
+
+fn row_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowParts> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn versioned(
+    key: &str,
+    (version, ts_ms, value, deleted): RowParts,
+) -> Result<Versioned, StoreError> {
     Ok(Versioned {
         key: key.to_string(),
         version: version as u64,
         timestamp_ms: ts_ms,
+        deleted,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
     })
+}
+
+/// The smallest text above every text that starts with `prefix` (`None`:
+/// no bound). UTF-8 never contains 0xFF, so bumping the last byte of the
+/// prefix gives it. The result may not be valid UTF-8, so it is bound as
+/// raw bytes; SQLite compares TEXT bytewise (BINARY collation).
+fn prefix_upper_bound(prefix: &str) -> Option<RawText> {
+    let mut bytes = prefix.as_bytes().to_vec();
+    *bytes.last_mut()? += 1;
+    Some(RawText(bytes))
+}
+
+/// Text bound to SQLite as raw bytes, without a UTF-8 check.
+struct RawText(Vec<u8>);
+
+impl rusqlite::ToSql for RawText {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Text(&self.0),
+        ))
+    }
 }
 
 /// Size of the database file plus its WAL, 0 for what does not exist.

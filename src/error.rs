@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The key has no version at all.
@@ -20,6 +20,37 @@ pub enum StoreError {
         /// The latest version the key has.
         latest: u64,
     },
+    /// The latest version of the key is a deletion marker (tombstone).
+    #[error("key '{key}' was deleted at version {version}")]
+    Deleted {
+        /// The key asked for.
+        key: String,
+        /// The version of the deletion marker.
+        version: u64,
+    },
+    /// The version existed but was removed by the retention limit.
+    #[error("version {version} of key '{key}' was removed by retention (oldest kept is {oldest})")]
+    Gone {
+        /// The key asked for.
+        key: String,
+        /// The version asked for.
+        version: u64,
+        /// The oldest version still kept.
+        oldest: u64,
+    },
+    /// A conditional write found another latest version; nothing was written.
+    #[error("key '{key}' is at version {current}, not {expected}")]
+    Conflict {
+        /// The key whose condition failed.
+        key: String,
+        /// The version the writer expected (0: "must not exist").
+        expected: u64,
+        /// The latest version it has (0: none).
+        current: u64,
+    },
+    /// Too many requests are already waiting for changes.
+    #[error("too many watchers ({0} are waiting); retry later")]
+    TooManyWatchers(usize),
     /// The key is empty, longer than [`crate::MAX_KEY_BYTES`] or not UTF-8.
     #[error("invalid key: {0}")]
     InvalidKey(String),
@@ -39,6 +70,24 @@ pub enum StoreError {
     /// A bug or an unexpected database answer.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl StoreError {
+    /// Whether the operation was refused by the store's own rules (missing
+    /// key, failed condition, invalid input) rather than failed by the
+    /// database. Refusals write nothing and leave other writes unaffected.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::KeyNotFound(_)
+                | StoreError::VersionNotFound { .. }
+                | StoreError::Deleted { .. }
+                | StoreError::Gone { .. }
+                | StoreError::Conflict { .. }
+                | StoreError::InvalidKey(_)
+                | StoreError::InvalidValue(_)
+        )
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -15,11 +15,12 @@ pub mod key;
 pub mod store;
 pub mod value;
 pub mod version;
+pub mod watch;
 mod writer;
 
 pub use cache::CacheStats;
-pub use db::{DbStats, SyncMode};
+pub use db::{DbStats, KeyInfo, SyncMode, VersionInfo};
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
-pub use store::{Store, StoreConfig, WriterStats};
+pub use store::{PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use version::{Operation, PutOutcome, Versioned};

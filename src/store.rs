@@ -14,17 +14,20 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use crossbeam_channel::bounded;
 use serde_json::value::RawValue;
 
 use crate::cache::{CacheStats, LatestCache};
-use crate::db::{self, DbStats, ReadPool, SyncMode};
+use crate::db::{self, DbStats, KeyInfo, ReadPool, SyncMode, VersionInfo};
 use crate::error::{OpenError, StoreError};
 use crate::key::validate_key;
 use crate::value::check_depth;
 use crate::version::{PutOutcome, Versioned};
-use crate::writer::{WriteOp, Writer};
+use crate::watch::{Subscription, Watchers};
+use crate::writer::{Done, Op, Writer, WriterContext, WriterCounters};
+
+pub use crate::writer::PutItem;
 
 /// How to open a [`Store`].
 #[derive(Debug, Clone)]
@@ -37,10 +40,15 @@ pub struct StoreConfig {
     pub sync: SyncMode,
     /// Read-only connections in the pool.
     pub read_connections: u32,
-    /// Writes that may wait for the writer before `put` blocks.
+    /// Operations that may wait for the writer before `put` blocks.
     pub write_queue: usize,
     /// The most writes committed in one transaction.
     pub max_batch: usize,
+    /// Versions kept per key; older ones are removed by the write that
+    /// passes the limit (0: keep all).
+    pub max_versions: u64,
+    /// The most watchers that may wait at once.
+    pub max_watchers: usize,
 }
 
 impl StoreConfig {
@@ -53,6 +61,8 @@ impl StoreConfig {
             read_connections: 4,
             write_queue: 4096,
             max_batch: 512,
+            max_versions: 0,
+            max_watchers: 1024,
         }
     }
 }
@@ -67,10 +77,20 @@ pub struct WriterStats {
     pub writes: u64,
 }
 
+/// The answer to [`Store::subscribe`].
+pub enum Watch {
+    /// The key is already past the version: its latest (maybe a tombstone).
+    Ready(Arc<Versioned>),
+    /// Not yet: wait on the subscription's channel.
+    Pending(Subscription),
+}
+
 struct Inner {
     cache: Arc<LatestCache>,
     reads: ReadPool,
     writer: Writer,
+    watchers: Arc<Watchers>,
+    counters: Arc<WriterCounters>,
     path: PathBuf,
     /// Held for the store's lifetime: a second process on the same file
     /// would serve from a cache that the first one's writes make stale.
@@ -109,17 +129,23 @@ impl Store {
         let conn = db::open_writer(&path, config.sync)?;
         let reads = ReadPool::open(&path, config.read_connections)?;
         let cache = Arc::new(LatestCache::new(config.cache_size));
-        let writer = Writer::start(
-            conn,
-            Arc::clone(&cache),
-            config.write_queue,
-            config.max_batch,
-        )?;
+        let watchers = Arc::new(Watchers::new(config.max_watchers));
+        let counters = Arc::new(WriterCounters::default());
+        let ctx = WriterContext {
+            cache: Arc::clone(&cache),
+            watchers: Arc::clone(&watchers),
+            counters: Arc::clone(&counters),
+            max_batch: config.max_batch.max(1),
+            max_versions: config.max_versions,
+        };
+        let writer = Writer::start(conn, ctx, config.write_queue)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 cache,
                 reads,
                 writer,
+                watchers,
+                counters,
                 path,
                 _lock: lock_file,
             }),
@@ -140,39 +166,158 @@ impl Store {
 
     /// Stores already-serialized JSON as the next version of `key`.
     pub fn put_raw(&self, key: &str, value: Box<RawValue>) -> Result<PutOutcome, StoreError> {
-        validate_key(key)?;
-        check_depth(value.get())?;
-        let (reply, outcome) = bounded(1);
-        self.inner.writer.submit(WriteOp {
+        self.put_if(key, value, None)
+    }
+
+    /// Stores `value` only if the latest version of `key` is `expect`
+    /// (`Some(0)`: only if the key has no version at all). The check and
+    /// the write are one transaction; a mismatch is
+    /// [`StoreError::Conflict`] and writes nothing.
+    pub fn put_if(
+        &self,
+        key: &str,
+        value: Box<RawValue>,
+        expect: Option<u64>,
+    ) -> Result<PutOutcome, StoreError> {
+        let item = checked(PutItem {
             key: key.to_string(),
             value,
-            reply,
+            expect,
         })?;
-        outcome.recv().map_err(|_| StoreError::Closed)?
+        let done = self.inner.writer.apply(Op::Put(item))?;
+        Ok(first_outcome(done))
+    }
+
+    /// Commits every put of `items` or none of them (one transaction).
+    pub fn batch(&self, items: Vec<PutItem>) -> Result<Vec<PutOutcome>, StoreError> {
+        let items = items.into_iter().map(checked).collect::<Result<_, _>>()?;
+        match self.inner.writer.apply(Op::Batch(items))? {
+            Done::Written(vs) => Ok(vs.iter().map(|v| outcome(v)).collect()),
+            Done::Purged { .. } => Err(StoreError::Internal("batch purged".into())),
+        }
+    }
+
+    /// Writes a deletion marker as the next version of `key`. Older
+    /// versions stay readable; the next put continues the numbering.
+    pub fn delete(&self, key: &str) -> Result<PutOutcome, StoreError> {
+        validate_key(key)?;
+        let done = self.inner.writer.apply(Op::Delete(key.to_string()))?;
+        Ok(first_outcome(done))
+    }
+
+    /// Removes every version of `key` for good; returns how many.
+    pub fn purge(&self, key: &str) -> Result<u64, StoreError> {
+        validate_key(key)?;
+        match self.inner.writer.apply(Op::Purge(key.to_string()))? {
+            Done::Purged { versions, .. } => Ok(versions),
+            Done::Written(_) => Err(StoreError::Internal("purge wrote".into())),
+        }
     }
 
     /// The latest version of `key` (`version: None`) or a given version.
     /// Latest reads go through the cache; a miss reads the database and
     /// caches what it found. Nothing is cached for a key that is missing.
+    /// A deleted key answers [`StoreError::Deleted`].
     pub fn get(&self, key: &str, version: Option<u64>) -> Result<Arc<Versioned>, StoreError> {
         validate_key(key)?;
+        let found = match version {
+            None => self
+                .head(key)?
+                .ok_or_else(|| StoreError::KeyNotFound(key.to_string()))?,
+            Some(n) => match self.inner.cache.get(key, Some(n)) {
+                Some(hit) => hit,
+                None => Arc::new(self.inner.reads.version(key, n)?),
+            },
+        };
+        if found.deleted {
+            return Err(StoreError::Deleted {
+                key: key.to_string(),
+                version: found.version,
+            });
+        }
+        Ok(found)
+    }
+
+    /// The latest version of `key` including a tombstone, through the cache.
+    fn head(&self, key: &str) -> Result<Option<Arc<Versioned>>, StoreError> {
         let inner = &self.inner;
-        if let Some(hit) = inner.cache.get(key, version) {
-            return Ok(hit);
+        if let Some(hit) = inner.cache.get(key, None) {
+            return Ok(Some(hit));
         }
-        match version {
-            Some(n) => Ok(Arc::new(inner.reads.version(key, n)?)),
-            None => {
-                let ticket = inner.cache.ticket(key);
-                let found = inner
-                    .reads
-                    .latest(key)?
-                    .ok_or_else(|| StoreError::KeyNotFound(key.to_string()))?;
-                let found = Arc::new(found);
-                inner.cache.insert_if_unchanged(ticket, Arc::clone(&found));
-                Ok(found)
-            }
+        let ticket = inner.cache.ticket(key);
+        let Some(found) = inner.reads.latest(key)? else {
+            return Ok(None);
+        };
+        let found = Arc::new(found);
+        inner.cache.insert_if_unchanged(ticket, Arc::clone(&found));
+        Ok(Some(found))
+    }
+
+    /// Versions of `key` below `before` (all when `None`), newest first, at
+    /// most `limit`; and whether older ones remain.
+    pub fn history(
+        &self,
+        key: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<VersionInfo>, bool), StoreError> {
+        validate_key(key)?;
+        self.inner.reads.history(key, before, limit)
+    }
+
+    /// Live keys starting with `prefix`, after `after`, in byte order, at
+    /// most `limit`; and whether more remain.
+    pub fn keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<KeyInfo>, bool), StoreError> {
+        self.inner.reads.keys(prefix, after, limit)
+    }
+
+    /// Waits-to-be: `Ready` with the latest version if `key` is already
+    /// above version `after`, else a subscription that receives the first
+    /// newer version committed (for callers that park the wait).
+    pub fn subscribe(&self, key: &str, after: u64) -> Result<Watch, StoreError> {
+        validate_key(key)?;
+        if let Some(v) = self.head(key)?
+            && v.version > after
+        {
+            return Ok(Watch::Ready(v));
         }
+        let sub = self.inner.watchers.subscribe(key)?;
+        // A commit between the check above and the registration would be
+        // missed: look again now that we are registered.
+        match self.head(key)? {
+            Some(v) if v.version > after => Ok(Watch::Ready(v)),
+            _ => Ok(Watch::Pending(sub)),
+        }
+    }
+
+    /// Blocks until `key` has a version above `after` (returning it) or
+    /// `timeout` passes (returning `None`).
+    pub fn wait_for(
+        &self,
+        key: &str,
+        after: u64,
+        timeout: Duration,
+    ) -> Result<Option<Arc<Versioned>>, StoreError> {
+        match self.subscribe(key, after)? {
+            Watch::Ready(v) => Ok(Some(v)),
+            Watch::Pending(sub) => Ok(sub.changes.recv_timeout(timeout).ok()),
+        }
+    }
+
+    /// Watchers waiting now.
+    pub fn watchers(&self) -> usize {
+        self.inner.watchers.len()
+    }
+
+    /// Wakes every waiting watcher and refuses new ones (first step of a
+    /// shutdown).
+    pub fn close_watchers(&self) {
+        self.inner.watchers.close();
     }
 
     /// Cache counters and sizes.
@@ -187,10 +332,10 @@ impl Store {
 
     /// Group-commit counters.
     pub fn writer_stats(&self) -> WriterStats {
-        let s = &self.inner.writer.stats;
+        let c = &self.inner.counters;
         WriterStats {
-            batches: s.batches.load(Ordering::Relaxed),
-            writes: s.writes.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            writes: c.ops.load(Ordering::Relaxed),
         }
     }
 
@@ -207,7 +352,37 @@ impl Store {
     /// Commits every queued write and stops the writer. Later writes fail
     /// with [`StoreError::Closed`]; reads keep working.
     pub fn close(&self) {
+        self.inner.watchers.close();
         self.inner.writer.stop();
+    }
+}
+
+fn checked(item: PutItem) -> Result<PutItem, StoreError> {
+    validate_key(&item.key)?;
+    check_depth(item.value.get())?;
+    Ok(item)
+}
+
+fn outcome(v: &Versioned) -> PutOutcome {
+    PutOutcome {
+        key: v.key.clone(),
+        version: v.version,
+        timestamp_ms: v.timestamp_ms,
+    }
+}
+
+fn first_outcome(done: Done) -> PutOutcome {
+    match done {
+        Done::Written(vs) => vs.first().map(|v| outcome(v)).unwrap_or(PutOutcome {
+            key: String::new(),
+            version: 0,
+            timestamp_ms: 0,
+        }),
+        Done::Purged { key, .. } => PutOutcome {
+            key,
+            version: 0,
+            timestamp_ms: 0,
+        },
     }
 }
 

@@ -14,7 +14,10 @@ pub struct Versioned {
     pub version: u64,
     /// When the version was committed, in milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
-    /// The value as JSON text, exactly as it was stored.
+    /// Whether this version is a deletion marker (tombstone).
+    pub deleted: bool,
+    /// The value as JSON text, exactly as it was stored (`null` for a
+    /// tombstone).
     pub value: Box<RawValue>,
 }
 

@@ -1,12 +1,17 @@
 //! The single writer thread and its group commit.
 //!
 //! Every write goes through one thread that owns the only read-write SQLite
-//! connection. It takes whatever writes are queued (up to `max_batch`),
-//! commits them in one transaction (one fsync for all of them), updates the
-//! cache, and only then answers each caller. Version numbers are assigned
-//! inside that transaction, so they are dense per key with no lock besides
-//! SQLite's own. If a batch fails, each of its writes is retried alone, so
-//! one bad write never fails its neighbours.
+//! connection. It takes whatever operations are queued (up to `max_batch`),
+//! applies each inside its own savepoint of one transaction, commits once
+//! (one fsync for all of them), updates the cache, wakes watchers, and only
+//! then answers each caller.
+//! - Version numbers are assigned inside the transaction, so they are dense
+//!   per key with no lock besides SQLite's own.
+//! - A failed condition (`if_version`) or a missing key rolls back only its
+//!   own savepoint: neighbours in the group still commit.
+//! - If the transaction itself fails (disk full, I/O error), each operation
+//!   is retried alone, so one bad write never fails its neighbours.
+//! - A batch is one operation, hence one savepoint: all or nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,62 +23,96 @@ use serde_json::value::RawValue;
 
 use crate::cache::LatestCache;
 use crate::error::StoreError;
-use crate::version::{PutOutcome, Versioned, now_ms};
+use crate::version::{Versioned, now_ms};
+use crate::watch::Watchers;
 
-/// One write waiting for the writer.
-pub(crate) struct WriteOp {
+/// One put: the value for `key`, optionally only if its latest version is
+/// `expect` (0: only if the key has no version).
+#[derive(Debug)]
+pub struct PutItem {
+    /// The key.
     pub key: String,
+    /// The JSON value.
     pub value: Box<RawValue>,
-    pub reply: Sender<Result<PutOutcome, StoreError>>,
+    /// The condition, if any.
+    pub expect: Option<u64>,
 }
 
+/// A write operation.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Put(PutItem),
+    Delete(String),
+    Purge(String),
+    Batch(Vec<PutItem>),
+}
+
+/// What an operation did.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// New versions, in order (a tombstone for a delete).
+    Written(Vec<Arc<Versioned>>),
+    /// A purge removed this many versions.
+    Purged { key: String, versions: u64 },
+}
+
+type Reply = Sender<Result<Done, StoreError>>;
+
 enum Msg {
-    Put(WriteOp),
+    Op(Op, Reply),
     Stop,
 }
 
 /// Counters of the group commit, for metrics and benchmarks.
 #[derive(Debug, Default)]
-pub struct WriterStats {
+pub struct WriterCounters {
     /// Transactions committed.
     pub batches: AtomicU64,
-    /// Writes committed, over all batches.
-    pub writes: AtomicU64,
+    /// Operations committed, over all transactions.
+    pub ops: AtomicU64,
+}
+
+/// What the writer thread needs besides its connection.
+pub(crate) struct WriterContext {
+    pub cache: Arc<LatestCache>,
+    pub watchers: Arc<Watchers>,
+    pub counters: Arc<WriterCounters>,
+    pub max_batch: usize,
+    /// Keep at most this many versions per key (0: all).
+    pub max_versions: u64,
 }
 
 /// Handle to the writer thread.
 pub(crate) struct Writer {
     queue: Sender<Msg>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
-    pub stats: Arc<WriterStats>,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`.
     pub fn start(
         conn: Connection,
-        cache: Arc<LatestCache>,
+        ctx: WriterContext,
         queue_len: usize,
-        max_batch: usize,
     ) -> std::io::Result<Writer> {
         let (queue, rx) = bounded(queue_len.max(1));
-        let stats = Arc::new(WriterStats::default());
-        let thread_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("vkv-writer".into())
-            .spawn(move || run(conn, &rx, &cache, &thread_stats, max_batch.max(1)))?;
+            .spawn(move || run(conn, &rx, &ctx))?;
         Ok(Writer {
             queue,
             thread: std::sync::Mutex::new(Some(thread)),
-            stats,
         })
     }
 
-    /// Queues a write; blocks while the queue is full (back-pressure).
-    pub fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
+    /// Queues `op` and waits for its outcome; blocks while the queue is
+    /// full (back-pressure).
+    pub fn apply(&self, op: Op) -> Result<Done, StoreError> {
+        let (reply, outcome) = bounded(1);
         self.queue
-            .send(Msg::Put(op))
-            .map_err(|_| StoreError::Closed)
+            .send(Msg::Op(op, reply))
+            .map_err(|_| StoreError::Closed)?;
+        outcome.recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Commits everything queued so far, stops the thread and waits for it.
@@ -86,128 +125,263 @@ impl Writer {
     }
 }
 
-fn run(
-    mut conn: Connection,
-    rx: &Receiver<Msg>,
-    cache: &LatestCache,
-    stats: &WriterStats,
-    max_batch: usize,
-) {
-    let mut batch = Vec::with_capacity(max_batch);
+fn run(mut conn: Connection, rx: &Receiver<Msg>, ctx: &WriterContext) {
+    let mut batch: Vec<(Op, Reply)> = Vec::with_capacity(ctx.max_batch);
     let mut stopping = false;
     while !stopping {
         match rx.recv() {
-            Ok(Msg::Put(op)) => batch.push(op),
+            Ok(Msg::Op(op, reply)) => batch.push((op, reply)),
             Ok(Msg::Stop) | Err(_) => stopping = true,
         }
-        // Take what else is queued: on stop, everything, so that no write
+        // Take what else is queued; on stop, everything, so that no write
         // that was accepted is dropped.
-        while stopping || batch.len() < max_batch {
+        loop {
             match rx.try_recv() {
-                Ok(Msg::Put(op)) => batch.push(op),
+                Ok(Msg::Op(op, reply)) => batch.push((op, reply)),
                 Ok(Msg::Stop) => stopping = true,
                 Err(_) => break,
             }
-            if batch.len() >= max_batch {
-                commit_and_answer(&mut conn, &mut batch, cache, stats);
+            if batch.len() >= ctx.max_batch {
+                commit_and_answer(&mut conn, std::mem::take(&mut batch), ctx);
             }
         }
-        commit_and_answer(&mut conn, &mut batch, cache, stats);
+        commit_and_answer(&mut conn, std::mem::take(&mut batch), ctx);
     }
     log::debug!("writer stopped");
 }
 
-fn commit_and_answer(
-    conn: &mut Connection,
-    batch: &mut Vec<WriteOp>,
-    cache: &LatestCache,
-    stats: &WriterStats,
-) {
+fn commit_and_answer(conn: &mut Connection, batch: Vec<(Op, Reply)>, ctx: &WriterContext) {
     if batch.is_empty() {
         return;
     }
-    match commit(conn, batch) {
-        Ok(outcomes) => {
-            stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats
-                .writes
+    match commit(conn, &batch, ctx.max_versions) {
+        Ok(results) => {
+            ctx.counters.batches.fetch_add(1, Ordering::Relaxed);
+            ctx.counters
+                .ops
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            for (op, outcome) in batch.drain(..).zip(outcomes) {
-                answer(op, outcome, cache);
+            for ((_, reply), result) in batch.into_iter().zip(results) {
+                if let Ok(done) = &result {
+                    publish(done, ctx);
+                }
+                let _ = reply.send(result);
             }
         }
         Err(e) if batch.len() == 1 => {
             log::warn!("write failed: {e}");
-            for op in batch.drain(..) {
-                let _ = op.reply.send(Err(clone_err(&e)));
+            for (_, reply) in batch {
+                let _ = reply.send(Err(e.clone()));
             }
         }
         Err(e) => {
-            log::warn!("batch of {} failed ({e}); retrying one by one", batch.len());
-            for op in std::mem::take(batch) {
-                let mut single = vec![op];
-                commit_and_answer(conn, &mut single, cache, stats);
+            log::warn!("group of {} failed ({e}); retrying one by one", batch.len());
+            for one in batch {
+                commit_and_answer(conn, vec![one], ctx);
             }
         }
     }
 }
 
-/// Caches the committed version, then acknowledges it: after the caller
-/// sees the ack, every GET sees this version or a newer one.
-fn answer(op: WriteOp, outcome: PutOutcome, cache: &LatestCache) {
-    cache.insert_newer(Arc::new(Versioned {
-        key: op.key,
-        version: outcome.version,
-        timestamp_ms: outcome.timestamp_ms,
-        value: op.value,
-    }));
-    let _ = op.reply.send(Ok(outcome));
+/// Makes a committed operation visible: cache first, then watchers. Runs
+/// before the caller is answered, so after an ack every GET sees this
+/// version or a newer one.
+fn publish(done: &Done, ctx: &WriterContext) {
+    match done {
+        Done::Written(versions) => {
+            for v in versions {
+                ctx.cache.insert_newer(Arc::clone(v));
+                ctx.watchers.notify(v);
+            }
+        }
+        Done::Purged { key, .. } => ctx.cache.remove(key),
+    }
 }
 
-fn commit(conn: &mut Connection, batch: &[WriteOp]) -> Result<Vec<PutOutcome>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// Totals to add to the counters table at commit.
+#[derive(Default)]
+struct Deltas {
+    keys: i64,
+    versions: i64,
+}
+
+/// Applies every operation in one transaction; the outer `Err` means the
+/// transaction failed as a whole.
+fn commit(
+    conn: &mut Connection,
+    batch: &[(Op, Reply)],
+    max_versions: u64,
+) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ts = now_ms();
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut new_keys = 0i64;
-    {
-        let mut latest_q = tx.prepare_cached("SELECT latest FROM keys WHERE key = ?1")?;
-        let mut insert_v = tx.prepare_cached(
-            "INSERT INTO versions (key, version, ts_ms, value) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        let mut upsert_k = tx.prepare_cached(
-            "INSERT INTO keys (key, latest, ts_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key) DO UPDATE SET latest = excluded.latest, ts_ms = excluded.ts_ms",
-        )?;
-        for op in batch {
-            let latest: Option<i64> = latest_q
-                .query_row(params![op.key], |r| r.get(0))
-                .optional()?;
-            let version = latest.unwrap_or(0) + 1;
-            if latest.is_none() {
-                new_keys += 1;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut total = Deltas::default();
+    for (op, _) in batch {
+        let sp = tx.savepoint()?;
+        let mut d = Deltas::default();
+        match apply(&sp, op, ts, max_versions, &mut d) {
+            Ok(done) => {
+                sp.commit()?;
+                total.keys += d.keys;
+                total.versions += d.versions;
+                results.push(Ok(done));
             }
-            insert_v.execute(params![op.key, version, ts, op.value.get()])?;
-            upsert_k.execute(params![op.key, version, ts])?;
-            outcomes.push(PutOutcome {
-                key: op.key.clone(),
-                version: version as u64,
-                timestamp_ms: ts,
-            });
+            // Refused by its own rules: undo just this operation.
+            Err(e) if e.is_refusal() => {
+                drop(sp);
+                results.push(Err(e));
+            }
+            Err(e) => return Err(e),
         }
+    }
+    if total.keys != 0 || total.versions != 0 {
         let mut bump =
             tx.prepare_cached("UPDATE counters SET value = value + ?2 WHERE name = ?1")?;
-        bump.execute(params!["keys", new_keys])?;
-        bump.execute(params!["versions", batch.len() as i64])?;
+        bump.execute(params!["keys", total.keys])?;
+        bump.execute(params!["versions", total.versions])?;
     }
     tx.commit()?;
-    Ok(outcomes)
+    Ok(results)
 }
 
-fn clone_err(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::StorageFull(s) => StoreError::StorageFull(s.clone()),
-        StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
-        StoreError::Closed => StoreError::Closed,
-        other => StoreError::Internal(other.to_string()),
+fn apply(
+    tx: &Connection,
+    op: &Op,
+    ts: i64,
+    max_versions: u64,
+    d: &mut Deltas,
+) -> Result<Done, StoreError> {
+    match op {
+        Op::Put(item) => Ok(Done::Written(vec![put(
+            tx,
+            item,
+            false,
+            ts,
+            max_versions,
+            d,
+        )?])),
+        Op::Batch(items) => items
+            .iter()
+            .map(|item| put(tx, item, false, ts, max_versions, d))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Done::Written),
+        Op::Delete(key) => {
+            let head = head(tx, key)?.ok_or_else(|| StoreError::KeyNotFound(key.clone()))?;
+            if head.deleted {
+                return Err(StoreError::Deleted {
+                    key: key.clone(),
+                    version: head.latest,
+                });
+            }
+            let tombstone = PutItem {
+                key: key.clone(),
+                value: RawValue::NULL.to_owned(),
+                expect: None,
+            };
+            Ok(Done::Written(vec![put(
+                tx,
+                &tombstone,
+                true,
+                ts,
+                max_versions,
+                d,
+            )?]))
+        }
+        Op::Purge(key) => {
+            head(tx, key)?.ok_or_else(|| StoreError::KeyNotFound(key.clone()))?;
+            let n = tx
+                .prepare_cached("DELETE FROM versions WHERE key = ?1")?
+                .execute(params![key])?;
+            tx.prepare_cached("DELETE FROM keys WHERE key = ?1")?
+                .execute(params![key])?;
+            d.keys -= 1;
+            d.versions -= n as i64;
+            Ok(Done::Purged {
+                key: key.clone(),
+                versions: n as u64,
+            })
+        }
     }
+}
+
+/// The `keys` row of a key.
+struct Head {
+    latest: u64,
+    deleted: bool,
+    first_kept: u64,
+}
+
+fn head(tx: &Connection, key: &str) -> Result<Option<Head>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT latest, deleted, first_kept FROM keys WHERE key = ?1")?
+        .query_row(params![key], |r| {
+            Ok(Head {
+                latest: r.get::<_, i64>(0)? as u64,
+                deleted: r.get(1)?,
+                first_kept: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .optional()?)
+}
+
+fn put(
+    tx: &Connection,
+    item: &PutItem,
+    deleted: bool,
+    ts: i64,
+    max_versions: u64,
+    d: &mut Deltas,
+) -> Result<Arc<Versioned>, StoreError> {
+    let head = head(tx, &item.key)?;
+    let current = head.as_ref().map_or(0, |h| h.latest);
+    if let Some(expected) = item.expect
+        && expected != current
+    {
+        return Err(StoreError::Conflict {
+            key: item.key.clone(),
+            expected,
+            current,
+        });
+    }
+    let version = current + 1;
+    let mut first_kept = head.as_ref().map_or(1, |h| h.first_kept);
+    tx.prepare_cached(
+        "INSERT INTO versions (key, version, ts_ms, value, deleted) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        item.key,
+        version as i64,
+        ts,
+        item.value.get(),
+        deleted
+    ])?;
+    d.versions += 1;
+    if head.is_none() {
+        d.keys += 1;
+    }
+    if max_versions > 0 && version - first_kept + 1 > max_versions {
+        first_kept = version - max_versions + 1;
+        let removed = tx
+            .prepare_cached("DELETE FROM versions WHERE key = ?1 AND version < ?2")?
+            .execute(params![item.key, first_kept as i64])?;
+        d.versions -= removed as i64;
+    }
+    tx.prepare_cached(
+        "INSERT INTO keys (key, latest, ts_ms, deleted, first_kept) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (key) DO UPDATE SET latest = excluded.latest, ts_ms = excluded.ts_ms,
+             deleted = excluded.deleted, first_kept = excluded.first_kept",
+    )?
+    .execute(params![
+        item.key,
+        version as i64,
+        ts,
+        deleted,
+        first_kept as i64
+    ])?;
+    Ok(Arc::new(Versioned {
+        key: item.key.clone(),
+        version,
+        timestamp_ms: ts,
+        deleted,
+        value: item.value.clone(),
+    }))
 }

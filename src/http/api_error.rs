@@ -14,6 +14,8 @@ pub struct ApiError {
     pub detail: String,
     /// Extra headers, such as `Allow` for `405`.
     pub headers: Vec<(&'static str, String)>,
+    /// Extra body fields besides `detail`, such as `current_version`.
+    pub fields: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
             status,
             detail: detail.into(),
             headers: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -46,7 +49,16 @@ impl ApiError {
 
     /// Turns the error into the response sent.
     pub fn into_response(self) -> HttpResponse {
-        let mut r = HttpResponse::error(self.status, &self.detail);
+        let mut r = if self.fields.is_empty() {
+            HttpResponse::error(self.status, &self.detail)
+        } else {
+            let mut body = serde_json::Map::new();
+            body.insert("detail".into(), self.detail.into());
+            for (k, v) in self.fields {
+                body.insert(k.into(), v);
+            }
+            HttpResponse::json(self.status, serde_json::to_vec(&body).unwrap_or_default())
+        };
         r.headers = self.headers;
         r
     }
@@ -55,15 +67,28 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
-            StoreError::KeyNotFound(_) | StoreError::VersionNotFound { .. } => 404,
+            StoreError::KeyNotFound(_)
+            | StoreError::VersionNotFound { .. }
+            | StoreError::Deleted { .. } => 404,
+            StoreError::Gone { .. } => 410,
+            StoreError::Conflict { .. } => 409,
             StoreError::InvalidKey(_) | StoreError::InvalidValue(_) => 422,
             StoreError::StorageFull(_) => 507,
-            StoreError::Unavailable(_) | StoreError::Closed => 503,
+            StoreError::Unavailable(_) | StoreError::Closed | StoreError::TooManyWatchers(_) => 503,
             StoreError::Internal(_) => 500,
         };
         if status == 500 {
             log::error!("internal error: {e}");
         }
-        ApiError::new(status, e.to_string())
+        let mut api = ApiError::new(status, e.to_string());
+        match e {
+            StoreError::Conflict { key, current, .. } => {
+                api.fields.push(("key", key.into()));
+                api.fields.push(("current_version", current.into()));
+            }
+            StoreError::TooManyWatchers(_) => api.headers.push(("Retry-After", "1".into())),
+            _ => {}
+        }
+        api
     }
 }

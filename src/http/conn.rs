@@ -350,6 +350,7 @@ fn serve(shared: &Shared, conn: &ConnEntry, peer: SocketAddr) {
         stream,
         buf: Vec::with_capacity(READ_CHUNK),
         deadline: Instant::now(),
+        timeout: None,
     };
     loop {
         // Pipelined bytes already buffered start the next request at once.
@@ -426,13 +427,19 @@ struct Reader<'a> {
     stream: &'a TcpStream,
     buf: Vec<u8>,
     deadline: Instant,
+    /// The read timeout currently set on the socket.
+    timeout: Option<Duration>,
 }
 
 impl Reader<'_> {
     /// One read of up to `READ_CHUNK` bytes appended to `buf`; `Ok(0)` is EOF.
     fn read_once(&mut self, timeout: Duration) -> io::Result<usize> {
-        self.stream
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        // Skipped when unchanged: saves a syscall per keep-alive request.
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        if self.timeout != timeout {
+            self.stream.set_read_timeout(timeout)?;
+            self.timeout = timeout;
+        }
         let len = self.buf.len();
         self.buf.resize(len + READ_CHUNK, 0);
         let read = loop {
@@ -737,9 +744,8 @@ fn encode(response: &HttpResponse, framing: &Framing) -> Vec<u8> {
     // 1xx, 204 and 304 responses never carry a body (RFC 9110 6.4.1).
     let bodyless = status < 200 || status == 204 || status == 304;
     let mut out = Vec::with_capacity(192 + response.body.len());
-    out.extend_from_slice(
-        format!("HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status)).as_bytes(),
-    );
+    // Writing into a Vec cannot fail: the results are ignored.
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status));
     push_date(&mut out);
     out.extend_from_slice(b"\r\n");
     if response.header("content-type").is_none() {
@@ -753,10 +759,10 @@ fn encode(response: &HttpResponse, framing: &Framing) -> Vec<u8> {
         {
             continue;
         }
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        let _ = write!(out, "{name}: {value}\r\n");
     }
     if !bodyless {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", response.body.len()).as_bytes());
+        let _ = write!(out, "Content-Length: {}\r\n", response.body.len());
     }
     if framing.close {
         out.extend_from_slice(b"Connection: close\r\n");

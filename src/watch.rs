@@ -1,0 +1,125 @@
+//! Watchers: callers waiting for a key to pass a version.
+//!
+//! A watcher registers a channel under its key; the writer thread, after a
+//! commit and after updating the cache, sends each new version to the
+//! key's watchers and forgets them. Registration is bounded. Closing the
+//! registry (on shutdown) drops every channel, which wakes every watcher.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::error::StoreError;
+use crate::version::Versioned;
+
+type Waiters = HashMap<String, Vec<(u64, Sender<Arc<Versioned>>)>>;
+
+/// The registry of waiting watchers.
+pub struct Watchers {
+    waiters: Mutex<Waiters>,
+    count: AtomicUsize,
+    next_id: AtomicU64,
+    max: usize,
+    closed: AtomicBool,
+}
+
+/// A registered wait; dropping it unregisters.
+pub struct Subscription {
+    watchers: Arc<Watchers>,
+    key: String,
+    id: u64,
+    /// Receives the first version committed after registration; disconnects
+    /// when the store shuts down.
+    pub changes: Receiver<Arc<Versioned>>,
+}
+
+impl Watchers {
+    /// A registry holding at most `max` watchers.
+    pub fn new(max: usize) -> Self {
+        Watchers {
+            waiters: Mutex::new(HashMap::new()),
+            count: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            max,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a watcher on `key`.
+    pub fn subscribe(self: &Arc<Self>, key: &str) -> Result<Subscription, StoreError> {
+        let (tx, rx) = bounded(1);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut w = self.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let n = self.count.load(Ordering::Acquire);
+        if n >= self.max {
+            return Err(StoreError::TooManyWatchers(n));
+        }
+        w.entry(key.to_string()).or_default().push((id, tx));
+        self.count.fetch_add(1, Ordering::AcqRel);
+        Ok(Subscription {
+            watchers: Arc::clone(self),
+            key: key.to_string(),
+            id,
+            changes: rx,
+        })
+    }
+
+    /// Writer path: hands `version` to every watcher of its key.
+    pub fn notify(&self, version: &Arc<Versioned>) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut w = self.lock();
+        if let Some(list) = w.remove(&version.key) {
+            self.count.fetch_sub(list.len(), Ordering::AcqRel);
+            for (_, tx) in list {
+                let _ = tx.send(Arc::clone(version));
+            }
+        }
+    }
+
+    /// Watchers waiting now.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Whether no watcher waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Wakes every watcher (their channels disconnect) and refuses new ones.
+    pub fn close(&self) {
+        let mut w = self.lock();
+        self.closed.store(true, Ordering::Release);
+        self.count.store(0, Ordering::Release);
+        w.clear();
+    }
+
+    fn unregister(&self, key: &str, id: u64) {
+        let mut w = self.lock();
+        if let Some(list) = w.get_mut(key) {
+            let before = list.len();
+            list.retain(|(i, _)| *i != id);
+            self.count.fetch_sub(before - list.len(), Ordering::AcqRel);
+            if list.is_empty() {
+                w.remove(key);
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.watchers.unregister(&self.key, self.id);
+    }
+}
