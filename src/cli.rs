@@ -52,6 +52,16 @@ pub struct Cli {
     /// A request must arrive whole within this time of its first byte.
     #[arg(long, env = "VKV_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub read_timeout: Duration,
+    /// Versions kept per key; a write past it removes the oldest (0: all).
+    #[arg(long, env = "VKV_MAX_VERSIONS", default_value_t = 0)]
+    pub max_versions: u64,
+    /// Long-poll requests (GET ?wait_after=) that may wait at once; 503 beyond.
+    #[arg(long, env = "VKV_MAX_WATCHERS", default_value_t = 256)]
+    pub max_watchers: usize,
+    /// The most puts in one POST /batch.
+    #[arg(long, env = "VKV_MAX_BATCH", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_batch: u32,
     /// Log level: off, error, warn, info (one line per request), debug.
     #[arg(long, env = "VKV_LOG_LEVEL", default_value = "info", value_parser = level)]
     pub log_level: LevelFilter,
@@ -99,6 +109,8 @@ impl Cli {
             Sync::Normal => SyncMode::Normal,
         };
         c.read_connections = u32::from(self.workers);
+        c.max_versions = self.max_versions;
+        c.max_watchers = self.max_watchers;
         c
     }
 
@@ -115,6 +127,7 @@ impl Cli {
                 max_body_bytes: self.max_body_bytes as usize,
                 ..ConnLimits::default()
             },
+            max_batch_puts: self.max_batch as usize,
         }
     }
 }

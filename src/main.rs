@@ -49,6 +49,9 @@ fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     );
     let signal = signals.forever().next();
     log::info!("signal {signal:?} received: shutting down");
+    // Parked long polls first, so that they are answered and their
+    // connections do not hold up the stop.
+    store.close_watchers();
     server.shutdown();
     store.close();
     log::info!("stopped");

@@ -10,6 +10,7 @@ pub mod app;
 pub mod conn;
 pub mod handlers;
 pub mod message;
+pub mod metrics;
 pub mod query;
 pub mod router;
 pub mod server;

@@ -10,6 +10,16 @@ pub enum Route<'a> {
     Put(&'a str),
     /// `GET /get/{key}`; the key still percent-encoded.
     Get(&'a str),
+    /// `DELETE /delete/{key}`.
+    Delete(&'a str),
+    /// `GET /history/{key}`.
+    History(&'a str),
+    /// `GET /keys`.
+    Keys,
+    /// `POST /batch`.
+    Batch,
+    /// `GET /metrics`.
+    Metrics,
     /// `GET /cache/stats`.
     CacheStats,
     /// `GET /db/stats`.
@@ -27,6 +37,11 @@ pub enum Route<'a> {
 pub const API_ROUTES: &[(&str, &str)] = &[
     ("post", "/put/{key}"),
     ("get", "/get/{key}"),
+    ("delete", "/delete/{key}"),
+    ("get", "/history/{key}"),
+    ("get", "/keys"),
+    ("post", "/batch"),
+    ("get", "/metrics"),
     ("get", "/cache/stats"),
     ("get", "/db/stats"),
     ("get", "/health"),
@@ -34,12 +49,38 @@ pub const API_ROUTES: &[(&str, &str)] = &[
 
 const READ: &str = "GET, HEAD";
 
+impl Route<'_> {
+    /// A short name for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Put(_) => "put",
+            Route::Get(_) => "get",
+            Route::Delete(_) => "delete",
+            Route::History(_) => "history",
+            Route::Keys => "keys",
+            Route::Batch => "batch",
+            Route::Metrics => "metrics",
+            Route::CacheStats => "cache_stats",
+            Route::DbStats => "db_stats",
+            Route::Health => "health",
+            Route::OpenApi => "openapi",
+            Route::Docs(_) => "docs",
+        }
+    }
+}
+
 /// Finds the route for `method` and `path` (`404` / `405` with `Allow`).
 pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
     let (allow, route) = if let Some(key) = path.strip_prefix("/put/") {
         ("POST", Route::Put(key))
     } else if let Some(key) = path.strip_prefix("/get/") {
         (READ, Route::Get(key))
+    } else if let Some(key) = path.strip_prefix("/delete/") {
+        ("DELETE", Route::Delete(key))
+    } else if let Some(key) = path.strip_prefix("/history/") {
+        (READ, Route::History(key))
+    } else if path == "/batch" {
+        ("POST", Route::Batch)
     } else if let Some(file) = path.strip_prefix("/docs/") {
         (READ, Route::Docs(file))
     } else {
@@ -47,6 +88,8 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
             "/cache/stats" => Route::CacheStats,
             "/db/stats" => Route::DbStats,
             "/health" => Route::Health,
+            "/keys" => Route::Keys,
+            "/metrics" => Route::Metrics,
             "/openapi.json" => Route::OpenApi,
             "/docs" => Route::Docs(""),
             _ => return Err(ApiError::no_route(path)),

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub queue_len: usize,
     /// Connection limits and timeouts.
     pub limits: ConnLimits,
+    /// The most puts in one `POST /batch`.
+    pub max_batch_puts: usize,
 }
 
 /// A running vkv HTTP server.
@@ -32,7 +34,7 @@ impl Server {
     /// Binds `config.bind` and starts serving `store`.
     pub fn start(config: ServerConfig, store: Store) -> std::io::Result<Server> {
         let listener = TcpListener::bind(&config.bind)?;
-        let app = Arc::new(App::new(store));
+        let app = Arc::new(App::new(store, config.max_batch_puts));
         let handler: Handler = Arc::new(move |req| app.handle(req));
         let pool = Arc::new(WorkerPool::start(
             config.workers,

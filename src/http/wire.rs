@@ -58,3 +58,106 @@ pub struct ErrorResponse {
     /// What went wrong, for humans.
     pub detail: String,
 }
+
+/// Answer of `DELETE /delete/{key}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeleteResponse<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The version of the deletion marker.
+    pub version: u64,
+    /// Commit time, RFC 3339 UTC.
+    pub timestamp: String,
+}
+
+/// Answer of `DELETE /delete/{key}?purge=true`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PurgeResponse<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// How many versions were removed for good.
+    pub purged_versions: u64,
+}
+
+/// One version in `GET /history/{key}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    /// The version number.
+    pub version: u64,
+    /// Commit time, RFC 3339 UTC.
+    pub timestamp: String,
+    /// Whether this version is a deletion marker.
+    pub deleted: bool,
+    /// Size of the stored JSON value in bytes.
+    pub size_bytes: u64,
+}
+
+/// Answer of `GET /history/{key}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryResponse<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// Versions, newest first.
+    pub versions: Vec<HistoryEntry>,
+    /// Pass as `before` for the next page; null at the end.
+    pub next_before: Option<u64>,
+}
+
+/// One key in `GET /keys`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyEntry {
+    /// The key.
+    pub key: String,
+    /// Its latest version.
+    pub version: u64,
+    /// Commit time of the latest version, RFC 3339 UTC.
+    pub timestamp: String,
+}
+
+/// Answer of `GET /keys`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeysResponse {
+    /// Keys in byte order.
+    pub keys: Vec<KeyEntry>,
+    /// Pass as `after` for the next page; null at the end.
+    pub next_after: Option<String>,
+}
+
+/// One put of `POST /batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BatchPut<'a> {
+    /// The key (not percent-encoded).
+    pub key: String,
+    /// Any JSON value.
+    #[serde(borrow)]
+    #[schema(value_type = Object)]
+    pub value: &'a RawValue,
+    /// Write only if the latest version is this (0: only if absent).
+    pub if_version: Option<u64>,
+}
+
+/// Body of `POST /batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BatchRequest<'a> {
+    /// The puts, committed all or none.
+    #[serde(borrow)]
+    pub puts: Vec<BatchPut<'a>>,
+}
+
+/// Answer of `POST /batch`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse<'a> {
+    /// One result per put, in order.
+    pub results: Vec<PutResponse<'a>>,
+}
+
+/// Answer of a failed condition (`409`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConflictResponse {
+    /// What went wrong.
+    pub detail: String,
+    /// The key whose condition failed.
+    pub key: String,
+    /// Its latest version (0: none).
+    pub current_version: u64,
+}

@@ -16,11 +16,27 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use super::message::{HttpRequest, HttpResponse};
 
 /// What a worker runs for each request.
-pub type Handler = Arc<dyn Fn(HttpRequest) -> HttpResponse + Send + Sync>;
+pub type Handler = Arc<dyn Fn(&HttpRequest) -> Reply + Send + Sync>;
+
+/// A handler's answer: a response now, or a wait to finish off the worker.
+pub enum Reply {
+    /// The response.
+    Ready(HttpResponse),
+    /// A parked request (a long poll): the closure waits and then builds the
+    /// response. It runs on the connection's own thread, never on a worker,
+    /// so waiting requests cannot starve the pool.
+    Parked(Box<dyn FnOnce() -> HttpResponse + Send>),
+}
+
+impl From<HttpResponse> for Reply {
+    fn from(r: HttpResponse) -> Self {
+        Reply::Ready(r)
+    }
+}
 
 struct Job {
     request: HttpRequest,
-    reply: Sender<HttpResponse>,
+    reply: Sender<Reply>,
 }
 
 /// A fixed set of worker threads fed by one bounded channel.
@@ -52,9 +68,11 @@ impl WorkerPool {
     pub fn dispatch(&self, request: HttpRequest) -> HttpResponse {
         let (reply, response) = bounded(1);
         match self.queue.try_send(Job { request, reply }) {
-            Ok(()) => response
-                .recv()
-                .unwrap_or_else(|_| HttpResponse::error(500, "worker stopped")),
+            Ok(()) => match response.recv() {
+                Ok(Reply::Ready(r)) => r,
+                Ok(Reply::Parked(wait)) => wait(),
+                Err(_) => HttpResponse::error(500, "worker stopped"),
+            },
             Err(TrySendError::Full(_)) => HttpResponse::error(
                 503,
                 "server overloaded: request queue is full, retry shortly",
@@ -77,13 +95,15 @@ impl WorkerPool {
 
 fn run_worker(jobs: &Receiver<Job>, handler: &Handler) {
     for job in jobs.iter() {
-        let method = job.request.method.clone();
-        let target = job.request.target.clone();
-        let response =
-            catch_unwind(AssertUnwindSafe(|| handler(job.request))).unwrap_or_else(|_| {
-                log::error!("handler panicked on {method} {target}: answered 500");
-                HttpResponse::error(500, "internal error (logged)")
-            });
+        let request = &job.request;
+        let response = catch_unwind(AssertUnwindSafe(|| handler(request))).unwrap_or_else(|_| {
+            log::error!(
+                "handler panicked on {} {}: answered 500",
+                request.method,
+                request.target
+            );
+            HttpResponse::error(500, "internal error (logged)").into()
+        });
         // The connection may have gone away; nothing to do then.
         let _ = job.reply.send(response);
     }

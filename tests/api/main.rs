@@ -1,10 +1,14 @@
 //! Integration tests over real HTTP against the real `vkv` binary and a
 //! real SQLite file. One test binary, one module per concern.
 
+mod batch;
 mod common;
 mod concurrency;
 mod docs;
 mod errors;
 mod kv;
+mod metrics;
 mod persistence;
+mod versioning;
+mod watch;
 mod workers;

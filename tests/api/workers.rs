@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vkv::http::message::{HttpRequest, HttpResponse};
-use vkv::http::workers::WorkerPool;
+use vkv::http::workers::{Reply, WorkerPool};
 
 fn req(target: &str) -> HttpRequest {
     HttpRequest {
@@ -21,11 +21,11 @@ fn a_panic_is_answered_500_and_the_worker_lives_on() {
     let pool = WorkerPool::start(
         1,
         4,
-        Arc::new(|r: HttpRequest| {
+        Arc::new(|r: &HttpRequest| -> Reply {
             if r.target == "/boom" {
                 panic!("boom");
             }
-            HttpResponse::json(200, b"{}".to_vec())
+            HttpResponse::json(200, b"{}".to_vec()).into()
         }),
     )
     .unwrap();
@@ -49,9 +49,9 @@ fn a_full_queue_answers_503_with_retry_after_at_once() {
         WorkerPool::start(
             1,
             1,
-            Arc::new(move |_| {
+            Arc::new(move |_: &HttpRequest| -> Reply {
                 let _ = wait.recv_timeout(Duration::from_secs(10));
-                HttpResponse::json(200, b"{}".to_vec())
+                HttpResponse::json(200, b"{}".to_vec()).into()
             }),
         )
         .unwrap(),

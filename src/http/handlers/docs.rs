@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use utoipa::OpenApi;
 
-use super::{kv, stats};
+use super::{batch, kv, listing, stats};
 use crate::http::api_error::ApiError;
 use crate::http::message::HttpResponse;
 use crate::http::wire;
@@ -17,13 +17,34 @@ use crate::http::wire;
         title = "vkv",
         description = "A versioned key-value store: every write keeps a new numbered version."
     ),
-    paths(kv::put, kv::get, stats::cache_stats, stats::db_stats, stats::health),
+    paths(
+        kv::put,
+        kv::get,
+        kv::delete,
+        listing::history,
+        listing::keys,
+        batch::batch,
+        stats::metrics,
+        stats::cache_stats,
+        stats::db_stats,
+        stats::health
+    ),
     components(schemas(
         wire::PutRequest,
         wire::PutResponse,
         wire::GetResponse,
         wire::HealthResponse,
         wire::ErrorResponse,
+        wire::ConflictResponse,
+        wire::DeleteResponse,
+        wire::PurgeResponse,
+        wire::HistoryEntry,
+        wire::HistoryResponse,
+        wire::KeyEntry,
+        wire::KeysResponse,
+        wire::BatchPut,
+        wire::BatchRequest,
+        wire::BatchResponse,
         crate::CacheStats,
         crate::DbStats
     ))

@@ -1,30 +1,52 @@
-//! `POST /put/{key}` and `GET /get/{key}`.
+//! `POST /put/{key}`, `GET /get/{key}` (with ETag, conditional GET and
+//! long-poll watch) and `DELETE /delete/{key}`.
 
-use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::Store;
 use crate::http::api_error::ApiError;
 use crate::http::message::{HttpRequest, HttpResponse};
 use crate::http::query::Query;
-use crate::http::wire::{ErrorResponse, GetResponse, PutRequest, PutResponse};
+use crate::http::wire::{
+    ConflictResponse, DeleteResponse, ErrorResponse, GetResponse, PurgeResponse, PutRequest,
+    PutResponse,
+};
+use crate::http::workers::Reply;
 use crate::key::decode_key;
+use crate::{Store, StoreError, Versioned, Watch};
+
+/// Default and largest wait of a long poll, in seconds.
+const WAIT_DEFAULT_SECS: u64 = 30;
+const WAIT_MAX_SECS: u64 = 300;
 
 /// Stores the body's `value` as the next version of the key.
 #[utoipa::path(
     post,
     path = "/put/{key}",
-    params(("key" = String, Path, description = "The key, percent-encoded; 1 to 1024 bytes of UTF-8, may contain '/'")),
+    params(
+        ("key" = String, Path, description = "The key, percent-encoded; 1 to 1024 bytes of UTF-8, may contain '/'"),
+        ("if_version" = Option<u64>, Query, description = "Write only if the latest version is this; 0: only if the key has no version"),
+        ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\""),
+    ),
     request_body = PutRequest,
     responses(
         (status = 200, description = "Committed", body = PutResponse),
+        (status = 409, description = "if_version did not match; nothing written", body = ConflictResponse),
         (status = 413, description = "Body over the limit", body = ErrorResponse),
-        (status = 422, description = "Malformed JSON, missing value, or invalid key", body = ErrorResponse),
+        (status = 422, description = "Malformed JSON, missing value, invalid key or condition", body = ErrorResponse),
         (status = 503, description = "Overloaded or database unavailable", body = ErrorResponse),
         (status = 507, description = "Disk full", body = ErrorResponse),
     )
 )]
 pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<HttpResponse, ApiError> {
     let key = decode_key(encoded_key)?;
+    let query = Query::parse(req.query())?;
+    let expect = match query.get("if_version") {
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::unprocessable(format!("if_version must be a version number, got '{v}'"))
+        })?),
+        None => req.header("if-match").map(parse_etag).transpose()?,
+    };
     // serde would also accept `[value]` for a struct: only an object is valid.
     if req.body.trim_ascii_start().first() != Some(&b'{') {
         return Err(ApiError::unprocessable(
@@ -33,8 +55,7 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<HttpRe
     }
     let body: PutRequest<'_> = serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))?;
-    let value: Box<RawValue> = body.value.to_owned();
-    let outcome = store.put_raw(&key, value)?;
+    let outcome = store.put_if(&key, body.value.to_owned(), expect)?;
     json(&PutResponse {
         key: &key,
         version: outcome.version,
@@ -43,33 +64,155 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<HttpRe
     })
 }
 
-/// Reads the latest version of the key, or `?version=N`.
+/// `"N"` or `N` to N.
+fn parse_etag(v: &str) -> Result<u64, ApiError> {
+    v.trim_matches('"').parse().map_err(|_| {
+        ApiError::unprocessable("If-Match must be a version ETag like \"3\"".to_string())
+    })
+}
+
+/// Reads the latest version of the key, or `?version=N`; or waits for a
+/// version above `wait_after`.
 #[utoipa::path(
     get,
     path = "/get/{key}",
     params(
         ("key" = String, Path, description = "The key, percent-encoded"),
         ("version" = Option<u64>, Query, description = "A version to read instead of the latest"),
+        ("wait_after" = Option<u64>, Query, description = "Long poll: answer when the latest version is above this"),
+        ("timeout" = Option<u64>, Query, description = "Long poll limit in seconds (default 30, max 300); then the current latest is answered"),
+        ("If-None-Match" = Option<String>, Header, description = "\"N\": answer 304 if the latest is still N"),
     ),
     responses(
         (status = 200, description = "The value", body = GetResponse,
          headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 404, description = "No such key or version", body = ErrorResponse),
-        (status = 422, description = "Invalid key or version parameter", body = ErrorResponse),
+        (status = 304, description = "The latest version is still the one in If-None-Match"),
+        (status = 404, description = "No such key or version, or the key was deleted", body = ErrorResponse),
+        (status = 410, description = "The version was removed by retention", body = ErrorResponse),
+        (status = 422, description = "Invalid key or parameter", body = ErrorResponse),
+        (status = 503, description = "Too many watchers", body = ErrorResponse),
     )
 )]
-pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<HttpResponse, ApiError> {
+pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply, ApiError> {
     let key = decode_key(encoded_key)?;
-    let version = Query::parse(req.query())?.positive("version")?;
+    let query = Query::parse(req.query())?;
+    if let Some(after) = query.get("wait_after") {
+        let after: u64 = after.parse().map_err(|_| {
+            ApiError::unprocessable(format!(
+                "wait_after must be a version number, got '{after}'"
+            ))
+        })?;
+        let secs = query.positive("timeout")?.unwrap_or(WAIT_DEFAULT_SECS);
+        if secs > WAIT_MAX_SECS {
+            return Err(ApiError::unprocessable(format!(
+                "timeout is at most {WAIT_MAX_SECS} seconds"
+            )));
+        }
+        return watch(store, key, after, Duration::from_secs(secs));
+    }
+    let version = query.positive("version")?;
     let found = store.get(&key, version)?;
-    let etag = format!("\"{}\"", found.version);
+    let etag = etag(&found);
+    if version.is_none()
+        && req
+            .header("if-none-match")
+            .is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok(HttpResponse::json(304, Vec::new())
+            .with_header("ETag", etag)
+            .into());
+    }
+    Ok(versioned(&found)?.into())
+}
+
+/// The long poll: answered at once if the key is past `after`, else parked
+/// until the writer hands over a newer version, the timeout passes, or the
+/// server shuts down (then the current latest is answered).
+fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Reply, ApiError> {
+    match store.subscribe(&key, after)? {
+        Watch::Ready(v) => Ok(versioned_or_deleted(&v).into()),
+        Watch::Pending(sub) => {
+            let store = store.clone();
+            Ok(Reply::Parked(Box::new(move || {
+                let latest = match sub.changes.recv_timeout(timeout) {
+                    Ok(v) => Ok(v),
+                    Err(_) => store.get(&key, None),
+                };
+                drop(sub);
+                latest
+                    .map_err(ApiError::from)
+                    .map(|v| versioned_or_deleted(&v))
+                    .unwrap_or_else(ApiError::into_response)
+            })))
+        }
+    }
+}
+
+fn versioned_or_deleted(v: &Arc<Versioned>) -> HttpResponse {
+    if v.deleted {
+        return ApiError::from(StoreError::Deleted {
+            key: v.key.clone(),
+            version: v.version,
+        })
+        .into_response()
+        .with_header("ETag", etag(v));
+    }
+    versioned(v).unwrap_or_else(ApiError::into_response)
+}
+
+fn etag(v: &Versioned) -> String {
+    format!("\"{}\"", v.version)
+}
+
+fn versioned(v: &Versioned) -> Result<HttpResponse, ApiError> {
     Ok(json(&GetResponse {
-        key: &found.key,
-        value: &found.value,
-        version: found.version,
-        timestamp: found.timestamp(),
+        key: &v.key,
+        value: &v.value,
+        version: v.version,
+        timestamp: v.timestamp(),
     })?
-    .with_header("ETag", etag))
+    .with_header("ETag", etag(v)))
+}
+
+/// Deletes the key: a tombstone version, or with `purge=true` every version
+/// for good.
+#[utoipa::path(
+    delete,
+    path = "/delete/{key}",
+    params(
+        ("key" = String, Path, description = "The key, percent-encoded"),
+        ("purge" = Option<bool>, Query, description = "true: remove every version permanently"),
+    ),
+    responses(
+        (status = 200, description = "Deleted (a tombstone version was written)", body = DeleteResponse),
+        (status = 200, description = "Purged (with purge=true)", body = PurgeResponse),
+        (status = 404, description = "No such key, or already deleted", body = ErrorResponse),
+    )
+)]
+pub fn delete(
+    store: &Store,
+    req: &HttpRequest,
+    encoded_key: &str,
+) -> Result<HttpResponse, ApiError> {
+    let key = decode_key(encoded_key)?;
+    let query = Query::parse(req.query())?;
+    match query.get("purge") {
+        Some("true" | "1") => json(&PurgeResponse {
+            key: &key,
+            purged_versions: store.purge(&key)?,
+        }),
+        None | Some("false" | "0") => {
+            let outcome = store.delete(&key)?;
+            json(&DeleteResponse {
+                key: &key,
+                version: outcome.version,
+                timestamp: outcome.timestamp(),
+            })
+        }
+        Some(other) => Err(ApiError::unprocessable(format!(
+            "purge must be true or false, got '{other}'"
+        ))),
+    }
 }
 
 /// Serializes `body` as a `200` JSON response.

@@ -1,4 +1,6 @@
 //! One handler module per endpoint family.
+pub mod batch;
 pub mod docs;
 pub mod kv;
+pub mod listing;
 pub mod stats;

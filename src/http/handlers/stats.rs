@@ -3,6 +3,7 @@
 use super::kv::json;
 use crate::http::api_error::ApiError;
 use crate::http::message::HttpResponse;
+use crate::http::metrics::Metrics;
 use crate::http::wire::{ErrorResponse, HealthResponse};
 use crate::{CacheStats, DbStats, Store};
 
@@ -48,4 +49,15 @@ pub fn health(store: &Store) -> Result<HttpResponse, ApiError> {
     let mut r = json(&body)?;
     r.status = status;
     Ok(r)
+}
+
+/// Prometheus text metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"))
+)]
+pub fn metrics(metrics: &Metrics, store: &Store) -> HttpResponse {
+    HttpResponse::json(200, metrics.render(store).into_bytes())
+        .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 }

@@ -1,0 +1,57 @@
+//! `POST /batch`: several puts, all or nothing.
+
+use super::kv::json;
+use crate::http::api_error::ApiError;
+use crate::http::message::{HttpRequest, HttpResponse};
+use crate::http::wire::{
+    BatchRequest, BatchResponse, ConflictResponse, ErrorResponse, PutResponse,
+};
+use crate::{PutItem, Store};
+
+/// Commits every put or none (one transaction).
+#[utoipa::path(
+    post,
+    path = "/batch",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "All committed", body = BatchResponse),
+        (status = 409, description = "A condition failed (named); nothing written", body = ConflictResponse),
+        (status = 422, description = "Malformed body, invalid key, or too many puts", body = ErrorResponse),
+    )
+)]
+pub fn batch(store: &Store, req: &HttpRequest, max_puts: usize) -> Result<HttpResponse, ApiError> {
+    if req.body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::unprocessable(
+            "body must be a JSON object like {\"puts\": [...]}",
+        ));
+    }
+    let body: BatchRequest<'_> = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))?;
+    if body.puts.is_empty() || body.puts.len() > max_puts {
+        return Err(ApiError::unprocessable(format!(
+            "a batch holds 1 to {max_puts} puts, got {}",
+            body.puts.len()
+        )));
+    }
+    let items = body
+        .puts
+        .into_iter()
+        .map(|p| PutItem {
+            key: p.key,
+            value: p.value.to_owned(),
+            expect: p.if_version,
+        })
+        .collect();
+    let outcomes = store.batch(items)?;
+    json(&BatchResponse {
+        results: outcomes
+            .iter()
+            .map(|o| PutResponse {
+                key: &o.key,
+                version: o.version,
+                operation: o.operation().as_str(),
+                timestamp: o.timestamp(),
+            })
+            .collect(),
+    })
+}

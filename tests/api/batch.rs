@@ -1,0 +1,134 @@
+//! POST /batch: all or nothing, also across a crash.
+
+use crate::common::{Server, json};
+
+#[test]
+fn a_batch_commits_all_puts_and_returns_each_version() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.put("a", &json!(0));
+    let body = json!({"puts": [
+        {"key": "a", "value": 1},
+        {"key": "b", "value": [2]},
+        {"key": "a", "value": 3, "if_version": 2},
+    ]});
+    let r = c.request("POST", "/batch", &[], body.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Vec<(String, u64)> = r.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["key"].as_str().unwrap().to_string(),
+                x["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(v, [("a".into(), 2), ("b".into(), 1), ("a".into(), 3)]);
+    assert_eq!(c.get("/get/a").json()["value"], 3);
+}
+
+#[test]
+fn a_failed_condition_writes_nothing_and_names_the_key() {
+    let s = Server::start(&["--max-batch", "3"]);
+    let mut c = s.client();
+    c.put("x", &json!(0));
+    let body = json!({"puts": [
+        {"key": "y", "value": 1},
+        {"key": "x", "value": 1, "if_version": 7},
+    ]});
+    let r = c.request("POST", "/batch", &[], body.to_string().as_bytes());
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        (r.json()["key"].clone(), r.json()["current_version"].clone()),
+        (json!("x"), json!(1))
+    );
+    assert_eq!(
+        c.get("/get/y").status,
+        404,
+        "the batch was not all-or-nothing"
+    );
+    let too_many = json!({"puts": (0..4).map(|i| json!({"key": format!("k{i}"), "value": i})).collect::<Vec<_>>()});
+    assert_eq!(
+        c.request("POST", "/batch", &[], too_many.to_string().as_bytes())
+            .status,
+        422
+    );
+    assert_eq!(
+        c.request("POST", "/batch", &[], br#"{"puts": []}"#).status,
+        422
+    );
+    assert_eq!(
+        c.request(
+            "POST",
+            "/batch",
+            &[],
+            br#"{"puts": [{"key": "", "value": 1}]}"#
+        )
+        .status,
+        422
+    );
+    assert_eq!(c.request("POST", "/batch", &[], b"[]").status, 422);
+    assert_eq!(c.get("/db/stats").json()["total_versions"], 1);
+}
+
+#[test]
+fn a_batch_is_all_or_nothing_when_the_process_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kv.db");
+    for round in 0..3u64 {
+        let mut s = Server::start_on(&db, &[]);
+        let writers: Vec<_> = (0..3)
+            .map(|t| {
+                let addr = s.addr;
+                std::thread::spawn(move || {
+                    let Ok(mut c) = std::net::TcpStream::connect(addr)
+                        .map(|_| crate::common::Client::connect(addr))
+                    else {
+                        return;
+                    };
+                    for i in 0.. {
+                        let puts: Vec<_> = (0..50)
+                            .map(|k| json!({"key": format!("r{round}/t{t}/b{i}/{k}"), "value": i}))
+                            .collect();
+                        let body = json!({ "puts": puts }).to_string();
+                        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            c.request("POST", "/batch", &[], body.as_bytes()).status
+                        }));
+                        if ok.map(|st| st != 200).unwrap_or(true) {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300 + round * 250));
+        s.kill();
+        for w in writers {
+            let _ = w.join();
+        }
+    }
+    let s = Server::start_on(&db, &[]);
+    let mut c = s.client();
+    let mut batches = std::collections::HashMap::<String, u64>::new();
+    let mut after = String::new();
+    loop {
+        let page = c.get(&format!("/keys?limit=1000&after={after}")).json();
+        for k in page["keys"].as_array().unwrap() {
+            let key = k["key"].as_str().unwrap();
+            let batch = key.rsplit_once('/').unwrap().0.to_string();
+            *batches.entry(batch).or_default() += 1;
+        }
+        match page["next_after"].as_str() {
+            Some(a) => after = a.replace('/', "%2F"),
+            None => break,
+        }
+    }
+    assert!(!batches.is_empty(), "no batch committed at all");
+    let partial: Vec<_> = batches.iter().filter(|(_, n)| **n != 50).collect();
+    assert!(
+        partial.is_empty(),
+        "partial batches after crashes: {partial:?}"
+    );
+}

@@ -1,0 +1,98 @@
+//! Long-poll watch: woken by a write on another connection, times out with
+//! the current latest, does not hold workers, is bounded, and is answered
+//! at shutdown.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{Server, json};
+
+#[test]
+fn a_watcher_is_woken_by_a_write_on_another_connection() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.put("w", &json!("first"));
+    let mut watcher = s.client();
+    let waiting = std::thread::spawn(move || {
+        let start = Instant::now();
+        let r = watcher.get("/get/w?wait_after=1&timeout=20");
+        (r.status, r.json(), start.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(c.put("w", &json!("second")).json()["version"], 2);
+    let (status, body, elapsed) = waiting.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        (body["version"].clone(), body["value"].clone()),
+        (json!(2), json!("second"))
+    );
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    // Already past: answered at once.
+    let r = c.get("/get/w?wait_after=1");
+    assert_eq!(r.json()["version"], 2);
+}
+
+#[test]
+fn a_watch_times_out_with_the_current_latest() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.put("t", &json!(1));
+    let start = Instant::now();
+    let r = c.get("/get/t?wait_after=1&timeout=1");
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    assert_eq!((r.status, r.json()["version"].clone()), (200, json!(1)));
+    let r = c.get("/get/nothing?wait_after=0&timeout=1");
+    assert_eq!(r.status, 404);
+    assert_eq!(c.get("/get/t?wait_after=1&timeout=301").status, 422);
+    assert_eq!(c.get("/get/t?wait_after=x").status, 422);
+}
+
+#[test]
+fn parked_watchers_hold_no_worker_and_are_bounded() {
+    let s = Server::start(&["--workers", "1", "--max-watchers", "3"]);
+    let mut c = s.client();
+    c.put("p", &json!(0));
+    let parked: Vec<_> = (0..3)
+        .map(|_| {
+            let mut w = s.client();
+            std::thread::spawn(move || {
+                w.get("/get/p?wait_after=1&timeout=20").json()["version"].clone()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    // With the only worker free, other requests are served at once.
+    let start = Instant::now();
+    assert_eq!(c.get("/get/p").status, 200);
+    assert!(start.elapsed() < Duration::from_secs(1));
+    let metrics = c.get("/metrics").text();
+    assert!(metrics.contains("vkv_watchers 3"), "{metrics}");
+    let r = c.get("/get/p?wait_after=1&timeout=20");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    c.put("p", &json!(1));
+    for p in parked {
+        assert_eq!(p.join().unwrap(), 2);
+    }
+}
+
+#[test]
+fn shutdown_answers_parked_watchers() {
+    let mut s = Server::start(&[]);
+    s.client().put("s", &json!("v1"));
+    let mut w = s.client();
+    let waiting = std::thread::spawn(move || {
+        let r = w.get("/get/s?wait_after=1&timeout=60");
+        (r.status, r.json()["version"].clone())
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let start = Instant::now();
+    assert!(s.terminate().success());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "stop waited for the watcher"
+    );
+    assert_eq!(waiting.join().unwrap(), (200, json!(1)));
+}
