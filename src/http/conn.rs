@@ -302,10 +302,15 @@ fn refuse(stream: &TcpStream, detail: &str) {
     let _ = stream.set_write_timeout(Some(REFUSE_WRITE_TIMEOUT));
     let _ = (&*stream).write_all(&encode(&response, &Framing::closing()));
     // Discard what the client already sent (unread data turns our close into
-    // a reset that can destroy the 503 before it is read), without blocking.
+    // a reset that can destroy the 503 before it is read): without blocking,
+    // and at most 64 KiB so a flooding client cannot hold the accept thread.
     if stream.set_nonblocking(true).is_ok() {
         let mut sink = [0u8; 4096];
-        while matches!((&*stream).read(&mut sink), Ok(n) if n > 0) {}
+        for _ in 0..16 {
+            if !matches!((&*stream).read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
     }
     let _ = stream.shutdown(Shutdown::Write);
 }

@@ -1,0 +1,753 @@
+//! The connection layer over raw sockets: framing, limits, timeouts,
+//! keep-alive, smuggling rejections, connection bounds and starvation.
+//!
+//! Every client socket has a read timeout, so no test can hang. Tests that
+//! measure process-wide things (thread counts) or timing under load take the
+//! `SERIAL` lock exclusively; all others share it.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use vkv::http::conn::{ConnLimits, HttpServer, Service};
+use vkv::http::message::{HttpRequest, HttpResponse};
+use vkv::http::workers::WorkerPool;
+
+static SERIAL: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    SERIAL.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    SERIAL.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Echoes what it got as JSON; `/count-me` counts its calls, `/panic`
+/// panics, `/slow` takes 500 ms, `/close` asks to close the connection.
+fn test_service(count: Arc<AtomicUsize>) -> Service {
+    Arc::new(move |req: HttpRequest| match req.path() {
+        "/count-me" => {
+            count.fetch_add(1, Ordering::SeqCst);
+            HttpResponse::json(200, b"{\"counted\":true}".to_vec())
+        }
+        "/panic" => panic!("test panic"),
+        "/slow" => {
+            thread::sleep(Duration::from_millis(500));
+            HttpResponse::json(200, b"{\"slow\":true}".to_vec())
+        }
+        "/close" => HttpResponse::json(200, b"{}".to_vec()).closing(),
+        _ => {
+            let body = serde_json::json!({
+                "method": req.method,
+                "target": req.target,
+                "body_len": req.body.len(),
+                "body": String::from_utf8_lossy(&req.body),
+            });
+            HttpResponse::json(200, body.to_string().into_bytes())
+        }
+    })
+}
+
+struct TestServer {
+    server: HttpServer,
+    count: Arc<AtomicUsize>,
+}
+
+impl TestServer {
+    fn start(limits: ConnLimits) -> TestServer {
+        let count = Arc::new(AtomicUsize::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = HttpServer::start(listener, limits, test_service(count.clone())).unwrap();
+        TestServer { server, count }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(self.server.local_addr())
+    }
+
+    fn counted(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+fn default_server() -> TestServer {
+    TestServer::start(ConnLimits::default())
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        let found = self
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name));
+        found.map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn read_more(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 8192];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// The next response; `None` when the server closed (or reset) first.
+    fn try_response(&mut self, head_only: bool) -> Option<Resp> {
+        loop {
+            let mut slots = [httparse::EMPTY_HEADER; 32];
+            let mut parsed = httparse::Response::new(&mut slots);
+            if let httparse::Status::Complete(len) = parsed.parse(&self.buf).unwrap() {
+                let headers: Vec<(String, String)> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8(h.value.to_vec()).unwrap(),
+                        )
+                    })
+                    .collect();
+                let mut resp = Resp {
+                    status: parsed.code.unwrap(),
+                    headers,
+                    body: Vec::new(),
+                };
+                let body_len: usize = match (head_only, resp.header("content-length")) {
+                    (false, Some(v)) => v.parse().unwrap(),
+                    _ => 0,
+                };
+                while self.buf.len() < len + body_len {
+                    assert!(self.read_more().unwrap() > 0, "EOF inside a response body");
+                }
+                resp.body = self.buf[len..len + body_len].to_vec();
+                self.buf.drain(..len + body_len);
+                return Some(resp);
+            }
+            match self.read_more() {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("no response in time: {e}"),
+            }
+        }
+    }
+
+    fn response(&mut self) -> Resp {
+        self.try_response(false)
+            .expect("server closed without answering")
+    }
+
+    /// True when the server closed the connection (EOF or reset) within 3 s.
+    fn closed(&mut self) -> bool {
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+fn get(target: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+}
+
+fn threads_in_process() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    line["Threads:".len()..].trim().parse().unwrap()
+}
+
+/// Sends `request` on a fresh connection; expects `status` and a close.
+fn expect_rejected(server: &TestServer, request: &[u8], status: u16) -> Resp {
+    let mut client = server.client();
+    client.send(request);
+    let resp = client.response();
+    assert_eq!(
+        resp.status,
+        status,
+        "{:?}: {resp:?}",
+        String::from_utf8_lossy(request)
+    );
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(client.closed(), "connection left open after {status}");
+    resp
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let _g = shared();
+    let server = default_server();
+    let mut client = server.client();
+    for i in 0..5 {
+        client.send(&get(&format!("/item/{i}?v=1")));
+        let resp = client.response();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.json()["target"], format!("/item/{i}?v=1"));
+        assert_eq!(resp.header("connection"), None);
+        assert_eq!(resp.header("content-type"), Some("application/json"));
+        assert!(resp.header("date").is_some_and(|d| d.ends_with(" GMT")));
+    }
+    assert_eq!(server.server.open_connections(), 1);
+}
+
+#[test]
+fn pipelined_requests_in_one_write_are_answered_in_order() {
+    let _g = shared();
+    let server = default_server();
+    let mut client = server.client();
+    let mut burst = get("/a");
+    burst.extend_from_slice(b"POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    burst.extend_from_slice(&get("/c"));
+    client.send(&burst);
+    let targets: Vec<_> = (0..3).map(|_| client.response().json()).collect();
+    assert_eq!(targets[0]["target"], "/a");
+    assert_eq!(targets[1]["target"], "/b");
+    assert_eq!(targets[1]["body"], "hello");
+    assert_eq!(targets[2]["target"], "/c");
+}
+
+#[test]
+fn http_1_0_closes_unless_keep_alive_is_asked() {
+    let _g = shared();
+    let server = default_server();
+    let mut client = server.client();
+    client.send(b"GET /old HTTP/1.0\r\n\r\n");
+    let resp = client.response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(client.closed());
+
+    let mut client = server.client();
+    for _ in 0..2 {
+        client.send(b"GET /old HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        let resp = client.response();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("connection"), Some("keep-alive"));
+    }
+}
+
+#[test]
+fn connection_close_and_response_close_end_the_connection() {
+    let _g = shared();
+    let server = default_server();
+    let mut client = server.client();
+    client.send(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(client.response().header("connection"), Some("close"));
+    assert!(client.closed());
+
+    let mut client = server.client();
+    client.send(&get("/close"));
+    assert_eq!(client.response().header("connection"), Some("close"));
+    assert!(client.closed());
+}
+
+#[test]
+fn head_sends_the_length_but_no_body() {
+    let _g = shared();
+    let server = default_server();
+    let mut client = server.client();
+    client.send(&get("/same"));
+    let full = client.response();
+    client.send(b"HEAD /same HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = client.try_response(true).unwrap();
+    assert_eq!(head.status, 200);
+    let get_len = full.body.len().to_string();
+    let echoed = full.json();
+    assert_eq!(echoed["method"], "GET");
+    // The HEAD body would differ only in the method name: "HEAD" vs "GET".
+    assert_eq!(
+        head.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        get_len.parse::<usize>().unwrap() + 1
+    );
+    // Had a body been written, it would be parsed as the next response here.
+    client.send(&get("/after"));
+    assert_eq!(client.response().json()["target"], "/after");
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let _g = shared();
+    let server = default_server();
+    let mut client = server.client();
+    client.send(
+        b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let interim = client.response();
+    assert_eq!(interim.status, 100);
+    client.send(&[b'x'; 2000]);
+    let resp = client.response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["body_len"], 2000);
+
+    expect_rejected(
+        &server,
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nExpect: magic\r\n\r\nabc",
+        417,
+    );
+}
+
+#[test]
+fn chunked_body_is_decoded() {
+    let _g = shared();
+    let server = default_server();
+    let mut client = server.client();
+    client.send(
+        b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked \r\n\r\n\
+          5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: skipped\r\n\r\n",
+    );
+    let resp = client.response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["body"], "hello world");
+    client.send(&get("/next"));
+    assert_eq!(client.response().json()["target"], "/next");
+
+    let malformed: [&[u8]; 3] = [
+        b"zz\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhelloXX0\r\n\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+    ];
+    for body in malformed {
+        let mut request = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        request.extend_from_slice(body);
+        expect_rejected(&server, &request, 400);
+    }
+}
+
+#[test]
+fn ambiguous_framing_is_rejected_and_the_smuggled_request_never_runs() {
+    let _g = shared();
+    let server = default_server();
+    let smuggled = "GET /count-me HTTP/1.1\r\nHost: t\r\n\r\n";
+    let variants = [
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: chunked, chunked\r\n",
+        "Transfer-Encoding: xchunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: \r\n",
+        "Content-Length: 0\r\nContent-Length: 5\r\n",
+        "Content-Length: +0\r\n",
+        "Content-Length: 0, 0\r\n",
+    ];
+    for framing in variants {
+        let request = format!("POST / HTTP/1.1\r\nHost: t\r\n{framing}\r\n0\r\n\r\n{smuggled}");
+        let resp = expect_rejected(&server, request.as_bytes(), 400);
+        assert!(resp.json()["detail"].is_string());
+    }
+    // Transfer-Encoding on HTTP/1.0 is faulty framing too.
+    let request =
+        format!("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}");
+    expect_rejected(&server, request.as_bytes(), 400);
+    assert_eq!(server.counted(), 0, "a smuggled request was executed");
+
+    // Control: with sound framing, the same second request does run.
+    let mut client = server.client();
+    client.send(
+        format!("POST / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n{smuggled}")
+            .as_bytes(),
+    );
+    assert_eq!(client.response().status, 200);
+    assert_eq!(client.response().status, 200);
+    assert_eq!(server.counted(), 1);
+}
+
+#[test]
+fn invalid_request_heads_get_400() {
+    let _g = shared();
+    let server = default_server();
+    expect_rejected(&server, b"GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n", 400);
+    expect_rejected(&server, b"GET / HTTP/1.1\r\nX-A: a\x01b\r\n\r\n", 400);
+    expect_rejected(
+        &server,
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
+        400,
+    );
+    expect_rejected(&server, b"GET /\xff\xfe HTTP/1.1\r\n\r\n", 400);
+    expect_rejected(&server, b"GET / HTTP/2.0\r\n\r\n", 400);
+    expect_rejected(&server, b"GARBAGE\r\n\r\n", 400);
+}
+
+#[test]
+fn a_panicking_service_answers_500_and_keeps_serving() {
+    let _g = shared();
+    let server = default_server();
+    let mut client = server.client();
+    client.send(&get("/panic"));
+    assert_eq!(client.response().status, 500);
+    client.send(&get("/fine"));
+    assert_eq!(client.response().status, 200);
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.server.open_connections() > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.server.open_connections(), 0);
+}
+
+#[test]
+fn oversized_request_line_and_headers_are_refused() {
+    let _g = shared();
+    let server = default_server();
+    let long_target = format!("/{}", "a".repeat(9 * 1024));
+    expect_rejected(&server, &get(&long_target), 414);
+    // Just under the limit is fine.
+    let mut client = server.client();
+    client.send(&get(&format!("/{}", "a".repeat(8000))));
+    assert_eq!(client.response().status, 200);
+
+    let big_header = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "b".repeat(17 * 1024));
+    expect_rejected(&server, big_header.as_bytes(), 431);
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    expect_rejected(
+        &server,
+        format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(),
+        431,
+    );
+}
+
+#[test]
+fn oversized_bodies_get_413_without_the_body_being_read() {
+    let _g = shared();
+    let server = default_server();
+    let started = Instant::now();
+    // The 10 MiB body is never sent: the answer must not wait for it.
+    expect_rejected(
+        &server,
+        b"POST / HTTP/1.1\r\nContent-Length: 10485760\r\n\r\n",
+        413,
+    );
+    expect_rejected(
+        &server,
+        b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        413,
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let mut chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    chunked.extend_from_slice(format!("{:x}\r\n", 2 << 20).as_bytes());
+    expect_rejected(&server, &chunked, 413);
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_idle_timeout() {
+    let _g = shared();
+    let limits = ConnLimits {
+        idle_timeout: Duration::from_millis(300),
+        ..ConnLimits::default()
+    };
+    let server = TestServer::start(limits);
+    let mut client = server.client();
+    client.send(&get("/once"));
+    assert_eq!(client.response().status, 200);
+    let started = Instant::now();
+    assert!(client.closed());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        "closed after {waited:?}"
+    );
+    // A silent client that never sends a byte is closed the same way.
+    let mut silent = server.client();
+    assert!(silent.closed());
+}
+
+#[test]
+fn a_slow_loris_is_cut_off_at_the_read_timeout() {
+    let _g = shared();
+    let limits = ConnLimits {
+        read_timeout: Duration::from_secs(1),
+        ..ConnLimits::default()
+    };
+    let server = TestServer::start(limits);
+    let mut client = server.client();
+    let started = Instant::now();
+    client.send(b"GET / HTTP/1.1\r\n");
+    let mut cut_off = None;
+    for i in 0..25 {
+        thread::sleep(Duration::from_millis(200));
+        // Each byte resets any per-read timeout; only a request deadline stops this.
+        if client
+            .stream
+            .write_all(format!("X-{i}: v\r\n").as_bytes())
+            .is_err()
+        {
+            break;
+        }
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        if client.read_more().is_ok() {
+            cut_off = Some(started.elapsed());
+            break;
+        }
+    }
+    let cut_off = cut_off.expect("slow loris was never cut off");
+    assert!(
+        cut_off < Duration::from_millis(2500),
+        "cut off after {cut_off:?}"
+    );
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    assert_eq!(client.response().status, 408);
+}
+
+#[test]
+fn connection_limit_bounds_threads_and_refuses_with_503() {
+    let _g = exclusive();
+    let limits = ConnLimits {
+        max_connections: 8,
+        read_timeout: Duration::from_secs(5),
+        ..ConnLimits::default()
+    };
+    let server = TestServer::start(limits);
+    let before = threads_in_process();
+    let stallers: Vec<Client> = (0..200)
+        .map(|_| {
+            let mut c = server.client();
+            c.send(b"POST /stall HTTP/1.1\r\nContent-Length: 100\r\n\r\nhalf");
+            c
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let during = threads_in_process();
+    assert!(
+        during <= before + 8 + 2,
+        "threads grew from {before} to {during}"
+    );
+    assert_eq!(server.server.open_connections(), 8);
+    let mut refused = 0;
+    for mut c in stallers {
+        c.stream
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        match c.read_more() {
+            Ok(_) if c.buf.starts_with(b"HTTP/1.1 503") => {
+                refused += 1;
+                let resp = c.response();
+                assert_eq!(resp.header("retry-after"), Some("1"));
+                assert_eq!(resp.header("connection"), Some("close"));
+            }
+            other => assert!(other.is_err(), "unexpected {other:?}"),
+        }
+    }
+    assert_eq!(refused, 192);
+}
+
+#[test]
+fn a_normal_client_is_served_while_stallers_hold_connections() {
+    let _g = exclusive();
+    let limits = ConnLimits {
+        max_connections: 256,
+        read_timeout: Duration::from_secs(5),
+        ..ConnLimits::default()
+    };
+    let server = TestServer::start(limits);
+    let before = threads_in_process();
+    let _stallers: Vec<Client> = (0..200)
+        .map(|_| {
+            let mut c = server.client();
+            c.send(b"GET /stall HTTP/1.1\r\nHost: t\r\n");
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    let mut client = server.client();
+    client.send(&get("/normal"));
+    assert_eq!(client.response().status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(threads_in_process() <= before + 201 + 2);
+    // One more beyond the limit is still refused at once.
+    let mut extra: Vec<Client> = (0..60).map(|_| server.client()).collect();
+    let last = extra.last_mut().unwrap();
+    last.send(&get("/extra"));
+    assert_eq!(last.response().status, 503);
+}
+
+#[test]
+fn shutdown_finishes_in_flight_requests_and_closes_idle_ones() {
+    let _g = shared();
+    let server = default_server();
+    let addr = server.server.local_addr();
+    let mut idle = server.client();
+    idle.send(&get("/warm"));
+    assert_eq!(idle.response().status, 200);
+    let mut busy = server.client();
+    busy.send(&get("/slow"));
+    thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let stopper = thread::spawn(move || server.server.shutdown());
+    assert!(idle.closed(), "idle connection left open");
+    let resp = busy.response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    stopper.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+/// How long each connection of a burst waited for its first answer, per
+/// round: 32 keep-alive connections opened at once, each sending requests
+/// for 1 s.
+fn first_answer_waits(addr: SocketAddr, rounds: usize) -> Vec<Duration> {
+    (0..rounds)
+        .map(|_| {
+            let start = Arc::new(Barrier::new(32));
+            let clients: Vec<_> = (0..32)
+                .map(|_| {
+                    let start = start.clone();
+                    thread::spawn(move || {
+                        start.wait();
+                        let began = Instant::now();
+                        let mut client = Client::connect(addr);
+                        let mut first = None;
+                        while began.elapsed() < Duration::from_secs(1) || first.is_none() {
+                            client.send(&get("/burst"));
+                            assert_eq!(client.response().status, 200);
+                            first.get_or_insert(began.elapsed());
+                            thread::sleep(Duration::from_millis(5));
+                        }
+                        first.unwrap()
+                    })
+                })
+                .collect();
+            clients
+                .into_iter()
+                .map(|c| c.join().unwrap())
+                .max()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn bursts_of_keep_alive_connections_never_starve() {
+    let _g = exclusive();
+    let handler = Arc::new(|_req: &HttpRequest| -> vkv::http::workers::Reply {
+        HttpResponse::json(200, b"{\"status\":\"ok\"}".to_vec()).into()
+    });
+    let pool = Arc::new(WorkerPool::start(4, 1024, handler).unwrap());
+    let service: Service = Arc::new(move |req| pool.dispatch(req));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = HttpServer::start(listener, ConnLimits::default(), service).unwrap();
+    let waits = first_answer_waits(server.local_addr(), 20);
+    let worst = waits.iter().max().unwrap();
+    eprintln!("vkv: worst first-answer wait over 20 bursts: {worst:?}");
+    assert!(
+        *worst < Duration::from_secs(1),
+        "a connection waited {worst:?} for its first answer: {waits:?}"
+    );
+}
+
+/// Bare tiny_http 0.12 as `examples/tiny_http_bare.rs` runs it: its own
+/// accept loop and per-connection task pool, a channel, 4 workers. Leaked.
+fn start_bare_tiny_http() -> SocketAddr {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let addr = server.server_addr().to_ip().unwrap();
+    let (tx, rx) = crossbeam_channel::bounded::<tiny_http::Request>(1024);
+    thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let _ = tx.send(request);
+        }
+    });
+    for _ in 0..4 {
+        let rx = rx.clone();
+        thread::spawn(move || {
+            let json = tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap();
+            for request in rx.iter() {
+                let body = tiny_http::Response::from_string("{\"status\":\"ok\"}");
+                let _ = request.respond(body.with_header(json.clone()));
+            }
+        });
+    }
+    addr
+}
+
+/// The same bursts against bare tiny_http: shows the starvation vkv's own
+/// connection layer avoids. A connection that waits about as long as the
+/// others hold theirs (1 s) was queued behind them; an unstarved one waits a
+/// few ms. Ignored because it is meant to fail; run with `--ignored
+/// --nocapture` to see how often.
+///
+/// Its task pool starts with 4 threads and keeps extra idle ones for 5 s, so
+/// on one server mostly the first burst starves; a fresh server per round
+/// shows the race in every round.
+#[test]
+#[ignore]
+fn starvation_reproduces_on_bare_tiny_http() {
+    let _g = exclusive();
+    let starved = |waits: &[Duration]| {
+        waits
+            .iter()
+            .filter(|w| **w >= Duration::from_millis(500))
+            .count()
+    };
+    let same_server = first_answer_waits(start_bare_tiny_http(), 20);
+    let fresh: Vec<Duration> = (0..10)
+        .flat_map(|_| first_answer_waits(start_bare_tiny_http(), 1))
+        .collect();
+    eprintln!(
+        "tiny_http, one server: {}/20 rounds starved (>= 500 ms), worst per round {same_server:?}",
+        starved(&same_server)
+    );
+    eprintln!(
+        "tiny_http, fresh server per round: {}/10 rounds starved, worst per round {fresh:?}",
+        starved(&fresh)
+    );
+    assert!(
+        starved(&same_server) + starved(&fresh) > 0,
+        "no starvation this time"
+    );
+}
