@@ -1,8 +1,6 @@
 //! `GET /openapi.json` and the Swagger UI under `/docs`, whose assets are
 //! compiled into the binary (no download at build or run time).
 
-use std::sync::Arc;
-
 use utoipa::OpenApi;
 
 use super::{batch, kv, listing, stats};
@@ -51,18 +49,22 @@ use crate::http::wire;
 )]
 pub struct ApiDoc;
 
+/// The Swagger UI page; it loads the two embedded assets below.
+const PAGE: &str = include_str!("docs.html");
+/// Swagger UI's script and style sheet, gzip-compressed by `build.rs`.
+const BUNDLE_JS_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js.gz"));
+const CSS_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui.css.gz"));
+
 /// What the docs endpoints serve, built once at start-up.
 pub struct Docs {
     openapi_json: Vec<u8>,
-    swagger: Arc<utoipa_swagger_ui::Config<'static>>,
 }
 
 impl Docs {
-    /// Renders the OpenAPI document and the Swagger UI configuration.
+    /// Renders the OpenAPI document.
     pub fn new() -> Self {
         Docs {
             openapi_json: ApiDoc::openapi().to_json().unwrap_or_default().into_bytes(),
-            swagger: Arc::new(utoipa_swagger_ui::Config::from("/openapi.json")),
         }
     }
 
@@ -71,22 +73,19 @@ impl Docs {
         HttpResponse::json(200, self.openapi_json.clone())
     }
 
-    /// `GET /docs/{file}`; `""` is the page. The page links its assets
-    /// relatively, so it is rewritten to work at `/docs` as well as `/docs/`.
+    /// `GET /docs` and `GET /docs/{file}`. The assets are served gzipped
+    /// (every browser accepts it) and may be cached for a day.
     pub fn swagger(&self, file: &str) -> Result<HttpResponse, ApiError> {
-        let served = utoipa_swagger_ui::serve(file, Arc::clone(&self.swagger))
-            .map_err(|e| ApiError::new(500, format!("swagger ui: {e}")))?
-            .ok_or_else(|| ApiError::no_route(&format!("/docs/{file}")))?;
-        let mut body = served.bytes.into_owned();
-        if file.is_empty() || file == "index.html" {
-            body = String::from_utf8_lossy(&body)
-                .replace("\"./", "\"/docs/")
-                .into_bytes();
-        }
-        let mut r = HttpResponse::json(200, body)
-            .with_header("Content-Type", served.content_type)
-            .with_header("Cache-Control", "public, max-age=3600");
-        if served.gzpipped {
+        let (body, content_type, gzipped) = match file {
+            "" | "index.html" => (PAGE.as_bytes(), "text/html; charset=utf-8", false),
+            "swagger-ui-bundle.js" => (BUNDLE_JS_GZ, "text/javascript; charset=utf-8", true),
+            "swagger-ui.css" => (CSS_GZ, "text/css; charset=utf-8", true),
+            _ => return Err(ApiError::no_route(&format!("/docs/{file}"))),
+        };
+        let mut r = HttpResponse::json(200, body.to_vec())
+            .with_header("Content-Type", content_type)
+            .with_header("Cache-Control", "public, max-age=86400");
+        if gzipped {
             r = r.with_header("Content-Encoding", "gzip");
         }
         Ok(r)
