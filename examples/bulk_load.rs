@@ -22,7 +22,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--keys" => keys = value.parse()?,
             "--versions" => versions = value.parse()?,
             "--value-bytes" => value_bytes = value.parse()?,
-            _ => return Err(format!("unknown flag {flag}; flags: --db --keys --versions --value-bytes").into()),
+            _ => {
+                return Err(format!(
+                    "unknown flag {flag}; flags: --db --keys --versions --value-bytes"
+                )
+                .into());
+            }
         }
     }
     let mut config = StoreConfig::new(&db);
@@ -38,7 +43,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for v in 1..=versions {
             let value = to_raw_value(&serde_json::json!({"v": v, "p": payload}))?;
             raw_bytes += value.get().len() as u64;
-            batch.push(PutItem { key: format!("key/{k:08}"), value, expect: None });
+            batch.push(PutItem {
+                key: format!("key/{k:08}"),
+                value,
+                expect: None,
+            });
             if batch.len() == 1000 {
                 store.batch(std::mem::take(&mut batch))?;
             }
