@@ -1,15 +1,17 @@
-//! Command-line flags (each with a `VKV_*` environment variable) and the
-//! `vkv health` probe.
+//! Command-line flags (each with a `VKV_*` environment variable), the
+//! `vkv health` probe and the `vkv restore` / `vkv check` subcommands.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use log::LevelFilter;
 
 use vkv::http::ServerConfig;
+use vkv::http::auth::AuthTokens;
 use vkv::http::conn::ConnLimits;
 use vkv::{StoreConfig, SyncMode};
 
@@ -20,8 +22,9 @@ pub struct Cli {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "VKV_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
-    /// SQLite database file (created if missing).
-    #[arg(long, env = "VKV_DB", default_value = "kv_store.db")]
+    /// SQLite database file (created if missing); also the file that
+    /// `restore` replaces and `check` checks.
+    #[arg(long, env = "VKV_DB", default_value = "kv_store.db", global = true)]
     pub db: PathBuf,
     /// Keys whose latest version the LRU cache holds (0 disables it).
     #[arg(long, env = "VKV_CACHE_SIZE", default_value_t = 100)]
@@ -65,6 +68,20 @@ pub struct Cli {
     /// Log level: off, error, warn, info (one line per request), debug.
     #[arg(long, env = "VKV_LOG_LEVEL", default_value = "info", value_parser = level)]
     pub log_level: LevelFilter,
+    /// Require bearer tokens: FILE lists one `TOKEN SCOPE` per line (scope
+    /// read, write or admin; write includes read, admin both; `#` starts a
+    /// comment). Every endpoint but /health then needs
+    /// `Authorization: Bearer TOKEN`: reads need read, put/delete/batch
+    /// write, /backup admin. Without it, every endpoint is open.
+    #[arg(long, env = "VKV_AUTH_TOKENS", value_name = "FILE")]
+    pub auth_tokens: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs
+    /// --tls-key and a vkv built with `--features tls`.
+    #[arg(long, env = "VKV_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "VKV_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -75,6 +92,21 @@ pub enum Command {
     /// Probe a running server's /health at --bind (exit 0 if healthy), for
     /// container health checks in images without curl.
     Health,
+    /// Replace the database --db with SNAPSHOT (a file from GET /backup),
+    /// after verifying it like `check`. Refuses while a vkv serves --db,
+    /// and when --db exists unless --force. Atomic: --db is either the old
+    /// or the new database, never a mix.
+    Restore {
+        /// The snapshot file to restore.
+        snapshot: PathBuf,
+        /// Replace --db even if it exists (its old contents are lost).
+        #[arg(long, env = "VKV_RESTORE_FORCE")]
+        force: bool,
+    },
+    /// Check the database --db (safe while a server runs on it): SQLite's
+    /// integrity_check, dense versions per key, the keys table and the
+    /// counters against the versions. Exit 0 if all is well, 1 otherwise.
+    Check,
 }
 
 /// `--sync` values.
@@ -128,8 +160,47 @@ impl Cli {
                 ..ConnLimits::default()
             },
             max_batch_puts: self.max_batch as usize,
+            auth: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
+
+    /// The HTTP settings plus what comes from files: the tokens of
+    /// --auth-tokens and the certificate of --tls-cert/--tls-key.
+    pub fn load_server_config(&self) -> Result<ServerConfig, Box<dyn std::error::Error>> {
+        let mut config = self.server_config();
+        if let Some(path) = &self.auth_tokens {
+            config.auth = Some(Arc::new(AuthTokens::load(path)?));
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls_config(&mut config, cert, key)?;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(feature = "tls")]
+fn tls_config(
+    config: &mut ServerConfig,
+    cert: &Path,
+    key: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    config.tls = Some(vkv::http::tls::load(cert, key)?);
+    Ok(())
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_config(
+    _: &mut ServerConfig,
+    cert: &Path,
+    _: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    Err(format!(
+        "--tls-cert {}: this vkv was built without TLS support; rebuild with `cargo build --features tls`",
+        cert.display()
+    )
+    .into())
 }
 
 /// `vkv health`: GET /health on the --bind address (a wildcard address is

@@ -5,7 +5,10 @@
 //! Schema (version 1):
 //! - `versions(key, version, ts_ms, value, deleted)`, primary key
 //!   `(key, version)`, one row per stored version (`deleted` marks a
-//!   tombstone), `WITHOUT ROWID` so the key is stored once;
+//!   tombstone). A rowid table on purpose: `WITHOUT ROWID` stores the key
+//!   once, but its rows spill to overflow pages above ~1 KB, and measured
+//!   1 KB values took 4.7 KB each on disk against 1.4 KB here (54-byte
+//!   values: 94 against 110 bytes);
 //! - `keys(key, latest, ts_ms, deleted, first_kept)`: the head of every key,
 //!   so that the next version number, key listings and retention need no
 //!   aggregate query;
@@ -29,7 +32,7 @@ pub const SCHEMA_VERSION: i64 = 1;
 
 /// The vkv application id stamped into the file header, so that a foreign
 /// SQLite file is recognised as such.
-const APPLICATION_ID: i64 = 0x766b_7631; // "vkv1"
+pub const APPLICATION_ID: i64 = 0x766b_7631; // "vkv1"
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -40,7 +43,7 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         deleted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (key, version)
-    ) WITHOUT ROWID;
+    );
     CREATE TABLE keys (
         key TEXT PRIMARY KEY NOT NULL,
         latest INTEGER NOT NULL,

@@ -7,6 +7,7 @@
 //! - [`Store`] is the whole store; embed it without HTTP.
 //! - [`http`] adapts it to HTTP (see `ARCHITECTURE.md`).
 
+pub mod backup;
 pub mod cache;
 pub mod db;
 pub mod error;
@@ -22,5 +23,5 @@ pub use cache::CacheStats;
 pub use db::{DbStats, KeyInfo, SyncMode, VersionInfo};
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
-pub use store::{PutItem, Store, StoreConfig, Watch, WriterStats};
+pub use store::{PendingPut, PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use version::{Operation, PutOutcome, Versioned};

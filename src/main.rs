@@ -27,9 +27,29 @@ fn main() -> ExitCode {
 }
 
 fn try_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    match cli.command {
+    match &cli.command {
         None => serve(&cli),
         Some(Command::Health) => cli::health_probe(&cli.bind),
+        Some(Command::Restore { snapshot, force }) => {
+            let report = vkv::backup::restore(snapshot, &cli.db, *force)?;
+            println!("restored {} to {}", snapshot.display(), cli.db.display());
+            println!("{report}");
+            Ok(())
+        }
+        Some(Command::Check) => {
+            let report = vkv::backup::check(&cli.db)?;
+            println!("{report}");
+            if report.is_ok() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "check of {} found {} problem(s)",
+                    cli.db.display(),
+                    report.problem_count
+                )
+                .into())
+            }
+        }
     }
 }
 
@@ -37,11 +57,23 @@ fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     // Install the handlers before anything starts, so a signal that comes
     // during start-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    // Files first: a bad token file or certificate refuses start-up before
+    // the database is touched.
+    let config = cli.load_server_config()?;
+    let security = match (&config.auth, cli.tls_cert.is_some()) {
+        (Some(tokens), tls) => format!(
+            ", {} auth tokens{}",
+            tokens.len(),
+            if tls { ", TLS" } else { "" }
+        ),
+        (None, true) => ", TLS".to_string(),
+        (None, false) => String::new(),
+    };
     let store = Store::open(cli.store_config())?;
-    let server = Server::start(cli.server_config(), store.clone())
+    let server = Server::start(config, store.clone())
         .map_err(|e| format!("cannot listen on {}: {e}", cli.bind))?;
     log::info!(
-        "vkv {} listening on {} (database {}, {} workers)",
+        "vkv {} listening on {} (database {}, {} workers{security})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
         store.path().display(),

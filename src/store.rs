@@ -25,7 +25,7 @@ use crate::key::validate_key;
 use crate::value::check_depth;
 use crate::version::{PutOutcome, Versioned};
 use crate::watch::{Subscription, Watchers};
-use crate::writer::{Done, Op, Writer, WriterContext, WriterCounters};
+use crate::writer::{DbFile, Done, Op, Pending, WriteFault, Writer, WriterContext, WriterCounters};
 
 pub use crate::writer::PutItem;
 
@@ -77,6 +77,16 @@ pub struct WriterStats {
     pub writes: u64,
 }
 
+/// A put queued by [`Store::begin_put`], not yet awaited.
+pub struct PendingPut(Pending);
+
+impl PendingPut {
+    /// Waits until the put is committed (or failed).
+    pub fn wait(self) -> Result<PutOutcome, StoreError> {
+        Ok(first_outcome(self.0.wait()?))
+    }
+}
+
 /// The answer to [`Store::subscribe`].
 pub enum Watch {
     /// The key is already past the version: its latest (maybe a tombstone).
@@ -91,6 +101,8 @@ struct Inner {
     writer: Writer,
     watchers: Arc<Watchers>,
     counters: Arc<WriterCounters>,
+    fault: Arc<WriteFault>,
+    file: Arc<DbFile>,
     path: PathBuf,
     /// Held for the store's lifetime: a second process on the same file
     /// would serve from a cache that the first one's writes make stale.
@@ -103,7 +115,7 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-fn lock_path(path: &Path) -> PathBuf {
+pub(crate) fn lock_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".lock");
     PathBuf::from(p)
@@ -131,10 +143,14 @@ impl Store {
         let cache = Arc::new(LatestCache::new(config.cache_size));
         let watchers = Arc::new(Watchers::new(config.max_watchers));
         let counters = Arc::new(WriterCounters::default());
+        let fault = Arc::new(WriteFault::default());
+        let file = Arc::new(DbFile::new(&path, &lock));
         let ctx = WriterContext {
             cache: Arc::clone(&cache),
             watchers: Arc::clone(&watchers),
             counters: Arc::clone(&counters),
+            fault: Arc::clone(&fault),
+            file: Arc::clone(&file),
             max_batch: config.max_batch.max(1),
             max_versions: config.max_versions,
         };
@@ -146,6 +162,8 @@ impl Store {
                 writer,
                 watchers,
                 counters,
+                fault,
+                file,
                 path,
                 _lock: lock_file,
             }),
@@ -179,13 +197,24 @@ impl Store {
         value: Box<RawValue>,
         expect: Option<u64>,
     ) -> Result<PutOutcome, StoreError> {
+        self.begin_put(key, value, expect)?.wait()
+    }
+
+    /// Queues a (conditional) put and returns without waiting for its
+    /// commit; [`PendingPut::wait`] gives the outcome. Lets a caller that
+    /// must not block (an HTTP worker) hand the wait to someone else.
+    pub fn begin_put(
+        &self,
+        key: &str,
+        value: Box<RawValue>,
+        expect: Option<u64>,
+    ) -> Result<PendingPut, StoreError> {
         let item = checked(PutItem {
             key: key.to_string(),
             value,
             expect,
         })?;
-        let done = self.inner.writer.apply(Op::Put(item))?;
-        Ok(first_outcome(done))
+        Ok(PendingPut(self.inner.writer.submit(Op::Put(item))?))
     }
 
     /// Commits every put of `items` or none of them (one transaction).
@@ -339,9 +368,21 @@ impl Store {
         }
     }
 
-    /// `Ok` when the database answers a query.
+    /// `Ok` when the database answers a query and takes writes: the path
+    /// still leads to the file that was opened, its directory's file system
+    /// is writable, and if the last write transaction failed (disk full, I/O
+    /// error), a probe write now commits. While healthy this costs one query,
+    /// one `stat` and one `open`; the probe (one small commit) runs only
+    /// after a failure, so a fault clears once writes work again even if no
+    /// client writes.
     pub fn health(&self) -> Result<(), StoreError> {
-        self.inner.reads.ping()
+        self.inner.reads.ping()?;
+        self.inner.file.check()?;
+        self.inner.file.check_writable()?;
+        if self.inner.fault.get().is_some() {
+            self.inner.writer.apply(Op::Probe)?;
+        }
+        Ok(())
     }
 
     /// The database file.

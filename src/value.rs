@@ -1,13 +1,16 @@
 //! Value rules: any JSON value, nested at most [`MAX_DEPTH`] deep.
 //!
 //! serde_json's `RawValue` checks syntax but not depth, and a value nested
-//! thousands deep would break every client that parses it recursively
-//! (serde_json's own limit is 128), so vkv refuses it on the way in.
+//! thousands deep would break every client that parses it recursively, so
+//! vkv refuses it on the way in.
 
 use crate::error::StoreError;
 
-/// The deepest nesting of arrays and objects a value may have.
-pub const MAX_DEPTH: usize = 128;
+/// The deepest nesting of arrays and objects a value may have: what
+/// serde_json parses by default (its recursion limit of 128 allows 127
+/// levels), so that every stored value can be read back with it, including
+/// by [`crate::Versioned::value_as`].
+pub const MAX_DEPTH: usize = 127;
 
 /// Checks the nesting depth of syntactically valid JSON text.
 pub fn check_depth(json: &str) -> Result<(), StoreError> {

@@ -2,19 +2,24 @@
 //!
 //! Every write goes through one thread that owns the only read-write SQLite
 //! connection. It takes whatever operations are queued (up to `max_batch`),
-//! applies each inside its own savepoint of one transaction, commits once
+//! applies them in one transaction, commits once
 //! (one fsync for all of them), updates the cache, wakes watchers, and only
 //! then answers each caller.
 //! - Version numbers are assigned inside the transaction, so they are dense
 //!   per key with no lock besides SQLite's own.
-//! - A failed condition (`if_version`) or a missing key rolls back only its
-//!   own savepoint: neighbours in the group still commit.
+//! - A failed condition (`if_version`) or a missing key refuses only its
+//!   own operation (checked before it writes anything): neighbours in the
+//!   group still commit.
 //! - If the transaction itself fails (disk full, I/O error), each operation
 //!   is retried alone, so one bad write never fails its neighbours.
-//! - A batch is one operation, hence one savepoint: all or nothing.
+//! - A batch is one operation in its own savepoint: all or nothing.
+//! - Before each transaction the database path is checked to still lead to
+//!   the file that was opened, and the last failure is remembered until a
+//!   transaction commits again (for `/health`).
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -45,6 +50,9 @@ pub(crate) enum Op {
     Delete(String),
     Purge(String),
     Batch(Vec<PutItem>),
+    /// A no-op write (one row rewritten as it is) that commits like any
+    /// other: whether writes work again after a failure.
+    Probe,
 }
 
 /// What an operation did.
@@ -56,7 +64,19 @@ pub(crate) enum Done {
     Purged { key: String, versions: u64 },
 }
 
-type Reply = Sender<Result<Done, StoreError>>;
+/// Where the writer sends an operation's outcome. A oneshot parks the
+/// waiting thread at once (a crossbeam channel spins and yields first).
+type Reply = oneshot::Sender<Result<Done, StoreError>>;
+
+/// A queued operation whose outcome has not been awaited yet.
+pub(crate) struct Pending(oneshot::Receiver<Result<Done, StoreError>>);
+
+impl Pending {
+    /// Waits for the commit (or the failure) of the operation.
+    pub fn wait(self) -> Result<Done, StoreError> {
+        self.0.recv().map_err(|_| StoreError::Closed)?
+    }
+}
 
 enum Msg {
     Op(Op, Reply),
@@ -72,11 +92,106 @@ pub struct WriterCounters {
     pub ops: AtomicU64,
 }
 
+/// The last failure of a write transaction (disk full, I/O error, file
+/// gone), kept until a transaction commits again.
+#[derive(Debug, Default)]
+pub(crate) struct WriteFault(Mutex<Option<StoreError>>);
+
+impl WriteFault {
+    /// The failure, if the last transaction failed.
+    pub fn get(&self) -> Option<StoreError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, fault: Option<StoreError>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = fault;
+    }
+}
+
+/// The database file as it was opened. SQLite goes on writing to a file
+/// that was deleted (or whose directory was) through its open descriptors,
+/// and those writes are lost for good at the next start: so no write is
+/// committed once the path no longer leads to the file that was opened.
+#[derive(Debug)]
+pub(crate) struct DbFile {
+    path: PathBuf,
+    /// Device and inode when opened (`None`: not checked on this platform).
+    id: Option<(u64, u64)>,
+    /// The store's lock file, next to the database.
+    lock: PathBuf,
+}
+
+impl DbFile {
+    /// Remembers the file `path` leads to now; `lock` is the lock file.
+    pub fn new(path: &Path, lock: &Path) -> DbFile {
+        DbFile {
+            path: path.to_path_buf(),
+            id: file_id(path).ok(),
+            lock: lock.to_path_buf(),
+        }
+    }
+
+    /// `Ok` if a file next to the database can be opened for writing (an
+    /// open and a close, nothing written): fails on a file system that went
+    /// read-only, which SQLite notices only when a write needs new space.
+    /// The lock file is opened, never the database: closing any descriptor
+    /// of the database would drop SQLite's POSIX locks on it.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.lock)
+            .map(drop)
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "the directory of database {} is not writable: {e}",
+                    self.path.display()
+                ))
+            })
+    }
+
+    /// `Ok` while `path` still leads to the file that was opened (one
+    /// `stat`).
+    pub fn check(&self) -> Result<(), StoreError> {
+        let Some(opened) = self.id else {
+            return Ok(());
+        };
+        let path = self.path.display();
+        match file_id(&self.path) {
+            Ok(now) if now == opened => Ok(()),
+            Ok(_) => Err(StoreError::Unavailable(format!(
+                "database file {path} was replaced by another file while open; restart vkv"
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::Unavailable(format!(
+                    "database file {path} is gone (deleted, or its directory removed) while \
+                     open; writes are refused because they would be lost"
+                )))
+            }
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "cannot check database file {path}: {e}"
+            ))),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_: &Path) -> std::io::Result<(u64, u64)> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 /// What the writer thread needs besides its connection.
 pub(crate) struct WriterContext {
     pub cache: Arc<LatestCache>,
     pub watchers: Arc<Watchers>,
     pub counters: Arc<WriterCounters>,
+    pub fault: Arc<WriteFault>,
+    pub file: Arc<DbFile>,
     pub max_batch: usize,
     /// Keep at most this many versions per key (0: all).
     pub max_versions: u64,
@@ -108,11 +223,17 @@ impl Writer {
     /// Queues `op` and waits for its outcome; blocks while the queue is
     /// full (back-pressure).
     pub fn apply(&self, op: Op) -> Result<Done, StoreError> {
-        let (reply, outcome) = bounded(1);
+        self.submit(op)?.wait()
+    }
+
+    /// Queues `op` without waiting for its commit (blocks only while the
+    /// queue is full).
+    pub fn submit(&self, op: Op) -> Result<Pending, StoreError> {
+        let (reply, outcome) = oneshot::channel();
         self.queue
             .send(Msg::Op(op, reply))
             .map_err(|_| StoreError::Closed)?;
-        outcome.recv().map_err(|_| StoreError::Closed)?
+        Ok(Pending(outcome))
     }
 
     /// Commits everything queued so far, stops the thread and waits for it.
@@ -154,12 +275,16 @@ fn commit_and_answer(conn: &mut Connection, batch: Vec<(Op, Reply)>, ctx: &Write
     if batch.is_empty() {
         return;
     }
-    match commit(conn, &batch, ctx.max_versions) {
+    let committed = commit(conn, &batch, ctx).map_err(|e| e.into_store(conn));
+    match committed {
         Ok(results) => {
+            ctx.fault.set(None);
             ctx.counters.batches.fetch_add(1, Ordering::Relaxed);
+            // Health probes are not writes of the workload.
+            let ops = batch.iter().filter(|(op, _)| !matches!(op, Op::Probe));
             ctx.counters
                 .ops
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                .fetch_add(ops.count() as u64, Ordering::Relaxed);
             for ((_, reply), result) in batch.into_iter().zip(results) {
                 if let Ok(done) = &result {
                     publish(done, ctx);
@@ -169,6 +294,7 @@ fn commit_and_answer(conn: &mut Connection, batch: Vec<(Op, Reply)>, ctx: &Write
         }
         Err(e) if batch.len() == 1 => {
             log::warn!("write failed: {e}");
+            ctx.fault.set(Some(e.clone()));
             for (_, reply) in batch {
                 let _ = reply.send(Err(e.clone()));
             }
@@ -197,6 +323,40 @@ fn publish(done: &Done, ctx: &WriterContext) {
     }
 }
 
+/// A failure inside a transaction. SQLite's error stays as it is until it
+/// leaves the writer, so that the OS error behind it can still be read from
+/// the connection (see [`StoreError::from_sqlite_os`]).
+enum TxError {
+    Sqlite(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for TxError {
+    fn from(e: rusqlite::Error) -> Self {
+        TxError::Sqlite(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Store(e)
+    }
+}
+
+impl TxError {
+    fn into_store(self, conn: &Connection) -> StoreError {
+        match self {
+            TxError::Store(e) => e,
+            TxError::Sqlite(e) => {
+                // SAFETY: `conn` is the live connection this thread owns, and
+                // sqlite3_system_errno only reads a field of it.
+                let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+                StoreError::from_sqlite_os(e, errno)
+            }
+        }
+    }
+}
+
 /// Totals to add to the counters table at commit.
 #[derive(Default)]
 struct Deltas {
@@ -209,27 +369,36 @@ struct Deltas {
 fn commit(
     conn: &mut Connection,
     batch: &[(Op, Reply)],
-    max_versions: u64,
-) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+    ctx: &WriterContext,
+) -> Result<Vec<Result<Done, StoreError>>, TxError> {
+    ctx.file.check()?;
+    let max_versions = ctx.max_versions;
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ts = now_ms();
     let mut results = Vec::with_capacity(batch.len());
     let mut total = Deltas::default();
     for (op, _) in batch {
-        let sp = tx.savepoint()?;
         let mut d = Deltas::default();
-        match apply(&sp, op, ts, max_versions, &mut d) {
-            Ok(done) => {
+        let result = if let Op::Batch(_) = op {
+            // Several writes: a refusal midway must undo the earlier ones.
+            let sp = tx.savepoint()?;
+            let result = apply(&sp, op, ts, max_versions, &mut d);
+            if result.is_ok() {
                 sp.commit()?;
+            } // else dropping the savepoint rolls it back
+            result
+        } else {
+            // A single write is refused (condition, missing key) before it
+            // writes anything, so it needs no savepoint of its own.
+            apply(&tx, op, ts, max_versions, &mut d)
+        };
+        match result {
+            Ok(done) => {
                 total.keys += d.keys;
                 total.versions += d.versions;
                 results.push(Ok(done));
             }
-            // Refused by its own rules: undo just this operation.
-            Err(e) if e.is_refusal() => {
-                drop(sp);
-                results.push(Err(e));
-            }
+            Err(TxError::Store(e)) if e.is_refusal() => results.push(Err(e)),
             Err(e) => return Err(e),
         }
     }
@@ -249,7 +418,7 @@ fn apply(
     ts: i64,
     max_versions: u64,
     d: &mut Deltas,
-) -> Result<Done, StoreError> {
+) -> Result<Done, TxError> {
     match op {
         Op::Put(item) => Ok(Done::Written(vec![put(
             tx,
@@ -270,7 +439,8 @@ fn apply(
                 return Err(StoreError::Deleted {
                     key: key.clone(),
                     version: head.latest,
-                });
+                }
+                .into());
             }
             let tombstone = PutItem {
                 key: key.clone(),
@@ -300,6 +470,11 @@ fn apply(
                 versions: n as u64,
             })
         }
+        Op::Probe => {
+            tx.prepare_cached("UPDATE counters SET value = value WHERE name = 'keys'")?
+                .execute([])?;
+            Ok(Done::Written(Vec::new()))
+        }
     }
 }
 
@@ -310,7 +485,7 @@ struct Head {
     first_kept: u64,
 }
 
-fn head(tx: &Connection, key: &str) -> Result<Option<Head>, StoreError> {
+fn head(tx: &Connection, key: &str) -> Result<Option<Head>, TxError> {
     Ok(tx
         .prepare_cached("SELECT latest, deleted, first_kept FROM keys WHERE key = ?1")?
         .query_row(params![key], |r| {
@@ -330,7 +505,7 @@ fn put(
     ts: i64,
     max_versions: u64,
     d: &mut Deltas,
-) -> Result<Arc<Versioned>, StoreError> {
+) -> Result<Arc<Versioned>, TxError> {
     let head = head(tx, &item.key)?;
     let current = head.as_ref().map_or(0, |h| h.latest);
     if let Some(expected) = item.expect
@@ -340,7 +515,8 @@ fn put(
             key: item.key.clone(),
             expected,
             current,
-        });
+        }
+        .into());
     }
     let version = current + 1;
     let mut first_kept = head.as_ref().map_or(1, |h| h.first_kept);

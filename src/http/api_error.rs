@@ -2,7 +2,9 @@
 //! body and any extra header. Handlers return `Result<_, ApiError>` and
 //! never build error responses themselves.
 
+use super::auth::AuthError;
 use super::message::HttpResponse;
+use crate::backup::BackupError;
 use crate::error::StoreError;
 
 /// An error answer: status, human-readable detail, extra headers.
@@ -90,5 +92,42 @@ impl From<StoreError> for ApiError {
             _ => {}
         }
         api
+    }
+}
+
+impl From<AuthError> for ApiError {
+    /// `401` with a `WWW-Authenticate: Bearer` challenge (RFC 6750) for a
+    /// missing or unknown token, `403` for a token without the scope.
+    fn from(e: AuthError) -> Self {
+        let (status, challenge) = match &e {
+            AuthError::Missing => (401, "Bearer realm=\"vkv\"".to_string()),
+            AuthError::InvalidToken => (
+                401,
+                "Bearer realm=\"vkv\", error=\"invalid_token\"".to_string(),
+            ),
+            AuthError::InsufficientScope { need } => (
+                403,
+                format!(
+                    "Bearer realm=\"vkv\", error=\"insufficient_scope\", scope=\"{}\"",
+                    need.as_str()
+                ),
+            ),
+        };
+        let mut api = ApiError::new(status, e.to_string());
+        api.headers.push(("WWW-Authenticate", challenge));
+        api
+    }
+}
+
+impl From<BackupError> for ApiError {
+    fn from(e: BackupError) -> Self {
+        match e {
+            BackupError::Busy => {
+                let mut api = ApiError::new(503, e.to_string());
+                api.headers.push(("Retry-After", "5".into()));
+                api
+            }
+            BackupError::Store(e) => e.into(),
+        }
     }
 }

@@ -1,11 +1,15 @@
-//! The request handler the workers run: route, call the handler, turn
-//! errors into responses, count and log.
+//! The request handler the workers run: route, check the bearer token (when
+//! authentication is on), call the handler, turn errors into responses,
+//! count and log. The log line names method, path and status only: never a
+//! header (tokens), a query or a body (values).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::api_error::ApiError;
+use super::auth::{AuthTokens, Scope};
 use super::handlers::docs::Docs;
-use super::handlers::{batch, kv, listing, stats};
+use super::handlers::{backup, batch, kv, listing, stats};
 use super::message::{HttpRequest, HttpResponse};
 use super::metrics::Metrics;
 use super::router::{Route, route};
@@ -16,8 +20,10 @@ use crate::Store;
 pub struct App {
     store: Store,
     docs: Docs,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     max_batch_puts: usize,
+    /// When set, every route but `/health` needs a bearer token.
+    auth: Option<Arc<AuthTokens>>,
 }
 
 impl App {
@@ -26,8 +32,26 @@ impl App {
         App {
             store,
             docs: Docs::new(),
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             max_batch_puts,
+            auth: None,
+        }
+    }
+
+    /// Requires bearer tokens from `auth` (`None`: open to all).
+    pub fn with_auth(mut self, auth: Option<Arc<AuthTokens>>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Checks the request's token for `need` (`None`: an open route).
+    fn authorize(&self, req: &HttpRequest, need: Option<Scope>) -> Result<(), ApiError> {
+        match (&self.auth, need) {
+            (Some(tokens), Some(need)) => {
+                tokens.authorize(req.header("authorization"), need)?;
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -39,33 +63,45 @@ impl App {
         } else {
             req.method.as_str()
         };
-        let (name, reply) = match route(method, req.path()) {
-            Ok(r) => (r.name(), self.dispatch(r, req)),
-            Err(e) => ("unknown", Err(e)),
+        let routed = route(method, req.path());
+        // An unknown path or method also needs a valid token: without one,
+        // 404 and 405 would map the API for anyone.
+        let need = routed.as_ref().map_or(Some(Scope::Read), Route::scope);
+        let (name, reply) = match (routed, self.authorize(req, need)) {
+            (Ok(r), Ok(())) => (r.name(), self.dispatch(r, req)),
+            (Ok(r), Err(e)) => (r.name(), Err(e)),
+            (Err(_), Err(e)) | (Err(e), Ok(())) => ("unknown", Err(e)),
         };
-        let reply = reply.unwrap_or_else(|e| e.into_response().into());
-        // A parked reply is counted when parked; its status is not known yet.
-        let status = match &reply {
-            Reply::Ready(r) => r.status,
-            Reply::Parked(_) => 0,
-        };
-        let elapsed = start.elapsed();
-        self.metrics.record(name, status, elapsed);
-        log::info!(
-            "{} {} {} {}us",
-            req.method,
-            req.path(),
-            status,
-            elapsed.as_micros()
-        );
-        reply
+        match reply.unwrap_or_else(|e| e.into_response().into()) {
+            Reply::Ready(r) => {
+                finish(
+                    &self.metrics,
+                    name,
+                    &req.method,
+                    req.path(),
+                    r.status,
+                    start,
+                );
+                Reply::Ready(r)
+            }
+            // Counted and logged when the wait ends, with its real status.
+            Reply::Parked(wait) => {
+                let metrics = Arc::clone(&self.metrics);
+                let (method, path) = (req.method.clone(), req.path().to_string());
+                Reply::Parked(Box::new(move || {
+                    let r = wait();
+                    finish(&metrics, name, &method, &path, r.status, start);
+                    r
+                }))
+            }
+        }
     }
 
     fn dispatch(&self, route: Route<'_>, req: &HttpRequest) -> Result<Reply, ApiError> {
         let s = &self.store;
         let response: HttpResponse = match route {
             Route::Get(key) => return kv::get(s, req, key),
-            Route::Put(key) => kv::put(s, req, key)?,
+            Route::Put(key) => return kv::put(s, req, key),
             Route::Delete(key) => kv::delete(s, req, key)?,
             Route::History(key) => listing::history(s, req, key)?,
             Route::Keys => listing::keys(s, req)?,
@@ -76,7 +112,24 @@ impl App {
             Route::Health => stats::health(s)?,
             Route::OpenApi => self.docs.openapi(),
             Route::Docs(file) => self.docs.swagger(file)?,
+            Route::Backup => backup::backup(s)?,
         };
         Ok(response.into())
     }
+}
+
+/// Counts and logs one answered request.
+/// The line names method and path only: never headers (tokens), queries
+/// or bodies (values).
+fn finish(
+    metrics: &Metrics,
+    route: &'static str,
+    method: &str,
+    path: &str,
+    status: u16,
+    start: Instant,
+) {
+    let elapsed = start.elapsed();
+    metrics.record(route, status, elapsed);
+    log::info!("{method} {path} {status} {}us", elapsed.as_micros());
 }

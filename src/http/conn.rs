@@ -11,7 +11,11 @@
 //! - every wait bounded: `idle_timeout` between requests, `read_timeout` for a
 //!   whole request from its first byte and for each write;
 //! - strict framing: anything ambiguous is answered `400` and the connection
-//!   closed, so no byte after it is ever parsed as a request.
+//!   closed, so no byte after it is ever parsed as a request;
+//! - with the `tls` feature and [`HttpServer::start_tls`], each connection
+//!   thread runs the TLS handshake itself (bounded by `read_timeout`) and
+//!   then speaks HTTP inside the session; the accept thread never waits on
+//!   a handshake.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -84,6 +88,9 @@ struct ConnEntry {
 struct Shared {
     limits: ConnLimits,
     service: Service,
+    /// Serve HTTPS with this configuration.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
     stopping: AtomicBool,
     /// Open connections by id; its length is the connection count.
     conns: Mutex<HashMap<u64, Arc<ConnEntry>>>,
@@ -94,6 +101,13 @@ struct Shared {
 impl Shared {
     fn conns(&self) -> MutexGuard<'_, HashMap<u64, Arc<ConnEntry>>> {
         self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 }
 
@@ -125,11 +139,40 @@ impl HttpServer {
         limits: ConnLimits,
         service: Service,
     ) -> io::Result<HttpServer> {
+        Self::launch(
+            listener,
+            limits,
+            service,
+            #[cfg(feature = "tls")]
+            None,
+        )
+    }
+
+    /// Starts serving HTTPS on `listener`: like [`HttpServer::start`], with
+    /// every connection wrapped in a TLS session of `tls`.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(
+        listener: TcpListener,
+        limits: ConnLimits,
+        service: Service,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> io::Result<HttpServer> {
+        Self::launch(listener, limits, service, Some(tls))
+    }
+
+    fn launch(
+        listener: TcpListener,
+        limits: ConnLimits,
+        service: Service,
+        #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<HttpServer> {
         listener.set_nonblocking(false)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             limits,
             service,
+            #[cfg(feature = "tls")]
+            tls,
             stopping: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             closed: Condvar::new(),
@@ -274,7 +317,11 @@ fn admit(shared: &Arc<Shared>, id: u64, stream: TcpStream, peer: SocketAddr) {
         let mut conns = shared.conns();
         if conns.len() >= shared.limits.max_connections {
             drop(conns);
-            return refuse(&conn.stream, "too many open connections, retry shortly");
+            return refuse(
+                shared,
+                &conn.stream,
+                "too many open connections, retry shortly",
+            );
         }
         conns.insert(id, Arc::clone(&conn));
     }
@@ -292,15 +339,18 @@ fn admit(shared: &Arc<Shared>, id: u64, stream: TcpStream, peer: SocketAddr) {
     if let Err(e) = spawned {
         log::warn!("cannot start a connection thread: {e}");
         drop(Registration { shared, id });
-        refuse(&conn.stream, "server overloaded, retry shortly");
+        refuse(shared, &conn.stream, "server overloaded, retry shortly");
     }
 }
 
-/// Answers `503` from the accept thread, without waiting on the client.
-fn refuse(stream: &TcpStream, detail: &str) {
+/// Answers `503` from the accept thread, without waiting on the client. A
+/// TLS connection is only closed: answering would take a handshake.
+fn refuse(shared: &Shared, stream: &TcpStream, detail: &str) {
     let response = HttpResponse::error(503, detail).with_header("Retry-After", "1");
     let _ = stream.set_write_timeout(Some(REFUSE_WRITE_TIMEOUT));
-    let _ = (&*stream).write_all(&encode(&response, &Framing::closing()));
+    if !shared.is_tls() {
+        let _ = (&*stream).write_all(&encode(&response, &Framing::closing()));
+    }
     // Discard what the client already sent (unread data turns our close into
     // a reset that can destroy the 503 before it is read): without blocking,
     // and at most 64 KiB so a flooding client cannot hold the accept thread.
@@ -345,14 +395,89 @@ impl Framing {
     }
 }
 
+/// What a connection reads requests from and writes responses to: the
+/// socket itself, or a TLS session over it.
+trait Transport: Read + Write {
+    /// Ends the session before the socket's write side is shut (TLS sends
+    /// `close_notify`); best effort.
+    fn close_notify(&mut self) {}
+}
+
+impl Transport for &TcpStream {}
+
+#[cfg(feature = "tls")]
+impl Transport for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn close_notify(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
+}
+
 /// Serves requests on one connection until it closes.
 fn serve(shared: &Shared, conn: &ConnEntry, peer: SocketAddr) {
     let limits = &shared.limits;
     let stream = &conn.stream;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(limits.read_timeout));
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.tls {
+        match tls_handshake(tls, stream, limits.read_timeout) {
+            Ok(session) => serve_on(shared, conn, peer, session),
+            Err(e) => log::debug!("TLS handshake with {peer} failed: {e}"),
+        }
+        return;
+    }
+    serve_on(shared, conn, peer, stream);
+}
+
+/// Runs the server side of a TLS handshake on `stream`, all of it within
+/// `timeout`; the session then owns a duplicate of the socket (the original
+/// stays in `conns` so that shutdown can still close it).
+#[cfg(feature = "tls")]
+fn tls_handshake(
+    config: &Arc<rustls::ServerConfig>,
+    stream: &TcpStream,
+    timeout: Duration,
+) -> io::Result<rustls::StreamOwned<rustls::ServerConnection, TcpStream>> {
+    let mut session =
+        rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+    let mut sock = stream.try_clone()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        while session.wants_write() {
+            session.write_tls(&mut sock)?;
+        }
+        if !session.is_handshaking() {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        match session.read_tls(&mut sock) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = session.process_new_packets() {
+            // Tell the client why (the alert), then give up.
+            let _ = session.write_tls(&mut sock);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    }
+    Ok(rustls::StreamOwned::new(session, sock))
+}
+
+/// Serves requests over `io` (the connection's socket or its TLS session)
+/// until the connection closes.
+fn serve_on<T: Transport>(shared: &Shared, conn: &ConnEntry, peer: SocketAddr, io: T) {
+    let limits = &shared.limits;
+    let stream = &conn.stream;
     let mut rd = Reader {
-        stream,
+        io,
+        sock: stream,
         buf: Vec::with_capacity(READ_CHUNK),
         deadline: Instant::now(),
         timeout: None,
@@ -367,29 +492,50 @@ fn serve(shared: &Shared, conn: &ConnEntry, peer: SocketAddr) {
             Ok(read) => read,
             Err(Failure::Gone) => return,
             Err(Failure::Reject(response)) => {
-                if (&*stream)
-                    .write_all(&encode(&response, &Framing::closing()))
-                    .is_ok()
-                {
-                    linger_close(stream);
+                if write_response(&mut rd.io, &response, &Framing::closing()).is_ok() {
+                    linger_close(&mut rd);
                 }
                 return;
             }
         };
         let response = call_service(shared, request);
         framing.close |= response.close || shared.stopping.load(SeqCst);
-        if (&*stream).write_all(&encode(&response, &framing)).is_err() {
+        if write_response(&mut rd.io, &response, &framing).is_err() {
             return;
         }
         if framing.close {
-            return linger_close(stream);
+            return linger_close(&mut rd);
         }
     }
 }
 
+/// Writes one response: the head (with a small body, in one write), then a
+/// file body streamed in chunks. Fails, so that the connection is closed,
+/// when the file ends before its announced length.
+fn write_response<T: Transport>(
+    io: &mut T,
+    response: &HttpResponse,
+    framing: &Framing,
+) -> io::Result<()> {
+    io.write_all(&encode(response, framing))?;
+    if let Some(file) = &response.file
+        && !framing.head_only
+        && !is_bodyless(response.status)
+    {
+        let sent = io::copy(&mut file.reader(), io)?;
+        if sent != file.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "response body file shorter than announced",
+            ));
+        }
+    }
+    io.flush()
+}
+
 /// Waits up to `idle_timeout` for the next request's first byte; false when
 /// the connection should end (timeout, client gone, or shutting down).
-fn wait_for_request(shared: &Shared, conn: &ConnEntry, rd: &mut Reader) -> bool {
+fn wait_for_request<T: Transport>(shared: &Shared, conn: &ConnEntry, rd: &mut Reader<T>) -> bool {
     // Published before checking `stopping`, while shutdown sets `stopping`
     // before scanning `idle`: one of the two always sees the other.
     conn.idle.store(true, SeqCst);
@@ -407,10 +553,13 @@ fn call_service(shared: &Shared, request: HttpRequest) -> HttpResponse {
     })
 }
 
-/// Sends FIN, then discards (never parses) what the client still sends for a
-/// moment: closing with unread data makes the kernel reset the connection,
-/// which can destroy our last response before the client reads it.
-fn linger_close(stream: &TcpStream) {
+/// Sends FIN (after TLS `close_notify`), then discards (never parses) what
+/// the client still sends for a moment: closing with unread data makes the
+/// kernel reset the connection, which can destroy our last response before
+/// the client reads it.
+fn linger_close<T: Transport>(rd: &mut Reader<T>) {
+    rd.io.close_notify();
+    let stream = rd.sock;
     let _ = stream.shutdown(Shutdown::Write);
     let deadline = Instant::now() + LINGER;
     let (mut sink, mut total) = ([0u8; 4096], 0);
@@ -426,29 +575,32 @@ fn linger_close(stream: &TcpStream) {
     }
 }
 
-/// The connection's read side: a buffer of bytes not yet consumed, and the
-/// deadline of the request being read.
-struct Reader<'a> {
-    stream: &'a TcpStream,
+/// The connection: its transport, a buffer of bytes read but not yet
+/// consumed, and the deadline of the request being read.
+struct Reader<'a, T> {
+    /// Where request bytes come from and responses go.
+    io: T,
+    /// The socket under `io`, for its timeouts.
+    sock: &'a TcpStream,
     buf: Vec<u8>,
     deadline: Instant,
     /// The read timeout currently set on the socket.
     timeout: Option<Duration>,
 }
 
-impl Reader<'_> {
+impl<T: Transport> Reader<'_, T> {
     /// One read of up to `READ_CHUNK` bytes appended to `buf`; `Ok(0)` is EOF.
     fn read_once(&mut self, timeout: Duration) -> io::Result<usize> {
         // Skipped when unchanged: saves a syscall per keep-alive request.
         let timeout = Some(timeout.max(Duration::from_millis(1)));
         if self.timeout != timeout {
-            self.stream.set_read_timeout(timeout)?;
+            self.sock.set_read_timeout(timeout)?;
             self.timeout = timeout;
         }
         let len = self.buf.len();
         self.buf.resize(len + READ_CHUNK, 0);
         let read = loop {
-            match (&*self.stream).read(&mut self.buf[len..]) {
+            match self.io.read(&mut self.buf[len..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
@@ -543,8 +695,8 @@ enum Body {
 }
 
 /// Reads one whole request and decides how its response is framed.
-fn read_request(
-    rd: &mut Reader,
+fn read_request<T: Transport>(
+    rd: &mut Reader<T>,
     limits: &ConnLimits,
     peer: SocketAddr,
 ) -> Result<(HttpRequest, Framing), Failure> {
@@ -680,7 +832,11 @@ fn parse_decimal(digits: &[u8]) -> Option<usize> {
     )
 }
 
-fn expect_continue(rd: &Reader, head: &Head, body: &Body) -> Result<(), Failure> {
+fn expect_continue<T: Transport>(
+    rd: &mut Reader<T>,
+    head: &Head,
+    body: &Body,
+) -> Result<(), Failure> {
     let mut expects = head.values("expect").peekable();
     if expects.peek().is_none() {
         return Ok(());
@@ -690,8 +846,9 @@ fn expect_continue(rd: &Reader, head: &Head, body: &Body) -> Result<(), Failure>
     }
     // Only worth sending when the client may be waiting for it.
     if head.minor_version == 1 && !matches!(body, Body::Empty) && rd.buf.is_empty() {
-        (&*rd.stream)
+        rd.io
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .and_then(|()| rd.io.flush())
             .map_err(|_| Failure::Gone)?;
     }
     Ok(())
@@ -699,7 +856,7 @@ fn expect_continue(rd: &Reader, head: &Head, body: &Body) -> Result<(), Failure>
 
 /// Decodes a chunked body (extensions ignored, trailers skipped), consuming
 /// it from the buffer as it goes so memory stays bounded by the body limit.
-fn read_chunked(rd: &mut Reader, limits: &ConnLimits) -> Result<Vec<u8>, Failure> {
+fn read_chunked<T: Transport>(rd: &mut Reader<T>, limits: &ConnLimits) -> Result<Vec<u8>, Failure> {
     let mut body = Vec::new();
     loop {
         let line_len = rd.line(MAX_CHUNK_LINE)?;
@@ -743,11 +900,16 @@ fn chunk_size(line: &[u8]) -> Result<usize, Failure> {
     Ok(usize::from_str_radix(hex, 16).unwrap_or(usize::MAX))
 }
 
-/// The whole response as one buffer, so it goes out in one write.
+/// 1xx, 204 and 304 responses never carry a body (RFC 9110 6.4.1).
+fn is_bodyless(status: u16) -> bool {
+    status < 200 || status == 204 || status == 304
+}
+
+/// The whole response as one buffer, so it goes out in one write; for a
+/// file body, only the head (`write_response` streams the file after it).
 fn encode(response: &HttpResponse, framing: &Framing) -> Vec<u8> {
     let status = response.status;
-    // 1xx, 204 and 304 responses never carry a body (RFC 9110 6.4.1).
-    let bodyless = status < 200 || status == 204 || status == 304;
+    let bodyless = is_bodyless(status);
     let mut out = Vec::with_capacity(192 + response.body.len());
     // Writing into a Vec cannot fail: the results are ignored.
     let _ = write!(out, "HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status));
@@ -767,7 +929,7 @@ fn encode(response: &HttpResponse, framing: &Framing) -> Vec<u8> {
         let _ = write!(out, "{name}: {value}\r\n");
     }
     if !bodyless {
-        let _ = write!(out, "Content-Length: {}\r\n", response.body.len());
+        let _ = write!(out, "Content-Length: {}\r\n", response.body_len());
     }
     if framing.close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -775,7 +937,7 @@ fn encode(response: &HttpResponse, framing: &Framing) -> Vec<u8> {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !framing.head_only && !bodyless {
+    if !framing.head_only && !bodyless && response.file.is_none() {
         out.extend_from_slice(&response.body);
     }
     out

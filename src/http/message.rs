@@ -1,7 +1,10 @@
 //! The request and response values that cross between the connection layer
 //! (`conn`) and the worker pool. Plain data: no sockets in here.
 
+use std::fs::File;
+use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// One parsed HTTP/1.x request with its whole body already read.
 #[derive(Debug, Clone)]
@@ -50,10 +53,59 @@ pub struct HttpResponse {
     /// Extra headers. `Content-Length`, `Date` and `Connection` are added by
     /// the connection layer; `Content-Type` defaults to JSON when absent.
     pub headers: Vec<(&'static str, String)>,
-    /// The body bytes.
+    /// The body bytes (empty when `file` is set).
     pub body: Vec<u8>,
+    /// A body streamed from a file instead of `body`, for large answers
+    /// such as backups.
+    pub file: Option<FileBody>,
     /// Close the connection after writing this response.
     pub close: bool,
+}
+
+/// A response body read from an open file as it is sent, so it never has
+/// to fit in memory. Its length is fixed when it is made: the connection
+/// sends exactly that many bytes (or closes the connection).
+#[derive(Clone)]
+pub struct FileBody {
+    file: Arc<File>,
+    len: u64,
+}
+
+impl FileBody {
+    /// The first `len` bytes of `file`, from its current position.
+    pub fn new(file: File, len: u64) -> Self {
+        FileBody {
+            file: Arc::new(file),
+            len,
+        }
+    }
+
+    /// The number of bytes sent.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes, from the file's current position.
+    pub fn reader(&self) -> impl Read + '_ {
+        (&*self.file).take(self.len)
+    }
+}
+
+impl std::fmt::Debug for FileBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileBody").field("len", &self.len).finish()
+    }
+}
+
+impl PartialEq for FileBody {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.file, &other.file)
+    }
 }
 
 impl HttpResponse {
@@ -63,8 +115,24 @@ impl HttpResponse {
             status,
             headers: Vec::new(),
             body,
+            file: None,
             close: false,
         }
+    }
+
+    /// A response whose body is streamed from `file`, with `content_type`.
+    pub fn file(status: u16, content_type: &str, file: FileBody) -> Self {
+        let mut r =
+            HttpResponse::json(status, Vec::new()).with_header("Content-Type", content_type);
+        r.file = Some(file);
+        r
+    }
+
+    /// The length of the body, wherever it comes from.
+    pub fn body_len(&self) -> u64 {
+        self.file
+            .as_ref()
+            .map_or(self.body.len() as u64, FileBody::len)
     }
 
     /// The JSON error shape every error uses: `{"detail": "..."}`.

@@ -3,10 +3,13 @@
 //! `conn` owns sockets (accept loop, one thread per connection, framing,
 //! timeouts, limits); `workers` is the fixed pool behind a bounded queue;
 //! `app` routes (`router`) to one handler per endpoint family (`handlers`);
-//! `api_error` is the one place errors become statuses.
+//! `auth` checks bearer tokens when `--auth-tokens` is set; `api_error` is
+//! the one place errors become statuses; `tls` (feature `tls`) loads the
+//! certificate that `conn` serves HTTPS with.
 
 pub mod api_error;
 pub mod app;
+pub mod auth;
 pub mod conn;
 pub mod handlers;
 pub mod message;
@@ -14,6 +17,8 @@ pub mod metrics;
 pub mod query;
 pub mod router;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wire;
 pub mod workers;
 

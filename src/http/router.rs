@@ -2,6 +2,7 @@
 //! endpoint is one variant here, one arm in `app.rs` and one handler.
 
 use super::api_error::ApiError;
+use super::auth::Scope;
 
 /// What a request asks for, decided from its method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum Route<'a> {
     OpenApi,
     /// `GET /docs/{file}`: Swagger UI; `""` is the page itself.
     Docs(&'a str),
+    /// `GET /backup`: a consistent snapshot of the database file.
+    Backup,
 }
 
 /// Every (method, OpenAPI path) of the API proper, for the test that keeps
@@ -45,6 +48,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/cache/stats"),
     ("get", "/db/stats"),
     ("get", "/health"),
+    ("get", "/backup"),
 ];
 
 const READ: &str = "GET, HEAD";
@@ -65,6 +69,25 @@ impl Route<'_> {
             Route::Health => "health",
             Route::OpenApi => "openapi",
             Route::Docs(_) => "docs",
+            Route::Backup => "backup",
+        }
+    }
+
+    /// The scope a request needs when authentication is on (`None`: open
+    /// to all, which only `/health` is, so that probes need no secret).
+    pub fn scope(&self) -> Option<Scope> {
+        match self {
+            Route::Health => None,
+            Route::Put(_) | Route::Delete(_) | Route::Batch => Some(Scope::Write),
+            Route::Backup => Some(Scope::Admin),
+            Route::Get(_)
+            | Route::History(_)
+            | Route::Keys
+            | Route::Metrics
+            | Route::CacheStats
+            | Route::DbStats
+            | Route::OpenApi
+            | Route::Docs(_) => Some(Scope::Read),
         }
     }
 }
@@ -91,6 +114,7 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
             "/keys" => Route::Keys,
             "/metrics" => Route::Metrics,
             "/openapi.json" => Route::OpenApi,
+            "/backup" => Route::Backup,
             "/docs" => Route::Docs(""),
             _ => return Err(ApiError::no_route(path)),
         };

@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use super::app::App;
+use super::auth::AuthTokens;
 use super::conn::{ConnLimits, HttpServer, Service};
 use super::workers::{Handler, WorkerPool};
 use crate::Store;
@@ -22,6 +23,11 @@ pub struct ServerConfig {
     pub limits: ConnLimits,
     /// The most puts in one `POST /batch`.
     pub max_batch_puts: usize,
+    /// Bearer tokens every route but `/health` requires (`None`: open).
+    pub auth: Option<Arc<AuthTokens>>,
+    /// Serve HTTPS with this configuration (`None`: plain HTTP).
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A running vkv HTTP server.
@@ -34,7 +40,7 @@ impl Server {
     /// Binds `config.bind` and starts serving `store`.
     pub fn start(config: ServerConfig, store: Store) -> std::io::Result<Server> {
         let listener = TcpListener::bind(&config.bind)?;
-        let app = Arc::new(App::new(store, config.max_batch_puts));
+        let app = Arc::new(App::new(store, config.max_batch_puts).with_auth(config.auth));
         let handler: Handler = Arc::new(move |req| app.handle(req));
         let pool = Arc::new(WorkerPool::start(
             config.workers,
@@ -43,6 +49,11 @@ impl Server {
         )?);
         let dispatcher = Arc::clone(&pool);
         let service: Service = Arc::new(move |req| dispatcher.dispatch(req));
+        #[cfg(feature = "tls")]
+        if let Some(tls) = config.tls {
+            let http = HttpServer::start_tls(listener, config.limits, service, tls)?;
+            return Ok(Server { http, pool });
+        }
         let http = HttpServer::start(listener, config.limits, service)?;
         Ok(Server { http, pool })
     }

@@ -36,6 +36,10 @@ impl From<HttpResponse> for Reply {
 
 struct Job {
     request: HttpRequest,
+    /// A crossbeam channel, which spins briefly before parking: most
+    /// handlers answer in microseconds, and catching the reply while
+    /// spinning saves a futex wake-up (measured: 20 vs 26 us of CPU per
+    /// cached GET). Long waits (commits, long polls) are parked elsewhere.
     reply: Sender<Reply>,
 }
 

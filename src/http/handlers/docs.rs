@@ -1,9 +1,10 @@
 //! `GET /openapi.json` and the Swagger UI under `/docs`, whose assets are
 //! compiled into the binary (no download at build or run time).
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
-use super::{batch, kv, listing, stats};
+use super::{backup, batch, kv, listing, stats};
 use crate::http::api_error::ApiError;
 use crate::http::message::HttpResponse;
 use crate::http::wire;
@@ -13,8 +14,12 @@ use crate::http::wire;
 #[openapi(
     info(
         title = "vkv",
-        description = "A versioned key-value store: every write keeps a new numbered version."
+        description = "A versioned key-value store: every write keeps a new numbered version.\n\n\
+            When the server runs with `--auth-tokens`, every endpoint but /health needs \
+            `Authorization: Bearer <token>` (401 without a valid one, 403 without the scope): \
+            reads need `read`, put/delete/batch `write`, /backup `admin`."
     ),
+    modifiers(&BearerAuth),
     paths(
         kv::put,
         kv::get,
@@ -25,7 +30,8 @@ use crate::http::wire;
         stats::metrics,
         stats::cache_stats,
         stats::db_stats,
-        stats::health
+        stats::health,
+        backup::backup
     ),
     components(schemas(
         wire::PutRequest,
@@ -48,6 +54,25 @@ use crate::http::wire;
     ))
 )]
 pub struct ApiDoc;
+
+/// Declares the optional bearer authentication (so that Swagger UI offers
+/// an "Authorize" button): a token, or nothing when auth is off.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+        }
+        openapi.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::default(),
+        ]);
+    }
+}
 
 /// The Swagger UI page; it loads the two embedded assets below.
 const PAGE: &str = include_str!("docs.html");

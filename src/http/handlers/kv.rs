@@ -38,7 +38,7 @@ const WAIT_MAX_SECS: u64 = 300;
         (status = 507, description = "Disk full", body = ErrorResponse),
     )
 )]
-pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<HttpResponse, ApiError> {
+pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply, ApiError> {
     let key = decode_key(encoded_key)?;
     let query = Query::parse(req.query())?;
     let expect = match query.get("if_version") {
@@ -55,13 +55,25 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<HttpRe
     }
     let body: PutRequest<'_> = serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))?;
-    let outcome = store.put_if(&key, body.value.to_owned(), expect)?;
-    json(&PutResponse {
-        key: &key,
-        version: outcome.version,
-        operation: outcome.operation().as_str(),
-        timestamp: outcome.timestamp(),
-    })
+    let pending = store.begin_put(&key, body.value.to_owned(), expect)?;
+    // The commit is awaited on the connection's thread, not on a worker:
+    // workers stay free for reads, and the writer sees every in-flight put
+    // at once, so group commits grow with the number of clients instead of
+    // being capped by the number of workers.
+    Ok(Reply::Parked(Box::new(move || {
+        pending
+            .wait()
+            .map_err(ApiError::from)
+            .and_then(|outcome| {
+                json(&PutResponse {
+                    key: &key,
+                    version: outcome.version,
+                    operation: outcome.operation().as_str(),
+                    timestamp: outcome.timestamp(),
+                })
+            })
+            .unwrap_or_else(ApiError::into_response)
+    })))
 }
 
 /// `"N"` or `N` to N.

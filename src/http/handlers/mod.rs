@@ -1,4 +1,5 @@
 //! One handler module per endpoint family.
+pub mod backup;
 pub mod batch;
 pub mod docs;
 pub mod kv;

@@ -23,7 +23,8 @@ pub fn db_stats(store: &Store) -> Result<HttpResponse, ApiError> {
     json(&store.db_stats()?)
 }
 
-/// `200` when the database answers, `503` otherwise.
+/// `200` when the database answers and takes writes; `503` with the fault
+/// (file gone, disk full or read-only, I/O error) otherwise.
 #[utoipa::path(
     get,
     path = "/health",

@@ -1,0 +1,11 @@
+//! Fault injection against the real `vkv` binary: crashes, full and
+//! read-only disks, bad schemas, hostile HTTP, stalled clients, overload.
+
+mod bad_input;
+mod common;
+mod crash;
+mod disk_full;
+mod fsutil;
+mod load;
+mod schema;
+mod unavailable;

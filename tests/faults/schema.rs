@@ -1,0 +1,45 @@
+//! A database written by a newer vkv (higher schema version) is refused at
+//! start, and left untouched. (Corrupt and foreign files, and two servers on
+//! one file, are covered in `tests/api/persistence.rs`.)
+
+use crate::common::{Server, json, shared};
+
+#[test]
+fn newer_schema_version_is_refused_naming_the_file_and_left_untouched() {
+    let _g = shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("from-the-future.db");
+    {
+        let mut s = Server::start_on(&db, &[]);
+        let mut c = s.client();
+        assert_eq!(c.put("k", &json!("v")).status, 200);
+        s.kill();
+    }
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open with rusqlite");
+        let current: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("user_version");
+        assert_eq!(current, vkv::db::SCHEMA_VERSION);
+        conn.pragma_update(None, "user_version", vkv::db::SCHEMA_VERSION + 1)
+            .expect("set user_version");
+    }
+    let before = std::fs::read(&db).expect("read db");
+
+    let Err((status, log)) = Server::try_start_on(&db, &[]) else {
+        panic!("vkv started on a database with a newer schema");
+    };
+    let status = status.expect("vkv neither started nor exited");
+    assert!(!status.success(), "exit status {status:?}");
+    let log = log.join("\n");
+    assert!(
+        log.contains("from-the-future.db") && log.contains("newer"),
+        "message should name the file and say it is newer:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("schema version {}", vkv::db::SCHEMA_VERSION + 1)),
+        "{log}"
+    );
+    // Not migrated, not rewritten.
+    assert_eq!(std::fs::read(&db).expect("read db"), before);
+}

@@ -1,0 +1,11 @@
+//! Security and operations features over real HTTP against the real `vkv`
+//! binary: bearer-token authentication, online backups with `vkv restore`
+//! and `vkv check`, and (feature `tls`) HTTPS.
+//!
+//! `cargo test --test security` runs all but the TLS tests;
+//! `cargo test --features tls --test security` runs them too.
+
+mod auth;
+mod backup;
+mod common;
+mod tls;
