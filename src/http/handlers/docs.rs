@@ -80,22 +80,27 @@ const PAGE: &str = include_str!("docs.html");
 const BUNDLE_JS_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js.gz"));
 const CSS_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui.css.gz"));
 
-/// What the docs endpoints serve, built once at start-up.
+/// What the docs endpoints serve.
 pub struct Docs {
-    openapi_json: Vec<u8>,
+    /// Rendered on first use: start-up and idle memory do not pay for a
+    /// document most deployments never fetch.
+    openapi_json: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Docs {
-    /// Renders the OpenAPI document.
+    /// The docs endpoints; the OpenAPI document is rendered on first use.
     pub fn new() -> Self {
         Docs {
-            openapi_json: ApiDoc::openapi().to_json().unwrap_or_default().into_bytes(),
+            openapi_json: std::sync::OnceLock::new(),
         }
     }
 
     /// `GET /openapi.json`.
     pub fn openapi(&self) -> HttpResponse {
-        HttpResponse::json(200, self.openapi_json.clone())
+        let doc = self
+            .openapi_json
+            .get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_default().into_bytes());
+        HttpResponse::json(200, doc.clone())
     }
 
     /// `GET /docs` and `GET /docs/{file}`. The assets are served gzipped
