@@ -29,9 +29,12 @@ failed=0
 status=""
 
 # req METHOD PATH [JSON_BODY]: sets $status; body and headers land in $tmp.
+# Extra request headers: set the array HDR=(-H 'Name: value') before, reset
+# after.
+HDR=()
 req() {
   local method=$1 path=$2
-  local args=(-sS -X "$method" -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' --max-time 10)
+  local args=(-sS -X "$method" -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' --max-time 10 "${HDR[@]}")
   if [ $# -ge 3 ]; then
     args+=(-H 'Content-Type: application/json' --data-binary "$3")
   fi
@@ -177,6 +180,46 @@ check "GET ?version=0 -> 422" 422 "$IS_JSON" "$DETAIL"
 req GET /put/x
 check "GET /put/x -> 405 with Allow: POST" 405 \
   "$DETAIL" "('POST' in [m.strip() for m in h.get('allow', '').split(',')] or 'Allow is ' + repr(h.get('allow')))"
+
+# --- the versioned-KV API: conditions, ETags, watch, history, keys, batch,
+# delete, purge, metrics (on a second key, so the check below still holds)
+K2="$ID-v2"
+export SMOKE_K2="$K2"
+req POST "/put/$K2?if_version=0" '{"value": "a"}'
+check "POST /put/{key}?if_version=0 creates" 200 "eq(j['version'], 1, 'version')"
+req POST "/put/$K2?if_version=0" '{"value": "b"}'
+check "POST /put/{key}?if_version=0 on an existing key -> 409" 409 "$DETAIL" \
+  "eq(j['current_version'], 1, 'current_version')"
+HDR=(-H 'If-Match: "1"')
+req POST "/put/$K2" '{"value": "b"}'
+HDR=()
+check "POST /put/{key} with If-Match: \"1\" updates" 200 "eq(j['version'], 2, 'version')"
+HDR=(-H 'If-None-Match: "2"')
+req GET "/get/$K2"
+HDR=()
+check "GET /get/{key} with If-None-Match: \"2\" -> 304" 304 "eq(h.get('etag'), '\"2\"', 'ETag header')"
+req GET "/get/$K2?wait_after=1&timeout=5"
+check "GET /get/{key}?wait_after=1 answers at once with version 2" 200 "eq(j['version'], 2, 'version')"
+req GET "/get/$K2?wait_after=2&timeout=1"
+check "GET /get/{key}?wait_after=2&timeout=1 times out with the current latest" 200 "eq(j['version'], 2, 'version')"
+req GET "/history/$K2?limit=1"
+check "GET /history/{key}?limit=1" 200 \
+  "eq([v['version'] for v in j['versions']], [2], 'versions')" "eq(j['next_before'], 2, 'next_before')"
+req GET "/keys?prefix=$K2&limit=10"
+check "GET /keys?prefix=..." 200 "eq([k['key'] for k in j['keys']], [env['SMOKE_K2']], 'keys')"
+req POST /batch "{\"puts\": [{\"key\": \"$K2\", \"value\": 3}, {\"key\": \"$K2-b\", \"value\": 1}]}"
+check "POST /batch" 200 "eq([r['version'] for r in j['results']], [3, 1], 'versions')"
+req DELETE "/delete/$K2"
+check "DELETE /delete/{key} writes a tombstone" 200 "eq(j['version'], 4, 'version')"
+req GET "/get/$K2"
+check "GET of a deleted key -> 404 naming the version" 404 "$DETAIL" "'deleted at version 4' in j['detail'] or 'detail does not say deleted at version 4'"
+req GET "/get/$K2?version=1"
+check "old versions of a deleted key stay readable" 200 "eq(j['value'], 'a', 'value')"
+req DELETE "/delete/$K2?purge=true"
+check "DELETE /delete/{key}?purge=true" 200 "eq(j['purged_versions'], 4, 'purged_versions')"
+req GET /metrics
+check "GET /metrics (Prometheus text)" 200 \
+  "'vkv_http_requests_total{' in text and h.get('content-type', '').startswith('text/plain') or 'not Prometheus text'"
 
 # The failed writes above must not have added versions.
 req GET "/get/$ID"
