@@ -63,7 +63,7 @@ need_cmd curl "install it with 'apt-get install -y curl'"
 need_cmd cargo "install Rust from https://rustup.rs"
 
 echo "== building release binaries"
-cargo build --release --bin vkv --example http_ceiling
+cargo build --release --bin vkv --example http_ceiling --example fairness
 VKV_BIN=target/release/vkv
 CEILING_BIN=target/release/examples/http_ceiling
 
@@ -356,8 +356,19 @@ for w in $WORKLOADS; do
   done
 done
 echo "(errors = non-2xx answers + socket errors; batch = mean group-commit size from /metrics;"
-echo " hit% = cache hits / lookups from /cache/stats; per-connection fairness is not measured:"
-echo " wrk's lua response() cannot tell connections apart)"
+echo " hit% = cache hits / lookups from /cache/stats; per-connection fairness: see below,"
+echo " measured by examples/fairness.rs since wrk cannot tell connections apart)"
+
+echo
+echo "== per-connection fairness: $CONNECTIONS keep-alive connections opened at once, 5 s of GET /health each"
+echo "   (starved = first answer later than 1 s; tiny_http 0.12 starved 8-11 of 32 in 4 of 5 runs here)"
+fair_failed=0
+for server in ceiling vkv; do
+  if [ "$server" = vkv ]; then url=$VKV_URL; else url=$CEILING_URL; fi
+  line=$(target/release/examples/fairness --addr "${url#http://}" --connections "$CONNECTIONS" --seconds 5) || fair_failed=1
+  printf '%-8s %s\n' "$server" "$line"
+done
+[ "$fair_failed" = 0 ] || { echo "bench: a connection starved" >&2; failed_any=1; }
 
 echo
 echo "== memory and threads (VmRSS / VmHWM in MiB from /proc/PID/status)"
