@@ -208,6 +208,10 @@ impl ReadPool {
             .max_size(size.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(5))
+            // r2d2 would run a validity query (parsed SQL) on every
+            // check-out: a local SQLite file does not go stale like a
+            // network connection, and a failing query reports itself.
+            .test_on_check_out(false)
             .thread_pool(reaper)
             .build(manager)
             .map_err(|e| open_err(path, e))?;
