@@ -42,25 +42,39 @@ fn main() {
     let mut counts: Vec<u64> = seen.iter().map(|s| s.answers).collect();
     counts.sort_unstable();
     let worst_first = seen.iter().map(|s| s.first.unwrap_or(Duration::MAX)).max();
-    let starved = seen.iter().filter(|s| s.first.is_none_or(|f| f > Duration::from_secs(1))).count();
+    let starved = seen
+        .iter()
+        .filter(|s| s.first.is_none_or(|f| f > Duration::from_secs(1)))
+        .count();
     println!(
         "connections={conns} answers_per_connection min={} median={} max={} worst_first_answer_ms={:.1} starved={starved}",
         counts.first().copied().unwrap_or(0),
         counts.get(counts.len() / 2).copied().unwrap_or(0),
         counts.last().copied().unwrap_or(0),
-        worst_first.map_or(-1.0, |d| if d == Duration::MAX { -1.0 } else { d.as_secs_f64() * 1000.0 }),
+        worst_first.map_or(-1.0, |d| if d == Duration::MAX {
+            -1.0
+        } else {
+            d.as_secs_f64() * 1000.0
+        }),
     );
     std::process::exit(i32::from(starved > 0));
 }
 
 fn run(addr: &str, path: &str, secs: u64, start: &Barrier) -> Seen {
-    let mut seen = Seen { first: None, answers: 0 };
+    let mut seen = Seen {
+        first: None,
+        answers: 0,
+    };
     start.wait();
     let began = Instant::now();
-    let Ok(stream) = TcpStream::connect(addr) else { return seen };
+    let Ok(stream) = TcpStream::connect(addr) else {
+        return seen;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(secs + 5)));
     let _ = stream.set_nodelay(true);
-    let Ok(mut writer) = stream.try_clone() else { return seen };
+    let Ok(mut writer) = stream.try_clone() else {
+        return seen;
+    };
     let mut reader = BufReader::new(stream);
     let request = format!("GET {path} HTTP/1.1\r\nHost: fairness\r\n\r\n");
     while began.elapsed() < Duration::from_secs(secs) {

