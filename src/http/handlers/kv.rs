@@ -196,8 +196,7 @@ fn versioned(v: &Versioned) -> Result<HttpResponse, ApiError> {
         ("purge" = Option<bool>, Query, description = "true: remove every version permanently"),
     ),
     responses(
-        (status = 200, description = "Deleted (a tombstone version was written)", body = DeleteResponse),
-        (status = 200, description = "Purged (with purge=true)", body = PurgeResponse),
+        (status = 200, description = "Deleted: a tombstone version was written (DeleteResponse); with purge=true, every version removed (PurgeResponse)", body = DeleteResponse),
         (status = 404, description = "No such key, or already deleted", body = ErrorResponse),
     )
 )]
