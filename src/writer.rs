@@ -512,9 +512,6 @@ fn put(
     max_versions: u64,
     d: &mut Deltas,
 ) -> Result<Arc<Versioned>, TxError> {
-    if item.expect.is_none() && max_versions == 0 {
-        return put_unconditional(tx, item, deleted, ts, d);
-    }
     let head = head(tx, &item.key)?;
     let current = head.as_ref().map_or(0, |h| h.latest);
     if let Some(expected) = item.expect
@@ -565,41 +562,6 @@ fn put(
     Ok(Arc::new(Versioned {
         key: item.key.clone(),
         version,
-        timestamp_ms: ts,
-        deleted,
-        value: item.value.clone(),
-    }))
-}
-
-/// The common put (no condition, no retention): one upsert both finds and
-/// bumps the key's head, instead of a lookup and then an upsert. Version 1
-/// means the row was just created: a new key.
-fn put_unconditional(
-    tx: &Connection,
-    item: &PutItem,
-    deleted: bool,
-    ts: i64,
-    d: &mut Deltas,
-) -> Result<Arc<Versioned>, TxError> {
-    let version: i64 = tx
-        .prepare_cached(
-            "INSERT INTO keys (key, latest, ts_ms, deleted, first_kept) VALUES (?1, 1, ?2, ?3, 1)
-             ON CONFLICT (key) DO UPDATE SET latest = latest + 1, ts_ms = excluded.ts_ms,
-                 deleted = excluded.deleted
-             RETURNING latest",
-        )?
-        .query_row(params![item.key, ts, deleted], |r| r.get(0))?;
-    tx.prepare_cached(
-        "INSERT INTO versions (key, version, ts_ms, value, deleted) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![item.key, version, ts, item.value.get(), deleted])?;
-    d.versions += 1;
-    if version == 1 {
-        d.keys += 1;
-    }
-    Ok(Arc::new(Versioned {
-        key: item.key.clone(),
-        version: version as u64,
         timestamp_ms: ts,
         deleted,
         value: item.value.clone(),
