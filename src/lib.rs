@@ -7,6 +7,8 @@
 //! - [`Store`] is the whole store; embed it without HTTP.
 //! - [`http`] adapts it to HTTP (see `ARCHITECTURE.md`).
 
+#![warn(missing_docs)]
+
 pub mod backup;
 pub mod cache;
 pub mod db;
