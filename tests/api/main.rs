@@ -2,6 +2,7 @@
 //! real SQLite file. One test binary, one module per concern.
 
 mod batch;
+#[path = "../support/mod.rs"]
 mod common;
 mod concurrency;
 mod docs;

@@ -91,7 +91,7 @@ fn sigterm_during_writes_exits_zero_and_keeps_every_ack() {
 #[test]
 fn a_second_server_on_the_same_file_refuses_to_start() {
     let s = Server::start(&[]);
-    let Err((status, log)) = Server::try_start_on(&s.db, &[]) else {
+    let Err((status, log)) = Server::try_start_on(&s.db, &[], &[]) else {
         panic!("second server started");
     };
     assert!(!status.map(|s| s.success()).unwrap_or(true));
@@ -104,7 +104,7 @@ fn a_foreign_or_corrupt_file_is_refused_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 8192]).unwrap();
-    let Err((status, log)) = Server::try_start_on(&junk, &[]) else {
+    let Err((status, log)) = Server::try_start_on(&junk, &[], &[]) else {
         panic!("started on a junk file");
     };
     assert!(!status.map(|s| s.success()).unwrap_or(true));

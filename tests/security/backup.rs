@@ -341,7 +341,7 @@ fn restore_with_force_replaces_the_database_and_drops_its_old_log() {
     let db = dir.path().join("old.db");
     let mut old = Server::start_on(&db, &[]);
     assert_eq!(old.client().put("only-in-old", &json!(1)).status, 200);
-    old.kill_now();
+    old.kill();
     let wal = PathBuf::from(format!("{}-wal", db.display()));
     assert!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 0);
 

@@ -7,5 +7,6 @@
 
 mod auth;
 mod backup;
+#[path = "../support/mod.rs"]
 mod common;
 mod tls;

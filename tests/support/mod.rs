@@ -1,14 +1,60 @@
-//! Test harness: runs the real `vkv` binary on 127.0.0.1:0 with a temporary
-//! SQLite file, and a minimal HTTP/1.1 client over a real socket.
+//! Test harness shared by the `api` and `security` test binaries (each
+//! includes it as `mod common` with `#[path]`): runs the real `vkv` binary
+//! on 127.0.0.1:0 with a temporary SQLite file, and a minimal HTTP/1.1
+//! client over a real socket (plain TCP, or any stream such as TLS).
+#![allow(dead_code)] // each test binary uses a different part of it
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use serde_json::{Value, json};
+
+/// The `vkv` binary under test.
+pub fn vkv() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vkv"));
+    for var in [
+        "VKV_BIND",
+        "VKV_DB",
+        "VKV_AUTH_TOKENS",
+        "VKV_TLS_CERT",
+        "VKV_TLS_KEY",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Runs `vkv ARGS` to completion (at most 60 s) and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    let mut child = vkv()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "vkv {args:?} did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// stdout and stderr of `out`, together.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
 
 /// A running `vkv` process.
 pub struct Server {
@@ -31,21 +77,23 @@ impl Server {
 
     /// A server on the database file `db`.
     pub fn start_on(db: &Path, args: &[&str]) -> Server {
-        Server::try_start_on(db, args).unwrap_or_else(|(status, log)| {
+        Server::try_start_on(db, args, &[]).unwrap_or_else(|(status, log)| {
             panic!("vkv did not start ({status:?}):\n{}", log.join("\n"))
         })
     }
 
-    /// Starts vkv; on failure returns its exit status and log.
+    /// Starts vkv with extra environment variables; on failure returns its
+    /// exit status and log.
     pub fn try_start_on(
         db: &Path,
         args: &[&str],
+        env: &[(&str, &str)],
     ) -> Result<Server, (Option<ExitStatus>, Vec<String>)> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vkv"))
+        let mut child = vkv()
             .args(["--bind", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(args)
-            .env_remove("VKV_BIND")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -73,7 +121,10 @@ impl Server {
                 _dir: None,
             }),
             Err(_) => {
-                let status = child.wait().ok();
+                let status = wait_timeout(&mut child, Duration::from_secs(10));
+                if status.is_none() {
+                    let _ = child.kill();
+                }
                 std::thread::sleep(Duration::from_millis(50));
                 let lines = log.lock().unwrap().clone();
                 Err((status, lines))
@@ -92,10 +143,19 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits for the exit.
+    /// Sends SIGTERM and waits for the exit (and for its last log lines).
     pub fn terminate(&mut self) -> ExitStatus {
-        signal(self.child.id(), "TERM");
-        wait_timeout(&mut self.child, Duration::from_secs(20)).expect("vkv did not exit on SIGTERM")
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -TERM failed");
+        let status = wait_timeout(&mut self.child, Duration::from_secs(20))
+            .expect("vkv did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+        status
     }
 
     /// The lines vkv logged so far.
@@ -106,19 +166,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.kill();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
-}
-
-/// Sends a signal by name with `kill(1)`.
-pub fn signal(pid: u32, name: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "kill -{name} {pid} failed");
 }
 
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
@@ -158,10 +208,15 @@ impl Resp {
     }
 }
 
-/// A keep-alive HTTP/1.1 client on one TCP connection.
+/// What a client talks over: a TCP socket or a TLS session.
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// A keep-alive HTTP/1.1 client on one connection.
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    io: BufReader<Box<dyn Stream>>,
+    /// Sent as `Authorization: Bearer` with every request, when set.
+    pub token: Option<String>,
 }
 
 impl Client {
@@ -169,10 +224,21 @@ impl Client {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         s.set_nodelay(true).unwrap();
+        Client::over(Box::new(s))
+    }
+
+    /// A client over an established stream.
+    pub fn over(stream: Box<dyn Stream>) -> Client {
         Client {
-            writer: s.try_clone().unwrap(),
-            reader: BufReader::new(s),
+            io: BufReader::new(stream),
+            token: None,
         }
+    }
+
+    /// This client, sending `token` with every request.
+    pub fn with_token(mut self, token: &str) -> Client {
+        self.token = Some(token.to_string());
+        self
     }
 
     pub fn get(&mut self, path: &str) -> Resp {
@@ -192,6 +258,9 @@ impl Client {
         body: &[u8],
     ) -> Resp {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        if let Some(t) = &self.token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
         for (n, v) in headers {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
@@ -201,14 +270,16 @@ impl Client {
         req.push_str("\r\n");
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body);
-        self.writer.write_all(&bytes).unwrap();
+        let w = self.io.get_mut();
+        w.write_all(&bytes).unwrap();
+        w.flush().unwrap();
         self.read_response(method == "HEAD")
     }
 
     /// Reads one response (Content-Length framed).
     pub fn read_response(&mut self, head_only: bool) -> Resp {
         let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
+        self.io.read_line(&mut line).unwrap();
         let status: u16 = line
             .split(' ')
             .nth(1)
@@ -218,7 +289,7 @@ impl Client {
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
-            self.reader.read_line(&mut h).unwrap();
+            self.io.read_line(&mut h).unwrap();
             let h = h.trim_end();
             if h.is_empty() {
                 break;
@@ -232,7 +303,7 @@ impl Client {
             .map(|(_, v)| v.parse().unwrap())
             .unwrap_or(0);
         let mut body = vec![0; if head_only { 0 } else { len }];
-        self.reader.read_exact(&mut body).unwrap();
+        self.io.read_exact(&mut body).unwrap();
         Resp {
             status,
             headers,
