@@ -83,7 +83,7 @@ pub struct PendingPut(Pending);
 impl PendingPut {
     /// Waits until the put is committed (or failed).
     pub fn wait(self) -> Result<PutOutcome, StoreError> {
-        Ok(first_outcome(self.0.wait()?))
+        first_outcome(self.0.wait()?)
     }
 }
 
@@ -231,7 +231,7 @@ impl Store {
     pub fn delete(&self, key: &str) -> Result<PutOutcome, StoreError> {
         validate_key(key)?;
         let done = self.inner.writer.apply(Op::Delete(key.to_string()))?;
-        Ok(first_outcome(done))
+        first_outcome(done)
     }
 
     /// Removes every version of `key` for good; returns how many.
@@ -412,18 +412,14 @@ fn outcome(v: &Versioned) -> PutOutcome {
     }
 }
 
-fn first_outcome(done: Done) -> PutOutcome {
+/// The version a single put or delete wrote.
+fn first_outcome(done: Done) -> Result<PutOutcome, StoreError> {
     match done {
-        Done::Written(vs) => vs.first().map(|v| outcome(v)).unwrap_or(PutOutcome {
-            key: String::new(),
-            version: 0,
-            timestamp_ms: 0,
-        }),
-        Done::Purged { key, .. } => PutOutcome {
-            key,
-            version: 0,
-            timestamp_ms: 0,
-        },
+        Done::Written(vs) => vs
+            .first()
+            .map(|v| outcome(v))
+            .ok_or_else(|| StoreError::Internal("a write committed no version".into())),
+        Done::Purged { .. } => Err(StoreError::Internal("a write purged instead".into())),
     }
 }
 
