@@ -39,7 +39,7 @@ pub struct Server {
 impl Server {
     /// Binds `config.bind` and starts serving `store`.
     pub fn start(config: ServerConfig, store: Store) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(&config.bind)?;
+        let listener = bind(&config.bind)?;
         let app = Arc::new(App::new(store, config.max_batch_puts).with_auth(config.auth));
         let handler: Handler = Arc::new(move |req| app.handle(req));
         let pool = Arc::new(WorkerPool::start(
@@ -72,4 +72,26 @@ impl Server {
             Err(_) => log::warn!("a connection outlived shutdown; workers left to exit"),
         }
     }
+}
+
+/// Listen backlog: connections the kernel completes before vkv accepts them.
+const BACKLOG: i32 = 1024;
+
+/// Binds `addr` with a listen backlog of [`BACKLOG`] instead of std's 128.
+/// In a burst of new connections beyond the backlog the kernel drops SYNs,
+/// and each dropped client waits a full second for its retransmit
+/// (measured: with 500 connections opened at once, a normal client took
+/// 1.03 s to be answered).
+fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std does: a restarted server can bind while old connections linger.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }
