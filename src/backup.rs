@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::db::{APPLICATION_ID, SCHEMA_VERSION};
 use crate::error::StoreError;
-use crate::store::lock_path;
+use crate::storage::sqlite::{APPLICATION_ID, SCHEMA_VERSION, lock_path};
 
 /// Why a backup could not be taken.
 #[derive(Debug, thiserror::Error)]

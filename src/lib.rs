@@ -11,10 +11,16 @@
 
 pub mod backup;
 pub mod cache;
-pub mod db;
+/// The SQLite file format's identifiers and the storage types, at the path
+/// tools and tests have used.
+pub mod db {
+    pub use crate::storage::sqlite::{APPLICATION_ID, SCHEMA_VERSION};
+    pub use crate::storage::{DbStats, KeyInfo, SyncMode, VersionInfo};
+}
 pub mod error;
 pub mod http;
 pub mod key;
+mod storage;
 pub mod store;
 pub mod value;
 pub mod version;
@@ -22,8 +28,8 @@ pub mod watch;
 mod writer;
 
 pub use cache::CacheStats;
-pub use db::{DbStats, KeyInfo, SyncMode, VersionInfo};
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
+pub use storage::{DbStats, KeyInfo, SyncMode, VersionInfo};
 pub use store::{PendingPut, PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use version::{Operation, PutOutcome, Versioned};

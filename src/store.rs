@@ -10,7 +10,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,15 +18,15 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 use crate::cache::{CacheStats, LatestCache};
-use crate::db::{self, DbStats, KeyInfo, ReadPool, SyncMode, VersionInfo};
 use crate::error::{OpenError, StoreError};
 use crate::key::validate_key;
+use crate::storage::{self, DbStats, Done, KeyInfo, Op, Reads, SyncMode, VersionInfo};
 use crate::value::check_depth;
 use crate::version::{PutOutcome, Versioned};
 use crate::watch::{Subscription, Watchers};
-use crate::writer::{DbFile, Done, Op, Pending, WriteFault, Writer, WriterContext, WriterCounters};
+use crate::writer::{Pending, WriteFault, Writer, WriterContext, WriterCounters};
 
-pub use crate::writer::PutItem;
+pub use crate::storage::PutItem;
 
 /// How to open a [`Store`].
 #[derive(Debug, Clone)]
@@ -97,16 +96,12 @@ pub enum Watch {
 
 struct Inner {
     cache: Arc<LatestCache>,
-    reads: ReadPool,
+    reads: Arc<dyn Reads>,
     writer: Writer,
     watchers: Arc<Watchers>,
     counters: Arc<WriterCounters>,
     fault: Arc<WriteFault>,
-    file: Arc<DbFile>,
     path: PathBuf,
-    /// Held for the store's lifetime: a second process on the same file
-    /// would serve from a cache that the first one's writes make stale.
-    _lock: File,
 }
 
 /// A handle to an open store; cheap to clone and share between threads.
@@ -115,57 +110,31 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-pub(crate) fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
 impl Store {
     /// Opens (or creates) the store described by `config`.
     pub fn open(config: StoreConfig) -> Result<Store, OpenError> {
-        let path = config.path.clone();
-        let lock = lock_path(&path);
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock)
-            .map_err(|e| OpenError::Database {
-                path: path.clone(),
-                reason: format!("cannot create lock file {}: {e}", lock.display()),
-            })?;
-        if lock_file.try_lock().is_err() {
-            return Err(OpenError::Locked { path, lock });
-        }
-        let conn = db::open_writer(&path, config.sync)?;
-        let reads = ReadPool::open(&path, config.read_connections)?;
+        let backend = storage::open(&config)?;
         let cache = Arc::new(LatestCache::new(config.cache_size));
         let watchers = Arc::new(Watchers::new(config.max_watchers));
         let counters = Arc::new(WriterCounters::default());
         let fault = Arc::new(WriteFault::default());
-        let file = Arc::new(DbFile::new(&path, &lock));
         let ctx = WriterContext {
             cache: Arc::clone(&cache),
             watchers: Arc::clone(&watchers),
             counters: Arc::clone(&counters),
             fault: Arc::clone(&fault),
-            file: Arc::clone(&file),
             max_batch: config.max_batch.max(1),
-            max_versions: config.max_versions,
         };
-        let writer = Writer::start(conn, ctx, config.write_queue)?;
+        let writer = Writer::start(backend.committer, ctx, config.write_queue)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 cache,
-                reads,
+                reads: backend.reads,
                 writer,
                 watchers,
                 counters,
                 fault,
-                file,
-                path,
-                _lock: lock_file,
+                path: config.path,
             }),
         })
     }
@@ -368,17 +337,15 @@ impl Store {
         }
     }
 
-    /// `Ok` when the database answers a query and takes writes: the path
-    /// still leads to the file that was opened, its directory's file system
-    /// is writable, and if the last write transaction failed (disk full, I/O
-    /// error), a probe write now commits. While healthy this costs one query,
-    /// one `stat` and one `open`; the probe (one small commit) runs only
-    /// after a failure, so a fault clears once writes work again even if no
-    /// client writes.
+    /// `Ok` when the database answers a query and takes writes: the
+    /// backend's own check (SQLite: the path still leads to the file that
+    /// was opened and its directory's file system is writable), and if the
+    /// last write transaction failed (disk full, I/O error), a probe write
+    /// now commits. While healthy this costs one query, one `stat` and one
+    /// `open`; the probe (one small commit) runs only after a failure, so a
+    /// fault clears once writes work again even if no client writes.
     pub fn health(&self) -> Result<(), StoreError> {
-        self.inner.reads.ping()?;
-        self.inner.file.check()?;
-        self.inner.file.check_writable()?;
+        self.inner.reads.check()?;
         if self.inner.fault.get().is_some() {
             self.inner.writer.apply(Op::Probe)?;
         }

@@ -1,19 +1,5 @@
-//! The SQLite layer: opening and migrating the file, the read pool, and the
-//! queries. The writer thread (`writer.rs`) owns the only read-write
-//! connection; everything here that runs on the request path is read-only.
-//!
-//! Schema (version 1):
-//! - `versions(key, version, ts_ms, value, deleted)`, primary key
-//!   `(key, version)`, one row per stored version (`deleted` marks a
-//!   tombstone). A rowid table on purpose: `WITHOUT ROWID` stores the key
-//!   once, but its rows spill to overflow pages above ~1 KB, and measured
-//!   1 KB values took 4.7 KB each on disk against 1.4 KB here (54-byte
-//!   values: 94 against 110 bytes);
-//! - `keys(key, latest, ts_ms, deleted, first_kept)`: the head of every key,
-//!   so that the next version number, key listings and retention need no
-//!   aggregate query;
-//! - `counters(name, value)`: `keys` and `versions` totals, updated in the
-//!   same transaction as the writes, so `/db/stats` never scans.
+//! The SQLite read side: a pool of read-only connections (WAL: readers
+//! never wait for the writer) and the request-path queries.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,174 +7,25 @@ use std::time::Duration;
 
 use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
 
+use super::file::DbFile;
+use super::schema::open_err;
 use crate::error::{OpenError, StoreError};
+use crate::storage::{DbStats, KeyInfo, Reads, VersionInfo};
 use crate::version::Versioned;
 
-/// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
-
-/// The vkv application id stamped into the file header, so that a foreign
-/// SQLite file is recognised as such.
-pub const APPLICATION_ID: i64 = 0x766b_7631; // "vkv1"
-
-const MIGRATIONS: &[&str] = &[
-    // 0 -> 1
-    "CREATE TABLE versions (
-        key TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        ts_ms INTEGER NOT NULL,
-        value TEXT NOT NULL,
-        deleted INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (key, version)
-    );
-    CREATE TABLE keys (
-        key TEXT PRIMARY KEY NOT NULL,
-        latest INTEGER NOT NULL,
-        ts_ms INTEGER NOT NULL,
-        deleted INTEGER NOT NULL DEFAULT 0,
-        first_kept INTEGER NOT NULL DEFAULT 1
-    ) WITHOUT ROWID;
-    CREATE TABLE counters (
-        name TEXT PRIMARY KEY NOT NULL,
-        value INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    INSERT INTO counters (name, value) VALUES ('keys', 0), ('versions', 0);",
-];
-
-/// How hard SQLite syncs a commit to disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SyncMode {
-    /// `synchronous=FULL`: a commit survives power loss. The default.
-    #[default]
-    Full,
-    /// `synchronous=NORMAL`: in WAL mode a commit survives a process crash
-    /// but the last commits may be lost on power loss.
-    Normal,
-}
-
-impl SyncMode {
-    fn pragma(self) -> &'static str {
-        match self {
-            SyncMode::Full => "FULL",
-            SyncMode::Normal => "NORMAL",
-        }
-    }
-}
-
-/// One entry of a key's history.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct VersionInfo {
-    /// The version number.
-    pub version: u64,
-    /// Commit time, milliseconds since the Unix epoch.
-    #[serde(skip)]
-    pub timestamp_ms: i64,
-    /// Whether it is a deletion marker.
-    pub deleted: bool,
-    /// Size of the stored JSON value in bytes.
-    pub size_bytes: u64,
-}
-
-/// One entry of a key listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyInfo {
-    /// The key.
-    pub key: String,
-    /// Its latest version.
-    pub version: u64,
-    /// Commit time of the latest version, milliseconds since the epoch.
-    pub timestamp_ms: i64,
-}
-
-/// Database totals, as `/db/stats` shows them.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct DbStats {
-    /// Keys with at least one version.
-    pub total_keys: u64,
-    /// Versions stored, over all keys.
-    pub total_versions: u64,
-    /// Bytes on disk: the database file plus its write-ahead log.
-    pub file_size_bytes: u64,
-    /// The database file.
-    pub path: String,
-    /// SQLite's journal mode (`wal`).
-    pub journal_mode: String,
-}
-
-fn open_err(path: &Path, e: impl std::fmt::Display) -> OpenError {
-    OpenError::Database {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
-}
-
-/// Opens (creating if needed) the read-write connection, checks that the
-/// file is a vkv database of a known schema, and migrates it.
-pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, OpenError> {
-    let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|e| open_err(path, e))?;
-    // The first statement that reads the file is where a corrupt or non-SQLite
-    // file shows up ("file is not a database").
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| open_err(path, e))?;
-    let app_id: i64 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(|e| open_err(path, e))?;
-    if version > SCHEMA_VERSION {
-        return Err(OpenError::NewerSchema {
-            path: path.to_path_buf(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    let tables: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-        .map_err(|e| open_err(path, e))?;
-    if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
-        return Err(OpenError::Foreign {
-            path: path.to_path_buf(),
-            reason: format!("application_id is {app_id:#x} and it has {tables} schema objects"),
-        });
-    }
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(|e| open_err(path, e))?;
-    conn.pragma_update(None, "synchronous", sync.pragma())
-        .map_err(|e| open_err(path, e))?;
-    // 512 KiB of page cache for the writer (SQLite's default is 2 MiB), for
-    // the same reason as the readers' (see `ReadPool::open`).
-    conn.pragma_update(None, "cache_size", -512)
-        .map_err(|e| open_err(path, e))?;
-    migrate(&conn, version).map_err(|e| open_err(path, e))?;
-    Ok(conn)
-}
-
-fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
-        log::info!("database migrated to schema version {}", i + 1);
-    }
-    Ok(())
-}
-
 /// The pool of read-only connections used by request threads.
-#[derive(Clone)]
-pub struct ReadPool {
+pub(crate) struct ReadPool {
     pool: Pool<SqliteConnectionManager>,
     path: PathBuf,
+    file: Arc<DbFile>,
 }
 
 impl ReadPool {
     /// Opens up to `size` read-only connections to `path` (lazily).
-    pub fn open(path: &Path, size: u32) -> Result<Self, OpenError> {
+    pub fn open(path: &Path, size: u32, file: Arc<DbFile>) -> Result<Self, OpenError> {
         let manager = SqliteConnectionManager::file(path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(|c| {
@@ -220,11 +57,14 @@ impl ReadPool {
         Ok(ReadPool {
             pool,
             path: path.to_path_buf(),
+            file,
         })
     }
+}
 
+impl Reads for ReadPool {
     /// The latest version of `key` (possibly a tombstone), if it has any.
-    pub fn latest(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+    fn latest(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT version, ts_ms, value, deleted FROM versions WHERE key = ?1
@@ -235,7 +75,7 @@ impl ReadPool {
     }
 
     /// Version `version` of `key`, or why there is none.
-    pub fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
+    fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT version, ts_ms, value, deleted FROM versions WHERE key = ?1 AND version = ?2",
@@ -265,7 +105,7 @@ impl ReadPool {
 
     /// Up to `limit` versions of `key` below `before`, newest first, and
     /// whether older ones remain.
-    pub fn history(
+    fn history(
         &self,
         key: &str,
         before: Option<u64>,
@@ -302,7 +142,7 @@ impl ReadPool {
     /// Up to `limit` live keys starting with `prefix` and after `after`, in
     /// byte order, and whether more remain. Index range scan: the cost is
     /// the page, not the table.
-    pub fn keys(
+    fn keys(
         &self,
         prefix: &str,
         after: Option<&str>,
@@ -335,7 +175,7 @@ impl ReadPool {
     }
 
     /// Totals from the counters table plus file sizes: O(1) in database size.
-    pub fn stats(&self) -> Result<DbStats, StoreError> {
+    fn stats(&self) -> Result<DbStats, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached("SELECT name, value FROM counters")?;
         let mut rows = stmt.query([])?;
@@ -359,11 +199,14 @@ impl ReadPool {
         })
     }
 
-    /// Checks that the database answers a query.
-    pub fn ping(&self) -> Result<(), StoreError> {
+    /// The database answers a query, the path still leads to the file that
+    /// was opened, and its directory's file system is writable: one query,
+    /// one `stat` and one `open`.
+    fn check(&self) -> Result<(), StoreError> {
         let conn = self.pool.get()?;
         conn.query_row("SELECT count(*) FROM counters", [], |r| r.get::<_, i64>(0))?;
-        Ok(())
+        self.file.check()?;
+        self.file.check_writable()
     }
 }
 
@@ -409,7 +252,7 @@ impl rusqlite::ToSql for RawText {
 }
 
 /// Size of the database file plus its WAL, 0 for what does not exist.
-pub fn file_size(path: &Path) -> u64 {
+fn file_size(path: &Path) -> u64 {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     [path, Path::new(&wal)]

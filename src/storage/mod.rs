@@ -1,0 +1,174 @@
+//! The storage seam: what the rest of vkv needs from a database, and the
+//! one place that picks the backend.
+//!
+//! Above the seam, backend-agnostic: [`crate::Store`] (validation, the
+//! cache, watchers), the group-commit writer thread (`writer.rs`: gathers
+//! queued operations, hands them to [`Committer::commit`] as one batch,
+//! publishes what committed, then answers), and the HTTP layer. Below it,
+//! one implementation per backend:
+//! - [`Reads`]: the request-path queries (latest, a version, history, key
+//!   listing, totals, health), shared by every thread;
+//! - [`Committer`]: the writer thread's connection, which applies one batch
+//!   of operations in one transaction.
+//!
+//! Today's backend is SQLite (`sqlite/`): one file, one process, so the
+//! writer thread is the only writer and the cache is authoritative.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use crate::error::{OpenError, StoreError};
+use crate::store::StoreConfig;
+use crate::version::Versioned;
+
+pub(crate) mod sqlite;
+
+/// How hard SQLite syncs a commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// `synchronous=FULL`: a commit survives power loss. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: in WAL mode a commit survives a process crash
+    /// but the last commits may be lost on power loss.
+    Normal,
+}
+
+/// One entry of a key's history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    /// The version number.
+    pub version: u64,
+    /// Commit time, milliseconds since the Unix epoch.
+    #[serde(skip)]
+    pub timestamp_ms: i64,
+    /// Whether it is a deletion marker.
+    pub deleted: bool,
+    /// Size of the stored JSON value in bytes.
+    pub size_bytes: u64,
+}
+
+/// One entry of a key listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key.
+    pub key: String,
+    /// Its latest version.
+    pub version: u64,
+    /// Commit time of the latest version, milliseconds since the epoch.
+    pub timestamp_ms: i64,
+}
+
+/// Database totals, as `/db/stats` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct DbStats {
+    /// Keys with at least one version.
+    pub total_keys: u64,
+    /// Versions stored, over all keys.
+    pub total_versions: u64,
+    /// Bytes on disk: the database file plus its write-ahead log.
+    pub file_size_bytes: u64,
+    /// The database file.
+    pub path: String,
+    /// SQLite's journal mode (`wal`).
+    pub journal_mode: String,
+}
+
+/// One put: the value for `key`, optionally only if its latest version is
+/// `expect` (0: only if the key has no version).
+#[derive(Debug)]
+pub struct PutItem {
+    /// The key.
+    pub key: String,
+    /// The JSON value.
+    pub value: Box<RawValue>,
+    /// The condition, if any.
+    pub expect: Option<u64>,
+}
+
+/// A write operation.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Put(PutItem),
+    Delete(String),
+    Purge(String),
+    Batch(Vec<PutItem>),
+    /// A no-op write (one row rewritten as it is) that commits like any
+    /// other: whether writes work again after a failure.
+    Probe,
+}
+
+/// What an operation did.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// New versions, in order (a tombstone for a delete).
+    Written(Vec<Arc<Versioned>>),
+    /// A purge removed this many versions.
+    Purged { key: String, versions: u64 },
+}
+
+/// The outcome of each operation of a committed batch, in order. A refused
+/// operation (failed condition, missing key) is an `Err` here and wrote
+/// nothing; its neighbours committed.
+pub(crate) type Outcomes = Vec<Result<Done, StoreError>>;
+
+/// The read side of a backend: every query a request thread runs. Shared
+/// by all threads; implementations hold a connection pool.
+pub(crate) trait Reads: Send + Sync {
+    /// The latest version of `key` (possibly a tombstone), if it has any.
+    fn latest(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Version `version` of `key`, or why there is none
+    /// ([`StoreError::KeyNotFound`], [`StoreError::Gone`],
+    /// [`StoreError::VersionNotFound`]).
+    fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError>;
+
+    /// Up to `limit` versions of `key` below `before`, newest first, and
+    /// whether older ones remain.
+    fn history(
+        &self,
+        key: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<VersionInfo>, bool), StoreError>;
+
+    /// Up to `limit` live keys starting with `prefix` and after `after`, in
+    /// byte order, and whether more remain.
+    fn keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<KeyInfo>, bool), StoreError>;
+
+    /// Totals, in constant time.
+    fn stats(&self) -> Result<DbStats, StoreError>;
+
+    /// `Ok` when the database answers a query and would take a write (for
+    /// `/health`; cheap, no write).
+    fn check(&self) -> Result<(), StoreError>;
+}
+
+/// The writer thread's side of a backend: applies batches of operations.
+/// Owned by the one writer thread of this process.
+pub(crate) trait Committer: Send {
+    /// Applies every operation of `ops` in one transaction and commits it.
+    /// The outer `Err`: the transaction failed as a whole and nothing of it
+    /// was committed (the writer then retries each operation alone).
+    fn commit(&mut self, ops: &[&Op]) -> Result<Outcomes, StoreError>;
+
+    /// Called once when the writer stops, after its last commit.
+    fn close(&mut self) {}
+}
+
+/// An opened backend: its two sides.
+pub(crate) struct Backend {
+    pub reads: Arc<dyn Reads>,
+    pub committer: Box<dyn Committer>,
+}
+
+/// Opens the backend `config` names (creating and migrating its schema).
+pub(crate) fn open(config: &StoreConfig) -> Result<Backend, OpenError> {
+    sqlite::open(config)
+}

@@ -1,0 +1,287 @@
+//! The SQLite write side: the writer thread's read-write connection, and
+//! how each operation is applied inside the batch's transaction.
+//!
+//! - Version numbers are assigned inside the transaction from the `keys`
+//!   row, so they are dense per key with no lock besides SQLite's own
+//!   (`BEGIN IMMEDIATE`: this connection is the only writer).
+//! - A single write is refused (condition, missing key) before it writes
+//!   anything; a batch runs in its own savepoint: all or nothing.
+//! - Before each transaction the database path is checked to still lead to
+//!   the file that was opened.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::value::RawValue;
+
+use super::file::DbFile;
+use crate::error::StoreError;
+use crate::storage::{Committer, Done, Op, Outcomes, PutItem};
+use crate::version::{Versioned, now_ms};
+
+/// The writer thread's connection to the SQLite file.
+pub(crate) struct SqliteCommitter {
+    pub conn: Connection,
+    pub file: Arc<DbFile>,
+    /// Keep at most this many versions per key (0: all).
+    pub max_versions: u64,
+}
+
+impl Committer for SqliteCommitter {
+    fn commit(&mut self, ops: &[&Op]) -> Result<Outcomes, StoreError> {
+        commit(&mut self.conn, ops, &self.file, self.max_versions)
+            .map_err(|e| e.into_store(&self.conn))
+    }
+
+    fn close(&mut self) {
+        // Leave the database file complete and the WAL empty on a clean
+        // stop: SQLite only does this itself when the last connection to
+        // close can write, and at exit the last one may be a read-only pool
+        // connection.
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            log::warn!("final checkpoint failed (the WAL keeps the data): {e}");
+        }
+    }
+}
+
+/// A failure inside a transaction. SQLite's error stays as it is until it
+/// leaves the writer, so that the OS error behind it can still be read from
+/// the connection (see [`StoreError::from_sqlite_os`]).
+enum TxError {
+    Sqlite(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for TxError {
+    fn from(e: rusqlite::Error) -> Self {
+        TxError::Sqlite(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Store(e)
+    }
+}
+
+impl TxError {
+    fn into_store(self, conn: &Connection) -> StoreError {
+        match self {
+            TxError::Store(e) => e,
+            TxError::Sqlite(e) => {
+                // SAFETY: `conn` is the live connection this thread owns, and
+                // sqlite3_system_errno only reads a field of it.
+                let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+                StoreError::from_sqlite_os(e, errno)
+            }
+        }
+    }
+}
+
+/// Totals to add to the counters table at commit.
+#[derive(Default)]
+struct Deltas {
+    keys: i64,
+    versions: i64,
+}
+
+/// Applies every operation in one transaction; the outer `Err` means the
+/// transaction failed as a whole.
+fn commit(
+    conn: &mut Connection,
+    batch: &[&Op],
+    file: &DbFile,
+    max_versions: u64,
+) -> Result<Outcomes, TxError> {
+    file.check()?;
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ts = now_ms();
+    let mut results = Vec::with_capacity(batch.len());
+    let mut total = Deltas::default();
+    for &op in batch {
+        let mut d = Deltas::default();
+        let result = if let Op::Batch(_) = op {
+            // Several writes: a refusal midway must undo the earlier ones.
+            let sp = tx.savepoint()?;
+            let result = apply(&sp, op, ts, max_versions, &mut d);
+            if result.is_ok() {
+                sp.commit()?;
+            } // else dropping the savepoint rolls it back
+            result
+        } else {
+            // A single write is refused (condition, missing key) before it
+            // writes anything, so it needs no savepoint of its own.
+            apply(&tx, op, ts, max_versions, &mut d)
+        };
+        match result {
+            Ok(done) => {
+                total.keys += d.keys;
+                total.versions += d.versions;
+                results.push(Ok(done));
+            }
+            Err(TxError::Store(e)) if e.is_refusal() => results.push(Err(e)),
+            Err(e) => return Err(e),
+        }
+    }
+    if total.keys != 0 || total.versions != 0 {
+        let mut bump =
+            tx.prepare_cached("UPDATE counters SET value = value + ?2 WHERE name = ?1")?;
+        bump.execute(params!["keys", total.keys])?;
+        bump.execute(params!["versions", total.versions])?;
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn apply(
+    tx: &Connection,
+    op: &Op,
+    ts: i64,
+    max_versions: u64,
+    d: &mut Deltas,
+) -> Result<Done, TxError> {
+    match op {
+        Op::Put(item) => Ok(Done::Written(vec![put(
+            tx,
+            item,
+            false,
+            ts,
+            max_versions,
+            d,
+        )?])),
+        Op::Batch(items) => items
+            .iter()
+            .map(|item| put(tx, item, false, ts, max_versions, d))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Done::Written),
+        Op::Delete(key) => {
+            let head = head(tx, key)?.ok_or_else(|| StoreError::KeyNotFound(key.clone()))?;
+            if head.deleted {
+                return Err(StoreError::Deleted {
+                    key: key.clone(),
+                    version: head.latest,
+                }
+                .into());
+            }
+            let tombstone = PutItem {
+                key: key.clone(),
+                value: RawValue::NULL.to_owned(),
+                expect: None,
+            };
+            Ok(Done::Written(vec![put(
+                tx,
+                &tombstone,
+                true,
+                ts,
+                max_versions,
+                d,
+            )?]))
+        }
+        Op::Purge(key) => {
+            head(tx, key)?.ok_or_else(|| StoreError::KeyNotFound(key.clone()))?;
+            let n = tx
+                .prepare_cached("DELETE FROM versions WHERE key = ?1")?
+                .execute(params![key])?;
+            tx.prepare_cached("DELETE FROM keys WHERE key = ?1")?
+                .execute(params![key])?;
+            d.keys -= 1;
+            d.versions -= n as i64;
+            Ok(Done::Purged {
+                key: key.clone(),
+                versions: n as u64,
+            })
+        }
+        Op::Probe => {
+            tx.prepare_cached("UPDATE counters SET value = value WHERE name = 'keys'")?
+                .execute([])?;
+            Ok(Done::Written(Vec::new()))
+        }
+    }
+}
+
+/// The `keys` row of a key.
+struct Head {
+    latest: u64,
+    deleted: bool,
+    first_kept: u64,
+}
+
+fn head(tx: &Connection, key: &str) -> Result<Option<Head>, TxError> {
+    Ok(tx
+        .prepare_cached("SELECT latest, deleted, first_kept FROM keys WHERE key = ?1")?
+        .query_row(params![key], |r| {
+            Ok(Head {
+                latest: r.get::<_, i64>(0)? as u64,
+                deleted: r.get(1)?,
+                first_kept: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .optional()?)
+}
+
+fn put(
+    tx: &Connection,
+    item: &PutItem,
+    deleted: bool,
+    ts: i64,
+    max_versions: u64,
+    d: &mut Deltas,
+) -> Result<Arc<Versioned>, TxError> {
+    let head = head(tx, &item.key)?;
+    let current = head.as_ref().map_or(0, |h| h.latest);
+    if let Some(expected) = item.expect
+        && expected != current
+    {
+        return Err(StoreError::Conflict {
+            key: item.key.clone(),
+            expected,
+            current,
+        }
+        .into());
+    }
+    let version = current + 1;
+    let mut first_kept = head.as_ref().map_or(1, |h| h.first_kept);
+    tx.prepare_cached(
+        "INSERT INTO versions (key, version, ts_ms, value, deleted) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        item.key,
+        version as i64,
+        ts,
+        item.value.get(),
+        deleted
+    ])?;
+    d.versions += 1;
+    if head.is_none() {
+        d.keys += 1;
+    }
+    if max_versions > 0 && version - first_kept + 1 > max_versions {
+        first_kept = version - max_versions + 1;
+        let removed = tx
+            .prepare_cached("DELETE FROM versions WHERE key = ?1 AND version < ?2")?
+            .execute(params![item.key, first_kept as i64])?;
+        d.versions -= removed as i64;
+    }
+    tx.prepare_cached(
+        "INSERT INTO keys (key, latest, ts_ms, deleted, first_kept) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (key) DO UPDATE SET latest = excluded.latest, ts_ms = excluded.ts_ms,
+             deleted = excluded.deleted, first_kept = excluded.first_kept",
+    )?
+    .execute(params![
+        item.key,
+        version as i64,
+        ts,
+        deleted,
+        first_kept as i64
+    ])?;
+    Ok(Arc::new(Versioned {
+        key: item.key.clone(),
+        version,
+        timestamp_ms: ts,
+        deleted,
+        value: item.value.clone(),
+    }))
+}

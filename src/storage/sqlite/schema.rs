@@ -1,0 +1,122 @@
+//! The SQLite file: opening the read-write connection, recognising a vkv
+//! file, and migrating its schema.
+//!
+//! Schema (version 1):
+//! - `versions(key, version, ts_ms, value, deleted)`, primary key
+//!   `(key, version)`, one row per stored version (`deleted` marks a
+//!   tombstone). A rowid table on purpose: `WITHOUT ROWID` stores the key
+//!   once, but its rows spill to overflow pages above ~1 KB, and measured
+//!   1 KB values took 4.7 KB each on disk against 1.4 KB here (54-byte
+//!   values: 94 against 110 bytes);
+//! - `keys(key, latest, ts_ms, deleted, first_kept)`: the head of every key,
+//!   so that the next version number, key listings and retention need no
+//!   aggregate query;
+//! - `counters(name, value)`: `keys` and `versions` totals, updated in the
+//!   same transaction as the writes, so `/db/stats` never scans.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::error::OpenError;
+use crate::storage::SyncMode;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The vkv application id stamped into the file header, so that a foreign
+/// SQLite file is recognised as such.
+pub const APPLICATION_ID: i64 = 0x766b_7631; // "vkv1"
+
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE versions (
+        key TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (key, version)
+    );
+    CREATE TABLE keys (
+        key TEXT PRIMARY KEY NOT NULL,
+        latest INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        first_kept INTEGER NOT NULL DEFAULT 1
+    ) WITHOUT ROWID;
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO counters (name, value) VALUES ('keys', 0), ('versions', 0);",
+];
+
+pub(super) fn open_err(path: &Path, e: impl std::fmt::Display) -> OpenError {
+    OpenError::Database {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Opens (creating if needed) the read-write connection, checks that the
+/// file is a vkv database of a known schema, and migrates it.
+pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, OpenError> {
+    let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| open_err(path, e))?;
+    // The first statement that reads the file is where a corrupt or non-SQLite
+    // file shows up ("file is not a database").
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| open_err(path, e))?;
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| open_err(path, e))?;
+    if version > SCHEMA_VERSION {
+        return Err(OpenError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| open_err(path, e))?;
+    if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+        return Err(OpenError::Foreign {
+            path: path.to_path_buf(),
+            reason: format!("application_id is {app_id:#x} and it has {tables} schema objects"),
+        });
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| open_err(path, e))?;
+    conn.pragma_update(None, "synchronous", sync_pragma(sync))
+        .map_err(|e| open_err(path, e))?;
+    // 512 KiB of page cache for the writer (SQLite's default is 2 MiB), for
+    // the same reason as the readers' (see `reads.rs`).
+    conn.pragma_update(None, "cache_size", -512)
+        .map_err(|e| open_err(path, e))?;
+    migrate(&conn, version).map_err(|e| open_err(path, e))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        log::info!("database migrated to schema version {}", i + 1);
+    }
+    Ok(())
+}
+
+fn sync_pragma(sync: SyncMode) -> &'static str {
+    match sync {
+        SyncMode::Full => "FULL",
+        SyncMode::Normal => "NORMAL",
+    }
+}
