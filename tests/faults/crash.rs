@@ -34,7 +34,7 @@ struct Seen {
 /// connection until the connection breaks (the server was killed) or `stop`.
 fn write_until_broken(addr: SocketAddr, writer: u64, first: u64, stop: &AtomicBool) -> Seen {
     let mut seen = Seen::default();
-    let Ok(mut c) = Client::connect(addr) else {
+    let Ok(mut c) = Client::try_connect(addr) else {
         return seen;
     };
     for seq in first.. {

@@ -11,24 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, exclusive, history, json, raise_fd_limit};
+use crate::common::{Client, Server, exclusive, history, json, poll_until, raise_fd_limit};
 
 const STALLED: usize = 500;
 const MAX_CONNECTIONS: usize = 1024;
-
-/// Polls `f` every 50 ms until it is true or `limit` passes.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn stalled_half_requests_do_not_block_normal_clients_and_threads_stay_bounded() {
@@ -93,7 +79,7 @@ fn stalled_half_requests_do_not_block_normal_clients_and_threads_stay_bounded() 
     }
     assert_eq!(timed_out, STALLED, "stalled requests not all answered 408");
     assert!(
-        eventually(Duration::from_secs(5), || s.threads() <= baseline + 2),
+        poll_until(Duration::from_secs(5), || s.threads() <= baseline + 2),
         "threads did not come back down: {} (baseline {baseline}, peak {peak})",
         s.threads()
     );
@@ -110,7 +96,7 @@ fn preload(s: &Server, keys: usize) {
             .map(|i| json!({"key": format!("pre{i}"), "value": {"n": i, "pad": "x".repeat(40)}}))
             .collect();
         let body = serde_json::to_vec(&json!({ "puts": puts })).expect("batch body");
-        let r = c.request("POST", "/batch", &body).expect("batch");
+        let r = c.request("POST", "/batch", &[], &body);
         assert_eq!(r.status, 200, "{}", r.text());
     }
 }
@@ -141,7 +127,7 @@ fn overload_answers_503_with_retry_after_at_once_and_recovers() {
             let (addr, stop) = (s.addr, Arc::clone(&stop));
             std::thread::spawn(move || {
                 let mut seen = Flood::default();
-                let mut c = Client::connect(addr).expect("connect");
+                let mut c = Client::connect(addr);
                 let mut seq = 0;
                 while !stop.load(Ordering::Relaxed) {
                     seq += 1;
@@ -150,7 +136,7 @@ fn overload_answers_503_with_retry_after_at_once_and_recovers() {
                     let answer = if is_put {
                         c.try_put(&format!("flood{id}"), &json!(seq))
                     } else {
-                        c.request("GET", "/keys?prefix=pre&limit=1000", b"")
+                        c.try_request("GET", "/keys?prefix=pre&limit=1000", &[], b"")
                     };
                     let r = match answer {
                         Ok(r) => r,

@@ -2,6 +2,7 @@
 //! read-only disks, bad schemas, hostile HTTP, stalled clients, overload.
 
 mod bad_input;
+#[path = "../support/mod.rs"]
 mod common;
 mod crash;
 mod disk_full;

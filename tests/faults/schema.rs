@@ -26,7 +26,7 @@ fn newer_schema_version_is_refused_naming_the_file_and_left_untouched() {
     }
     let before = std::fs::read(&db).expect("read db");
 
-    let Err((status, log)) = Server::try_start_on(&db, &[]) else {
+    let Err((status, log)) = Server::try_start_on(&db, &[], &[]) else {
         panic!("vkv started on a database with a newer schema");
     };
     let status = status.expect("vkv neither started nor exited");

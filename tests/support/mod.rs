@@ -1,29 +1,63 @@
-//! Test harness shared by the `api` and `security` test binaries (each
-//! includes it as `mod common` with `#[path]`): runs the real `vkv` binary
-//! on 127.0.0.1:0 with a temporary SQLite file, and a minimal HTTP/1.1
-//! client over a real socket (plain TCP, or any stream such as TLS).
+//! The one test harness, shared by the `api`, `security` and `faults` test
+//! binaries (each includes it as `mod common` with `#[path]`): runs the real
+//! `vkv` binary on 127.0.0.1:0 with a temporary SQLite file, and a minimal
+//! HTTP/1.1 client over a real socket (plain TCP, or any stream such as
+//! TLS). Every socket has a timeout and every wait a deadline, so nothing
+//! here hangs; conditions are polled with [`poll_until`], never slept on.
 #![allow(dead_code)] // each test binary uses a different part of it
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 pub use serde_json::{Value, json};
 
-/// The `vkv` binary under test.
+/// How long a client waits for an answer before its request fails.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a server may take to announce its address.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Calls `condition` every few milliseconds until it holds (true) or
+/// `deadline` has passed (false). The one way tests wait for something.
+pub fn poll_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Tests that measure timing or process-wide resources (thread counts,
+/// descriptors, crash timing) take this lock exclusively; the others in
+/// their binary share it, so that they do not disturb those measurements.
+static SERIAL: RwLock<()> = RwLock::new(());
+
+pub fn shared() -> RwLockReadGuard<'static, ()> {
+    SERIAL.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    SERIAL.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The `vkv` binary under test, with no `VKV_*` variable of the test's
+/// environment leaking into it (each flag has one).
 pub fn vkv() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vkv"));
-    for var in [
-        "VKV_BIND",
-        "VKV_DB",
-        "VKV_AUTH_TOKENS",
-        "VKV_TLS_CERT",
-        "VKV_TLS_KEY",
-    ] {
-        c.env_remove(var);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("VKV_") {
+            c.env_remove(name);
+        }
     }
     c
 }
@@ -35,16 +69,27 @@ pub fn run(args: &[&str]) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "vkv {args:?} did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+        .expect("spawn vkv");
+    // Drain the pipes while waiting, so a chatty child cannot block on them.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = pipe.read_to_end(&mut b);
+            b
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr piped")));
+    let Some(status) = wait_timeout(&mut child, Duration::from_secs(60)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("vkv {args:?} did not finish");
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     }
-    child.wait_with_output().unwrap()
 }
 
 /// stdout and stderr of `out`, together.
@@ -56,19 +101,32 @@ pub fn output_text(out: &Output) -> String {
     )
 }
 
+/// Waits for `child` to exit, at most `limit`.
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    poll_until(limit, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status
+}
+
 /// A running `vkv` process.
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     pub db: PathBuf,
+    /// Every line vkv wrote to stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Set once vkv's stderr is closed: the log is complete.
+    log_closed: Arc<AtomicBool>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     /// A server on a fresh database in a new temporary directory.
     pub fn start(args: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("kv.db");
         let mut s = Server::start_on(&db, args);
         s._dir = Some(dir);
@@ -82,8 +140,9 @@ impl Server {
         })
     }
 
-    /// Starts vkv with extra environment variables; on failure returns its
-    /// exit status and log.
+    /// Starts vkv on `db` with `args` and extra environment variables; on
+    /// failure returns its exit status and log. Every server of every test
+    /// binary starts here.
     pub fn try_start_on(
         db: &Path,
         args: &[&str],
@@ -97,11 +156,12 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
+            .expect("spawn vkv");
+        let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::new(Mutex::new(Vec::new()));
+        let log_closed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&log);
+        let (sink, closed) = (Arc::clone(&log), Arc::clone(&log_closed));
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -111,35 +171,57 @@ impl Server {
                     .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string());
                 // Log first, then announce: a test that reads the log right
                 // after start-up must find the "listening on" line in it.
-                sink.lock().unwrap().push(line);
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
                 if let Some(addr) = addr {
                     let _ = tx.send(addr);
                 }
             }
+            closed.store(true, Ordering::SeqCst);
         });
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => Ok(Server {
-                child,
-                addr: addr.parse().unwrap(),
-                db: db.to_path_buf(),
-                log,
-                _dir: None,
-            }),
+        let mut server = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db: db.to_path_buf(),
+            log,
+            log_closed,
+            _dir: None,
+        };
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => {
+                server.addr = addr.parse().expect("listen address");
+                Ok(server)
+            }
             Err(_) => {
-                let status = wait_timeout(&mut child, Duration::from_secs(10));
-                if status.is_none() {
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(50));
-                let lines = log.lock().unwrap().clone();
-                Err((status, lines))
+                let status = wait_timeout(&mut server.child, Duration::from_secs(5));
+                server.kill();
+                server.wait_for_log_end();
+                Err((
+                    status,
+                    server.log.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                ))
             }
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A new keep-alive client connection.
     pub fn client(&self) -> Client {
         Client::connect(self.addr)
+    }
+
+    /// Sends `signal` (a name `kill` knows: TERM, HUP, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{signal} failed");
     }
 
     /// Kills the process with SIGKILL (no shutdown at all).
@@ -150,41 +232,49 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit (and for its last log lines).
     pub fn terminate(&mut self) -> ExitStatus {
-        let ok = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -TERM failed");
+        self.signal("TERM");
         let status = wait_timeout(&mut self.child, Duration::from_secs(20))
             .expect("vkv did not exit on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
+        self.wait_for_log_end();
         status
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits (bounded) until the process closed stderr: the log is whole.
+    fn wait_for_log_end(&self) {
+        poll_until(Duration::from_secs(5), || {
+            self.log_closed.load(Ordering::SeqCst)
+        });
     }
 
     /// The lines vkv logged so far.
     pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// The process's thread count, from `/proc/PID/status`.
+    pub fn threads(&self) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("Threads: in /proc/PID/status")
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
-}
-
-pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }
 
 /// One HTTP response.
@@ -211,31 +301,52 @@ impl Resp {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// The `detail` of an error body ("" when there is none).
+    pub fn detail(&self) -> String {
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|v| v["detail"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
 }
 
 /// What a client talks over: a TCP socket or a TLS session.
 pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
-/// A keep-alive HTTP/1.1 client on one connection.
+/// A keep-alive HTTP/1.1 client on one connection. The `try_` methods
+/// return the I/O error (the server may have been killed under them); the
+/// others fail the test.
 pub struct Client {
     io: BufReader<Box<dyn Stream>>,
+    /// Sent as `Host`: the address connected to, as a browser would.
+    pub host: String,
     /// Sent as `Authorization: Bearer` with every request, when set.
     pub token: Option<String>,
 }
 
 impl Client {
+    /// Connects to `addr` or fails the test.
     pub fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.set_nodelay(true).unwrap();
-        Client::over(Box::new(s))
+        Client::try_connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
     }
 
-    /// A client over an established stream.
+    pub fn try_connect(addr: SocketAddr) -> io::Result<Client> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+        s.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+        s.set_nodelay(true)?;
+        let mut c = Client::over(Box::new(s));
+        c.host = addr.to_string();
+        Ok(c)
+    }
+
+    /// A client over an established stream (its `Host` is `localhost`).
     pub fn over(stream: Box<dyn Stream>) -> Client {
         Client {
             io: BufReader::new(stream),
+            host: "localhost".to_string(),
             token: None,
         }
     }
@@ -246,15 +357,23 @@ impl Client {
         self
     }
 
+    /// GET that must get an answer.
     pub fn get(&mut self, path: &str) -> Resp {
         self.request("GET", path, &[], b"")
     }
 
+    /// `POST /put/{key}` with `{"value": value}`, that must get an answer.
     pub fn put(&mut self, key: &str, value: &Value) -> Resp {
-        let body = serde_json::to_vec(&json!({ "value": value })).unwrap();
-        self.request("POST", &format!("/put/{key}"), &[], &body)
+        self.try_put(key, value)
+            .unwrap_or_else(|e| panic!("PUT {key}: {e}"))
     }
 
+    pub fn try_put(&mut self, key: &str, value: &Value) -> io::Result<Resp> {
+        let body = serde_json::to_vec(&json!({ "value": value }))?;
+        self.try_request("POST", &format!("/put/{key}"), &[], &body)
+    }
+
+    /// A request that must get an answer.
     pub fn request(
         &mut self,
         method: &str,
@@ -262,7 +381,18 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Resp {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<Resp> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
         if let Some(t) = &self.token {
             req.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
@@ -275,44 +405,149 @@ impl Client {
         req.push_str("\r\n");
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body);
-        let w = self.io.get_mut();
-        w.write_all(&bytes).unwrap();
-        w.flush().unwrap();
+        self.send_raw(&bytes)?;
         self.read_response(method == "HEAD")
     }
 
-    /// Reads one response (Content-Length framed).
-    pub fn read_response(&mut self, head_only: bool) -> Resp {
+    /// Writes `bytes` as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let w = self.io.get_mut();
+        w.write_all(bytes)?;
+        w.flush()
+    }
+
+    /// Reads one response (Content-Length framed; no body after a HEAD).
+    pub fn read_response(&mut self, head_only: bool) -> io::Result<Resp> {
+        let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
         let mut line = String::new();
-        self.io.read_line(&mut line).unwrap();
+        if self.io.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
         let status: u16 = line
             .split(' ')
             .nth(1)
-            .unwrap_or_else(|| panic!("bad status line {line:?}"))
-            .parse()
-            .unwrap();
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("bad status line {line:?}")))?;
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
-            self.io.read_line(&mut h).unwrap();
+            if self.io.read_line(&mut h)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
             let h = h.trim_end();
             if h.is_empty() {
                 break;
             }
-            let (n, v) = h.split_once(':').unwrap();
+            let (n, v) = h
+                .split_once(':')
+                .ok_or_else(|| bad(format!("bad header {h:?}")))?;
             headers.push((n.trim().to_string(), v.trim().to_string()));
         }
-        let len: usize = headers
+        let len: usize = match headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse().unwrap())
-            .unwrap_or(0);
+        {
+            Some((_, v)) => v
+                .parse()
+                .map_err(|_| bad(format!("bad Content-Length {v:?}")))?,
+            None => 0,
+        };
         let mut body = vec![0; if head_only { 0 } else { len }];
-        self.io.read_exact(&mut body).unwrap();
-        Resp {
+        self.io.read_exact(&mut body)?;
+        Ok(Resp {
             status,
             headers,
             body,
+        })
+    }
+}
+
+/// The value of the unlabelled Prometheus sample `name` in `/metrics`.
+pub fn metric(c: &mut Client, name: &str) -> Option<f64> {
+    let text = c.get("/metrics").text();
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+}
+
+/// Every version of `key` from `/history` (all pages), oldest first.
+pub fn history(c: &mut Client, key: &str) -> Vec<u64> {
+    let mut versions = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let path = match before {
+            Some(b) => format!("/history/{key}?limit=1000&before={b}"),
+            None => format!("/history/{key}?limit=1000"),
+        };
+        let r = c.get(&path);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+        let page = r.json();
+        for v in page["versions"].as_array().expect("versions array") {
+            versions.push(v["version"].as_u64().expect("version number"));
+        }
+        match page["next_before"].as_u64() {
+            Some(b) => before = Some(b),
+            None => break,
         }
     }
+    versions.reverse();
+    versions
+}
+
+/// `total_keys` and `total_versions` from `/db/stats`.
+pub fn db_totals(c: &mut Client) -> (u64, u64) {
+    let r = c.get("/db/stats");
+    assert_eq!(r.status, 200, "/db/stats: {}", r.text());
+    let j = r.json();
+    (
+        j["total_keys"].as_u64().expect("total_keys"),
+        j["total_versions"].as_u64().expect("total_versions"),
+    )
+}
+
+/// A small PRNG (xorshift64*), seeded from the clock unless `VKV_TEST_SEED`
+/// is set; the seed is printed so that a failure can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_time(test: &str) -> Rng {
+        let seed = std::env::var("VKV_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        println!("{test}: seed {seed} (replay with VKV_TEST_SEED={seed})");
+        Rng(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
+/// Raises this process's soft descriptor limit to its hard limit (servers
+/// started afterwards inherit it); returns the new soft limit.
+pub fn raise_fd_limit() -> libc::rlim_t {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    limit.rlim_cur
 }
