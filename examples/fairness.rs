@@ -76,7 +76,7 @@ fn run(addr: &str, path: &str, secs: u64, start: &Barrier) -> Seen {
         return seen;
     };
     let mut reader = BufReader::new(stream);
-    let request = format!("GET {path} HTTP/1.1\r\nHost: fairness\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
     while began.elapsed() < Duration::from_secs(secs) {
         if writer.write_all(request.as_bytes()).is_err() || !read_answer(&mut reader) {
             break;

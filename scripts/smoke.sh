@@ -181,6 +181,21 @@ req GET /put/x
 check "GET /put/x -> 405 with Allow: POST" 405 \
   "$DETAIL" "('POST' in [m.strip() for m in h.get('allow', '').split(',')] or 'Allow is ' + repr(h.get('allow')))"
 
+# A web page's form or no-cors fetch: refused, nothing written (checked below).
+status=$(curl -sS -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' --max-time 10 -X POST \
+  -H 'Content-Type: text/plain' --data-binary '{"value": "csrf"}' "$BASE/put/$ID" 2>&1) || true
+check "POST with Content-Type: text/plain -> 415" 415 "$IS_JSON" "$DETAIL"
+
+# DNS rebinding: a loopback server answers only loopback host names.
+case $BASE in
+  http://127.*|http://localhost[:/]*|http://\[::1\]*|https://127.*|https://localhost[:/]*)
+    HDR=(-H 'Host: rebinding.invalid')
+    req GET /keys
+    HDR=()
+    check "GET with Host: rebinding.invalid on loopback -> 403" 403 "$IS_JSON" "$DETAIL"
+    ;;
+esac
+
 # --- the versioned-KV API: conditions, ETags, watch, history, keys, batch,
 # delete, purge, metrics (on a second key, so the check below still holds)
 K2="$ID-v2"

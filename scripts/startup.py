@@ -31,7 +31,7 @@ for _ in range(10):
                     sys.exit(f"vkv exited with {p.returncode}")
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
-                        c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        c.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                         if c.recv(64).startswith(b"HTTP/1.1 200"):
                             break
                 except OSError:

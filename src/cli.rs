@@ -75,6 +75,18 @@ pub struct Cli {
     /// write, /backup admin. Without it, every endpoint is open.
     #[arg(long, env = "VKV_AUTH_TOKENS", value_name = "FILE")]
     pub auth_tokens: Option<PathBuf>,
+    /// Host names (comma-separated) answered besides loopback ones. When
+    /// listening on a loopback address only `Host` values naming loopback
+    /// are answered (a defence against DNS rebinding); set this to answer
+    /// other names, or `*` for any. On other addresses: when set, only these
+    /// (and loopback) names are answered.
+    #[arg(
+        long,
+        env = "VKV_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOSTS"
+    )]
+    pub allowed_hosts: Vec<String>,
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs
     /// --tls-key and a vkv built with `--features tls`.
     #[arg(long, env = "VKV_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -161,6 +173,7 @@ impl Cli {
             },
             max_batch_puts: self.max_batch as usize,
             auth: None,
+            allowed_hosts: self.allowed_hosts.clone(),
             #[cfg(feature = "tls")]
             tls: None,
         }

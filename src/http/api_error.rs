@@ -3,6 +3,7 @@
 //! never build error responses themselves.
 
 use super::auth::AuthError;
+use super::cross_site::CrossSiteError;
 use super::message::HttpResponse;
 use crate::backup::BackupError;
 use crate::error::StoreError;
@@ -129,5 +130,17 @@ impl From<BackupError> for ApiError {
             }
             BackupError::Store(e) => e.into(),
         }
+    }
+}
+
+impl From<CrossSiteError> for ApiError {
+    /// `415` for a body declared as something other than JSON; `403` for a
+    /// `Host` not answered or a write from another origin.
+    fn from(e: CrossSiteError) -> Self {
+        let status = match e {
+            CrossSiteError::NotJson(_) => 415,
+            CrossSiteError::HostNotAllowed(_) | CrossSiteError::CrossOrigin(_) => 403,
+        };
+        ApiError::new(status, e.to_string())
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::api_error::ApiError;
 use super::auth::{AuthTokens, Scope};
+use super::cross_site::{HostPolicy, check_write};
 use super::handlers::docs::Docs;
 use super::handlers::{backup, batch, kv, listing, stats};
 use super::message::{HttpRequest, HttpResponse};
@@ -24,6 +25,8 @@ pub struct App {
     max_batch_puts: usize,
     /// When set, every route but `/health` needs a bearer token.
     auth: Option<Arc<AuthTokens>>,
+    /// The `Host` values answered (DNS rebinding).
+    hosts: HostPolicy,
 }
 
 impl App {
@@ -35,7 +38,14 @@ impl App {
             metrics: Arc::default(),
             max_batch_puts,
             auth: None,
+            hosts: HostPolicy::default(),
         }
+    }
+
+    /// Answers only the `Host` values `hosts` allows.
+    pub fn with_hosts(mut self, hosts: HostPolicy) -> Self {
+        self.hosts = hosts;
+        self
     }
 
     /// Requires bearer tokens from `auth` (`None`: open to all).
@@ -55,6 +65,18 @@ impl App {
         }
     }
 
+    /// Refuses what a web page could make a browser send (see
+    /// `cross_site`): a `Host` this server does not answer for, and a write
+    /// whose body is not declared JSON or whose `Origin` is another site.
+    fn admit(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let host = req.header("host");
+        self.hosts.check(host)?;
+        if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") {
+            check_write(req.header("content-type"), req.header("origin"), host)?;
+        }
+        Ok(())
+    }
+
     /// Answers one request. Never panics on bad input; errors become JSON.
     pub fn handle(&self, req: &HttpRequest) -> Reply {
         let start = Instant::now();
@@ -67,7 +89,8 @@ impl App {
         // An unknown path or method also needs a valid token: without one,
         // 404 and 405 would map the API for anyone.
         let need = routed.as_ref().map_or(Some(Scope::Read), Route::scope);
-        let (name, reply) = match (routed, self.authorize(req, need)) {
+        let allowed = self.admit(req).and_then(|()| self.authorize(req, need));
+        let (name, reply) = match (routed, allowed) {
             (Ok(r), Ok(())) => (r.name(), self.dispatch(r, req)),
             (Ok(r), Err(e)) => (r.name(), Err(e)),
             (Err(_), Err(e)) | (Err(e), Ok(())) => ("unknown", Err(e)),

@@ -3,7 +3,8 @@
 //! `conn` owns sockets (accept loop, one thread per connection, framing,
 //! timeouts, limits); `workers` is the fixed pool behind a bounded queue;
 //! `app` routes (`router`) to one handler per endpoint family (`handlers`);
-//! `auth` checks bearer tokens when `--auth-tokens` is set; `api_error` is
+//! `auth` checks bearer tokens when `--auth-tokens` is set; `cross_site`
+//! refuses what a web page could make a browser send; `api_error` is
 //! the one place errors become statuses; `tls` (feature `tls`) loads the
 //! certificate that `conn` serves HTTPS with.
 
@@ -11,6 +12,7 @@ pub mod api_error;
 pub mod app;
 pub mod auth;
 pub mod conn;
+pub mod cross_site;
 pub mod handlers;
 pub mod message;
 pub mod metrics;

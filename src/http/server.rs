@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::app::App;
 use super::auth::AuthTokens;
 use super::conn::{ConnLimits, HttpServer, Service};
+use super::cross_site::HostPolicy;
 use super::workers::{Handler, WorkerPool};
 use crate::Store;
 
@@ -25,6 +26,8 @@ pub struct ServerConfig {
     pub max_batch_puts: usize,
     /// Bearer tokens every route but `/health` requires (`None`: open).
     pub auth: Option<Arc<AuthTokens>>,
+    /// Host names answered besides loopback ones (`--allowed-hosts`).
+    pub allowed_hosts: Vec<String>,
     /// Serve HTTPS with this configuration (`None`: plain HTTP).
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -40,7 +43,12 @@ impl Server {
     /// Binds `config.bind` and starts serving `store`.
     pub fn start(config: ServerConfig, store: Store) -> std::io::Result<Server> {
         let listener = bind(&config.bind)?;
-        let app = Arc::new(App::new(store, config.max_batch_puts).with_auth(config.auth));
+        let hosts = HostPolicy::new(listener.local_addr()?, &config.allowed_hosts);
+        let app = Arc::new(
+            App::new(store, config.max_batch_puts)
+                .with_auth(config.auth)
+                .with_hosts(hosts),
+        );
         let handler: Handler = Arc::new(move |req| app.handle(req));
         let pool = Arc::new(WorkerPool::start(
             config.workers,

@@ -197,7 +197,10 @@ fn garbage_bytes_are_rejected() {
 fn request_line_over_the_limit_is_414() {
     let _g = shared();
     let s = server();
-    let line = format!("GET /get/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    let line = format!(
+        "GET /get/{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(9000)
+    );
     let r = rejected(&s, "long request line", line.as_bytes(), |st| st == 414);
     assert!(r.is_some(), "no 414 sent");
 }
@@ -206,7 +209,7 @@ fn request_line_over_the_limit_is_414() {
 fn headers_over_the_limit_are_431() {
     let _g = shared();
     let s = server();
-    let mut big = String::from("GET /health HTTP/1.1\r\nHost: x\r\n");
+    let mut big = String::from("GET /health HTTP/1.1\r\nHost: localhost\r\n");
     for i in 0..40 {
         big.push_str(&format!("X-Fill-{i}: {}\r\n", "v".repeat(500)));
     }
@@ -214,7 +217,7 @@ fn headers_over_the_limit_are_431() {
     let r = rejected(&s, "20 KB of headers", big.as_bytes(), |st| st == 431);
     assert!(r.is_some(), "no 431 sent");
 
-    let mut many = String::from("GET /health HTTP/1.1\r\nHost: x\r\n");
+    let mut many = String::from("GET /health HTTP/1.1\r\nHost: localhost\r\n");
     for i in 0..200 {
         many.push_str(&format!("X-{i}: 1\r\n"));
     }
@@ -231,7 +234,7 @@ fn invalid_utf8_in_path_and_body_is_rejected_and_writes_nothing() {
     rejected(
         &s,
         "invalid UTF-8 in the path",
-        b"POST /put/\xff\xfe HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"value\":1}",
+        b"POST /put/\xff\xfe HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\n{\"value\":1}",
         |_| true,
     );
     // Percent-encoded invalid UTF-8: a well-formed request with a bad key.
@@ -306,7 +309,7 @@ fn content_length_longer_than_the_body_times_out_and_writes_nothing() {
     let s = server();
     let mut raw = Raw::open(s.addr);
     let start = Instant::now();
-    raw.send(b"POST /put/lie-long HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"value\":1}");
+    raw.send(b"POST /put/lie-long HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{\"value\":1}");
     let r = raw.expect_response("body shorter than Content-Length");
     let waited = start.elapsed();
     assert_eq!(r.status, 408, "{}", r.text());
@@ -332,7 +335,7 @@ fn content_length_shorter_than_the_body_leaves_a_rejected_remainder() {
     // The declared 11 bytes are a valid put; the rest is read as the next
     // request, which is not HTTP: 400 and close, and it writes nothing.
     raw.send(
-        b"POST /put/lie-short HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n\
+        b"POST /put/lie-short HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\n\
           {\"value\":1}{\"value\":2}\r\n\r\n",
     );
     let first = raw.expect_response("declared part");
@@ -353,14 +356,14 @@ fn chunked_put_works() {
     let s = server();
     let mut raw = Raw::open(s.addr);
     raw.send(
-        b"POST /put/chunky HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+        b"POST /put/chunky HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
           5\r\n{\"val\r\n7;ext=1\r\nue\":42}\r\n0\r\n\r\n",
     );
     let r = raw.expect_response("chunked put");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["version"], json!(1));
     // Keep-alive: the same connection serves the next request.
-    raw.send(b"GET /get/chunky HTTP/1.1\r\nHost: x\r\n\r\n");
+    raw.send(b"GET /get/chunky HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let r = raw.expect_response("get after chunked put");
     assert_eq!(r.json()["value"], json!(42));
     still_serves(&s, "chunked");
@@ -373,13 +376,13 @@ fn pipelined_put_and_get_in_one_write_are_answered_in_order() {
     let mut raw = Raw::open(s.addr);
     let body = b"{\"value\":\"piped\"}";
     let mut bytes = format!(
-        "POST /put/pipe HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        "POST /put/pipe HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
     bytes.extend_from_slice(body);
-    bytes.extend_from_slice(b"GET /get/pipe HTTP/1.1\r\nHost: x\r\n\r\n");
-    bytes.extend_from_slice(b"GET /history/pipe HTTP/1.1\r\nHost: x\r\n\r\n");
+    bytes.extend_from_slice(b"GET /get/pipe HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    bytes.extend_from_slice(b"GET /history/pipe HTTP/1.1\r\nHost: localhost\r\n\r\n");
     raw.send(&bytes);
     let put = raw.expect_response("pipelined put");
     assert_eq!(put.status, 200, "{}", put.text());

@@ -38,7 +38,7 @@ fn stalled_half_requests_do_not_block_normal_clients_and_threads_stay_bounded() 
         t.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("read timeout");
         // Half a request head, then nothing.
-        t.write_all(b"POST /put/stalled HTTP/1.1\r\nHost: x\r\nContent-Le")
+        t.write_all(b"POST /put/stalled HTTP/1.1\r\nHost: localhost\r\nContent-Le")
             .expect("half a request");
         stalled.push(t);
     }

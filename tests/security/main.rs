@@ -9,4 +9,5 @@ mod auth;
 mod backup;
 #[path = "../support/mod.rs"]
 mod common;
+mod cross_site;
 mod tls;

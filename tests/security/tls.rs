@@ -130,7 +130,7 @@ mod with_tls {
         let s = tls_server(dir.path(), &cert, &[]);
         let mut raw = TcpStream::connect(s.addr).unwrap();
         raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        raw.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .unwrap();
         let mut answer = Vec::new();
         let _ = raw.read_to_end(&mut answer);
