@@ -1,5 +1,6 @@
 //! The `vkv` binary: parse configuration, open the store, serve HTTP until
-//! SIGTERM or SIGINT, then shut down gracefully.
+//! SIGTERM or SIGINT, then shut down gracefully. SIGHUP reloads the tokens
+//! file.
 
 mod cli;
 mod logger;
@@ -7,12 +8,13 @@ mod logger;
 use std::process::ExitCode;
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use cli::{Cli, Command};
 use vkv::Store;
 use vkv::http::Server;
+use vkv::http::auth::AuthTokens;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,10 +58,11 @@ fn try_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     // Install the handlers before anything starts, so a signal that comes
     // during start-up is not lost.
-    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     // Files first: a bad token file or certificate refuses start-up before
     // the database is touched.
     let config = cli.load_server_config()?;
+    let auth = config.auth.clone();
     let security = match (&config.auth, cli.tls_cert.is_some()) {
         (Some(tokens), tls) => format!(
             ", {} auth tokens{}",
@@ -79,7 +82,9 @@ fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         store.path().display(),
         cli.workers
     );
-    let signal = signals.forever().next();
+    let signal = signals
+        .forever()
+        .find(|&signal| signal != SIGHUP || reload_tokens(auth.as_deref()));
     log::info!("signal {signal:?} received: shutting down");
     // Parked long polls first, so that they are answered and their
     // connections do not hold up the stop.
@@ -88,4 +93,25 @@ fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     store.close();
     log::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: re-reads the tokens file; a bad one keeps the tokens in force.
+/// Returns false: the server goes on.
+fn reload_tokens(auth: Option<&AuthTokens>) -> bool {
+    let Some(auth) = auth else {
+        log::info!("SIGHUP received: no --auth-tokens file to reload");
+        return false;
+    };
+    let file = auth
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    match auth.reload() {
+        Ok(n) => log::info!("SIGHUP received: reloaded {n} auth tokens from {file}"),
+        Err(e) => log::error!(
+            "SIGHUP received: {e}; keeping the {} auth tokens loaded before",
+            auth.len()
+        ),
+    }
+    false
 }

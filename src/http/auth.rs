@@ -5,6 +5,9 @@
 //! comments are ignored. A request then needs `Authorization: Bearer TOKEN`
 //! with the scope its route asks for (`Route::scope`).
 //!
+//! `AuthTokens::reload` (on SIGHUP) re-reads the file and swaps the whole
+//! set at once; a file that cannot be read or parsed changes nothing.
+//!
 //! Secrets stay secret:
 //! - a presented token is compared with every configured token, in time
 //!   independent of where the bytes differ (`subtle`) and without stopping at
@@ -17,6 +20,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -106,15 +110,22 @@ pub enum TokenFileError {
     },
 }
 
-/// The configured tokens.
+/// The configured tokens, and the file they came from.
 pub struct AuthTokens {
-    tokens: Vec<(Box<[u8]>, Scope)>,
+    /// The tokens file (`None`: parsed from bytes, nothing to reload).
+    path: Option<PathBuf>,
+    /// Swapped whole by `reload`: a request sees the old set or the new
+    /// one, never a mix.
+    tokens: RwLock<Arc<TokenSet>>,
 }
+
+/// One parsed tokens file.
+type TokenSet = Vec<(Box<[u8]>, Scope)>;
 
 impl fmt::Debug for AuthTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthTokens")
-            .field("tokens", &self.tokens.len())
+            .field("tokens", &self.len())
             .finish()
     }
 }
@@ -131,16 +142,43 @@ fn is_b64token(t: &str) -> bool {
 impl AuthTokens {
     /// Reads and validates the tokens file.
     pub fn load(path: &Path) -> Result<AuthTokens, TokenFileError> {
+        let tokens = Self::read(path)?;
+        Ok(AuthTokens {
+            path: Some(path.to_path_buf()),
+            tokens: RwLock::new(Arc::new(tokens)),
+        })
+    }
+
+    /// Reads the file again and, only if it is valid, replaces every token
+    /// at once; returns how many there are now. On an error the tokens
+    /// loaded before stay in force.
+    pub fn reload(&self) -> Result<usize, TokenFileError> {
+        let Some(path) = &self.path else {
+            return Ok(self.len());
+        };
+        let fresh = Arc::new(Self::read(path)?);
+        let count = fresh.len();
+        *self.tokens.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(count)
+    }
+
+    /// The file named by `--auth-tokens`, if the tokens came from one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn read(path: &Path) -> Result<TokenSet, TokenFileError> {
         let bytes = std::fs::read(path).map_err(|source| TokenFileError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let tokens = Self::parse(&bytes).map_err(|(line, reason)| TokenFileError::Malformed {
-            path: path.to_path_buf(),
-            line,
-            reason,
-        })?;
-        if tokens.tokens.is_empty() {
+        let tokens =
+            Self::parse_set(&bytes).map_err(|(line, reason)| TokenFileError::Malformed {
+                path: path.to_path_buf(),
+                line,
+                reason,
+            })?;
+        if tokens.is_empty() {
             return Err(TokenFileError::Empty {
                 path: path.to_path_buf(),
             });
@@ -151,7 +189,14 @@ impl AuthTokens {
 
     /// Parses the file's content; `Err((line, reason))` on the first bad line.
     pub fn parse(bytes: &[u8]) -> Result<AuthTokens, (usize, String)> {
-        let mut tokens: Vec<(Box<[u8]>, Scope)> = Vec::new();
+        Ok(AuthTokens {
+            path: None,
+            tokens: RwLock::new(Arc::new(Self::parse_set(bytes)?)),
+        })
+    }
+
+    fn parse_set(bytes: &[u8]) -> Result<TokenSet, (usize, String)> {
+        let mut tokens: TokenSet = Vec::new();
         let mut lines_of: Vec<usize> = Vec::new();
         for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let n = i + 1;
@@ -196,24 +241,29 @@ impl AuthTokens {
             tokens.push((token.as_bytes().into(), scope));
             lines_of.push(n);
         }
-        Ok(AuthTokens { tokens })
+        Ok(tokens)
+    }
+
+    /// The tokens in force now.
+    fn current(&self) -> Arc<TokenSet> {
+        Arc::clone(&self.tokens.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// How many tokens are configured.
     pub fn len(&self) -> usize {
-        self.tokens.len()
+        self.current().len()
     }
 
     /// Whether no token is configured.
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
+        self.current().is_empty()
     }
 
     /// The scope of `token`, if it is configured. Compares against every
     /// token in constant time per byte (see the module docs).
     fn scope_of(&self, token: &[u8]) -> Option<Scope> {
         let mut found = 0u8;
-        for (known, scope) in &self.tokens {
+        for (known, scope) in self.current().iter() {
             let same = known.as_ref().ct_eq(token);
             found = u8::conditional_select(&found, &(*scope as u8), same);
         }

@@ -11,3 +11,4 @@ mod backup;
 mod common;
 mod cross_site;
 mod tls;
+mod token_reload;
