@@ -56,7 +56,7 @@ fn ask(stream: &mut TcpStream) -> String {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream
-        .write_all(b"GET /again HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /again HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();

@@ -271,7 +271,7 @@ fn connection_close_and_response_close_end_the_connection() {
     let _g = shared();
     let server = default_server();
     let mut client = server.client();
-    client.send(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    client.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(client.response().header("connection"), Some("close"));
     assert!(client.closed());
 
@@ -386,8 +386,10 @@ fn ambiguous_framing_is_rejected_and_the_smuggled_request_never_runs() {
     // Control: with sound framing, the same second request does run.
     let mut client = server.client();
     client.send(
-        format!("POST / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n{smuggled}")
-            .as_bytes(),
+        format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n{smuggled}"
+        )
+        .as_bytes(),
     );
     assert_eq!(client.response().status, 200);
     assert_eq!(client.response().status, 200);
@@ -408,6 +410,31 @@ fn invalid_request_heads_get_400() {
     expect_rejected(&server, b"GET /\xff\xfe HTTP/1.1\r\n\r\n", 400);
     expect_rejected(&server, b"GET / HTTP/2.0\r\n\r\n", 400);
     expect_rejected(&server, b"GARBAGE\r\n\r\n", 400);
+}
+
+#[test]
+fn host_must_be_sent_once_and_absolute_form_targets_are_routed_by_path() {
+    let _g = shared();
+    let server = default_server();
+    let missing = expect_rejected(&server, b"GET /count-me HTTP/1.1\r\n\r\n", 400);
+    assert_eq!(missing.json()["detail"], "missing Host header");
+    let twice = b"GET /count-me HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+    assert_eq!(
+        expect_rejected(&server, twice, 400).json()["detail"],
+        "more than one Host header"
+    );
+    assert_eq!(server.counted(), 0);
+    // HTTP/1.0 has no Host requirement.
+    let mut client = server.client();
+    client.send(b"GET /old HTTP/1.0\r\n\r\n");
+    assert_eq!(client.response().status, 200);
+
+    let mut client = server.client();
+    client
+        .send(b"GET http://example.com:8080/get/k?version=2 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    let resp = client.response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["target"], "/get/k?version=2");
 }
 
 #[test]
@@ -466,7 +493,7 @@ fn oversized_bodies_get_413_without_the_body_being_read() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    let mut chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut chunked = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     chunked.extend_from_slice(format!("{:x}\r\n", 2 << 20).as_bytes());
     expect_rejected(&server, &chunked, 413);
 }
@@ -550,7 +577,7 @@ fn connection_limit_bounds_threads_and_refuses_with_503() {
     let stallers: Vec<Client> = (0..200)
         .map(|_| {
             let mut c = server.client();
-            c.send(b"POST /stall HTTP/1.1\r\nContent-Length: 100\r\n\r\nhalf");
+            c.send(b"POST /stall HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nhalf");
             c
         })
         .collect();

@@ -27,6 +27,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::message::{HttpRequest, HttpResponse, reason_phrase};
+use super::parser::{Framing, ParseLimits, Progress, RequestParser};
 
 /// Limits that bound what any one client can cost the server.
 #[derive(Debug, Clone)]
@@ -46,6 +47,18 @@ pub struct ConnLimits {
     pub max_header_bytes: usize,
     /// Most header fields accepted in one request (`431` beyond).
     pub max_headers: usize,
+}
+
+impl ConnLimits {
+    /// The limits the request parser checks.
+    pub fn parse_limits(&self) -> ParseLimits {
+        ParseLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_request_line: self.max_request_line,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+        }
+    }
 }
 
 impl Default for ConnLimits {
@@ -70,8 +83,6 @@ pub type Service = Arc<dyn Fn(HttpRequest) -> HttpResponse + Send + Sync>;
 
 const CONN_STACK: usize = 256 << 10;
 const READ_CHUNK: usize = 8 << 10;
-/// Longest chunk-size line (with extensions) in a chunked body.
-const MAX_CHUNK_LINE: usize = 4 << 10;
 /// The accept thread must never wait on a client for long.
 const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
 const LINGER: Duration = Duration::from_secs(1);
@@ -377,24 +388,6 @@ fn reject(status: u16, detail: &str) -> Failure {
     Failure::Reject(HttpResponse::error(status, detail))
 }
 
-/// How the response is framed for the connection.
-#[derive(Default)]
-struct Framing {
-    head_only: bool,
-    close: bool,
-    /// HTTP/1.0 client that asked for keep-alive.
-    echo_keep_alive: bool,
-}
-
-impl Framing {
-    fn closing() -> Self {
-        Framing {
-            close: true,
-            ..Framing::default()
-        }
-    }
-}
-
 /// What a connection reads requests from and writes responses to: the
 /// socket itself, or a TLS session over it.
 trait Transport: Read + Write {
@@ -622,40 +615,6 @@ impl<T: Transport> Reader<'_, T> {
             Err(_) => Err(Failure::Gone),
         }
     }
-
-    fn fill_to(&mut self, len: usize) -> Result<(), Failure> {
-        while self.buf.len() < len {
-            self.more()?;
-        }
-        Ok(())
-    }
-
-    /// Takes the first `len` buffered bytes, keeping the rest buffered.
-    fn take(&mut self, len: usize) -> Vec<u8> {
-        let rest = self.buf.split_off(len);
-        std::mem::replace(&mut self.buf, rest)
-    }
-
-    /// The length (CRLF included) of the next line, at most `limit` bytes.
-    /// A bare CR or LF is rejected: lenient line parsing is how smuggling
-    /// starts.
-    fn line(&mut self, limit: usize) -> Result<usize, Failure> {
-        loop {
-            let window = &self.buf[..self.buf.len().min(limit)];
-            if let Some(lf) = window.iter().position(|&b| b == b'\n') {
-                let cr_ok = lf > 0 && window[lf - 1] == b'\r' && !window[..lf - 1].contains(&b'\r');
-                return if cr_ok {
-                    Ok(lf + 1)
-                } else {
-                    Err(reject(400, "malformed chunked body"))
-                };
-            }
-            if window.len() >= limit {
-                return Err(reject(400, "chunked body line too long"));
-            }
-            self.more()?;
-        }
-    }
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -665,239 +624,31 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// A parsed request head.
-struct Head {
-    method: String,
-    target: String,
-    minor_version: u8,
-    headers: Vec<(String, Vec<u8>)>,
-}
-
-impl Head {
-    fn values<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h [u8]> {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.trim_ascii())
-    }
-
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.values(name)
-            .flat_map(|v| v.split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    }
-}
-
-enum Body {
-    Empty,
-    Length(usize),
-    Chunked,
-}
-
 /// Reads one whole request and decides how its response is framed.
 fn read_request<T: Transport>(
     rd: &mut Reader<T>,
     limits: &ConnLimits,
     peer: SocketAddr,
 ) -> Result<(HttpRequest, Framing), Failure> {
-    let head = loop {
-        if let Some((head, len)) = parse_head(&rd.buf, limits)? {
-            rd.take(len);
-            break head;
-        }
-        rd.more()?;
-    };
-    let body = body_framing(&head, limits)?;
-    expect_continue(rd, &head, &body)?;
-    let body = match body {
-        Body::Empty => Vec::new(),
-        Body::Length(len) => {
-            rd.fill_to(len)?;
-            rd.take(len)
-        }
-        Body::Chunked => read_chunked(rd, limits)?,
-    };
-    // HTTP/1.1 keeps alive unless asked to close; HTTP/1.0 only when asked.
-    let http10 = head.minor_version == 0;
-    let close = head.has_token("connection", "close")
-        || (http10 && !head.has_token("connection", "keep-alive"));
-    let echo_keep_alive = http10 && !close;
-    let framing = Framing {
-        head_only: head.method == "HEAD",
-        close,
-        echo_keep_alive,
-    };
-    let request = HttpRequest {
-        method: head.method,
-        target: head.target,
-        headers: head.headers,
-        body,
-        remote: Some(peer),
-    };
-    Ok((request, framing))
-}
-
-/// Parses the head at the start of `buf`: `None` while incomplete, with the
-/// limits checked on every partial read so nothing grows past them.
-fn parse_head(buf: &[u8], limits: &ConnLimits) -> Result<Option<(Head, usize)>, Failure> {
-    // httparse skips empty lines before the request line; so do the limits.
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let line_len = buf[start..].iter().position(|&b| b == b'\n');
-    if line_len.unwrap_or(buf.len() - start) > limits.max_request_line {
-        return Err(reject(414, "request line too long"));
-    }
-    let header_bytes = buf.len() - start - line_len.unwrap_or(0);
-    let too_big = || reject(431, "request header section too large");
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut parsed = httparse::Request::new(&mut slots);
-    let len = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if header_bytes > limits.max_header_bytes => {
-            return Err(too_big());
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(reject(431, "too many request headers"));
-        }
-        Err(_) => return Err(reject(400, "malformed request head")),
-    };
-    if len - start - line_len.unwrap_or(0) > limits.max_header_bytes {
-        return Err(too_big());
-    }
-    let mut headers = Vec::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        // httparse already refuses control bytes in values; CR/LF checked again
-        // because a value with either would be a header injection downstream.
-        if h.value.iter().any(|&b| b == b'\r' || b == b'\n') {
-            return Err(reject(400, "invalid header value"));
-        }
-        headers.push((h.name.to_ascii_lowercase(), h.value.to_vec()));
-    }
-    let head = Head {
-        method: parsed.method.unwrap_or_default().to_owned(),
-        target: parsed.path.unwrap_or_default().to_owned(),
-        minor_version: parsed.version.unwrap_or_default(),
-        headers,
-    };
-    Ok(Some((head, len)))
-}
-
-/// How the body is delimited. Every ambiguity that lets two parsers disagree
-/// on where a request ends (request smuggling) is rejected.
-fn body_framing(head: &Head, limits: &ConnLimits) -> Result<Body, Failure> {
-    let te: Vec<&[u8]> = head.values("transfer-encoding").collect();
-    let cl: Vec<&[u8]> = head.values("content-length").collect();
-    if !te.is_empty() {
-        if !cl.is_empty() {
-            return Err(reject(400, "both Content-Length and Transfer-Encoding"));
-        }
-        // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
-        if te.len() > 1 || !te[0].eq_ignore_ascii_case(b"chunked") || head.minor_version == 0 {
-            return Err(reject(
-                400,
-                "unsupported Transfer-Encoding (only a single chunked)",
-            ));
-        }
-        return Ok(Body::Chunked);
-    }
-    let mut length = None;
-    for value in cl {
-        let n = parse_decimal(value).ok_or_else(|| reject(400, "invalid Content-Length"))?;
-        if length.is_some_and(|l| l != n) {
-            return Err(reject(400, "conflicting Content-Length headers"));
-        }
-        length = Some(n);
-    }
-    match length {
-        None | Some(0) => Ok(Body::Empty),
-        Some(n) if n > limits.max_body_bytes => Err(reject(413, "request body too large")),
-        Some(n) => Ok(Body::Length(n)),
-    }
-}
-
-/// A plain decimal (no sign, no spaces, unlike `str::parse`); saturates
-/// instead of overflowing, which the size limit then rejects.
-fn parse_decimal(digits: &[u8]) -> Option<usize> {
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        std::str::from_utf8(digits)
-            .ok()?
-            .parse()
-            .unwrap_or(usize::MAX),
-    )
-}
-
-fn expect_continue<T: Transport>(
-    rd: &mut Reader<T>,
-    head: &Head,
-    body: &Body,
-) -> Result<(), Failure> {
-    let mut expects = head.values("expect").peekable();
-    if expects.peek().is_none() {
-        return Ok(());
-    }
-    if !expects.all(|v| v.eq_ignore_ascii_case(b"100-continue")) {
-        return Err(reject(417, "only Expect: 100-continue is supported"));
-    }
-    // Only worth sending when the client may be waiting for it.
-    if head.minor_version == 1 && !matches!(body, Body::Empty) && rd.buf.is_empty() {
-        rd.io
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .and_then(|()| rd.io.flush())
-            .map_err(|_| Failure::Gone)?;
-    }
-    Ok(())
-}
-
-/// Decodes a chunked body (extensions ignored, trailers skipped), consuming
-/// it from the buffer as it goes so memory stays bounded by the body limit.
-fn read_chunked<T: Transport>(rd: &mut Reader<T>, limits: &ConnLimits) -> Result<Vec<u8>, Failure> {
-    let mut body = Vec::new();
+    let mut parser = RequestParser::new(limits.parse_limits());
     loop {
-        let line_len = rd.line(MAX_CHUNK_LINE)?;
-        let size = chunk_size(&rd.take(line_len))?;
-        if size == 0 {
-            break;
+        let (used, progress) = parser
+            .feed(&rd.buf)
+            .map_err(|r| reject(r.status, r.detail))?;
+        rd.buf.drain(..used);
+        match progress {
+            Progress::Complete(mut request, framing) => {
+                request.remote = Some(peer);
+                return Ok((request, framing));
+            }
+            Progress::SendContinue => rd
+                .io
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .and_then(|()| rd.io.flush())
+                .map_err(|_| Failure::Gone)?,
+            Progress::Incomplete => rd.more()?,
         }
-        if size > limits.max_body_bytes.saturating_sub(body.len()) {
-            return Err(reject(413, "request body too large"));
-        }
-        rd.fill_to(size + 2)?;
-        let chunk = rd.take(size + 2);
-        if !chunk.ends_with(b"\r\n") {
-            return Err(reject(400, "malformed chunked body"));
-        }
-        body.extend_from_slice(&chunk[..size]);
     }
-    let mut trailer_budget = limits.max_header_bytes;
-    loop {
-        let line_len = rd.line(trailer_budget.max(2))?;
-        rd.take(line_len);
-        if line_len == 2 {
-            return Ok(body);
-        }
-        trailer_budget = trailer_budget.saturating_sub(line_len);
-    }
-}
-
-/// The size from a chunk-size line (`1a;ext=x\r\n`).
-fn chunk_size(line: &[u8]) -> Result<usize, Failure> {
-    let line = &line[..line.len() - 2];
-    let hex = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii_end();
-    if hex.is_empty() || !hex.iter().all(u8::is_ascii_hexdigit) {
-        return Err(reject(400, "malformed chunk size"));
-    }
-    let hex = std::str::from_utf8(hex).unwrap_or_default();
-    Ok(usize::from_str_radix(hex, 16).unwrap_or(usize::MAX))
 }
 
 /// 1xx, 204 and 304 responses never carry a body (RFC 9110 6.4.1).

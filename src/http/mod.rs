@@ -16,6 +16,7 @@ pub mod cross_site;
 pub mod handlers;
 pub mod message;
 pub mod metrics;
+pub mod parser;
 pub mod query;
 pub mod router;
 pub mod server;
