@@ -119,6 +119,22 @@ pub enum Command {
     /// integrity_check, dense versions per key, the keys table and the
     /// counters against the versions. Exit 0 if all is well, 1 otherwise.
     Check,
+    /// Copy a whole store from --from to --to (each a SQLite file), every
+    /// version with its timestamp and tombstones, in one transaction that
+    /// commits only if the destination then holds exactly what was read.
+    /// The source may be in use by a running vkv; the destination may not.
+    Copy {
+        /// The store to read.
+        #[arg(long, value_name = "DB")]
+        from: PathBuf,
+        /// The store to write (created if missing); refused if it holds
+        /// keys, unless --force.
+        #[arg(long, value_name = "DB")]
+        to: PathBuf,
+        /// Replace the contents of a non-empty --to.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `--sync` values.

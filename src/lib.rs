@@ -11,6 +11,7 @@
 
 pub mod backup;
 pub mod cache;
+pub mod copy;
 /// The SQLite file format's identifiers and the storage types, at the path
 /// tools and tests have used.
 pub mod db {
@@ -30,6 +31,6 @@ mod writer;
 pub use cache::CacheStats;
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
-pub use storage::{DbStats, KeyInfo, SyncMode, VersionInfo};
+pub use storage::{DbStats, KeyInfo, SyncMode, Totals, VersionInfo};
 pub use store::{PendingPut, PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use version::{Operation, PutOutcome, Versioned};

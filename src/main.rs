@@ -38,6 +38,11 @@ fn try_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{report}");
             Ok(())
         }
+        Some(Command::Copy { from, to, force }) => {
+            let report = vkv::copy::copy(from, to, *force)?;
+            println!("{report}");
+            Ok(())
+        }
         Some(Command::Check) => {
             let report = vkv::backup::check(&cli.db)?;
             println!("{report}");

@@ -14,6 +14,7 @@
 //! Today's backend is SQLite (`sqlite/`): one file, one process, so the
 //! writer thread is the only writer and the cache is authoritative.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -171,4 +172,121 @@ pub(crate) struct Backend {
 /// Opens the backend `config` names (creating and migrating its schema).
 pub(crate) fn open(config: &StoreConfig) -> Result<Backend, OpenError> {
     sqlite::open(config)
+}
+
+/// The head of one key as stored (the `keys` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyHead {
+    pub key: String,
+    pub latest: u64,
+    pub ts_ms: i64,
+    pub deleted: bool,
+    pub first_kept: u64,
+}
+
+/// One stored version (a `versions` row), its value as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VersionRow {
+    pub key: String,
+    pub version: u64,
+    pub ts_ms: i64,
+    pub deleted: bool,
+    pub value: String,
+}
+
+/// One row of a whole-store dump, as `vkv copy`, `vkv check` and the
+/// PostgreSQL backup read it: a dump is a stream of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Record {
+    Head(KeyHead),
+    Version(VersionRow),
+}
+
+/// Counts of a store: keys (heads) and versions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Keys (rows of the heads table).
+    pub keys: u64,
+    /// Versions over all keys.
+    pub versions: u64,
+}
+
+/// The read side of a whole-store dump: every query runs in one read-only
+/// transaction, so the dump is one consistent snapshot even while a server
+/// writes.
+pub(crate) trait Export {
+    /// The totals the store's counters hold (kept by the writes), not
+    /// counted.
+    fn counters(&mut self) -> Result<Totals, StoreError>;
+
+    /// Streams every record, key by key in byte order: the key's head (if
+    /// it has one), then its versions in ascending order. Stops at the
+    /// first error `visit` returns.
+    fn for_each(
+        &mut self,
+        visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+}
+
+/// The write side of a whole-store load: everything from opening to
+/// [`Import::finish`] is one transaction; dropped unfinished, nothing is
+/// written.
+pub(crate) trait Import {
+    /// Whether the store holds no key and no version.
+    fn is_empty(&mut self) -> Result<bool, StoreError>;
+
+    /// Removes every key and version (to replace the contents).
+    fn clear(&mut self) -> Result<(), StoreError>;
+
+    /// Stores one record as it is (no version numbering, no retention).
+    fn write(&mut self, record: &Record) -> Result<(), StoreError>;
+
+    /// Counts what the store now holds, sets its counters to it and
+    /// commits if it is `expect`; otherwise rolls back and says so.
+    fn finish(self: Box<Self>, expect: Totals) -> Result<Totals, StoreError>;
+}
+
+/// Opens the store at `location` for a dump (it must exist; it may be in
+/// use by a running server).
+pub(crate) fn open_export(location: &Path) -> Result<Box<dyn Export>, OpenError> {
+    sqlite::bulk::open_export(location)
+}
+
+/// Opens the store at `location` for a load (created and migrated if
+/// needed; refused while a server holds it, where the backend can tell).
+pub(crate) fn open_import(location: &Path) -> Result<Box<dyn Import>, OpenError> {
+    sqlite::bulk::open_import(location)
+}
+
+/// Streams two ordered row sources as one dump: `heads` in key order,
+/// `versions` in (key, version) order; a key's head comes before its
+/// versions. For backends that read the two tables with two cursors.
+pub(crate) fn merge_dump<E>(
+    heads: impl Iterator<Item = Result<KeyHead, E>>,
+    versions: impl Iterator<Item = Result<VersionRow, E>>,
+    visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+) -> Result<(), StoreError>
+where
+    StoreError: From<E>,
+{
+    let mut heads = heads.peekable();
+    let mut versions = versions.peekable();
+    loop {
+        let head_first = match (heads.peek(), versions.peek()) {
+            (None, None) => return Ok(()),
+            (Some(Ok(h)), Some(Ok(v))) => h.key.as_bytes() <= v.key.as_bytes(),
+            (Some(_), None) | (Some(Err(_)), _) => true,
+            (None, Some(_)) | (Some(Ok(_)), Some(Err(_))) => false,
+        };
+        let record = if head_first {
+            heads.next().map(|h| h.map(Record::Head))
+        } else {
+            versions.next().map(|v| v.map(Record::Version))
+        };
+        match record {
+            Some(Ok(r)) => visit(r)?,
+            Some(Err(e)) => return Err(e.into()),
+            None => return Ok(()),
+        }
+    }
 }

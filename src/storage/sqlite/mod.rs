@@ -5,9 +5,11 @@
 //! - `schema.rs`: opening the file, recognising it, migrating it;
 //! - `reads.rs`: the pool of read-only connections and the queries;
 //! - `apply.rs`: the writer's connection and the per-operation logic;
-//! - `file.rs`: the lock file and the checks that the file is still there.
+//! - `file.rs`: the lock file and the checks that the file is still there;
+//! - `bulk.rs`: whole-store dumps and loads (`vkv copy`, checks, backups).
 
 mod apply;
+pub(crate) mod bulk;
 mod file;
 mod reads;
 mod schema;

@@ -66,6 +66,23 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, OpenError>
     let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| open_err(path, e))?;
+    let version = recognise(&conn, path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| open_err(path, e))?;
+    conn.pragma_update(None, "synchronous", sync_pragma(sync))
+        .map_err(|e| open_err(path, e))?;
+    // 512 KiB of page cache for the writer (SQLite's default is 2 MiB), for
+    // the same reason as the readers' (see `reads.rs`).
+    conn.pragma_update(None, "cache_size", -512)
+        .map_err(|e| open_err(path, e))?;
+    migrate(&conn, version).map_err(|e| open_err(path, e))?;
+    Ok(conn)
+}
+
+/// Checks that the file open on `conn` is a vkv database (or an empty
+/// file) of a schema this build knows; returns its schema version (0: no
+/// schema yet).
+pub fn recognise(conn: &Connection, path: &Path) -> Result<i64, OpenError> {
     // The first statement that reads the file is where a corrupt or non-SQLite
     // file shows up ("file is not a database").
     let version: i64 = conn
@@ -90,16 +107,7 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, OpenError>
             reason: format!("application_id is {app_id:#x} and it has {tables} schema objects"),
         });
     }
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(|e| open_err(path, e))?;
-    conn.pragma_update(None, "synchronous", sync_pragma(sync))
-        .map_err(|e| open_err(path, e))?;
-    // 512 KiB of page cache for the writer (SQLite's default is 2 MiB), for
-    // the same reason as the readers' (see `reads.rs`).
-    conn.pragma_update(None, "cache_size", -512)
-        .map_err(|e| open_err(path, e))?;
-    migrate(&conn, version).map_err(|e| open_err(path, e))?;
-    Ok(conn)
+    Ok(version)
 }
 
 fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
