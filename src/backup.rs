@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::error::StoreError;
-use crate::storage::sqlite::{APPLICATION_ID, SCHEMA_VERSION, lock_path};
+use crate::storage::sqlite::lock::{DbLock, LockError};
+use crate::storage::sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 
 /// Why a backup could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +51,109 @@ static SNAPSHOTTING: Mutex<()> = Mutex::new(());
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// `{path}.{what}-{pid}-{n}.tmp`, next to `path` (same file system, so a
-/// rename is atomic and the space comes from the database's disk).
+/// rename is atomic and the space comes from the database's disk). `path`
+/// is the real file (symlinks resolved), so that whichever name a server
+/// is started by, it finds the temporary files to clean up.
 fn temp_path(path: &Path, what: &str) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     let n = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
     p.push(format!(".{what}-{}-{n}.tmp", std::process::id()));
     PathBuf::from(p)
+}
+
+/// `path` with symlinks resolved; `path` itself when it cannot be resolved
+/// (it does not exist yet).
+fn real_path(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// What a temporary file name next to the database `db_name` says: its kind
+/// (`backup` or `restore`) and the pid that made it. Also matches the
+/// `-wal`, `-shm` and `-journal` files SQLite may leave next to one.
+fn parse_temp_name<'a>(name: &'a str, db_name: &str) -> Option<(&'a str, u32)> {
+    let rest = name.strip_prefix(db_name)?.strip_prefix('.')?;
+    let rest = ["-wal", "-shm", "-journal"]
+        .iter()
+        .find_map(|s| rest.strip_suffix(s))
+        .unwrap_or(rest);
+    let rest = rest.strip_suffix(".tmp")?;
+    let (kind, rest) = rest.split_once('-')?;
+    let (pid, n) = rest.split_once('-')?;
+    if !matches!(kind, "backup" | "restore") || n.parse::<u64>().is_err() {
+        return None;
+    }
+    Some((kind, pid.parse().ok()?))
+}
+
+/// Whether a process `pid` exists (or, off Unix, may exist).
+fn process_exists(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 checks for the process without signalling it.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        alive || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// Removes the backup and restore temporary files a killed vkv left next
+/// to the database `db`; the caller holds the database's lock. Every such
+/// file is made under that lock (a backup by the server holding it, a
+/// restore by `vkv restore` holding it), so none can still be in use: a
+/// restore file is removed always, a backup file when the process that
+/// made it is gone or is this one (a restarted container gets the same
+/// pid). Returns how many bytes were freed; logs each file.
+pub(crate) fn remove_stale_temp_files(db: &Path) -> u64 {
+    let mut freed = 0;
+    let mut names = vec![real_path(db)];
+    if names[0] != db {
+        names.push(db.to_path_buf());
+    }
+    for path in names {
+        let (Some(dir), Some(db_name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let Some(db_name) = db_name.to_str() else {
+            continue;
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some((kind, pid)) = name.to_str().and_then(|n| parse_temp_name(n, db_name)) else {
+                continue;
+            };
+            let stale = kind == "restore" || pid == std::process::id() || !process_exists(pid);
+            if !stale {
+                continue;
+            }
+            let len = entry.metadata().map_or(0, |m| m.len());
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    freed += len;
+                    log::warn!(
+                        "removed {}, left by an interrupted {kind} (pid {pid}): {len} bytes",
+                        entry.path().display()
+                    );
+                }
+                Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+    freed
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -97,7 +195,7 @@ pub fn snapshot(db: &Path) -> Result<Snapshot, BackupError> {
         Err(TryLockError::WouldBlock) => return Err(BackupError::Busy),
     };
     let start = Instant::now();
-    let tmp = temp_path(db, "backup");
+    let tmp = temp_path(&real_path(db), "backup");
     let tmp_text = tmp
         .to_str()
         .ok_or_else(|| StoreError::Internal(format!("path {} is not UTF-8", tmp.display())))?;
@@ -409,16 +507,19 @@ pub enum RestoreError {
         /// The target.
         path: PathBuf,
     },
-    /// A running vkv holds the target's lock file.
+    /// A running vkv holds the lock on the target file (by this name or
+    /// another).
     #[error(
-        "{} is in use by a running vkv (lock file {} is held); stop it before restoring",
-        .path.display(), .lock.display()
+        "{} is in use by a running vkv ({}); stop it before restoring",
+        .path.display(), crate::storage::sqlite::lock::describe(.file, *.pid)
     )]
     Locked {
         /// The target.
         path: PathBuf,
-        /// Its lock file.
-        lock: PathBuf,
+        /// Its real path (symlinks resolved).
+        file: PathBuf,
+        /// The process holding the lock, when the system says.
+        pid: Option<u32>,
     },
     /// A file operation on the target side failed.
     #[error("cannot restore to {}: {reason}", .path.display())]
@@ -446,8 +547,10 @@ fn remove_if_present(path: &Path) -> Result<(), RestoreError> {
 }
 
 /// Replaces the database `target` with the snapshot file `snapshot`:
-/// refuses while a vkv holds `target`'s lock file, or when `target` exists
-/// and `force` is false; copies the snapshot next to the target, verifies
+/// refuses while a vkv holds the lock on `target`'s file (whatever name it
+/// was started by), or when `target` exists and `force` is false; removes
+/// temporary files an interrupted restore or backup left; copies the
+/// snapshot next to the target, verifies
 /// the copy ([`check`] must find nothing), removes the target's stale
 /// `-wal`/`-shm` files and renames the copy into place. Returns the report
 /// of the verification.
@@ -468,26 +571,29 @@ pub fn restore(snapshot: &Path, target: &Path, force: bool) -> Result<CheckRepor
             wal,
         });
     }
-    // The same lock a running store holds: taken, no server can start on
-    // the target until the restore is done; not available, one is running.
-    let lock = lock_path(target);
-    let lock_file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock)
-        .map_err(|e| restore_io(&lock, "cannot open the lock file", &e))?;
-    if lock_file.try_lock().is_err() {
-        return Err(RestoreError::Locked {
+    // A symlink is restored through: the file it leads to is replaced
+    // (SQLite also keeps `-wal` and `-shm` next to the real file).
+    let target = &real_path(target);
+    let existed = fs::symlink_metadata(target).is_ok();
+    // The same lock a running store holds, on the file itself (created
+    // empty if missing, so that no server can start on it meanwhile): no
+    // server can start on the target until the restore is done.
+    let lock = DbLock::acquire(target).map_err(|e| match e {
+        LockError::Held(h) => RestoreError::Locked {
             path: target.to_path_buf(),
-            lock,
-        });
-    }
-    if !force && fs::symlink_metadata(target).is_ok() {
+            file: h.file,
+            pid: h.pid,
+        },
+        LockError::Io(e) => restore_io(target, "cannot open", &e),
+    })?;
+    // The empty file made just for the lock goes if the restore fails.
+    let mut created = RemoveOnDrop((!existed).then(|| target.to_path_buf()));
+    if !force && existed {
         return Err(RestoreError::TargetExists {
             path: target.to_path_buf(),
         });
     }
+    remove_stale_temp_files(target);
     let tmp = temp_path(target, "restore");
     let mut cleanup = RemoveOnDrop(Some(tmp.clone()));
     fs::copy(snapshot, &tmp).map_err(|e| restore_io(&tmp, "cannot copy the snapshot", &e))?;
@@ -512,6 +618,7 @@ pub fn restore(snapshot: &Path, target: &Path, force: bool) -> Result<CheckRepor
     }
     fs::rename(&tmp, target).map_err(|e| restore_io(target, "cannot rename the copy", &e))?;
     cleanup.0 = None;
+    created.0 = None;
     if let Some(dir) = target.parent() {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -521,7 +628,7 @@ pub fn restore(snapshot: &Path, target: &Path, force: bool) -> Result<CheckRepor
         // Makes the rename itself durable.
         let _ = File::open(dir).and_then(|d| d.sync_all());
     }
-    drop(lock_file);
+    drop(lock);
     let mut report = report;
     report.path = target.to_path_buf();
     Ok(report)

@@ -167,13 +167,19 @@ pub enum OpenError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Another process holds the database open for writing.
-    #[error("database {path} is in use by another vkv process (lock file {lock})")]
+    /// Another process holds the lock on the database file (under this
+    /// name or another: a hard link or a symlink is the same file).
+    #[error(
+        "database {} is in use by another vkv process: {}",
+        .path.display(), crate::storage::sqlite::lock::describe(.file, *.pid)
+    )]
     Locked {
-        /// The database file.
+        /// The database file, as named.
         path: PathBuf,
-        /// The lock file that is held.
-        lock: PathBuf,
+        /// Its real path (symlinks resolved).
+        file: PathBuf,
+        /// The process holding the lock, when the system says.
+        pid: Option<u32>,
     },
     /// Starting a background thread failed.
     #[error("cannot start the writer thread: {0}")]

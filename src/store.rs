@@ -21,7 +21,7 @@ use crate::cache::{CacheStats, LatestCache};
 use crate::error::{OpenError, StoreError};
 use crate::key::validate_key;
 use crate::storage::{self, DbStats, Done, KeyInfo, Op, Reads, SyncMode, VersionInfo};
-use crate::value::check_depth;
+use crate::value::check_value;
 use crate::version::{PutOutcome, Versioned};
 use crate::watch::{Subscription, Watchers};
 use crate::writer::{Pending, WriteFault, Writer, WriterContext, WriterCounters};
@@ -367,7 +367,7 @@ impl Store {
 
 fn checked(item: PutItem) -> Result<PutItem, StoreError> {
     validate_key(&item.key)?;
-    check_depth(item.value.get())?;
+    check_value(item.value.get())?;
     Ok(item)
 }
 

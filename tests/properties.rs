@@ -19,7 +19,7 @@ use vkv::http::message::HttpRequest;
 use vkv::http::query::Query;
 use vkv::http::workers::Reply;
 use vkv::key::decode_key;
-use vkv::value::{MAX_DEPTH, check_depth};
+use vkv::value::{MAX_DEPTH, check_value};
 use vkv::{MAX_KEY_BYTES, Store, StoreConfig, SyncMode};
 
 /// Cases per property: `PROPTEST_CASES`, else `default`.
@@ -205,7 +205,7 @@ proptest! {
     #![proptest_config(config(1000))]
 
     #[test]
-    fn check_depth_agrees_with_serde_json(v in nested_value(MAX_DEPTH + 20), pretty in any::<bool>()) {
+    fn check_value_depth_agrees_with_serde_json(v in nested_value(MAX_DEPTH + 20), pretty in any::<bool>()) {
         let text = if pretty {
             serde_json::to_string_pretty(&v)
         } else {
@@ -213,7 +213,7 @@ proptest! {
         }
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let d = depth(&v);
-        let accepted = check_depth(&text).is_ok();
+        let accepted = check_value(&text).is_ok();
         prop_assert_eq!(accepted, d <= MAX_DEPTH, "depth {}", d);
         // What vkv accepts, serde_json (as clients and `value_as` use it)
         // can read back, and nothing more.
@@ -222,10 +222,72 @@ proptest! {
     }
 
     #[test]
-    fn check_depth_never_panics_on_any_text(
+    fn check_value_never_panics_on_any_text(
         text in prop_oneof![chars(0..200), "[\\[\\]{}\"\\\\]{0,300}"]
     ) {
-        let _ = check_depth(&text);
+        let _ = check_value(&text);
+    }
+}
+
+/// JSON text built to hit I-JSON's edges: numbers near and past a double's
+/// range, long integers, and strings with `\u` escapes of surrogates (paired,
+/// lone, reversed) among other escapes and characters.
+fn ijson_text() -> impl Strategy<Value = String> {
+    let number = prop_oneof![
+        "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,5})?([eE][-+]?[0-9]{1,3})?",
+        "-?[1-9][0-9]{300,320}",
+        "-?1\\.79769313486231[0-9]{0,3}[eE]308",
+    ];
+    let piece = prop_oneof![
+        "\\\\u(d[89ab]|D[89AB])[0-9a-fA-F]{2}",
+        "\\\\u(d[c-f]|D[C-F])[0-9a-fA-F]{2}",
+        "\\\\u[0-9a-fA-F]{4}",
+        "\\\\[nt\"\\\\/]",
+        "[a-z😀é ]{1,3}",
+    ];
+    let string = prop::collection::vec(piece, 0..6).prop_map(|p| format!("\"{}\"", p.concat()));
+    let leaf = prop_oneof![number, string.clone(), Just("null".to_string())];
+    leaf.prop_recursive(3, 24, 4, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec((string.clone(), inner), 0..4).prop_map(|v| {
+                let members: Vec<String> = v.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                format!("{{{}}}", members.join(","))
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    /// vkv accepts exactly the syntactically valid JSON that serde_json (as
+    /// clients and `value_as` use it) can read back into a value, except
+    /// numbers that serde_json rounds down to the largest double but a
+    /// correctly rounding parser (Python, JavaScript) reads as infinite.
+    #[test]
+    fn check_value_accepts_what_serde_json_reads_back(text in ijson_text()) {
+        prop_assume!(serde_json::from_str::<&serde_json::value::RawValue>(&text).is_ok());
+        let accepted = check_value(&text);
+        let parses = serde_json::from_str::<Value>(&text);
+        match (&accepted, &parses) {
+            (Ok(()), Ok(_)) | (Err(_), Err(_)) => {}
+            (Err(e), Ok(v)) => prop_assert!(
+                e.to_string().contains("out of range") && has_max_double(v),
+                "{}: refused ({}) but serde_json reads {}", text, e, v
+            ),
+            (Ok(()), Err(e)) => prop_assert!(false, "{}: accepted, serde_json says {}", text, e),
+        }
+    }
+}
+
+/// Whether `v` holds a number serde_json read as plus or minus `f64::MAX`.
+fn has_max_double(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_f64().is_some_and(|f| f.abs() == f64::MAX),
+        Value::Array(a) => a.iter().any(has_max_double),
+        Value::Object(m) => m.values().any(has_max_double),
+        _ => false,
     }
 }
 
@@ -233,17 +295,17 @@ proptest! {
 /// (its limit is 127 levels) cannot parse, so such a value could be stored
 /// but not read back by serde_json clients or `Versioned::value_as`.
 #[test]
-fn check_depth_rejects_depth_128_that_serde_json_cannot_parse() {
+fn check_value_rejects_depth_128_that_serde_json_cannot_parse() {
     for open in ["[", "{\"k\":"] {
         let close = if open == "[" { "]" } else { "}" };
         let at = |d: usize| format!("{}0{}", open.repeat(d), close.repeat(d));
         let deepest_ok = at(MAX_DEPTH);
-        assert!(check_depth(&deepest_ok).is_ok());
+        assert!(check_value(&deepest_ok).is_ok());
         assert!(serde_json::from_str::<Value>(&deepest_ok).is_ok());
         let one_more = at(MAX_DEPTH + 1);
-        assert!(check_depth(&one_more).is_err());
+        assert!(check_value(&one_more).is_err());
         assert!(serde_json::from_str::<Value>(&one_more).is_err());
-        assert!(check_depth(&at(128)).is_err(), "128 deep is accepted again");
+        assert!(check_value(&at(128)).is_err(), "128 deep is accepted again");
     }
 }
 

@@ -135,7 +135,7 @@ impl App {
             Route::Health => stats::health(s)?,
             Route::OpenApi => self.docs.openapi(),
             Route::Docs(file) => self.docs.swagger(file)?,
-            Route::Backup => backup::backup(s)?,
+            Route::Backup => backup::backup(s, req)?,
         };
         Ok(response.into())
     }

@@ -679,7 +679,8 @@ fn encode(response: &HttpResponse, framing: &Framing) -> Vec<u8> {
         }
         let _ = write!(out, "{name}: {value}\r\n");
     }
-    if !bodyless {
+    let unknown = framing.head_only && response.length_unknown;
+    if !bodyless && !unknown {
         let _ = write!(out, "Content-Length: {}\r\n", response.body_len());
     }
     if framing.close {

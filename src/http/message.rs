@@ -60,6 +60,11 @@ pub struct HttpResponse {
     pub file: Option<FileBody>,
     /// Close the connection after writing this response.
     pub close: bool,
+    /// An answer to `HEAD` whose length is not known without making the
+    /// body (a backup): the connection layer then sends no
+    /// `Content-Length`, which must not be sent unless it is the length a
+    /// `GET` would get (RFC 9110 8.6). Ignored for other methods.
+    pub length_unknown: bool,
 }
 
 /// A response body read from an open file as it is sent, so it never has
@@ -117,6 +122,7 @@ impl HttpResponse {
             body,
             file: None,
             close: false,
+            length_unknown: false,
         }
     }
 
@@ -145,6 +151,13 @@ impl HttpResponse {
     /// Adds a header (builder style).
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Marks an answer to `HEAD` as having no known length (see
+    /// [`HttpResponse::length_unknown`]).
+    pub fn length_unknown(mut self) -> Self {
+        self.length_unknown = true;
         self
     }
 

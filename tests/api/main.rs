@@ -10,6 +10,7 @@ mod errors;
 mod kv;
 mod metrics;
 mod persistence;
+mod values;
 mod versioning;
 mod watch;
 mod workers;

@@ -1,6 +1,6 @@
 //! Durability across restarts, graceful stop, and one server per file.
 
-use crate::common::{Server, json};
+use crate::common::{Server, json, output_text, run};
 
 #[test]
 fn every_version_survives_sigkill_and_restart() {
@@ -97,6 +97,59 @@ fn a_second_server_on_the_same_file_refuses_to_start() {
     assert!(!status.map(|s| s.success()).unwrap_or(true));
     let log = log.join("\n");
     assert!(log.contains("in use by another vkv process"), "{log}");
+}
+
+/// The lock is on the file, not on a name: a hard link or a symlink to a
+/// served database is refused too, naming the process that holds it.
+#[test]
+fn a_second_server_through_a_hard_link_or_symlink_refuses_to_start() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    assert_eq!(c.put("k", &json!("first")).status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let hard = dir.path().join("hard.db");
+    std::fs::hard_link(&s.db, &hard).unwrap();
+    let soft = dir.path().join("alias.db");
+    std::os::unix::fs::symlink(&s.db, &soft).unwrap();
+    let real = std::fs::canonicalize(&s.db).unwrap();
+    for (name, names_real) in [(&hard, false), (&soft, true)] {
+        let Err((status, log)) = Server::try_start_on(name, &[], &[]) else {
+            panic!("a second server started on {}", name.display());
+        };
+        assert!(!status.map(|s| s.success()).unwrap_or(true));
+        let log = log.join("\n");
+        assert!(log.contains("in use by another vkv process"), "{log}");
+        assert!(
+            log.contains(&format!("pid {} holds the lock", s.pid())),
+            "{log}"
+        );
+        if names_real {
+            assert!(log.contains(&real.display().to_string()), "{log}");
+        }
+    }
+    // `vkv restore` through a link is refused the same way.
+    let snapshot = dir.path().join("snap.db");
+    let r = c.get("/backup");
+    assert_eq!(r.status, 200);
+    std::fs::write(&snapshot, &r.body).unwrap();
+    for name in [&hard, &soft] {
+        let out = run(&[
+            "restore",
+            snapshot.to_str().unwrap(),
+            "--db",
+            name.to_str().unwrap(),
+            "--force",
+        ]);
+        assert!(!out.status.success());
+        let text = output_text(&out);
+        assert!(
+            text.contains(&format!("pid {} holds the lock", s.pid())),
+            "{text}"
+        );
+    }
+    // The first server is untouched and still the only writer.
+    assert_eq!(c.put("k", &json!("second")).status, 200);
+    assert_eq!(c.get("/get/k").json()["version"], 2);
 }
 
 #[test]

@@ -141,19 +141,29 @@ fn head_backup_sends_no_body_and_streams_keep_framing() {
     }
     let head = c.request("HEAD", "/backup", &[], b"");
     assert_eq!(head.status, 200);
-    let len: usize = head.header("content-length").unwrap().parse().unwrap();
-    assert!(len > 0);
     assert_eq!(head.header("content-type"), Some("application/vnd.sqlite3"));
+    // HEAD takes no snapshot (a full copy of the database), so it cannot
+    // know the length and must not send one (RFC 9110 8.6).
+    assert_eq!(head.header("content-length"), None, "{:?}", head.headers);
     // Had HEAD sent a body, this would read it as a status line.
     let r = c.get("/get/k7");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["value"], 7);
+    assert!(
+        !s.log_text().contains("backup snapshot"),
+        "HEAD took a snapshot:\n{}",
+        s.log_text()
+    );
     // A streamed body is exactly Content-Length long: the next response on
     // the same connection starts right after it.
     let dir = tempfile::tempdir().unwrap();
-    let size = download(&mut c, &dir.path().join("b.db"));
-    assert_eq!(size, len);
+    download(&mut c, &dir.path().join("b.db"));
     assert_eq!(c.get("/get/k8").json()["value"], 8);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.log_text().contains("backup snapshot") {
+        assert!(Instant::now() < deadline, "GET took no snapshot?");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // No temporary file is left next to the database.
     let leftovers: Vec<String> = std::fs::read_dir(s.db.parent().unwrap())
         .unwrap()
@@ -161,6 +171,81 @@ fn head_backup_sends_no_body_and_streams_keep_framing() {
         .filter(|n| n.contains("backup"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Names in `dir` containing `part`.
+fn files_with(dir: &Path, part: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(part))
+        .collect()
+}
+
+/// Polls until a file whose name contains `part` appears in `dir`.
+fn wait_for_file(dir: &Path, part: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while files_with(dir, part).is_empty() {
+        assert!(Instant::now() < deadline, "no {part} file appeared");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// SIGKILL during `GET /backup` and during `vkv restore` leaves their
+/// temporary files (a full copy each); the next start under the database's
+/// lock removes them, but not a backup file whose process is still alive.
+#[test]
+fn files_left_by_a_killed_backup_or_restore_are_removed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kv.db");
+    let mut s = Server::start_on(&db, &["--sync", "normal"]);
+    let mut c = s.client();
+    // Big enough (about 15 MB) that copies take a while.
+    preload(&mut c, 100, 10_000);
+    let snapshot = dir.path().join("snap.db");
+    download(&mut c, &snapshot);
+    assert!(s.terminate().success());
+
+    // A restore under way when it is killed.
+    let mut restore = vkv()
+        .args(["restore", snapshot.to_str().unwrap(), "--force", "--db"])
+        .arg(&db)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(dir.path(), "kv.db.restore-");
+    restore.kill().unwrap();
+    restore.wait().unwrap();
+    assert!(!files_with(dir.path(), "kv.db.restore-").is_empty());
+
+    let mut s = Server::start_on(&db, &[]);
+    let log = s.log_text();
+    assert!(log.contains("left by an interrupted restore"), "{log}");
+    assert_eq!(files_with(dir.path(), ".tmp"), Vec::<String>::new());
+
+    // A backup under way when the server is killed.
+    let addr = s.addr;
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut t = std::net::TcpStream::connect(addr).unwrap();
+        let _ = t.write_all(b"GET /backup HTTP/1.1\r\nHost: t\r\n\r\n");
+        let _ = t.read_to_end(&mut Vec::new());
+    });
+    wait_for_file(dir.path(), "kv.db.backup-");
+    s.kill();
+    assert!(!files_with(dir.path(), "kv.db.backup-").is_empty());
+
+    // A backup file of a process that is alive (this test) stays.
+    let alive = format!("kv.db.backup-{}-7.tmp", std::process::id());
+    std::fs::write(dir.path().join(&alive), b"in use").unwrap();
+
+    let s = Server::start_on(&db, &[]);
+    let log = s.log_text();
+    assert!(log.contains("left by an interrupted backup"), "{log}");
+    assert_eq!(files_with(dir.path(), ".tmp"), vec![alive], "{log}");
+    // The database is the one the killed restore did not replace.
+    let stats = s.client().get("/db/stats").json();
+    assert_eq!(stats["total_versions"], 10_000, "{stats}");
 }
 
 /// A terminated server's database with keys `a` (3 versions), `b` (2) and
@@ -309,7 +394,10 @@ fn restore_refuses_to_overwrite_without_force_or_under_a_server() {
     ]);
     assert!(!out.status.success());
     let text = output_text(&out);
-    assert!(text.contains("in use") && text.contains(".lock"), "{text}");
+    assert!(
+        text.contains("in use") && text.contains(&format!("pid {} holds the lock", s.pid())),
+        "{text}"
+    );
     assert_eq!(c.get("/get/live").json()["value"], "data");
 
     // --force via the environment.

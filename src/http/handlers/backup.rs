@@ -3,7 +3,7 @@
 
 use crate::Store;
 use crate::http::api_error::ApiError;
-use crate::http::message::{FileBody, HttpResponse};
+use crate::http::message::{FileBody, HttpRequest, HttpResponse};
 use crate::http::wire::ErrorResponse;
 
 /// A consistent SQLite snapshot of the whole database, taken while writes
@@ -21,16 +21,26 @@ use crate::http::wire::ErrorResponse;
         (status = 507, description = "No room for the snapshot next to the database", body = ErrorResponse),
     )
 )]
-pub fn backup(store: &Store) -> Result<HttpResponse, ApiError> {
-    let snapshot = crate::backup::snapshot(store.path())?;
-    Ok(HttpResponse::file(
-        200,
-        "application/vnd.sqlite3",
-        FileBody::new(snapshot.file, snapshot.len),
-    )
-    .with_header(
-        "Content-Disposition",
-        "attachment; filename=\"vkv-backup.db\"",
-    )
-    .with_header("Cache-Control", "no-store"))
+pub fn backup(store: &Store, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
+    let response = if req.method == "HEAD" {
+        // A snapshot is a full copy of the database: a HEAD (a link
+        // checker, a proxy) must not cost one. Its length is unknown, so
+        // none is sent.
+        HttpResponse::json(200, Vec::new())
+            .with_header("Content-Type", "application/vnd.sqlite3")
+            .length_unknown()
+    } else {
+        let snapshot = crate::backup::snapshot(store.path())?;
+        HttpResponse::file(
+            200,
+            "application/vnd.sqlite3",
+            FileBody::new(snapshot.file, snapshot.len),
+        )
+    };
+    Ok(response
+        .with_header(
+            "Content-Disposition",
+            "attachment; filename=\"vkv-backup.db\"",
+        )
+        .with_header("Cache-Control", "no-store"))
 }

@@ -1,17 +1,10 @@
-//! The database file as opened: its lock file, and the checks that the path
-//! still leads to it and that its directory takes writes.
+//! The database file as opened: its lock, and the checks that the path
+//! still leads to it and that its file system takes writes.
 
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
+use super::lock::{DbLock, LockError};
 use crate::error::{OpenError, StoreError};
-
-/// The lock file of the database at `path`: `{path}.lock`.
-pub(crate) fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
 
 /// The database file as it was opened. SQLite goes on writing to a file
 /// that was deleted (or whose directory was) through its open descriptors,
@@ -22,38 +15,31 @@ pub(crate) struct DbFile {
     path: PathBuf,
     /// Device and inode when opened (`None`: not checked on this platform).
     id: Option<(u64, u64)>,
-    /// The store's lock file, next to the database.
-    lock: PathBuf,
-    /// The lock file, held locked for the store's lifetime: a second
-    /// process on the same file would serve from a cache that the first
-    /// one's writes make stale.
-    _held: File,
+    /// The lock on the file itself, held for the store's lifetime: a second
+    /// process on the same file (by any name) would serve from a cache that
+    /// the first one's writes make stale, and assign the same versions.
+    _held: DbLock,
 }
 
 impl DbFile {
-    /// Takes the lock of the database at `path` (refused while another
-    /// process holds it). Call [`DbFile::remember`] once the file exists.
+    /// Takes the lock of the database file at `path` (refused while another
+    /// process holds it, under any name; an empty file is created if there
+    /// is none). Call [`DbFile::remember`] once SQLite has opened it.
     pub fn lock(path: &Path) -> Result<DbFile, OpenError> {
-        let lock = lock_path(path);
-        let held = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock)
-            .map_err(|e| OpenError::Database {
+        let held = DbLock::acquire(path).map_err(|e| match e {
+            LockError::Held(h) => OpenError::Locked {
                 path: path.to_path_buf(),
-                reason: format!("cannot create lock file {}: {e}", lock.display()),
-            })?;
-        if held.try_lock().is_err() {
-            return Err(OpenError::Locked {
+                file: h.file,
+                pid: h.pid,
+            },
+            LockError::Io(e) => OpenError::Database {
                 path: path.to_path_buf(),
-                lock,
-            });
-        }
+                reason: e.to_string(),
+            },
+        })?;
         Ok(DbFile {
             path: path.to_path_buf(),
             id: None,
-            lock,
             _held: held,
         })
     }
@@ -64,22 +50,18 @@ impl DbFile {
         self
     }
 
-    /// `Ok` if a file next to the database can be opened for writing (an
-    /// open and a close, nothing written): fails on a file system that went
-    /// read-only, which SQLite notices only when a write needs new space.
-    /// The lock file is opened, never the database: closing any descriptor
-    /// of the database would drop SQLite's POSIX locks on it.
+    /// `Ok` if the database file could be opened for writing (`access(2)`:
+    /// nothing is opened): fails on a file system that went read-only,
+    /// which SQLite notices only when a write needs new space. The file is
+    /// never opened and closed here: closing any descriptor of the database
+    /// would drop SQLite's POSIX locks on it.
     pub fn check_writable(&self) -> Result<(), StoreError> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&self.lock)
-            .map(drop)
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "the directory of database {} is not writable: {e}",
-                    self.path.display()
-                ))
-            })
+        writable(&self.path).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "database {} is not writable: {e}",
+                self.path.display()
+            ))
+        })
     }
 
     /// `Ok` while `path` still leads to the file that was opened (one
@@ -111,6 +93,24 @@ impl DbFile {
 fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(unix)]
+fn writable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the whole call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn writable(_: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(not(unix))]
