@@ -1,7 +1,7 @@
 //! What a value may be: any JSON that clients can read back (I-JSON, RFC
 //! 7493), stored and answered byte for byte.
 
-use crate::common::{Client, Resp, Server};
+use crate::common::{Client, Resp, Server, db_totals};
 
 fn put_raw(c: &mut Client, key: &str, value: &str) -> Resp {
     let body = format!("{{\"value\": {value}}}");
@@ -10,19 +10,6 @@ fn put_raw(c: &mut Client, key: &str, value: &str) -> Resp {
         &format!("/put/{key}"),
         &[("Content-Type", "application/json")],
         body.as_bytes(),
-    )
-}
-
-fn detail(r: &Resp) -> String {
-    r.json()["detail"].as_str().unwrap_or_default().to_string()
-}
-
-/// `(total_keys, total_versions)` from `/db/stats`.
-fn db_totals(c: &mut Client) -> (u64, u64) {
-    let s = c.get("/db/stats").json();
-    (
-        s["total_keys"].as_u64().unwrap(),
-        s["total_versions"].as_u64().unwrap(),
     )
 }
 
@@ -55,7 +42,7 @@ fn numbers_that_overflow_a_double_and_lone_surrogates_are_refused_with_422() {
     ] {
         let r = put_raw(&mut c, "k", value);
         assert_eq!(r.status, 422, "{value}: {}", r.text());
-        assert!(detail(&r).contains(says), "{value}: {}", detail(&r));
+        assert!(r.detail().contains(says), "{value}: {}", r.detail());
     }
     // In a batch: the whole batch is refused, nothing written.
     let r = c.request(

@@ -159,11 +159,12 @@ fn head_backup_sends_no_body_and_streams_keep_framing() {
     let dir = tempfile::tempdir().unwrap();
     download(&mut c, &dir.path().join("b.db"));
     assert_eq!(c.get("/get/k8").json()["value"], 8);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !s.log_text().contains("backup snapshot") {
-        assert!(Instant::now() < deadline, "GET took no snapshot?");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        poll_until(Duration::from_secs(10), || s
+            .log_text()
+            .contains("backup snapshot")),
+        "GET took no snapshot?"
+    );
     // No temporary file is left next to the database.
     let leftovers: Vec<String> = std::fs::read_dir(s.db.parent().unwrap())
         .unwrap()
@@ -184,11 +185,11 @@ fn files_with(dir: &Path, part: &str) -> Vec<String> {
 
 /// Polls until a file whose name contains `part` appears in `dir`.
 fn wait_for_file(dir: &Path, part: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while files_with(dir, part).is_empty() {
-        assert!(Instant::now() < deadline, "no {part} file appeared");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    assert!(
+        poll_until(Duration::from_secs(30), || !files_with(dir, part)
+            .is_empty()),
+        "no {part} file appeared"
+    );
 }
 
 /// SIGKILL during `GET /backup` and during `vkv restore` leaves their
