@@ -229,7 +229,7 @@ fn files_left_by_a_killed_backup_or_restore_are_removed_at_the_next_start() {
     std::thread::spawn(move || {
         use std::io::{Read, Write};
         let mut t = std::net::TcpStream::connect(addr).unwrap();
-        let _ = t.write_all(b"GET /backup HTTP/1.1\r\nHost: t\r\n\r\n");
+        let _ = t.write_all(format!("GET /backup HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes());
         let _ = t.read_to_end(&mut Vec::new());
     });
     wait_for_file(dir.path(), "kv.db.backup-");

@@ -15,6 +15,9 @@ pub(crate) struct DbFile {
     path: PathBuf,
     /// Device and inode when opened (`None`: not checked on this platform).
     id: Option<(u64, u64)>,
+    /// The write-ahead log, next to the real file (SQLite resolves
+    /// symlinks).
+    wal: PathBuf,
     /// The lock on the file itself, held for the store's lifetime: a second
     /// process on the same file (by any name) would serve from a cache that
     /// the first one's writes make stale, and assign the same versions.
@@ -40,6 +43,7 @@ impl DbFile {
         Ok(DbFile {
             path: path.to_path_buf(),
             id: None,
+            wal: PathBuf::new(),
             _held: held,
         })
     }
@@ -47,21 +51,32 @@ impl DbFile {
     /// Remembers the file the path leads to now (after it was opened).
     pub fn remember(mut self) -> DbFile {
         self.id = file_id(&self.path).ok();
+        let mut wal = std::fs::canonicalize(&self.path)
+            .unwrap_or_else(|_| self.path.clone())
+            .into_os_string();
+        wal.push("-wal");
+        self.wal = wal.into();
         self
     }
 
-    /// `Ok` if the database file could be opened for writing (`access(2)`:
-    /// nothing is opened): fails on a file system that went read-only,
-    /// which SQLite notices only when a write needs new space. The file is
-    /// never opened and closed here: closing any descriptor of the database
-    /// would drop SQLite's POSIX locks on it.
+    /// `Ok` if the database's write-ahead log can be opened for writing (an
+    /// open and a close, nothing written): fails on a file system that went
+    /// read-only, which SQLite notices only when a write needs new space.
+    /// (`access(2)` and `statvfs` miss it: ext4's emergency read-only state
+    /// after an error shows only when a file is opened for writing.) The
+    /// log is opened, never the database: closing any descriptor of the
+    /// database would drop SQLite's POSIX locks on it, and SQLite takes
+    /// none on the log (its WAL locks are on `-shm`). No log yet (nothing
+    /// to tell): `Ok`.
     pub fn check_writable(&self) -> Result<(), StoreError> {
-        writable(&self.path).map_err(|e| {
-            StoreError::Unavailable(format!(
+        match std::fs::OpenOptions::new().write(true).open(&self.wal) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Unavailable(format!(
                 "database {} is not writable: {e}",
                 self.path.display()
-            ))
-        })
+            ))),
+        }
     }
 
     /// `Ok` while `path` still leads to the file that was opened (one
@@ -93,24 +108,6 @@ impl DbFile {
 fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
-}
-
-#[cfg(unix)]
-fn writable(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid NUL-terminated string for the whole call.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(unix))]
-fn writable(_: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(not(unix))]
