@@ -213,7 +213,7 @@ impl Drop for SqliteImport {
         }
         let _ = self.conn.execute_batch("ROLLBACK");
         if self.created {
-            for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
                 let mut p = self.path.as_os_str().to_owned();
                 p.push(suffix);
                 let _ = fs::remove_file(PathBuf::from(p));
