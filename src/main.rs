@@ -3,6 +3,7 @@
 //! file.
 
 mod cli;
+mod fdlimit;
 mod logger;
 
 use std::process::ExitCode;
@@ -77,6 +78,7 @@ fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         (None, true) => ", TLS".to_string(),
         (None, false) => String::new(),
     };
+    open_files_limit(cli);
     let store = Store::open(cli.store_config())?;
     let server = Server::start(config, store.clone())
         .map_err(|e| format!("cannot listen on {}: {e}", cli.bind))?;
@@ -119,4 +121,21 @@ fn reload_tokens(auth: Option<&AuthTokens>) -> bool {
         ),
     }
     false
+}
+
+/// Raises the open-files limit to the hard limit and logs what vkv got,
+/// warning when it is below what --max-connections needs.
+fn open_files_limit(cli: &Cli) {
+    let max_connections = u64::from(cli.max_connections);
+    let needed = fdlimit::needed(max_connections, u64::from(cli.workers));
+    match fdlimit::raise() {
+        Ok(limits) => {
+            let (got, warning) = fdlimit::describe(&limits, needed, max_connections);
+            log::info!("{got}");
+            if let Some(warning) = warning {
+                log::warn!("{warning}");
+            }
+        }
+        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+    }
 }

@@ -1,0 +1,204 @@
+//! Scale, black box: the open-files limit vkv sets itself. The real binary
+//! over real sockets; `scripts/scale.py` runs the 10,000 connections and
+//! long polls of issue 10.
+
+#[path = "support/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A raw connection that sent `request` (nothing read yet).
+fn send(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("read timeout");
+    s.write_all(request).expect("send request");
+    s
+}
+
+/// One response on `s`: status and body (Content-Length framed), or the
+/// error that ended the connection instead.
+fn answer(s: &mut TcpStream) -> Result<(u16, Vec<u8>), String> {
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|e| e.to_string())?;
+    if line.is_empty() {
+        return Err("closed without an answer".into());
+    }
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {line:?}"))?;
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).map_err(|e| e.to_string())?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':')
+            && n.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().map_err(|_| format!("bad length {v}"))?;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
+}
+
+/// Serves a fresh client (a new connection, one GET /health), returning
+/// the status and how long it took.
+fn fresh_client(addr: SocketAddr) -> (Result<u16, String>, Duration) {
+    let start = Instant::now();
+    let mut s = send(addr, &get("/health"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let r = answer(&mut s).map(|(status, _)| status);
+    (r, start.elapsed())
+}
+
+/// vkv started with the open-files limit `soft`/`hard`: the child, and its
+/// log up to the "listening on" line (whose address is returned).
+fn start_with_nofile(
+    soft: libc::rlim_t,
+    hard: libc::rlim_t,
+    args: &[&str],
+) -> (KillOnDrop, SocketAddr, Vec<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = common::vkv();
+    cmd.args(["--bind", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("kv.db"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = KillOnDrop {
+        child: cmd.spawn().expect("spawn vkv"),
+        _dir: dir,
+    };
+    let stderr = child.child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let listening = line.contains("listening on ");
+            lines.push(line);
+            if listening {
+                let _ = tx.send(lines.clone());
+            }
+        }
+        let _ = tx.send(lines);
+    });
+    let lines = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("vkv did not start");
+    let addr = lines
+        .iter()
+        .find_map(|l| l.split("listening on ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in the log:\n{}", lines.join("\n")));
+    (child, addr, lines)
+}
+
+/// The child vkv, killed when dropped, and its database's directory.
+struct KillOnDrop {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The soft and hard "Max open files" of a process, from /proc/PID/limits.
+fn nofile_of(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files line")
+        .to_string();
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    (
+        fields.next().expect("soft").to_string(),
+        fields.next().expect("hard").to_string(),
+    )
+}
+
+/// This process's hard open-files limit.
+fn own_hard_limit() -> libc::rlim_t {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct passed.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) }, 0);
+    r.rlim_max
+}
+
+#[test]
+fn raises_its_soft_open_files_limit_to_the_hard_limit_and_logs_it() {
+    let hard = own_hard_limit().min(1 << 20);
+    assert!(hard > 512, "hard limit {hard}: nothing to raise to");
+    let (child, addr, log) = start_with_nofile(256, hard, &["--max-connections", "100"]);
+    assert_eq!(
+        nofile_of(child.child.id()),
+        (hard.to_string(), hard.to_string()),
+        "soft limit not raised"
+    );
+    let log = log.join("\n");
+    assert!(
+        log.contains(&format!("open files limit {hard} (raised from 256)")),
+        "{log}"
+    );
+    assert!(!log.contains("is below"), "a needless warning:\n{log}");
+    let (r, _) = fresh_client(addr);
+    assert_eq!(r, Ok(200));
+}
+
+#[test]
+fn warns_at_start_when_the_hard_limit_is_below_what_the_flags_ask() {
+    let (child, addr, log) = start_with_nofile(200, 300, &["--max-connections", "1000"]);
+    assert_eq!(nofile_of(child.child.id()), ("300".into(), "300".into()));
+    let log = log.join("\n");
+    assert!(
+        log.contains("open files limit 300 (raised from 200)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("open files limit 300 is below the") && log.contains("--max-connections 1000"),
+        "no warning about the limit:\n{log}"
+    );
+    // It still serves.
+    let (r, _) = fresh_client(addr);
+    assert_eq!(r, Ok(200));
+}
