@@ -167,6 +167,7 @@ fn own_hard_limit() -> libc::rlim_t {
 
 #[test]
 fn raises_its_soft_open_files_limit_to_the_hard_limit_and_logs_it() {
+    let _g = common::shared();
     let hard = own_hard_limit().min(1 << 20);
     assert!(hard > 512, "hard limit {hard}: nothing to raise to");
     let (child, addr, log) = start_with_nofile(256, hard, &["--max-connections", "100"]);
@@ -187,6 +188,7 @@ fn raises_its_soft_open_files_limit_to_the_hard_limit_and_logs_it() {
 
 #[test]
 fn warns_at_start_when_the_hard_limit_is_below_what_the_flags_ask() {
+    let _g = common::shared();
     let (child, addr, log) = start_with_nofile(200, 300, &["--max-connections", "1000"]);
     assert_eq!(nofile_of(child.child.id()), ("300".into(), "300".into()));
     let log = log.join("\n");
