@@ -429,11 +429,26 @@ ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.3f", a / b; else print "null" }'
 }
 
+# How busy the CPUs are while none of ours works (0.5 s just before each
+# round, the servers idle): other processes competing for the CPUs distort
+# every figure, the one-process nginx's most of all.
+cpu_jiffies() { awk '$1 == "cpu" { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6; exit }' /proc/stat; }
+others_busy() {
+  local t0 i0 t1 i1
+  read -r t0 i0 <<<"$(cpu_jiffies)"
+  sleep 0.5
+  read -r t1 i1 <<<"$(cpu_jiffies)"
+  awk -v t=$((t1 - t0)) -v i=$((i1 - i0)) 'BEGIN { if (t > 0) printf "%.0f", 100 * (t - i) / t; else print 0 }'
+}
+max_busy=0
+
 echo "== running: ${DURATION}s per run, wrk -t1 -c$CONNECTIONS, $ROUNDS alternating round(s) per workload"
 for w in $WORKLOADS; do
   for ((round = 1; round <= ROUNDS; round++)); do
     for server in $(servers_for "$w"); do
-      printf '%-16s %-8s round %d ... ' "$w" "$server" "$round"
+      busy=$(others_busy)
+      [ "$busy" -le "$max_busy" ] || max_busy=$busy
+      printf '%-16s %-8s round %d (CPUs %2s%% busy before) ... ' "$w" "$server" "$round" "$busy"
       run_wrk "$server" "$w" "$round"
       keep_best "$server" "$w" "$round"
       printf '%s req/s, p99 %s ms, %s errors\n' "${res[$server,$w,$round,rps]}" \
@@ -480,6 +495,13 @@ if [[ " $WORKLOADS " == *" get_cached "* ]] && [ -n "${pid[nginx]:-}" ]; then
   echo
   printf '== vkv cached GET / nginx return 200 (1 worker): %s (%s / %s req/s; target >= 0.7)\n' \
     "$nginx_ratio" "${res[vkv,get_cached,rps]}" "${res[nginx,get_cached,rps]}"
+fi
+if [ "$max_busy" -gt 20 ]; then
+  echo
+  echo "warning: before some rounds the CPUs were already up to $max_busy% busy with other"
+  echo "  processes: every figure is low and noisy, and the one-process nginx loses most"
+  echo "  (the scheduler shares CPU per thread), so the vkv/nginx ratio reads too high."
+  echo "  Measure on a quiet machine."
 fi
 if [ -n "$BASELINE_BIN" ]; then
   echo
@@ -541,8 +563,8 @@ for w in $WORKLOADS; do
     case $s in ceiling | vkv) ;; *) extra="$extra,\"$s\":$(side "$s" "$w")" ;; esac
   done
   if [ "$w" = get_cached ]; then extra="$extra,\"ratio_nginx\":$nginx_ratio"; fi
-  printf '{"workload":"%s","status":"%s","duration_s":%s,"rounds":%s,"connections":%s,"keys":%s,"cache_size":%s,"ratio":%s,"ceiling":%s,"vkv":%s%s,"vkv_rss_kb_end":%s,"vkv_hwm_kb_end":%s}\n' \
-    "$w" "${res[$w,status]}" "$DURATION" "$ROUNDS" "$CONNECTIONS" "$KEYS" "$CACHE_SIZE" "${res[$w,ratio]}" \
+  printf '{"workload":"%s","status":"%s","max_others_busy_pct":%s,"duration_s":%s,"rounds":%s,"connections":%s,"keys":%s,"cache_size":%s,"ratio":%s,"ceiling":%s,"vkv":%s%s,"vkv_rss_kb_end":%s,"vkv_hwm_kb_end":%s}\n' \
+    "$w" "${res[$w,status]}" "$max_busy" "$DURATION" "$ROUNDS" "$CONNECTIONS" "$KEYS" "$CACHE_SIZE" "${res[$w,ratio]}" \
     "$(side ceiling "$w")" "$(side vkv "$w")" "$extra" "$(num "${mem[vkv,end,rss]}")" "$(num "${mem[vkv,end,hwm]}")"
 done
 
