@@ -19,8 +19,15 @@ use vkv::{StoreConfig, SyncMode};
 #[derive(Debug, Parser)]
 #[command(name = "vkv", version, about, long_about = None)]
 pub struct Cli {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "VKV_BIND", default_value = "127.0.0.1:8080")]
+    /// Address to listen on (port 0 picks a free port); also the address
+    /// `health` probes. Like --db and --log-level, it may come before or
+    /// after the subcommand.
+    #[arg(
+        long,
+        env = "VKV_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub bind: String,
     /// SQLite database file (created if missing); also the file that
     /// `restore` replaces and `check` checks.
@@ -66,11 +73,11 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_batch: u32,
     /// Log level: off, error, warn, info (one line per request), debug.
-    #[arg(long, env = "VKV_LOG_LEVEL", default_value = "info", value_parser = level)]
+    #[arg(long, env = "VKV_LOG_LEVEL", default_value = "info", value_parser = level, global = true)]
     pub log_level: LevelFilter,
     /// Require bearer tokens: FILE lists one `TOKEN SCOPE` per line (scope
     /// read, write or admin; write includes read, admin both; `#` starts a
-    /// comment). Every endpoint but /health then needs
+    /// comment). Every endpoint but /health, /openapi.json and /docs then needs
     /// `Authorization: Bearer TOKEN`: reads need read, put/delete/batch
     /// write, /backup admin. Without it, every endpoint is open.
     #[arg(long, env = "VKV_AUTH_TOKENS", value_name = "FILE")]

@@ -23,7 +23,7 @@ pub struct App {
     docs: Docs,
     metrics: Arc<Metrics>,
     max_batch_puts: usize,
-    /// When set, every route but `/health` needs a bearer token.
+    /// When set, every route but `/health` and the docs needs a bearer token.
     auth: Option<Arc<AuthTokens>>,
     /// The `Host` values answered (DNS rebinding).
     hosts: HostPolicy,
@@ -134,7 +134,7 @@ impl App {
             Route::DbStats => stats::db_stats(s)?,
             Route::Health => stats::health(s)?,
             Route::OpenApi => self.docs.openapi(),
-            Route::Docs(file) => self.docs.swagger(file)?,
+            Route::Docs(file) => self.docs.swagger(file, req.header("accept-encoding"))?,
             Route::Backup => backup::backup(s, req)?,
         };
         Ok(response.into())

@@ -74,10 +74,12 @@ impl Route<'_> {
     }
 
     /// The scope a request needs when authentication is on (`None`: open
-    /// to all, which only `/health` is, so that probes need no secret).
+    /// to all: `/health`, so that probes need no secret, and the API's
+    /// description, which holds no data and which a browser must load
+    /// without a token before Swagger UI's Authorize button can send one).
     pub fn scope(&self) -> Option<Scope> {
         match self {
-            Route::Health => None,
+            Route::Health | Route::OpenApi | Route::Docs(_) => None,
             Route::Put(_) | Route::Delete(_) | Route::Batch => Some(Scope::Write),
             Route::Backup => Some(Scope::Admin),
             Route::Get(_)
@@ -85,9 +87,7 @@ impl Route<'_> {
             | Route::Keys
             | Route::Metrics
             | Route::CacheStats
-            | Route::DbStats
-            | Route::OpenApi
-            | Route::Docs(_) => Some(Scope::Read),
+            | Route::DbStats => Some(Scope::Read),
         }
     }
 }

@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 /// Body of `POST /put/{key}`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PutRequest<'a> {
-    /// Any JSON value.
+    /// Any JSON value: object, array, string, number, boolean or null.
     #[serde(borrow)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub value: &'a RawValue,
 }
 
@@ -33,8 +33,8 @@ pub struct PutResponse<'a> {
 pub struct GetResponse<'a> {
     /// The key.
     pub key: &'a str,
-    /// The stored JSON value.
-    #[schema(value_type = Object)]
+    /// The stored JSON value, any JSON value.
+    #[schema(value_type = Value)]
     pub value: &'a RawValue,
     /// Its version.
     pub version: u64,
@@ -77,6 +77,18 @@ pub struct PurgeResponse<'a> {
     pub key: &'a str,
     /// How many versions were removed for good.
     pub purged_versions: u64,
+}
+
+/// Answer of `DELETE /delete/{key}`: a tombstone, or with `purge=true`
+/// the count of versions removed. Only the OpenAPI document uses it.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes the two answers; never built
+pub enum DeleteOrPurge<'a> {
+    /// Without `purge`.
+    Deleted(DeleteResponse<'a>),
+    /// With `purge=true`.
+    Purged(PurgeResponse<'a>),
 }
 
 /// One version in `GET /history/{key}`.
@@ -128,9 +140,9 @@ pub struct KeysResponse {
 pub struct BatchPut<'a> {
     /// The key (not percent-encoded).
     pub key: String,
-    /// Any JSON value.
+    /// Any JSON value: object, array, string, number, boolean or null.
     #[serde(borrow)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub value: &'a RawValue,
     /// Write only if the latest version is this (0: only if absent).
     pub if_version: Option<u64>,

@@ -7,6 +7,7 @@ mod common;
 mod concurrency;
 mod docs;
 mod errors;
+mod health_probe;
 mod kv;
 mod metrics;
 mod persistence;

@@ -1,4 +1,5 @@
-//! `--auth-tokens`: the 401/403/200 matrix per scope, `/health` open, no
+//! `--auth-tokens`: the 401/403/200 matrix per scope, `/health` and the
+//! docs open, no
 //! secret in the log, bad token files refused.
 
 use std::path::{Path, PathBuf};
@@ -76,9 +77,11 @@ fn endpoints() -> Vec<(&'static str, &'static str, Vec<u8>, Cred)> {
         ("GET", "/cache/stats", vec![], Cred::Read),
         ("GET", "/db/stats", vec![], Cred::Read),
         ("GET", "/metrics", vec![], Cred::Read),
-        ("GET", "/openapi.json", vec![], Cred::Read),
-        ("GET", "/docs", vec![], Cred::Read),
-        ("HEAD", "/docs/swagger-ui.css", vec![], Cred::Read),
+        // The API's description holds no data: open, so that a browser can
+        // open Swagger UI (it cannot send a token when navigating).
+        ("GET", "/openapi.json", vec![], Cred::None),
+        ("GET", "/docs", vec![], Cred::None),
+        ("HEAD", "/docs/swagger-ui.css", vec![], Cred::None),
         ("POST", "/put/k", put, Cred::Write),
         ("POST", "/batch", batch, Cred::Write),
         ("DELETE", "/delete/DEL", vec![], Cred::Write),
@@ -289,4 +292,33 @@ fn a_missing_token_file_refuses_start_up() {
     assert!(!out.status.success());
     let text = output_text(&out);
     assert!(text.contains(&missing.display().to_string()), "{text}");
+}
+
+#[test]
+fn swagger_ui_and_the_document_open_without_a_token_and_offer_bearer_auth() {
+    let (s, _dir) = auth_server(&[]);
+    let mut anon = s.client();
+    for path in [
+        "/docs",
+        "/docs/",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+        "/openapi.json",
+    ] {
+        let r = anon.request("GET", path, &[("Accept-Encoding", "gzip")], b"");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    // The page loads the document that declares the bearer scheme, so its
+    // Authorize button can send a token with the calls it makes.
+    let doc = anon.get("/openapi.json").json();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["paths"]["/keys"]["get"]["responses"]["401"].is_object());
+    // Data stays closed.
+    assert_eq!(anon.get("/keys").status, 401);
+    assert_eq!(anon.get("/metrics").status, 401);
+    let mut reader = s.client().with_token(READER);
+    assert_eq!(reader.get("/keys").status, 200);
 }

@@ -1,12 +1,16 @@
 //! `GET /openapi.json` and the Swagger UI under `/docs`, whose assets are
 //! compiled into the binary (no download at build or run time).
 
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{backup, batch, kv, listing, stats};
 use crate::http::api_error::ApiError;
+use crate::http::auth::Scope;
 use crate::http::message::HttpResponse;
+use crate::http::router::route;
 use crate::http::wire;
 
 /// The OpenAPI document, generated from the handlers and wire types.
@@ -15,7 +19,7 @@ use crate::http::wire;
     info(
         title = "vkv",
         description = "A versioned key-value store: every write keeps a new numbered version.\n\n\
-            When the server runs with `--auth-tokens`, every endpoint but /health needs \
+            When the server runs with `--auth-tokens`, every endpoint but /health (and this document and /docs) needs \
             `Authorization: Bearer <token>` (401 without a valid one, 403 without the scope): \
             reads need `read`, put/delete/batch `write`, /backup `admin`."
     ),
@@ -42,6 +46,7 @@ use crate::http::wire;
         wire::ConflictResponse,
         wire::DeleteResponse,
         wire::PurgeResponse,
+        wire::DeleteOrPurge,
         wire::HistoryEntry,
         wire::HistoryResponse,
         wire::KeyEntry,
@@ -56,7 +61,10 @@ use crate::http::wire;
 pub struct ApiDoc;
 
 /// Declares the optional bearer authentication (so that Swagger UI offers
-/// an "Authorize" button): a token, or nothing when auth is off.
+/// an "Authorize" button and sends the token with the calls it makes): a
+/// token, or nothing when auth is off. Each operation's `401`/`403` and
+/// security come from the router's `Route::scope`, the rule the server
+/// enforces, so the document cannot promise another.
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -67,13 +75,69 @@ impl Modify for BearerAuth {
                 SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
             );
         }
-        openapi.security = Some(vec![
+        let optional_bearer = vec![
             SecurityRequirement::new("bearer", Vec::<String>::new()),
             SecurityRequirement::default(),
-        ]);
+        ];
+        openapi.security = Some(optional_bearer);
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                ("GET", &mut item.get),
+                ("POST", &mut item.post),
+                ("DELETE", &mut item.delete),
+            ];
+            for (method, op) in operations {
+                let Some(op) = op.as_mut() else { continue };
+                let scope = route(method, path).ok().and_then(|r| r.scope());
+                if scope.is_none() {
+                    // Open to all, also with --auth-tokens.
+                    op.security = Some(Vec::new());
+                }
+                document_refusals(op, scope.map(Scope::as_str), method != "GET");
+            }
+        }
     }
 }
 
+/// Adds the refusals that come before the handler: `401`/`403` for an
+/// operation that needs `scope` (with `--auth-tokens`), `403` for a `Host`
+/// not answered and `415` for a write not declared JSON (`cross_site`).
+fn document_refusals(op: &mut Operation, scope: Option<&str>, write: bool) {
+    let error = || Content::new(Some(RefOr::Ref(Ref::from_schema_name("ErrorResponse"))));
+    let mut forbidden = "The Host is not answered here (a loopback server answers loopback names and --allowed-hosts)".to_string();
+    if write {
+        forbidden.push_str("; the Origin is another site");
+    }
+    let mut answers = Vec::new();
+    if let Some(scope) = scope {
+        answers.push((
+            "401",
+            "With --auth-tokens: no valid `Authorization: Bearer` token (with `WWW-Authenticate: Bearer`)"
+                .to_string(),
+        ));
+        forbidden.push_str(&format!(
+            "; with --auth-tokens: the token lacks the '{scope}' scope"
+        ));
+    }
+    answers.push(("403", forbidden));
+    if write {
+        answers.push((
+            "415",
+            "Content-Type is present and not application/json (or */*+json)".to_string(),
+        ));
+    }
+    for (status, description) in answers {
+        // Replaces a hand-written one: this list is what the server does.
+        op.responses.responses.insert(
+            status.to_string(),
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", error())
+                .build()
+                .into(),
+        );
+    }
+}
 /// The Swagger UI page; it loads the two embedded assets below.
 const PAGE: &str = include_str!("docs.html");
 /// Swagger UI's script and style sheet, gzip-compressed by `build.rs`.
@@ -103,19 +167,34 @@ impl Docs {
         HttpResponse::json(200, doc.clone())
     }
 
-    /// `GET /docs` and `GET /docs/{file}`. The assets are served gzipped
-    /// (every browser accepts it) and may be cached for a day.
-    pub fn swagger(&self, file: &str) -> Result<HttpResponse, ApiError> {
+    /// `GET /docs` and `GET /docs/{file}`; may be cached for a day. The
+    /// assets are sent gzipped to clients whose `Accept-Encoding` allows it
+    /// (every browser), inflated for the others; caches are told that the
+    /// answer depends on that header.
+    pub fn swagger(
+        &self,
+        file: &str,
+        accept_encoding: Option<&str>,
+    ) -> Result<HttpResponse, ApiError> {
         let (body, content_type, gzipped) = match file {
             "" | "index.html" => (PAGE.as_bytes(), "text/html; charset=utf-8", false),
             "swagger-ui-bundle.js" => (BUNDLE_JS_GZ, "text/javascript; charset=utf-8", true),
             "swagger-ui.css" => (CSS_GZ, "text/css; charset=utf-8", true),
             _ => return Err(ApiError::no_route(&format!("/docs/{file}"))),
         };
-        let mut r = HttpResponse::json(200, body.to_vec())
+        let send_gzip = gzipped && accepts_gzip(accept_encoding);
+        let body = if gzipped && !send_gzip {
+            inflate(body)?
+        } else {
+            body.to_vec()
+        };
+        let mut r = HttpResponse::json(200, body)
             .with_header("Content-Type", content_type)
             .with_header("Cache-Control", "public, max-age=86400");
         if gzipped {
+            r = r.with_header("Vary", "Accept-Encoding");
+        }
+        if send_gzip {
             r = r.with_header("Content-Encoding", "gzip");
         }
         Ok(r)
@@ -125,5 +204,66 @@ impl Docs {
 impl Default for Docs {
     fn default() -> Self {
         Docs::new()
+    }
+}
+
+/// Whether an `Accept-Encoding` value (RFC 9110, 12.5.3) allows gzip: a
+/// `gzip` (or `x-gzip`) or `*` entry with a non-zero weight, gzip not
+/// refused by name. Without the header, no: a plain `curl` would print
+/// compressed bytes.
+fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    let mut by_name = None;
+    let mut any = false;
+    for entry in accept_encoding.unwrap_or_default().split(',') {
+        let mut parts = entry.split(';');
+        let coding = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let weight = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match coding.as_str() {
+            "gzip" | "x-gzip" => by_name = Some(weight > 0.0),
+            "*" => any = weight > 0.0,
+            _ => {}
+        }
+    }
+    by_name.unwrap_or(any)
+}
+
+/// The embedded asset `gz`, inflated.
+fn inflate(gz: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(gz.len().saturating_mul(4));
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out)
+        .map_err(|e| ApiError::new(500, format!("cannot inflate a Swagger UI asset: {e}")))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn gzip_only_when_accept_encoding_allows_it() {
+        for yes in [
+            "gzip",
+            "gzip, deflate, br",
+            "br;q=1.0, GZIP;q=0.5",
+            "x-gzip",
+            "*",
+            "identity, *;q=0.1",
+        ] {
+            assert!(accepts_gzip(Some(yes)), "{yes}");
+        }
+        for no in [
+            "",
+            "identity",
+            "br, deflate",
+            "gzip;q=0",
+            "*, gzip;q=0",
+            "*;q=0",
+        ] {
+            assert!(!accepts_gzip(Some(no)), "{no}");
+        }
+        assert!(!accepts_gzip(None));
     }
 }

@@ -8,8 +8,8 @@ use crate::http::api_error::ApiError;
 use crate::http::message::{HttpRequest, HttpResponse};
 use crate::http::query::Query;
 use crate::http::wire::{
-    ConflictResponse, DeleteResponse, ErrorResponse, GetResponse, PurgeResponse, PutRequest,
-    PutResponse,
+    ConflictResponse, DeleteOrPurge, DeleteResponse, ErrorResponse, GetResponse, PurgeResponse,
+    PutRequest, PutResponse,
 };
 use crate::http::workers::Reply;
 use crate::key::decode_key;
@@ -196,7 +196,10 @@ fn versioned(v: &Versioned) -> Result<HttpResponse, ApiError> {
         ("purge" = Option<bool>, Query, description = "true: remove every version permanently"),
     ),
     responses(
-        (status = 200, description = "Deleted: a tombstone version was written (DeleteResponse); with purge=true, every version removed (PurgeResponse)", body = DeleteResponse),
+        (status = 200, description = "Deleted: a tombstone version was written (DeleteResponse); with purge=true, every version removed (PurgeResponse)", body = DeleteOrPurge),
+        (status = 422, description = "Invalid key, or purge is not true or false", body = ErrorResponse),
+        (status = 503, description = "Overloaded or database unavailable", body = ErrorResponse),
+        (status = 507, description = "Disk full", body = ErrorResponse),
         (status = 404, description = "No such key, or already deleted", body = ErrorResponse),
     )
 )]

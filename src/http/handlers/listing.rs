@@ -32,7 +32,7 @@ fn limit(query: &Query) -> Result<usize, ApiError> {
         ("before" = Option<u64>, Query, description = "Only versions below this (the previous page's next_before)"),
     ),
     responses(
-        (status = 200, body = HistoryResponse),
+        (status = 200, description = "A page of versions, newest first", body = HistoryResponse),
         (status = 404, description = "No such key", body = ErrorResponse),
         (status = 422, description = "Invalid parameter", body = ErrorResponse),
     )
@@ -75,7 +75,10 @@ pub fn history(
         ("limit" = Option<u64>, Query, description = "At most this many (default 100, max 1000)"),
         ("after" = Option<String>, Query, description = "Only keys after this (the previous page's next_after)"),
     ),
-    responses((status = 200, body = KeysResponse), (status = 422, body = ErrorResponse))
+    responses(
+        (status = 200, description = "A page of live keys in byte order", body = KeysResponse),
+        (status = 422, description = "Invalid parameter", body = ErrorResponse),
+    )
 )]
 pub fn keys(store: &Store, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(req.query())?;

@@ -8,7 +8,11 @@ use crate::http::wire::{ErrorResponse, HealthResponse};
 use crate::{CacheStats, DbStats, Store};
 
 /// Cache size, capacity, hits, misses and evictions.
-#[utoipa::path(get, path = "/cache/stats", responses((status = 200, body = CacheStats)))]
+#[utoipa::path(
+    get,
+    path = "/cache/stats",
+    responses((status = 200, description = "Cache counters", body = CacheStats))
+)]
 pub fn cache_stats(store: &Store) -> Result<HttpResponse, ApiError> {
     json(&store.cache_stats())
 }
@@ -17,7 +21,10 @@ pub fn cache_stats(store: &Store) -> Result<HttpResponse, ApiError> {
 #[utoipa::path(
     get,
     path = "/db/stats",
-    responses((status = 200, body = DbStats), (status = 503, body = ErrorResponse))
+    responses(
+        (status = 200, description = "Totals and file size", body = DbStats),
+        (status = 503, description = "The database is unavailable", body = ErrorResponse),
+    )
 )]
 pub fn db_stats(store: &Store) -> Result<HttpResponse, ApiError> {
     json(&store.db_stats()?)
@@ -28,7 +35,10 @@ pub fn db_stats(store: &Store) -> Result<HttpResponse, ApiError> {
 #[utoipa::path(
     get,
     path = "/health",
-    responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse))
+    responses(
+        (status = 200, description = "Healthy: reads and writes work", body = HealthResponse),
+        (status = 503, description = "Unavailable, with the fault in detail", body = HealthResponse),
+    )
 )]
 pub fn health(store: &Store) -> Result<HttpResponse, ApiError> {
     let (status, body) = match store.health() {
