@@ -30,8 +30,7 @@ fn main() -> std::io::Result<()> {
     let handler = Arc::new(|_req: &HttpRequest| -> Reply {
         HttpResponse::json(200, b"{\"status\":\"ok\"}".to_vec()).into()
     });
-    let pool = Arc::new(WorkerPool::start(workers, 1024, handler)?);
-    let service: Service = Arc::new(move |req| pool.dispatch(req));
+    let service: Arc<dyn Service> = Arc::new(WorkerPool::start(workers, 1024, handler)?);
     let server = HttpServer::start(TcpListener::bind(&bind)?, ConnLimits::default(), service)?;
     eprintln!("listening on {}", server.local_addr());
     loop {

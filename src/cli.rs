@@ -52,9 +52,11 @@ pub struct Cli {
     /// process crashes.
     #[arg(long, env = "VKV_SYNC", value_enum, default_value = "full")]
     pub sync: Sync,
-    /// Most open connections (one thread each); beyond it, 503 and close.
-    #[arg(long, env = "VKV_MAX_CONNECTIONS", default_value_t = 1024,
-          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    /// Most open connections (no thread each: one I/O thread serves them
+    /// all); at the limit the longest idle one is closed to make room, else
+    /// 503 and close. Needs as many open files (raised at start).
+    #[arg(long, env = "VKV_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
     /// Close a keep-alive connection idle this long (e.g. 30s, 500ms).
     #[arg(long, env = "VKV_IDLE_TIMEOUT", default_value = "30s", value_parser = duration)]
@@ -66,7 +68,7 @@ pub struct Cli {
     #[arg(long, env = "VKV_MAX_VERSIONS", default_value_t = 0)]
     pub max_versions: u64,
     /// Long-poll requests (GET ?wait_after=) that may wait at once; 503 beyond.
-    #[arg(long, env = "VKV_MAX_WATCHERS", default_value_t = 256)]
+    #[arg(long, env = "VKV_MAX_WATCHERS", default_value_t = 10_000)]
     pub max_watchers: usize,
     /// The most puts in one POST /batch.
     #[arg(long, env = "VKV_MAX_BATCH", default_value_t = 1000,

@@ -186,6 +186,31 @@ impl Store {
         Ok(PendingPut(self.inner.writer.submit(Op::Put(item))?))
     }
 
+    /// Queues a (conditional) put; `then` runs with its outcome on the
+    /// writer thread right after the commit (or at once if the put is
+    /// refused before it is queued). No thread waits meanwhile: this is how
+    /// the HTTP layer answers a put. Keep `then` short.
+    pub fn put_then(
+        &self,
+        key: &str,
+        value: Box<RawValue>,
+        expect: Option<u64>,
+        then: impl FnOnce(Result<PutOutcome, StoreError>) + Send + 'static,
+    ) {
+        let item = checked(PutItem {
+            key: key.to_string(),
+            value,
+            expect,
+        });
+        match item {
+            Ok(item) => self.inner.writer.submit_then(
+                Op::Put(item),
+                Box::new(move |done| then(done.and_then(first_outcome))),
+            ),
+            Err(e) => then(Err(e)),
+        }
+    }
+
     /// Commits every put of `items` or none of them (one transaction).
     pub fn batch(&self, items: Vec<PutItem>) -> Result<Vec<PutOutcome>, StoreError> {
         let items = items.into_iter().map(checked).collect::<Result<_, _>>()?;
@@ -278,13 +303,36 @@ impl Store {
     /// above version `after`, else a subscription that receives the first
     /// newer version committed (for callers that park the wait).
     pub fn subscribe(&self, key: &str, after: u64) -> Result<Watch, StoreError> {
+        self.watch(key, after, |w| w.subscribe(key))
+    }
+
+    /// Like [`Store::subscribe`], but the first newer version committed is
+    /// handed to `then` (on the writer thread, keep it short) instead of a
+    /// channel, so no thread waits; `then(None)` when the watchers are
+    /// closed (shutdown). Dropping the subscription unregisters it without
+    /// calling `then`. With `Ready`, `then` may still have been called.
+    pub fn subscribe_then(
+        &self,
+        key: &str,
+        after: u64,
+        then: impl FnOnce(Option<Arc<Versioned>>) + Send + 'static,
+    ) -> Result<Watch, StoreError> {
+        self.watch(key, after, |w| w.subscribe_then(key, Box::new(then)))
+    }
+
+    fn watch(
+        &self,
+        key: &str,
+        after: u64,
+        register: impl FnOnce(&Arc<Watchers>) -> Result<Subscription, StoreError>,
+    ) -> Result<Watch, StoreError> {
         validate_key(key)?;
         if let Some(v) = self.head(key)?
             && v.version > after
         {
             return Ok(Watch::Ready(v));
         }
-        let sub = self.inner.watchers.subscribe(key)?;
+        let sub = register(&self.inner.watchers)?;
         // A commit between the check above and the registration would be
         // missed: look again now that we are registered.
         match self.head(key)? {

@@ -14,7 +14,36 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use crate::error::StoreError;
 use crate::version::Versioned;
 
-type Waiters = HashMap<String, Vec<(u64, Sender<Arc<Versioned>>)>>;
+/// A callback watcher: the new version, or `None` when the registry closes.
+pub type OnChange = Box<dyn FnOnce(Option<Arc<Versioned>>) + Send>;
+
+/// How a watcher is told: a channel a thread waits on, or a callback (the
+/// HTTP long poll, which no thread waits for).
+enum Waiter {
+    Channel(Sender<Arc<Versioned>>),
+    Call(OnChange),
+}
+
+impl Waiter {
+    fn deliver(self, version: Option<&Arc<Versioned>>) {
+        match (self, version) {
+            (Waiter::Channel(tx), Some(v)) => {
+                let _ = tx.send(Arc::clone(v));
+            }
+            // Dropping the sender disconnects the channel: that wakes it.
+            (Waiter::Channel(_), None) => {}
+            (Waiter::Call(call), v) => {
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(v.cloned())));
+                if ran.is_err() {
+                    log::error!("a watcher callback panicked");
+                }
+            }
+        }
+    }
+}
+
+type Waiters = HashMap<String, Vec<(u64, Waiter)>>;
 
 /// The registry of waiting watchers.
 pub struct Watchers {
@@ -54,6 +83,25 @@ impl Watchers {
     /// Registers a watcher on `key`.
     pub fn subscribe(self: &Arc<Self>, key: &str) -> Result<Subscription, StoreError> {
         let (tx, rx) = bounded(1);
+        self.register(key, Waiter::Channel(tx), rx)
+    }
+
+    /// Registers a watcher on `key` that is called instead of sent to (its
+    /// subscription's channel never receives).
+    pub fn subscribe_then(
+        self: &Arc<Self>,
+        key: &str,
+        then: OnChange,
+    ) -> Result<Subscription, StoreError> {
+        self.register(key, Waiter::Call(then), crossbeam_channel::never())
+    }
+
+    fn register(
+        self: &Arc<Self>,
+        key: &str,
+        waiter: Waiter,
+        rx: Receiver<Arc<Versioned>>,
+    ) -> Result<Subscription, StoreError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut w = self.lock();
         if self.closed.load(Ordering::Acquire) {
@@ -63,7 +111,7 @@ impl Watchers {
         if n >= self.max {
             return Err(StoreError::TooManyWatchers(n));
         }
-        w.entry(key.to_string()).or_default().push((id, tx));
+        w.entry(key.to_string()).or_default().push((id, waiter));
         self.count.fetch_add(1, Ordering::AcqRel);
         Ok(Subscription {
             watchers: Arc::clone(self),
@@ -78,11 +126,12 @@ impl Watchers {
         if self.count.load(Ordering::Acquire) == 0 {
             return;
         }
-        let mut w = self.lock();
-        if let Some(list) = w.remove(&version.key) {
+        let list = self.lock().remove(&version.key);
+        if let Some(list) = list {
             self.count.fetch_sub(list.len(), Ordering::AcqRel);
-            for (_, tx) in list {
-                let _ = tx.send(Arc::clone(version));
+            // Outside the lock: a callback may subscribe or read.
+            for (_, waiter) in list {
+                waiter.deliver(Some(version));
             }
         }
     }
@@ -99,10 +148,15 @@ impl Watchers {
 
     /// Wakes every watcher (their channels disconnect) and refuses new ones.
     pub fn close(&self) {
-        let mut w = self.lock();
-        self.closed.store(true, Ordering::Release);
-        self.count.store(0, Ordering::Release);
-        w.clear();
+        let all = {
+            let mut w = self.lock();
+            self.closed.store(true, Ordering::Release);
+            self.count.store(0, Ordering::Release);
+            std::mem::take(&mut *w)
+        };
+        for (_, waiter) in all.into_values().flatten() {
+            waiter.deliver(None);
+        }
     }
 
     fn unregister(&self, key: &str, id: u64) {

@@ -25,9 +25,31 @@ use crate::error::StoreError;
 use crate::storage::{Committer, Done, Op};
 use crate::watch::Watchers;
 
-/// Where the writer sends an operation's outcome. A oneshot parks the
-/// waiting thread at once (a crossbeam channel spins and yields first).
-type Reply = oneshot::Sender<Result<Done, StoreError>>;
+/// Where the writer sends an operation's outcome: a oneshot that a caller
+/// waits on (it parks the waiting thread at once, where a crossbeam channel
+/// spins and yields first), or a callback run on the writer thread right
+/// after the commit, so that no thread waits at all (an HTTP put).
+pub(crate) enum Reply {
+    Wait(oneshot::Sender<Result<Done, StoreError>>),
+    Then(Box<dyn FnOnce(Result<Done, StoreError>) + Send>),
+}
+
+impl Reply {
+    fn send(self, outcome: Result<Done, StoreError>) {
+        match self {
+            Reply::Wait(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Reply::Then(then) => {
+                // A panicking callback must not take the writer down.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(outcome)));
+                if ran.is_err() {
+                    log::error!("a commit callback panicked");
+                }
+            }
+        }
+    }
+}
 
 /// A queued operation whose outcome has not been awaited yet.
 pub(crate) struct Pending(oneshot::Receiver<Result<Done, StoreError>>);
@@ -112,9 +134,20 @@ impl Writer {
     pub fn submit(&self, op: Op) -> Result<Pending, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.queue
-            .send(Msg::Op(op, reply))
+            .send(Msg::Op(op, Reply::Wait(reply)))
             .map_err(|_| StoreError::Closed)?;
         Ok(Pending(outcome))
+    }
+
+    /// Queues `op`; `then` runs on the writer thread with its outcome (at
+    /// once with `Closed` if the writer has stopped). Blocks only while the
+    /// queue is full.
+    pub fn submit_then(&self, op: Op, then: Box<dyn FnOnce(Result<Done, StoreError>) + Send>) {
+        if let Err(refused) = self.queue.send(Msg::Op(op, Reply::Then(then)))
+            && let Msg::Op(_, reply) = refused.0
+        {
+            reply.send(Err(StoreError::Closed));
+        }
     }
 
     /// Commits everything queued so far, stops the thread and waits for it.
@@ -172,14 +205,14 @@ fn commit_and_answer(conn: &mut Box<dyn Committer>, batch: Vec<(Op, Reply)>, ctx
                 if let Ok(done) = &result {
                     publish(done, ctx);
                 }
-                let _ = reply.send(result);
+                reply.send(result);
             }
         }
         Err(e) if batch.len() == 1 => {
             log::warn!("write failed: {e}");
             ctx.fault.set(Some(e.clone()));
             for (_, reply) in batch {
-                let _ = reply.send(Err(e.clone()));
+                reply.send(Err(e.clone()));
             }
         }
         Err(e) => {

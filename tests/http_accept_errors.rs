@@ -16,7 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use vkv::http::conn::{ConnLimits, HttpServer};
-use vkv::http::message::HttpResponse;
+use vkv::http::message::{HttpRequest, HttpResponse};
+use vkv::http::workers::{Reply, WorkerPool};
 
 /// Counts the warnings the accept loop logs.
 struct CountingLogger(AtomicUsize);
@@ -68,7 +69,10 @@ fn accept_loop_survives_descriptor_exhaustion() {
     log::set_logger(&LOGGER).unwrap();
     log::set_max_level(log::LevelFilter::Warn);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let service = Arc::new(|_req| HttpResponse::json(200, b"{\"status\":\"ok\"}".to_vec()));
+    let handler = Arc::new(|_req: &HttpRequest| -> Reply {
+        HttpResponse::json(200, b"{\"status\":\"ok\"}".to_vec()).into()
+    });
+    let service = Arc::new(WorkerPool::start(1, 16, handler).unwrap());
     let server = HttpServer::start(listener, ConnLimits::default(), service).unwrap();
     let addr = server.local_addr();
 

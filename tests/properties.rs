@@ -17,7 +17,6 @@ use serde_json::Value;
 use vkv::http::handlers::kv;
 use vkv::http::message::HttpRequest;
 use vkv::http::query::Query;
-use vkv::http::workers::Reply;
 use vkv::key::decode_key;
 use vkv::value::{MAX_DEPTH, check_value};
 use vkv::{MAX_KEY_BYTES, Store, StoreConfig, SyncMode};
@@ -367,8 +366,7 @@ fn put_handler_never_panics_and_stores_exactly_what_it_accepts() {
         // The handler answers at once or hands back the wait for the commit;
         // either way, a response with a status.
         let resp = match kv::put(&store, &req, &key) {
-            Ok(Reply::Ready(r)) => r,
-            Ok(Reply::Parked(wait)) => wait(),
+            Ok(reply) => reply.wait(),
             Err(e) => e.into_response(),
         };
         let plain = query.is_empty() && if_match.is_none();

@@ -107,17 +107,23 @@ impl App {
                 );
                 Reply::Ready(r)
             }
-            // Counted and logged when the wait ends, with its real status.
-            Reply::Parked(wait) => {
+            // Counted and logged when the answer is sent, with its real status.
+            Reply::Later(later) => {
                 let metrics = Arc::clone(&self.metrics);
                 let (method, path) = (req.method.clone(), req.path().to_string());
-                Reply::Parked(Box::new(move || {
-                    let r = wait();
-                    finish(&metrics, name, &method, &path, r.status, start);
-                    r
+                Reply::Later(Box::new(move |responder| {
+                    later(responder.with_hook(move |r| {
+                        finish(&metrics, name, &method, &path, r.status, start);
+                    }));
                 }))
             }
         }
+    }
+
+    /// The request metrics (the connection layer and the worker pool count
+    /// the answers they send themselves into them too).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     fn dispatch(&self, route: Route<'_>, req: &HttpRequest) -> Result<Reply, ApiError> {

@@ -1,43 +1,63 @@
-//! The connection layer: vkv's own accept loop and HTTP/1.x connections, on
-//! plain std threads and blocking sockets.
+//! The connection layer: one I/O thread serves every connection on a
+//! readiness loop (epoll through `mio`: readiness only, no futures, no
+//! executor, no async runtime).
 //!
-//! vkv does not use tiny_http's server: it spawns unbounded threads, can leave
-//! a keep-alive connection queued forever, sets no socket timeouts, stops
-//! accepting on the first accept error and mis-frames some requests (request
-//! smuggling). Here instead:
-//! - one accept thread that survives every accept error;
-//! - one thread per connection, at most `max_connections` (more get `503`
-//!   from the accept thread, which spawns nothing for them);
-//! - every wait bounded: `idle_timeout` between requests, `read_timeout` for a
-//!   whole request from its first byte and for each write;
-//! - strict framing: anything ambiguous is answered `400` and the connection
-//!   closed, so no byte after it is ever parsed as a request;
-//! - with the `tls` feature and [`HttpServer::start_tls`], each connection
-//!   thread runs the TLS handshake itself (bounded by `read_timeout`) and
-//!   then speaks HTTP inside the session; the accept thread never waits on
-//!   a handshake.
+//! A connection is a small state machine and two buffers, not a thread:
+//! - `Idle`: waiting for a request's first byte (`idle_timeout`);
+//! - `Reading`: a request started; the whole of it must arrive within
+//!   `read_timeout` (else `408`); bytes go through the pure
+//!   [`RequestParser`];
+//! - `Waiting`: handed to the [`Service`] (the worker pool) with a
+//!   [`Responder`]; the answer comes back through the loop's mailbox;
+//! - `Parked`: a long poll waiting for a commit, with its deadline in the
+//!   loop's timers; if its client goes away the wait is dropped at once,
+//!   which frees its watcher slot;
+//! - `Writing`: the response (and a streamed file body) going out as the
+//!   socket takes it (each write must progress within `read_timeout`);
+//! - `Lingering`: after a closing answer (such as an early `413`), the write
+//!   side is shut and what the client still sends is read and discarded for
+//!   a bounded time, so that it sees the answer instead of a reset.
+//!
+//! Timers of every connection live in one binary heap (lazily updated).
+//! At `max_connections`, a new connection makes room by closing the one
+//! idle or stalled mid-request the longest (past a short grace); only when
+//! none is, it is answered `503` and closed. Accept errors (EMFILE) are
+//! retried with a back-off and never stop the loop. With the `tls` feature
+//! each connection's transport is a rustls session on the same non-blocking
+//! socket.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use super::message::{HttpRequest, HttpResponse, reason_phrase};
+use crossbeam_channel::Receiver;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::completion::{Event, Mailbox, Responder, Ticket};
+use super::encoder::{CONTINUE, encode, sends_file};
+use super::message::{FileBody, HttpResponse};
 use super::parser::{Framing, ParseLimits, Progress, RequestParser};
+use super::transport::Transport;
+
+pub use super::completion::Service;
 
 /// Limits that bound what any one client can cost the server.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
-    /// Connections served at once (one thread each); beyond it, `503`.
+    /// Connections open at once; beyond it the longest idle one is closed
+    /// to make room, or the new one is answered `503`.
     pub max_connections: usize,
     /// How long an open connection may wait for the next request to start.
     pub idle_timeout: Duration,
     /// How long a whole request (head and body) may take from its first
-    /// byte (`408` beyond); also the timeout of every write.
+    /// byte (`408` beyond); also how long a write may make no progress.
     pub read_timeout: Duration,
     /// Largest request body accepted (`413` beyond).
     pub max_body_bytes: usize,
@@ -47,6 +67,10 @@ pub struct ConnLimits {
     pub max_header_bytes: usize,
     /// Most header fields accepted in one request (`431` beyond).
     pub max_headers: usize,
+    /// At the connection limit, only a connection idle or stalled at least
+    /// this long is closed to make room: the newest clients are not the
+    /// ones to blame.
+    pub evict_after: Duration,
 }
 
 impl ConnLimits {
@@ -62,93 +86,64 @@ impl ConnLimits {
 }
 
 impl Default for ConnLimits {
-    /// 1024 connections, 30 s idle, 10 s per request, 1 MiB bodies, 8 KiB
-    /// request line, 16 KiB and 100 headers.
+    /// 10,000 connections, 30 s idle, 10 s per request, 1 MiB bodies,
+    /// 8 KiB request line, 16 KiB and 100 headers, eviction after 1 s.
     fn default() -> Self {
         ConnLimits {
-            max_connections: 1024,
+            max_connections: 10_000,
             idle_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             max_request_line: 8 << 10,
             max_header_bytes: 16 << 10,
             max_headers: 100,
+            evict_after: Duration::from_secs(1),
         }
     }
 }
 
-/// What answers each request. It runs on the connection's thread (small
-/// stack), so it should hand real work off, as `WorkerPool::dispatch` does.
-pub type Service = Arc<dyn Fn(HttpRequest) -> HttpResponse + Send + Sync>;
-
-const CONN_STACK: usize = 256 << 10;
-const READ_CHUNK: usize = 8 << 10;
-/// The accept thread must never wait on a client for long.
-const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
-const LINGER: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 256 << 10;
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// One read (and one file chunk) at most.
+const CHUNK: usize = 64 << 10;
+/// Bytes kept from a client whose request is being answered (pipelined
+/// requests); beyond it the loop stops reading it until the answer is out.
+const HOLD_CAP: usize = 64 << 10;
+/// Lingering close: at most this long in all, and at most `LINGER_QUIET`
+/// without a byte from the client.
+const LINGER_MAX: Duration = Duration::from_secs(5);
+const LINGER_QUIET: Duration = Duration::from_secs(1);
+/// What a refused connection may have sent that is read (and dropped)
+/// before closing, so the close does not reset away the `503`.
+const REFUSE_DRAIN: usize = 64 << 10;
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
-struct ConnEntry {
-    stream: TcpStream,
-    /// Waiting for the next request: shutdown may close it.
-    idle: AtomicBool,
+/// `now + d`, or `None` (no deadline) if that overflows.
+fn after(now: Instant, d: Duration) -> Option<Instant> {
+    now.checked_add(d)
 }
 
-struct Shared {
-    limits: ConnLimits,
-    service: Service,
-    /// Serve HTTPS with this configuration.
-    #[cfg(feature = "tls")]
-    tls: Option<Arc<rustls::ServerConfig>>,
+/// What the handle shares with the loop thread.
+struct Control {
+    mailbox: Arc<Mailbox>,
     stopping: AtomicBool,
-    /// Open connections by id; its length is the connection count.
-    conns: Mutex<HashMap<u64, Arc<ConnEntry>>>,
-    /// Notified whenever a connection leaves `conns`.
-    closed: Condvar,
+    open: AtomicUsize,
 }
 
-impl Shared {
-    fn conns(&self) -> MutexGuard<'_, HashMap<u64, Arc<ConnEntry>>> {
-        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn is_tls(&self) -> bool {
-        #[cfg(feature = "tls")]
-        return self.tls.is_some();
-        #[cfg(not(feature = "tls"))]
-        false
-    }
-}
-
-/// Removes a connection from the count when its thread ends, however it ends.
-struct Registration<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
-
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        self.shared.conns().remove(&self.id);
-        self.shared.closed.notify_all();
-    }
-}
-
-/// A running HTTP/1.x server: an accept thread plus one thread per connection.
+/// A running HTTP/1.x server: one I/O thread for every connection.
 pub struct HttpServer {
-    shared: Arc<Shared>,
+    control: Arc<Control>,
     addr: SocketAddr,
-    acceptor: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
-    /// Starts serving `listener` with `service`. Returns once the accept
-    /// thread runs.
+    /// Starts serving `listener` with `service`. Returns once the loop runs.
     pub fn start(
-        listener: TcpListener,
+        listener: std::net::TcpListener,
         limits: ConnLimits,
-        service: Service,
+        service: Arc<dyn Service>,
     ) -> io::Result<HttpServer> {
         Self::launch(
             listener,
@@ -163,39 +158,60 @@ impl HttpServer {
     /// every connection wrapped in a TLS session of `tls`.
     #[cfg(feature = "tls")]
     pub fn start_tls(
-        listener: TcpListener,
+        listener: std::net::TcpListener,
         limits: ConnLimits,
-        service: Service,
+        service: Arc<dyn Service>,
         tls: Arc<rustls::ServerConfig>,
     ) -> io::Result<HttpServer> {
         Self::launch(listener, limits, service, Some(tls))
     }
 
     fn launch(
-        listener: TcpListener,
+        listener: std::net::TcpListener,
         limits: ConnLimits,
-        service: Service,
+        service: Arc<dyn Service>,
         #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<HttpServer> {
-        listener.set_nonblocking(false)?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
+        let mut listener = TcpListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (mailbox, inbox) = Mailbox::new(waker);
+        let control = Arc::new(Control {
+            mailbox,
+            stopping: AtomicBool::new(false),
+            open: AtomicUsize::new(0),
+        });
+        let event_loop = EventLoop {
+            poll,
+            listener: Some(listener),
+            parse_limits: limits.parse_limits(),
             limits,
             service,
             #[cfg(feature = "tls")]
             tls,
-            stopping: AtomicBool::new(false),
-            conns: Mutex::new(HashMap::new()),
-            closed: Condvar::new(),
-        });
-        let for_loop = Arc::clone(&shared);
-        let acceptor = thread::Builder::new()
-            .name("vkv-accept".into())
-            .spawn(move || accept_loop(&listener, &for_loop))?;
+            control: Arc::clone(&control),
+            inbox,
+            conns: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            timers: BinaryHeap::new(),
+            next_serial: 0,
+            scratch: vec![0; CHUNK],
+            accept_retry: None,
+            backoff: MIN_BACKOFF,
+            stop_deadline: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("vkv-io".into())
+            .spawn(move || event_loop.run())?;
         Ok(HttpServer {
-            shared,
+            control,
             addr,
-            acceptor: Some(acceptor),
+            thread: Some(thread),
         })
     }
 
@@ -204,510 +220,734 @@ impl HttpServer {
         self.addr
     }
 
-    /// How many connections are open (each has its own thread).
+    /// How many connections are open.
     pub fn open_connections(&self) -> usize {
-        self.shared.conns().len()
+        self.control.open.load(Ordering::Acquire)
     }
 
-    /// Stops accepting, closes idle connections, lets requests in flight
-    /// finish and their responses be written, and waits for the connection
-    /// threads, at most `read_timeout`; connections still open then are cut.
+    /// Stops accepting, closes idle connections, answers parked requests
+    /// (their deadline is brought forward), lets requests in flight finish
+    /// and their responses be written (each with `Connection: close`), and
+    /// waits for all that at most `read_timeout`; what is still open then
+    /// is cut.
     pub fn shutdown(mut self) {
         self.stop();
-        let limits = &self.shared.limits;
-        let conns = self.wait_for_connections(Instant::now() + limits.read_timeout);
-        // Past the bound: cut the rest (stalled clients) so their threads end.
-        for conn in conns.values() {
-            let _ = conn.stream.shutdown(Shutdown::Both);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
-        drop(conns);
-        drop(self.wait_for_connections(Instant::now() + LINGER));
     }
 
-    fn wait_for_connections(
-        &self,
-        deadline: Instant,
-    ) -> MutexGuard<'_, HashMap<u64, Arc<ConnEntry>>> {
-        let mut conns = self.shared.conns();
-        while !conns.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            conns = match self.shared.closed.wait_timeout(conns, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-        conns
-    }
-
-    /// Stops the accept loop and closes idle connections (no waiting for the
-    /// busy ones). Idempotent; also run on drop.
-    fn stop(&mut self) {
-        let Some(acceptor) = self.acceptor.take() else {
-            return;
-        };
-        self.shared.stopping.store(true, SeqCst);
-        // The accept thread blocks in accept(); a connection to ourselves wakes
-        // it to see the flag. (A nonblocking accept polled with sleeps would
-        // also work but adds latency to every accept or burns CPU when idle.)
-        if wake_acceptor(self.addr) {
-            let _ = acceptor.join();
-        } else {
-            log::warn!("could not wake the accept thread; leaving it detached");
-        }
-        // Shutting the read side wakes a thread waiting for the next request
-        // (its read returns 0); a response being written still goes out.
-        for conn in self.shared.conns().values() {
-            if conn.idle.load(SeqCst) {
-                let _ = conn.stream.shutdown(Shutdown::Read);
-            }
-        }
+    fn stop(&self) {
+        self.control.stopping.store(true, Ordering::Release);
+        self.control.mailbox.wake();
     }
 }
 
 impl Drop for HttpServer {
+    /// Stops the loop without waiting for it (it ends within `read_timeout`).
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-fn wake_acceptor(addr: SocketAddr) -> bool {
-    let mut target = addr;
-    if addr.ip().is_unspecified() {
-        target.set_ip(match addr {
-            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        });
-    }
-    TcpStream::connect_timeout(&target, Duration::from_secs(1)).is_ok()
+/// Where a connection is in its request cycle.
+enum State {
+    /// Between requests.
+    Idle,
+    /// A request has started arriving.
+    Reading,
+    /// The request is with the service.
+    Waiting,
+    /// The request waits for an event; the closure answers it at the
+    /// deadline. Dropping it (the client left) releases what it holds.
+    Parked(Box<dyn FnOnce() + Send>),
+    /// The response is going out.
+    Writing,
+    /// Write side shut; discarding input until quiet or `until`.
+    Lingering { until: Instant },
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    let mut next_id = 0u64;
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        let accepted = listener.accept();
-        if shared.stopping.load(SeqCst) {
-            return;
-        }
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = MIN_BACKOFF;
-                next_id += 1;
-                admit(shared, next_id, stream, peer);
-            }
-            // One client's handshake went wrong: nothing to wait for.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                ) =>
-            {
-                log::warn!("accept failed: {e}; continuing");
-            }
-            // Typically out of descriptors (EMFILE/ENFILE) or memory: retrying at
-            // once would spin, so back off; the pending clients stay queued.
-            Err(e) => {
-                log::warn!("accept failed: {e}; retrying in {backoff:?}");
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
+/// A file body being streamed after the head.
+struct FileStream {
+    body: FileBody,
+    left: u64,
 }
 
-/// Gives the connection its own thread, or refuses it when at the limit.
-fn admit(shared: &Arc<Shared>, id: u64, stream: TcpStream, peer: SocketAddr) {
-    let conn = Arc::new(ConnEntry {
-        stream,
-        idle: AtomicBool::new(false),
-    });
-    {
-        let mut conns = shared.conns();
-        if conns.len() >= shared.limits.max_connections {
-            drop(conns);
-            return refuse(
-                shared,
-                &conn.stream,
-                "too many open connections, retry shortly",
-            );
-        }
-        conns.insert(id, Arc::clone(&conn));
-    }
-    let (for_thread, for_conn) = (Arc::clone(shared), Arc::clone(&conn));
-    let spawned = thread::Builder::new()
-        .name("vkv-conn".into())
-        .stack_size(CONN_STACK)
-        .spawn(move || {
-            let _registration = Registration {
-                shared: &for_thread,
-                id,
-            };
-            serve(&for_thread, &for_conn, peer);
-        });
-    if let Err(e) = spawned {
-        log::warn!("cannot start a connection thread: {e}");
-        drop(Registration { shared, id });
-        refuse(shared, &conn.stream, "server overloaded, retry shortly");
+struct Conn {
+    sock: TcpStream,
+    transport: Transport,
+    peer: SocketAddr,
+    /// This connection's number (a stale timer names another).
+    serial: u64,
+    state: State,
+    parser: RequestParser,
+    /// Bytes received and not yet consumed by the parser.
+    inbuf: Vec<u8>,
+    /// Bytes to send, from `out_pos`.
+    out: Vec<u8>,
+    out_pos: usize,
+    file: Option<FileStream>,
+    /// The request in flight: its number (tickets name it) and framing.
+    request: u64,
+    framing: Framing,
+    close_after: bool,
+    deadline: Option<Instant>,
+    /// The earliest entry this connection has in the timer heap.
+    timer_at: Option<Instant>,
+    /// When it last made progress (a byte read, an answer finished):
+    /// eviction closes the one with the oldest.
+    last_active: Instant,
+    peer_closed: bool,
+    /// Reading stopped at `HOLD_CAP`: read again once the buffer drains.
+    read_paused: bool,
+}
+
+impl Conn {
+    fn wants_output(&self) -> bool {
+        self.out_pos < self.out.len() || self.file.is_some()
     }
 }
 
-/// Answers `503` from the accept thread, without waiting on the client. A
-/// TLS connection is only closed: answering would take a handshake.
-fn refuse(shared: &Shared, stream: &TcpStream, detail: &str) {
-    let response = HttpResponse::error(503, detail).with_header("Retry-After", "1");
-    let _ = stream.set_write_timeout(Some(REFUSE_WRITE_TIMEOUT));
-    if !shared.is_tls() {
-        let _ = (&*stream).write_all(&encode(&response, &Framing::closing()));
-    }
-    // Discard what the client already sent (unread data turns our close into
-    // a reset that can destroy the 503 before it is read): without blocking,
-    // and at most 64 KiB so a flooding client cannot hold the accept thread.
-    if stream.set_nonblocking(true).is_ok() {
-        let mut sink = [0u8; 4096];
-        for _ in 0..16 {
-            if !matches!((&*stream).read(&mut sink), Ok(n) if n > 0) {
-                break;
-            }
-        }
-    }
-    let _ = stream.shutdown(Shutdown::Write);
-}
+/// Whether to keep a connection after handling an event.
+type Keep = bool;
 
-/// Why a request could not be read.
-enum Failure {
-    /// The client left or the socket failed: close silently.
-    Gone,
-    /// Answer this (an error) and close.
-    Reject(HttpResponse),
-}
-
-fn reject(status: u16, detail: &str) -> Failure {
-    Failure::Reject(HttpResponse::error(status, detail))
-}
-
-/// What a connection reads requests from and writes responses to: the
-/// socket itself, or a TLS session over it.
-trait Transport: Read + Write {
-    /// Ends the session before the socket's write side is shut (TLS sends
-    /// `close_notify`); best effort.
-    fn close_notify(&mut self) {}
-}
-
-impl Transport for &TcpStream {}
-
-#[cfg(feature = "tls")]
-impl Transport for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
-    fn close_notify(&mut self) {
-        self.conn.send_close_notify();
-        let _ = self.flush();
-    }
-}
-
-/// Serves requests on one connection until it closes.
-fn serve(shared: &Shared, conn: &ConnEntry, peer: SocketAddr) {
-    let limits = &shared.limits;
-    let stream = &conn.stream;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(limits.read_timeout));
+struct EventLoop {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    limits: ConnLimits,
+    parse_limits: ParseLimits,
+    service: Arc<dyn Service>,
     #[cfg(feature = "tls")]
-    if let Some(tls) = &shared.tls {
-        match tls_handshake(tls, stream, limits.read_timeout) {
-            Ok(session) => serve_on(shared, conn, peer, session),
-            Err(e) => log::debug!("TLS handshake with {peer} failed: {e}"),
-        }
-        return;
-    }
-    serve_on(shared, conn, peer, stream);
+    tls: Option<Arc<rustls::ServerConfig>>,
+    control: Arc<Control>,
+    inbox: Receiver<(Ticket, Event)>,
+    /// Connections by slot (the slot is the mio token).
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    live: usize,
+    /// (deadline, slot, connection serial), earliest first; entries whose
+    /// connection moved on are skipped when they come up.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    next_serial: u64,
+    scratch: Vec<u8>,
+    accept_retry: Option<Instant>,
+    backoff: Duration,
+    stop_deadline: Option<Instant>,
 }
 
-/// Runs the server side of a TLS handshake on `stream`, all of it within
-/// `timeout`; the session then owns a duplicate of the socket (the original
-/// stays in `conns` so that shutdown can still close it).
-#[cfg(feature = "tls")]
-fn tls_handshake(
-    config: &Arc<rustls::ServerConfig>,
-    stream: &TcpStream,
-    timeout: Duration,
-) -> io::Result<rustls::StreamOwned<rustls::ServerConnection, TcpStream>> {
-    let mut session =
-        rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
-    let mut sock = stream.try_clone()?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        while session.wants_write() {
-            session.write_tls(&mut sock)?;
-        }
-        if !session.is_handshaking() {
-            break;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-        match session.read_tls(&mut sock) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        if let Err(e) = session.process_new_packets() {
-            // Tell the client why (the alert), then give up.
-            let _ = session.write_tls(&mut sock);
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-        }
-    }
-    Ok(rustls::StreamOwned::new(session, sock))
-}
-
-/// Serves requests over `io` (the connection's socket or its TLS session)
-/// until the connection closes.
-fn serve_on<T: Transport>(shared: &Shared, conn: &ConnEntry, peer: SocketAddr, io: T) {
-    let limits = &shared.limits;
-    let stream = &conn.stream;
-    let mut rd = Reader {
-        io,
-        sock: stream,
-        buf: Vec::with_capacity(READ_CHUNK),
-        deadline: Instant::now(),
-        timeout: None,
-    };
-    loop {
-        // Pipelined bytes already buffered start the next request at once.
-        if rd.buf.is_empty() && !wait_for_request(shared, conn, &mut rd) {
-            return;
-        }
-        rd.deadline = Instant::now() + limits.read_timeout;
-        let (request, mut framing) = match read_request(&mut rd, limits, peer) {
-            Ok(read) => read,
-            Err(Failure::Gone) => return,
-            Err(Failure::Reject(response)) => {
-                if write_response(&mut rd.io, &response, &Framing::closing()).is_ok() {
-                    linger_close(&mut rd);
-                }
+impl EventLoop {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_wake();
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("I/O loop poll failed: {e}; stopping");
                 return;
             }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    Token(slot) => {
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.with_conn(slot, None, |lp, slot, conn| {
+                            let mut keep = true;
+                            if event.is_writable() && conn.wants_output() {
+                                keep = lp.flush(slot, conn);
+                            }
+                            if keep && readable {
+                                keep = lp.on_readable(slot, conn);
+                            }
+                            keep
+                        });
+                    }
+                }
+            }
+            self.drain_inbox();
+            let now = Instant::now();
+            self.fire_timers(now);
+            if self.accept_retry.is_some_and(|at| at <= now) {
+                self.accept_retry = None;
+                self.accept_all();
+            }
+            if self.control.stopping.load(Ordering::Acquire) && self.stop_step(now) {
+                return;
+            }
+        }
+    }
+
+    /// How long the poll may sleep: until the next timer, accept retry or
+    /// the stop deadline.
+    fn next_wake(&self) -> Option<Duration> {
+        let next = [
+            self.timers.peek().map(|Reverse((at, _, _))| *at),
+            self.accept_retry,
+            self.stop_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    /// Runs `f` on the connection in `slot` (if it is there, and is the
+    /// connection `serial` when given), then keeps or closes it.
+    fn with_conn(
+        &mut self,
+        slot: usize,
+        serial: Option<u64>,
+        f: impl FnOnce(&mut Self, usize, &mut Conn) -> Keep,
+    ) {
+        let Some(mut conn) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
         };
-        let response = call_service(shared, request);
-        framing.close |= response.close || shared.stopping.load(SeqCst);
-        if write_response(&mut rd.io, &response, &framing).is_err() {
+        if serial.is_some_and(|s| s != conn.serial) {
+            self.conns[slot] = Some(conn);
             return;
         }
-        if framing.close {
-            return linger_close(&mut rd);
+        if f(self, slot, &mut conn) {
+            self.conns[slot] = Some(conn);
+        } else {
+            self.release(slot, conn);
         }
     }
-}
 
-/// Writes one response: the head (with a small body, in one write), then a
-/// file body streamed in chunks. Fails, so that the connection is closed,
-/// when the file ends before its announced length.
-fn write_response<T: Transport>(
-    io: &mut T,
-    response: &HttpResponse,
-    framing: &Framing,
-) -> io::Result<()> {
-    io.write_all(&encode(response, framing))?;
-    if let Some(file) = &response.file
-        && !framing.head_only
-        && !is_bodyless(response.status)
-    {
-        let sent = io::copy(&mut file.reader(), io)?;
-        if sent != file.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "response body file shorter than announced",
-            ));
+    fn release(&mut self, slot: usize, mut conn: Conn) {
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        // Dropping the connection drops a parked wait: its watcher slot is
+        // freed at once.
+        drop(conn);
+        self.free.push(slot);
+        self.live -= 1;
+        self.control.open.store(self.live, Ordering::Release);
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) {
+            self.release(slot, conn);
         }
     }
-    io.flush()
-}
 
-/// Waits up to `idle_timeout` for the next request's first byte; false when
-/// the connection should end (timeout, client gone, or shutting down).
-fn wait_for_request<T: Transport>(shared: &Shared, conn: &ConnEntry, rd: &mut Reader<T>) -> bool {
-    // Published before checking `stopping`, while shutdown sets `stopping`
-    // before scanning `idle`: one of the two always sees the other.
-    conn.idle.store(true, SeqCst);
-    let alive = !shared.stopping.load(SeqCst)
-        && matches!(rd.read_once(shared.limits.idle_timeout), Ok(n) if n > 0);
-    conn.idle.store(false, SeqCst);
-    alive
-}
-
-fn call_service(shared: &Shared, request: HttpRequest) -> HttpResponse {
-    let method = request.method.clone();
-    catch_unwind(AssertUnwindSafe(|| (shared.service)(request))).unwrap_or_else(|_| {
-        log::error!("service panicked on a {method} request: answered 500");
-        HttpResponse::error(500, "internal error (logged)")
-    })
-}
-
-/// Sends FIN (after TLS `close_notify`), then discards (never parses) what
-/// the client still sends for a moment: closing with unread data makes the
-/// kernel reset the connection, which can destroy our last response before
-/// the client reads it.
-fn linger_close<T: Transport>(rd: &mut Reader<T>) {
-    rd.io.close_notify();
-    let stream = rd.sock;
-    let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
-    let (mut sink, mut total) = ([0u8; 4096], 0);
-    while total < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match (&*stream).read(&mut sink) {
-            Ok(n) if n > 0 => total += n,
-            _ => return,
-        }
-    }
-}
-
-/// The connection: its transport, a buffer of bytes read but not yet
-/// consumed, and the deadline of the request being read.
-struct Reader<'a, T> {
-    /// Where request bytes come from and responses go.
-    io: T,
-    /// The socket under `io`, for its timeouts.
-    sock: &'a TcpStream,
-    buf: Vec<u8>,
-    deadline: Instant,
-    /// The read timeout currently set on the socket.
-    timeout: Option<Duration>,
-}
-
-impl<T: Transport> Reader<'_, T> {
-    /// One read of up to `READ_CHUNK` bytes appended to `buf`; `Ok(0)` is EOF.
-    fn read_once(&mut self, timeout: Duration) -> io::Result<usize> {
-        // Skipped when unchanged: saves a syscall per keep-alive request.
-        let timeout = Some(timeout.max(Duration::from_millis(1)));
-        if self.timeout != timeout {
-            self.sock.set_read_timeout(timeout)?;
-            self.timeout = timeout;
-        }
-        let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
-        let read = loop {
-            match self.io.read(&mut self.buf[len..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
+    fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    self.backoff = MIN_BACKOFF;
+                    self.admit(sock, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // One client's handshake went wrong: nothing to wait for.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    log::warn!("accept failed: {e}; continuing");
+                }
+                // Typically out of descriptors (EMFILE/ENFILE) or memory:
+                // retrying at once would spin, so back off (a timer; the loop
+                // goes on serving); the pending clients stay queued.
+                Err(e) => {
+                    log::warn!("accept failed: {e}; retrying in {:?}", self.backoff);
+                    self.accept_retry = after(Instant::now(), self.backoff);
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    return;
+                }
             }
+        }
+    }
+
+    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
+        if self.live >= self.limits.max_connections && !self.evict_one() {
+            return self.refuse(sock);
+        }
+        let transport = match self.transport() {
+            Ok(t) => t,
+            Err(e) => return log::warn!("cannot start a TLS session: {e}"),
         };
-        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
-        read
-    }
-
-    /// Reads more of the current request, which must arrive by the deadline.
-    fn more(&mut self) -> Result<(), Failure> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(reject(408, "request not received in time"));
-        }
-        match self.read_once(left) {
-            Ok(0) => Err(Failure::Gone),
-            Ok(_) => Ok(()),
-            Err(e) if is_timeout(&e) => Err(reject(408, "request not received in time")),
-            Err(_) => Err(Failure::Gone),
-        }
-    }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-/// Reads one whole request and decides how its response is framed.
-fn read_request<T: Transport>(
-    rd: &mut Reader<T>,
-    limits: &ConnLimits,
-    peer: SocketAddr,
-) -> Result<(HttpRequest, Framing), Failure> {
-    let mut parser = RequestParser::new(limits.parse_limits());
-    loop {
-        let (used, progress) = parser
-            .feed(&rd.buf)
-            .map_err(|r| reject(r.status, r.detail))?;
-        rd.buf.drain(..used);
-        match progress {
-            Progress::Complete(mut request, framing) => {
-                request.remote = Some(peer);
-                return Ok((request, framing));
-            }
-            Progress::SendContinue => rd
-                .io
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .and_then(|()| rd.io.flush())
-                .map_err(|_| Failure::Gone)?,
-            Progress::Incomplete => rd.more()?,
-        }
-    }
-}
-
-/// 1xx, 204 and 304 responses never carry a body (RFC 9110 6.4.1).
-fn is_bodyless(status: u16) -> bool {
-    status < 200 || status == 204 || status == 304
-}
-
-/// The whole response as one buffer, so it goes out in one write; for a
-/// file body, only the head (`write_response` streams the file after it).
-fn encode(response: &HttpResponse, framing: &Framing) -> Vec<u8> {
-    let status = response.status;
-    let bodyless = is_bodyless(status);
-    let mut out = Vec::with_capacity(192 + response.body.len());
-    // Writing into a Vec cannot fail: the results are ignored.
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status));
-    push_date(&mut out);
-    out.extend_from_slice(b"\r\n");
-    if response.header("content-type").is_none() {
-        out.extend_from_slice(b"Content-Type: application/json\r\n");
-    }
-    for (name, value) in &response.headers {
-        // Framing headers are ours alone; a value with CR/LF would inject headers.
-        let ours = ["content-length", "connection", "date", "transfer-encoding"];
-        if ours.iter().any(|o| name.eq_ignore_ascii_case(o))
-            || value.bytes().any(|b| b == b'\r' || b == b'\n')
+        let _ = sock.set_nodelay(true);
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, Token(slot), interest)
         {
-            continue;
+            log::warn!("cannot register a connection: {e}");
+            self.free.push(slot);
+            return;
         }
-        let _ = write!(out, "{name}: {value}\r\n");
+        let now = Instant::now();
+        self.next_serial += 1;
+        // A TLS handshake must be done within the read timeout.
+        let first_wait = if transport.handshaking() {
+            self.limits.read_timeout.min(self.limits.idle_timeout)
+        } else {
+            self.limits.idle_timeout
+        };
+        let mut conn = Conn {
+            sock,
+            transport,
+            peer,
+            serial: self.next_serial,
+            state: State::Idle,
+            parser: RequestParser::new(self.parse_limits),
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            file: None,
+            request: 0,
+            framing: Framing::default(),
+            close_after: false,
+            deadline: None,
+            timer_at: None,
+            last_active: now,
+            peer_closed: false,
+            read_paused: false,
+        };
+        self.set_deadline(slot, &mut conn, after(now, first_wait));
+        self.conns[slot] = Some(conn);
+        self.live += 1;
+        self.control.open.store(self.live, Ordering::Release);
+        // Bytes that came with the connection are reported by the
+        // registration's first event.
     }
-    let unknown = framing.head_only && response.length_unknown;
-    if !bodyless && !unknown {
-        let _ = write!(out, "Content-Length: {}\r\n", response.body_len());
-    }
-    if framing.close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if framing.echo_keep_alive {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    if !framing.head_only && !bodyless && response.file.is_none() {
-        out.extend_from_slice(&response.body);
-    }
-    out
-}
 
-thread_local! {
-    /// The formatted `Date` and the second it is for, per thread.
-    static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
-}
-
-fn push_date(out: &mut Vec<u8>) {
-    let now = SystemTime::now();
-    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    DATE.with_borrow_mut(|(cached, text)| {
-        if *cached != second || text.is_empty() {
-            *text = httpdate::fmt_http_date(now);
-            *cached = second;
+    fn transport(&self) -> io::Result<Transport> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let session =
+                rustls::ServerConnection::new(Arc::clone(tls)).map_err(io::Error::other)?;
+            return Ok(Transport::Tls(Box::new(session)));
         }
-        out.extend_from_slice(text.as_bytes());
-    });
+        Ok(Transport::Plain)
+    }
+
+    fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Makes room for a new connection: closes a lingering one, else the
+    /// one idle or stalled mid-request the longest (past the grace). Never
+    /// one whose request is being answered.
+    fn evict_one(&mut self) -> bool {
+        let now = Instant::now();
+        let mut victim: Option<(u8, Instant, usize)> = None;
+        for (slot, conn) in self.conns.iter().enumerate() {
+            let Some(conn) = conn else { continue };
+            let stale = now.saturating_duration_since(conn.last_active) >= self.limits.evict_after;
+            let rank = match conn.state {
+                State::Lingering { .. } => 0,
+                State::Idle | State::Reading if stale => 1,
+                _ => continue,
+            };
+            if victim.is_none_or(|(r, at, _)| (rank, conn.last_active) < (r, at)) {
+                victim = Some((rank, conn.last_active, slot));
+            }
+        }
+        let Some((_, _, slot)) = victim else {
+            return false;
+        };
+        log::debug!("connection limit reached: closed the longest idle connection");
+        self.close(slot);
+        true
+    }
+
+    /// Answers `503` and closes, without waiting on the client. A TLS
+    /// connection is only closed: answering would take a handshake.
+    fn refuse(&mut self, mut sock: TcpStream) {
+        self.service.count(503);
+        if !self.is_tls() {
+            let response = HttpResponse::error(503, "too many open connections, retry shortly")
+                .with_header("Retry-After", "1");
+            let mut bytes = Vec::new();
+            encode(&response, &Framing::closing(), &mut bytes);
+            let _ = sock.write(&bytes);
+        }
+        // Discard what the client already sent (unread data turns our close
+        // into a reset that can destroy the 503 before it is read), at most
+        // REFUSE_DRAIN so a flooding client cannot hold the loop.
+        let mut drained = 0;
+        while drained < REFUSE_DRAIN {
+            match sock.read(&mut self.scratch) {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+        let _ = sock.shutdown(Shutdown::Write);
+    }
+
+    fn set_deadline(&mut self, slot: usize, conn: &mut Conn, deadline: Option<Instant>) {
+        conn.deadline = deadline;
+        if let Some(at) = deadline
+            && conn.timer_at.is_none_or(|t| t > at)
+        {
+            self.timers.push(Reverse((at, slot, conn.serial)));
+            conn.timer_at = Some(at);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, slot, serial))) = self.timers.peek().copied() {
+            if at > now {
+                return;
+            }
+            self.timers.pop();
+            self.with_conn(slot, Some(serial), |lp, slot, conn| {
+                if conn.timer_at != Some(at) {
+                    return true; // superseded by an earlier entry
+                }
+                conn.timer_at = None;
+                match conn.deadline {
+                    Some(d) if d <= now => lp.on_timeout(slot, conn),
+                    Some(d) => {
+                        lp.set_deadline(slot, conn, Some(d));
+                        true
+                    }
+                    None => true,
+                }
+            });
+        }
+    }
+
+    fn on_timeout(&mut self, slot: usize, conn: &mut Conn) -> Keep {
+        match std::mem::replace(&mut conn.state, State::Waiting) {
+            State::Reading if !conn.transport.handshaking() => {
+                self.reject(slot, conn, 408, "request not received in time")
+            }
+            State::Parked(expire) => {
+                conn.deadline = None;
+                // It answers through the responder, as any completion does.
+                if catch_unwind(AssertUnwindSafe(expire)).is_err() {
+                    log::error!("a parked request's expiry panicked");
+                }
+                true
+            }
+            State::Waiting => true,
+            // Idle, a TLS handshake, a stalled write, the end of a linger.
+            _ => false,
+        }
+    }
+
+    fn on_readable(&mut self, slot: usize, conn: &mut Conn) -> Keep {
+        loop {
+            let holding = !matches!(
+                conn.state,
+                State::Idle | State::Reading | State::Lingering { .. }
+            );
+            if holding && conn.inbuf.len() >= HOLD_CAP {
+                conn.read_paused = true;
+                return true;
+            }
+            match conn.transport.read(&mut conn.sock, &mut self.scratch) {
+                Ok(0) => {
+                    conn.peer_closed = true;
+                    return self.on_peer_closed(conn);
+                }
+                Ok(n) => {
+                    if !self.on_bytes(slot, conn, n) {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The client closed its side (or the connection).
+    fn on_peer_closed(&mut self, conn: &mut Conn) -> Keep {
+        match conn.state {
+            // Answer what it asked, then close (a half-closed client still
+            // reads).
+            State::Waiting | State::Writing => true,
+            // Nothing in flight, or a long poll nobody will read: drop it
+            // (a parked wait's watcher slot is freed with it).
+            _ => false,
+        }
+    }
+
+    fn on_bytes(&mut self, slot: usize, conn: &mut Conn, n: usize) -> Keep {
+        let now = Instant::now();
+        conn.last_active = now;
+        match conn.state {
+            State::Lingering { until } => {
+                let quiet = after(now, LINGER_QUIET).map_or(until, |q| q.min(until));
+                self.set_deadline(slot, conn, Some(quiet));
+                true
+            }
+            State::Idle | State::Reading => {
+                if matches!(conn.state, State::Idle) {
+                    conn.state = State::Reading;
+                    self.set_deadline(slot, conn, after(now, self.limits.read_timeout));
+                }
+                conn.inbuf.extend_from_slice(&self.scratch[..n]);
+                self.parse(slot, conn)
+            }
+            _ => {
+                conn.inbuf.extend_from_slice(&self.scratch[..n]);
+                true
+            }
+        }
+    }
+
+    /// Runs the parser over what is buffered (state `Reading`).
+    fn parse(&mut self, slot: usize, conn: &mut Conn) -> Keep {
+        loop {
+            let (used, progress) = match conn.parser.feed(&conn.inbuf) {
+                Ok(step) => step,
+                Err(rejection) => {
+                    conn.inbuf.clear();
+                    return self.reject(slot, conn, rejection.status, rejection.detail);
+                }
+            };
+            conn.inbuf.drain(..used);
+            match progress {
+                Progress::Incomplete => return true,
+                Progress::SendContinue => {
+                    conn.out.extend_from_slice(CONTINUE);
+                    if !self.flush(slot, conn) {
+                        return false;
+                    }
+                }
+                Progress::Complete(mut request, framing) => {
+                    request.remote = Some(conn.peer);
+                    self.next_serial += 1;
+                    conn.request = self.next_serial;
+                    conn.framing = framing;
+                    conn.state = State::Waiting;
+                    conn.deadline = None;
+                    let ticket = Ticket {
+                        slot,
+                        request: conn.request,
+                    };
+                    let responder = Responder::to_loop(Arc::clone(&self.control.mailbox), ticket);
+                    let service = &self.service;
+                    // A panic drops the responder, which answers 500.
+                    if catch_unwind(AssertUnwindSafe(|| service.call(request, responder))).is_err()
+                    {
+                        log::error!("the service panicked: answered 500");
+                    }
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Answers an error the connection layer found itself, then closes.
+    fn reject(&mut self, slot: usize, conn: &mut Conn, status: u16, detail: &str) -> Keep {
+        self.service.count(status);
+        if conn.transport.handshaking() {
+            return false;
+        }
+        conn.framing = Framing::closing();
+        self.respond(slot, conn, HttpResponse::error(status, detail))
+    }
+
+    fn drain_inbox(&mut self) {
+        self.control.mailbox.rearm();
+        while let Ok((ticket, event)) = self.inbox.try_recv() {
+            self.with_conn(ticket.slot, None, |lp, slot, conn| {
+                if conn.request != ticket.request
+                    || !matches!(conn.state, State::Waiting | State::Parked(_))
+                {
+                    return true; // stale: that request is over
+                }
+                match event {
+                    Event::Answer(response) => lp.respond(slot, conn, response),
+                    Event::Park(deadline, expire) => {
+                        if lp.control.stopping.load(Ordering::Acquire) {
+                            // Stopping: answer it now.
+                            let _ = catch_unwind(AssertUnwindSafe(expire));
+                        } else {
+                            conn.state = State::Parked(expire);
+                            lp.set_deadline(slot, conn, deadline);
+                        }
+                        true
+                    }
+                }
+            });
+        }
+    }
+
+    /// Starts writing `response` to the request in flight.
+    fn respond(&mut self, slot: usize, conn: &mut Conn, response: HttpResponse) -> Keep {
+        let mut framing = conn.framing;
+        framing.close |=
+            response.close || conn.peer_closed || self.control.stopping.load(Ordering::Acquire);
+        conn.close_after = framing.close;
+        conn.state = State::Writing;
+        encode(&response, &framing, &mut conn.out);
+        if sends_file(&response, &framing)
+            && let Some(body) = response.file
+        {
+            let left = body.len();
+            conn.file = Some(FileStream { body, left });
+        }
+        self.set_deadline(slot, conn, after(Instant::now(), self.limits.read_timeout));
+        self.flush(slot, conn)
+    }
+
+    /// Writes what the socket takes; when a response is all out, moves on.
+    fn flush(&mut self, slot: usize, conn: &mut Conn) -> Keep {
+        let mut progressed = false;
+        loop {
+            match conn.transport.flush(&mut conn.sock) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) => return false,
+            }
+            if conn.out_pos < conn.out.len() {
+                match conn
+                    .transport
+                    .write(&mut conn.sock, &conn.out[conn.out_pos..])
+                {
+                    Ok(0) => return false,
+                    Ok(n) => {
+                        conn.out_pos += n;
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return false,
+                }
+                continue;
+            }
+            conn.out.clear();
+            conn.out_pos = 0;
+            if let Some(file) = &mut conn.file {
+                if file.left == 0 {
+                    conn.file = None;
+                    continue;
+                }
+                let want = file.left.min(CHUNK as u64) as usize;
+                conn.out.resize(want, 0);
+                match file.body.reader().read(&mut conn.out[..want]) {
+                    Ok(n) if n > 0 => {
+                        conn.out.truncate(n);
+                        file.left -= n as u64;
+                    }
+                    // The file ended before its announced length: the
+                    // client must not take a short body as whole.
+                    _ => {
+                        log::error!("response body file shorter than announced");
+                        return false;
+                    }
+                }
+                continue;
+            }
+            return if matches!(conn.state, State::Writing) {
+                self.written(slot, conn)
+            } else {
+                true
+            };
+        }
+        if progressed && matches!(conn.state, State::Writing) {
+            // A write must progress within the read timeout, not finish.
+            conn.deadline = after(Instant::now(), self.limits.read_timeout);
+        }
+        true
+    }
+
+    /// The response is out: close, or wait for (or parse) the next request.
+    fn written(&mut self, slot: usize, conn: &mut Conn) -> Keep {
+        if conn.close_after {
+            return self.linger(slot, conn);
+        }
+        let now = Instant::now();
+        conn.last_active = now;
+        conn.state = State::Idle;
+        if conn.out.capacity() > CHUNK {
+            conn.out = Vec::new();
+        }
+        if conn.peer_closed {
+            return false;
+        }
+        self.set_deadline(slot, conn, after(now, self.limits.idle_timeout));
+        if !conn.inbuf.is_empty() {
+            // Pipelined bytes already buffered start the next request now.
+            conn.state = State::Reading;
+            self.set_deadline(slot, conn, after(now, self.limits.read_timeout));
+            if !self.parse(slot, conn) {
+                return false;
+            }
+        } else if conn.inbuf.capacity() > CHUNK {
+            conn.inbuf = Vec::new();
+        }
+        if conn.read_paused {
+            conn.read_paused = false;
+            return self.on_readable(slot, conn);
+        }
+        true
+    }
+
+    /// Shuts the write side (after TLS `close_notify`), then discards what
+    /// the client still sends, for a bounded time: closing with unread data
+    /// makes the kernel reset the connection, which can destroy our last
+    /// response (an early `413`) before the client reads it.
+    fn linger(&mut self, slot: usize, conn: &mut Conn) -> Keep {
+        conn.transport.close_notify(&mut conn.sock);
+        let _ = conn.sock.shutdown(Shutdown::Write);
+        if conn.peer_closed {
+            return false;
+        }
+        let now = Instant::now();
+        let until = after(now, LINGER_MAX).unwrap_or(now);
+        conn.state = State::Lingering { until };
+        conn.inbuf = Vec::new();
+        conn.read_paused = false;
+        let quiet = after(now, LINGER_QUIET).map_or(until, |q| q.min(until));
+        self.set_deadline(slot, conn, Some(quiet));
+        self.on_readable(slot, conn)
+    }
+
+    /// One step of a graceful stop; true when the loop may end.
+    fn stop_step(&mut self, now: Instant) -> bool {
+        if self.stop_deadline.is_none() {
+            self.stop_deadline = Some(after(now, self.limits.read_timeout).unwrap_or(now));
+            if let Some(mut listener) = self.listener.take() {
+                let _ = self.poll.registry().deregister(&mut listener);
+            }
+            for slot in 0..self.conns.len() {
+                self.with_conn(slot, None, |_, _, conn| {
+                    match std::mem::replace(&mut conn.state, State::Waiting) {
+                        State::Idle => false,
+                        State::Parked(expire) => {
+                            let _ = catch_unwind(AssertUnwindSafe(expire));
+                            true
+                        }
+                        other => {
+                            conn.state = other;
+                            true
+                        }
+                    }
+                });
+            }
+        }
+        // Connections that went idle since (their answer said close) are
+        // lingering; those still idle are closed now.
+        for slot in 0..self.conns.len() {
+            if self.conns[slot]
+                .as_ref()
+                .is_some_and(|c| matches!(c.state, State::Idle))
+            {
+                self.close(slot);
+            }
+        }
+        self.live == 0 || self.stop_deadline.is_some_and(|d| now >= d)
+    }
 }

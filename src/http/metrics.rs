@@ -42,6 +42,18 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one answer sent before any route was known (by the connection
+    /// layer or the worker pool: a framing error, a timeout, overload), as
+    /// route `unrouted`; no latency is recorded for it.
+    pub fn record_unrouted(&self, status: u16) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(("unrouted", status))
+            .or_insert(0) += 1;
+    }
+
     /// The Prometheus text exposition of these metrics and the store's.
     pub fn render(&self, store: &Store) -> String {
         let mut out = String::with_capacity(4096);

@@ -11,8 +11,10 @@
 pub mod api_error;
 pub mod app;
 pub mod auth;
+pub mod completion;
 pub mod conn;
 pub mod cross_site;
+pub mod encoder;
 pub mod handlers;
 pub mod message;
 pub mod metrics;
@@ -22,6 +24,7 @@ pub mod router;
 pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod transport;
 pub mod wire;
 pub mod workers;
 

@@ -1,5 +1,6 @@
-//! Wires the HTTP adapter together: listener -> connection threads ->
-//! bounded queue -> worker pool -> [`App`] -> [`Store`].
+//! Wires the HTTP adapter together: listener -> I/O loop (`conn`) ->
+//! bounded queue -> worker pool -> [`App`] -> [`Store`], and answers back
+//! through the loop's mailbox.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use super::app::App;
 use super::auth::AuthTokens;
 use super::conn::{ConnLimits, HttpServer, Service};
 use super::cross_site::HostPolicy;
+use super::workers::Counter;
 use super::workers::{Handler, WorkerPool};
 use crate::Store;
 
@@ -49,14 +51,16 @@ impl Server {
                 .with_auth(config.auth)
                 .with_hosts(hosts),
         );
+        let metrics = app.metrics();
+        let counter: Counter = Arc::new(move |status| metrics.record_unrouted(status));
         let handler: Handler = Arc::new(move |req| app.handle(req));
-        let pool = Arc::new(WorkerPool::start(
+        let pool = Arc::new(WorkerPool::start_counted(
             config.workers,
             config.queue_len,
             handler,
+            Some(counter),
         )?);
-        let dispatcher = Arc::clone(&pool);
-        let service: Service = Arc::new(move |req| dispatcher.dispatch(req));
+        let service: Arc<dyn Service> = Arc::clone(&pool) as Arc<dyn Service>;
         #[cfg(feature = "tls")]
         if let Some(tls) = config.tls {
             let http = HttpServer::start_tls(listener, config.limits, service, tls)?;

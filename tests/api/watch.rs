@@ -112,3 +112,32 @@ fn shutdown_answers_parked_watchers() {
     );
     assert_eq!(waiting.join().unwrap(), (200, json!(1)));
 }
+
+/// Issue 9 item 7: a long poll whose client disconnects frees its watcher
+/// slot at once, not at its timeout.
+#[test]
+fn a_watcher_that_disconnects_frees_its_slot_at_once() {
+    let s = Server::start(&["--max-watchers", "3"]);
+    let mut c = s.client();
+    c.put("gone", &json!(0));
+    let mut leaving: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut w = s.client();
+            w.send_raw(
+                b"GET /get/gone?wait_after=1&timeout=300 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            )
+            .unwrap();
+            w
+        })
+        .collect();
+    wait_parked(&mut c, 3);
+    leaving.clear(); // the three clients close their sockets
+    wait_parked(&mut c, 0);
+    // A new watcher is admitted, and woken as usual.
+    let mut w = s.client();
+    let waiting = std::thread::spawn(move || w.get("/get/gone?wait_after=1&timeout=20"));
+    wait_parked(&mut c, 1);
+    c.put("gone", &json!(1));
+    let r = waiting.join().unwrap();
+    assert_eq!((r.status, r.json()["version"].clone()), (200, json!(2)));
+}

@@ -1,10 +1,11 @@
 //! `POST /put/{key}`, `GET /get/{key}` (with ETag, conditional GET and
 //! long-poll watch) and `DELETE /delete/{key}`.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::http::api_error::ApiError;
+use crate::http::completion::Responder;
 use crate::http::message::{HttpRequest, HttpResponse};
 use crate::http::query::Query;
 use crate::http::wire::{
@@ -13,6 +14,7 @@ use crate::http::wire::{
 };
 use crate::http::workers::Reply;
 use crate::key::decode_key;
+use crate::watch::Subscription;
 use crate::{Store, StoreError, Versioned, Watch};
 
 /// Default and largest wait of a long poll, in seconds.
@@ -55,24 +57,28 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
     }
     let body: PutRequest<'_> = serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))?;
-    let pending = store.begin_put(&key, body.value.to_owned(), expect)?;
-    // The commit is awaited on the connection's thread, not on a worker:
-    // workers stay free for reads, and the writer sees every in-flight put
-    // at once, so group commits grow with the number of clients instead of
-    // being capped by the number of workers.
-    Ok(Reply::Parked(Box::new(move || {
-        pending
-            .wait()
-            .map_err(ApiError::from)
-            .and_then(|outcome| {
-                json(&PutResponse {
-                    key: &key,
-                    version: outcome.version,
-                    operation: outcome.operation().as_str(),
-                    timestamp: outcome.timestamp(),
+    let value = body.value.to_owned();
+    let store = store.clone();
+    // Answered from the writer thread right after the commit: no worker and
+    // no connection thread waits for it, so workers stay free for reads and
+    // the writer sees every in-flight put at once (group commits grow with
+    // the number of clients, not with the number of workers).
+    Ok(Reply::Later(Box::new(move |responder| {
+        let stored = key.clone();
+        store.put_then(&stored, value, expect, move |outcome| {
+            let response = outcome
+                .map_err(ApiError::from)
+                .and_then(|outcome| {
+                    json(&PutResponse {
+                        key: &key,
+                        version: outcome.version,
+                        operation: outcome.operation().as_str(),
+                        timestamp: outcome.timestamp(),
+                    })
                 })
-            })
-            .unwrap_or_else(ApiError::into_response)
+                .unwrap_or_else(ApiError::into_response);
+            responder.send(response);
+        });
     })))
 }
 
@@ -138,26 +144,55 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
 }
 
 /// The long poll: answered at once if the key is past `after`, else parked
-/// until the writer hands over a newer version, the timeout passes, or the
-/// server shuts down (then the current latest is answered).
+/// (no thread waits) until the writer hands over a newer version, the
+/// timeout passes (the connection loop's timer; then the current latest is
+/// answered), the server shuts down (the same), or the client goes away
+/// (the watcher slot is freed at once).
 fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Reply, ApiError> {
-    match store.subscribe(&key, after)? {
-        Watch::Ready(v) => Ok(versioned_or_deleted(&v).into()),
-        Watch::Pending(sub) => {
-            let store = store.clone();
-            Ok(Reply::Parked(Box::new(move || {
-                let latest = match sub.changes.recv_timeout(timeout) {
-                    Ok(v) => Ok(v),
-                    Err(_) => store.get(&key, None),
+    let store = store.clone();
+    Ok(Reply::Later(Box::new(move |responder| {
+        let deadline = Instant::now().checked_add(timeout);
+        // Whoever answers first (a commit, the deadline) takes the responder.
+        let slot = Arc::new(Mutex::new(None::<Responder>));
+        let subscription = Arc::new(Mutex::new(None::<Subscription>));
+        let answer = {
+            let (slot, store, key) = (Arc::clone(&slot), store.clone(), key.clone());
+            move |found: Option<Arc<Versioned>>| {
+                let Some(responder) = lock(&slot).take() else {
+                    return;
                 };
-                drop(sub);
-                latest
-                    .map_err(ApiError::from)
-                    .map(|v| versioned_or_deleted(&v))
-                    .unwrap_or_else(ApiError::into_response)
-            })))
+                let latest = found.map_or_else(|| store.get(&key, None), Ok);
+                responder.send(
+                    latest
+                        .map_err(ApiError::from)
+                        .map(|v| versioned_or_deleted(&v))
+                        .unwrap_or_else(ApiError::into_response),
+                );
+            }
+        };
+        {
+            let (answer, subscription) = (answer.clone(), Arc::clone(&subscription));
+            // Dropped unrun if the client leaves: that drops the subscription.
+            responder.park(deadline, move || {
+                drop(lock(&subscription).take());
+                answer(None);
+            });
         }
-    }
+        *lock(&slot) = Some(responder);
+        match store.subscribe_then(&key, after, answer.clone()) {
+            Ok(Watch::Ready(v)) => answer(Some(v)),
+            Ok(Watch::Pending(sub)) => *lock(&subscription) = Some(sub),
+            Err(e) => {
+                if let Some(responder) = lock(&slot).take() {
+                    responder.send(ApiError::from(e).into_response());
+                }
+            }
+        }
+    })))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn versioned_or_deleted(v: &Arc<Versioned>) -> HttpResponse {

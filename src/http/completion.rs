@@ -1,0 +1,219 @@
+//! How an answer finds its way back to a connection without a thread
+//! waiting for it.
+//!
+//! The connection loop hands every request to the [`Service`] with a
+//! [`Responder`]: a ticket (which connection, which request) and a mailbox
+//! (a channel plus a `mio::Waker`). Whoever finishes the request (a worker,
+//! the writer thread after a commit, the writer waking a watcher) calls
+//! [`Responder::send`]; the loop wakes, finds the connection and writes the
+//! answer. A request that waits (a long poll) also tells the loop its
+//! deadline with [`Responder::park`]: the loop runs the given closure when it
+//! passes, and drops it (releasing what it holds, such as a watcher slot) if
+//! the client goes away first.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+
+use super::message::HttpResponse;
+
+/// What answers requests. It runs on the connection loop's thread, so it
+/// must not block: hand the work to a thread (as [`super::workers::WorkerPool`]
+/// does) and answer through the responder.
+pub trait Service: Send + Sync + 'static {
+    /// Answers `request` through `responder`, now or later.
+    fn call(&self, request: super::message::HttpRequest, responder: Responder);
+
+    /// Counts an answer that the connection layer sent itself (a framing
+    /// error, a timeout, the connection limit), by status.
+    fn count(&self, _status: u16) {}
+}
+
+/// Which request of which connection an answer is for. A stale ticket (the
+/// connection closed, or moved on) is ignored by the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    /// The connection's slot in the loop.
+    pub slot: usize,
+    /// The request's number, unique in the loop.
+    pub request: u64,
+}
+
+/// What runs when a parked request's deadline passes.
+pub(crate) type Expiry = Box<dyn FnOnce() + Send>;
+
+/// What a responder tells the loop.
+pub(crate) enum Event {
+    /// The answer.
+    Answer(HttpResponse),
+    /// The request waits until the deadline (`None`: no deadline), then the
+    /// closure runs (on the loop's thread) and must answer.
+    Park(Option<Instant>, Expiry),
+}
+
+/// The loop's inbox, shared with every responder.
+pub(crate) struct Mailbox {
+    queue: Sender<(Ticket, Event)>,
+    waker: mio::Waker,
+    /// Set by the first post after the loop last looked: later posts skip
+    /// the wake-up syscall.
+    woken: AtomicBool,
+}
+
+impl Mailbox {
+    pub fn new(waker: mio::Waker) -> (Arc<Mailbox>, Receiver<(Ticket, Event)>) {
+        let (queue, inbox) = unbounded();
+        let mailbox = Mailbox {
+            queue,
+            waker,
+            woken: AtomicBool::new(false),
+        };
+        (Arc::new(mailbox), inbox)
+    }
+
+    fn post(&self, ticket: Ticket, event: Event) {
+        if self.queue.send((ticket, event)).is_ok() && !self.woken.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Wakes the loop (to see a flag).
+    pub fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+
+    /// The loop is about to read its inbox: the next post must wake it.
+    pub fn rearm(&self) {
+        self.woken.store(false, Ordering::Release);
+    }
+}
+
+enum Target {
+    Loop(Arc<Mailbox>, Ticket),
+    Channel(Sender<Pending>),
+}
+
+/// Runs once, just before the answer is sent (metrics, a log line).
+type Hook = Box<dyn FnOnce(&HttpResponse) + Send>;
+
+/// The way back to the connection a request came from. Send exactly one
+/// answer; dropped unanswered, it answers `500` (a bug, never a hang).
+pub struct Responder {
+    target: Option<Target>,
+    hook: Option<Hook>,
+}
+
+impl Responder {
+    pub(crate) fn to_loop(mailbox: Arc<Mailbox>, ticket: Ticket) -> Self {
+        Responder {
+            target: Some(Target::Loop(mailbox, ticket)),
+            hook: None,
+        }
+    }
+
+    /// A responder whose events arrive on a channel, for callers without a
+    /// connection loop (tests, [`super::workers::WorkerPool::dispatch`]);
+    /// [`wait_for_answer`] turns them into the answer.
+    pub fn channel() -> (Responder, Receiver<Pending>) {
+        let (tx, rx) = unbounded::<Pending>();
+        let responder = Responder {
+            target: Some(Target::Channel(tx)),
+            hook: None,
+        };
+        (responder, rx)
+    }
+
+    /// Runs `hook` with the answer just before it is sent.
+    pub fn with_hook(mut self, hook: impl FnOnce(&HttpResponse) + Send + 'static) -> Self {
+        self.hook = Some(match self.hook.take() {
+            None => Box::new(hook),
+            Some(first) => Box::new(move |r: &HttpResponse| {
+                first(r);
+                hook(r);
+            }),
+        });
+        self
+    }
+
+    /// Sends the answer.
+    pub fn send(mut self, response: HttpResponse) {
+        if let Some(hook) = self.hook.take() {
+            hook(&response);
+        }
+        self.deliver(Event::Answer(response));
+    }
+
+    /// Tells the connection that this request waits until `deadline`; then
+    /// `on_expiry` runs on the loop's thread and must get the answer sent.
+    /// If the client goes away first, `on_expiry` is dropped instead (so
+    /// what it holds is released at once).
+    pub fn park(&self, deadline: Option<Instant>, on_expiry: impl FnOnce() + Send + 'static) {
+        let event = Event::Park(deadline, Box::new(on_expiry));
+        match &self.target {
+            Some(Target::Loop(mailbox, ticket)) => mailbox.post(*ticket, event),
+            Some(Target::Channel(tx)) => {
+                let _ = tx.send(Pending(event));
+            }
+            None => {}
+        }
+    }
+
+    /// Drops the request without an answer (its client is gone).
+    pub fn abandon(mut self) {
+        self.target = None;
+    }
+
+    fn deliver(&mut self, event: Event) {
+        match self.target.take() {
+            Some(Target::Loop(mailbox, ticket)) => mailbox.post(ticket, event),
+            Some(Target::Channel(tx)) => {
+                let _ = tx.send(Pending(event));
+            }
+            None => {}
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if self.target.is_some() {
+            log::error!("a request was dropped without an answer: answered 500");
+            let response = HttpResponse::error(500, "internal error (logged)");
+            if let Some(hook) = self.hook.take() {
+                let _ = catch_unwind(AssertUnwindSafe(|| hook(&response)));
+            }
+            self.deliver(Event::Answer(response));
+        }
+    }
+}
+
+/// An event from a channel responder (see [`Responder::channel`]).
+pub struct Pending(Event);
+
+/// Waits (blocking) for the answer on a channel responder's events, running
+/// a parked request's expiry when its deadline passes, as the loop would.
+pub fn wait_for_answer(events: &Receiver<Pending>) -> HttpResponse {
+    let mut parked: Option<(Option<Instant>, Expiry)> = None;
+    loop {
+        let next = match &parked {
+            Some((Some(deadline), _)) => {
+                events.recv_deadline(*deadline).map_err(|e| e.is_timeout())
+            }
+            _ => events.recv().map_err(|_| false),
+        };
+        match next.map(|e| e.0) {
+            Ok(Event::Answer(r)) => return r,
+            Ok(Event::Park(deadline, expiry)) => parked = Some((deadline, expiry)),
+            Err(true) => {
+                if let Some((_, expiry)) = parked.take() {
+                    expiry();
+                }
+            }
+            Err(false) => return HttpResponse::error(500, "no answer (worker stopped)"),
+        }
+    }
+}
