@@ -55,7 +55,7 @@ pub struct Cli {
     /// Most open connections (no thread each: one I/O thread serves them
     /// all); at the limit the longest idle one is closed to make room, else
     /// 503 and close. Needs as many open files (raised at start).
-    #[arg(long, env = "VKV_MAX_CONNECTIONS", default_value_t = 10_000,
+    #[arg(long, env = "VKV_MAX_CONNECTIONS", default_value_t = 16_384,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
     /// Close a keep-alive connection idle this long (e.g. 30s, 500ms).

@@ -86,11 +86,11 @@ impl ConnLimits {
 }
 
 impl Default for ConnLimits {
-    /// 10,000 connections, 30 s idle, 10 s per request, 1 MiB bodies,
+    /// 16,384 connections, 30 s idle, 10 s per request, 1 MiB bodies,
     /// 8 KiB request line, 16 KiB and 100 headers, eviction after 1 s.
     fn default() -> Self {
         ConnLimits {
-            max_connections: 10_000,
+            max_connections: 16_384,
             idle_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
