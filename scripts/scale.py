@@ -255,12 +255,50 @@ def http(base, method, path, body=None):
         return e.code, e.read()
 
 
-def watchers_gauge(base):
-    try:
-        _, text = http(base, "GET", "/metrics")
-    except OSError:
+class KeepAlive:
+    """One keep-alive client connection, opened at once (so that it counts
+    among the server's connections from the start) and re-opened if the
+    server closes it."""
+
+    def __init__(self, addr):
+        self.addr = addr
+        self.sock = None
+        self._open()
+
+    def _open(self):
+        self.sock = socket.create_connection(self.addr, timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def request(self, method, path, body=b""):
+        """(status, body), or None if three tries failed."""
+        for _ in range(3):
+            try:
+                if self.sock is None:
+                    self._open()
+                self.sock.sendall(request_bytes(method, path, body))
+                r = Conn(self.sock, b"")
+                while not r.parse():
+                    data = self.sock.recv(65536)
+                    if not data:
+                        raise OSError(0, "closed")
+                    r.inbuf += data
+                return r.status, r.body
+            except OSError:
+                self.close()
         return None
-    for line in text.decode().splitlines():
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = None
+
+
+def watchers_gauge(conn):
+    """The vkv_watchers gauge of /metrics, or None."""
+    r = conn.request("GET", "/metrics")
+    if r is None or r[0] != 200:
+        return None
+    for line in r[1].decode().splitlines():
         if line.startswith("vkv_watchers "):
             return int(float(line.split()[1]))
     return None
@@ -345,6 +383,9 @@ def part_watchers(args, base, addr, pid, checks):
         status, body = http(base, "POST", f"/put/w{k}", b'{"value": 1}')
         if status != 200 or json.loads(body).get("version") != 1:
             raise SystemExit(f"preload of w{k}: {status} {body[:200]!r} (want a fresh version 1)")
+    # The two connections the script itself needs, opened first.
+    metrics = KeepAlive(addr)
+    putter = KeepAlive(addr)
     before = settle(pid, 0.5)
     print(f"== (b) {n} long polls on {keys} keys over {args.spread} s, then one put per key")
     requests = [
@@ -361,7 +402,7 @@ def part_watchers(args, base, addr, pid, checks):
         if now - state["asked"] < 0.1:
             return False
         state["asked"] = now
-        g = watchers_gauge(base)
+        g = watchers_gauge(metrics)
         if g != state["last"]:
             state["last"], state["stable_since"] = g, now
         state["gauge"] = g or 0
@@ -375,7 +416,7 @@ def part_watchers(args, base, addr, pid, checks):
     conns, took = open_and_ask(addr, requests, args.spread, args.deadline, tick, until=parked_all)
     early = tally([c for c in conns if c.status is not None or c.error is not None])
     parked = settle(pid, 0.5)
-    gauge = watchers_gauge(base)
+    gauge = watchers_gauge(metrics)
     peak["threads"] = max(peak["threads"], parked.get("Threads", 0))
     print(f"opened in {took:.2f} s; answered before any put: {early or 'none'}; vkv_watchers {gauge}")
     print(
@@ -412,30 +453,9 @@ def part_watchers(args, base, addr, pid, checks):
                 sel.unregister(c.sock)
                 remaining -= 1
 
-    putter = None
-
     def put(k):
-        """One put on the keep-alive connection (re-opened if the server
-        closed it); its status, or None if it could not be sent."""
-        nonlocal putter
-        for _ in range(3):
-            try:
-                if putter is None:
-                    putter = socket.create_connection(addr, timeout=30)
-                    putter.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                putter.sendall(request_bytes("POST", f"/put/w{k}", b'{"value": 2}'))
-                r = Conn(putter, b"")
-                while not r.parse():
-                    data = putter.recv(65536)
-                    if not data:
-                        raise OSError(0, "closed")
-                    r.inbuf += data
-                return r.status
-            except OSError:
-                if putter is not None:
-                    putter.close()
-                putter = None
-        return None
+        r = putter.request("POST", f"/put/w{k}", b'{"value": 2}')
+        return r[0] if r is not None else None
 
     first_put = time.monotonic()
     put_errors = 0
@@ -447,8 +467,8 @@ def part_watchers(args, base, addr, pid, checks):
     end = last_ack + args.watch_timeout
     while remaining > 0 and time.monotonic() < end:
         pump(0.05)
-    if putter is not None:
-        putter.close()
+    putter.close()
+    metrics.close()
     sel.close()
     answered = [c for c in waiting if c.status is not None]
     right = sum(1 for c in answered if c.status == 200 and json.loads(c.body).get("version") == 2)
