@@ -1,15 +1,27 @@
-//! Scale, black box: the open-files limit vkv sets itself. The real binary
-//! over real sockets; `scripts/scale.py` runs the 10,000 connections and
-//! long polls of issue 10.
+//! Scale, black box: thousands of connections and parked long polls on a
+//! server with its default flags, closed watchers giving their slots back,
+//! and the open-files limit vkv sets itself. The real binary over real sockets,
+//! sized for CI (a few thousand); `scripts/scale.py` runs the 10,000 of
+//! issue 10.
+//!
+//! Tests that count threads or hold thousands of sockets run alone
+//! (`exclusive`).
 
 #[path = "support/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Server, exclusive, json, metric, poll_until, raise_fd_limit, shared};
+
+/// Connections and watchers the big tests open: thousands, CI-sized.
+const MANY: usize = 3_000;
+/// Threads the server may run whatever the number of clients (issue 10).
+const MAX_THREADS: usize = 16;
 
 /// A raw connection that sent `request` (nothing read yet).
 fn send(addr: SocketAddr, request: &[u8]) -> TcpStream {
@@ -58,6 +70,114 @@ fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
 }
 
+/// Statuses (or errors) seen, with how many of each, for a failure message.
+fn tally(results: &[Result<(u16, Vec<u8>), String>]) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for r in results {
+        let k = match r {
+            Ok((status, _)) => status.to_string(),
+            Err(e) => e.clone(),
+        };
+        match out.iter_mut().find(|(seen, _)| *seen == k) {
+            Some((_, n)) => *n += 1,
+            None => out.push((k, 1)),
+        }
+    }
+    out
+}
+
+#[test]
+fn thousands_of_keep_alive_connections_are_all_answered_by_a_few_threads() {
+    let _g = exclusive();
+    let fds = raise_fd_limit();
+    assert!(fds as usize > MANY + 200, "descriptor limit {fds} too low");
+    let s = Server::start(&[]);
+    assert_eq!(s.client().put("k", &json!("v")).status, 200);
+    let mut conns: Vec<TcpStream> = (0..MANY).map(|_| send(s.addr, &get("/get/k"))).collect();
+    let results: Vec<_> = conns.iter_mut().map(answer).collect();
+    let ok = results
+        .iter()
+        .filter(|r| matches!(r, Ok((200, body)) if body.starts_with(b"{\"key\":\"k\"")))
+        .count();
+    assert_eq!(ok, MANY, "answers: {:?}", tally(&results));
+    // All of them open and idle now: the server holds them without a
+    // thread each.
+    let threads = s.threads();
+    assert!(
+        threads <= MAX_THREADS,
+        "{threads} threads with {MANY} open connections"
+    );
+    // Still keep-alive: each answers a second request.
+    for c in conns.iter_mut().step_by(100) {
+        c.write_all(&get("/get/k")).expect("second request");
+        let r = answer(c);
+        assert!(matches!(r, Ok((200, _))), "second request: {r:?}");
+    }
+}
+
+#[test]
+fn thousands_of_parked_watchers_are_all_woken_by_puts() {
+    let _g = exclusive();
+    let fds = raise_fd_limit();
+    assert!(fds as usize > MANY + 200, "descriptor limit {fds} too low");
+    const KEYS: usize = 10;
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    for k in 0..KEYS {
+        assert_eq!(c.put(&format!("w{k}"), &json!(1)).json()["version"], 1);
+    }
+    let mut watchers: Vec<TcpStream> = (0..MANY)
+        .map(|i| {
+            send(
+                s.addr,
+                &get(&format!("/get/w{}?wait_after=1&timeout=120", i % KEYS)),
+            )
+        })
+        .collect();
+    let mut parked = None;
+    let all_parked = poll_until(Duration::from_secs(60), || {
+        parked = metric(&mut c, "vkv_watchers");
+        parked == Some(MANY as f64)
+    });
+    assert!(
+        all_parked,
+        "parked watchers: {parked:?} of {MANY}; {} of them already answered or closed",
+        answered_early(&watchers)
+    );
+    let threads = s.threads();
+    assert!(
+        threads <= MAX_THREADS,
+        "{threads} threads with {MANY} parked watchers"
+    );
+    for k in 0..KEYS {
+        assert_eq!(c.put(&format!("w{k}"), &json!(2)).json()["version"], 2);
+    }
+    let results: Vec<_> = watchers.iter_mut().map(answer).collect();
+    let woken = results
+        .iter()
+        .filter(|r| {
+            matches!(r, Ok((200, body))
+                if serde_json::from_slice::<serde_json::Value>(body)
+                    .is_ok_and(|v| v["version"] == 2))
+        })
+        .count();
+    assert_eq!(woken, MANY, "answers: {:?}", tally(&results));
+}
+
+/// How many of `conns` have something to read (an answer or a close).
+fn answered_early(conns: &[TcpStream]) -> usize {
+    conns
+        .iter()
+        .filter(|c| {
+            c.set_nonblocking(true).expect("nonblocking");
+            let readable =
+                !matches!(c.peek(&mut [0u8; 1]), Err(e) if e.kind() == ErrorKind::WouldBlock);
+            c.set_nonblocking(false).expect("blocking");
+            readable
+        })
+        .count()
+}
+
 /// Serves a fresh client (a new connection, one GET /health), returning
 /// the status and how long it took.
 fn fresh_client(addr: SocketAddr) -> (Result<u16, String>, Duration) {
@@ -67,6 +187,47 @@ fn fresh_client(addr: SocketAddr) -> (Result<u16, String>, Duration) {
         .expect("read timeout");
     let r = answer(&mut s).map(|(status, _)| status);
     (r, start.elapsed())
+}
+
+#[test]
+fn closed_watchers_free_their_slots_at_once() {
+    // Issue 9, item 7: long polls opened and closed must not keep their
+    // --max-watchers slots until their timeout.
+    let _g = shared();
+    const MAX_WATCHERS: usize = 20;
+    let s = Server::start(&["--max-watchers", &MAX_WATCHERS.to_string()]);
+    let mut c = s.client();
+    assert_eq!(c.put("w", &json!(1)).status, 200);
+    let watchers: Vec<TcpStream> = (0..MAX_WATCHERS)
+        .map(|_| send(s.addr, &get("/get/w?wait_after=1&timeout=120")))
+        .collect();
+    let mut parked = None;
+    assert!(
+        poll_until(Duration::from_secs(20), || {
+            parked = metric(&mut c, "vkv_watchers");
+            parked == Some(MAX_WATCHERS as f64)
+        }),
+        "parked: {parked:?}"
+    );
+    drop(watchers);
+    let freed = poll_until(Duration::from_secs(2), || {
+        parked = metric(&mut c, "vkv_watchers");
+        parked == Some(0.0)
+    });
+    assert!(
+        freed,
+        "closed watchers still hold {parked:?} slots 2 s after closing"
+    );
+    // A new watcher parks (not 503) and is woken by the next version.
+    let mut w = send(s.addr, &get("/get/w?wait_after=1&timeout=120"));
+    assert!(poll_until(Duration::from_secs(10), || {
+        metric(&mut c, "vkv_watchers") == Some(1.0)
+    }));
+    assert_eq!(c.put("w", &json!(2)).status, 200);
+    let (status, body) = answer(&mut w).expect("the new watcher's answer");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(v["version"], 2);
 }
 
 /// vkv started with the open-files limit `soft`/`hard`: the child, and its
@@ -167,7 +328,7 @@ fn own_hard_limit() -> libc::rlim_t {
 
 #[test]
 fn raises_its_soft_open_files_limit_to_the_hard_limit_and_logs_it() {
-    let _g = common::shared();
+    let _g = shared();
     let hard = own_hard_limit().min(1 << 20);
     assert!(hard > 512, "hard limit {hard}: nothing to raise to");
     let (child, addr, log) = start_with_nofile(256, hard, &["--max-connections", "100"]);
@@ -188,7 +349,7 @@ fn raises_its_soft_open_files_limit_to_the_hard_limit_and_logs_it() {
 
 #[test]
 fn warns_at_start_when_the_hard_limit_is_below_what_the_flags_ask() {
-    let _g = common::shared();
+    let _g = shared();
     let (child, addr, log) = start_with_nofile(200, 300, &["--max-connections", "1000"]);
     assert_eq!(nofile_of(child.child.id()), ("300".into(), "300".into()));
     let log = log.join("\n");
