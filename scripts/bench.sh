@@ -39,6 +39,8 @@
 #                      If missing, the script installs Debian's nginx-light
 #                      with apt-get when run as root, else says how.
 #   BASELINE_BIN       a second vkv binary to measure alongside (optional)
+#   VKV_BIN, CEILING_BIN  binaries to measure instead of this checkout's
+#                      release builds (e.g. another branch's)
 # Other vkv settings can be passed as VKV_* variables (e.g. VKV_SYNC=normal).
 #
 # Needs wrk (Debian/Ubuntu: apt-get install -y wrk), nginx, curl, cargo.
@@ -94,8 +96,8 @@ fi
 
 echo "== building release binaries"
 cargo build --release --bin vkv --example http_ceiling --example fairness
-VKV_BIN=target/release/vkv
-CEILING_BIN=target/release/examples/http_ceiling
+VKV_BIN=${VKV_BIN:-target/release/vkv}
+CEILING_BIN=${CEILING_BIN:-target/release/examples/http_ceiling}
 
 work=$(mktemp -d -t vkv-bench.XXXXXX)
 server_pids=()
