@@ -181,6 +181,18 @@ pub enum OpenError {
         /// The process holding the lock, when the system says.
         pid: Option<u32>,
     },
+    /// The database URL names a backend this build does not include.
+    #[error("{0}")]
+    Unsupported(String),
+    /// PostgreSQL refused to serve the store (unreachable, wrong password,
+    /// no such database, too old a server, a schema newer than this vkv).
+    #[error("cannot open PostgreSQL database {url}: {reason}")]
+    Postgres {
+        /// The URL, its password masked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Starting a background thread failed.
     #[error("cannot start the writer thread: {0}")]
     Thread(#[from] std::io::Error),

@@ -31,6 +31,8 @@ mod writer;
 pub use cache::CacheStats;
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
-pub use storage::{DbStats, KeyInfo, SyncMode, Totals, VersionInfo};
+pub use storage::{
+    DbStats, KeyInfo, SyncMode, Totals, VersionInfo, display_location, is_postgres_url,
+};
 pub use store::{PendingPut, PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use version::{Operation, PutOutcome, Versioned};

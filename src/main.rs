@@ -30,6 +30,14 @@ fn main() -> ExitCode {
 }
 
 fn try_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let file_command = matches!(cli.command, Some(Command::Restore { .. } | Command::Check));
+    if file_command && vkv::is_postgres_url(&cli.db) {
+        return Err(format!(
+            "{}: `vkv restore` and `vkv check` work on SQLite files only (for now)",
+            vkv::display_location(&cli.db)
+        )
+        .into());
+    }
     match &cli.command {
         None => serve(&cli),
         Some(Command::Health) => cli::health_probe(&cli.bind),
@@ -86,7 +94,7 @@ fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         "vkv {} listening on {} (database {}, {} workers{security})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
-        store.path().display(),
+        store.location(),
         cli.workers
     );
     let signal = signals

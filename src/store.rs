@@ -20,7 +20,9 @@ use serde_json::value::RawValue;
 use crate::cache::{CacheStats, LatestCache};
 use crate::error::{OpenError, StoreError};
 use crate::key::validate_key;
-use crate::storage::{self, DbStats, Done, KeyInfo, Op, Reads, SyncMode, VersionInfo};
+use crate::storage::{
+    self, DbStats, Done, Fresh, Hooks, KeyInfo, Op, Reads, SyncMode, VersionInfo,
+};
 use crate::value::check_value;
 use crate::version::{PutOutcome, Versioned};
 use crate::watch::{Subscription, Watchers};
@@ -113,9 +115,14 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store described by `config`.
     pub fn open(config: StoreConfig) -> Result<Store, OpenError> {
-        let backend = storage::open(&config)?;
-        let cache = Arc::new(LatestCache::new(config.cache_size));
         let watchers = Arc::new(Watchers::new(config.max_watchers));
+        let backend = storage::open(
+            &config,
+            Hooks {
+                watchers: Arc::clone(&watchers),
+            },
+        )?;
+        let cache = Arc::new(LatestCache::new(config.cache_size));
         let counters = Arc::new(WriterCounters::default());
         let fault = Arc::new(WriteFault::default());
         let ctx = WriterContext {
@@ -262,12 +269,29 @@ impl Store {
     }
 
     /// The latest version of `key` including a tombstone, through the cache.
+    /// When other processes write the same database (PostgreSQL), a cached
+    /// entry is only served once the database confirms it is still the
+    /// latest (one round trip that carries the value only if it changed):
+    /// no read returns a version older than a write acknowledged anywhere
+    /// before the read began.
     fn head(&self, key: &str) -> Result<Option<Arc<Versioned>>, StoreError> {
         let inner = &self.inner;
-        if let Some(hit) = inner.cache.get(key, None) {
-            return Ok(Some(hit));
-        }
+        let cached = inner.cache.get(key, None);
         let ticket = inner.cache.ticket(key);
+        if let Some(hit) = cached {
+            if inner.reads.sole_writer() {
+                return Ok(Some(hit));
+            }
+            return match inner.reads.latest_unless(key, &hit)? {
+                Fresh::Same => Ok(Some(hit)),
+                Fresh::Changed(None) => Ok(None),
+                Fresh::Changed(Some(found)) => {
+                    let found = Arc::new(found);
+                    inner.cache.insert_if_unchanged(ticket, Arc::clone(&found));
+                    Ok(Some(found))
+                }
+            };
+        }
         let Some(found) = inner.reads.latest(key)? else {
             return Ok(None);
         };
@@ -303,7 +327,7 @@ impl Store {
     /// above version `after`, else a subscription that receives the first
     /// newer version committed (for callers that park the wait).
     pub fn subscribe(&self, key: &str, after: u64) -> Result<Watch, StoreError> {
-        self.watch(key, after, |w| w.subscribe(key))
+        self.watch(key, after, |w, seen| w.subscribe(key, seen))
     }
 
     /// Like [`Store::subscribe`], but the first newer version committed is
@@ -317,22 +341,24 @@ impl Store {
         after: u64,
         then: impl FnOnce(Option<Arc<Versioned>>) + Send + 'static,
     ) -> Result<Watch, StoreError> {
-        self.watch(key, after, |w| w.subscribe_then(key, Box::new(then)))
+        self.watch(key, after, |w, seen| {
+            w.subscribe_then(key, seen, Box::new(then))
+        })
     }
 
     fn watch(
         &self,
         key: &str,
         after: u64,
-        register: impl FnOnce(&Arc<Watchers>) -> Result<Subscription, StoreError>,
+        register: impl FnOnce(&Arc<Watchers>, u64) -> Result<Subscription, StoreError>,
     ) -> Result<Watch, StoreError> {
         validate_key(key)?;
-        if let Some(v) = self.head(key)?
-            && v.version > after
-        {
-            return Ok(Watch::Ready(v));
-        }
-        let sub = register(&self.inner.watchers)?;
+        let seen = match self.head(key)? {
+            Some(v) if v.version > after => return Ok(Watch::Ready(v)),
+            Some(v) => v.version,
+            None => 0,
+        };
+        let sub = register(&self.inner.watchers, seen)?;
         // A commit between the check above and the registration would be
         // missed: look again now that we are registered.
         match self.head(key)? {
@@ -400,9 +426,21 @@ impl Store {
         Ok(())
     }
 
-    /// The database file.
+    /// The database file (or PostgreSQL URL) as configured.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The database as it may be logged: the file, or the PostgreSQL URL
+    /// with its password masked.
+    pub fn location(&self) -> String {
+        storage::display_location(&self.inner.path)
+    }
+
+    /// Whether the store is on PostgreSQL (several vkv processes may share
+    /// it) rather than a SQLite file.
+    pub fn is_postgres(&self) -> bool {
+        storage::is_postgres_url(&self.inner.path)
     }
 
     /// Commits every queued write and stops the writer. Later writes fail

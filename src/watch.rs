@@ -43,7 +43,9 @@ impl Waiter {
     }
 }
 
-type Waiters = HashMap<String, Vec<(u64, Waiter)>>;
+/// Per key: (id, the latest version the watcher saw when it registered, how
+/// to tell it).
+type Waiters = HashMap<String, Vec<(u64, u64, Waiter)>>;
 
 /// The registry of waiting watchers.
 pub struct Watchers {
@@ -80,10 +82,11 @@ impl Watchers {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a watcher on `key`.
-    pub fn subscribe(self: &Arc<Self>, key: &str) -> Result<Subscription, StoreError> {
+    /// Registers a watcher on `key`, whose latest version was `seen` (0:
+    /// none) when it looked: only a newer version wakes it.
+    pub fn subscribe(self: &Arc<Self>, key: &str, seen: u64) -> Result<Subscription, StoreError> {
         let (tx, rx) = bounded(1);
-        self.register(key, Waiter::Channel(tx), rx)
+        self.register(key, seen, Waiter::Channel(tx), rx)
     }
 
     /// Registers a watcher on `key` that is called instead of sent to (its
@@ -91,14 +94,16 @@ impl Watchers {
     pub fn subscribe_then(
         self: &Arc<Self>,
         key: &str,
+        seen: u64,
         then: OnChange,
     ) -> Result<Subscription, StoreError> {
-        self.register(key, Waiter::Call(then), crossbeam_channel::never())
+        self.register(key, seen, Waiter::Call(then), crossbeam_channel::never())
     }
 
     fn register(
         self: &Arc<Self>,
         key: &str,
+        seen: u64,
         waiter: Waiter,
         rx: Receiver<Arc<Versioned>>,
     ) -> Result<Subscription, StoreError> {
@@ -111,7 +116,9 @@ impl Watchers {
         if n >= self.max {
             return Err(StoreError::TooManyWatchers(n));
         }
-        w.entry(key.to_string()).or_default().push((id, waiter));
+        w.entry(key.to_string())
+            .or_default()
+            .push((id, seen, waiter));
         self.count.fetch_add(1, Ordering::AcqRel);
         Ok(Subscription {
             watchers: Arc::clone(self),
@@ -121,19 +128,43 @@ impl Watchers {
         })
     }
 
-    /// Writer path: hands `version` to every watcher of its key.
+    /// Writer path: hands `version` to every watcher of its key that saw
+    /// an older one. (A commit of this process is always newer; a version
+    /// read after another replica's `NOTIFY` may not be.)
     pub fn notify(&self, version: &Arc<Versioned>) {
         if self.count.load(Ordering::Acquire) == 0 {
             return;
         }
-        let list = self.lock().remove(&version.key);
-        if let Some(list) = list {
-            self.count.fetch_sub(list.len(), Ordering::AcqRel);
-            // Outside the lock: a callback may subscribe or read.
-            for (_, waiter) in list {
-                waiter.deliver(Some(version));
+        let woken = {
+            let mut w = self.lock();
+            let Some(list) = w.get_mut(&version.key) else {
+                return;
+            };
+            let (woken, waiting): (Vec<_>, Vec<_>) = std::mem::take(list)
+                .into_iter()
+                .partition(|(_, seen, _)| *seen < version.version);
+            if waiting.is_empty() {
+                w.remove(&version.key);
+            } else {
+                *list = waiting;
             }
+            self.count.fetch_sub(woken.len(), Ordering::AcqRel);
+            woken
+        };
+        // Outside the lock: a callback may subscribe or read.
+        for (_, _, waiter) in woken {
+            waiter.deliver(Some(version));
         }
+    }
+
+    /// Whether any watcher waits on `key`.
+    pub fn is_watched(&self, key: &str) -> bool {
+        self.count.load(Ordering::Acquire) > 0 && self.lock().contains_key(key)
+    }
+
+    /// The keys watchers wait on now.
+    pub fn watched_keys(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
     }
 
     /// Watchers waiting now.
@@ -154,7 +185,7 @@ impl Watchers {
             self.count.store(0, Ordering::Release);
             std::mem::take(&mut *w)
         };
-        for (_, waiter) in all.into_values().flatten() {
+        for (_, _, waiter) in all.into_values().flatten() {
             waiter.deliver(None);
         }
     }
@@ -163,7 +194,7 @@ impl Watchers {
         let mut w = self.lock();
         if let Some(list) = w.get_mut(key) {
             let before = list.len();
-            list.retain(|(i, _)| *i != id);
+            list.retain(|(i, _, _)| *i != id);
             self.count.fetch_sub(before - list.len(), Ordering::AcqRel);
             if list.is_empty() {
                 w.remove(key);

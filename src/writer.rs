@@ -208,7 +208,7 @@ fn commit_and_answer(conn: &mut Box<dyn Committer>, batch: Vec<(Op, Reply)>, ctx
                 reply.send(result);
             }
         }
-        Err(e) if batch.len() == 1 => {
+        Err(e) if batch.len() == 1 || !conn.may_retry_alone() => {
             log::warn!("write failed: {e}");
             ctx.fault.set(Some(e.clone()));
             for (_, reply) in batch {

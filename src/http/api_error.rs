@@ -89,7 +89,9 @@ impl From<StoreError> for ApiError {
                 api.fields.push(("key", key.into()));
                 api.fields.push(("current_version", current.into()));
             }
-            StoreError::TooManyWatchers(_) => api.headers.push(("Retry-After", "1".into())),
+            StoreError::TooManyWatchers(_) | StoreError::Unavailable(_) => {
+                api.headers.push(("Retry-After", "1".into()))
+            }
             _ => {}
         }
         api

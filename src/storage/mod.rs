@@ -11,8 +11,14 @@
 //! - [`Committer`]: the writer thread's connection, which applies one batch
 //!   of operations in one transaction.
 //!
-//! Today's backend is SQLite (`sqlite/`): one file, one process, so the
-//! writer thread is the only writer and the cache is authoritative.
+//! Two backends:
+//! - SQLite (`sqlite/`, the default): one file, one process, so the writer
+//!   thread is the only writer and the cache is authoritative;
+//! - PostgreSQL (`postgres/`, feature `postgres`, selected by a
+//!   `postgres://` or `postgresql://` URL): any number of vkv processes on
+//!   one database, so every read of a latest version is confirmed by the
+//!   database ([`Reads::latest_unless`]) and watchers are woken by
+//!   `NOTIFY` as well as by this process's own commits.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +29,8 @@ use crate::error::{OpenError, StoreError};
 use crate::store::StoreConfig;
 use crate::version::Versioned;
 
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 /// How hard SQLite syncs a commit to disk.
@@ -146,9 +154,37 @@ pub(crate) trait Reads: Send + Sync {
     /// Totals, in constant time.
     fn stats(&self) -> Result<DbStats, StoreError>;
 
+    /// Whether this process's writer thread is the only writer of the
+    /// database, so that what it put in the cache is the truth (SQLite). If
+    /// not (PostgreSQL, several replicas), a cached latest version must be
+    /// confirmed with [`Reads::latest_unless`] before it is served.
+    fn sole_writer(&self) -> bool {
+        true
+    }
+
+    /// The latest version of `key`, unless it is still `known` (same
+    /// version and timestamp): then [`Fresh::Same`], and the value is not
+    /// transferred. One round trip.
+    fn latest_unless(&self, key: &str, known: &Versioned) -> Result<Fresh, StoreError> {
+        Ok(match self.latest(key)? {
+            Some(v) if v.version == known.version && v.timestamp_ms == known.timestamp_ms => {
+                Fresh::Same
+            }
+            other => Fresh::Changed(other),
+        })
+    }
+
     /// `Ok` when the database answers a query and would take a write (for
     /// `/health`; cheap, no write).
     fn check(&self) -> Result<(), StoreError>;
+}
+
+/// What [`Reads::latest_unless`] found.
+pub(crate) enum Fresh {
+    /// The known version is still the latest.
+    Same,
+    /// Another one is (or none: the key was purged).
+    Changed(Option<Versioned>),
 }
 
 /// The writer thread's side of a backend: applies batches of operations.
@@ -158,6 +194,14 @@ pub(crate) trait Committer: Send {
     /// The outer `Err`: the transaction failed as a whole and nothing of it
     /// was committed (the writer then retries each operation alone).
     fn commit(&mut self, ops: &[&Op]) -> Result<Outcomes, StoreError>;
+
+    /// Whether, after `commit` failed as a whole, each operation may be
+    /// retried alone. Not when the outcome of the commit is unknown (the
+    /// connection was lost while `COMMIT` was in flight): a retry could
+    /// apply a write twice.
+    fn may_retry_alone(&self) -> bool {
+        true
+    }
 
     /// Called once when the writer stops, after its last commit.
     fn close(&mut self) {}
@@ -169,8 +213,66 @@ pub(crate) struct Backend {
     pub committer: Box<dyn Committer>,
 }
 
+/// What the backend may need from the layers above it: PostgreSQL wakes
+/// this process's watchers on other replicas' commits.
+pub(crate) struct Hooks {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub watchers: Arc<crate::watch::Watchers>,
+}
+
+/// Whether `db` names a PostgreSQL database (`postgres://` or
+/// `postgresql://` URL) rather than a SQLite file.
+pub fn is_postgres_url(db: &Path) -> bool {
+    db.to_str()
+        .is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+}
+
+/// `db` as it may be shown in logs and `/db/stats`: a PostgreSQL URL with
+/// its password masked, a file path as it is.
+pub fn display_location(db: &Path) -> String {
+    match db.to_str() {
+        Some(url) if is_postgres_url(db) => mask_password(url),
+        _ => db.display().to_string(),
+    }
+}
+
+/// The URL with the password (in the user-info part or a `password=`
+/// parameter) replaced by `***`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{hosts}"),
+            None => format!("{userinfo}@{hosts}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// Opens the backend `config` names (creating and migrating its schema).
-pub(crate) fn open(config: &StoreConfig) -> Result<Backend, OpenError> {
+pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenError> {
+    if is_postgres_url(&config.path) {
+        return open_postgres(config, hooks);
+    }
+    drop(hooks);
     sqlite::open(config)
 }
 
@@ -249,13 +351,27 @@ pub(crate) trait Import {
 /// Opens the store at `location` for a dump (it must exist; it may be in
 /// use by a running server).
 pub(crate) fn open_export(location: &Path) -> Result<Box<dyn Export>, OpenError> {
+    refuse_postgres_bulk(location)?;
     sqlite::bulk::open_export(location)
 }
 
 /// Opens the store at `location` for a load (created and migrated if
 /// needed; refused while a server holds it, where the backend can tell).
 pub(crate) fn open_import(location: &Path) -> Result<Box<dyn Import>, OpenError> {
+    refuse_postgres_bulk(location)?;
     sqlite::bulk::open_import(location)
+}
+
+/// Until the PostgreSQL side of the bulk seam exists: a clear refusal
+/// (never a file error quoting the URL, password and all).
+fn refuse_postgres_bulk(location: &Path) -> Result<(), OpenError> {
+    if is_postgres_url(location) {
+        return Err(OpenError::Unsupported(format!(
+            "{}: copying from or to PostgreSQL is not supported yet",
+            display_location(location)
+        )));
+    }
+    Ok(())
 }
 
 /// Streams two ordered row sources as one dump: `heads` in key order,
@@ -288,5 +404,45 @@ where
             Some(Err(e)) => return Err(e.into()),
             None => return Ok(()),
         }
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenError> {
+    postgres::open(config, hooks)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(config: &StoreConfig, _: Hooks) -> Result<Backend, OpenError> {
+    Err(OpenError::Unsupported(format!(
+        "{}: this vkv was built without PostgreSQL support; rebuild with \
+         `cargo build --release --features postgres`",
+        display_location(&config.path)
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked_wherever_libpq_takes_them() {
+        let cases = [
+            (
+                "postgres://vkv:s3cr%40t@db1:5432,db2:5433/kv?target_session_attrs=read-write",
+                "postgres://vkv:***@db1:5432,db2:5433/kv?target_session_attrs=read-write",
+            ),
+            (
+                "postgresql://vkv@db/kv?password=s3cret&connect_timeout=3",
+                "postgresql://vkv@db/kv?password=***&connect_timeout=3",
+            ),
+            ("postgres://db/kv", "postgres://db/kv"),
+            ("postgres://u:p@db", "postgres://u:***@db"),
+        ];
+        for (url, masked) in cases {
+            assert_eq!(display_location(Path::new(url)), masked);
+        }
+        assert_eq!(display_location(Path::new("kv_store.db")), "kv_store.db");
+        assert!(!is_postgres_url(Path::new("postgres.db")));
     }
 }

@@ -125,3 +125,22 @@ fn bad_configuration_is_refused_at_start() {
         .unwrap();
     assert!(!out.status.success(), "VKV_CACHE_SIZE=-1 was accepted");
 }
+
+/// Without the `postgres` feature a PostgreSQL URL is refused at start with
+/// a message naming the feature (and the password masked).
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn a_postgres_url_is_refused_by_a_build_without_the_feature() {
+    for scheme in ["postgres", "postgresql"] {
+        let url = format!("{scheme}://vkv:hunter2@127.0.0.1:1/kv");
+        let out = crate::common::run(&["--bind", "127.0.0.1:0", "--db", &url]);
+        assert!(!out.status.success(), "{url} was accepted");
+        let text = crate::common::output_text(&out);
+        assert!(text.contains("--features postgres"), "{text}");
+        assert!(
+            text.contains(&format!("{scheme}://vkv:***@127.0.0.1:1/kv")),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "password logged: {text}");
+    }
+}

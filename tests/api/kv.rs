@@ -143,7 +143,12 @@ fn db_stats_health_and_head() {
     assert_eq!(st["total_keys"], 2);
     assert_eq!(st["total_versions"], 3);
     assert!(st["file_size_bytes"].as_u64().unwrap() > 0);
-    assert_eq!(st["journal_mode"], "wal");
+    let journal = if crate::common::on_postgres() {
+        "postgresql"
+    } else {
+        "wal"
+    };
+    assert_eq!(st["journal_mode"], journal);
     let h = c.get("/health");
     assert_eq!((h.status, h.json()), (200, json!({"status": "ok"})));
     let r = c.request("HEAD", "/get/x", &[], b"");

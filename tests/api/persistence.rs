@@ -90,6 +90,11 @@ fn sigterm_during_writes_exits_zero_and_keeps_every_ack() {
 
 #[test]
 fn a_second_server_on_the_same_file_refuses_to_start() {
+    if crate::common::sqlite_only(
+        "the lock on the SQLite file; replicas share a PostgreSQL database",
+    ) {
+        return;
+    }
     let s = Server::start(&[]);
     let Err((status, log)) = Server::try_start_on(&s.db, &[], &[]) else {
         panic!("second server started");
@@ -103,6 +108,9 @@ fn a_second_server_on_the_same_file_refuses_to_start() {
 /// served database is refused too, naming the process that holds it.
 #[test]
 fn a_second_server_through_a_hard_link_or_symlink_refuses_to_start() {
+    if crate::common::sqlite_only("links to the SQLite file") {
+        return;
+    }
     let s = Server::start(&[]);
     let mut c = s.client();
     assert_eq!(c.put("k", &json!("first")).status, 200);
@@ -154,6 +162,9 @@ fn a_second_server_through_a_hard_link_or_symlink_refuses_to_start() {
 
 #[test]
 fn a_foreign_or_corrupt_file_is_refused_with_its_name() {
+    if crate::common::sqlite_only("a junk SQLite file") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 8192]).unwrap();

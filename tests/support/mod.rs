@@ -1,6 +1,8 @@
 //! The one test harness, shared by the `api`, `security` and `faults` test
 //! binaries (each includes it as `mod common` with `#[path]`): runs the real
-//! `vkv` binary on 127.0.0.1:0 with a temporary SQLite file, and a minimal
+//! `vkv` binary on 127.0.0.1:0 with a temporary SQLite file (or, with
+//! `VKV_TEST_PG` set, a fresh PostgreSQL database: see [`pg_admin_url`]),
+//! and a minimal
 //! HTTP/1.1 client over a real socket (plain TCP, or any stream such as
 //! TLS). Every socket has a timeout and every wait a deadline, so nothing
 //! here hangs; conditions are polled with [`poll_until`], never slept on.
@@ -111,6 +113,88 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     status
 }
 
+/// The PostgreSQL backend parameter of the harness. With `VKV_TEST_PG` set
+/// to an admin URL (`postgres://postgres:PASSWORD@127.0.0.1:PORT/postgres`,
+/// as `scripts/pg-cluster.sh start` prints) and vkv built with
+/// `--features postgres`, every server the harness starts runs on
+/// PostgreSQL: the SQLite path a test asks for names a database instead
+/// (the same path, the same database, so restart tests restart on their
+/// data). Unset: SQLite, as always.
+pub fn pg_admin_url() -> Option<String> {
+    std::env::var("VKV_TEST_PG").ok().filter(|u| !u.is_empty())
+}
+
+/// Whether the servers of this run are on PostgreSQL.
+pub fn on_postgres() -> bool {
+    pg_admin_url().is_some()
+}
+
+/// For a test that is about the SQLite file itself: true (the test returns
+/// at once, saying why) when this run is on PostgreSQL. Each use is a named
+/// exception to "every API test passes on both backends".
+pub fn sqlite_only(why: &str) -> bool {
+    if on_postgres() {
+        eprintln!("not run on PostgreSQL: {why}");
+        return true;
+    }
+    false
+}
+
+/// `admin` with its database name replaced by `name`.
+pub fn pg_url_for(admin: &str, name: &str) -> String {
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// Runs `psql` on the admin URL; panics with its output on failure.
+pub fn psql(admin: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([admin, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql (Debian package postgresql-client)");
+    assert!(
+        out.status.success(),
+        "psql {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The PostgreSQL database that stands for the SQLite file `db` (created if
+/// missing), as a URL vkv takes.
+fn pg_database_for(admin: &str, db: &Path) -> PathBuf {
+    if db.to_string_lossy().starts_with("postgres") {
+        return db.to_path_buf();
+    }
+    // FNV-1a of the path: a stable name, so a restart finds its data.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in db.as_os_str().as_encoded_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+    }
+    let name = format!("vkvt_{h:016x}");
+    static CREATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
+    if !created.contains(&name) {
+        let exists = psql(
+            admin,
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+        );
+        if exists == "0" {
+            psql(admin, &format!("CREATE DATABASE {name}"));
+        }
+        created.push(name.clone());
+    }
+    PathBuf::from(pg_url_for(admin, &name))
+}
+
 /// A running `vkv` process.
 pub struct Server {
     child: Child,
@@ -142,12 +226,17 @@ impl Server {
 
     /// Starts vkv on `db` with `args` and extra environment variables; on
     /// failure returns its exit status and log. Every server of every test
-    /// binary starts here.
+    /// binary starts here. On PostgreSQL runs (`VKV_TEST_PG`), `db` names
+    /// the database that stands for it.
     pub fn try_start_on(
         db: &Path,
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Server, (Option<ExitStatus>, Vec<String>)> {
+        let db = &match pg_admin_url() {
+            Some(admin) => pg_database_for(&admin, db),
+            None => db.to_path_buf(),
+        };
         let mut child = vkv()
             .args(["--bind", "127.0.0.1:0", "--db"])
             .arg(db)

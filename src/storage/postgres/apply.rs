@@ -1,0 +1,488 @@
+//! The PostgreSQL write side: the writer thread's connection, and how one
+//! group of operations becomes one transaction, whatever other replicas
+//! write at the same time.
+//!
+//! One transaction, three round trips whatever the group's size:
+//! 1. `BEGIN`;
+//! 2. lock the head row of every key the group touches, in key order (one
+//!    `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`, which also creates a
+//!    placeholder head, `latest = 0`, for a key that has none, so a new key
+//!    is locked too). Writers on other replicas touching the same keys wait
+//!    here; key order means they cannot deadlock each other (and a deadlock
+//!    or serialization failure the server reports anyway is retried);
+//! 3. with the heads locked, every operation is decided here, in order, in
+//!    memory: conditions, version numbers (head + 1: dense per key),
+//!    tombstones, retention, a batch all or nothing; then one statement
+//!    writes it all (new version rows, heads, rows retention drops, this
+//!    replica's counters shard, placeholders nobody wrote, and a `NOTIFY`
+//!    per key for the watchers of other replicas); then `COMMIT`.
+//!
+//! A purge is the exception: what is staged before it is written first, then
+//! the purge runs as its own statement.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+
+use super::conn::{PgConn, is_retryable};
+use super::reads::db_int;
+use crate::error::StoreError;
+use crate::storage::{Committer, Done, Op, Outcomes, PutItem};
+use crate::version::{Versioned, now_ms};
+
+/// The channel replicas `NOTIFY` on.
+pub(crate) const CHANNEL: &str = "vkv";
+
+/// Attempts of one group when the server reports a deadlock or a
+/// serialization failure.
+const ATTEMPTS: u32 = 8;
+
+/// The writer thread's connection to PostgreSQL, reconnected on demand.
+pub(crate) struct PgCommitter {
+    pub config: postgres::Config,
+    pub conn: Option<PgConn>,
+    /// This replica's row of the counters table.
+    pub shard: i32,
+    /// Keep at most this many versions per key (0: all).
+    pub max_versions: u64,
+    /// Set when the connection was lost while `COMMIT` was in flight.
+    pub outcome_unknown: bool,
+    /// Tells the `LISTEN` thread to stop.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Why an attempt failed.
+enum TxError {
+    Pg(postgres::Error),
+    /// The connection failed while `COMMIT` was in flight.
+    AtCommit(postgres::Error),
+}
+
+impl From<postgres::Error> for TxError {
+    fn from(e: postgres::Error) -> Self {
+        TxError::Pg(e)
+    }
+}
+
+impl PgCommitter {
+    fn connection(&mut self) -> Result<&mut PgConn, StoreError> {
+        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            self.conn = None;
+            // Any failure to connect (refused, down, in recovery, not
+            // accepting connections) is the database being unavailable.
+            let client = self.config.connect(postgres::NoTls).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL: {}",
+                    super::describe(&e)
+                ))
+            })?;
+            self.conn = Some(PgConn::new(client));
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Internal("no connection".into()))
+    }
+}
+
+impl Committer for PgCommitter {
+    fn commit(&mut self, ops: &[&Op]) -> Result<Outcomes, StoreError> {
+        self.outcome_unknown = false;
+        let (shard, max_versions) = (self.shard, self.max_versions);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let conn = self.connection()?;
+            let result = transaction(conn, ops, shard, max_versions);
+            let e = match result {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(TxError::AtCommit(e)) => {
+                    self.outcome_unknown = true;
+                    e
+                }
+                Err(TxError::Pg(e)) => {
+                    // Leave the connection usable for the next attempt.
+                    if !conn.client.is_closed() {
+                        let _ = conn.client.batch_execute("ROLLBACK");
+                    }
+                    e
+                }
+            };
+            if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+                self.conn = None;
+            }
+            if is_retryable(&e) && attempt < ATTEMPTS {
+                log::debug!("write transaction retried ({e})");
+                std::thread::sleep(Duration::from_millis(u64::from(attempt)));
+                continue;
+            }
+            return Err(e.into());
+        }
+    }
+
+    fn may_retry_alone(&self) -> bool {
+        !self.outcome_unknown
+    }
+
+    fn close(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// A key's head as this transaction sees it (locked).
+#[derive(Clone)]
+struct Head {
+    latest: u64,
+    ts_ms: i64,
+    deleted: bool,
+    first_kept: u64,
+    /// `first_kept` as stored: rows below a higher one are to be removed.
+    stored_first_kept: u64,
+    /// Changed since it was locked (or last written).
+    dirty: bool,
+}
+
+/// A version row to insert.
+struct NewRow<'a> {
+    key: &'a str,
+    version: u64,
+    value: &'a str,
+    deleted: bool,
+}
+
+/// What the group has decided so far and not yet written.
+struct Stage<'a> {
+    heads: HashMap<&'a str, Head>,
+    rows: Vec<NewRow<'a>>,
+    keys_delta: i64,
+    /// Keys to `NOTIFY` about.
+    notify: BTreeSet<&'a str>,
+    ts: i64,
+    max_versions: u64,
+}
+
+fn transaction(
+    conn: &mut PgConn,
+    ops: &[&Op],
+    shard: i32,
+    max_versions: u64,
+) -> Result<Outcomes, TxError> {
+    let mut keys: BTreeSet<&str> = BTreeSet::new();
+    for op in ops {
+        match op {
+            Op::Put(item) => {
+                keys.insert(&item.key);
+            }
+            Op::Batch(items) => keys.extend(items.iter().map(|i| i.key.as_str())),
+            Op::Delete(key) | Op::Purge(key) => {
+                keys.insert(key);
+            }
+            Op::Probe => {}
+        }
+    }
+    conn.client.batch_execute("BEGIN")?;
+    let mut stage = Stage {
+        heads: lock_heads(conn, &keys)?,
+        rows: Vec::new(),
+        keys_delta: 0,
+        notify: BTreeSet::new(),
+        ts: now_ms(),
+        max_versions,
+    };
+    let mut outcomes = Vec::with_capacity(ops.len());
+    for &op in ops {
+        let outcome = match op {
+            Op::Put(item) => stage.put(item).map(|v| Done::Written(vec![v])),
+            Op::Batch(items) => stage.batch(items),
+            Op::Delete(key) => stage.delete(key),
+            Op::Purge(key) => match stage.heads.get(key.as_str()) {
+                Some(h) if h.latest > 0 => {
+                    flush(conn, &mut stage, shard, false)?;
+                    let versions = purge(conn, key, shard)?;
+                    stage.heads.insert(key, Head::absent());
+                    Ok(Done::Purged {
+                        key: key.clone(),
+                        versions,
+                    })
+                }
+                _ => Err(StoreError::KeyNotFound(key.clone())),
+            },
+            Op::Probe => Ok(Done::Written(Vec::new())),
+        };
+        outcomes.push(outcome);
+    }
+    flush(conn, &mut stage, shard, true)?;
+    conn.client
+        .batch_execute("COMMIT")
+        .map_err(TxError::AtCommit)?;
+    Ok(outcomes)
+}
+
+/// Locks (creating placeholders for) the head rows of `keys`, in order.
+fn lock_heads<'a>(
+    conn: &mut PgConn,
+    keys: &BTreeSet<&'a str>,
+) -> Result<HashMap<&'a str, Head>, postgres::Error> {
+    let mut heads = HashMap::with_capacity(keys.len());
+    if keys.is_empty() {
+        return Ok(heads);
+    }
+    let wanted: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let rows = conn.query(
+        "INSERT INTO vkv_keys (key, latest, ts_ms)
+         SELECT k, 0, 0 FROM unnest($1::bytea[]) AS k ORDER BY k
+         ON CONFLICT (key) DO UPDATE SET latest = vkv_keys.latest
+         RETURNING key, latest, ts_ms, deleted, first_kept",
+        &[&wanted],
+    )?;
+    let by_bytes: HashMap<&[u8], &'a str> = keys.iter().map(|k| (k.as_bytes(), *k)).collect();
+    for r in rows {
+        let key: &[u8] = r.try_get(0)?;
+        let Some(&k) = by_bytes.get(key) else {
+            continue;
+        };
+        let first_kept = r.try_get::<_, i64>(4)?.max(1) as u64;
+        heads.insert(
+            k,
+            Head {
+                latest: r.try_get::<_, i64>(1)?.max(0) as u64,
+                ts_ms: r.try_get(2)?,
+                deleted: r.try_get(3)?,
+                first_kept,
+                stored_first_kept: first_kept,
+                dirty: false,
+            },
+        );
+    }
+    Ok(heads)
+}
+
+impl Head {
+    /// A key with no version (a placeholder row).
+    fn absent() -> Head {
+        Head {
+            latest: 0,
+            ts_ms: 0,
+            deleted: false,
+            first_kept: 1,
+            stored_first_kept: 1,
+            dirty: false,
+        }
+    }
+}
+
+impl<'a> Stage<'a> {
+    fn put(&mut self, item: &'a PutItem) -> Result<Arc<Versioned>, StoreError> {
+        self.write(&item.key, &item.value, item.expect, false)
+    }
+
+    /// The next version of `key` (a tombstone if `deleted`).
+    fn write(
+        &mut self,
+        key: &'a str,
+        value: &'a RawValue,
+        expect: Option<u64>,
+        deleted: bool,
+    ) -> Result<Arc<Versioned>, StoreError> {
+        let head = self
+            .heads
+            .get_mut(key)
+            .ok_or_else(|| StoreError::Internal(format!("key '{key}' was not locked")))?;
+        let current = head.latest;
+        if let Some(expected) = expect
+            && expected != current
+        {
+            return Err(StoreError::Conflict {
+                key: key.to_string(),
+                expected,
+                current,
+            });
+        }
+        let version = current + 1;
+        if current == 0 {
+            self.keys_delta += 1;
+        }
+        head.latest = version;
+        head.ts_ms = self.ts;
+        head.deleted = deleted;
+        head.dirty = true;
+        if self.max_versions > 0 && version - head.first_kept + 1 > self.max_versions {
+            head.first_kept = version - self.max_versions + 1;
+        }
+        self.rows.push(NewRow {
+            key,
+            version,
+            value: value.get(),
+            deleted,
+        });
+        self.notify.insert(key);
+        Ok(Arc::new(Versioned {
+            key: key.to_string(),
+            version,
+            timestamp_ms: self.ts,
+            deleted,
+            value: value.to_owned(),
+        }))
+    }
+
+    /// Every item or none: on a refusal, the stage is put back as it was.
+    fn batch(&mut self, items: &'a [PutItem]) -> Result<Done, StoreError> {
+        let saved: Vec<(&'a str, Option<Head>)> = items
+            .iter()
+            .map(|i| (i.key.as_str(), self.heads.get(i.key.as_str()).cloned()))
+            .collect();
+        let (rows, keys_delta, notify) = (self.rows.len(), self.keys_delta, self.notify.clone());
+        let written: Result<Vec<_>, _> = items.iter().map(|i| self.put(i)).collect();
+        if written.is_err() {
+            for (key, head) in saved.into_iter().rev() {
+                if let Some(h) = head {
+                    self.heads.insert(key, h);
+                }
+            }
+            self.rows.truncate(rows);
+            self.keys_delta = keys_delta;
+            self.notify = notify;
+        }
+        written.map(Done::Written)
+    }
+
+    fn delete(&mut self, key: &'a str) -> Result<Done, StoreError> {
+        match self.heads.get(key) {
+            Some(h) if h.latest > 0 && h.deleted => Err(StoreError::Deleted {
+                key: key.to_string(),
+                version: h.latest,
+            }),
+            Some(h) if h.latest > 0 => self
+                .write(key, RawValue::NULL, None, true)
+                .map(|v| Done::Written(vec![v])),
+            _ => Err(StoreError::KeyNotFound(key.to_string())),
+        }
+    }
+}
+
+/// Writes what `stage` holds in one statement; `last`: also removes the
+/// placeholders no operation wrote and sends the notifications.
+fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Result<(), TxError> {
+    // Rows that retention drops within this same group are never inserted.
+    let rows: Vec<&NewRow<'_>> = stage
+        .rows
+        .iter()
+        .filter(|r| {
+            stage
+                .heads
+                .get(r.key)
+                .is_none_or(|h| r.version >= h.first_kept)
+        })
+        .collect();
+    let (mut hk, mut hl, mut ht, mut hd, mut hf) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut tk, mut tf, mut gone) = (vec![], vec![], vec![]);
+    for (key, h) in &stage.heads {
+        if h.dirty {
+            hk.push(key.as_bytes());
+            hl.push(db_int(h.latest));
+            ht.push(h.ts_ms);
+            hd.push(h.deleted);
+            hf.push(db_int(h.first_kept));
+        }
+        if h.first_kept > h.stored_first_kept {
+            tk.push(key.as_bytes());
+            tf.push(db_int(h.first_kept));
+        }
+        if last && h.latest == 0 {
+            gone.push(key.as_bytes());
+        }
+    }
+    let rk: Vec<&[u8]> = rows.iter().map(|r| r.key.as_bytes()).collect();
+    let rv: Vec<i64> = rows.iter().map(|r| db_int(r.version)).collect();
+    let rt: Vec<i64> = vec![stage.ts; rows.len()];
+    let rval: Vec<&str> = rows.iter().map(|r| r.value).collect();
+    let rdel: Vec<bool> = rows.iter().map(|r| r.deleted).collect();
+    let notify: Vec<String> = if last {
+        stage.notify.iter().map(|k| hex(k.as_bytes())).collect()
+    } else {
+        Vec::new()
+    };
+    let inserted = rows.len() as i64;
+    conn.query(
+        "WITH ins AS (
+             INSERT INTO vkv_versions (key, version, ts_ms, value, deleted)
+             SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[])
+         ), heads AS (
+             UPDATE vkv_keys k SET latest = h.latest, ts_ms = h.ts_ms, deleted = h.deleted,
+                 first_kept = h.first_kept
+             FROM unnest($6::bytea[], $7::bigint[], $8::bigint[], $9::bool[], $10::bigint[])
+                 AS h(key, latest, ts_ms, deleted, first_kept)
+             WHERE k.key = h.key
+         ), trimmed AS (
+             DELETE FROM vkv_versions v USING unnest($11::bytea[], $12::bigint[]) AS t(key, first_kept)
+             WHERE v.key = t.key AND v.version < t.first_kept
+             RETURNING 1
+         ), gone AS (
+             DELETE FROM vkv_keys WHERE key = ANY($13::bytea[]) AND latest = 0
+         ), counted AS (
+             UPDATE vkv_counters SET keys = keys + $14,
+                 versions = versions + $15 - (SELECT count(*) FROM trimmed)
+             WHERE shard = $16
+         )
+         SELECT count(pg_notify($17, n)) FROM unnest($18::text[]) AS n",
+        &[
+            &rk,
+            &rv,
+            &rt,
+            &rval,
+            &rdel,
+            &hk,
+            &hl,
+            &ht,
+            &hd,
+            &hf,
+            &tk,
+            &tf,
+            &gone,
+            &stage.keys_delta,
+            &inserted,
+            &shard,
+            &CHANNEL,
+            &notify,
+        ],
+    )?;
+    stage.rows.clear();
+    stage.keys_delta = 0;
+    for h in stage.heads.values_mut() {
+        h.dirty = false;
+        h.stored_first_kept = h.first_kept;
+    }
+    Ok(())
+}
+
+/// Removes every version of `key`, leaving a placeholder head (removed at
+/// the end of the group unless a later operation writes the key again).
+fn purge(conn: &mut PgConn, key: &str, shard: i32) -> Result<u64, postgres::Error> {
+    let row = conn.query(
+        "WITH p AS (
+             DELETE FROM vkv_versions WHERE key = $1 RETURNING 1
+         ), k AS (
+             UPDATE vkv_keys SET latest = 0, ts_ms = 0, deleted = false, first_kept = 1
+             WHERE key = $1
+         ), c AS (
+             UPDATE vkv_counters SET keys = keys - 1, versions = versions - (SELECT count(*) FROM p)
+             WHERE shard = $2
+         )
+         SELECT count(*) FROM p",
+        &[&key.as_bytes(), &shard],
+    )?;
+    let n: i64 = row.first().map_or(Ok(0), |r| r.try_get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+/// Lower-case hex of `bytes` (a `NOTIFY` payload is text without NUL; a key
+/// may hold any character).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

@@ -1,0 +1,137 @@
+//! The PostgreSQL backend (feature `postgres`): any number of vkv processes
+//! (replicas) on one database.
+//!
+//! - `conn.rs`: connections with cached prepared statements, the r2d2
+//!   manager, PostgreSQL errors as [`StoreError`]s;
+//! - `schema.rs`: tables, and their migration under an advisory lock;
+//! - `reads.rs`: the read pool and queries (every latest read confirmed by
+//!   the database, see [`crate::storage::Reads::latest_unless`]);
+//! - `apply.rs`: the writer thread's transaction (heads locked in key
+//!   order, decisions in memory, one write statement, `NOTIFY`);
+//! - `listen.rs`: the `LISTEN` thread that wakes this replica's watchers
+//!   on other replicas' commits.
+//!
+//! The `postgres` crate runs each call on a private current-thread tokio
+//! runtime inside the blocking call: no runtime of vkv's, no futures.
+
+mod apply;
+mod conn;
+mod listen;
+mod reads;
+mod schema;
+
+use std::hash::BuildHasher;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use r2d2_postgres::PostgresConnectionManager;
+
+use crate::error::OpenError;
+use crate::storage::{Backend, Hooks, display_location};
+use crate::store::StoreConfig;
+
+/// Used when the URL sets no `connect_timeout`: a host that does not answer
+/// must not hold a request (or the start) for the kernel's minutes.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request waits for a pooled read connection.
+const POOL_WAIT: Duration = Duration::from_secs(2);
+
+/// Connects (checking the server), migrates the schema, starts the pool and
+/// the `LISTEN` thread.
+pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenError> {
+    let url = display_location(&config.path);
+    let fail = |reason: String| OpenError::Postgres {
+        url: url.clone(),
+        reason,
+    };
+    let text = config
+        .path
+        .to_str()
+        .ok_or_else(|| fail("the URL is not UTF-8".into()))?;
+    let mut pg = postgres::Config::from_str(text)
+        .map_err(|e| fail(format!("not a valid PostgreSQL URL: {}", describe(&e))))?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+    }
+    // A peer that vanishes without a reset (a dead host, a partition) is
+    // noticed within seconds, not the kernel's hours.
+    if pg.get_tcp_user_timeout().is_none() {
+        pg.tcp_user_timeout(Duration::from_secs(10));
+    }
+    pg.keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(3);
+    if pg.get_application_name().is_none() {
+        pg.application_name("vkv");
+    }
+    let mut client = pg
+        .connect(postgres::NoTls)
+        .map_err(|e| fail(describe(&e)))?;
+    schema::migrate(&mut client, &url)?;
+
+    let pool = r2d2::Pool::builder()
+        .max_size(config.read_connections.max(1))
+        .min_idle(Some(1))
+        .connection_timeout(POOL_WAIT)
+        // A network connection can go stale: r2d2 checks it at check-out
+        // (one empty query), and a broken one is replaced.
+        .test_on_check_out(false)
+        .thread_pool(Arc::new(
+            scheduled_thread_pool::ScheduledThreadPool::builder()
+                .num_threads(1)
+                .thread_name_pattern("vkv-r2d2-{}")
+                .build(),
+        ))
+        .build(conn::Manager(PostgresConnectionManager::new(
+            pg.clone(),
+            postgres::NoTls,
+        )))
+        .map_err(|e| fail(e.to_string()))?;
+    let reads = Arc::new(reads::PgReads {
+        pool,
+        location: url.clone(),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    listen::start(
+        pg.clone(),
+        Arc::clone(&reads),
+        hooks.watchers,
+        Arc::clone(&stop),
+    )?;
+    let shard = (std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+        % schema::COUNTER_SHARDS as u64) as i32;
+    log::info!("PostgreSQL {url}: schema ready, this replica counts in shard {shard}");
+    Ok(Backend {
+        reads,
+        committer: Box::new(apply::PgCommitter {
+            config: pg,
+            conn: Some(conn::PgConn::new(client)),
+            shard,
+            max_versions: config.max_versions,
+            outcome_unknown: false,
+            stop,
+        }),
+    })
+}
+
+/// What went wrong, in words: the server's message when it sent one (the
+/// crate's own text for a server error is only "db error").
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}

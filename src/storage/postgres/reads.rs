@@ -1,0 +1,217 @@
+//! The PostgreSQL read side: a pool of connections (r2d2, like the SQLite
+//! side) and the request-path queries. Every query runs in its own
+//! statement on the primary, so it sees every commit acknowledged before it
+//! was sent, whichever replica made it.
+
+use postgres::Row;
+use r2d2::Pool;
+use serde_json::value::RawValue;
+
+use super::conn::Manager;
+use crate::error::StoreError;
+use crate::storage::{DbStats, Fresh, KeyInfo, Reads, VersionInfo};
+use crate::version::Versioned;
+
+/// The read pool.
+pub(crate) struct PgReads {
+    pub pool: Pool<Manager>,
+    /// The URL with its password masked, for `/db/stats`.
+    pub location: String,
+}
+
+const LATEST: &str = "SELECT version, ts_ms, value, deleted FROM vkv_versions WHERE key = $1
+     ORDER BY version DESC LIMIT 1";
+
+impl PgReads {
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        Ok(self.pool.get()?)
+    }
+}
+
+impl Reads for PgReads {
+    fn latest(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let row = self.conn()?.query_opt(LATEST, &[&key.as_bytes()])?;
+        row.map(|r| versioned(key, &r)).transpose()
+    }
+
+    fn sole_writer(&self) -> bool {
+        false
+    }
+
+    fn latest_unless(&self, key: &str, known: &Versioned) -> Result<Fresh, StoreError> {
+        let version = db_int(known.version);
+        let row = self.conn()?.query_opt(
+            "SELECT version, ts_ms,
+                 CASE WHEN version = $2 AND ts_ms = $3 THEN NULL ELSE value END, deleted
+             FROM vkv_versions WHERE key = $1 ORDER BY version DESC LIMIT 1",
+            &[&key.as_bytes(), &version, &known.timestamp_ms],
+        )?;
+        Ok(match row {
+            None => Fresh::Changed(None),
+            Some(r) => match r.try_get::<_, Option<String>>(2)? {
+                None => Fresh::Same,
+                Some(_) => Fresh::Changed(Some(versioned(key, &r)?)),
+            },
+        })
+    }
+
+    fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
+        let mut conn = self.conn()?;
+        let row = conn.query_opt(
+            "SELECT version, ts_ms, value, deleted FROM vkv_versions
+             WHERE key = $1 AND version = $2",
+            &[&key.as_bytes(), &db_int(version)],
+        )?;
+        if let Some(r) = row {
+            return versioned(key, &r);
+        }
+        let head = conn.query_opt(
+            "SELECT latest, first_kept FROM vkv_keys WHERE key = $1 AND latest > 0",
+            &[&key.as_bytes()],
+        )?;
+        let Some(head) = head else {
+            return Err(StoreError::KeyNotFound(key.to_string()));
+        };
+        let (latest, first_kept): (i64, i64) = (head.try_get(0)?, head.try_get(1)?);
+        if version < first_kept as u64 {
+            return Err(StoreError::Gone {
+                key: key.to_string(),
+                version,
+                oldest: first_kept as u64,
+            });
+        }
+        Err(StoreError::VersionNotFound {
+            key: key.to_string(),
+            version,
+            latest: latest as u64,
+        })
+    }
+
+    fn history(
+        &self,
+        key: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<VersionInfo>, bool), StoreError> {
+        let mut conn = self.conn()?;
+        let exists = conn.query_opt(
+            "SELECT 1 FROM vkv_keys WHERE key = $1 AND latest > 0",
+            &[&key.as_bytes()],
+        )?;
+        if exists.is_none() {
+            return Err(StoreError::KeyNotFound(key.to_string()));
+        }
+        let before = before.map_or(i64::MAX, db_int);
+        let rows = conn.query(
+            "SELECT version, ts_ms, deleted, octet_length(value)::bigint FROM vkv_versions
+             WHERE key = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
+            &[&key.as_bytes(), &before, &(limit as i64 + 1)],
+        )?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(VersionInfo {
+                    version: r.try_get::<_, i64>(0)? as u64,
+                    timestamp_ms: r.try_get(1)?,
+                    deleted: r.try_get(2)?,
+                    size_bytes: r.try_get::<_, i64>(3)? as u64,
+                })
+            })
+            .collect::<Result<Vec<_>, postgres::Error>>()?;
+        let more = out.len() > limit;
+        out.truncate(limit);
+        Ok((out, more))
+    }
+
+    fn keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<KeyInfo>, bool), StoreError> {
+        let lower = match after {
+            Some(a) if a >= prefix => a,
+            _ => prefix,
+        };
+        let inclusive = after.is_none_or(|a| a < prefix);
+        // The smallest byte string above every one that starts with the
+        // prefix (UTF-8 never contains 0xFF, so bumping the last byte works).
+        let upper: Option<Vec<u8>> = prefix.as_bytes().split_last().map(|(last, init)| {
+            let mut b = init.to_vec();
+            b.push(last.saturating_add(1));
+            b
+        });
+        let rows = self.conn()?.query(
+            "SELECT key, latest, ts_ms FROM vkv_keys
+             WHERE (key > $1 OR ($2 AND key = $1)) AND ($3::bytea IS NULL OR key < $3)
+                   AND deleted = false AND latest > 0
+             ORDER BY key LIMIT $4",
+            &[&lower.as_bytes(), &inclusive, &upper, &(limit as i64 + 1)],
+        )?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let key: Vec<u8> = r.try_get(0)?;
+                Ok(KeyInfo {
+                    key: String::from_utf8(key).map_err(|e| {
+                        StoreError::Internal(format!("stored key is not UTF-8: {e}"))
+                    })?,
+                    version: r.try_get::<_, i64>(1)? as u64,
+                    timestamp_ms: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let more = out.len() > limit;
+        out.truncate(limit);
+        Ok((out, more))
+    }
+
+    fn stats(&self) -> Result<DbStats, StoreError> {
+        let row = self.conn()?.query_opt(
+            "SELECT coalesce(sum(keys), 0)::bigint, coalesce(sum(versions), 0)::bigint,
+                 (pg_total_relation_size('vkv_versions') + pg_total_relation_size('vkv_keys')
+                  + pg_total_relation_size('vkv_counters'))::bigint
+             FROM vkv_counters",
+            &[],
+        )?;
+        let row = row.ok_or_else(|| StoreError::Internal("no counters".into()))?;
+        Ok(DbStats {
+            total_keys: row.try_get::<_, i64>(0)?.max(0) as u64,
+            total_versions: row.try_get::<_, i64>(1)?.max(0) as u64,
+            file_size_bytes: row.try_get::<_, i64>(2)?.max(0) as u64,
+            path: self.location.clone(),
+            journal_mode: "postgresql".into(),
+        })
+    }
+
+    /// The database answers, and it is a primary (a standby, or a former
+    /// primary that came back as one, takes no writes).
+    fn check(&self) -> Result<(), StoreError> {
+        let row = self.conn()?.query_opt("SELECT pg_is_in_recovery()", &[])?;
+        match row.map(|r| r.try_get::<_, bool>(0)).transpose()? {
+            Some(false) => Ok(()),
+            _ => Err(StoreError::Unavailable(
+                "PostgreSQL server is a standby (in recovery): it takes no writes".into(),
+            )),
+        }
+    }
+}
+
+/// A version number as PostgreSQL's `bigint` (numbers past it match
+/// nothing).
+pub(crate) fn db_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A `version, ts_ms, value, deleted` row.
+fn versioned(key: &str, r: &Row) -> Result<Versioned, StoreError> {
+    let value: String = r.try_get(2)?;
+    Ok(Versioned {
+        key: key.to_string(),
+        version: r.try_get::<_, i64>(0)? as u64,
+        timestamp_ms: r.try_get(1)?,
+        deleted: r.try_get(3)?,
+        value: RawValue::from_string(value)
+            .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
+    })
+}

@@ -1,0 +1,109 @@
+//! The PostgreSQL schema, created and migrated at start in one transaction
+//! under an advisory lock, so that replicas starting at once against an
+//! empty database do not race (the second waits, then finds it done).
+//!
+//! Schema (version 1), the SQLite one's counterpart:
+//! - `vkv_versions(key, version, ts_ms, value, deleted)`, primary key
+//!   `(key, version)`. Keys are `bytea`: PostgreSQL's `text` cannot hold a
+//!   NUL character, which a key may contain, and `bytea` compares bytewise,
+//!   the order `/keys` promises;
+//! - `vkv_keys(key, latest, ts_ms, deleted, first_kept)`: the head of every
+//!   key. Writers lock a key's row to number its versions;
+//! - `vkv_counters(shard, keys, versions)`: totals in 64 rows; each replica
+//!   adds to its own shard in its write transactions, and `/db/stats` sums
+//!   them, so no single hot row serializes the writes of every replica;
+//! - `vkv_meta(id, schema_version)`: one row.
+
+use postgres::Client;
+
+use crate::error::OpenError;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The oldest PostgreSQL accepted (`server_version_num`).
+pub const MIN_SERVER_VERSION: i32 = 120_000;
+
+/// Shards of the counters table.
+pub const COUNTER_SHARDS: i32 = 64;
+
+/// The advisory lock key migrations take ("vkv1").
+const MIGRATION_LOCK: i64 = 0x766b_7631;
+
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE vkv_versions (
+        key bytea NOT NULL,
+        version bigint NOT NULL,
+        ts_ms bigint NOT NULL,
+        value text NOT NULL,
+        deleted boolean NOT NULL DEFAULT false,
+        PRIMARY KEY (key, version)
+    );
+    CREATE TABLE vkv_keys (
+        key bytea PRIMARY KEY,
+        latest bigint NOT NULL,
+        ts_ms bigint NOT NULL,
+        deleted boolean NOT NULL DEFAULT false,
+        first_kept bigint NOT NULL DEFAULT 1
+    );
+    CREATE TABLE vkv_counters (
+        shard integer PRIMARY KEY,
+        keys bigint NOT NULL DEFAULT 0,
+        versions bigint NOT NULL DEFAULT 0
+    );
+    INSERT INTO vkv_counters (shard) SELECT generate_series(0, 63);",
+];
+
+/// Checks the server and brings the schema to [`SCHEMA_VERSION`]; a newer
+/// schema is refused.
+pub fn migrate(client: &mut Client, url: &str) -> Result<(), OpenError> {
+    let fail = |reason: String| OpenError::Postgres {
+        url: url.to_string(),
+        reason,
+    };
+    let pg = |e: postgres::Error| fail(super::describe(&e));
+    let server: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .map_err(pg)?
+        .get(0);
+    if server < MIN_SERVER_VERSION {
+        return Err(fail(format!(
+            "PostgreSQL {} is too old; vkv needs 12 or newer",
+            server / 10_000
+        )));
+    }
+    let mut tx = client.transaction().map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(pg)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS vkv_meta (
+            id integer PRIMARY KEY CHECK (id = 1),
+            schema_version integer NOT NULL
+        );
+        INSERT INTO vkv_meta (id, schema_version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;",
+    )
+    .map_err(pg)?;
+    let found: i32 = tx
+        .query_one("SELECT schema_version FROM vkv_meta WHERE id = 1", &[])
+        .map_err(pg)?
+        .get(0);
+    if found > SCHEMA_VERSION {
+        return Err(fail(format!(
+            "the database has vkv schema version {found}, newer than this vkv supports \
+             ({SCHEMA_VERSION}); upgrade vkv"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(sql).map_err(pg)?;
+        let to = i as i32 + 1;
+        tx.execute(
+            "UPDATE vkv_meta SET schema_version = $1 WHERE id = 1",
+            &[&to],
+        )
+        .map_err(pg)?;
+        log::info!("PostgreSQL schema migrated to vkv schema version {to}");
+    }
+    tx.commit().map_err(pg)?;
+    Ok(())
+}
