@@ -352,8 +352,20 @@ servers_for() { # WORKLOAD
   echo "$list"
 }
 
+# CPU time of PID and of its child processes (nginx's worker), in clock
+# ticks (utime + stime, fields 14 and 15 of /proc/PID/stat).
+cpu_ticks() { # PID
+  local p t=0 v
+  for p in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
 declare -A res
-FIELDS="requests rps p50_ms p99_ms max_ms non2xx socket_errors errors batch hit load_threads load_rss wrk_failed"
+FIELDS="requests rps p50_ms p99_ms max_ms non2xx socket_errors errors batch hit load_threads load_rss wrk_failed cpu_us"
 failed_any=0
 # run_wrk SERVER WORKLOAD ROUND: fills res[SERVER,WORKLOAD,ROUND,*].
 run_wrk() {
@@ -365,6 +377,8 @@ run_wrk() {
     cache_before=$(curl -fsS "$u/cache/stats")
   fi
   res[$k,wrk_failed]=0
+  local cpu0 cpu1
+  cpu0=$(cpu_ticks "$p")
   wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout "$TIMEOUT" --latency -s "$work/$w.lua" "$u" >"$out" 2>&1 &
   wrk_pid=$!
   # Threads and RSS under load, halfway through.
@@ -373,6 +387,7 @@ run_wrk() {
   res[$k,load_rss]=$(proc_field "$p" VmRSS)
   wait "$wrk_pid" || rc=$?
   wrk_pid=""
+  cpu1=$(cpu_ticks "$p")
   local line
   line=$(grep '^RESULT ' "$out" || true)
   if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
@@ -389,6 +404,9 @@ run_wrk() {
   res[$k,p99_ms]=$(awk -v v="$p99" 'BEGIN { printf "%.3f", v / 1000 }')
   res[$k,max_ms]=$(awk -v v="$max" 'BEGIN { printf "%.3f", v / 1000 }')
   res[$k,non2xx]=$st
+  # Server CPU time per answer: less sensitive than req/s to other
+  # processes on the machine.
+  res[$k,cpu_us]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "null" }')
   res[$k,socket_errors]=$((co + rd + wr + to))
   res[$k,errors]=$((st + co + rd + wr + to + ${res[$k,wrk_failed]}))
   res[$k,batch]=null
@@ -471,8 +489,8 @@ snapshot_mem end
 dash() { if [ "$1" = null ]; then echo -; else echo "$1"; fi; }
 echo
 echo "== results (best of $ROUNDS round(s) of ${DURATION}s by req/s, $CONNECTIONS connections, $KEYS keys x $VERSIONS versions, cache $CACHE_SIZE, $WORKERS workers)"
-printf '%-16s %-8s %10s %9s %9s %7s %8s %6s %5s %-6s  %s\n' \
-  workload server "req/s" "p50 ms" "p99 ms" errors "vkv/ceil" batch "hit%" status "req/s per round"
+printf '%-16s %-8s %10s %9s %9s %8s %7s %8s %6s %5s %-6s  %s\n' \
+  workload server "req/s" "p50 ms" "p99 ms" "cpu us" errors "vkv/ceil" batch "hit%" status "req/s per round"
 for w in $WORKLOADS; do
   for server in $(servers_for "$w"); do
     r="" batch="" hit="" status=""
@@ -482,12 +500,13 @@ for w in $WORKLOADS; do
       hit=$(awk -v h="${res[$server,$w,hit]}" 'BEGIN { if (h == "null") print "-"; else printf "%.1f", h * 100 }')
     fi
     [ "$server" = vkv ] && status=${res[$w,status]}
-    printf '%-16s %-8s %10s %9s %9s %7s %8s %6s %5s %-6s  %s\n' "$w" "$server" \
+    printf '%-16s %-8s %10s %9s %9s %8s %7s %8s %6s %5s %-6s  %s\n' "$w" "$server" \
       "${res[$server,$w,rps]}" "${res[$server,$w,p50_ms]}" "${res[$server,$w,p99_ms]}" \
-      "${res[$server,$w,errors]}" "$r" "$batch" "$hit" "$status" "${res[$server,$w,rps_all]}"
+      "${res[$server,$w,cpu_us]}" "${res[$server,$w,errors]}" "$r" "$batch" "$hit" "$status" "${res[$server,$w,rps_all]}"
   done
 done
-echo "(errors = non-2xx answers + socket errors over all rounds; batch = mean group-commit size"
+echo "(cpu us = server CPU time (user + system) per answer in the best round;"
+echo " errors = non-2xx answers + socket errors over all rounds; batch = mean group-commit size"
 echo " from /metrics; hit% = cache hits / lookups from /cache/stats; per-connection fairness:"
 echo " see below, measured by examples/fairness.rs since wrk cannot tell connections apart)"
 
@@ -497,6 +516,9 @@ if [[ " $WORKLOADS " == *" get_cached "* ]] && [ -n "${pid[nginx]:-}" ]; then
   echo
   printf '== vkv cached GET / nginx return 200 (1 worker): %s (%s / %s req/s; target >= 0.7)\n' \
     "$nginx_ratio" "${res[vkv,get_cached,rps]}" "${res[nginx,get_cached,rps]}"
+  printf '   server CPU per answer: vkv %s us, nginx %s us (nginx/vkv %s)\n' \
+    "${res[vkv,get_cached,cpu_us]}" "${res[nginx,get_cached,cpu_us]}" \
+    "$(ratio "${res[nginx,get_cached,cpu_us]}" "${res[vkv,get_cached,cpu_us]}")"
 fi
 if [ "$max_busy" -gt 20 ]; then
   echo
@@ -509,8 +531,9 @@ if [ -n "$BASELINE_BIN" ]; then
   echo
   echo "== vkv / baseline ($BASELINE_BIN), best rounds: req/s ratio, p99 ms"
   for w in $WORKLOADS; do
-    printf '%-16s %6s  p99 %s vs %s\n' "$w" "$(ratio "${res[vkv,$w,rps]}" "${res[base,$w,rps]}")" \
-      "${res[vkv,$w,p99_ms]}" "${res[base,$w,p99_ms]}"
+    printf '%-16s %6s  p99 %s vs %s ms, CPU per answer %s vs %s us\n' "$w" \
+      "$(ratio "${res[vkv,$w,rps]}" "${res[base,$w,rps]}")" \
+      "${res[vkv,$w,p99_ms]}" "${res[base,$w,p99_ms]}" "${res[vkv,$w,cpu_us]}" "${res[base,$w,cpu_us]}"
   done
 fi
 
@@ -549,8 +572,8 @@ echo "== JSON lines"
 num() { if [[ $1 =~ ^[0-9]+$ ]]; then echo "$1"; else echo null; fi; }
 side() { # SERVER WORKLOAD: one server's best round as a JSON object
   local s=$1 w=$2
-  printf '{"rps":%s,"p50_ms":%s,"p99_ms":%s,"max_ms":%s,"requests":%s,"non_2xx":%s,"socket_errors":%s,"errors":%s,"threads_under_load":%s,"rss_kb_under_load":%s,"rps_per_round":[%s]' \
-    "${res[$s,$w,rps]}" "${res[$s,$w,p50_ms]}" "${res[$s,$w,p99_ms]}" "${res[$s,$w,max_ms]}" \
+  printf '{"rps":%s,"cpu_us_per_answer":%s,"p50_ms":%s,"p99_ms":%s,"max_ms":%s,"requests":%s,"non_2xx":%s,"socket_errors":%s,"errors":%s,"threads_under_load":%s,"rss_kb_under_load":%s,"rps_per_round":[%s]' \
+    "${res[$s,$w,rps]}" "${res[$s,$w,cpu_us]}" "${res[$s,$w,p50_ms]}" "${res[$s,$w,p99_ms]}" "${res[$s,$w,max_ms]}" \
     "${res[$s,$w,requests]}" "${res[$s,$w,non2xx]}" "${res[$s,$w,socket_errors]}" \
     "${res[$s,$w,errors]}" "$(num "${res[$s,$w,load_threads]}")" "$(num "${res[$s,$w,load_rss]}")" \
     "$(tr ' ' ',' <<<"${res[$s,$w,rps_all]}")"
