@@ -67,11 +67,12 @@ impl App {
 
     /// Refuses what a web page could make a browser send (see
     /// `cross_site`): a `Host` this server does not answer for, and a write
-    /// whose body is not declared JSON or whose `Origin` is another site.
-    fn admit(&self, req: &HttpRequest) -> Result<(), ApiError> {
+    /// (a route needing the write scope) whose body is not declared JSON or
+    /// whose `Origin` is another site.
+    fn admit(&self, req: &HttpRequest, need: Option<Scope>) -> Result<(), ApiError> {
         let host = req.header("host");
         self.hosts.check(host)?;
-        if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") {
+        if need == Some(Scope::Write) {
             check_write(req.header("content-type"), req.header("origin"), host)?;
         }
         Ok(())
@@ -89,7 +90,9 @@ impl App {
         // An unknown path or method also needs a valid token: without one,
         // 404 and 405 would map the API for anyone.
         let need = routed.as_ref().map_or(Some(Scope::Read), Route::scope);
-        let allowed = self.admit(req).and_then(|()| self.authorize(req, need));
+        let allowed = self
+            .admit(req, need)
+            .and_then(|()| self.authorize(req, need));
         let (name, reply) = match (routed, allowed) {
             (Ok(r), Ok(())) => (r.name(), self.dispatch(r, req)),
             (Ok(r), Err(e)) => (r.name(), Err(e)),

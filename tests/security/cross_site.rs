@@ -28,6 +28,9 @@ fn writes_not_declared_json_are_refused_415_and_write_nothing() {
         assert_eq!(r.status, 415, "batch {ct}: {}", r.text());
     }
     assert_eq!(c.get("/get/csrf").status, 404, "a refused write was stored");
+    // Only writes are checked: an unknown path is still 404.
+    let r = c.request("POST", "/nothing", &[("Content-Type", "text/plain")], BODY);
+    assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(
         c.request(
             "DELETE",

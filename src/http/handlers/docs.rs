@@ -93,7 +93,8 @@ impl Modify for BearerAuth {
                     // Open to all, also with --auth-tokens.
                     op.security = Some(Vec::new());
                 }
-                document_refusals(op, scope.map(Scope::as_str), method != "GET");
+                let write = scope == Some(Scope::Write);
+                document_refusals(op, scope.map(Scope::as_str), write);
             }
         }
     }
