@@ -219,6 +219,15 @@ def tally(conns):
     return out
 
 
+def samples(conns):
+    """One body for each status other than 200, to say why."""
+    out = {}
+    for c in conns:
+        if c.status is not None and c.status != 200 and str(c.status) not in out:
+            out[str(c.status)] = c.body.decode("utf-8", "replace")[:200]
+    return out
+
+
 def still_open(conns):
     """Connections the server has not closed (a non-blocking peek)."""
     alive = 0
@@ -333,6 +342,8 @@ def part_connections(args, base, addr, pid, checks):
     close_all(conns)
     after = settle(pid, 1.0)
     print(f"answers: {counts} in {took:.2f} s")
+    for status, body in samples(conns).items():
+        print(f"  a {status} said: {body}")
     print(f"still open after 1 s idle: {alive}")
     print(
         f"server threads: before {before.get('Threads')}, while open {held.get('Threads')}, "
@@ -479,6 +490,8 @@ def part_watchers(args, base, addr, pid, checks):
     close_all(conns)
     print(f"puts: {keys} in {last_ack - first_put:.3f} s, {put_errors} not 200")
     print(f"watchers: {all_counts}; {right} of {n} answered 200 with version 2")
+    for status, body in samples(conns).items():
+        print(f"  a {status} said: {body}")
     if last is not None:
         print(
             f"last watcher answered {after_last_ack * 1000:.0f} ms after the last put's ack "
