@@ -14,7 +14,6 @@
 //!   atomic with respect to commits.
 
 use std::hash::BuildHasher;
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -31,7 +30,14 @@ pub struct CacheStats {
     pub size: usize,
     /// The most keys it holds.
     pub max_size: usize,
-    /// Whether `size == max_size`.
+    /// Bytes the cached entries take now (keys, values and a fixed
+    /// overhead per entry).
+    pub bytes: usize,
+    /// The most bytes it holds; a value larger than this is not cached.
+    pub max_bytes: usize,
+    /// Whether a bound is reached: `size == max_size`, or the last insert
+    /// had to evict to stay within `max_bytes` (and nothing was removed
+    /// since).
     pub is_full: bool,
     /// Lookups answered from the cache.
     pub hits: u64,
@@ -41,8 +47,24 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
+/// What an entry is charged, besides its key (held twice: as the map's key
+/// and in the value) and its value: the `Arc`'d `Versioned`, the map slot
+/// and the LRU node, rounded up.
+const ENTRY_OVERHEAD: usize = 160;
+
+/// The bytes `v` is charged in the cache.
+fn cost(v: &Versioned) -> usize {
+    ENTRY_OVERHEAD
+        .saturating_add(v.key.len().saturating_mul(2))
+        .saturating_add(v.value.get().len())
+}
+
 struct Inner {
     lru: LruCache<String, Arc<Versioned>>,
+    /// Sum of [`cost`] over the entries.
+    bytes: usize,
+    /// The last insert evicted to stay within a bound.
+    at_bound: bool,
     hits: u64,
     misses: u64,
     evictions: u64,
@@ -62,14 +84,25 @@ pub struct LatestCache {
     stripes: [AtomicU64; STRIPES],
     hasher: std::collections::hash_map::RandomState,
     max_size: usize,
+    max_bytes: usize,
 }
 
 impl LatestCache {
-    /// A cache of up to `max_size` keys; 0 disables caching.
-    pub fn new(max_size: usize) -> Self {
+    /// A cache of up to `max_size` keys taking up to `max_bytes`; either 0
+    /// disables caching. Nothing is allocated up front: the map grows with
+    /// what is cached (`lru`'s bounded constructor would reserve room for
+    /// `max_size` keys at once).
+    pub fn new(max_size: usize, max_bytes: usize) -> Self {
+        let (max_size, max_bytes) = if max_size == 0 || max_bytes == 0 {
+            (0, 0)
+        } else {
+            (max_size, max_bytes)
+        };
         LatestCache {
             inner: Mutex::new(Inner {
-                lru: LruCache::new(NonZeroUsize::new(max_size).unwrap_or(NonZeroUsize::MIN)),
+                lru: LruCache::unbounded(),
+                bytes: 0,
+                at_bound: false,
                 hits: 0,
                 misses: 0,
                 evictions: 0,
@@ -77,6 +110,7 @@ impl LatestCache {
             stripes: std::array::from_fn(|_| AtomicU64::new(0)),
             hasher: Default::default(),
             max_size,
+            max_bytes,
         }
     }
 
@@ -126,7 +160,7 @@ impl LatestCache {
         if self.stripes[ticket.stripe].load(Ordering::Acquire) != ticket.seq {
             return;
         }
-        Self::put_newer(&mut inner, entry);
+        self.put_newer(&mut inner, entry);
     }
 
     /// Writer path: records that `key` was committed and caches `entry`
@@ -136,7 +170,7 @@ impl LatestCache {
         let mut inner = self.lock();
         self.stripes[stripe].fetch_add(1, Ordering::AcqRel);
         if self.max_size > 0 {
-            Self::put_newer(&mut inner, entry);
+            self.put_newer(&mut inner, entry);
         }
     }
 
@@ -145,34 +179,54 @@ impl LatestCache {
         let stripe = self.stripe(key);
         let mut inner = self.lock();
         self.stripes[stripe].fetch_add(1, Ordering::AcqRel);
-        inner.lru.pop(key);
+        Self::drop_key(&mut inner, key);
     }
 
-    fn put_newer(inner: &mut Inner, entry: Arc<Versioned>) {
+    fn drop_key(inner: &mut Inner, key: &str) {
+        if let Some(old) = inner.lru.pop(key) {
+            inner.bytes = inner.bytes.saturating_sub(cost(&old));
+            inner.at_bound = false;
+        }
+    }
+
+    fn put_newer(&self, inner: &mut Inner, entry: Arc<Versioned>) {
         if let Some(cur) = inner.lru.get(&entry.key)
             && cur.version >= entry.version
         {
             return; // the cache never goes backwards
         }
-        if let Some((old_key, _)) = inner.lru.push(entry.key.clone(), entry)
-            && inner.lru.peek(&old_key).is_none()
-        {
+        let charge = cost(&entry);
+        if charge > self.max_bytes {
+            // Too large to cache: an older version must not stay cached
+            // in its place.
+            Self::drop_key(inner, &entry.key);
+            return;
+        }
+        if let Some((_, old)) = inner.lru.push(entry.key.clone(), entry) {
+            inner.bytes = inner.bytes.saturating_sub(cost(&old));
+        }
+        inner.bytes = inner.bytes.saturating_add(charge);
+        inner.at_bound = false;
+        while inner.lru.len() > self.max_size || inner.bytes > self.max_bytes {
+            let Some((_, old)) = inner.lru.pop_lru() else {
+                break;
+            };
+            inner.bytes = inner.bytes.saturating_sub(cost(&old));
             inner.evictions += 1;
+            inner.at_bound = true;
         }
     }
 
     /// Current counters and sizes.
     pub fn stats(&self) -> CacheStats {
         let inner = self.lock();
-        let size = if self.max_size == 0 {
-            0
-        } else {
-            inner.lru.len()
-        };
+        let size = inner.lru.len();
         CacheStats {
             size,
             max_size: self.max_size,
-            is_full: size >= self.max_size,
+            bytes: inner.bytes,
+            max_bytes: self.max_bytes,
+            is_full: size >= self.max_size || inner.at_bound,
             hits: inner.hits,
             misses: inner.misses,
             evictions: inner.evictions,
@@ -197,7 +251,7 @@ mod tests {
 
     #[test]
     fn never_goes_backwards() {
-        let c = LatestCache::new(2);
+        let c = LatestCache::new(2, 1 << 20);
         c.insert_newer(v("a", 3));
         c.insert_newer(v("a", 2));
         assert_eq!(c.get("a", None).map(|e| e.version), Some(3));
@@ -205,7 +259,7 @@ mod tests {
 
     #[test]
     fn stale_read_through_is_refused_even_after_eviction() {
-        let c = LatestCache::new(1);
+        let c = LatestCache::new(1, 1 << 20);
         let t = c.ticket("a"); // reader starts, reads v1 from the database
         c.insert_newer(v("a", 2)); // writer commits v2 meanwhile
         c.insert_newer(v("b", 1)); // and v2 of "a" is evicted
@@ -214,9 +268,56 @@ mod tests {
         assert_eq!(c.stats().evictions, 1);
     }
 
+    fn sized(key: &str, version: u64, len: usize) -> Arc<Versioned> {
+        let text = format!("\"{}\"", "x".repeat(len - 2));
+        Arc::new(Versioned {
+            key: key.into(),
+            version,
+            timestamp_ms: 0,
+            deleted: false,
+            value: RawValue::from_string(text).unwrap_or_else(|_| unreachable!()),
+        })
+    }
+
+    #[test]
+    fn bounded_in_bytes_evicting_least_recent() {
+        let each = cost(&sized("a", 1, 1000));
+        let c = LatestCache::new(100, 3 * each);
+        for k in ["a", "b", "c"] {
+            c.insert_newer(sized(k, 1, 1000));
+        }
+        assert_eq!(c.stats().bytes, 3 * each);
+        assert!(c.get("a", None).is_some()); // b is now the least recent
+        c.insert_newer(sized("d", 1, 1000));
+        let s = c.stats();
+        assert_eq!((s.size, s.bytes, s.evictions), (3, 3 * each, 1));
+        assert!(c.get("b", None).is_none());
+        // A bigger version of a cached key makes room for itself.
+        c.insert_newer(sized("a", 2, 2000));
+        let s = c.stats();
+        assert!(s.bytes <= 3 * each, "{s:?}");
+        assert_eq!(c.get("a", None).map(|e| e.version), Some(2));
+        // A purge gives its bytes back.
+        c.remove("a");
+        assert_eq!(c.stats().bytes, each * c.stats().size);
+    }
+
+    #[test]
+    fn a_value_too_large_to_cache_drops_the_older_version() {
+        let c = LatestCache::new(100, 10_000);
+        c.insert_newer(sized("k", 1, 100));
+        c.insert_newer(sized("k", 2, 20_000));
+        // Never the stale v1: the next read goes to the database.
+        assert!(c.get("k", None).is_none());
+        let t = c.ticket("k");
+        c.insert_if_unchanged(t, sized("k", 2, 20_000));
+        assert!(c.get("k", None).is_none());
+        assert_eq!(c.stats().bytes, 0);
+    }
+
     #[test]
     fn counts_hits_misses_evictions() {
-        let c = LatestCache::new(2);
+        let c = LatestCache::new(2, 1 << 20);
         c.insert_newer(v("a", 1));
         c.insert_newer(v("b", 1));
         c.insert_newer(v("c", 1)); // evicts a

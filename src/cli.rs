@@ -34,8 +34,14 @@ pub struct Cli {
     #[arg(long, env = "VKV_DB", default_value = "kv_store.db", global = true)]
     pub db: PathBuf,
     /// Keys whose latest version the LRU cache holds (0 disables it).
-    #[arg(long, env = "VKV_CACHE_SIZE", default_value_t = 100)]
-    pub cache_size: usize,
+    #[arg(long, env = "VKV_CACHE_SIZE", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_CACHE_KEYS))]
+    pub cache_size: u64,
+    /// Bytes the cached values and keys may take (e.g. 32MiB, 1G, 500000;
+    /// 0 disables the cache); a value larger than it is not cached.
+    #[arg(long, env = "VKV_CACHE_BYTES", default_value = "32MiB",
+          value_parser = |s: &str| size(s, MAX_CACHE_BYTES))]
+    pub cache_bytes: u64,
     /// Worker threads running requests.
     #[arg(long, env = "VKV_WORKERS", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -44,9 +50,9 @@ pub struct Cli {
     #[arg(long, env = "VKV_QUEUE_LEN", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub queue_len: u32,
-    /// Largest request body accepted, in bytes (413 beyond).
-    #[arg(long, env = "VKV_MAX_BODY_BYTES", default_value_t = 1 << 20,
-          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    /// Largest request body accepted, in bytes (e.g. 1MiB; 413 beyond).
+    #[arg(long, env = "VKV_MAX_BODY_BYTES", default_value = "1MiB",
+          value_parser = |s: &str| size(s, MAX_BODY_BYTES).and_then(nonzero))]
     pub max_body_bytes: u64,
     /// Commit durability: `full` survives power loss, `normal` (WAL) only
     /// process crashes.
@@ -65,11 +71,13 @@ pub struct Cli {
     #[arg(long, env = "VKV_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub read_timeout: Duration,
     /// Versions kept per key; a write past it removes the oldest (0: all).
-    #[arg(long, env = "VKV_MAX_VERSIONS", default_value_t = 0)]
+    #[arg(long, env = "VKV_MAX_VERSIONS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     pub max_versions: u64,
     /// Long-poll requests (GET ?wait_after=) that may wait at once; 503 beyond.
-    #[arg(long, env = "VKV_MAX_WATCHERS", default_value_t = 10_000)]
-    pub max_watchers: usize,
+    #[arg(long, env = "VKV_MAX_WATCHERS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_watchers: u32,
     /// The most puts in one POST /batch.
     #[arg(long, env = "VKV_MAX_BATCH", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -160,26 +168,79 @@ fn level(s: &str) -> Result<LevelFilter, String> {
         .map_err(|_| "expected off, error, warn, info, debug or trace".to_string())
 }
 
+/// The longest `--idle-timeout` / `--read-timeout`: a day. Far beyond any
+/// use, and far from where adding it to a clock could overflow.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// The most keys `--cache-size` may ask for.
+const MAX_CACHE_KEYS: u64 = 100_000_000;
+/// The most bytes `--cache-bytes` may ask for (64 GiB).
+const MAX_CACHE_BYTES: u64 = 64 << 30;
+/// The largest `--max-body-bytes` (1 GiB): a body is held in memory whole.
+const MAX_BODY_BYTES: u64 = 1 << 30;
+
 fn duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 30s or 500ms)"))?;
     if d.is_zero() {
         return Err("must be above zero".into());
     }
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{} is more than the maximum of {}",
+            humantime::format_duration(d),
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
     Ok(d)
+}
+
+/// A byte count: digits with an optional unit, `K`/`KiB` (1024), `M`/`MiB`,
+/// `G`/`GiB` (case-insensitive, `B` alone or none: bytes), at most `max`.
+fn size(s: &str, max: u64) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (try 32MiB, 512K or 1048576)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit (use K, M or G, powers of 1024)"
+            ));
+        }
+    };
+    number
+        .checked_mul(1 << shift)
+        .filter(|&n| n <= max)
+        .ok_or_else(|| format!("{s} is more than the maximum of {max} bytes"))
+}
+
+fn nonzero(n: u64) -> Result<u64, String> {
+    if n == 0 {
+        Err("must be above zero".into())
+    } else {
+        Ok(n)
+    }
 }
 
 impl Cli {
     /// The store settings the flags describe.
     pub fn store_config(&self) -> StoreConfig {
         let mut c = StoreConfig::new(&self.db);
-        c.cache_size = self.cache_size;
+        // Both within usize: range-checked above.
+        c.cache_size = usize::try_from(self.cache_size).unwrap_or(usize::MAX);
+        c.cache_bytes = usize::try_from(self.cache_bytes).unwrap_or(usize::MAX);
         c.sync = match self.sync {
             Sync::Full => SyncMode::Full,
             Sync::Normal => SyncMode::Normal,
         };
         c.read_connections = u32::from(self.workers);
         c.max_versions = self.max_versions;
-        c.max_watchers = self.max_watchers;
+        c.max_watchers = self.max_watchers as usize;
         c
     }
 

@@ -5,6 +5,7 @@
 mod cli;
 mod fdlimit;
 mod logger;
+mod malloc;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ use vkv::http::Server;
 use vkv::http::auth::AuthTokens;
 
 fn main() -> ExitCode {
+    malloc::tune();
     let cli = Cli::parse();
     logger::init(cli.log_level);
     match try_main(cli) {

@@ -37,6 +37,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// How many keys' latest versions the LRU cache holds (0 disables it).
     pub cache_size: usize,
+    /// How many bytes of keys and values the cache holds (0 disables it);
+    /// a larger value is not cached.
+    pub cache_bytes: usize,
     /// Commit durability.
     pub sync: SyncMode,
     /// Read-only connections in the pool.
@@ -58,6 +61,7 @@ impl StoreConfig {
         StoreConfig {
             path: path.into(),
             cache_size: 100,
+            cache_bytes: 32 << 20,
             sync: SyncMode::Full,
             read_connections: 4,
             write_queue: 4096,
@@ -122,7 +126,7 @@ impl Store {
                 watchers: Arc::clone(&watchers),
             },
         )?;
-        let cache = Arc::new(LatestCache::new(config.cache_size));
+        let cache = Arc::new(LatestCache::new(config.cache_size, config.cache_bytes));
         let counters = Arc::new(WriterCounters::default());
         let fault = Arc::new(WriteFault::default());
         let ctx = WriterContext {

@@ -2,11 +2,13 @@
 //! real SQLite file. One test binary, one module per concern.
 
 mod batch;
+mod cache;
 #[path = "../support/mod.rs"]
 mod common;
 mod concurrency;
 mod docs;
 mod errors;
+mod flags;
 mod health_probe;
 mod kv;
 mod metrics;

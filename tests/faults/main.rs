@@ -8,5 +8,6 @@ mod crash;
 mod disk_full;
 mod fsutil;
 mod load;
+mod memory;
 mod schema;
 mod unavailable;
