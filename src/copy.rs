@@ -87,7 +87,10 @@ pub enum CopyError {
 /// replaces its contents.
 pub fn copy(from: &Path, to: &Path, force: bool) -> Result<CopyReport, CopyError> {
     let start = Instant::now();
-    let (from_name, to_name) = (location(from), location(to));
+    let (from_name, to_name) = (
+        storage::display_location(from),
+        storage::display_location(to),
+    );
     if same_store(from, to) {
         return Err(CopyError::SameStore(from_name));
     }
@@ -146,7 +149,3 @@ fn same_store(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// A store's location as it may be shown.
-fn location(p: &Path) -> String {
-    p.display().to_string()
-}

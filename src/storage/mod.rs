@@ -351,27 +351,25 @@ pub(crate) trait Import {
 /// Opens the store at `location` for a dump (it must exist; it may be in
 /// use by a running server).
 pub(crate) fn open_export(location: &Path) -> Result<Box<dyn Export>, OpenError> {
-    refuse_postgres_bulk(location)?;
+    if is_postgres_url(location) {
+        #[cfg(feature = "postgres")]
+        return postgres::bulk::open_export(location);
+        #[cfg(not(feature = "postgres"))]
+        return Err(without_postgres(location));
+    }
     sqlite::bulk::open_export(location)
 }
 
 /// Opens the store at `location` for a load (created and migrated if
 /// needed; refused while a server holds it, where the backend can tell).
 pub(crate) fn open_import(location: &Path) -> Result<Box<dyn Import>, OpenError> {
-    refuse_postgres_bulk(location)?;
-    sqlite::bulk::open_import(location)
-}
-
-/// Until the PostgreSQL side of the bulk seam exists: a clear refusal
-/// (never a file error quoting the URL, password and all).
-fn refuse_postgres_bulk(location: &Path) -> Result<(), OpenError> {
     if is_postgres_url(location) {
-        return Err(OpenError::Unsupported(format!(
-            "{}: copying from or to PostgreSQL is not supported yet",
-            display_location(location)
-        )));
+        #[cfg(feature = "postgres")]
+        return postgres::bulk::open_import(location);
+        #[cfg(not(feature = "postgres"))]
+        return Err(without_postgres(location));
     }
-    Ok(())
+    sqlite::bulk::open_import(location)
 }
 
 /// Streams two ordered row sources as one dump: `heads` in key order,
@@ -414,11 +412,17 @@ fn open_postgres(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenErro
 
 #[cfg(not(feature = "postgres"))]
 fn open_postgres(config: &StoreConfig, _: Hooks) -> Result<Backend, OpenError> {
-    Err(OpenError::Unsupported(format!(
+    Err(without_postgres(&config.path))
+}
+
+/// The refusal of a PostgreSQL URL by a build without the feature.
+#[cfg(not(feature = "postgres"))]
+fn without_postgres(location: &Path) -> OpenError {
+    OpenError::Unsupported(format!(
         "{}: this vkv was built without PostgreSQL support; rebuild with \
          `cargo build --release --features postgres`",
-        display_location(&config.path)
-    )))
+        display_location(location)
+    ))
 }
 
 #[cfg(test)]

@@ -15,12 +15,14 @@
 //! runtime inside the blocking call: no runtime of vkv's, no futures.
 
 mod apply;
+pub(crate) mod bulk;
 mod conn;
 mod listen;
 mod reads;
 mod schema;
 
 use std::hash::BuildHasher;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -42,32 +44,11 @@ const POOL_WAIT: Duration = Duration::from_secs(2);
 /// Connects (checking the server), migrates the schema, starts the pool and
 /// the `LISTEN` thread.
 pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenError> {
-    let url = display_location(&config.path);
+    let (pg, url) = client_config(&config.path)?;
     let fail = |reason: String| OpenError::Postgres {
         url: url.clone(),
         reason,
     };
-    let text = config
-        .path
-        .to_str()
-        .ok_or_else(|| fail("the URL is not UTF-8".into()))?;
-    let mut pg = postgres::Config::from_str(text)
-        .map_err(|e| fail(format!("not a valid PostgreSQL URL: {}", describe(&e))))?;
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-    }
-    // A peer that vanishes without a reset (a dead host, a partition) is
-    // noticed within seconds, not the kernel's hours.
-    if pg.get_tcp_user_timeout().is_none() {
-        pg.tcp_user_timeout(Duration::from_secs(10));
-    }
-    pg.keepalives(true)
-        .keepalives_idle(Duration::from_secs(5))
-        .keepalives_interval(Duration::from_secs(1))
-        .keepalives_retries(3);
-    if pg.get_application_name().is_none() {
-        pg.application_name("vkv");
-    }
     let mut client = pg
         .connect(postgres::NoTls)
         .map_err(|e| fail(describe(&e)))?;
@@ -116,6 +97,37 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
             stop,
         }),
     })
+}
+
+/// The client settings of the URL `location` (with vkv's defaults for
+/// what it leaves out) and the URL with its password masked.
+pub(crate) fn client_config(location: &Path) -> Result<(postgres::Config, String), OpenError> {
+    let url = display_location(location);
+    let fail = |reason: String| OpenError::Postgres {
+        url: url.clone(),
+        reason,
+    };
+    let text = location
+        .to_str()
+        .ok_or_else(|| fail("the URL is not UTF-8".into()))?;
+    let mut pg = postgres::Config::from_str(text)
+        .map_err(|e| fail(format!("not a valid PostgreSQL URL: {}", describe(&e))))?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+    }
+    // A peer that vanishes without a reset (a dead host, a partition) is
+    // noticed within seconds, not the kernel's hours.
+    if pg.get_tcp_user_timeout().is_none() {
+        pg.tcp_user_timeout(Duration::from_secs(10));
+    }
+    pg.keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(3);
+    if pg.get_application_name().is_none() {
+        pg.application_name("vkv");
+    }
+    Ok((pg, url))
 }
 
 /// What went wrong, in words: the server's message when it sent one (the

@@ -1,0 +1,287 @@
+//! Whole-store dumps and loads of a PostgreSQL database, for `vkv copy`,
+//! `vkv check` and `GET /backup`.
+//!
+//! - A dump runs in one `REPEATABLE READ READ ONLY` transaction: one
+//!   snapshot of the database, however many replicas write meanwhile. Both
+//!   tables are read through server-side cursors, 1,000 rows per fetch, so
+//!   memory stays flat whatever the size.
+//! - A load runs in one transaction that first locks the three tables
+//!   against writers (`EXCLUSIVE`: reads go on), inserts 1,000 rows per
+//!   statement (`unnest` of arrays), and commits only if the counts match.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::Path;
+
+use postgres::{Client, Row};
+
+use super::{client_config, describe, schema};
+use crate::error::{OpenError, StoreError};
+use crate::storage::{Export, Import, KeyHead, Record, Totals, VersionRow, merge_dump};
+
+/// Rows per `FETCH` and per `INSERT`.
+const CHUNK: usize = 1000;
+
+fn connect(location: &Path) -> Result<(Client, String), OpenError> {
+    let (config, url) = client_config(location)?;
+    let client = config
+        .connect(postgres::NoTls)
+        .map_err(|e| OpenError::Postgres {
+            url: url.clone(),
+            reason: describe(&e),
+        })?;
+    Ok((client, url))
+}
+
+struct PgExport {
+    client: Client,
+}
+
+/// Opens the vkv database at the URL `location` for a dump.
+pub(crate) fn open_export(location: &Path) -> Result<Box<dyn Export>, OpenError> {
+    let (mut client, url) = connect(location)?;
+    let fail = |reason: String| OpenError::Postgres {
+        url: url.clone(),
+        reason,
+    };
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .map_err(|e| fail(describe(&e)))?;
+    let found: i32 = match client.query_one("SELECT schema_version FROM vkv_meta WHERE id = 1", &[]) {
+        Ok(row) => row.get(0),
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+            return Err(fail("it holds no vkv schema (no table vkv_meta)".into()));
+        }
+        Err(e) => return Err(fail(describe(&e))),
+    };
+    if found > schema::SCHEMA_VERSION || found < 1 {
+        return Err(fail(format!(
+            "vkv schema version {found}; this vkv reads 1 to {}",
+            schema::SCHEMA_VERSION
+        )));
+    }
+    Ok(Box::new(PgExport { client }))
+}
+
+impl Export for PgExport {
+    fn counters(&mut self) -> Result<Totals, StoreError> {
+        let row = self.client.query_one(
+            "SELECT coalesce(sum(keys), 0)::bigint, coalesce(sum(versions), 0)::bigint
+             FROM vkv_counters",
+            &[],
+        )?;
+        Ok(Totals {
+            keys: row.try_get::<_, i64>(0)? as u64,
+            versions: row.try_get::<_, i64>(1)? as u64,
+        })
+    }
+
+    fn for_each(
+        &mut self,
+        visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // bytea compares bytewise: the same order as SQLite's BINARY text.
+        self.client.batch_execute(
+            "DECLARE vkv_dump_heads NO SCROLL CURSOR FOR
+                 SELECT key, latest, ts_ms, deleted, first_kept FROM vkv_keys ORDER BY key;
+             DECLARE vkv_dump_versions NO SCROLL CURSOR FOR
+                 SELECT key, version, ts_ms, deleted, value FROM vkv_versions
+                 ORDER BY key, version;",
+        )?;
+        let client = RefCell::new(&mut self.client);
+        let heads = cursor(&client, "FETCH 1000 FROM vkv_dump_heads", |r| {
+            Ok(KeyHead {
+                key: key_text(r.try_get(0)?)?,
+                latest: r.try_get::<_, i64>(1)? as u64,
+                ts_ms: r.try_get(2)?,
+                deleted: r.try_get(3)?,
+                first_kept: r.try_get::<_, i64>(4)? as u64,
+            })
+        });
+        let versions = cursor(&client, "FETCH 1000 FROM vkv_dump_versions", |r| {
+            Ok(VersionRow {
+                key: key_text(r.try_get(0)?)?,
+                version: r.try_get::<_, i64>(1)? as u64,
+                ts_ms: r.try_get(2)?,
+                deleted: r.try_get(3)?,
+                value: r.try_get(4)?,
+            })
+        });
+        merge_dump(heads, versions, visit)
+    }
+}
+
+/// The rows of a declared cursor, fetched a chunk at a time through the
+/// shared client.
+fn cursor<'a, T>(
+    client: &'a RefCell<&mut Client>,
+    fetch: &'static str,
+    decode: impl Fn(&Row) -> Result<T, StoreError> + 'a,
+) -> impl Iterator<Item = Result<T, StoreError>> + 'a {
+    let mut buf: VecDeque<Row> = VecDeque::new();
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if buf.is_empty() && !done {
+            match client.borrow_mut().query(fetch, &[]) {
+                Ok(rows) => {
+                    done = rows.len() < CHUNK;
+                    buf.extend(rows);
+                }
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+        buf.pop_front().map(|r| decode(&r))
+    })
+}
+
+fn key_text(bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes).map_err(|e| {
+        StoreError::Internal(format!(
+            "a stored key is not UTF-8: {:?}",
+            String::from_utf8_lossy(e.as_bytes())
+        ))
+    })
+}
+
+struct PgImport {
+    client: Client,
+    url: String,
+    heads: Vec<KeyHead>,
+    versions: Vec<VersionRow>,
+    finished: bool,
+}
+
+/// Opens the database at the URL `location` for a load: migrates its
+/// schema, begins the transaction and locks the tables against writers.
+pub(crate) fn open_import(location: &Path) -> Result<Box<dyn Import>, OpenError> {
+    let (mut client, url) = connect(location)?;
+    schema::migrate(&mut client, &url)?;
+    client
+        .batch_execute(
+            "BEGIN;
+             LOCK TABLE vkv_keys, vkv_versions, vkv_counters IN EXCLUSIVE MODE;",
+        )
+        .map_err(|e| OpenError::Postgres {
+            url: url.clone(),
+            reason: describe(&e),
+        })?;
+    Ok(Box::new(PgImport {
+        client,
+        url,
+        heads: Vec::new(),
+        versions: Vec::new(),
+        finished: false,
+    }))
+}
+
+impl PgImport {
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.heads.is_empty() {
+            let heads = std::mem::take(&mut self.heads);
+            let keys: Vec<&[u8]> = heads.iter().map(|h| h.key.as_bytes()).collect();
+            let latest = ints(heads.iter().map(|h| h.latest))?;
+            let ts: Vec<i64> = heads.iter().map(|h| h.ts_ms).collect();
+            let deleted: Vec<bool> = heads.iter().map(|h| h.deleted).collect();
+            let first_kept = ints(heads.iter().map(|h| h.first_kept))?;
+            self.client.execute(
+                "INSERT INTO vkv_keys (key, latest, ts_ms, deleted, first_kept)
+                 SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::bool[], $5::int8[])",
+                &[&keys, &latest, &ts, &deleted, &first_kept],
+            )?;
+        }
+        if !self.versions.is_empty() {
+            let rows = std::mem::take(&mut self.versions);
+            let keys: Vec<&[u8]> = rows.iter().map(|v| v.key.as_bytes()).collect();
+            let version = ints(rows.iter().map(|v| v.version))?;
+            let ts: Vec<i64> = rows.iter().map(|v| v.ts_ms).collect();
+            let values: Vec<&str> = rows.iter().map(|v| v.value.as_str()).collect();
+            let deleted: Vec<bool> = rows.iter().map(|v| v.deleted).collect();
+            self.client.execute(
+                "INSERT INTO vkv_versions (key, version, ts_ms, value, deleted)
+                 SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::text[], $5::bool[])",
+                &[&keys, &version, &ts, &values, &deleted],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn ints(values: impl Iterator<Item = u64>) -> Result<Vec<i64>, StoreError> {
+    values
+        .map(|n| {
+            i64::try_from(n)
+                .map_err(|_| StoreError::Internal(format!("{n} does not fit in a bigint")))
+        })
+        .collect()
+}
+
+impl Import for PgImport {
+    fn is_empty(&mut self) -> Result<bool, StoreError> {
+        Ok(self
+            .client
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM vkv_keys)
+                     AND NOT EXISTS (SELECT 1 FROM vkv_versions)",
+                &[],
+            )?
+            .try_get(0)?)
+    }
+
+    fn clear(&mut self) -> Result<(), StoreError> {
+        self.client.batch_execute(
+            "DELETE FROM vkv_versions; DELETE FROM vkv_keys;
+             UPDATE vkv_counters SET keys = 0, versions = 0;",
+        )?;
+        Ok(())
+    }
+
+    fn write(&mut self, record: &Record) -> Result<(), StoreError> {
+        match record {
+            Record::Head(h) => self.heads.push(h.clone()),
+            Record::Version(v) => self.versions.push(v.clone()),
+        }
+        if self.heads.len() + self.versions.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, expect: Totals) -> Result<Totals, StoreError> {
+        self.flush()?;
+        let row = self.client.query_one(
+            "SELECT (SELECT count(*) FROM vkv_keys), (SELECT count(*) FROM vkv_versions)",
+            &[],
+        )?;
+        let found = Totals {
+            keys: row.try_get::<_, i64>(0)? as u64,
+            versions: row.try_get::<_, i64>(1)? as u64,
+        };
+        if found != expect {
+            return Err(StoreError::Internal(format!(
+                "{} holds {} keys and {} versions after the load, expected {} and {}; \
+                 nothing was committed",
+                self.url, found.keys, found.versions, expect.keys, expect.versions
+            )));
+        }
+        let (keys, versions) = (ints([found.keys].into_iter())?, ints([found.versions].into_iter())?);
+        self.client.execute(
+            "UPDATE vkv_counters SET keys = CASE WHEN shard = 0 THEN $1 ELSE 0 END,
+                 versions = CASE WHEN shard = 0 THEN $2 ELSE 0 END",
+            &[&keys[0], &versions[0]],
+        )?;
+        self.client.batch_execute("COMMIT")?;
+        self.finished = true;
+        Ok(found)
+    }
+}
+
+impl Drop for PgImport {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
