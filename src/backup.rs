@@ -195,6 +195,30 @@ pub fn snapshot(db: &Path) -> Result<Snapshot, BackupError> {
         Err(TryLockError::WouldBlock) => return Err(BackupError::Busy),
     };
     let start = Instant::now();
+    if crate::storage::is_postgres_url(db) {
+        // No file to copy: the store's dump, loaded into a new SQLite file
+        // in the temporary directory (the same format either way).
+        let tmp = temp_path(&std::env::temp_dir().join("vkv"), "backup");
+        let cleanup = RemoveOnDrop(Some(tmp.clone()));
+        let report = crate::copy::copy(db, &tmp, false).map_err(|e| match e {
+            crate::copy::CopyError::Store { error, .. } => error,
+            other => StoreError::Unavailable(other.to_string()),
+        })?;
+        let file = File::open(&tmp).map_err(|e| io_error("cannot open", &tmp, &e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| io_error("cannot stat", &tmp, &e))?
+            .len();
+        drop(cleanup);
+        log::info!(
+            "backup snapshot of {}: {} keys, {} versions, {len} bytes in {} ms",
+            report.from,
+            report.totals.keys,
+            report.totals.versions,
+            start.elapsed().as_millis()
+        );
+        return Ok(Snapshot { file, len });
+    }
     let tmp = temp_path(&real_path(db), "backup");
     let tmp_text = tmp
         .to_str()
@@ -258,7 +282,7 @@ impl CheckReport {
         self.problem_count == 0
     }
 
-    fn problem(&mut self, text: String) {
+    pub(crate) fn problem(&mut self, text: String) {
         self.problem_count += 1;
         if self.problems.len() < MAX_LISTED {
             self.problems.push(text);
@@ -277,6 +301,9 @@ impl fmt::Display for CheckReport {
             self.versions
         )?;
         if self.is_ok() {
+            if crate::storage::is_postgres_url(&self.path) {
+                return write!(f, "ok (versions dense, keys agree, counters agree)");
+            }
             return write!(f, "ok (integrity_check ok, versions dense, counters agree)");
         }
         write!(f, "{} problem(s)", self.problem_count)?;

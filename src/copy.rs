@@ -148,4 +148,3 @@ fn same_store(a: &Path, b: &Path) -> bool {
         _ => false,
     }
 }
-

@@ -11,6 +11,7 @@
 
 pub mod backup;
 pub mod cache;
+pub mod check;
 pub mod copy;
 /// The SQLite file format's identifiers and the storage types, at the path
 /// tools and tests have used.

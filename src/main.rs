@@ -32,10 +32,10 @@ fn main() -> ExitCode {
 }
 
 fn try_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let file_command = matches!(cli.command, Some(Command::Restore { .. } | Command::Check));
-    if file_command && vkv::is_postgres_url(&cli.db) {
+    if matches!(cli.command, Some(Command::Restore { .. })) && vkv::is_postgres_url(&cli.db) {
         return Err(format!(
-            "{}: `vkv restore` and `vkv check` work on SQLite files only (for now)",
+            "{}: `vkv restore` replaces a SQLite file; to load a snapshot into PostgreSQL, \
+             use `vkv copy --from SNAPSHOT --to URL` (add --force to replace its contents)",
             vkv::display_location(&cli.db)
         )
         .into());
@@ -55,14 +55,14 @@ fn try_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Some(Command::Check) => {
-            let report = vkv::backup::check(&cli.db)?;
+            let report = vkv::check::check(&cli.db)?;
             println!("{report}");
             if report.is_ok() {
                 Ok(())
             } else {
                 Err(format!(
                     "check of {} found {} problem(s)",
-                    cli.db.display(),
+                    vkv::display_location(&cli.db),
                     report.problem_count
                 )
                 .into())

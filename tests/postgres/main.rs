@@ -1,5 +1,6 @@
 //! PostgreSQL-only tests (feature `postgres`): several vkv replicas on one
-//! database, start-up refusals, a database that goes away at run time.
+//! database, start-up refusals, a database that goes away at run time,
+//! moving data in and out (`vkv copy`, `vkv check`, `GET /backup`).
 //! They need a PostgreSQL server: `VKV_TEST_PG` is its admin URL, as
 //! `scripts/pg-cluster.sh start DIR` prints (see the README, "Scaling out").
 //! The API tests run on PostgreSQL through the same variable
@@ -7,6 +8,7 @@
 
 #[path = "../support/mod.rs"]
 mod common;
+mod moving;
 mod outage;
 mod replicas;
 mod startup;

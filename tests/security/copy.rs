@@ -19,26 +19,6 @@ fn copy(from: &Path, to: &Path, extra: &[&str]) -> (bool, String) {
     (out.status.success(), output_text(&out))
 }
 
-/// Everything a client can read about `keys` (as they appear in a path):
-/// each history page and the answer (status and body) for every version
-/// from 1 to latest + 1 and for the latest.
-fn observe(c: &mut Client, keys: &[&str]) -> Vec<(String, u16, String)> {
-    let mut seen = Vec::new();
-    for key in keys {
-        let path = |q: &str| format!("/{q}/{key}");
-        let h = c.get(&format!("{}?limit=1000", path("history")));
-        seen.push((path("history"), h.status, h.text()));
-        let latest = h.json()["versions"][0]["version"].as_u64().unwrap_or(0);
-        for v in 1..=latest + 1 {
-            let r = c.get(&format!("{}?version={v}", path("get")));
-            seen.push((format!("{} v{v}", path("get")), r.status, r.text()));
-        }
-        let r = c.get(&path("get"));
-        seen.push((path("get"), r.status, r.text()));
-    }
-    seen
-}
-
 #[test]
 fn copy_keeps_every_version_timestamp_tombstone_and_retention_bound() {
     let dir = tempfile::tempdir().unwrap();

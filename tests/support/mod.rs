@@ -195,6 +195,26 @@ fn pg_database_for(admin: &str, db: &Path) -> PathBuf {
     PathBuf::from(pg_url_for(admin, &name))
 }
 
+/// Everything a client can read about `keys` (as they appear in a path):
+/// each history page and the answer (status and body) for every version
+/// from 1 to latest + 1 and for the latest.
+pub fn observe(c: &mut Client, keys: &[&str]) -> Vec<(String, u16, String)> {
+    let mut seen = Vec::new();
+    for key in keys {
+        let path = |q: &str| format!("/{q}/{key}");
+        let h = c.get(&format!("{}?limit=1000", path("history")));
+        seen.push((path("history"), h.status, h.text()));
+        let latest = h.json()["versions"][0]["version"].as_u64().unwrap_or(0);
+        for v in 1..=latest + 1 {
+            let r = c.get(&format!("{}?version={v}", path("get")));
+            seen.push((format!("{} v{v}", path("get")), r.status, r.text()));
+        }
+        let r = c.get(&path("get"));
+        seen.push((path("get"), r.status, r.text()));
+    }
+    seen
+}
+
 /// A running `vkv` process.
 pub struct Server {
     child: Child,

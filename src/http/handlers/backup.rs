@@ -22,12 +22,6 @@ use crate::http::wire::ErrorResponse;
     )
 )]
 pub fn backup(store: &Store, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
-    if store.is_postgres() {
-        return Err(crate::StoreError::Unavailable(
-            "GET /backup is not available in PostgreSQL mode yet".into(),
-        )
-        .into());
-    }
     let response = if req.method == "HEAD" {
         // A snapshot is a full copy of the database: a HEAD (a link
         // checker, a proxy) must not cost one. Its length is unknown, so

@@ -47,7 +47,8 @@ pub(crate) fn open_export(location: &Path) -> Result<Box<dyn Export>, OpenError>
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .map_err(|e| fail(describe(&e)))?;
-    let found: i32 = match client.query_one("SELECT schema_version FROM vkv_meta WHERE id = 1", &[]) {
+    let found: i32 = match client.query_one("SELECT schema_version FROM vkv_meta WHERE id = 1", &[])
+    {
         Ok(row) => row.get(0),
         Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
             return Err(fail("it holds no vkv schema (no table vkv_meta)".into()));
@@ -266,11 +267,12 @@ impl Import for PgImport {
                 self.url, found.keys, found.versions, expect.keys, expect.versions
             )));
         }
-        let (keys, versions) = (ints([found.keys].into_iter())?, ints([found.versions].into_iter())?);
+        let totals = ints([found.keys, found.versions].into_iter())?;
+        // The totals in shard 0, every other shard zero.
         self.client.execute(
-            "UPDATE vkv_counters SET keys = CASE WHEN shard = 0 THEN $1 ELSE 0 END,
-                 versions = CASE WHEN shard = 0 THEN $2 ELSE 0 END",
-            &[&keys[0], &versions[0]],
+            "UPDATE vkv_counters SET keys = CASE WHEN shard = 0 THEN $1::bigint ELSE 0 END,
+                 versions = CASE WHEN shard = 0 THEN $2::bigint ELSE 0 END",
+            &[&totals[0], &totals[1]],
         )?;
         self.client.batch_execute("COMMIT")?;
         self.finished = true;
