@@ -1,0 +1,212 @@
+//! Issue 11 point 9: vkv over a real PostgreSQL primary with a real
+//! synchronous streaming standby survives the primary's crash and the
+//! standby's promotion without a restart, losing no acknowledged write.
+//!
+//! Needs the `postgres` feature and Debian's `postgresql` package (the test
+//! starts its own two servers in a temporary directory, as the `postgres`
+//! user when run as root):
+//!
+//! ```sh
+//! cargo test --features postgres --test failover
+//! ```
+#![cfg(feature = "postgres")]
+
+mod cluster;
+#[path = "../support/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cluster::Cluster;
+use common::*;
+
+/// vkv's --read-timeout here: no answer may take longer (plus slack for
+/// this shared machine).
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const SLACK: Duration = Duration::from_secs(3);
+
+/// One answer a writer got.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    retry_after: bool,
+    took: Duration,
+    detail: String,
+}
+
+/// What the writers saw: acknowledged writes (key, version, value) and
+/// every answer.
+#[derive(Default)]
+struct Seen {
+    acks: Vec<(String, u64, serde_json::Value)>,
+    answers: Vec<Answer>,
+}
+
+fn put_answer(c: &mut Client, key: &str, value: &serde_json::Value) -> (Answer, Option<u64>) {
+    let t = Instant::now();
+    let r = c
+        .try_put(key, value)
+        .unwrap_or_else(|e| panic!("vkv dropped a put of {key}: {e}"));
+    let version = (r.status == 200).then(|| r.json()["version"].as_u64().unwrap());
+    let answer = Answer {
+        status: r.status,
+        retry_after: r.header("retry-after").is_some(),
+        took: t.elapsed(),
+        detail: r.text(),
+    };
+    (answer, version)
+}
+
+#[test]
+fn primary_crash_and_promotion_keep_every_acknowledged_write_without_a_restart() {
+    let cluster = Cluster::start();
+    cluster.create_db("vkv");
+    let url = cluster.url("vkv");
+    let mut s = Server::start_on(Path::new(&url), &["--read-timeout", "5s", "--workers", "4"]);
+    let pid = s.pid();
+
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (seen, stop, addr) = (Arc::clone(&seen), Arc::clone(&stop), s.addr);
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let key = format!("w{t}-{}", i % 5);
+                    let value = serde_json::json!({ "t": t, "i": i });
+                    let (answer, version) = put_answer(&mut c, &key, &value);
+                    let mut seen = seen.lock().unwrap();
+                    if let Some(v) = version {
+                        seen.acks.push((key, v, value));
+                    }
+                    let failed = answer.status != 200;
+                    seen.answers.push(answer);
+                    drop(seen);
+                    if failed {
+                        // As a client honouring Retry-After would, briefly.
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let acks = |seen: &Mutex<Seen>| seen.lock().unwrap().acks.len();
+    assert!(
+        poll_until(Duration::from_secs(30), || acks(&seen) >= 200),
+        "the write load did not start"
+    );
+
+    cluster.kill_primary();
+    let killed_at = Instant::now();
+    // No primary: writes are refused with 503 + Retry-After, /health is
+    // unavailable; the standby is reachable but read-only.
+    let mut c = s.client();
+    let mut last_health = String::new();
+    let outage = poll_until(Duration::from_secs(30), || {
+        let h = c.get("/health");
+        last_health = format!("{} {}", h.status, h.text());
+        h.status == 503 && h.json()["status"] == "unavailable"
+    });
+    assert!(outage, "/health never said unavailable: {last_health}");
+    let (answer, _) = put_answer(&mut c, "during-outage", &serde_json::json!(1));
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.retry_after, "{answer:?}");
+    // Let the writers run into the outage for a while.
+    let refused = |seen: &Mutex<Seen>| {
+        seen.lock()
+            .unwrap()
+            .answers
+            .iter()
+            .filter(|a| a.status == 503)
+            .count()
+    };
+    assert!(
+        poll_until(Duration::from_secs(30), || refused(&seen) >= 20),
+        "the writers saw no 503"
+    );
+    let acked_before_promotion = acks(&seen);
+
+    cluster.promote_standby();
+    let promoted_at = Instant::now();
+    // vkv finds the new primary by itself: same process, writes succeed.
+    let recovered = poll_until(Duration::from_secs(60), || {
+        put_answer(&mut c, "after-promotion", &serde_json::json!("ok"))
+            .0
+            .status
+            == 200
+    });
+    assert!(recovered, "writes never succeeded after the promotion");
+    let recovered_at = Instant::now();
+    assert!(
+        poll_until(Duration::from_secs(60), || acks(&seen)
+            >= acked_before_promotion + 200),
+        "the writers did not recover"
+    );
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(s.exited().is_none(), "vkv exited");
+    assert_eq!(s.pid(), pid);
+    eprintln!(
+        "promoted {:?} after the kill; writes back {:?} after the promotion",
+        promoted_at - killed_at,
+        recovered_at - promoted_at
+    );
+
+    let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+    let mut by_status = std::collections::BTreeMap::new();
+    for a in &seen.answers {
+        *by_status.entry(a.status).or_insert(0u32) += 1;
+        assert!(
+            a.status == 200 || (a.status == 503 && a.retry_after),
+            "a write answered {} after {:?}: {}",
+            a.status,
+            a.took,
+            a.detail
+        );
+        assert!(a.took < READ_TIMEOUT + SLACK, "a write took {a:?}");
+    }
+    eprintln!(
+        "write answers by status: {by_status:?}; {} acknowledged",
+        seen.acks.len()
+    );
+
+    // Every acknowledged write, from before and after the crash, is there.
+    let mut c = s.client();
+    for (key, version, value) in &seen.acks {
+        let r = c.get(&format!("/get/{key}?version={version}"));
+        assert_eq!(r.status, 200, "{key} v{version}: {}", r.text());
+        assert_eq!(&r.json()["value"], value, "{key} v{version}");
+    }
+    // And through a new process that has no cache of them.
+    s.terminate();
+    let s2 = Server::start_on(Path::new(&url), &[]);
+    let mut c = s2.client();
+    for (key, version, value) in &seen.acks {
+        let r = c.get(&format!("/get/{key}?version={version}"));
+        assert_eq!(
+            &r.json()["value"],
+            value,
+            "{key} v{version} after a restart"
+        );
+    }
+    // Versions stay dense per key.
+    for t in 0..4 {
+        for k in 0..5 {
+            let key = format!("w{t}-{k}");
+            let versions = history(&mut c, &key);
+            let n = versions.len() as u64;
+            assert_eq!(versions, (1..=n).collect::<Vec<_>>(), "{key}");
+        }
+    }
+    assert_eq!(c.get("/health").status, 200);
+    assert_eq!(c.put("new", &serde_json::json!("write")).status, 200);
+    assert_eq!(c.get("/get/new").json()["value"], "write");
+}
