@@ -136,10 +136,12 @@ pub enum Command {
     /// integrity_check, dense versions per key, the keys table and the
     /// counters against the versions. Exit 0 if all is well, 1 otherwise.
     Check,
-    /// Copy a whole store from --from to --to (each a SQLite file), every
-    /// version with its timestamp and tombstones, in one transaction that
-    /// commits only if the destination then holds exactly what was read.
-    /// The source may be in use by a running vkv; the destination may not.
+    /// Copy a whole store from --from to --to (each a SQLite file or a
+    /// postgres:// URL), every version with its timestamp and tombstones,
+    /// in one transaction that commits only if the destination then holds
+    /// exactly what was read.
+    /// The source may be in use by running servers; the destination may
+    /// not (a SQLite file is refused while served).
     Copy {
         /// The store to read.
         #[arg(long, value_name = "DB")]
