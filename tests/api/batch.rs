@@ -1,6 +1,10 @@
 //! POST /batch: all or nothing, also across a crash.
 
-use crate::common::{Server, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::common::{Client, Server, json, poll_until};
 
 #[test]
 fn a_batch_commits_all_puts_and_returns_each_version() {
@@ -79,13 +83,12 @@ fn a_batch_is_all_or_nothing_when_the_process_is_killed() {
     let db = dir.path().join("kv.db");
     for round in 0..3u64 {
         let mut s = Server::start_on(&db, &[]);
+        let committed = Arc::new(AtomicU64::new(0));
         let writers: Vec<_> = (0..3)
             .map(|t| {
-                let addr = s.addr;
+                let (addr, committed) = (s.addr, Arc::clone(&committed));
                 std::thread::spawn(move || {
-                    let Ok(mut c) = std::net::TcpStream::connect(addr)
-                        .map(|_| crate::common::Client::connect(addr))
-                    else {
+                    let Ok(mut c) = Client::try_connect(addr) else {
                         return;
                     };
                     for i in 0.. {
@@ -93,17 +96,21 @@ fn a_batch_is_all_or_nothing_when_the_process_is_killed() {
                             .map(|k| json!({"key": format!("r{round}/t{t}/b{i}/{k}"), "value": i}))
                             .collect();
                         let body = json!({ "puts": puts }).to_string();
-                        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            c.request("POST", "/batch", &[], body.as_bytes()).status
-                        }));
-                        if ok.map(|st| st != 200).unwrap_or(true) {
-                            return;
-                        }
+                        match c.try_request("POST", "/batch", &[], body.as_bytes()) {
+                            Ok(r) if r.status == 200 => committed.fetch_add(1, Ordering::SeqCst),
+                            _ => return,
+                        };
                     }
                 })
             })
             .collect();
-        std::thread::sleep(std::time::Duration::from_millis(300 + round * 250));
+        // Killed while batches are in flight, a little later each round.
+        let enough = 2 + round * 4;
+        assert!(
+            poll_until(Duration::from_secs(30), || committed.load(Ordering::SeqCst)
+                >= enough),
+            "round {round}: fewer than {enough} batches committed"
+        );
         s.kill();
         for w in writers {
             let _ = w.join();

@@ -1,6 +1,10 @@
 //! Durability across restarts, graceful stop, and one server per file.
 
-use crate::common::{Server, json, output_text, run};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::common::{Client, Server, json, output_text, poll_until, run};
 
 #[test]
 fn every_version_survives_sigkill_and_restart() {
@@ -42,24 +46,21 @@ fn sigterm_during_writes_exits_zero_and_keeps_every_ack() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("kv.db");
     let mut s = Server::start_on(&db, &[]);
+    let progress: Arc<Vec<AtomicUsize>> = Arc::new((0..4).map(|_| AtomicUsize::new(0)).collect());
     let writers: Vec<_> = (0..4)
         .map(|t| {
-            let addr = s.addr;
+            let (addr, progress) = (s.addr, Arc::clone(&progress));
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
-                let Ok(stream) = std::panic::catch_unwind(|| crate::common::Client::connect(addr))
-                else {
+                let Ok(mut c) = Client::try_connect(addr) else {
                     return acked;
                 };
-                let mut c = stream;
                 for i in 0.. {
                     // Once the server stops, requests fail: stop there.
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        c.put(&format!("w{t}"), &json!(i))
-                    }));
-                    match r {
+                    match c.try_put(&format!("w{t}"), &json!(i)) {
                         Ok(r) if r.status == 200 => {
-                            acked.push((r.json()["version"].as_u64().unwrap(), i))
+                            acked.push((r.json()["version"].as_u64().unwrap(), i));
+                            progress[t].fetch_add(1, Ordering::SeqCst);
                         }
                         _ => break,
                     }
@@ -68,7 +69,10 @@ fn sigterm_during_writes_exits_zero_and_keeps_every_ack() {
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Stop while every writer is writing.
+    poll_until(Duration::from_secs(30), || {
+        progress.iter().all(|n| n.load(Ordering::SeqCst) >= 3)
+    });
     let status = s.terminate();
     assert!(status.success(), "exit status {status:?}\n{}", s.log_text());
     let acked: Vec<_> = writers.into_iter().map(|h| h.join().unwrap()).collect();

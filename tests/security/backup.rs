@@ -68,9 +68,11 @@ fn backup_during_writes_restores_every_acknowledged_version() {
             })
         })
         .collect();
-    while acks.lock().unwrap().len() < 100 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(
+        poll_until(Duration::from_secs(30), || acks.lock().unwrap().len()
+            >= 100),
+        "the writers did not get 100 acks"
+    );
     // Everything acknowledged before the backup request is sent.
     let before: Vec<Ack> = acks.lock().unwrap().clone();
     let started = Instant::now();
