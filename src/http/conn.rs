@@ -304,7 +304,7 @@ struct Conn {
 
 impl Conn {
     fn wants_output(&self) -> bool {
-        self.out_pos < self.out.len() || self.file.is_some()
+        self.out_pos < self.out.len() || self.file.is_some() || self.transport.wants_write()
     }
 }
 

@@ -357,8 +357,16 @@ fn parse_head(buf: &[u8], limits: &ParseLimits) -> Result<Option<(Head, usize)>,
             (buf.len().min(line_end), buf.len() >= line_end, too_long)
         }
     };
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut parsed = httparse::Request::new(&mut slots);
+    // Header slots on the stack for the usual limit: no allocation per parse.
+    let mut on_stack = [httparse::EMPTY_HEADER; 100];
+    let mut on_heap = Vec::new();
+    let slots = if limits.max_headers <= on_stack.len() {
+        &mut on_stack[..limits.max_headers]
+    } else {
+        on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap[..]
+    };
+    let mut parsed = httparse::Request::new(slots);
     let len = match parsed.parse(&buf[..cut]) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if over => return Err(too_long),

@@ -82,6 +82,15 @@ impl Transport {
         }
     }
 
+    /// Whether the transport holds bytes to send (TLS records).
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Transport::Plain => false,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.wants_write(),
+        }
+    }
+
     /// Whether the transport is still setting up (a TLS handshake): no
     /// HTTP can be answered on it yet.
     pub fn handshaking(&self) -> bool {

@@ -153,7 +153,7 @@ fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Re
     Ok(Reply::Later(Box::new(move |responder| {
         let deadline = Instant::now().checked_add(timeout);
         // Whoever answers first (a commit, the deadline) takes the responder.
-        let slot = Arc::new(Mutex::new(None::<Responder>));
+        let slot = Arc::new(AnswerOnce(Mutex::new(None)));
         let subscription = Arc::new(Mutex::new(None::<Subscription>));
         let answer = {
             let (slot, store, key) = (Arc::clone(&slot), store.clone(), key.clone());
@@ -189,6 +189,26 @@ fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Re
             }
         }
     })))
+}
+
+/// The responder of a long poll, taken by whoever answers first. If nobody
+/// does (the client went away, so the loop dropped the wait), it is
+/// abandoned quietly: there is nobody to answer.
+struct AnswerOnce(Mutex<Option<Responder>>);
+
+impl std::ops::Deref for AnswerOnce {
+    type Target = Mutex<Option<Responder>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for AnswerOnce {
+    fn drop(&mut self) {
+        if let Some(responder) = lock(&self.0).take() {
+            responder.abandon();
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
