@@ -484,6 +484,21 @@ fn run_checks(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
         }
     }
 
+    if r.schema_version >= 2 {
+        // A purged key's row goes when it is written again.
+        let mut stmt = conn.prepare(
+            "SELECT p.key, p.latest, k.latest FROM purged p JOIN keys k ON k.key = p.key
+             ORDER BY p.key",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (key, purged, latest): (String, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            r.problem(format!(
+                "key {key:?}: marked purged at version {purged} but has versions up to {latest}"
+            ));
+        }
+    }
+
     let mut stmt = conn.prepare(
         "SELECT key, version FROM versions WHERE json_valid(value) = 0 ORDER BY key, version",
     )?;

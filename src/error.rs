@@ -29,7 +29,9 @@ pub enum StoreError {
         version: u64,
     },
     /// The version existed but was removed by the retention limit.
-    #[error("version {version} of key '{key}' was removed by retention (oldest kept is {oldest})")]
+    #[error(
+        "version {version} of key '{key}' was removed by retention or a purge (oldest kept is {oldest})"
+    )]
     Gone {
         /// The key asked for.
         key: String,

@@ -21,10 +21,10 @@ use crate::cache::{CacheStats, LatestCache};
 use crate::error::{OpenError, StoreError};
 use crate::key::validate_key;
 use crate::storage::{
-    self, DbStats, Done, Fresh, Hooks, KeyInfo, Op, Reads, SyncMode, VersionInfo,
+    self, DbStats, Done, Fresh, Hooks, KeyInfo, Op, Reads, SyncMode, VersionInfo, Written,
 };
 use crate::value::check_value;
-use crate::version::{PutOutcome, Versioned};
+use crate::version::{Operation, PutOutcome, Versioned};
 use crate::watch::{Subscription, Watchers};
 use crate::writer::{Pending, WriteFault, Writer, WriterContext, WriterCounters};
 
@@ -226,7 +226,7 @@ impl Store {
     pub fn batch(&self, items: Vec<PutItem>) -> Result<Vec<PutOutcome>, StoreError> {
         let items = items.into_iter().map(checked).collect::<Result<_, _>>()?;
         match self.inner.writer.apply(Op::Batch(items))? {
-            Done::Written(vs) => Ok(vs.iter().map(|v| outcome(v)).collect()),
+            Done::Written(vs) => Ok(vs.iter().map(outcome).collect()),
             Done::Purged { .. } => Err(StoreError::Internal("batch purged".into())),
         }
     }
@@ -461,11 +461,17 @@ fn checked(item: PutItem) -> Result<PutItem, StoreError> {
     Ok(item)
 }
 
-fn outcome(v: &Versioned) -> PutOutcome {
+fn outcome(w: &Written) -> PutOutcome {
+    let v = &w.version;
     PutOutcome {
         key: v.key.clone(),
         version: v.version,
         timestamp_ms: v.timestamp_ms,
+        operation: if w.created {
+            Operation::Create
+        } else {
+            Operation::Update
+        },
     }
 }
 
@@ -474,7 +480,7 @@ fn first_outcome(done: Done) -> Result<PutOutcome, StoreError> {
     match done {
         Done::Written(vs) => vs
             .first()
-            .map(|v| outcome(v))
+            .map(outcome)
             .ok_or_else(|| StoreError::Internal("a write committed no version".into())),
         Done::Purged { .. } => Err(StoreError::Internal("a write purged instead".into())),
     }

@@ -61,16 +61,15 @@ pub struct PutOutcome {
     pub version: u64,
     /// When it was committed, in milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// `Create` if the key had no version before (new, or purged: after a
+    /// purge the numbering continues, so this is not always version 1).
+    pub operation: Operation,
 }
 
 impl PutOutcome {
-    /// `create` for version 1, `update` after.
+    /// `create` if the key had no version before the write, else `update`.
     pub fn operation(&self) -> Operation {
-        if self.version == 1 {
-            Operation::Create
-        } else {
-            Operation::Update
-        }
+        self.operation
     }
 
     /// The commit time in RFC 3339 UTC.

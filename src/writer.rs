@@ -229,10 +229,10 @@ fn commit_and_answer(conn: &mut Box<dyn Committer>, batch: Vec<(Op, Reply)>, ctx
 /// version or a newer one.
 fn publish(done: &Done, ctx: &WriterContext) {
     match done {
-        Done::Written(versions) => {
-            for v in versions {
-                ctx.cache.insert_newer(Arc::clone(v));
-                ctx.watchers.notify(v);
+        Done::Written(written) => {
+            for w in written {
+                ctx.cache.insert_newer(Arc::clone(&w.version));
+                ctx.watchers.notify(&w.version);
             }
         }
         Done::Purged { key, .. } => ctx.cache.remove(key),

@@ -112,9 +112,20 @@ pub(crate) enum Op {
 #[derive(Debug)]
 pub(crate) enum Done {
     /// New versions, in order (a tombstone for a delete).
-    Written(Vec<Arc<Versioned>>),
+    Written(Vec<Written>),
     /// A purge removed this many versions.
     Purged { key: String, versions: u64 },
+}
+
+/// One version a write committed.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// The version.
+    pub version: Arc<Versioned>,
+    /// Whether the key had no version before it: new, or purged (after a
+    /// purge the numbering continues, so a created key's first version is
+    /// not always 1).
+    pub created: bool,
 }
 
 /// The outcome of each operation of a committed batch, in order. A refused

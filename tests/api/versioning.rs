@@ -119,13 +119,76 @@ fn delete_writes_a_tombstone_and_purge_removes_everything() {
             .status,
         422
     );
-    // After a purge the key starts again from 1.
-    assert_eq!(c.put("d", &json!(1)).json()["operation"], "create");
+    // After a purge the key is created again, its numbering continuing.
+    let r = c.put("d", &json!(1)).json();
+    assert_eq!(
+        (r["operation"].clone(), r["version"].clone()),
+        (json!("create"), json!(5))
+    );
     let st = c.get("/db/stats").json();
     assert_eq!(
         (st["total_keys"].clone(), st["total_versions"].clone()),
         (json!(1), json!(1))
     );
+}
+
+/// A purged key's numbering never restarts (like etcd revisions): no ETag
+/// or `if_version` taken before a purge matches what is written after it,
+/// also across a restart.
+#[test]
+fn versions_continue_after_a_purge_so_old_etags_and_conditions_never_match() {
+    let mut s = Server::start(&[]);
+    let mut c = s.client();
+    assert_eq!(c.put("k", &json!("old")).json()["version"], 1);
+    let etag = c.get("/get/k").header("etag").unwrap().to_string();
+    assert_eq!(etag, "\"1\"");
+    assert_eq!(
+        c.request("DELETE", "/delete/k?purge=true", &[], b"").status,
+        200
+    );
+
+    // A stale condition from before the purge fails; nothing is written.
+    let r = c.request("POST", "/put/k?if_version=1", &[], br#"{"value": "stale"}"#);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["current_version"], 0);
+    let r = c.request(
+        "POST",
+        "/put/k",
+        &[("If-Match", "\"1\"")],
+        br#"{"value": "stale"}"#,
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    // "Only if absent" holds: the key has no version.
+    let r = c.request("POST", "/put/k?if_version=0", &[], br#"{"value": "new"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["version"], 2);
+    assert_eq!(r.json()["operation"], "create");
+    // The old ETag does not match the new content.
+    let r = c.request("GET", "/get/k", &[("If-None-Match", &etag)], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["value"], "new");
+    assert_eq!(r.header("etag"), Some("\"2\""));
+    // The purged version is gone, not another value.
+    assert_eq!(c.get("/get/k?version=1").status, 410);
+    let h = c.get("/history/k").json();
+    assert_eq!(h["versions"].as_array().unwrap().len(), 1, "{h}");
+
+    // Purged again, then restarted: still no reuse.
+    assert_eq!(
+        c.request("DELETE", "/delete/k?purge=true", &[], b"").status,
+        200
+    );
+    assert!(s.terminate().success());
+    let s = Server::start_on(&s.db.clone(), &[]);
+    let mut c = s.client();
+    let r = c.put("k", &json!("after restart")).json();
+    assert_eq!(
+        (r["version"].clone(), r["operation"].clone()),
+        (json!(3), json!("create"))
+    );
+    assert_eq!(c.put("k", &json!("next")).json()["operation"], "update");
+    let out = crate::common::run(&["check", "--db", s.db.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", crate::common::output_text(&out));
 }
 
 #[test]

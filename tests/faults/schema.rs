@@ -43,3 +43,38 @@ fn newer_schema_version_is_refused_naming_the_file_and_left_untouched() {
     // Not migrated, not rewritten.
     assert_eq!(std::fs::read(&db).expect("read db"), before);
 }
+
+/// A schema-1 file (before `purged` existed) is migrated at start and keeps
+/// its data; a purge then continues the numbering.
+#[test]
+fn a_schema_1_database_is_migrated_and_keeps_its_data() {
+    let _g = shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("v1.db");
+    {
+        let mut s = Server::start_on(&db, &[]);
+        let mut c = s.client();
+        assert_eq!(c.put("k", &json!("one")).status, 200);
+        assert_eq!(c.put("k", &json!("two")).status, 200);
+        assert!(s.terminate().success());
+    }
+    {
+        // What a schema-1 vkv left: no `purged` table.
+        let conn = rusqlite::Connection::open(&db).expect("open with rusqlite");
+        conn.execute_batch("DROP TABLE purged; PRAGMA user_version = 1;")
+            .expect("downgrade");
+    }
+    let s = Server::start_on(&db, &[]);
+    assert!(
+        s.log_text().contains("migrated to schema version 2"),
+        "{}",
+        s.log_text()
+    );
+    let mut c = s.client();
+    assert_eq!(c.get("/get/k").json()["value"], "two");
+    assert_eq!(
+        c.request("DELETE", "/delete/k?purge=true", &[], b"").status,
+        200
+    );
+    assert_eq!(c.put("k", &json!("three")).json()["version"], 3);
+}

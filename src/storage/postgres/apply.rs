@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 use super::conn::{PgConn, is_retryable};
 use super::reads::db_int;
 use crate::error::StoreError;
-use crate::storage::{Committer, Done, Op, Outcomes, PutItem};
+use crate::storage::{Committer, Done, Op, Outcomes, PutItem, Written};
 use crate::version::{Versioned, now_ms};
 
 /// The channel replicas `NOTIFY` on.
@@ -273,7 +273,7 @@ impl Head {
 }
 
 impl<'a> Stage<'a> {
-    fn put(&mut self, item: &'a PutItem) -> Result<Arc<Versioned>, StoreError> {
+    fn put(&mut self, item: &'a PutItem) -> Result<Written, StoreError> {
         self.write(&item.key, &item.value, item.expect, false)
     }
 
@@ -284,7 +284,7 @@ impl<'a> Stage<'a> {
         value: &'a RawValue,
         expect: Option<u64>,
         deleted: bool,
-    ) -> Result<Arc<Versioned>, StoreError> {
+    ) -> Result<Written, StoreError> {
         let head = self
             .heads
             .get_mut(key)
@@ -317,13 +317,16 @@ impl<'a> Stage<'a> {
             deleted,
         });
         self.notify.insert(key);
-        Ok(Arc::new(Versioned {
-            key: key.to_string(),
-            version,
-            timestamp_ms: self.ts,
-            deleted,
-            value: value.to_owned(),
-        }))
+        Ok(Written {
+            version: Arc::new(Versioned {
+                key: key.to_string(),
+                version,
+                timestamp_ms: self.ts,
+                deleted,
+                value: value.to_owned(),
+            }),
+            created: current == 0,
+        })
     }
 
     /// Every item or none: on a refusal, the stage is put back as it was.

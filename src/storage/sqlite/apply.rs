@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::file::DbFile;
 use crate::error::StoreError;
-use crate::storage::{Committer, Done, Op, Outcomes, PutItem};
+use crate::storage::{Committer, Done, Op, Outcomes, PutItem, Written};
 use crate::version::{Versioned, now_ms};
 
 /// The writer thread's connection to the SQLite file.
@@ -181,7 +181,14 @@ fn apply(
             )?]))
         }
         Op::Purge(key) => {
-            head(tx, key)?.ok_or_else(|| StoreError::KeyNotFound(key.clone()))?;
+            let head = head(tx, key)?.ok_or_else(|| StoreError::KeyNotFound(key.clone()))?;
+            // The numbering continues after a purge (like etcd revisions):
+            // no ETag or `if_version` from before it can match after it.
+            tx.prepare_cached(
+                "INSERT INTO purged (key, latest) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET latest = excluded.latest",
+            )?
+            .execute(params![key, head.latest as i64])?;
             let n = tx
                 .prepare_cached("DELETE FROM versions WHERE key = ?1")?
                 .execute(params![key])?;
@@ -222,6 +229,15 @@ fn head(tx: &Connection, key: &str) -> Result<Option<Head>, TxError> {
         .optional()?)
 }
 
+/// The last version of `key` before it was purged, if it was.
+fn purged_latest(tx: &Connection, key: &str) -> Result<Option<u64>, TxError> {
+    Ok(tx
+        .prepare_cached("SELECT latest FROM purged WHERE key = ?1")?
+        .query_row(params![key], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|n| n as u64))
+}
+
 fn put(
     tx: &Connection,
     item: &PutItem,
@@ -229,7 +245,7 @@ fn put(
     ts: i64,
     max_versions: u64,
     d: &mut Deltas,
-) -> Result<Arc<Versioned>, TxError> {
+) -> Result<Written, TxError> {
     let head = head(tx, &item.key)?;
     let current = head.as_ref().map_or(0, |h| h.latest);
     if let Some(expected) = item.expect
@@ -242,8 +258,17 @@ fn put(
         }
         .into());
     }
-    let version = current + 1;
-    let mut first_kept = head.as_ref().map_or(1, |h| h.first_kept);
+    // A key with no version starts at 1, or after its purged versions.
+    let purged = match head {
+        Some(_) => None,
+        None => purged_latest(tx, &item.key)?,
+    };
+    let version = purged.unwrap_or(current) + 1;
+    let mut first_kept = head.as_ref().map_or(version, |h| h.first_kept);
+    if purged.is_some() {
+        tx.prepare_cached("DELETE FROM purged WHERE key = ?1")?
+            .execute(params![item.key])?;
+    }
     tx.prepare_cached(
         "INSERT INTO versions (key, version, ts_ms, value, deleted) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -277,11 +302,14 @@ fn put(
         deleted,
         first_kept as i64
     ])?;
-    Ok(Arc::new(Versioned {
-        key: item.key.clone(),
-        version,
-        timestamp_ms: ts,
-        deleted,
-        value: item.value.clone(),
-    }))
+    Ok(Written {
+        version: Arc::new(Versioned {
+            key: item.key.clone(),
+            version,
+            timestamp_ms: ts,
+            deleted,
+            value: item.value.clone(),
+        }),
+        created: head.is_none(),
+    })
 }

@@ -13,6 +13,11 @@
 //!   aggregate query;
 //! - `counters(name, value)`: `keys` and `versions` totals, updated in the
 //!   same transaction as the writes, so `/db/stats` never scans.
+//!
+//! Version 2 adds `purged(key, latest)`: the last version of each purged
+//! key, so that its numbering continues after the purge (no ETag or
+//! `if_version` from before a purge matches after it); the row goes when
+//! the key is written again.
 
 use std::path::Path;
 use std::time::Duration;
@@ -23,7 +28,7 @@ use crate::error::OpenError;
 use crate::storage::SyncMode;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The vkv application id stamped into the file header, so that a foreign
 /// SQLite file is recognised as such.
@@ -51,6 +56,11 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO counters (name, value) VALUES ('keys', 0), ('versions', 0);",
+    // 1 -> 2
+    "CREATE TABLE purged (
+        key TEXT PRIMARY KEY NOT NULL,
+        latest INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 pub(super) fn open_err(path: &Path, e: impl std::fmt::Display) -> OpenError {
