@@ -868,3 +868,28 @@ fn a_client_still_sending_an_oversized_body_reads_the_413() {
         assert!(client.closed());
     }
 }
+
+/// Issue 9 item 10 (connection part): timeouts too large for an `Instant`
+/// mean "no deadline", never an overflow panic: requests are served, kept
+/// alive, and shutdown still returns.
+#[test]
+fn timeouts_too_large_for_an_instant_never_overflow() {
+    let _g = shared();
+    let limits = ConnLimits {
+        idle_timeout: Duration::MAX,
+        read_timeout: Duration::MAX,
+        evict_after: Duration::MAX,
+        ..ConnLimits::default()
+    };
+    let server = TestServer::start(limits);
+    let mut client = server.client();
+    for i in 0..3 {
+        client.send(&get(&format!("/huge/{i}")));
+        assert_eq!(client.response().status, 200);
+    }
+    drop(client);
+    let started = Instant::now();
+    let TestServer { server, .. } = server;
+    server.shutdown();
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

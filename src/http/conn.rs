@@ -918,7 +918,9 @@ impl EventLoop {
     /// One step of a graceful stop; true when the loop may end.
     fn stop_step(&mut self, now: Instant) -> bool {
         if self.stop_deadline.is_none() {
-            self.stop_deadline = Some(after(now, self.limits.read_timeout).unwrap_or(now));
+            // A read timeout too large for an Instant: an hour is the bound.
+            self.stop_deadline = after(now, self.limits.read_timeout)
+                .or_else(|| after(now, Duration::from_secs(3600)));
             if let Some(mut listener) = self.listener.take() {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
