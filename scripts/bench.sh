@@ -41,6 +41,9 @@
 #   BASELINE_BIN       a second vkv binary to measure alongside (optional)
 #   VKV_BIN, CEILING_BIN  binaries to measure instead of this checkout's
 #                      release builds (e.g. another branch's)
+#   NICE [0]           nice value of the servers and wrk; on a machine shared
+#                      with other work, NICE=-10 (root) keeps the others from
+#                      distorting the figures (they slow down meanwhile)
 # Other vkv settings can be passed as VKV_* variables (e.g. VKV_SYNC=normal).
 #
 # Needs wrk (Debian/Ubuntu: apt-get install -y wrk), nginx, curl, cargo.
@@ -61,6 +64,7 @@ TIMEOUT=${TIMEOUT:-2s}
 ROUNDS=${ROUNDS:-3}
 NGINX=${NGINX:-nginx}
 BASELINE_BIN=${BASELINE_BIN:-}
+NICE=${NICE:-0}
 ALL_WORKLOADS="put get_cached get_uncached get_old_version mix_90_10"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 
@@ -69,6 +73,7 @@ for v in DURATION ROUNDS CONNECTIONS KEYS VERSIONS CACHE_SIZE CACHED_KEYS WORKER
     die "$v must be a positive integer, got '${!v}'"
   fi
 done
+[[ $NICE =~ ^-?[0-9]+$ ]] || die "NICE must be an integer, got '$NICE'"
 [ "$CACHED_KEYS" -le "$CACHE_SIZE" ] || die "CACHED_KEYS ($CACHED_KEYS) must fit in CACHE_SIZE ($CACHE_SIZE)"
 [ "$CACHED_KEYS" -le "$KEYS" ] || die "CACHED_KEYS ($CACHED_KEYS) must be at most KEYS ($KEYS)"
 [ "$KEYS" -gt "$CACHE_SIZE" ] || echo "warning: KEYS ($KEYS) <= CACHE_SIZE ($CACHE_SIZE): get_uncached will hit the cache" >&2
@@ -126,15 +131,15 @@ free_port() {
 echo "== starting servers"
 declare -A url pid
 servers="ceiling vkv"
-"$CEILING_BIN" --bind 127.0.0.1:0 --workers "$WORKERS" 2>"$work/ceiling.log" &
+nice -n "$NICE" "$CEILING_BIN" --bind 127.0.0.1:0 --workers "$WORKERS" 2>"$work/ceiling.log" &
 pid[ceiling]=$!
 server_pids+=("${pid[ceiling]}")
-"$VKV_BIN" --bind 127.0.0.1:0 --db "$work/vkv.db" --cache-size "$CACHE_SIZE" \
+nice -n "$NICE" "$VKV_BIN" --bind 127.0.0.1:0 --db "$work/vkv.db" --cache-size "$CACHE_SIZE" \
   --workers "$WORKERS" --log-level warn 2>"$work/vkv.log" &
 pid[vkv]=$!
 server_pids+=("${pid[vkv]}")
 if [ -n "$BASELINE_BIN" ]; then
-  "$BASELINE_BIN" --bind 127.0.0.1:0 --db "$work/base.db" --cache-size "$CACHE_SIZE" \
+  nice -n "$NICE" "$BASELINE_BIN" --bind 127.0.0.1:0 --db "$work/base.db" --cache-size "$CACHE_SIZE" \
     --workers "$WORKERS" --log-level warn 2>"$work/base.log" &
   pid[base]=$!
   server_pids+=("${pid[base]}")
@@ -166,7 +171,7 @@ http {
   }
 }
 EOF
-  "$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx.log" &
+  nice -n "$NICE" "$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx.log" &
   pid[nginx]=$!
   server_pids+=("${pid[nginx]}")
   url[nginx]="http://127.0.0.1:$nginx_port"
@@ -379,7 +384,7 @@ run_wrk() {
   res[$k,wrk_failed]=0
   local cpu0 cpu1
   cpu0=$(cpu_ticks "$p")
-  wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout "$TIMEOUT" --latency -s "$work/$w.lua" "$u" >"$out" 2>&1 &
+  nice -n "$NICE" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout "$TIMEOUT" --latency -s "$work/$w.lua" "$u" >"$out" 2>&1 &
   wrk_pid=$!
   # Threads and RSS under load, halfway through.
   sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')"
@@ -522,7 +527,7 @@ if [[ " $WORKLOADS " == *" get_cached "* ]] && [ -n "${pid[nginx]:-}" ]; then
 fi
 if [ "$max_busy" -gt 20 ]; then
   echo
-  echo "warning: before some rounds the CPUs were already up to $max_busy% busy with other"
+  echo "warning: before some rounds the CPUs were already up to $max_busy% busy with other (NICE=$NICE)"
   echo "  processes: every figure is low and noisy, and the one-process nginx loses most"
   echo "  (the scheduler shares CPU per thread), so the vkv/nginx ratio reads too high."
   echo "  Measure on a quiet machine."
