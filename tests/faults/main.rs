@@ -5,6 +5,7 @@ mod bad_input;
 #[path = "../support/mod.rs"]
 mod common;
 mod crash;
+mod deleted_keys;
 mod disk_full;
 mod fsutil;
 mod load;

@@ -156,7 +156,8 @@ impl Reads for ReadPool {
         let inclusive = after.is_none_or(|a| a < prefix);
         let upper = prefix_upper_bound(prefix);
         let mut stmt = conn.prepare_cached(
-            "SELECT key, latest, ts_ms FROM keys
+            // Through the index of live keys: deleted ones are never visited.
+            "SELECT key, latest, ts_ms FROM keys INDEXED BY keys_live
              WHERE (key > ?1 OR (?2 AND key = ?1)) AND (?3 IS NULL OR key < ?3) AND deleted = 0
              ORDER BY key LIMIT ?4",
         )?;
