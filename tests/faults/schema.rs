@@ -61,7 +61,7 @@ fn a_schema_1_database_is_migrated_and_keeps_its_data() {
     {
         // What a schema-1 vkv left: no `purged` table.
         let conn = rusqlite::Connection::open(&db).expect("open with rusqlite");
-        conn.execute_batch("DROP TABLE purged; PRAGMA user_version = 1;")
+        conn.execute_batch("DROP INDEX keys_live; DROP TABLE purged; PRAGMA user_version = 1;")
             .expect("downgrade");
     }
     let s = Server::start_on(&db, &[]);

@@ -68,7 +68,7 @@ const MIGRATIONS: &[&str] = &[
         latest INTEGER NOT NULL
     ) WITHOUT ROWID;",
     // 2 -> 3
-    "CREATE INDEX keys_live ON keys (key) WHERE deleted = 0;",
+    "CREATE INDEX IF NOT EXISTS keys_live ON keys (key) WHERE deleted = 0;",
 ];
 
 pub(super) fn open_err(path: &Path, e: impl std::fmt::Display) -> OpenError {
