@@ -30,6 +30,12 @@ pub trait Service: Send + Sync + 'static {
     /// Counts an answer that the connection layer sent itself (a framing
     /// error, a timeout, the connection limit), by status.
     fn count(&self, _status: u16) {}
+
+    /// Runs `task` off the loop's thread (a parked request's expiry, which
+    /// reads the store). The default runs it in place.
+    fn spawn(&self, task: Box<dyn FnOnce() + Send>) {
+        task();
+    }
 }
 
 /// Which request of which connection an answer is for. A stale ticket (the

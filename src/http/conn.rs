@@ -630,10 +630,9 @@ impl EventLoop {
             }
             State::Parked(expire) => {
                 conn.deadline = None;
-                // It answers through the responder, as any completion does.
-                if catch_unwind(AssertUnwindSafe(expire)).is_err() {
-                    log::error!("a parked request's expiry panicked");
-                }
+                // It reads the store and answers through the responder, as
+                // any completion does: on a worker, not on this thread.
+                self.service.spawn(expire);
                 true
             }
             State::Waiting => true,
@@ -772,7 +771,7 @@ impl EventLoop {
                     Event::Park(deadline, expire) => {
                         if lp.control.stopping.load(Ordering::Acquire) {
                             // Stopping: answer it now.
-                            let _ = catch_unwind(AssertUnwindSafe(expire));
+                            lp.service.spawn(expire);
                         } else {
                             conn.state = State::Parked(expire);
                             lp.set_deadline(slot, conn, deadline);
@@ -925,11 +924,11 @@ impl EventLoop {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
             for slot in 0..self.conns.len() {
-                self.with_conn(slot, None, |_, _, conn| {
+                self.with_conn(slot, None, |lp, _, conn| {
                     match std::mem::replace(&mut conn.state, State::Waiting) {
                         State::Idle => false,
                         State::Parked(expire) => {
-                            let _ = catch_unwind(AssertUnwindSafe(expire));
+                            lp.service.spawn(expire);
                             true
                         }
                         other => {

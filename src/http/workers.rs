@@ -54,9 +54,11 @@ impl Reply {
     }
 }
 
-struct Job {
-    request: HttpRequest,
-    responder: Responder,
+enum Job {
+    /// A request to answer.
+    Request(HttpRequest, Responder),
+    /// Work handed over by the connection loop (a long poll's expiry).
+    Task(Box<dyn FnOnce() + Send>),
 }
 
 /// A fixed set of worker threads fed by one bounded channel.
@@ -121,20 +123,21 @@ impl WorkerPool {
 
 impl Service for WorkerPool {
     fn call(&self, request: HttpRequest, responder: Responder) {
-        let refused = match self.queue.try_send(Job { request, responder }) {
+        let refused = match self.queue.try_send(Job::Request(request, responder)) {
             Ok(()) => return,
-            Err(TrySendError::Full(job)) => (
-                job.responder,
+            Err(TrySendError::Full(Job::Request(_, responder))) => (
+                responder,
                 HttpResponse::error(
                     503,
                     "server overloaded: request queue is full, retry shortly",
                 )
                 .with_header("Retry-After", "1"),
             ),
-            Err(TrySendError::Disconnected(job)) => (
-                job.responder,
+            Err(TrySendError::Disconnected(Job::Request(_, responder))) => (
+                responder,
                 HttpResponse::error(503, "server is shutting down").closing(),
             ),
+            Err(_) => return,
         };
         let (responder, response) = refused;
         self.count(response.status);
@@ -146,10 +149,33 @@ impl Service for WorkerPool {
             counter(status);
         }
     }
+
+    /// On a worker; in place when the queue is full or the pool stopped
+    /// (an expiry must run: its request waits for it).
+    fn spawn(&self, task: Box<dyn FnOnce() + Send>) {
+        match self.queue.try_send(Job::Task(task)) {
+            Ok(()) => {}
+            Err(
+                TrySendError::Full(Job::Task(task)) | TrySendError::Disconnected(Job::Task(task)),
+            ) => {
+                task();
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 fn run_worker(jobs: &Receiver<Job>, handler: &Handler, counter: Option<&Counter>) {
-    for Job { request, responder } in jobs.iter() {
+    for job in jobs.iter() {
+        let (request, responder) = match job {
+            Job::Request(request, responder) => (request, responder),
+            Job::Task(task) => {
+                if catch_unwind(AssertUnwindSafe(task)).is_err() {
+                    log::error!("a task handed to the workers panicked");
+                }
+                continue;
+            }
+        };
         let reply = catch_unwind(AssertUnwindSafe(|| handler(&request)));
         let later = match reply {
             Ok(Reply::Ready(response)) => {
