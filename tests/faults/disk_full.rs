@@ -92,13 +92,11 @@ fn disk_full_answers_507_keeps_reads_and_recovers() {
     }
     // Health may pass (its probe is one small write, which can still fit in
     // space SQLite holds) but, if it fails, it must say why.
+    // /health tells what a writer meets: the disk is full.
     let h = c.get("/health");
-    assert!(
-        h.status == 200 || (h.status == 503 && h.text().contains("full")),
-        "{} {}",
-        h.status,
-        h.text()
-    );
+    assert_eq!(h.status, 503, "health missed the full disk: {}", h.text());
+    assert_eq!(h.json()["status"], "unavailable");
+    assert!(h.text().contains("storage full"), "{}", h.text());
     let totals = db_totals(&mut c);
     assert_eq!(
         totals,

@@ -79,6 +79,22 @@ impl DbFile {
         }
     }
 
+    /// `Ok` while the database's file system has room for a write
+    /// ([`MIN_FREE_BYTES`]): a full disk fails every put with `507` while
+    /// a small probe write may still fit in the log's reused space, so
+    /// `/health` asks the file system (one `fstatvfs`).
+    pub fn check_space(&self) -> Result<(), StoreError> {
+        match free_bytes(self._held.file()) {
+            Ok(free) if free < MIN_FREE_BYTES => Err(StoreError::StorageFull(format!(
+                "{free} bytes free on the file system of {} (writes need at least {MIN_FREE_BYTES})",
+                self.path.display()
+            ))),
+            // Unknown (not a Unix, or fstatvfs failed): the write path
+            // reports a full disk when it meets one.
+            _ => Ok(()),
+        }
+    }
+
     /// `Ok` while `path` still leads to the file that was opened (one
     /// `stat`).
     pub fn check(&self) -> Result<(), StoreError> {
@@ -108,6 +124,37 @@ impl DbFile {
 fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// Below this much free space the database counts as full for `/health`:
+/// a default-sized request body (1 MiB).
+pub(crate) const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// Bytes this process may still write on `file`'s file system (root may
+/// use the blocks reserved for it).
+#[cfg(unix)]
+fn free_bytes(file: &std::fs::File) -> std::io::Result<u64> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: fstatvfs writes only into `st`, a plain struct; the
+    // descriptor is open for the call (borrowed from `file`).
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let blocks = if unsafe { libc::geteuid() } == 0 {
+        st.f_bfree
+    } else {
+        st.f_bavail
+    };
+    // Both are 32-bit on some targets.
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(blocks).saturating_mul(u64::from(st.f_frsize)))
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_: &std::fs::File) -> std::io::Result<u64> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 #[cfg(not(unix))]

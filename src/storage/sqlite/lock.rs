@@ -46,6 +46,11 @@ pub(crate) fn describe(file: &Path, pid: Option<u32>) -> String {
 }
 
 impl DbLock {
+    /// The open database file the lock is held on.
+    pub fn file(&self) -> &File {
+        &self._file
+    }
+
     /// Opens `path` (creating an empty file if there is none: SQLite takes
     /// an empty file as a new database) and locks it without waiting.
     pub fn acquire(path: &Path) -> Result<DbLock, LockError> {

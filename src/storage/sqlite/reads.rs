@@ -201,13 +201,14 @@ impl Reads for ReadPool {
     }
 
     /// The database answers a query, the path still leads to the file that
-    /// was opened, and its directory's file system is writable: one query,
-    /// one `stat` and one `open`.
+    /// was opened, its file system is writable and has room for a write:
+    /// one query, one `stat`, one `open` and one `fstatvfs`.
     fn check(&self) -> Result<(), StoreError> {
         let conn = self.pool.get()?;
         conn.query_row("SELECT count(*) FROM counters", [], |r| r.get::<_, i64>(0))?;
         self.file.check()?;
-        self.file.check_writable()
+        self.file.check_writable()?;
+        self.file.check_space()
     }
 }
 
