@@ -20,8 +20,9 @@ arguments after `--`) and measures, with one client process on epoll:
     keys, opened spread over SPREAD seconds; once they are parked (the
     vkv_watchers gauge of /metrics, or no change for 2 s), one put to each
     key: every watcher must be answered 200 with version 2; reports the
-    time from the last put's acknowledgement (and from the first put sent)
-    to the last watcher's answer, and threads and RSS while parked.
+    time from the last put sent (and from its acknowledgement, and from the
+    first put sent) to the last watcher's answer, as read (an upper bound),
+    and threads and RSS while parked.
 
 The issue 10 targets are checked and printed (200 for every connection,
 threads <= 16, RSS <= 64 MiB, <= 4 KiB per idle connection, every watcher
@@ -470,7 +471,9 @@ def part_watchers(args, base, addr, pid, checks):
 
     first_put = time.monotonic()
     put_errors = 0
+    last_sent = first_put
     for k in range(keys):
+        last_sent = time.monotonic()
         if put(k) != 200:
             put_errors += 1
         pump(0)
@@ -485,6 +488,8 @@ def part_watchers(args, base, addr, pid, checks):
     right = sum(1 for c in answered if c.status == 200 and json.loads(c.body).get("version") == 2)
     last = max((c.done_at for c in answered), default=None)
     after_last_ack = (last - last_ack) if last is not None else None
+    # Answers are stamped when read, so this is an upper bound.
+    after_last_sent = (last - last_sent) if last is not None else None
     after_first_put = (last - first_put) if last is not None else None
     all_counts = tally(conns)
     close_all(conns)
@@ -494,14 +499,15 @@ def part_watchers(args, base, addr, pid, checks):
         print(f"  a {status} said: {body}")
     if last is not None:
         print(
-            f"last watcher answered {after_last_ack * 1000:.0f} ms after the last put's ack "
-            f"({after_first_put * 1000:.0f} ms after the first put was sent)"
+            f"last watcher answer read {after_last_sent * 1000:.0f} ms after the last put was sent, "
+            f"{after_last_ack * 1000:+.0f} ms after its ack ({after_first_put * 1000:.0f} ms after "
+            "the first put was sent; the writer wakes watchers before it acks)"
         )
     checks.append((f"(b) all {n} watchers woken with version 2", right == n and put_errors == 0, f"{right}"))
     checks.append((
         f"(b) last answer within {TARGET_WAKE_S} s of the last put",
-        right == n and after_last_ack is not None and after_last_ack <= TARGET_WAKE_S,
-        f"{after_last_ack:.3f} s" if after_last_ack is not None else "none",
+        right == n and after_last_sent is not None and after_last_sent <= TARGET_WAKE_S,
+        f"{after_last_sent:.3f} s" if after_last_sent is not None else "none",
     ))
     checks.append((f"(b) threads <= {TARGET_THREADS} while parked", peak["threads"] <= TARGET_THREADS, f"peak {peak['threads']}"))
     return {
@@ -515,6 +521,7 @@ def part_watchers(args, base, addr, pid, checks):
         "woken_with_new_version": right,
         "put_errors": put_errors,
         "puts_s": round(last_ack - first_put, 3),
+        "last_answer_after_last_put_sent_s": round(after_last_sent, 3) if after_last_sent is not None else None,
         "last_answer_after_last_put_ack_s": round(after_last_ack, 3) if after_last_ack is not None else None,
         "last_answer_after_first_put_s": round(after_first_put, 3) if after_first_put is not None else None,
         "threads_parked": parked.get("Threads"),
