@@ -66,6 +66,13 @@ pub enum StoreError {
     /// locked, I/O error); nothing was written.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database file is damaged (SQLite: "database disk image is
+    /// malformed", or a failed check). Nothing more is written to it; it
+    /// must be restored from a backup.
+    #[error(
+        "database is corrupt ({0}); vkv takes no more writes: stop it, run `vkv check` and restore a backup"
+    )]
+    Corrupt(String),
     /// The store is shutting down and takes no more writes.
     #[error("store is closed")]
     Closed,
@@ -97,6 +104,7 @@ impl From<rusqlite::Error> for StoreError {
         use rusqlite::ErrorCode as C;
         match e.sqlite_error_code() {
             Some(C::DiskFull) => StoreError::StorageFull(e.to_string()),
+            Some(C::DatabaseCorrupt | C::NotADatabase) => StoreError::Corrupt(e.to_string()),
             Some(
                 C::ReadOnly
                 | C::CannotOpen
@@ -147,6 +155,16 @@ pub enum OpenError {
         /// The database file.
         path: PathBuf,
         /// What SQLite said.
+        reason: String,
+    },
+    /// The file is damaged (`PRAGMA quick_check` found problems).
+    #[error(
+        "database {path} is corrupt and is not served: {reason}; run `vkv check` and restore a backup"
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What the check found.
         reason: String,
     },
     /// The file was written by a newer vkv.

@@ -77,7 +77,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } => 409,
             StoreError::InvalidKey(_) | StoreError::InvalidValue(_) => 422,
             StoreError::StorageFull(_) => 507,
-            StoreError::Unavailable(_) | StoreError::Closed | StoreError::TooManyWatchers(_) => 503,
+            StoreError::Unavailable(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Closed
+            | StoreError::TooManyWatchers(_) => 503,
             StoreError::Internal(_) => 500,
         };
         if status == 500 {

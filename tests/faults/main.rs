@@ -4,6 +4,7 @@
 mod bad_input;
 #[path = "../support/mod.rs"]
 mod common;
+mod corrupt;
 mod crash;
 mod deleted_keys;
 mod disk_full;

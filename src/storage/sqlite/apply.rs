@@ -29,8 +29,11 @@ pub(crate) struct SqliteCommitter {
 
 impl Committer for SqliteCommitter {
     fn commit(&mut self, ops: &[&Op]) -> Result<Outcomes, StoreError> {
-        commit(&mut self.conn, ops, &self.file, self.max_versions)
-            .map_err(|e| e.into_store(&self.conn))
+        // A damaged file takes no more writes: they could spread the damage.
+        self.file.check_corrupt()?;
+        let r = commit(&mut self.conn, ops, &self.file, self.max_versions)
+            .map_err(|e| e.into_store(&self.conn));
+        self.file.note(r)
     }
 
     fn close(&mut self) {

@@ -18,6 +18,9 @@ pub(crate) struct DbFile {
     /// The write-ahead log, next to the real file (SQLite resolves
     /// symlinks).
     wal: PathBuf,
+    /// Why the file was found corrupt, once it was: sticky, since a
+    /// damaged file does not heal.
+    corrupt: std::sync::Mutex<Option<String>>,
     /// The lock on the file itself, held for the store's lifetime: a second
     /// process on the same file (by any name) would serve from a cache that
     /// the first one's writes make stale, and assign the same versions.
@@ -44,6 +47,7 @@ impl DbFile {
             path: path.to_path_buf(),
             id: None,
             wal: PathBuf::new(),
+            corrupt: std::sync::Mutex::new(None),
             _held: held,
         })
     }
@@ -77,6 +81,34 @@ impl DbFile {
                 self.path.display()
             ))),
         }
+    }
+
+    /// Records that the file is damaged (the first time, logged).
+    pub fn mark_corrupt(&self, why: &str) {
+        let mut c = self.corrupt.lock().unwrap_or_else(|p| p.into_inner());
+        if c.is_none() {
+            log::error!(
+                "database {} is corrupt: {why}; refusing writes, /health is unavailable",
+                self.path.display()
+            );
+            *c = Some(why.to_string());
+        }
+    }
+
+    /// `Err(Corrupt)` once the file was found damaged.
+    pub fn check_corrupt(&self) -> Result<(), StoreError> {
+        match &*self.corrupt.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(why) => Err(StoreError::Corrupt(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Passes `r` on, remembering a corruption it reports.
+    pub fn note<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Corrupt(why)) = &r {
+            self.mark_corrupt(why);
+        }
+        r
     }
 
     /// `Ok` while the database's file system has room for a write

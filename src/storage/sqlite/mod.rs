@@ -24,6 +24,51 @@ use crate::error::OpenError;
 use crate::storage::Backend;
 use crate::store::StoreConfig;
 
+/// Files up to this size are checked (`PRAGMA quick_check`) before vkv
+/// serves them, and refused if damaged; larger ones are checked in the
+/// background right after start (about 1 s per 100 MB on the development
+/// machine), so that start-up stays fast.
+pub(crate) const SYNC_CHECK_MAX_BYTES: u64 = 8 << 20;
+
+/// `PRAGMA quick_check`: every page readable and well-formed, every row
+/// sane (not the cross-checks of indexes that `integrity_check` adds).
+fn quick_check(conn: &rusqlite::Connection) -> Result<(), String> {
+    let lines: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| e.to_string())?;
+    if lines.len() == 1 && lines[0] == "ok" {
+        Ok(())
+    } else {
+        Err(format!("PRAGMA quick_check: {}", lines.join("; ")))
+    }
+}
+
+/// Checks the file on a connection of its own; marks it corrupt if damaged
+/// (health then unavailable, writes refused). Holds no strong reference:
+/// a store closed meanwhile is not kept open by its check.
+fn check_in_background(path: &std::path::Path, file: std::sync::Weak<file::DbFile>) {
+    let shown = path.display().to_string();
+    let path = path.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("vkv-check".into())
+        .spawn(move || {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let result = rusqlite::Connection::open_with_flags(&path, flags)
+                .map_err(|e| e.to_string())
+                .and_then(|c| quick_check(&c));
+            match (result, file.upgrade()) {
+                (Err(why), Some(file)) => file.mark_corrupt(&why),
+                (Ok(()), _) => log::info!("background check of {}: ok", path.display()),
+                (Err(_), None) => {}
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start the background check of {shown}: {e}");
+    }
+}
+
 /// Locks, opens (creating and migrating) the file `config.path`.
 pub(crate) fn open(config: &StoreConfig) -> Result<Backend, OpenError> {
     let path = &config.path;
@@ -31,7 +76,19 @@ pub(crate) fn open(config: &StoreConfig) -> Result<Backend, OpenError> {
     // Under the lock: what a killed backup or restore left is stale.
     crate::backup::remove_stale_temp_files(path);
     let conn = schema::open_writer(path, config.sync)?;
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    if size <= SYNC_CHECK_MAX_BYTES
+        && let Err(why) = quick_check(&conn)
+    {
+        return Err(OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: why,
+        });
+    }
     let file = Arc::new(locked.remember());
+    if size > SYNC_CHECK_MAX_BYTES {
+        check_in_background(path, Arc::downgrade(&file));
+    }
     let reads = reads::ReadPool::open(path, config.read_connections, Arc::clone(&file))?;
     Ok(Backend {
         reads: Arc::new(reads),

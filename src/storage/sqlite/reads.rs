@@ -62,9 +62,9 @@ impl ReadPool {
     }
 }
 
-impl Reads for ReadPool {
+impl ReadPool {
     /// The latest version of `key` (possibly a tombstone), if it has any.
-    fn latest(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+    fn latest_inner(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT version, ts_ms, value, deleted FROM versions WHERE key = ?1
@@ -75,7 +75,7 @@ impl Reads for ReadPool {
     }
 
     /// Version `version` of `key`, or why there is none.
-    fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
+    fn version_inner(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT version, ts_ms, value, deleted FROM versions WHERE key = ?1 AND version = ?2",
@@ -105,7 +105,7 @@ impl Reads for ReadPool {
 
     /// Up to `limit` versions of `key` below `before`, newest first, and
     /// whether older ones remain.
-    fn history(
+    fn history_inner(
         &self,
         key: &str,
         before: Option<u64>,
@@ -142,7 +142,7 @@ impl Reads for ReadPool {
     /// Up to `limit` live keys starting with `prefix` and after `after`, in
     /// byte order, and whether more remain. Index range scan: the cost is
     /// the page, not the table.
-    fn keys(
+    fn keys_inner(
         &self,
         prefix: &str,
         after: Option<&str>,
@@ -176,7 +176,7 @@ impl Reads for ReadPool {
     }
 
     /// Totals from the counters table plus file sizes: O(1) in database size.
-    fn stats(&self) -> Result<DbStats, StoreError> {
+    fn stats_inner(&self) -> Result<DbStats, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached("SELECT name, value FROM counters")?;
         let mut rows = stmt.query([])?;
@@ -203,12 +203,52 @@ impl Reads for ReadPool {
     /// The database answers a query, the path still leads to the file that
     /// was opened, its file system is writable and has room for a write:
     /// one query, one `stat`, one `open` and one `fstatvfs`.
-    fn check(&self) -> Result<(), StoreError> {
+    fn check_inner(&self) -> Result<(), StoreError> {
         let conn = self.pool.get()?;
         conn.query_row("SELECT count(*) FROM counters", [], |r| r.get::<_, i64>(0))?;
         self.file.check()?;
         self.file.check_writable()?;
         self.file.check_space()
+    }
+}
+
+/// Every read passes through [`DbFile::note`]: the first "malformed" error
+/// marks the file corrupt (health unavailable, no more writes).
+impl Reads for ReadPool {
+    fn latest(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.file.note(self.latest_inner(key))
+    }
+
+    fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
+        self.file.note(self.version_inner(key, version))
+    }
+
+    fn history(
+        &self,
+        key: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<VersionInfo>, bool), StoreError> {
+        self.file.note(self.history_inner(key, before, limit))
+    }
+
+    fn keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<KeyInfo>, bool), StoreError> {
+        self.file.note(self.keys_inner(prefix, after, limit))
+    }
+
+    fn stats(&self) -> Result<DbStats, StoreError> {
+        self.file.note(self.stats_inner())
+    }
+
+    /// Unavailable once the file was found corrupt, else as below.
+    fn check(&self) -> Result<(), StoreError> {
+        self.file.check_corrupt()?;
+        self.file.note(self.check_inner())
     }
 }
 
