@@ -6,6 +6,8 @@
 //! - `schema.rs`: tables, and their migration under an advisory lock;
 //! - `reads.rs`: the read pool and queries (every latest read confirmed by
 //!   the database, see [`crate::storage::Reads::latest_unless`]);
+//! - `confirm.rs`: latest reads in shared rounds (one query answers every
+//!   read queued before it was sent);
 //! - `apply.rs`: the writer thread's transaction (heads locked in key
 //!   order, decisions in memory, one write statement, `NOTIFY`);
 //! - `listen.rs`: the `LISTEN` thread that wakes this replica's watchers
@@ -16,6 +18,7 @@
 
 mod apply;
 pub(crate) mod bulk;
+mod confirm;
 mod conn;
 mod listen;
 mod reads;
@@ -75,6 +78,7 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
     let reads = Arc::new(reads::PgReads {
         pool,
         location: url.clone(),
+        confirm: confirm::Confirmer::default(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     listen::start(

@@ -7,6 +7,7 @@ use postgres::Row;
 use r2d2::Pool;
 use serde_json::value::RawValue;
 
+use super::confirm::Confirmer;
 use super::conn::Manager;
 use crate::error::StoreError;
 use crate::storage::{DbStats, Fresh, KeyInfo, Reads, VersionInfo};
@@ -17,10 +18,9 @@ pub(crate) struct PgReads {
     pub pool: Pool<Manager>,
     /// The URL with its password masked, for `/db/stats`.
     pub location: String,
+    /// Latest reads, in shared rounds.
+    pub confirm: Confirmer,
 }
-
-const LATEST: &str = "SELECT version, ts_ms, value, deleted FROM vkv_versions WHERE key = $1
-     ORDER BY version DESC LIMIT 1";
 
 impl PgReads {
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
@@ -30,8 +30,10 @@ impl PgReads {
 
 impl Reads for PgReads {
     fn latest(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let row = self.conn()?.query_opt(LATEST, &[&key.as_bytes()])?;
-        row.map(|r| versioned(key, &r)).transpose()
+        match self.confirm.latest(&self.pool, key, None)? {
+            Fresh::Changed(found) => Ok(found),
+            Fresh::Same => Err(StoreError::Internal("no version was known".into())),
+        }
     }
 
     fn sole_writer(&self) -> bool {
@@ -39,20 +41,8 @@ impl Reads for PgReads {
     }
 
     fn latest_unless(&self, key: &str, known: &Versioned) -> Result<Fresh, StoreError> {
-        let version = db_int(known.version);
-        let row = self.conn()?.query_opt(
-            "SELECT version, ts_ms,
-                 CASE WHEN version = $2 AND ts_ms = $3 THEN NULL ELSE value END, deleted
-             FROM vkv_versions WHERE key = $1 ORDER BY version DESC LIMIT 1",
-            &[&key.as_bytes(), &version, &known.timestamp_ms],
-        )?;
-        Ok(match row {
-            None => Fresh::Changed(None),
-            Some(r) => match r.try_get::<_, Option<String>>(2)? {
-                None => Fresh::Same,
-                Some(_) => Fresh::Changed(Some(versioned(key, &r)?)),
-            },
-        })
+        self.confirm
+            .latest(&self.pool, key, Some((known.version, known.timestamp_ms)))
     }
 
     fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
@@ -63,7 +53,7 @@ impl Reads for PgReads {
             &[&key.as_bytes(), &db_int(version)],
         )?;
         if let Some(r) = row {
-            return versioned(key, &r);
+            return versioned(key, &r, 0);
         }
         let head = conn.query_opt(
             "SELECT latest, first_kept FROM vkv_keys WHERE key = $1 AND latest > 0",
@@ -203,14 +193,14 @@ pub(crate) fn db_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A `version, ts_ms, value, deleted` row.
-fn versioned(key: &str, r: &Row) -> Result<Versioned, StoreError> {
-    let value: String = r.try_get(2)?;
+/// A row with `version, ts_ms, value, deleted` from column `at` on.
+pub(crate) fn versioned(key: &str, r: &Row, at: usize) -> Result<Versioned, StoreError> {
+    let value: String = r.try_get(at + 2)?;
     Ok(Versioned {
         key: key.to_string(),
-        version: r.try_get::<_, i64>(0)? as u64,
-        timestamp_ms: r.try_get(1)?,
-        deleted: r.try_get(3)?,
+        version: r.try_get::<_, i64>(at)? as u64,
+        timestamp_ms: r.try_get(at + 1)?,
+        deleted: r.try_get(at + 3)?,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
     })
