@@ -73,13 +73,18 @@ fn five_replicas_starting_at_once_create_the_schema_once() {
         .map(|t| t.join().expect("a replica failed to start"))
         .collect();
     let db = pg_url_for(&admin(), &name);
-    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "1");
+    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "2");
     assert_eq!(psql(&db, "SELECT count(*) FROM vkv_counters"), "64");
-    let migrated = servers
-        .iter()
-        .filter(|s| s.log_text().contains("migrated to vkv schema version 1"))
-        .count();
-    assert_eq!(migrated, 1, "the schema was created more than once");
+    for version in ["1", "2"] {
+        let migrated = servers
+            .iter()
+            .filter(|s| {
+                s.log_text()
+                    .contains(&format!("migrated to vkv schema version {version}"))
+            })
+            .count();
+        assert_eq!(migrated, 1, "migration to {version} ran {migrated} times");
+    }
     for s in &servers {
         assert_eq!(s.client().put("k", &serde_json::json!(1)).status, 200);
     }
@@ -103,4 +108,30 @@ fn a_newer_schema_is_refused() {
         "{log}"
     );
     assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "99");
+}
+
+#[test]
+fn a_schema_1_database_is_migrated_and_keeps_its_data() {
+    let _serial = crate::common::shared();
+    let (name, url) = fresh_database();
+    let mut s = Server::start_on(&url, &[]);
+    assert_eq!(s.client().put("k", &serde_json::json!("kept")).status, 200);
+    assert!(s.terminate().success());
+    // Back to what a schema-1 vkv left behind.
+    let db = pg_url_for(&admin(), &name);
+    psql(
+        &db,
+        "ALTER TABLE vkv_keys DROP COLUMN purged_latest; UPDATE vkv_meta SET schema_version = 1",
+    );
+    let s = Server::start_on(&url, &[]);
+    assert!(s.log_text().contains("migrated to vkv schema version 2"));
+    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "2");
+    let mut c = s.client();
+    assert_eq!(c.get("/get/k").json()["value"], "kept");
+    // Schema 2's purge: the numbering continues.
+    assert_eq!(
+        c.request("DELETE", "/delete/k?purge=true", &[], b"").status,
+        200
+    );
+    assert_eq!(c.put("k", &serde_json::json!("again")).json()["version"], 2);
 }

@@ -18,7 +18,9 @@
 //!    per key for the watchers of other replicas); then `COMMIT`.
 //!
 //! A purge is the exception: what is staged before it is written first, then
-//! the purge runs as its own statement.
+//! the purge runs as its own statement. It keeps the key's head row, with no
+//! version and `purged_latest` = the last version, so that the next put
+//! continues the numbering (as in SQLite mode; readers filter `latest > 0`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -139,6 +141,10 @@ struct Head {
     first_kept: u64,
     /// `first_kept` as stored: rows below a higher one are to be removed.
     stored_first_kept: u64,
+    /// A key with no version: the last version it had before a purge (0:
+    /// never purged). Its numbering continues after it, so that no ETag or
+    /// `if_version` from before the purge matches after it.
+    purged: u64,
     /// Changed since it was locked (or last written).
     dirty: bool,
 }
@@ -196,11 +202,11 @@ fn transaction(
             Op::Put(item) => stage.put(item).map(|v| Done::Written(vec![v])),
             Op::Batch(items) => stage.batch(items),
             Op::Delete(key) => stage.delete(key),
-            Op::Purge(key) => match stage.heads.get(key.as_str()) {
-                Some(h) if h.latest > 0 => {
+            Op::Purge(key) => match stage.heads.get(key.as_str()).map(|h| h.latest) {
+                Some(last) if last > 0 => {
                     flush(conn, &mut stage, shard, false)?;
-                    let versions = purge(conn, key, shard)?;
-                    stage.heads.insert(key, Head::absent());
+                    let versions = purge(conn, key, last, shard)?;
+                    stage.heads.insert(key, Head::purged(last));
                     Ok(Done::Purged {
                         key: key.clone(),
                         versions,
@@ -233,7 +239,7 @@ fn lock_heads<'a>(
         "INSERT INTO vkv_keys (key, latest, ts_ms)
          SELECT k, 0, 0 FROM unnest($1::bytea[]) AS k ORDER BY k
          ON CONFLICT (key) DO UPDATE SET latest = vkv_keys.latest
-         RETURNING key, latest, ts_ms, deleted, first_kept",
+         RETURNING key, latest, ts_ms, deleted, first_kept, purged_latest",
         &[&wanted],
     )?;
     let by_bytes: HashMap<&[u8], &'a str> = keys.iter().map(|k| (k.as_bytes(), *k)).collect();
@@ -251,6 +257,7 @@ fn lock_heads<'a>(
                 deleted: r.try_get(3)?,
                 first_kept,
                 stored_first_kept: first_kept,
+                purged: r.try_get::<_, i64>(5)?.max(0) as u64,
                 dirty: false,
             },
         );
@@ -259,14 +266,15 @@ fn lock_heads<'a>(
 }
 
 impl Head {
-    /// A key with no version (a placeholder row).
-    fn absent() -> Head {
+    /// A key whose versions up to `last` were just purged.
+    fn purged(last: u64) -> Head {
         Head {
             latest: 0,
             ts_ms: 0,
             deleted: false,
             first_kept: 1,
             stored_first_kept: 1,
+            purged: last,
             dirty: false,
         }
     }
@@ -299,9 +307,12 @@ impl<'a> Stage<'a> {
                 current,
             });
         }
-        let version = current + 1;
+        // A key with no version starts at 1, or after its purged versions.
+        let version = if current == 0 { head.purged } else { current } + 1;
         if current == 0 {
             self.keys_delta += 1;
+            head.first_kept = version;
+            head.purged = 0;
         }
         head.latest = version;
         head.ts_ms = self.ts;
@@ -378,7 +389,8 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
                 .is_none_or(|h| r.version >= h.first_kept)
         })
         .collect();
-    let (mut hk, mut hl, mut ht, mut hd, mut hf) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut hk, mut hl, mut ht, mut hd, mut hf, mut hp) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut tk, mut tf, mut gone) = (vec![], vec![], vec![]);
     for (key, h) in &stage.heads {
         if h.dirty {
@@ -387,12 +399,13 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
             ht.push(h.ts_ms);
             hd.push(h.deleted);
             hf.push(db_int(h.first_kept));
+            hp.push(db_int(h.purged));
         }
         if h.first_kept > h.stored_first_kept {
             tk.push(key.as_bytes());
             tf.push(db_int(h.first_kept));
         }
-        if last && h.latest == 0 {
+        if last && h.latest == 0 && h.purged == 0 {
             gone.push(key.as_bytes());
         }
     }
@@ -413,9 +426,10 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
              SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[])
          ), heads AS (
              UPDATE vkv_keys k SET latest = h.latest, ts_ms = h.ts_ms, deleted = h.deleted,
-                 first_kept = h.first_kept
-             FROM unnest($6::bytea[], $7::bigint[], $8::bigint[], $9::bool[], $10::bigint[])
-                 AS h(key, latest, ts_ms, deleted, first_kept)
+                 first_kept = h.first_kept, purged_latest = h.purged
+             FROM unnest($6::bytea[], $7::bigint[], $8::bigint[], $9::bool[], $10::bigint[],
+                     $19::bigint[])
+                 AS h(key, latest, ts_ms, deleted, first_kept, purged)
              WHERE k.key = h.key
          ), trimmed AS (
              DELETE FROM vkv_versions v USING unnest($11::bytea[], $12::bigint[]) AS t(key, first_kept)
@@ -423,6 +437,7 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
              RETURNING 1
          ), gone AS (
              DELETE FROM vkv_keys WHERE key = ANY($13::bytea[]) AND latest = 0
+                 AND purged_latest = 0
          ), counted AS (
              UPDATE vkv_counters SET keys = keys + $14,
                  versions = versions + $15 - (SELECT count(*) FROM trimmed)
@@ -448,6 +463,7 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
             &shard,
             &CHANNEL,
             &notify,
+            &hp,
         ],
     )?;
     stage.rows.clear();
@@ -459,21 +475,23 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
     Ok(())
 }
 
-/// Removes every version of `key`, leaving a placeholder head (removed at
-/// the end of the group unless a later operation writes the key again).
-fn purge(conn: &mut PgConn, key: &str, shard: i32) -> Result<u64, postgres::Error> {
+/// Removes every version of `key` (whose latest was `last`), leaving a
+/// head without versions that remembers `last` (readers see no key; the
+/// next put continues the numbering after it).
+fn purge(conn: &mut PgConn, key: &str, last: u64, shard: i32) -> Result<u64, postgres::Error> {
     let row = conn.query(
         "WITH p AS (
              DELETE FROM vkv_versions WHERE key = $1 RETURNING 1
          ), k AS (
-             UPDATE vkv_keys SET latest = 0, ts_ms = 0, deleted = false, first_kept = 1
+             UPDATE vkv_keys SET latest = 0, ts_ms = 0, deleted = false, first_kept = 1,
+                 purged_latest = $3
              WHERE key = $1
          ), c AS (
              UPDATE vkv_counters SET keys = keys - 1, versions = versions - (SELECT count(*) FROM p)
              WHERE shard = $2
          )
          SELECT count(*) FROM p",
-        &[&key.as_bytes(), &shard],
+        &[&key.as_bytes(), &shard, &db_int(last)],
     )?;
     let n: i64 = row.first().map_or(Ok(0), |r| r.try_get(0))?;
     Ok(n.max(0) as u64)

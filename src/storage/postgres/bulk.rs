@@ -55,7 +55,7 @@ pub(crate) fn open_export(location: &Path) -> Result<Box<dyn Export>, OpenError>
         }
         Err(e) => return Err(fail(describe(&e))),
     };
-    if found > schema::SCHEMA_VERSION || found < 1 {
+    if !(1..=schema::SCHEMA_VERSION).contains(&found) {
         return Err(fail(format!(
             "vkv schema version {found}; this vkv reads 1 to {}",
             schema::SCHEMA_VERSION
@@ -84,7 +84,8 @@ impl Export for PgExport {
         // bytea compares bytewise: the same order as SQLite's BINARY text.
         self.client.batch_execute(
             "DECLARE vkv_dump_heads NO SCROLL CURSOR FOR
-                 SELECT key, latest, ts_ms, deleted, first_kept FROM vkv_keys ORDER BY key;
+                 SELECT key, latest, ts_ms, deleted, first_kept FROM vkv_keys
+                 WHERE latest > 0 ORDER BY key;
              DECLARE vkv_dump_versions NO SCROLL CURSOR FOR
                  SELECT key, version, ts_ms, deleted, value FROM vkv_versions
                  ORDER BY key, version;",
@@ -253,7 +254,8 @@ impl Import for PgImport {
     fn finish(mut self: Box<Self>, expect: Totals) -> Result<Totals, StoreError> {
         self.flush()?;
         let row = self.client.query_one(
-            "SELECT (SELECT count(*) FROM vkv_keys), (SELECT count(*) FROM vkv_versions)",
+            "SELECT (SELECT count(*) FROM vkv_keys WHERE latest > 0),
+                 (SELECT count(*) FROM vkv_versions)",
             &[],
         )?;
         let found = Totals {

@@ -2,13 +2,16 @@
 //! under an advisory lock, so that replicas starting at once against an
 //! empty database do not race (the second waits, then finds it done).
 //!
-//! Schema (version 1), the SQLite one's counterpart:
+//! Schema (version 2), the SQLite one's counterpart:
 //! - `vkv_versions(key, version, ts_ms, value, deleted)`, primary key
 //!   `(key, version)`. Keys are `bytea`: PostgreSQL's `text` cannot hold a
 //!   NUL character, which a key may contain, and `bytea` compares bytewise,
 //!   the order `/keys` promises;
 //! - `vkv_keys(key, latest, ts_ms, deleted, first_kept)`: the head of every
-//!   key. Writers lock a key's row to number its versions;
+//!   key. Writers lock a key's row to number its versions. Version 2 adds
+//!   `purged_latest`: a purged key keeps its row with `latest = 0` and its
+//!   last version here, so the next put continues after it (readers only
+//!   see rows with `latest > 0`);
 //! - `vkv_counters(shard, keys, versions)`: totals in 64 rows; each replica
 //!   adds to its own shard in its write transactions, and `/db/stats` sums
 //!   them, so no single hot row serializes the writes of every replica;
@@ -19,7 +22,7 @@ use postgres::Client;
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The oldest PostgreSQL accepted (`server_version_num`).
 pub const MIN_SERVER_VERSION: i32 = 120_000;
@@ -53,6 +56,9 @@ const MIGRATIONS: &[&str] = &[
         versions bigint NOT NULL DEFAULT 0
     );
     INSERT INTO vkv_counters (shard) SELECT generate_series(0, 63);",
+    // 1 -> 2: a purged key keeps its head row (latest = 0) with the last
+    // version it had, so that its numbering continues after the purge.
+    "ALTER TABLE vkv_keys ADD COLUMN purged_latest bigint NOT NULL DEFAULT 0;",
 ];
 
 /// Checks the server and brings the schema to [`SCHEMA_VERSION`]; a newer
