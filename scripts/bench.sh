@@ -8,10 +8,16 @@
 #   workload only, since nginx ignores the path.
 # Optionally also a second vkv binary (BASELINE_BIN, e.g. a build of an
 # older commit), on its own fresh database, to compare two builds in one run.
+# With BACKEND=postgres, also vkv on PostgreSQL (a throw-away local cluster,
+# PostgreSQL's durability settings at their defaults): `pg1`, one replica,
+# and `pg2`, two replicas on one database with wrk's connections split over
+# both (req/s summed), each figure next to SQLite mode (`vkv`) in the same
+# run.
 #
 #   scripts/bench.sh                       # 10 s per run, best of 3 rounds
 #   DURATION=3 ROUNDS=1 scripts/bench.sh   # quicker
 #   BASELINE_BIN=/tmp/vkv-main scripts/bench.sh
+#   BACKEND=postgres scripts/bench.sh      # SQLite, 1 and 2 PostgreSQL replicas
 #
 # It builds the release binaries, starts the servers on free ports (vkv on
 # a fresh temporary database, --log-level warn), preloads KEYS keys with
@@ -39,6 +45,12 @@
 #                      If missing, the script installs Debian's nginx-light
 #                      with apt-get when run as root, else says how.
 #   BASELINE_BIN       a second vkv binary to measure alongside (optional)
+#   BACKEND [sqlite]   sqlite, or postgres: also measure vkv on PostgreSQL
+#                      (builds with --features postgres; needs Debian's
+#                      postgresql package, run as root or as a user that
+#                      may run initdb)
+#   PG_ADMIN_URL       with BACKEND=postgres: use this running server's
+#                      admin URL instead of starting a throw-away cluster
 #   VKV_BIN, CEILING_BIN  binaries to measure instead of this checkout's
 #                      release builds (e.g. another branch's)
 #   NICE [0]           nice value of the servers and wrk; on a machine shared
@@ -65,6 +77,8 @@ ROUNDS=${ROUNDS:-3}
 NGINX=${NGINX:-nginx}
 BASELINE_BIN=${BASELINE_BIN:-}
 NICE=${NICE:-0}
+BACKEND=${BACKEND:-sqlite}
+PG_ADMIN_URL=${PG_ADMIN_URL:-}
 ALL_WORKLOADS="put get_cached get_uncached get_old_version mix_90_10"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 
@@ -80,6 +94,12 @@ done
 for w in $WORKLOADS; do
   [[ " $ALL_WORKLOADS " == *" $w "* ]] || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
 done
+case $BACKEND in
+sqlite) features="" ;;
+postgres) features="--features postgres" ;;
+*) die "BACKEND must be sqlite or postgres, got '$BACKEND'" ;;
+esac
+[ "$BACKEND" = sqlite ] || [ $((CONNECTIONS % 2)) -eq 0 ] || die "CONNECTIONS must be even with BACKEND=postgres (split over two replicas)"
 
 need_cmd wrk "install it with 'apt-get install -y wrk' (Debian/Ubuntu) or build it from https://github.com/wg/wrk"
 need_cmd curl "install it with 'apt-get install -y curl'"
@@ -100,21 +120,27 @@ if [ "$NGINX" != off ] && ! command -v "$NGINX" >/dev/null 2>&1; then
 fi
 
 echo "== building release binaries"
-cargo build --release --bin vkv --example http_ceiling --example fairness
+# shellcheck disable=SC2086 # $features is one optional flag and its value
+cargo build --release $features --bin vkv --example http_ceiling --example fairness
 VKV_BIN=${VKV_BIN:-target/release/vkv}
 CEILING_BIN=${CEILING_BIN:-target/release/examples/http_ceiling}
 
 work=$(mktemp -d -t vkv-bench.XXXXXX)
 server_pids=()
 wrk_pid=""
+pg_dir=""
+postmaster=""
 cleanup() {
   local pid
   if [ -n "$wrk_pid" ]; then
-    kill -TERM "$wrk_pid" 2>/dev/null || true
+    kill -TERM $wrk_pid 2>/dev/null || true
   fi
   for pid in "${server_pids[@]}"; do
     stop_pid "$pid"
   done
+  if [ -n "$pg_dir" ]; then
+    scripts/pg-cluster.sh stop "$pg_dir" || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -145,9 +171,49 @@ if [ -n "$BASELINE_BIN" ]; then
   server_pids+=("${pid[base]}")
   servers="$servers base"
 fi
-for s in $servers; do
+# start_vkv NAME DB: one more vkv server, on the database DB.
+start_vkv() {
+  nice -n "$NICE" "$VKV_BIN" --bind 127.0.0.1:0 --db "$2" --cache-size "$CACHE_SIZE" \
+    --workers "$WORKERS" --log-level warn 2>"$work/$1.log" &
+  pid[$1]=$!
+  server_pids+=("${pid[$1]}")
+}
+# urls[SERVER]: every address of a server; pg2 has two (its replicas).
+declare -A urls
+if [ "$BACKEND" = postgres ]; then
+  if [ -z "$PG_ADMIN_URL" ]; then
+    # Outside $work: the postgres user must be able to reach it.
+    pg_dir=$(mktemp -d -t vkv-bench-pg.XXXXXX)
+    PG_ADMIN_URL=$(scripts/pg-cluster.sh start "$pg_dir")
+  fi
+  need_cmd psql "install it with 'apt-get install -y postgresql-client'"
+  suffix="$$_$RANDOM"
+  pg_base=${PG_ADMIN_URL%%\?*}
+  pg_base=${pg_base%/*}
+  for db in bench1 bench2; do
+    psql "$PG_ADMIN_URL" -XAtq -c "CREATE DATABASE ${db}_$suffix" >/dev/null
+  done
+  if [ -n "$pg_dir" ]; then
+    postmaster=$(head -n1 "$pg_dir/data/postmaster.pid")
+    # The same priority as the servers; backends forked later inherit it.
+    if [ "$NICE" != 0 ]; then
+      renice -n "$NICE" -p "$postmaster" $(cat /proc/"$postmaster"/task/*/children) >/dev/null
+    fi
+  fi
+  start_vkv pg1 "$pg_base/bench1_$suffix"
+  start_vkv pg2 "$pg_base/bench2_$suffix"
+  start_vkv pg2b "$pg_base/bench2_$suffix"
+  servers="$servers pg1 pg2"
+fi
+for s in $servers ${pid[pg2b]:+pg2b}; do
   url[$s]="http://$(wait_listening "$work/$s.log" "${pid[$s]}")"
+  urls[$s]=${url[$s]}
 done
+declare -A pids_of
+if [ -n "${pid[pg2b]:-}" ]; then
+  urls[pg2]="${url[pg2]} ${url[pg2b]}"
+  pids_of[pg2]="${pid[pg2]} ${pid[pg2b]}"
+fi
 if [ "$NGINX" != off ]; then
   # One worker process, no access log, keep-alive connections never closed
   # by a request count (vkv does not close them either); `return 200`
@@ -338,15 +404,19 @@ snapshot_mem preloaded
 
 # ------------------------------------------------------------------- runs ---
 # Prometheus counter from vkv's /metrics, or "" if it has none.
+# (Summed when TEXT holds several servers' /metrics.)
 metric() { # TEXT NAME
-  awk -v n="$2" '$1 == n { print $2; exit }' <<<"$1"
+  awk -v n="$2" '$1 == n { s += $2; found = 1 } END { if (found) printf "%d\n", s }' <<<"$1"
 }
 # A number from vkv's /cache/stats JSON.
+# (Summed when JSON is several servers' answers, one per line.)
 json_num() { # JSON FIELD
-  sed -n "s/.*\"$2\":\\([0-9]*\\).*/\\1/p" <<<"$1"
+  sed -n "s/.*\"$2\":\\([0-9]*\\).*/\\1/p" <<<"$1" | awk '{ s += $1; found = 1 } END { if (found) print s }'
 }
 # Is SERVER a vkv (with /metrics and /cache/stats)?
-is_vkv() { [ "$1" = vkv ] || [ "$1" = base ]; }
+is_vkv() { [ "$1" != ceiling ] && [ "$1" != nginx ]; }
+# Is SERVER vkv on PostgreSQL?
+is_pg() { [ "$1" = pg1 ] || [ "$1" = pg2 ]; }
 # The servers a workload runs against: nginx only answers get_cached's
 # reference (it ignores the path).
 servers_for() { # WORKLOAD
@@ -354,6 +424,7 @@ servers_for() { # WORKLOAD
   if [ "$1" = get_cached ] && [ -n "${pid[nginx]:-}" ]; then list="$list nginx"; fi
   list="$list vkv"
   if [ -n "$BASELINE_BIN" ]; then list="$list base"; fi
+  if [ "$BACKEND" = postgres ]; then list="$list pg1 pg2"; fi
   echo "$list"
 }
 
@@ -370,31 +441,52 @@ cpu_ticks() { # PID
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 declare -A res
-FIELDS="requests rps p50_ms p99_ms max_ms non2xx socket_errors errors batch hit load_threads load_rss wrk_failed cpu_us"
+FIELDS="requests rps p50_ms p99_ms max_ms non2xx socket_errors errors batch hit load_threads load_rss wrk_failed cpu_us pg_cpu_us"
 failed_any=0
 # run_wrk SERVER WORKLOAD ROUND: fills res[SERVER,WORKLOAD,ROUND,*].
 run_wrk() {
-  local server=$1 w=$2 k="$1,$2,$3" u=${url[$1]} p=${pid[$1]} out rc=0
+  local server=$1 w=$2 k="$1,$2,$3" p=${pid[$1]} out rc=0 u q
+  local -a addrs procs
+  read -r -a addrs <<<"${urls[$1]:-${url[$1]}}"
+  read -r -a procs <<<"${pids_of[$1]:-${pid[$1]}}"
   local metrics_before="" metrics_after="" cache_before="" cache_after=""
   out="$work/$w.$server.$3.out"
   if is_vkv "$server"; then
-    metrics_before=$(curl -fsS "$u/metrics" 2>/dev/null || true)
-    cache_before=$(curl -fsS "$u/cache/stats")
+    for u in "${addrs[@]}"; do
+      metrics_before+=$(curl -fsS "$u/metrics" 2>/dev/null || true)$'\n'
+      cache_before+=$(curl -fsS "$u/cache/stats")$'\n'
+    done
   fi
   res[$k,wrk_failed]=0
-  local cpu0 cpu1
-  cpu0=$(cpu_ticks "$p")
-  nice -n "$NICE" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout "$TIMEOUT" --latency -s "$work/$w.lua" "$u" >"$out" 2>&1 &
-  wrk_pid=$!
+  local cpu0=0 cpu1=0 pg0=0 pg1=0
+  for q in "${procs[@]}"; do cpu0=$((cpu0 + $(cpu_ticks "$q"))); done
+  if is_pg "$server" && [ -n "$postmaster" ]; then pg0=$(cpu_ticks "$postmaster"); fi
+  # One wrk per address, the connections split evenly (two replicas: two
+  # clients, as behind a load balancer, without its cost).
+  local i wrks=() conns=$((CONNECTIONS / ${#addrs[@]}))
+  for i in "${!addrs[@]}"; do
+    nice -n "$NICE" wrk -t1 -c"$conns" -d"${DURATION}s" --timeout "$TIMEOUT" --latency -s "$work/$w.lua" "${addrs[$i]}" >"$out.$i" 2>&1 &
+    wrks+=($!)
+  done
+  wrk_pid="${wrks[*]}"
   # Threads and RSS under load, halfway through.
   sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')"
   res[$k,load_threads]=$(proc_field "$p" Threads)
   res[$k,load_rss]=$(proc_field "$p" VmRSS)
-  wait "$wrk_pid" || rc=$?
+  for i in "${!wrks[@]}"; do
+    wait "${wrks[$i]}" || rc=$?
+  done
   wrk_pid=""
-  cpu1=$(cpu_ticks "$p")
+  for q in "${procs[@]}"; do cpu1=$((cpu1 + $(cpu_ticks "$q"))); done
+  if is_pg "$server" && [ -n "$postmaster" ]; then pg1=$(cpu_ticks "$postmaster"); fi
+  cat "$out".* >"$out"
   local line
-  line=$(grep '^RESULT ' "$out" || true)
+  # Several wrk runs add up: requests and errors summed, the longest
+  # duration, the slower run's latency percentiles.
+  line=$(awk -v want="${#addrs[@]}" '$1 == "RESULT" {
+      found++; n += $2; if ($3 > dur) dur = $3; for (i = 4; i <= 8; i++) e[i] += $i
+      for (i = 9; i <= 11; i++) if ($i > l[i]) l[i] = $i }
+    END { if (found == want) printf "RESULT %d %d %d %d %d %d %d %d %d %d\n", n, dur, e[4], e[5], e[6], e[7], e[8], l[9], l[10], l[11] }' "$out")
   if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
     echo "wrk failed (exit $rc) for $w on $server:" >&2
     cat "$out" >&2
@@ -412,13 +504,21 @@ run_wrk() {
   # Server CPU time per answer: less sensitive than req/s to other
   # processes on the machine.
   res[$k,cpu_us]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "null" }')
+  # PostgreSQL's CPU per answer (every process of the cluster), when we
+  # started the cluster.
+  res[$k,pg_cpu_us]=null
+  if is_pg "$server" && [ -n "$postmaster" ]; then
+    res[$k,pg_cpu_us]=$(awk -v t=$((pg1 - pg0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "null" }')
+  fi
   res[$k,socket_errors]=$((co + rd + wr + to))
   res[$k,errors]=$((st + co + rd + wr + to + ${res[$k,wrk_failed]}))
   res[$k,batch]=null
   res[$k,hit]=null
   if is_vkv "$server"; then
-    metrics_after=$(curl -fsS "$u/metrics" 2>/dev/null || true)
-    cache_after=$(curl -fsS "$u/cache/stats")
+    for u in "${addrs[@]}"; do
+      metrics_after+=$(curl -fsS "$u/metrics" 2>/dev/null || true)$'\n'
+      cache_after+=$(curl -fsS "$u/cache/stats")$'\n'
+    done
     local b0 b1 o0 o1
     b0=$(metric "$metrics_before" vkv_writer_batches_total)
     b1=$(metric "$metrics_after" vkv_writer_batches_total)
@@ -532,6 +632,24 @@ if [ "$max_busy" -gt 20 ]; then
   echo "  (the scheduler shares CPU per thread), so the vkv/nginx ratio reads too high."
   echo "  Measure on a quiet machine."
 fi
+if [ "$BACKEND" = postgres ]; then
+  echo
+  echo "== PostgreSQL / SQLite mode (vkv), best rounds: req/s ratio (target); p99 ms; CPU us per answer"
+  echo "   pg1: one replica; pg2: two replicas on one database, wrk split over both;"
+  echo "   CPU: vkv process(es) + PostgreSQL (all its processes) for pg1/pg2, vkv for SQLite mode"
+  for w in $WORKLOADS; do
+    case $w in
+    get_cached) target=0.5 ;;
+    get_uncached | get_old_version | put) target=0.4 ;;
+    *) target=- ;;
+    esac
+    printf '%-16s pg1 %6s  pg2 %6s  (>= %s)  p99 %s / %s / %s  CPU %s / %s+%s / %s+%s\n' "$w" \
+      "$(ratio "${res[pg1,$w,rps]}" "${res[vkv,$w,rps]}")" "$(ratio "${res[pg2,$w,rps]}" "${res[vkv,$w,rps]}")" \
+      "$target" "${res[vkv,$w,p99_ms]}" "${res[pg1,$w,p99_ms]}" "${res[pg2,$w,p99_ms]}" \
+      "${res[vkv,$w,cpu_us]}" "${res[pg1,$w,cpu_us]}" "${res[pg1,$w,pg_cpu_us]}" \
+      "${res[pg2,$w,cpu_us]}" "${res[pg2,$w,pg_cpu_us]}"
+  done
+fi
 if [ -n "$BASELINE_BIN" ]; then
   echo
   echo "== vkv / baseline ($BASELINE_BIN), best rounds: req/s ratio, p99 ms"
@@ -584,6 +702,9 @@ side() { # SERVER WORKLOAD: one server's best round as a JSON object
     "$(tr ' ' ',' <<<"${res[$s,$w,rps_all]}")"
   if is_vkv "$s"; then
     printf ',"mean_batch":%s,"cache_hit_ratio":%s' "${res[$s,$w,batch]}" "${res[$s,$w,hit]}"
+  fi
+  if is_pg "$s"; then
+    printf ',"replicas":%s,"postgres_cpu_us_per_answer":%s' "$(wc -w <<<"${urls[$s]}")" "${res[$s,$w,pg_cpu_us]}"
   fi
   printf '}'
 }

@@ -10,6 +10,8 @@
 # so a wrong password is really refused; the URL printed carries the
 # superuser's password. Listens on 127.0.0.1 only; its Unix socket lives in
 # DIR. PostgreSQL's durability settings stay at their defaults (fsync on).
+# PG_SERVER_OPTS adds server options (e.g. `-c shared_preload_libraries=
+# pg_stat_statements`, as scripts/pg-costs.py uses).
 # Needs Debian's `postgresql` package (binaries in /usr/lib/postgresql/*/bin
 # or on PATH).
 set -euo pipefail
@@ -58,7 +60,7 @@ start)
   port=$(free_port)
   echo "$port" >"$dir/port"
   as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
-    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=200" \
+    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=200 ${PG_SERVER_OPTS:-}" \
     start >/dev/null ||
     { cat "$dir/data/server.log" >&2; exit 1; }
   echo "postgres://postgres:$password@127.0.0.1:$port/postgres"
