@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
-use crate::common::{Server, json};
+use crate::common::{Server, json, poll_until};
 
 #[test]
 fn concurrent_writers_to_one_key_get_dense_unique_versions() {
@@ -57,9 +58,14 @@ fn reads_never_older_than_acknowledged_writes_under_eviction() {
     let keys = 12;
     let acked: Arc<Vec<AtomicU64>> = Arc::new((0..keys).map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
+    // Progress, so the load runs until it is enough rather than for a fixed
+    // time: a durable write costs an fsync, whose time depends on the machine
+    // (and on the backend: PostgreSQL runs this test too).
+    let (wrote, read) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let (mut c, acked, stop) = (s.client(), Arc::clone(&acked), Arc::clone(&stop));
+            let wrote = Arc::clone(&wrote);
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -67,6 +73,7 @@ fn reads_never_older_than_acknowledged_writes_under_eviction() {
                     let r = c.put(&format!("k{k}"), &json!(n));
                     assert_eq!(r.status, 200);
                     acked[k].fetch_max(r.json()["version"].as_u64().unwrap(), Ordering::SeqCst);
+                    wrote.fetch_add(1, Ordering::Relaxed);
                     n += 1;
                 }
                 n
@@ -76,6 +83,7 @@ fn reads_never_older_than_acknowledged_writes_under_eviction() {
     let readers: Vec<_> = (0..4)
         .map(|r| {
             let (mut c, acked, stop) = (s.client(), Arc::clone(&acked), Arc::clone(&stop));
+            let read = Arc::clone(&read);
             std::thread::spawn(move || {
                 let mut n = 0usize;
                 while !stop.load(Ordering::Relaxed) {
@@ -90,19 +98,22 @@ fn reads_never_older_than_acknowledged_writes_under_eviction() {
                             "k{k}: read v{got} after v{floor} was acknowledged"
                         );
                     }
+                    read.fetch_add(1, Ordering::Relaxed);
                     n += 1;
                 }
                 n
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    let enough = poll_until(Duration::from_secs(60), || {
+        wrote.load(Ordering::Relaxed) > 400 && read.load(Ordering::Relaxed) > 400
+    });
     stop.store(true, Ordering::Relaxed);
     let writes: u64 = writers.into_iter().map(|h| h.join().unwrap()).sum();
     let reads: usize = readers.into_iter().map(|h| h.join().unwrap()).sum();
     assert!(
-        writes > 100 && reads > 100,
-        "too little load: {writes} writes, {reads} reads"
+        enough && writes > 400 && reads > 400,
+        "too little load in 60 s: {writes} writes, {reads} reads"
     );
     let mut c = s.client();
     let st = c.get("/cache/stats").json();
