@@ -4,36 +4,57 @@
 //! Every write of a key makes a new version (1, 2, 3, ...); every version
 //! can be read back; a write is acknowledged only once it is committed.
 //!
-//! - [`Store`] is the whole store; embed it without HTTP.
-//! - [`http`] adapts it to HTTP (see `ARCHITECTURE.md`).
+//! - [`Store`] is the whole store; embed it without HTTP. The crate root
+//!   is the embedding API: [`Store`], [`StoreConfig`], the errors
+//!   ([`StoreError`], [`OpenError`]) and the value types.
+//! - The HTTP adapter and the tools behind the `vkv` binary are reachable
+//!   for it and the tests but hidden from the documentation (see
+//!   `ARCHITECTURE.md`).
 
 #![warn(missing_docs)]
 
+// The embedding API is what the crate root re-exports: `Store`, its
+// configuration, its errors and its value types. The modules behind it are
+// private, so that nothing outside the crate can write to the cache, wake
+// watchers or reach a database connection: the compiler enforces the
+// single-writer rule.
+mod cache;
+mod error;
+mod storage;
+mod store;
+mod version;
+mod watch;
+mod writer;
+
+// Used by the `vkv` binary and the tests (HTTP server, subcommands, parsers
+// under property tests); not part of the embedding API.
+#[doc(hidden)]
 pub mod backup;
-pub mod cache;
+#[doc(hidden)]
 pub mod check;
+#[doc(hidden)]
 pub mod copy;
 /// The SQLite file format's identifiers and the storage types, at the path
 /// tools and tests have used.
+#[doc(hidden)]
 pub mod db {
     pub use crate::storage::sqlite::{APPLICATION_ID, SCHEMA_VERSION};
     pub use crate::storage::{DbStats, KeyInfo, SyncMode, VersionInfo};
 }
-pub mod error;
+#[doc(hidden)]
 pub mod http;
+#[doc(hidden)]
 pub mod key;
-mod storage;
-pub mod store;
+#[doc(hidden)]
 pub mod value;
-pub mod version;
-pub mod watch;
-mod writer;
 
 pub use cache::CacheStats;
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
-pub use storage::{
-    DbStats, KeyInfo, SyncMode, Totals, VersionInfo, display_location, is_postgres_url,
-};
+pub use storage::{DbStats, KeyInfo, SyncMode, Totals, VersionInfo};
+#[doc(hidden)]
+pub use storage::{display_location, is_postgres_url};
 pub use store::{PendingPut, PutItem, Store, StoreConfig, Watch, WriterStats};
+pub use value::MAX_DEPTH;
 pub use version::{Operation, PutOutcome, Versioned};
+pub use watch::Subscription;

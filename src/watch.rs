@@ -157,11 +157,13 @@ impl Watchers {
         }
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // PostgreSQL notifications
     /// Whether any watcher waits on `key`.
     pub fn is_watched(&self, key: &str) -> bool {
         self.count.load(Ordering::Acquire) > 0 && self.lock().contains_key(key)
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // PostgreSQL notifications
     /// The keys watchers wait on now.
     pub fn watched_keys(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
@@ -170,11 +172,6 @@ impl Watchers {
     /// Watchers waiting now.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Acquire)
-    }
-
-    /// Whether no watcher waits.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Wakes every watcher (their channels disconnect) and refuses new ones.
