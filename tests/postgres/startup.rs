@@ -73,9 +73,9 @@ fn five_replicas_starting_at_once_create_the_schema_once() {
         .map(|t| t.join().expect("a replica failed to start"))
         .collect();
     let db = pg_url_for(&admin(), &name);
-    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "2");
+    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "3");
     assert_eq!(psql(&db, "SELECT count(*) FROM vkv_counters"), "64");
-    for version in ["1", "2"] {
+    for version in ["1", "2", "3"] {
         let migrated = servers
             .iter()
             .filter(|s| {
@@ -121,11 +121,12 @@ fn a_schema_1_database_is_migrated_and_keeps_its_data() {
     let db = pg_url_for(&admin(), &name);
     psql(
         &db,
-        "ALTER TABLE vkv_keys DROP COLUMN purged_latest; UPDATE vkv_meta SET schema_version = 1",
+        "DROP INDEX vkv_keys_live; ALTER TABLE vkv_keys DROP COLUMN purged_latest;
+         UPDATE vkv_meta SET schema_version = 1",
     );
     let s = Server::start_on(&url, &[]);
-    assert!(s.log_text().contains("migrated to vkv schema version 2"));
-    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "2");
+    assert!(s.log_text().contains("migrated to vkv schema version 3"));
+    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "3");
     let mut c = s.client();
     assert_eq!(c.get("/get/k").json()["value"], "kept");
     // Schema 2's purge: the numbering continues.

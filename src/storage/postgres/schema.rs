@@ -2,7 +2,7 @@
 //! under an advisory lock, so that replicas starting at once against an
 //! empty database do not race (the second waits, then finds it done).
 //!
-//! Schema (version 2), the SQLite one's counterpart:
+//! Schema (version 3), the SQLite one's counterpart:
 //! - `vkv_versions(key, version, ts_ms, value, deleted)`, primary key
 //!   `(key, version)`. Keys are `bytea`: PostgreSQL's `text` cannot hold a
 //!   NUL character, which a key may contain, and `bytea` compares bytewise,
@@ -11,7 +11,8 @@
 //!   key. Writers lock a key's row to number its versions. Version 2 adds
 //!   `purged_latest`: a purged key keeps its row with `latest = 0` and its
 //!   last version here, so the next put continues after it (readers only
-//!   see rows with `latest > 0`);
+//!   see rows with `latest > 0`). Version 3 adds `vkv_keys_live`, an index
+//!   of the keys not deleted, for `/keys`;
 //! - `vkv_counters(shard, keys, versions)`: totals in 64 rows; each replica
 //!   adds to its own shard in its write transactions, and `/db/stats` sums
 //!   them, so no single hot row serializes the writes of every replica;
@@ -22,7 +23,7 @@ use postgres::Client;
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The oldest PostgreSQL accepted (`server_version_num`).
 pub const MIN_SERVER_VERSION: i32 = 120_000;
@@ -59,6 +60,11 @@ const MIGRATIONS: &[&str] = &[
     // 1 -> 2: a purged key keeps its head row (latest = 0) with the last
     // version it had, so that its numbering continues after the purge.
     "ALTER TABLE vkv_keys ADD COLUMN purged_latest bigint NOT NULL DEFAULT 0;",
+    // 2 -> 3: `/keys` walks an index of the keys not deleted, so deleted
+    // keys are never visited. Its predicate is on `deleted` only: a put
+    // changes `latest`, and a column in an index (or its predicate) would
+    // make every head update a non-HOT one.
+    "CREATE INDEX vkv_keys_live ON vkv_keys (key) WHERE NOT deleted;",
 ];
 
 /// Checks the server and brings the schema to [`SCHEMA_VERSION`]; a newer
