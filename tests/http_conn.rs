@@ -5,7 +5,7 @@
 //! measure process-wide things (thread counts) or timing under load take the
 //! `SERIAL` lock exclusively; all others share it.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use vkv::http::conn::{ConnLimits, HttpServer, Service};
-use vkv::http::message::{HttpRequest, HttpResponse};
+use vkv::http::message::{FileBody, HttpRequest, HttpResponse};
 use vkv::http::workers::{Reply, WorkerPool};
 
 static SERIAL: RwLock<()> = RwLock::new(());
@@ -42,6 +42,20 @@ fn test_service(count: Arc<AtomicUsize>) -> Arc<dyn Service> {
                 HttpResponse::json(200, b"{\"slow\":true}".to_vec())
             }
             "/close" => HttpResponse::json(200, b"{}".to_vec()).closing(),
+            // 32 MiB streamed from a file, as /backup streams its snapshot.
+            "/file" => {
+                let mut file = tempfile::tempfile().unwrap();
+                let chunk = vec![b'f'; 1 << 20];
+                for _ in 0..32 {
+                    file.write_all(&chunk).unwrap();
+                }
+                file.rewind().unwrap();
+                HttpResponse::file(
+                    200,
+                    "application/octet-stream",
+                    FileBody::new(file, 32 << 20),
+                )
+            }
             _ => {
                 let body = serde_json::json!({
                     "method": req.method,
@@ -892,4 +906,34 @@ fn timeouts_too_large_for_an_instant_never_overflow() {
     let TestServer { server, .. } = server;
     server.shutdown();
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// A large file body (as /backup sends) going to a client that reads slowly
+/// stalls nobody: the loop writes what the socket takes and serves others
+/// meanwhile; the body arrives whole and the connection stays usable.
+#[test]
+fn a_large_file_body_to_a_slow_reader_stalls_no_other_connection() {
+    let _g = shared();
+    let server = default_server();
+    let mut slow = server.client();
+    slow.send(&get("/file"));
+    // Nothing is read from `slow` yet: its socket buffers fill up.
+    thread::sleep(Duration::from_millis(200));
+    for i in 0..20 {
+        let started = Instant::now();
+        let mut other = server.client();
+        other.send(&get(&format!("/other/{i}")));
+        assert_eq!(other.response().status, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "another client waited {:?}",
+            started.elapsed()
+        );
+    }
+    let resp = slow.response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body.len(), 32 << 20);
+    assert!(resp.body.iter().all(|&b| b == b'f'));
+    slow.send(&get("/after-file"));
+    assert_eq!(slow.response().json()["target"], "/after-file");
 }
