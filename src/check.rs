@@ -74,6 +74,8 @@ impl Walk {
                 self.totals.keys += 1;
                 self.key = Some((h.key.clone(), Some(h)));
             }
+            // No head and no version: nothing to check.
+            Record::Purged { .. } => self.end_key(r),
             Record::Version(v) => {
                 self.totals.versions += 1;
                 if self.key.as_ref().is_none_or(|(k, _)| *k != v.key) {

@@ -313,6 +313,12 @@ pub(crate) struct VersionRow {
 pub(crate) enum Record {
     Head(KeyHead),
     Version(VersionRow),
+    /// A purged key (no head, no version) and the last version it had:
+    /// its next put continues after it, so old ETags never match again.
+    Purged {
+        key: String,
+        latest: u64,
+    },
 }
 
 /// Counts of a store: keys (heads) and versions.
@@ -333,8 +339,8 @@ pub(crate) trait Export {
     fn counters(&mut self) -> Result<Totals, StoreError>;
 
     /// Streams every record, key by key in byte order: the key's head (if
-    /// it has one), then its versions in ascending order. Stops at the
-    /// first error `visit` returns.
+    /// it has one), then its versions in ascending order; then every
+    /// purged key. Stops at the first error `visit` returns.
     fn for_each(
         &mut self,
         visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,

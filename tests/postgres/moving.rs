@@ -91,6 +91,8 @@ fn copy_postgres_to_sqlite_and_back_keeps_every_version_and_timestamp() {
     assert_eq!(c2.get("/get/a?version=1").status, 410);
     assert_eq!(c2.put("a", &json!(6)).json()["version"], 6);
     assert_eq!(c2.put("b", &json!("back")).json()["version"], 4);
+    // A purged key's numbering too (through SQLite and back): it had 1.
+    assert_eq!(c2.put("c", &json!("again")).json()["version"], 2);
 
     // A non-empty PostgreSQL destination is refused unless --force.
     let text = vkv_fails(&["copy", "--from", arg(&file), "--to", arg(&second)]);

@@ -78,6 +78,8 @@ fn copy_keeps_every_version_timestamp_tombstone_and_retention_bound() {
     // Numbering goes on where the source left it.
     assert_eq!(dc.put("a", &json!(6)).json()["version"], 6);
     assert_eq!(dc.put("b", &json!("back")).json()["version"], 4);
+    // A purged key's numbering too: its one version was 1.
+    assert_eq!(dc.put("c", &json!("again")).json()["version"], 2);
 }
 
 /// A stopped server's database holding `keys`.

@@ -109,7 +109,19 @@ impl Export for PgExport {
                 value: r.try_get(4)?,
             })
         });
-        merge_dump(heads, versions, visit)
+        merge_dump(heads, versions, visit)?;
+        let purged = self.client.query(
+            "SELECT key, purged_latest FROM vkv_keys
+             WHERE latest = 0 AND purged_latest > 0 ORDER BY key",
+            &[],
+        )?;
+        for r in purged {
+            visit(Record::Purged {
+                key: key_text(r.try_get(0)?)?,
+                latest: r.try_get::<_, i64>(1)? as u64,
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -244,6 +256,14 @@ impl Import for PgImport {
         match record {
             Record::Head(h) => self.heads.push(h.clone()),
             Record::Version(v) => self.versions.push(v.clone()),
+            Record::Purged { key, latest } => {
+                let latest = ints([*latest].into_iter())?;
+                self.client.execute(
+                    "INSERT INTO vkv_keys (key, latest, ts_ms, deleted, first_kept, purged_latest)
+                     VALUES ($1, 0, 0, false, 1, $2)",
+                    &[&key.as_bytes(), &latest[0]],
+                )?;
+            }
         }
         if self.heads.len() + self.versions.len() >= CHUNK {
             self.flush()?;

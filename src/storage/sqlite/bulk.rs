@@ -18,6 +18,8 @@ use crate::storage::{Export, Import, KeyHead, Record, SyncMode, Totals, VersionR
 /// A dump of the file at a path.
 struct SqliteExport {
     conn: Connection,
+    /// The file's schema version (purged keys are kept from version 2).
+    schema: i64,
 }
 
 /// Opens the existing vkv file `path` read-only for a dump.
@@ -34,7 +36,8 @@ pub(crate) fn open_export(path: &Path) -> Result<Box<dyn Export>, OpenError> {
     .map_err(|e| open_err(path, e))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| open_err(path, e))?;
-    if schema::recognise(&conn, path)? == 0 {
+    let schema = schema::recognise(&conn, path)?;
+    if schema == 0 {
         return Err(OpenError::Foreign {
             path: path.to_path_buf(),
             reason: "it is empty (no vkv schema)".into(),
@@ -43,7 +46,7 @@ pub(crate) fn open_export(path: &Path) -> Result<Box<dyn Export>, OpenError> {
     // Deferred: the snapshot is taken at the first read, and every later
     // query of this dump sees that same snapshot.
     conn.execute_batch("BEGIN").map_err(|e| open_err(path, e))?;
-    Ok(Box::new(SqliteExport { conn }))
+    Ok(Box::new(SqliteExport { conn, schema }))
 }
 
 impl Export for SqliteExport {
@@ -92,7 +95,20 @@ impl Export for SqliteExport {
                 value: r.get(4)?,
             })
         })?;
-        merge_dump(heads, versions, visit)
+        merge_dump(heads, versions, visit)?;
+        if self.schema >= 2 {
+            let mut purged = self
+                .conn
+                .prepare("SELECT key, latest FROM purged ORDER BY key")?;
+            let mut rows = purged.query([])?;
+            while let Some(r) = rows.next()? {
+                visit(Record::Purged {
+                    key: r.get(0)?,
+                    latest: r.get::<_, i64>(1)? as u64,
+                })?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -136,7 +152,7 @@ impl Import for SqliteImport {
 
     fn clear(&mut self) -> Result<(), StoreError> {
         self.conn
-            .execute_batch("DELETE FROM versions; DELETE FROM keys;")?;
+            .execute_batch("DELETE FROM versions; DELETE FROM keys; DELETE FROM purged;")?;
         Ok(())
     }
 
@@ -155,6 +171,11 @@ impl Import for SqliteImport {
                         h.deleted,
                         sql_int(h.first_kept)?
                     ])?;
+            }
+            Record::Purged { key, latest } => {
+                self.conn
+                    .prepare_cached("INSERT INTO purged (key, latest) VALUES (?1, ?2)")?
+                    .execute(params![key, sql_int(*latest)?])?;
             }
             Record::Version(v) => {
                 self.conn
