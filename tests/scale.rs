@@ -1,6 +1,8 @@
 //! Scale, black box: thousands of connections and parked long polls on a
-//! server with its default flags, closed watchers giving their slots back,
-//! and the open-files limit vkv sets itself. The real binary over real sockets,
+//! server with its default flags, one client hoarding connections past
+//! `--max-connections` (idle, re-opened or trickling partial requests),
+//! closed watchers giving their slots back, and the open-files limit vkv
+//! sets itself. The real binary over real sockets,
 //! sized for CI (a few thousand); `scripts/scale.py` runs the 10,000 of
 //! issue 10.
 //!
@@ -14,6 +16,8 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Server, exclusive, json, metric, poll_until, raise_fd_limit, shared};
@@ -22,6 +26,8 @@ use common::{Server, exclusive, json, metric, poll_until, raise_fd_limit, shared
 const MANY: usize = 3_000;
 /// Threads the server may run whatever the number of clients (issue 10).
 const MAX_THREADS: usize = 16;
+/// How long a fresh client may wait when others hoard connections.
+const FRESH_CLIENT_LIMIT: Duration = Duration::from_secs(1);
 
 /// A raw connection that sent `request` (nothing read yet).
 fn send(addr: SocketAddr, request: &[u8]) -> TcpStream {
@@ -187,6 +193,148 @@ fn fresh_client(addr: SocketAddr) -> (Result<u16, String>, Duration) {
         .expect("read timeout");
     let r = answer(&mut s).map(|(status, _)| status);
     (r, start.elapsed())
+}
+
+#[test]
+fn idle_sockets_past_the_connection_limit_do_not_lock_out_a_fresh_client() {
+    // Issue 9, item 6: a client holding more idle sockets than
+    // --max-connections.
+    let _g = shared();
+    const LIMIT: usize = 40;
+    let s = Server::start(&["--max-connections", &LIMIT.to_string()]);
+    // LIMIT keep-alive connections, each answered once and then idle...
+    let mut hoard: Vec<TcpStream> = (0..LIMIT).map(|_| send(s.addr, &get("/health"))).collect();
+    for h in &mut hoard {
+        assert!(matches!(answer(h), Ok((200, _))));
+    }
+    // ...and LIMIT more that connect and send nothing.
+    for _ in 0..LIMIT {
+        hoard.push(TcpStream::connect(s.addr).expect("connect"));
+    }
+    for round in 0..5 {
+        let (r, took) = fresh_client(s.addr);
+        assert_eq!(
+            r,
+            Ok(200),
+            "fresh client {round} with {} hoarded",
+            2 * LIMIT
+        );
+        assert!(
+            took < FRESH_CLIENT_LIMIT,
+            "fresh client {round} waited {took:?}"
+        );
+    }
+}
+
+#[test]
+fn reopened_partial_requests_do_not_lock_out_a_fresh_client() {
+    // Issue 9, item 6: a client that keeps re-opening connections that
+    // send half a request head and stall.
+    let _g = shared();
+    const LIMIT: usize = 40;
+    let s = Server::start(&[
+        "--max-connections",
+        &LIMIT.to_string(),
+        "--read-timeout",
+        "60s",
+    ]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicUsize::new(0));
+    let addr = s.addr;
+    let attacker = {
+        let (stop, opened) = (Arc::clone(&stop), Arc::clone(&opened));
+        std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                // Forget the ones the server closed; re-open up to twice
+                // the limit.
+                held.retain(|c| {
+                    let mut b = [0u8; 1];
+                    matches!(c.peek(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock)
+                });
+                while held.len() < 2 * LIMIT && !stop.load(Ordering::SeqCst) {
+                    let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                    else {
+                        break;
+                    };
+                    let _ = c.write_all(b"GET /get/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad");
+                    c.set_nonblocking(true).expect("nonblocking");
+                    held.push(c);
+                    opened.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    // The attacker has filled the server (and more) before the first
+    // fresh client comes.
+    assert!(
+        poll_until(Duration::from_secs(20), || opened.load(Ordering::SeqCst)
+            >= 2 * LIMIT),
+        "the attacker opened only {} connections",
+        opened.load(Ordering::SeqCst)
+    );
+    let mut worst = Duration::ZERO;
+    for round in 0..5 {
+        let (r, took) = fresh_client(addr);
+        assert_eq!(r, Ok(200), "fresh client {round}");
+        worst = worst.max(took);
+    }
+    stop.store(true, Ordering::SeqCst);
+    attacker.join().expect("attacker thread");
+    assert!(
+        worst < FRESH_CLIENT_LIMIT,
+        "a fresh client waited {worst:?} while {} partial requests were (re-)opened",
+        opened.load(Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn trickling_partial_requests_do_not_lock_out_a_fresh_client() {
+    // Issue 9, item 6, slowloris: connections that send a request head a
+    // few bytes at a time, so they are never quite idle.
+    let _g = shared();
+    const LIMIT: usize = 40;
+    let s = Server::start(&[
+        "--max-connections",
+        &LIMIT.to_string(),
+        "--read-timeout",
+        "60s",
+    ]);
+    let mut slow: Vec<TcpStream> = (0..LIMIT)
+        .map(|_| send(s.addr, b"GET /get/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let trickler = {
+        let (stop, rounds) = (Arc::clone(&stop), Arc::clone(&rounds));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                for c in &mut slow {
+                    let _ = c.write_all(b"X-Pad: a\r\n");
+                }
+                rounds.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    // The trickle has gone on for longer than any grace the server may
+    // give a new connection (about a second).
+    assert!(poll_until(Duration::from_secs(20), || rounds
+        .load(Ordering::SeqCst)
+        >= 8));
+    let mut worst = Duration::ZERO;
+    for round in 0..5 {
+        let (r, took) = fresh_client(s.addr);
+        assert_eq!(r, Ok(200), "fresh client {round}");
+        worst = worst.max(took);
+    }
+    stop.store(true, Ordering::SeqCst);
+    trickler.join().expect("trickler thread");
+    assert!(
+        worst < FRESH_CLIENT_LIMIT,
+        "a fresh client waited {worst:?} behind {LIMIT} trickling requests"
+    );
 }
 
 #[test]
