@@ -67,9 +67,11 @@ pub struct ConnLimits {
     pub max_header_bytes: usize,
     /// Most header fields accepted in one request (`431` beyond).
     pub max_headers: usize,
-    /// At the connection limit, only a connection idle or stalled at least
-    /// this long is closed to make room: the newest clients are not the
-    /// ones to blame.
+    /// At the connection limit, only a connection with nothing in flight
+    /// for at least this long is closed to make room. Zero by default: a
+    /// client that re-opens connections as fast as they are closed would
+    /// otherwise keep every connection inside the grace and lock everyone
+    /// out (issue 9, item 6).
     pub evict_after: Duration,
 }
 
@@ -87,7 +89,7 @@ impl ConnLimits {
 
 impl Default for ConnLimits {
     /// 16,384 connections, 30 s idle, 10 s per request, 1 MiB bodies,
-    /// 8 KiB request line, 16 KiB and 100 headers, eviction after 1 s.
+    /// 8 KiB request line, 16 KiB and 100 headers, eviction without grace.
     fn default() -> Self {
         ConnLimits {
             max_connections: 16_384,
@@ -97,7 +99,7 @@ impl Default for ConnLimits {
             max_request_line: 8 << 10,
             max_header_bytes: 16 << 10,
             max_headers: 100,
-            evict_after: Duration::from_secs(1),
+            evict_after: Duration::ZERO,
         }
     }
 }
@@ -294,9 +296,11 @@ struct Conn {
     deadline: Option<Instant>,
     /// The earliest entry this connection has in the timer heap.
     timer_at: Option<Instant>,
-    /// When it last made progress (a byte read, an answer finished):
-    /// eviction closes the one with the oldest.
-    last_active: Instant,
+    /// When it was accepted or last finished an answer. Bytes of a partial
+    /// request do not move it: a client trickling a byte into a request
+    /// that never completes ranks by when it began. Eviction closes the
+    /// connection with the oldest.
+    idle_since: Instant,
     peer_closed: bool,
     /// Reading stopped at `HOLD_CAP`: read again once the buffer drains.
     read_paused: bool,
@@ -511,7 +515,7 @@ impl EventLoop {
             close_after: false,
             deadline: None,
             timer_at: None,
-            last_active: now,
+            idle_since: now,
             peer_closed: false,
             read_paused: false,
         };
@@ -541,21 +545,21 @@ impl EventLoop {
     }
 
     /// Makes room for a new connection: closes a lingering one, else the
-    /// one idle or stalled mid-request the longest (past the grace). Never
-    /// one whose request is being answered.
+    /// one idle or stalled mid-request since the longest (past the grace,
+    /// none by default). Never one whose request is being answered.
     fn evict_one(&mut self) -> bool {
         let now = Instant::now();
         let mut victim: Option<(u8, Instant, usize)> = None;
         for (slot, conn) in self.conns.iter().enumerate() {
             let Some(conn) = conn else { continue };
-            let stale = now.saturating_duration_since(conn.last_active) >= self.limits.evict_after;
+            let stale = now.saturating_duration_since(conn.idle_since) >= self.limits.evict_after;
             let rank = match conn.state {
                 State::Lingering { .. } => 0,
                 State::Idle | State::Reading if stale => 1,
                 _ => continue,
             };
-            if victim.is_none_or(|(r, at, _)| (rank, conn.last_active) < (r, at)) {
-                victim = Some((rank, conn.last_active, slot));
+            if victim.is_none_or(|(r, at, _)| (rank, conn.idle_since) < (r, at)) {
+                victim = Some((rank, conn.idle_since, slot));
             }
         }
         let Some((_, _, slot)) = victim else {
@@ -682,7 +686,6 @@ impl EventLoop {
 
     fn on_bytes(&mut self, slot: usize, conn: &mut Conn, n: usize) -> Keep {
         let now = Instant::now();
-        conn.last_active = now;
         match conn.state {
             State::Lingering { until } => {
                 let quiet = after(now, LINGER_QUIET).map_or(until, |q| q.min(until));
@@ -868,7 +871,7 @@ impl EventLoop {
             return self.linger(slot, conn);
         }
         let now = Instant::now();
-        conn.last_active = now;
+        conn.idle_since = now;
         conn.state = State::Idle;
         if conn.out.capacity() > CHUNK {
             conn.out = Vec::new();
