@@ -84,8 +84,9 @@ fn answers_sent_by_the_connection_layer_are_counted() {
         "a".repeat(17 << 10)
     );
     assert_eq!(raw(big.as_bytes()), 431);
-    // Two parked long polls and `c` fill the 3 connections; none is idle,
-    // so a fourth is refused with 503.
+    // Two parked long polls and `c`, parked too, fill the 3 connections;
+    // none is idle (an idle one would make room), so a fourth is refused
+    // with 503.
     let parked: Vec<Client> = (0..2)
         .map(|_| {
             let mut w = s.client();
@@ -97,6 +98,10 @@ fn answers_sent_by_the_connection_layer_are_counted() {
     assert!(crate::common::poll_until(Duration::from_secs(10), || {
         crate::common::metric(&mut c, "vkv_watchers") == Some(2.0)
     }));
+    // The loop reads `c`'s request (ready first) before it accepts the
+    // next connection; the poll's own timeout gives `c` back afterwards.
+    c.send_raw(b"GET /get/m?wait_after=0&timeout=4 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
     let mut refused = std::net::TcpStream::connect(s.addr).unwrap();
     refused
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -104,6 +109,7 @@ fn answers_sent_by_the_connection_layer_are_counted() {
     let mut answer = String::new();
     let _ = refused.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert_eq!(c.read_response(false).unwrap().status, 404);
     let text = c.get("/metrics").text();
     for status in ["400", "413", "431", "503"] {
         let line = format!("vkv_http_requests_total{{route=\"unrouted\",status=\"{status}\"}} 1");
