@@ -70,11 +70,14 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
                 .thread_name_pattern("vkv-r2d2-{}")
                 .build(),
         ))
-        .build(conn::Manager(PostgresConnectionManager::new(
+        // Not `build`, which fails the start when the pool's first
+        // connection takes longer than POOL_WAIT (seen on a loaded machine):
+        // the server was just reached above, and a request that finds no
+        // connection in time is answered 503 like any outage.
+        .build_unchecked(conn::Manager(PostgresConnectionManager::new(
             pg.clone(),
             postgres::NoTls,
-        )))
-        .map_err(|e| fail(e.to_string()))?;
+        )));
     let reads = Arc::new(reads::PgReads {
         pool,
         location: url.clone(),
