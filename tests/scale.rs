@@ -29,6 +29,25 @@ const MAX_THREADS: usize = 16;
 /// How long a fresh client may wait when others hoard connections.
 const FRESH_CLIENT_LIMIT: Duration = Duration::from_secs(1);
 
+/// `n` raw connections, each sent `request(i)`, opened spread over about a
+/// second as issue 10 has its clients arrive (not in one instant: a burst
+/// of thousands in one instant overflows `--queue-len` by design, 503).
+fn open_spread(addr: SocketAddr, n: usize, request: impl Fn(usize) -> Vec<u8>) -> Vec<TcpStream> {
+    let start = Instant::now();
+    let spread = Duration::from_secs(1);
+    (0..n)
+        .map(|i| {
+            // Pacing of the load, not synchronization: client i waits for
+            // its place in the second.
+            let at = spread.mul_f64(i as f64 / n as f64);
+            if let Some(wait) = at.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            send(addr, &request(i))
+        })
+        .collect()
+}
+
 /// A raw connection that sent `request` (nothing read yet).
 fn send(addr: SocketAddr, request: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
@@ -99,7 +118,7 @@ fn thousands_of_keep_alive_connections_are_all_answered_by_a_few_threads() {
     assert!(fds as usize > MANY + 200, "descriptor limit {fds} too low");
     let s = Server::start(&[]);
     assert_eq!(s.client().put("k", &json!("v")).status, 200);
-    let mut conns: Vec<TcpStream> = (0..MANY).map(|_| send(s.addr, &get("/get/k"))).collect();
+    let mut conns = open_spread(s.addr, MANY, |_| get("/get/k"));
     let results: Vec<_> = conns.iter_mut().map(answer).collect();
     let ok = results
         .iter()
@@ -132,14 +151,9 @@ fn thousands_of_parked_watchers_are_all_woken_by_puts() {
     for k in 0..KEYS {
         assert_eq!(c.put(&format!("w{k}"), &json!(1)).json()["version"], 1);
     }
-    let mut watchers: Vec<TcpStream> = (0..MANY)
-        .map(|i| {
-            send(
-                s.addr,
-                &get(&format!("/get/w{}?wait_after=1&timeout=120", i % KEYS)),
-            )
-        })
-        .collect();
+    let mut watchers = open_spread(s.addr, MANY, |i| {
+        get(&format!("/get/w{}?wait_after=1&timeout=120", i % KEYS))
+    });
     let mut parked = None;
     let all_parked = poll_until(Duration::from_secs(60), || {
         parked = metric(&mut c, "vkv_watchers");
