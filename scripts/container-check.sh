@@ -54,7 +54,8 @@ env -i VKV_BIND="0.0.0.0:$port" "$chroot" --userspec=65532:65532 "$root" /vkv he
   die "vkv health failed against a live server"
 
 echo "== smoke test"
-scripts/smoke.sh "http://127.0.0.1:$port"
+# Bound to 0.0.0.0 as in the image: no loopback Host check to expect.
+LOOPBACK_BIND=0 scripts/smoke.sh "http://127.0.0.1:$port"
 [ -f "$root/data/kv_store.db" ] || die "no database in /data"
 
 echo "== graceful stop"
