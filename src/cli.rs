@@ -243,6 +243,9 @@ impl Cli {
         c.read_connections = u32::from(self.workers);
         c.max_versions = self.max_versions;
         c.max_watchers = self.max_watchers as usize;
+        // No write waits for its answer longer than a request may take to
+        // arrive.
+        c.commit_timeout = Some(self.read_timeout);
         c
     }
 

@@ -53,6 +53,11 @@ pub struct StoreConfig {
     pub max_versions: u64,
     /// The most watchers that may wait at once.
     pub max_watchers: usize,
+    /// The longest a commit may take: past it, its writes fail with
+    /// [`StoreError::Unavailable`] saying their outcome is unknown, and new
+    /// writes are refused until it returns (a PostgreSQL primary waiting
+    /// for a lost synchronous standby). `None`: wait as long as it takes.
+    pub commit_timeout: Option<Duration>,
 }
 
 impl StoreConfig {
@@ -68,6 +73,7 @@ impl StoreConfig {
             max_batch: 512,
             max_versions: 0,
             max_watchers: 1024,
+            commit_timeout: None,
         }
     }
 }
@@ -135,6 +141,7 @@ impl Store {
             counters: Arc::clone(&counters),
             fault: Arc::clone(&fault),
             max_batch: config.max_batch.max(1),
+            commit_timeout: config.commit_timeout,
         };
         let writer = Writer::start(backend.committer, ctx, config.write_queue)?;
         Ok(Store {
@@ -421,9 +428,14 @@ impl Store {
     /// last write transaction failed (disk full, I/O error), a probe write
     /// now commits. While healthy this costs one query, one `stat` and one
     /// `open`; the probe (one small commit) runs only after a failure, so a
-    /// fault clears once writes work again even if no client writes.
+    /// fault clears once writes work again even if no client writes. While a
+    /// commit has not returned within [`StoreConfig::commit_timeout`], not
+    /// healthy.
     pub fn health(&self) -> Result<(), StoreError> {
         self.inner.reads.check()?;
+        if let Some(stalled) = self.inner.writer.refusal() {
+            return Err(stalled);
+        }
         if self.inner.fault.get().is_some() {
             self.inner.writer.apply(Op::Probe)?;
         }

@@ -13,15 +13,20 @@
 //!   is retried alone, so one bad write never fails its neighbours.
 //! - The last failure is remembered until a transaction commits again (for
 //!   `/health`).
+//! - A commit that does not return is bounded (`stall.rs`): its callers
+//!   are answered "outcome unknown" after the limit, and new writes are
+//!   refused until it returns.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::cache::LatestCache;
 use crate::error::StoreError;
+use crate::stall::Stall;
 use crate::storage::{Committer, Done, Op};
 use crate::watch::Watchers;
 
@@ -35,7 +40,7 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
-    fn send(self, outcome: Result<Done, StoreError>) {
+    pub(crate) fn send(self, outcome: Result<Done, StoreError>) {
         match self {
             Reply::Wait(tx) => {
                 let _ = tx.send(outcome);
@@ -98,12 +103,17 @@ pub(crate) struct WriterContext {
     pub counters: Arc<WriterCounters>,
     pub fault: Arc<WriteFault>,
     pub max_batch: usize,
+    /// The longest a commit may take before its callers are answered
+    /// "outcome unknown" (`None`: no bound).
+    pub commit_timeout: Option<Duration>,
 }
 
 /// Handle to the writer thread.
 pub(crate) struct Writer {
     queue: Sender<Msg>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The bound on a commit, if there is one.
+    stall: Option<Arc<Stall>>,
 }
 
 impl Writer {
@@ -114,13 +124,28 @@ impl Writer {
         queue_len: usize,
     ) -> std::io::Result<Writer> {
         let (queue, rx) = bounded(queue_len.max(1));
+        let stall = ctx.commit_timeout.map(|limit| Arc::new(Stall::new(limit)));
+        if let Some(stall) = &stall {
+            let (stall, rx, tx) = (Arc::clone(stall), rx.clone(), queue.clone());
+            std::thread::Builder::new()
+                .name("vkv-writer-watchdog".into())
+                .spawn(move || stall.watch(|refused| refuse_queued(&rx, &tx, refused)))?;
+        }
+        let writer_stall = stall.clone();
         let thread = std::thread::Builder::new()
             .name("vkv-writer".into())
-            .spawn(move || run(conn, &rx, &ctx))?;
+            .spawn(move || run(conn, &rx, &ctx, writer_stall.as_deref()))?;
         Ok(Writer {
             queue,
             thread: std::sync::Mutex::new(Some(thread)),
+            stall,
         })
+    }
+
+    /// Why writes are refused now (a commit has not returned within the
+    /// limit), if they are.
+    pub fn refusal(&self) -> Option<StoreError> {
+        self.stall.as_ref().and_then(|s| s.refusal())
     }
 
     /// Queues `op` and waits for its outcome; blocks while the queue is
@@ -132,6 +157,9 @@ impl Writer {
     /// Queues `op` without waiting for its commit (blocks only while the
     /// queue is full).
     pub fn submit(&self, op: Op) -> Result<Pending, StoreError> {
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
+        }
         let (reply, outcome) = oneshot::channel();
         self.queue
             .send(Msg::Op(op, Reply::Wait(reply)))
@@ -143,6 +171,10 @@ impl Writer {
     /// once with `Closed` if the writer has stopped). Blocks only while the
     /// queue is full.
     pub fn submit_then(&self, op: Op, then: Box<dyn FnOnce(Result<Done, StoreError>) + Send>) {
+        if let Some(refused) = self.refusal() {
+            Reply::Then(then).send(Err(refused));
+            return;
+        }
         if let Err(refused) = self.queue.send(Msg::Op(op, Reply::Then(then)))
             && let Msg::Op(_, reply) = refused.0
         {
@@ -153,6 +185,12 @@ impl Writer {
     /// Commits everything queued so far, stops the thread and waits for it.
     pub fn stop(&self) {
         let _ = self.queue.send(Msg::Stop);
+        if self.refusal().is_some() {
+            // Its thread is stuck in a commit that may never return: do not
+            // wait for it (its callers have been answered).
+            log::warn!("stopping while a commit has not returned: not waiting for it");
+            return;
+        }
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
             let _ = h.join();
@@ -160,7 +198,27 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Box<dyn Committer>, rx: &Receiver<Msg>, ctx: &WriterContext) {
+/// Refuses every operation queued now with `refused` (the writer is
+/// stalled); a stop found among them is queued again for the writer.
+fn refuse_queued(rx: &Receiver<Msg>, tx: &Sender<Msg>, refused: &StoreError) {
+    let mut stop = false;
+    while let Ok(msg) = rx.try_recv() {
+        match msg {
+            Msg::Op(_, reply) => reply.send(Err(refused.clone())),
+            Msg::Stop => stop = true,
+        }
+    }
+    if stop {
+        let _ = tx.try_send(Msg::Stop);
+    }
+}
+
+fn run(
+    mut conn: Box<dyn Committer>,
+    rx: &Receiver<Msg>,
+    ctx: &WriterContext,
+    stall: Option<&Stall>,
+) {
     let mut batch: Vec<(Op, Reply)> = Vec::with_capacity(ctx.max_batch);
     let mut stopping = false;
     while !stopping {
@@ -177,48 +235,79 @@ fn run(mut conn: Box<dyn Committer>, rx: &Receiver<Msg>, ctx: &WriterContext) {
                 Err(_) => break,
             }
             if batch.len() >= ctx.max_batch {
-                commit_and_answer(&mut conn, std::mem::take(&mut batch), ctx);
+                commit_and_answer(&mut conn, std::mem::take(&mut batch), ctx, stall);
             }
         }
-        commit_and_answer(&mut conn, std::mem::take(&mut batch), ctx);
+        commit_and_answer(&mut conn, std::mem::take(&mut batch), ctx, stall);
     }
     conn.close();
+    if let Some(stall) = stall {
+        stall.stop();
+    }
     log::debug!("writer stopped");
 }
 
-fn commit_and_answer(conn: &mut Box<dyn Committer>, batch: Vec<(Op, Reply)>, ctx: &WriterContext) {
+fn commit_and_answer(
+    conn: &mut Box<dyn Committer>,
+    batch: Vec<(Op, Reply)>,
+    ctx: &WriterContext,
+    stall: Option<&Stall>,
+) {
     if batch.is_empty() {
         return;
     }
-    let ops: Vec<&Op> = batch.iter().map(|(op, _)| op).collect();
-    let committed = conn.commit(&ops);
+    let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().unzip();
+    let refs: Vec<&Op> = ops.iter().collect();
+    let (committed, replies) = match stall {
+        Some(stall) => {
+            stall.arm(replies);
+            let committed = conn.commit(&refs);
+            (committed, stall.disarm())
+        }
+        None => (conn.commit(&refs), Some(replies)),
+    };
+    let Some(replies) = replies else {
+        // Answered "outcome unknown" meanwhile: publish what committed, so
+        // that reads see it; nothing is retried.
+        match committed {
+            Ok(results) => {
+                ctx.fault.set(None);
+                results.iter().flatten().for_each(|done| publish(done, ctx));
+            }
+            Err(e) => {
+                log::warn!("a stalled write failed: {e}");
+                ctx.fault.set(Some(e));
+            }
+        }
+        return;
+    };
     match committed {
         Ok(results) => {
             ctx.fault.set(None);
             ctx.counters.batches.fetch_add(1, Ordering::Relaxed);
             // Health probes are not writes of the workload.
-            let ops = batch.iter().filter(|(op, _)| !matches!(op, Op::Probe));
+            let writes = ops.iter().filter(|op| !matches!(op, Op::Probe));
             ctx.counters
                 .ops
-                .fetch_add(ops.count() as u64, Ordering::Relaxed);
-            for ((_, reply), result) in batch.into_iter().zip(results) {
+                .fetch_add(writes.count() as u64, Ordering::Relaxed);
+            for (reply, result) in replies.into_iter().zip(results) {
                 if let Ok(done) = &result {
                     publish(done, ctx);
                 }
                 reply.send(result);
             }
         }
-        Err(e) if batch.len() == 1 || !conn.may_retry_alone() => {
+        Err(e) if ops.len() == 1 || !conn.may_retry_alone() => {
             log::warn!("write failed: {e}");
             ctx.fault.set(Some(e.clone()));
-            for (_, reply) in batch {
+            for reply in replies {
                 reply.send(Err(e.clone()));
             }
         }
         Err(e) => {
-            log::warn!("group of {} failed ({e}); retrying one by one", batch.len());
-            for one in batch {
-                commit_and_answer(conn, vec![one], ctx);
+            log::warn!("group of {} failed ({e}); retrying one by one", ops.len());
+            for one in ops.into_iter().zip(replies) {
+                commit_and_answer(conn, vec![one], ctx, stall);
             }
         }
     }

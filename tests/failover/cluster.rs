@@ -246,7 +246,32 @@ impl Cluster {
     /// children, so nothing of it answers any more (as when its host
     /// dies). Returns once its port no longer accepts connections.
     pub fn kill_primary(&self) {
-        let pid_file = self.primary.data.join("postmaster.pid");
+        self.kill(true);
+    }
+
+    /// Crashes the standby the same way. The primary still lists it in
+    /// `synchronous_standby_names`: its commits wait until it is back.
+    pub fn kill_standby(&self) {
+        self.kill(false);
+    }
+
+    /// Starts the (killed) standby again; it recovers and streams from the
+    /// primary. Returns once the primary reports it as synchronous.
+    pub fn restart_standby(&self) {
+        self.start_node(false);
+        let ok = poll_until(Duration::from_secs(60), || {
+            self.psql(
+                true,
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+            )
+            .is_some_and(|n| n == "1")
+        });
+        assert!(ok, "the restarted standby never became synchronous");
+    }
+
+    fn kill(&self, primary: bool) {
+        let node = self.node(primary);
+        let pid_file = node.data.join("postmaster.pid");
         let text = std::fs::read_to_string(&pid_file).expect("postmaster.pid");
         let pid: i32 = text.lines().next().unwrap().trim().parse().unwrap();
         let mut victims = children_of(pid);
@@ -255,11 +280,11 @@ impl Cluster {
             // SAFETY: plain kill(2) on processes this test started.
             unsafe { libc::kill(p, libc::SIGKILL) };
         }
-        let port = self.primary.port;
+        let port = node.port;
         let gone = poll_until(Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
         });
-        assert!(gone, "the killed primary still accepts connections");
+        assert!(gone, "the killed server still accepts connections");
     }
 
     /// Promotes the standby to primary (`pg_ctl promote`, waiting until it

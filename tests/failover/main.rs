@@ -60,19 +60,16 @@ fn put_answer(c: &mut Client, key: &str, value: &serde_json::Value) -> (Answer, 
     (answer, version)
 }
 
-#[test]
-fn primary_crash_and_promotion_keep_every_acknowledged_write_without_a_restart() {
-    let cluster = Cluster::start();
-    cluster.create_db("vkv");
-    let url = cluster.url("vkv");
-    let mut s = Server::start_on(Path::new(&url), &["--read-timeout", "5s", "--workers", "4"]);
-    let pid = s.pid();
-
-    let seen: Arc<Mutex<Seen>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..4)
+/// Four clients putting in a loop (keys `w{t}-{0..5}`) until `stop`,
+/// recording every answer in `seen`.
+fn write_load(
+    addr: std::net::SocketAddr,
+    seen: &Arc<Mutex<Seen>>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..4)
         .map(|t| {
-            let (seen, stop, addr) = (Arc::clone(&seen), Arc::clone(&stop), s.addr);
+            let (seen, stop) = (Arc::clone(seen), Arc::clone(stop));
             std::thread::spawn(move || {
                 let mut c = Client::connect(addr);
                 let mut i = 0u64;
@@ -95,7 +92,56 @@ fn primary_crash_and_promotion_keep_every_acknowledged_write_without_a_restart()
                 }
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Every answer was a 200 or a 503 with Retry-After, none took longer than
+/// the read timeout (plus slack); a count by status.
+fn check_answers(seen: &Seen) -> std::collections::BTreeMap<u16, u32> {
+    let mut by_status = std::collections::BTreeMap::new();
+    for a in &seen.answers {
+        *by_status.entry(a.status).or_insert(0u32) += 1;
+        assert!(
+            a.status == 200 || (a.status == 503 && a.retry_after),
+            "a write answered {} after {:?}: {}",
+            a.status,
+            a.took,
+            a.detail
+        );
+        assert!(a.took < READ_TIMEOUT + SLACK, "a write took {a:?}");
+    }
+    by_status
+}
+
+/// Every acknowledged write reads back with its value, and versions are
+/// dense per key.
+fn check_acks(c: &mut Client, seen: &Seen) {
+    for (key, version, value) in &seen.acks {
+        let r = c.get(&format!("/get/{key}?version={version}"));
+        assert_eq!(r.status, 200, "{key} v{version}: {}", r.text());
+        assert_eq!(&r.json()["value"], value, "{key} v{version}");
+    }
+    for t in 0..4 {
+        for k in 0..5 {
+            let key = format!("w{t}-{k}");
+            let versions = history(c, &key);
+            let n = versions.len() as u64;
+            assert_eq!(versions, (1..=n).collect::<Vec<_>>(), "{key}");
+        }
+    }
+}
+
+#[test]
+fn primary_crash_and_promotion_keep_every_acknowledged_write_without_a_restart() {
+    let cluster = Cluster::start();
+    cluster.create_db("vkv");
+    let url = cluster.url("vkv");
+    let mut s = Server::start_on(Path::new(&url), &["--read-timeout", "5s", "--workers", "4"]);
+    let pid = s.pid();
+
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = write_load(s.addr, &seen, &stop);
     let acks = |seen: &Mutex<Seen>| seen.lock().unwrap().acks.len();
     assert!(
         poll_until(Duration::from_secs(30), || acks(&seen) >= 200),
@@ -161,30 +207,14 @@ fn primary_crash_and_promotion_keep_every_acknowledged_write_without_a_restart()
     );
 
     let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
-    let mut by_status = std::collections::BTreeMap::new();
-    for a in &seen.answers {
-        *by_status.entry(a.status).or_insert(0u32) += 1;
-        assert!(
-            a.status == 200 || (a.status == 503 && a.retry_after),
-            "a write answered {} after {:?}: {}",
-            a.status,
-            a.took,
-            a.detail
-        );
-        assert!(a.took < READ_TIMEOUT + SLACK, "a write took {a:?}");
-    }
+    let by_status = check_answers(&seen);
     eprintln!(
         "write answers by status: {by_status:?}; {} acknowledged",
         seen.acks.len()
     );
 
     // Every acknowledged write, from before and after the crash, is there.
-    let mut c = s.client();
-    for (key, version, value) in &seen.acks {
-        let r = c.get(&format!("/get/{key}?version={version}"));
-        assert_eq!(r.status, 200, "{key} v{version}: {}", r.text());
-        assert_eq!(&r.json()["value"], value, "{key} v{version}");
-    }
+    check_acks(&mut s.client(), &seen);
     // And through a new process that has no cache of them.
     s.terminate();
     let s2 = Server::start_on(Path::new(&url), &[]);
@@ -197,16 +227,110 @@ fn primary_crash_and_promotion_keep_every_acknowledged_write_without_a_restart()
             "{key} v{version} after a restart"
         );
     }
-    // Versions stay dense per key.
-    for t in 0..4 {
-        for k in 0..5 {
-            let key = format!("w{t}-{k}");
-            let versions = history(&mut c, &key);
-            let n = versions.len() as u64;
-            assert_eq!(versions, (1..=n).collect::<Vec<_>>(), "{key}");
-        }
-    }
+    check_acks(&mut c, &seen);
     assert_eq!(c.get("/health").status, 200);
     assert_eq!(c.put("new", &serde_json::json!("write")).status, 200);
     assert_eq!(c.get("/get/new").json()["value"], "write");
+}
+
+/// A primary whose synchronous standby dies waits in `COMMIT` until one is
+/// back. vkv must not hang with it: a put whose commit has not returned
+/// within the read timeout is answered 503 (outcome unknown), later puts are
+/// refused at once, `/health` says unavailable, reads keep working; when
+/// the standby returns, writes succeed again without a restart and every
+/// acknowledged write is there. (Without the bound, puts hang and
+/// `/health` stays 200: this test fails.)
+#[test]
+fn a_commit_waiting_for_a_lost_synchronous_standby_is_answered_within_the_read_timeout() {
+    let cluster = Cluster::start();
+    cluster.create_db("vkv");
+    let url = cluster.url("vkv");
+    let s = Server::start_on(Path::new(&url), &["--read-timeout", "5s", "--workers", "4"]);
+    let pid = s.pid();
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = write_load(s.addr, &seen, &stop);
+    let acks = |seen: &Mutex<Seen>| seen.lock().unwrap().acks.len();
+    assert!(
+        poll_until(Duration::from_secs(30), || acks(&seen) >= 200),
+        "the write load did not start"
+    );
+
+    // The primary keeps synchronous_standby_names = '*': every commit now
+    // waits for a standby that is gone.
+    cluster.kill_standby();
+    let mut c = s.client();
+    let mut last_health = String::new();
+    let stalled = poll_until(Duration::from_secs(30), || {
+        let h = c.get("/health");
+        last_health = format!("{} {}", h.status, h.text());
+        h.status == 503 && h.json()["status"] == "unavailable"
+    });
+    assert!(stalled, "/health never said unavailable: {last_health}");
+    assert!(
+        last_health.contains("commit has not returned"),
+        "{last_health}"
+    );
+    let (answer, _) = put_answer(&mut c, "during-stall", &serde_json::json!(1));
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.retry_after, "{answer:?}");
+    assert!(answer.took < SLACK, "a refused put took {answer:?}");
+    let refused = |seen: &Mutex<Seen>| {
+        let seen = seen.lock().unwrap();
+        let unknown = seen
+            .answers
+            .iter()
+            .filter(|a| a.status == 503 && a.detail.contains("outcome of this write is unknown"))
+            .count();
+        (
+            unknown,
+            seen.answers.iter().filter(|a| a.status == 503).count(),
+        )
+    };
+    assert!(
+        poll_until(Duration::from_secs(30), || refused(&seen).1 >= 20),
+        "the writers saw no 503"
+    );
+    assert!(
+        refused(&seen).0 >= 1,
+        "no writer was told its write's outcome is unknown"
+    );
+    // Reads do not depend on the stuck writer.
+    let (key, version, _) = seen.lock().unwrap().acks[0].clone();
+    let r = c.get(&format!("/get/{key}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["version"].as_u64().unwrap() >= version);
+    let acked_during_stall = acks(&seen);
+
+    cluster.restart_standby();
+    let back_at = Instant::now();
+    let recovered = poll_until(Duration::from_secs(60), || {
+        put_answer(&mut c, "after-standby", &serde_json::json!("ok"))
+            .0
+            .status
+            == 200
+    });
+    assert!(
+        recovered,
+        "writes never succeeded after the standby came back"
+    );
+    eprintln!("writes back {:?} after the standby", back_at.elapsed());
+    assert_eq!(c.get("/health").status, 200);
+    assert!(
+        poll_until(Duration::from_secs(60), || acks(&seen)
+            >= acked_during_stall + 200),
+        "the writers did not recover"
+    );
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(s.pid(), pid);
+    let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+    let by_status = check_answers(&seen);
+    eprintln!(
+        "write answers by status: {by_status:?}; {} acknowledged",
+        seen.acks.len()
+    );
+    check_acks(&mut s.client(), &seen);
 }

@@ -114,6 +114,13 @@ impl Committer for PgCommitter {
             if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
                 self.conn = None;
             }
+            if self.outcome_unknown {
+                return Err(StoreError::Unavailable(format!(
+                    "the connection to PostgreSQL failed during COMMIT ({}): the outcome of \
+                     this write is unknown; read the key before writing it again",
+                    super::describe(&e)
+                )));
+            }
             if is_retryable(&e) && attempt < ATTEMPTS {
                 log::debug!("write transaction retried ({e})");
                 std::thread::sleep(Duration::from_millis(u64::from(attempt)));
