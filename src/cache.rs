@@ -141,6 +141,21 @@ impl LatestCache {
         found
     }
 
+    /// Like [`Cache::get`], but a miss is not counted: for a lookup that
+    /// falls back to [`Cache::get`] on a miss (which counts it).
+    pub fn hit(&self, key: &str, version: Option<u64>) -> Option<Arc<Versioned>> {
+        let mut inner = self.lock();
+        let found = inner
+            .lru
+            .get(key)
+            .filter(|v| version.is_none_or(|n| v.version == n))
+            .cloned();
+        if found.is_some() {
+            inner.hits += 1;
+        }
+        found
+    }
+
     /// Takes a ticket for `key` before reading it from the database.
     pub fn ticket(&self, key: &str) -> Ticket {
         let stripe = self.stripe(key);

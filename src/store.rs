@@ -279,6 +279,32 @@ impl Store {
         Ok(found)
     }
 
+    /// [`Store::get`] when the answer is in the cache and needs nothing
+    /// else (no database, no lock but the cache's): `None` otherwise, and
+    /// then [`Store::get`] must be asked. Lets the connection loop answer
+    /// hot reads itself without ever blocking on storage.
+    pub(crate) fn get_cached(
+        &self,
+        key: &str,
+        version: Option<u64>,
+    ) -> Option<Result<Arc<Versioned>, StoreError>> {
+        // Another process may have written a newer latest (PostgreSQL):
+        // only a confirmed read may serve it.
+        if version.is_none() && !self.inner.reads.sole_writer() {
+            return None;
+        }
+        validate_key(key).ok()?;
+        let found = self.inner.cache.hit(key, version)?;
+        Some(if found.deleted {
+            Err(StoreError::Deleted {
+                key: key.to_string(),
+                version: found.version,
+            })
+        } else {
+            Ok(found)
+        })
+    }
+
     /// The latest version of `key` including a tombstone, through the cache.
     /// When other processes write the same database (PostgreSQL), a cached
     /// entry is only served once the database confirms it is still the

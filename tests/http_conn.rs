@@ -12,6 +12,9 @@ use std::sync::{Arc, Barrier, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "support/mod.rs"]
+mod support;
+
 use vkv::http::conn::{ConnLimits, HttpServer, Service};
 use vkv::http::message::{FileBody, HttpRequest, HttpResponse};
 use vkv::http::workers::{Reply, WorkerPool};
@@ -68,7 +71,27 @@ fn test_service(count: Arc<AtomicUsize>) -> Arc<dyn Service> {
         }
         .into()
     });
-    Arc::new(WorkerPool::start(4, 1024, handler).unwrap())
+    Arc::new(LoopFirst(WorkerPool::start(4, 1024, handler).unwrap()))
+}
+
+/// The pool behind a loop that answers `/now/...` itself (as the real
+/// server answers cache hits), echoing the target.
+struct LoopFirst(WorkerPool);
+
+impl Service for LoopFirst {
+    fn call(&self, request: HttpRequest, responder: vkv::http::completion::Responder) {
+        self.0.call(request, responder);
+    }
+
+    fn answer_now(&self, request: &HttpRequest) -> Option<HttpResponse> {
+        let now = request.path().starts_with("/now/");
+        let body = serde_json::json!({"target": request.target, "on": "loop"});
+        now.then(|| HttpResponse::json(200, body.to_string().into_bytes()))
+    }
+
+    fn spawn(&self, task: Box<dyn FnOnce() + Send>) {
+        self.0.spawn(task);
+    }
 }
 
 struct TestServer {
@@ -946,4 +969,91 @@ fn a_large_file_body_to_a_slow_reader_stalls_no_other_connection() {
     assert!(resp.body.iter().all(|&b| b == b'f'));
     slow.send(&get("/after-file"));
     assert_eq!(slow.response().json()["target"], "/after-file");
+}
+
+#[test]
+fn answers_from_the_loop_and_from_workers_keep_pipelined_order() {
+    let _g = shared();
+    let server = default_server();
+    let mut client = server.client();
+    let mut burst = Vec::new();
+    let targets = ["/now/1", "/slow", "/now/2", "/w/3", "/now/4", "/now/5"];
+    for t in targets {
+        burst.extend_from_slice(&get(t));
+    }
+    burst.extend_from_slice(b"HEAD /now/6 HTTP/1.1\r\nHost: t\r\n\r\n");
+    client.send(&burst);
+    for t in targets {
+        let resp = client.response();
+        assert_eq!(resp.status, 200);
+        if t == "/slow" {
+            // Taken 500 ms on a worker while the loop had the rest ready.
+            assert_eq!(resp.json()["slow"], true);
+            continue;
+        }
+        assert_eq!(resp.json()["target"], t);
+        assert_eq!(resp.json()["on"] == "loop", t.starts_with("/now/"), "{t}");
+    }
+    let head = client.try_response(true).expect("HEAD answered");
+    assert_eq!(head.status, 200);
+    assert!(head.header("content-length").is_some());
+    // Nothing after the HEAD's head: the next request's answer comes next.
+    client.send(&get("/now/7"));
+    assert_eq!(client.response().json()["target"], "/now/7");
+}
+
+/// A client that pipelines loop-answered requests without end, reading its
+/// answers as fast as they come, must not hold the loop: another client is
+/// answered while the first still has most of its requests outstanding.
+#[test]
+fn a_client_pipelining_without_end_does_not_starve_the_others() {
+    let _g = exclusive();
+    let server = default_server();
+    let addr = server.server.local_addr();
+    const N: usize = 200_000;
+    let flood = Client::connect(addr);
+    let mut writer = flood.stream.try_clone().unwrap();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let answered = answered.clone();
+        let mut stream = flood.stream.try_clone().unwrap();
+        thread::spawn(move || {
+            // Counts answers by their status lines; bodies never contain one.
+            let mut chunk = vec![0u8; 1 << 16];
+            let mut tail = Vec::new();
+            while answered.load(Ordering::SeqCst) < N {
+                let n = stream.read(&mut chunk).unwrap();
+                assert!(n > 0, "flooding client closed");
+                tail.extend_from_slice(&chunk[..n]);
+                let lines = tail.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+                let keep = tail.len().saturating_sub(8);
+                tail.drain(..keep);
+                answered.fetch_add(lines, Ordering::SeqCst);
+            }
+        })
+    };
+    let sender = thread::spawn(move || {
+        let one = get("/now/flood");
+        let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+        for _ in 0..N / 1000 {
+            writer.write_all(&batch).unwrap();
+        }
+    });
+    // Wait until the flood is being answered, then ask from another client.
+    assert!(
+        support::poll_until(Duration::from_secs(10), || answered.load(Ordering::SeqCst)
+            > 1000),
+        "the flood is not being answered"
+    );
+    let mut other = Client::connect(addr);
+    other.send(&get("/now/other"));
+    assert_eq!(other.response().json()["target"], "/now/other");
+    let done = answered.load(Ordering::SeqCst);
+    assert!(
+        done < N / 2,
+        "the other client was answered only after {done} of {N} flood answers"
+    );
+    sender.join().unwrap();
+    reader.join().unwrap();
+    assert_eq!(answered.load(Ordering::SeqCst), N);
 }

@@ -123,6 +123,35 @@ impl App {
         }
     }
 
+    /// Answers `req` now if that needs no storage and cannot block: a read
+    /// the cache holds (see [`kv::get_cached`]), admitted and authorized.
+    /// `None` for everything else, which a worker answers with
+    /// [`App::handle`]. Counted and logged as `handle` would.
+    pub fn answer_now(&self, req: &HttpRequest) -> Option<HttpResponse> {
+        let start = Instant::now();
+        if req.method != "GET" && req.method != "HEAD" {
+            return None;
+        }
+        let route @ Route::Get(key) = route("GET", req.path()).ok()? else {
+            return None;
+        };
+        let need = route.scope();
+        self.admit(req, need).ok()?;
+        self.authorize(req, need).ok()?;
+        let response =
+            kv::get_cached(&self.store, req, key)?.unwrap_or_else(ApiError::into_response);
+        let path = req.path();
+        finish(
+            &self.metrics,
+            route.name(),
+            &req.method,
+            path,
+            response.status,
+            start,
+        );
+        Some(response)
+    }
+
     /// The request metrics (the connection layer and the worker pool count
     /// the answers they send themselves into them too).
     pub fn metrics(&self) -> Arc<Metrics> {

@@ -27,6 +27,12 @@ pub trait Service: Send + Sync + 'static {
     /// Answers `request` through `responder`, now or later.
     fn call(&self, request: super::message::HttpRequest, responder: Responder);
 
+    /// Answers `request` at once, on the loop's thread, if that cannot
+    /// block (a read the cache holds); `None` hands it to [`Service::call`].
+    fn answer_now(&self, _request: &super::message::HttpRequest) -> Option<HttpResponse> {
+        None
+    }
+
     /// Counts an answer that the connection layer sent itself (a framing
     /// error, a timeout, the connection limit), by status.
     fn count(&self, _status: u16) {}

@@ -118,6 +118,10 @@ const LINGER_QUIET: Duration = Duration::from_secs(1);
 /// What a refused connection may have sent that is read (and dropped)
 /// before closing, so the close does not reset away the `503`.
 const REFUSE_DRAIN: usize = 64 << 10;
+/// Requests of one connection the loop answers itself (cache hits,
+/// pipelined) before it turns to the others: a client pipelining without
+/// end must not starve the rest.
+const ANSWER_BUDGET: u32 = 64;
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -206,6 +210,7 @@ impl HttpServer {
             accept_retry: None,
             backoff: MIN_BACKOFF,
             stop_deadline: None,
+            resume: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("vkv-io".into())
@@ -304,6 +309,14 @@ struct Conn {
     peer_closed: bool,
     /// Reading stopped at `HOLD_CAP`: read again once the buffer drains.
     read_paused: bool,
+    /// Requests the loop may still answer itself before yielding.
+    budget: u32,
+    /// Out of budget: parked in `EventLoop::resume` until the loop's next
+    /// turn, with its bytes unread (readiness is edge-triggered).
+    yielded: bool,
+    /// The parser is running: an answer written meanwhile must not start
+    /// parsing again (the running parse goes on; no recursion).
+    in_parse: bool,
 }
 
 impl Conn {
@@ -337,6 +350,9 @@ struct EventLoop {
     accept_retry: Option<Instant>,
     backoff: Duration,
     stop_deadline: Option<Instant>,
+    /// Connections that used up their answer budget: (slot, serial) to go
+    /// on with on the next turn.
+    resume: Vec<(usize, u64)>,
 }
 
 impl EventLoop {
@@ -358,6 +374,7 @@ impl EventLoop {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
                         self.with_conn(slot, None, |lp, slot, conn| {
+                            conn.budget = ANSWER_BUDGET;
                             let mut keep = true;
                             if event.is_writable() && conn.wants_output() {
                                 keep = lp.flush(slot, conn);
@@ -371,6 +388,9 @@ impl EventLoop {
                 }
             }
             self.drain_inbox();
+            for (slot, serial) in std::mem::take(&mut self.resume) {
+                self.with_conn(slot, Some(serial), |lp, slot, conn| lp.resume(slot, conn));
+            }
             let now = Instant::now();
             self.fire_timers(now);
             if self.accept_retry.is_some_and(|at| at <= now) {
@@ -386,6 +406,9 @@ impl EventLoop {
     /// How long the poll may sleep: until the next timer, accept retry or
     /// the stop deadline.
     fn next_wake(&self) -> Option<Duration> {
+        if !self.resume.is_empty() {
+            return Some(Duration::ZERO);
+        }
         let next = [
             self.timers.peek().map(|Reverse((at, _, _))| *at),
             self.accept_retry,
@@ -518,6 +541,9 @@ impl EventLoop {
             idle_since: now,
             peer_closed: false,
             read_paused: false,
+            budget: ANSWER_BUDGET,
+            yielded: false,
+            in_parse: false,
         };
         self.set_deadline(slot, &mut conn, after(now, first_wait));
         self.conns[slot] = Some(conn);
@@ -647,6 +673,9 @@ impl EventLoop {
 
     fn on_readable(&mut self, slot: usize, conn: &mut Conn) -> Keep {
         loop {
+            if conn.yielded {
+                return true;
+            }
             let holding = !matches!(
                 conn.state,
                 State::Idle | State::Reading | State::Lingering { .. }
@@ -707,6 +736,22 @@ impl EventLoop {
         }
     }
 
+    /// Goes on with a connection that yielded: what it has buffered, then
+    /// what it has sent since.
+    fn resume(&mut self, slot: usize, conn: &mut Conn) -> Keep {
+        conn.yielded = false;
+        conn.budget = ANSWER_BUDGET;
+        if matches!(conn.state, State::Reading) && !conn.inbuf.is_empty() {
+            if !self.parse(slot, conn) {
+                return false;
+            }
+            if conn.yielded {
+                return true;
+            }
+        }
+        self.on_readable(slot, conn)
+    }
+
     /// Runs the parser over what is buffered (state `Reading`).
     fn parse(&mut self, slot: usize, conn: &mut Conn) -> Keep {
         loop {
@@ -733,12 +778,35 @@ impl EventLoop {
                     conn.framing = framing;
                     conn.state = State::Waiting;
                     conn.deadline = None;
+                    let service = &self.service;
+                    match catch_unwind(AssertUnwindSafe(|| service.answer_now(&request))) {
+                        Ok(Some(response)) => {
+                            conn.in_parse = true;
+                            let keep = self.respond(slot, conn, response);
+                            conn.in_parse = false;
+                            if !keep {
+                                return false;
+                            }
+                            // Written and more buffered: go on, within budget.
+                            if !matches!(conn.state, State::Reading) {
+                                return true;
+                            }
+                            conn.budget = conn.budget.saturating_sub(1);
+                            if conn.budget == 0 {
+                                conn.yielded = true;
+                                self.resume.push((slot, conn.serial));
+                                return true;
+                            }
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(_) => log::error!("answering on the loop panicked: sent to a worker"),
+                    }
                     let ticket = Ticket {
                         slot,
                         request: conn.request,
                     };
                     let responder = Responder::to_loop(Arc::clone(&self.control.mailbox), ticket);
-                    let service = &self.service;
                     // A panic drops the responder, which answers 500.
                     if catch_unwind(AssertUnwindSafe(|| service.call(request, responder))).is_err()
                     {
@@ -884,13 +952,16 @@ impl EventLoop {
             // Pipelined bytes already buffered start the next request now.
             conn.state = State::Reading;
             self.set_deadline(slot, conn, after(now, self.limits.read_timeout));
+            if conn.in_parse {
+                return true; // the parse that answered goes on
+            }
             if !self.parse(slot, conn) {
                 return false;
             }
         } else if conn.inbuf.capacity() > CHUNK {
             conn.inbuf = Vec::new();
         }
-        if conn.read_paused {
+        if conn.read_paused && !conn.in_parse {
             conn.read_paused = false;
             return self.on_readable(slot, conn);
         }

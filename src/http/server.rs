@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use super::app::App;
 use super::auth::AuthTokens;
+use super::completion::Responder;
 use super::conn::{ConnLimits, HttpServer, Service};
 use super::cross_site::HostPolicy;
+use super::message::{HttpRequest, HttpResponse};
 use super::workers::Counter;
 use super::workers::{Handler, WorkerPool};
 use crate::Store;
@@ -53,14 +55,20 @@ impl Server {
         );
         let metrics = app.metrics();
         let counter: Counter = Arc::new(move |status| metrics.record_unrouted(status));
-        let handler: Handler = Arc::new(move |req| app.handle(req));
+        let handler: Handler = {
+            let app = Arc::clone(&app);
+            Arc::new(move |req| app.handle(req))
+        };
         let pool = Arc::new(WorkerPool::start_counted(
             config.workers,
             config.queue_len,
             handler,
             Some(counter),
         )?);
-        let service: Arc<dyn Service> = Arc::clone(&pool) as Arc<dyn Service>;
+        let service: Arc<dyn Service> = Arc::new(Api {
+            pool: Arc::clone(&pool),
+            app,
+        });
         #[cfg(feature = "tls")]
         if let Some(tls) = config.tls {
             let http = HttpServer::start_tls(listener, config.limits, service, tls)?;
@@ -83,6 +91,31 @@ impl Server {
             Ok(pool) => pool.shutdown(),
             Err(_) => log::warn!("a connection outlived shutdown; workers left to exit"),
         }
+    }
+}
+
+/// What the I/O loop calls: cache hits it answers itself (no hand-off to
+/// a worker and back), everything else goes to the worker pool.
+struct Api {
+    pool: Arc<WorkerPool>,
+    app: Arc<App>,
+}
+
+impl Service for Api {
+    fn call(&self, request: HttpRequest, responder: Responder) {
+        self.pool.call(request, responder);
+    }
+
+    fn answer_now(&self, request: &HttpRequest) -> Option<HttpResponse> {
+        self.app.answer_now(request)
+    }
+
+    fn count(&self, status: u16) {
+        self.pool.count(status);
+    }
+
+    fn spawn(&self, task: Box<dyn FnOnce() + Send>) {
+        self.pool.spawn(task);
     }
 }
 

@@ -130,17 +130,48 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
     }
     let version = query.positive("version")?;
     let found = store.get(&key, version)?;
-    let etag = etag(&found);
+    Ok(found_response(req, version, &found)?.into())
+}
+
+/// [`get`] when the store can answer from its cache alone (see
+/// [`Store::get_cached`]), so the connection loop may run it without
+/// blocking; `None` for everything else (a miss, a long poll), which
+/// [`get`] then answers on a worker.
+pub fn get_cached(
+    store: &Store,
+    req: &HttpRequest,
+    encoded_key: &str,
+) -> Option<Result<HttpResponse, ApiError>> {
+    let key = decode_key(encoded_key).ok()?;
+    let query = Query::parse(req.query()).ok()?;
+    if query.get("wait_after").is_some() {
+        return None;
+    }
+    let version = query.positive("version").ok()?;
+    let found = store.get_cached(&key, version)?;
+    Some(
+        found
+            .map_err(ApiError::from)
+            .and_then(|found| found_response(req, version, &found)),
+    )
+}
+
+/// The answer to a read that found `found`: `304` when the client's
+/// `If-None-Match` names the latest version, else the value.
+fn found_response(
+    req: &HttpRequest,
+    version: Option<u64>,
+    found: &Versioned,
+) -> Result<HttpResponse, ApiError> {
+    let etag = etag(found);
     if version.is_none()
         && req
             .header("if-none-match")
             .is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
     {
-        return Ok(HttpResponse::json(304, Vec::new())
-            .with_header("ETag", etag)
-            .into());
+        return Ok(HttpResponse::json(304, Vec::new()).with_header("ETag", etag));
     }
-    Ok(versioned(&found)?.into())
+    versioned(found)
 }
 
 /// The long poll: answered at once if the key is past `after`, else parked
