@@ -125,6 +125,18 @@ class Conn:
         self.body = self.inbuf[head_end + 4 : head_end + 4 + length]
         return True
 
+    def receive(self):
+        """Reads what arrived; True once the response is whole (then
+        done_at is set). Raises OSError if the server closed first."""
+        data = self.sock.recv(65536)
+        if not data:
+            raise OSError(0, "closed by the server before an answer")
+        self.inbuf += data
+        if not self.parse():
+            return False
+        self.done_at = time.monotonic()
+        return True
+
 
 def request_bytes(method, path, body=b""):
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -190,15 +202,9 @@ def open_and_ask(addr, requests, spread, deadline_s, on_tick=None, until=None):
                     if not c.out:
                         sel.modify(c.sock, selectors.EVENT_READ, c)
                     continue
-                if ev & selectors.EVENT_READ:
-                    data = c.sock.recv(65536)
-                    if not data:
-                        raise OSError(0, "closed by the server before an answer")
-                    c.inbuf += data
-                    if c.parse():
-                        c.done_at = time.monotonic()
-                        sel.unregister(c.sock)
-                        pending -= 1
+                if ev & selectors.EVENT_READ and c.receive():
+                    sel.unregister(c.sock)
+                    pending -= 1
             except OSError as e:
                 c.error = e.strerror or str(e)
                 try:
@@ -452,12 +458,7 @@ def part_watchers(args, base, addr, pid, checks):
         for k, _ in sel.select(timeout=timeout):
             c = k.data
             try:
-                data = c.sock.recv(65536)
-                if not data:
-                    raise OSError(0, "closed by the server before an answer")
-                c.inbuf += data
-                if c.parse():
-                    c.done_at = time.monotonic()
+                if c.receive():
                     sel.unregister(c.sock)
                     remaining -= 1
             except OSError as e:

@@ -204,12 +204,7 @@ pub fn snapshot(db: &Path) -> Result<Snapshot, BackupError> {
             crate::copy::CopyError::Store { error, .. } => error,
             other => StoreError::Unavailable(other.to_string()),
         })?;
-        let file = File::open(&tmp).map_err(|e| io_error("cannot open", &tmp, &e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| io_error("cannot stat", &tmp, &e))?
-            .len();
-        drop(cleanup);
+        let (file, len) = open_unlinked(&tmp, cleanup)?;
         log::info!(
             "backup snapshot of {}: {} keys, {} versions, {len} bytes in {} ms",
             report.from,
@@ -240,20 +235,26 @@ pub fn snapshot(db: &Path) -> Result<Snapshot, BackupError> {
     conn.execute("VACUUM INTO ?1", [tmp_text])
         .map_err(StoreError::from)?;
     drop(conn);
-    let file = File::open(&tmp).map_err(|e| io_error("cannot open", &tmp, &e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| io_error("cannot stat", &tmp, &e))?
-        .len();
-    // Unlinked now, streamed later: the open handle keeps the data, and
-    // nothing is left behind however the download ends.
-    drop(cleanup);
+    let (file, len) = open_unlinked(&tmp, cleanup)?;
     log::info!(
         "backup snapshot of {} taken: {len} bytes in {} ms",
         db.display(),
         start.elapsed().as_millis()
     );
     Ok(Snapshot { file, len })
+}
+
+/// Opens the finished snapshot `tmp` and its length, then removes its name
+/// (`cleanup` owns it): streamed later, the open handle keeps the data, and
+/// nothing is left behind however the download ends.
+fn open_unlinked(tmp: &Path, cleanup: RemoveOnDrop) -> Result<(File, u64), StoreError> {
+    let file = File::open(tmp).map_err(|e| io_error("cannot open", tmp, &e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| io_error("cannot stat", tmp, &e))?
+        .len();
+    drop(cleanup);
+    Ok((file, len))
 }
 
 /// The most problems listed one by one in a report.

@@ -70,6 +70,22 @@ struct Inner {
     evictions: u64,
 }
 
+impl Inner {
+    /// The entry of `key` (of `version` if given), refreshing its recency
+    /// and counting a hit when found.
+    fn find(&mut self, key: &str, version: Option<u64>) -> Option<Arc<Versioned>> {
+        let found = self
+            .lru
+            .get(key)
+            .filter(|v| version.is_none_or(|n| v.version == n))
+            .cloned();
+        if found.is_some() {
+            self.hits += 1;
+        }
+        found
+    }
+}
+
 /// A proof that no commit touched a key between taking it and using it.
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket {
@@ -128,14 +144,8 @@ impl LatestCache {
     /// a hit or a miss. `version`: only a hit if the latest is that version.
     pub fn get(&self, key: &str, version: Option<u64>) -> Option<Arc<Versioned>> {
         let mut inner = self.lock();
-        let found = inner
-            .lru
-            .get(key)
-            .filter(|v| version.is_none_or(|n| v.version == n))
-            .cloned();
-        if found.is_some() {
-            inner.hits += 1;
-        } else {
+        let found = inner.find(key, version);
+        if found.is_none() {
             inner.misses += 1;
         }
         found
@@ -144,16 +154,7 @@ impl LatestCache {
     /// Like [`Cache::get`], but a miss is not counted: for a lookup that
     /// falls back to [`Cache::get`] on a miss (which counts it).
     pub fn hit(&self, key: &str, version: Option<u64>) -> Option<Arc<Versioned>> {
-        let mut inner = self.lock();
-        let found = inner
-            .lru
-            .get(key)
-            .filter(|v| version.is_none_or(|n| v.version == n))
-            .cloned();
-        if found.is_some() {
-            inner.hits += 1;
-        }
-        found
+        self.lock().find(key, version)
     }
 
     /// Takes a ticket for `key` before reading it from the database.
