@@ -12,6 +12,7 @@ mod moving;
 mod outage;
 mod replicas;
 mod startup;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -43,7 +43,7 @@ const ATTEMPTS: u32 = 8;
 
 /// The writer thread's connection to PostgreSQL, reconnected on demand.
 pub(crate) struct PgCommitter {
-    pub config: postgres::Config,
+    pub target: super::Target,
     pub conn: Option<PgConn>,
     /// This replica's row of the counters table.
     pub shard: i32,
@@ -74,7 +74,7 @@ impl PgCommitter {
             self.conn = None;
             // Any failure to connect (refused, down, in recovery, not
             // accepting connections) is the database being unavailable.
-            let client = self.config.connect(postgres::NoTls).map_err(|e| {
+            let client = self.target.connect().map_err(|e| {
                 StoreError::Unavailable(format!(
                     "cannot connect to PostgreSQL: {}",
                     super::describe(&e)

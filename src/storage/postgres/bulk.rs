@@ -15,7 +15,7 @@ use std::path::Path;
 
 use postgres::{Client, Row};
 
-use super::{client_config, describe, schema};
+use super::{Target, describe, schema};
 use crate::error::{OpenError, StoreError};
 use crate::storage::{Export, Import, KeyHead, Record, Totals, VersionRow, merge_dump};
 
@@ -23,14 +23,12 @@ use crate::storage::{Export, Import, KeyHead, Record, Totals, VersionRow, merge_
 const CHUNK: usize = 1000;
 
 fn connect(location: &Path) -> Result<(Client, String), OpenError> {
-    let (config, url) = client_config(location)?;
-    let client = config
-        .connect(postgres::NoTls)
-        .map_err(|e| OpenError::Postgres {
-            url: url.clone(),
-            reason: describe(&e),
-        })?;
-    Ok((client, url))
+    let target = Target::of(location)?;
+    let client = target.connect().map_err(|e| OpenError::Postgres {
+        url: target.url.clone(),
+        reason: describe(&e),
+    })?;
+    Ok((client, target.url))
 }
 
 struct PgExport {

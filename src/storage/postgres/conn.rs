@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{Client, Row, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::error::StoreError;
@@ -57,8 +57,14 @@ impl PgConn {
 
 /// The r2d2 manager of [`PgConn`]s: r2d2_postgres's, plus the statement
 /// cache.
-#[derive(Debug)]
-pub(crate) struct Manager(pub PostgresConnectionManager<NoTls>);
+pub(crate) struct Manager(pub PostgresConnectionManager<super::tls::Connector>);
+
+impl std::fmt::Debug for Manager {
+    // The TLS connector has no `Debug`; the settings hold the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Manager")
+    }
+}
 
 impl r2d2::ManageConnection for Manager {
     type Connection = PgConn;

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use postgres::Client;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
 
+use super::Target;
 use super::apply::CHANNEL;
 use super::reads::PgReads;
 use crate::storage::Reads;
@@ -23,22 +24,22 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// Starts the listening thread; it stops when `stop` is set.
 pub(crate) fn start(
-    config: postgres::Config,
+    target: Target,
     reads: Arc<PgReads>,
     watchers: Arc<Watchers>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("vkv-pg-listen".into())
-        .spawn(move || run(&config, &reads, &watchers, &stop))?;
+        .spawn(move || run(&target, &reads, &watchers, &stop))?;
     Ok(())
 }
 
-fn run(config: &postgres::Config, reads: &PgReads, watchers: &Watchers, stop: &AtomicBool) {
+fn run(target: &Target, reads: &PgReads, watchers: &Watchers, stop: &AtomicBool) {
     let mut failing = false;
     while !stop.load(Ordering::Acquire) {
-        let mut client = match config
-            .connect(NoTls)
+        let mut client = match target
+            .connect()
             .and_then(|mut c| c.batch_execute(&format!("LISTEN {CHANNEL}")).map(|()| c))
         {
             Ok(c) => c,

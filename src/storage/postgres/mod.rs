@@ -23,6 +23,7 @@ mod conn;
 mod listen;
 mod reads;
 mod schema;
+mod tls;
 
 use std::hash::BuildHasher;
 use std::path::Path;
@@ -47,14 +48,13 @@ const POOL_WAIT: Duration = Duration::from_secs(2);
 /// Connects (checking the server), migrates the schema, starts the pool and
 /// the `LISTEN` thread.
 pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenError> {
-    let (pg, url) = client_config(&config.path)?;
+    let target = Target::of(&config.path)?;
+    let url = target.url.clone();
     let fail = |reason: String| OpenError::Postgres {
         url: url.clone(),
         reason,
     };
-    let mut client = pg
-        .connect(postgres::NoTls)
-        .map_err(|e| fail(describe(&e)))?;
+    let mut client = target.connect().map_err(|e| fail(describe(&e)))?;
     schema::migrate(&mut client, &url)?;
 
     let pool = r2d2::Pool::builder()
@@ -75,8 +75,8 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
         // the server was just reached above, and a request that finds no
         // connection in time is answered 503 like any outage.
         .build_unchecked(conn::Manager(PostgresConnectionManager::new(
-            pg.clone(),
-            postgres::NoTls,
+            target.config.clone(),
+            target.tls.clone(),
         )));
     let reads = Arc::new(reads::PgReads {
         pool,
@@ -85,7 +85,7 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
     });
     let stop = Arc::new(AtomicBool::new(false));
     listen::start(
-        pg.clone(),
+        target.clone(),
         Arc::clone(&reads),
         hooks.watchers,
         Arc::clone(&stop),
@@ -96,7 +96,7 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
     Ok(Backend {
         reads,
         committer: Box::new(apply::PgCommitter {
-            config: pg,
+            target,
             conn: Some(conn::PgConn::new(client)),
             shard,
             max_versions: config.max_versions,
@@ -106,19 +106,44 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
     })
 }
 
-/// The client settings of the URL `location` (with vkv's defaults for
-/// what it leaves out) and the URL with its password masked.
-pub(crate) fn client_config(location: &Path) -> Result<(postgres::Config, String), OpenError> {
-    let url = display_location(location);
-    let fail = |reason: String| OpenError::Postgres {
-        url: url.clone(),
-        reason,
-    };
-    let text = location
-        .to_str()
-        .ok_or_else(|| fail("the URL is not UTF-8".into()))?;
-    let mut pg = postgres::Config::from_str(text)
-        .map_err(|e| fail(format!("not a valid PostgreSQL URL: {}", describe(&e))))?;
+/// A database to connect to: the client settings, the TLS connector and
+/// the URL with its password masked (for logs and errors).
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub config: postgres::Config,
+    pub tls: tls::Connector,
+    pub url: String,
+}
+
+impl Target {
+    /// The settings of the URL `location`, with vkv's defaults for what it
+    /// leaves out.
+    pub fn of(location: &Path) -> Result<Target, OpenError> {
+        let url = display_location(location);
+        let fail = |reason: String| OpenError::Postgres {
+            url: url.clone(),
+            reason,
+        };
+        let text = location
+            .to_str()
+            .ok_or_else(|| fail("the URL is not UTF-8".into()))?;
+        let (text, tls) = tls::split_url(text).map_err(&fail)?;
+        let config = client_config(&text)
+            .map_err(|e| fail(format!("not a valid PostgreSQL URL: {}", describe(&e))))?;
+        let tls = tls::connector(&tls).map_err(fail)?;
+        Ok(Target { config, tls, url })
+    }
+
+    /// A new connection.
+    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        self.config.connect(self.tls.clone())
+    }
+}
+
+/// The client settings of the URL `text`, with vkv's defaults for what it
+/// leaves out.
+fn client_config(text: &str) -> Result<postgres::Config, postgres::Error> {
+    let mut pg = postgres::Config::from_str(text)?;
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
     }
@@ -134,7 +159,7 @@ pub(crate) fn client_config(location: &Path) -> Result<(postgres::Config, String
     if pg.get_application_name().is_none() {
         pg.application_name("vkv");
     }
-    Ok((pg, url))
+    Ok(pg)
 }
 
 /// What went wrong, in words: the server's message when it sent one (the
