@@ -67,6 +67,24 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX vkv_keys_live ON vkv_keys (key) WHERE NOT deleted;",
 ];
 
+/// Refuses a server older than [`MIN_SERVER_VERSION`] (`server` is its
+/// `server_version_num`: 150004 is 15.4, 110022 is 11.22, 90624 9.6.24).
+fn check_server_version(server: i32) -> Result<(), String> {
+    if server < MIN_SERVER_VERSION {
+        let (major, rest) = (server / 10_000, server % 10_000);
+        // Before 10 the number was major, minor, patch: 90624 is 9.6.24.
+        let version = if major >= 10 {
+            format!("{major}.{rest}")
+        } else {
+            format!("{major}.{}.{}", rest / 100, rest % 100)
+        };
+        return Err(format!(
+            "PostgreSQL {version} is too old; vkv needs 12 or newer"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the server and brings the schema to [`SCHEMA_VERSION`]; a newer
 /// schema is refused.
 pub fn migrate(client: &mut Client, url: &str) -> Result<(), OpenError> {
@@ -79,12 +97,7 @@ pub fn migrate(client: &mut Client, url: &str) -> Result<(), OpenError> {
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .map_err(pg)?
         .get(0);
-    if server < MIN_SERVER_VERSION {
-        return Err(fail(format!(
-            "PostgreSQL {} is too old; vkv needs 12 or newer",
-            server / 10_000
-        )));
-    }
+    check_server_version(server).map_err(fail)?;
     let mut tx = client.transaction().map_err(pg)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(pg)?;
@@ -118,4 +131,21 @@ pub fn migrate(client: &mut Client, url: &str) -> Result<(), OpenError> {
     }
     tx.commit().map_err(pg)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_older_than_12_are_refused_by_name() {
+        assert_eq!(
+            check_server_version(110_022),
+            Err("PostgreSQL 11.22 is too old; vkv needs 12 or newer".to_string())
+        );
+        let old = check_server_version(90_624).map_err(|e| e.contains("PostgreSQL 9.6.24 "));
+        assert_eq!(old, Err(true));
+        assert_eq!(check_server_version(120_000), Ok(()));
+        assert_eq!(check_server_version(150_004), Ok(()));
+    }
 }
