@@ -270,13 +270,57 @@ impl Store {
                 None => Arc::new(self.inner.reads.version(key, n)?),
             },
         };
-        if found.deleted {
-            return Err(StoreError::Deleted {
-                key: key.to_string(),
-                version: found.version,
-            });
+        live(found)
+    }
+
+    /// [`Store::get`], its answer handed to `then`: at once when no
+    /// database round trip is needed, else when the database answers
+    /// (PostgreSQL: on the thread that runs the shared read rounds, so keep
+    /// `then` short). No thread waits meanwhile: this is how the HTTP layer
+    /// answers a GET in PostgreSQL mode.
+    pub fn get_then(
+        &self,
+        key: &str,
+        version: Option<u64>,
+        then: impl FnOnce(Result<Arc<Versioned>, StoreError>) + Send + 'static,
+    ) {
+        if let Err(e) = validate_key(key) {
+            return then(Err(e));
         }
-        Ok(found)
+        let inner = &self.inner;
+        match version {
+            Some(n) => match inner.cache.get(key, Some(n)) {
+                Some(hit) => then(live(hit)),
+                None => inner.reads.version_then(
+                    key,
+                    n,
+                    Box::new(move |found| then(found.map(Arc::new).and_then(live))),
+                ),
+            },
+            None => {
+                let cached = inner.cache.get(key, None);
+                let ticket = inner.cache.ticket(key);
+                if let Some(hit) = &cached
+                    && inner.reads.sole_writer()
+                {
+                    return then(live(Arc::clone(hit)));
+                }
+                let (cache, name) = (Arc::clone(&inner.cache), key.to_string());
+                let known = cached.clone();
+                inner.reads.latest_then(
+                    key,
+                    known.as_deref(),
+                    Box::new(move |fresh| {
+                        let found = fresh.and_then(|f| resolve(&cache, ticket, cached, f));
+                        then(
+                            found.and_then(|v| {
+                                v.ok_or(StoreError::KeyNotFound(name)).and_then(live)
+                            }),
+                        )
+                    }),
+                );
+            }
+        }
     }
 
     /// [`Store::get`] when the answer is in the cache and needs nothing
@@ -294,15 +338,7 @@ impl Store {
             return None;
         }
         validate_key(key).ok()?;
-        let found = self.inner.cache.hit(key, version)?;
-        Some(if found.deleted {
-            Err(StoreError::Deleted {
-                key: key.to_string(),
-                version: found.version,
-            })
-        } else {
-            Ok(found)
-        })
+        self.inner.cache.hit(key, version).map(live)
     }
 
     /// The latest version of `key` including a tombstone, through the cache.
@@ -315,26 +351,12 @@ impl Store {
         let inner = &self.inner;
         let cached = inner.cache.get(key, None);
         let ticket = inner.cache.ticket(key);
-        if let Some(hit) = cached {
-            if inner.reads.sole_writer() {
-                return Ok(Some(hit));
-            }
-            return match inner.reads.latest_unless(key, &hit)? {
-                Fresh::Same => Ok(Some(hit)),
-                Fresh::Changed(None) => Ok(None),
-                Fresh::Changed(Some(found)) => {
-                    let found = Arc::new(found);
-                    inner.cache.insert_if_unchanged(ticket, Arc::clone(&found));
-                    Ok(Some(found))
-                }
-            };
-        }
-        let Some(found) = inner.reads.latest(key)? else {
-            return Ok(None);
+        let fresh = match &cached {
+            Some(hit) if inner.reads.sole_writer() => return Ok(Some(Arc::clone(hit))),
+            Some(hit) => inner.reads.latest_unless(key, hit)?,
+            None => Fresh::Changed(inner.reads.latest(key)?),
         };
-        let found = Arc::new(found);
-        inner.cache.insert_if_unchanged(ticket, Arc::clone(&found));
-        Ok(Some(found))
+        resolve(&inner.cache, ticket, cached, fresh)
     }
 
     /// Versions of `key` below `before` (all when `None`), newest first, at
@@ -491,6 +513,39 @@ impl Store {
         self.inner.watchers.close();
         self.inner.writer.stop();
     }
+}
+
+/// What a confirmed latest read found, given what was `cached` when its
+/// `ticket` was taken: the version to serve, now cached (if no commit
+/// touched the key meanwhile).
+fn resolve(
+    cache: &LatestCache,
+    ticket: crate::cache::Ticket,
+    cached: Option<Arc<Versioned>>,
+    fresh: Fresh,
+) -> Result<Option<Arc<Versioned>>, StoreError> {
+    match fresh {
+        Fresh::Same => cached
+            .map(Some)
+            .ok_or_else(|| StoreError::Internal("no version was known".into())),
+        Fresh::Changed(None) => Ok(None),
+        Fresh::Changed(Some(found)) => {
+            let found = Arc::new(found);
+            cache.insert_if_unchanged(ticket, Arc::clone(&found));
+            Ok(Some(found))
+        }
+    }
+}
+
+/// `v`, unless it is a tombstone ([`StoreError::Deleted`]).
+fn live(v: Arc<Versioned>) -> Result<Arc<Versioned>, StoreError> {
+    if v.deleted {
+        return Err(StoreError::Deleted {
+            key: v.key.clone(),
+            version: v.version,
+        });
+    }
+    Ok(v)
 }
 
 fn checked(item: PutItem) -> Result<PutItem, StoreError> {

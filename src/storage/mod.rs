@@ -185,10 +185,32 @@ pub(crate) trait Reads: Send + Sync {
         })
     }
 
+    /// [`Reads::latest_unless`] (or [`Reads::latest`] when nothing is
+    /// `known`), its answer handed to `then`, maybe later on another thread
+    /// (PostgreSQL: when the shared round that carries it returns), so that
+    /// no thread waits meanwhile. Default: at once, on this thread.
+    fn latest_then(&self, key: &str, known: Option<&Versioned>, then: LatestReply) {
+        then(match known {
+            Some(known) => self.latest_unless(key, known),
+            None => self.latest(key).map(Fresh::Changed),
+        });
+    }
+
+    /// [`Reads::version`], its answer handed to `then` (as
+    /// [`Reads::latest_then`]).
+    fn version_then(&self, key: &str, version: u64, then: VersionReply) {
+        then(self.version(key, version));
+    }
+
     /// `Ok` when the database answers a query and would take a write (for
     /// `/health`; cheap, no write).
     fn check(&self) -> Result<(), StoreError>;
 }
+
+/// Where [`Reads::latest_then`] hands its answer.
+pub(crate) type LatestReply = Box<dyn FnOnce(Result<Fresh, StoreError>) + Send>;
+/// Where [`Reads::version_then`] hands its answer.
+pub(crate) type VersionReply = Box<dyn FnOnce(Result<Versioned, StoreError>) + Send>;
 
 /// What [`Reads::latest_unless`] found.
 pub(crate) enum Fresh {

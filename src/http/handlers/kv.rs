@@ -129,8 +129,25 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
         return watch(store, key, after, Duration::from_secs(secs));
     }
     let version = query.positive("version")?;
-    let found = store.get(&key, version)?;
-    Ok(found_response(req, version, &found)?.into())
+    if !store.is_postgres() {
+        let found = store.get(&key, version)?;
+        return Ok(found_response(&found, version, req.header("if-none-match"))?.into());
+    }
+    // PostgreSQL: the read joins a shared round trip and is answered when
+    // it returns; the worker is free meanwhile (rounds then carry every
+    // read in flight, not one per worker).
+    let if_none_match = req.header("if-none-match").map(str::to_string);
+    let store = store.clone();
+    Ok(Reply::Later(Box::new(move |responder| {
+        store.get_then(&key, version, move |found| {
+            responder.send(
+                found
+                    .map_err(ApiError::from)
+                    .and_then(|v| found_response(&v, version, if_none_match.as_deref()))
+                    .unwrap_or_else(ApiError::into_response),
+            );
+        });
+    })))
 }
 
 /// [`get`] when the store can answer from its cache alone (see
@@ -152,22 +169,20 @@ pub fn get_cached(
     Some(
         found
             .map_err(ApiError::from)
-            .and_then(|found| found_response(req, version, &found)),
+            .and_then(|found| found_response(&found, version, req.header("if-none-match"))),
     )
 }
 
-/// The answer to a read that found `found`: `304` when the client's
-/// `If-None-Match` names the latest version, else the value.
+/// The answer to a GET that found `found`: `304` if it is the latest
+/// (`version` not given) and `If-None-Match` names it.
 fn found_response(
-    req: &HttpRequest,
-    version: Option<u64>,
     found: &Versioned,
+    version: Option<u64>,
+    if_none_match: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
     let etag = etag(found);
     if version.is_none()
-        && req
-            .header("if-none-match")
-            .is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        && if_none_match.is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
     {
         return Ok(HttpResponse::json(304, Vec::new()).with_header("ETag", etag));
     }

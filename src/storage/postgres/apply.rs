@@ -74,13 +74,13 @@ impl PgCommitter {
             self.conn = None;
             // Any failure to connect (refused, down, in recovery, not
             // accepting connections) is the database being unavailable.
-            let client = self.target.connect().map_err(|e| {
+            let conn = self.target.connect().and_then(PgConn::open).map_err(|e| {
                 StoreError::Unavailable(format!(
                     "cannot connect to PostgreSQL: {}",
                     super::describe(&e)
                 ))
             })?;
-            self.conn = Some(PgConn::new(client));
+            self.conn = Some(conn);
         }
         self.conn
             .as_mut()

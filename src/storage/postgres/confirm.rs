@@ -1,161 +1,296 @@
-//! Latest reads share their round trips (after etcd's ReadIndex): a read
-//! of a key's latest version joins the next *round*, one query that answers
-//! every read queued before it was sent. A reader that finds no round in
-//! flight leads one; the others wait for it, and whoever arrives while a
-//! round is in flight is taken by the next one. Every read is answered by a
-//! query sent after it arrived, so it sees every commit acknowledged before
-//! it began (on any replica), as with one query per read, with one round
-//! trip (and one statement of PostgreSQL's CPU) per round instead of per
-//! read.
+//! Point reads share their round trips (after etcd's ReadIndex): a read of
+//! a key's latest version (or of one version of it) joins the next *round*,
+//! one query that answers every read queued before it was sent. One thread
+//! per replica runs the rounds back to back; a reader does not wait on a
+//! thread of its own (an HTTP GET hands over a callback and its worker is
+//! free at once), so a round carries every read that arrived while the
+//! previous one was in flight, however few workers there are. Every read is
+//! answered by a query sent after it arrived, so it sees every commit
+//! acknowledged before it began (on any replica), as with one query per
+//! read, with one round trip (and one statement of PostgreSQL's CPU) per
+//! round instead of per read.
 
-use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use r2d2::Pool;
 
 use super::conn::Manager;
-use super::reads::{db_int, versioned};
+use super::reads::db_int;
 use crate::error::StoreError;
-use crate::storage::Fresh;
+use crate::storage::{Fresh, LatestReply, VersionReply};
+use serde_json::value::RawValue;
 
-/// One queued read: its id, key, and the version (and timestamp) cached.
-type Ask = (u64, String, Option<(u64, i64)>);
+use crate::version::Versioned;
 
-/// The answer to the read with this id.
-type Answer = (u64, Result<Fresh, StoreError>);
+/// The most reads one round carries (the rest wait for the next).
+const MAX_ROUND: usize = 1024;
 
-#[derive(Default)]
-struct State {
-    next_id: u64,
-    queue: Vec<Ask>,
-    answers: HashMap<u64, Result<Fresh, StoreError>>,
-    leading: bool,
+/// One queued read.
+struct Ask {
+    key: String,
+    what: What,
 }
 
-/// The rounds of latest reads of one replica.
+enum What {
+    /// The latest version, unless it is still the one known (version,
+    /// timestamp).
+    Latest(Option<(u64, i64)>, LatestReply),
+    /// This version.
+    Version(u64, VersionReply),
+}
+
 #[derive(Default)]
+struct Queue {
+    asks: Vec<Ask>,
+    stopped: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The rounds of point reads of one replica; stops its thread when dropped.
 pub(crate) struct Confirmer {
-    state: Mutex<State>,
-    answered: Condvar,
+    shared: Arc<Shared>,
 }
 
 impl Confirmer {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Starts the thread that runs the rounds on connections of `pool`.
+    pub fn start(pool: Pool<Manager>) -> std::io::Result<Confirmer> {
+        let shared = Arc::new(Shared::default());
+        let theirs = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("vkv-pg-reads".into())
+            .spawn(move || run(&theirs, &pool))?;
+        Ok(Confirmer { shared })
+    }
+
+    fn ask(&self, ask: Ask) {
+        let mut q = self.shared.lock();
+        if q.stopped {
+            drop(q);
+            return refuse(ask, StoreError::Closed);
+        }
+        q.asks.push(ask);
+        drop(q);
+        self.shared.wake.notify_one();
     }
 
     /// The latest version of `key`, or [`Fresh::Same`] if it is still
-    /// `known` (version, timestamp).
-    pub fn latest(
-        &self,
-        pool: &Pool<Manager>,
-        key: &str,
-        known: Option<(u64, i64)>,
-    ) -> Result<Fresh, StoreError> {
-        let mut st = self.lock();
-        let id = st.next_id;
-        st.next_id += 1;
-        st.queue.push((id, key.to_string(), known));
-        loop {
-            if let Some(answer) = st.answers.remove(&id) {
-                return answer;
-            }
-            if st.leading {
-                st = self.answered.wait(st).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            st.leading = true;
-            let round = std::mem::take(&mut st.queue);
-            drop(st);
-            let mut lead = Lead {
-                confirmer: self,
-                ids: round.iter().map(|(id, _, _)| *id).collect(),
-                answers: None,
-            };
-            lead.answers = Some(run_round(pool, &round));
-            drop(lead);
-            st = self.lock();
+    /// `known` (version, timestamp), handed to `then` on the rounds' thread.
+    pub fn latest_then(&self, key: &str, known: Option<(u64, i64)>, then: LatestReply) {
+        self.ask(Ask {
+            key: key.to_string(),
+            what: What::Latest(known, then),
+        });
+    }
+
+    /// Version `version` of `key` (or why there is none), handed to `then`
+    /// on the rounds' thread.
+    pub fn version_then(&self, key: &str, version: u64, then: VersionReply) {
+        self.ask(Ask {
+            key: key.to_string(),
+            what: What::Version(version, then),
+        });
+    }
+
+    /// [`Confirmer::latest_then`], waiting for the answer.
+    pub fn latest(&self, key: &str, known: Option<(u64, i64)>) -> Result<Fresh, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.latest_then(
+            key,
+            known,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv()
+            .map_err(|_| StoreError::Internal("a read round was dropped".into()))?
+    }
+}
+
+impl Drop for Confirmer {
+    fn drop(&mut self) {
+        self.shared.lock().stopped = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn refuse(ask: Ask, e: StoreError) {
+    match ask.what {
+        What::Latest(_, then) => then(Err(e)),
+        What::Version(_, then) => then(Err(e)),
+    }
+}
+
+/// The rounds' thread: takes what is queued, answers it with one query,
+/// again, until stopped (answering what is still queued first).
+fn run(shared: &Shared, pool: &Pool<Manager>) {
+    loop {
+        let mut q = shared.lock();
+        while q.asks.is_empty() && !q.stopped {
+            q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        if q.asks.is_empty() {
+            return;
+        }
+        let take = q.asks.len().min(MAX_ROUND);
+        let round: Vec<Ask> = q.asks.drain(..take).collect();
+        drop(q);
+        // A panicking callback must not stop the rounds.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            answer_round(pool, round);
+        }));
+        if ran.is_err() {
+            log::error!("a read round panicked");
         }
     }
 }
 
-/// A round being led: publishes its answers (or, if the leader panicked,
-/// an error for each read) and hands the lead on, whatever happens.
-struct Lead<'a> {
-    confirmer: &'a Confirmer,
-    ids: Vec<u64>,
-    answers: Option<Vec<Answer>>,
+/// What the query found for one read.
+struct Found {
+    /// The version row: `None` if there is none (or, for a latest read,
+    /// `Some` with no value when the known version is still the latest).
+    row: Option<(u64, i64, Option<String>, bool)>,
+    /// For a version read that found no row: the key's head (latest,
+    /// oldest kept), if it has a version.
+    head: Option<(u64, u64)>,
 }
 
-impl Drop for Lead<'_> {
-    fn drop(&mut self) {
-        let answers = self.answers.take().unwrap_or_else(|| {
-            let e = StoreError::Internal("a latest-read round failed".into());
-            self.ids.iter().map(|id| (*id, Err(e.clone()))).collect()
-        });
-        let mut st = self.confirmer.lock();
-        st.answers.extend(answers);
-        st.leading = false;
-        drop(st);
-        self.confirmer.answered.notify_all();
+fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>) {
+    let found = match query_round(pool, &round) {
+        Ok(found) => found,
+        Err(e) => {
+            for ask in round {
+                refuse(ask, e.clone());
+            }
+            return;
+        }
+    };
+    for (ask, found) in round.into_iter().zip(found) {
+        let key = ask.key;
+        match ask.what {
+            What::Latest(_, then) => then(match found.row {
+                None => Ok(Fresh::Changed(None)),
+                Some((_, _, None, _)) => Ok(Fresh::Same),
+                Some((version, ts, Some(value), deleted)) => {
+                    row_version(key, version, ts, value, deleted).map(|v| Fresh::Changed(Some(v)))
+                }
+            }),
+            What::Version(wanted, then) => then(match (found.row, found.head) {
+                (Some((version, ts, Some(value), deleted)), _) => {
+                    row_version(key, version, ts, value, deleted)
+                }
+                (_, Some((_, oldest))) if wanted < oldest => Err(StoreError::Gone {
+                    key,
+                    version: wanted,
+                    oldest,
+                }),
+                (_, Some((latest, _))) => Err(StoreError::VersionNotFound {
+                    key,
+                    version: wanted,
+                    latest,
+                }),
+                (_, None) => Err(StoreError::KeyNotFound(key)),
+            }),
+        }
     }
 }
 
-/// One query for every read of the round.
-fn run_round(pool: &Pool<Manager>, round: &[Ask]) -> Vec<Answer> {
-    match query_round(pool, round) {
-        Ok(answers) => answers,
-        Err(e) => round
-            .iter()
-            .map(|(id, _, _)| (*id, Err(e.clone())))
-            .collect(),
+/// One statement for every read of the round, in order: a latest read
+/// takes the key's newest row (its value only if it is not the one known);
+/// a version read takes that row, or, when there is none, the key's head
+/// (to tell a removed version from one never written). Each lateral part
+/// has a `LIMIT` so that the planner keeps it a lookup per read (without
+/// one it turned the head lookup into a hash join over every key).
+fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreError> {
+    let n = round.len();
+    let (mut keys, mut wants, mut versions, mut stamps) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ask in round {
+        keys.push(ask.key.as_bytes());
+        // want 0: the latest; -1 matches no known version: the value is
+        // always sent.
+        let (want, known) = match &ask.what {
+            What::Latest(known, _) => (0, *known),
+            What::Version(v, _) => (db_int(*v).max(1), None),
+        };
+        wants.push(want);
+        versions.push(known.map_or(-1, |(v, _)| db_int(v)));
+        stamps.push(known.map_or(0, |(_, ts)| ts));
     }
-}
-
-fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Answer>, StoreError> {
-    let keys: Vec<&[u8]> = round.iter().map(|(_, k, _)| k.as_bytes()).collect();
-    // -1 matches no version: the value is always sent.
-    let versions: Vec<i64> = round
-        .iter()
-        .map(|(_, _, known)| known.map_or(-1, |(v, _)| db_int(v)))
-        .collect();
-    let stamps: Vec<i64> = round
-        .iter()
-        .map(|(_, _, known)| known.map_or(0, |(_, ts)| ts))
-        .collect();
     let rows = pool.get()?.query(
         "SELECT q.i, v.version, v.ts_ms,
              CASE WHEN v.version = q.version AND v.ts_ms = q.ts THEN NULL ELSE v.value END,
-             v.deleted
-         FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) WITH ORDINALITY
-             AS q(key, version, ts, i)
+             v.deleted, h.latest, h.first_kept
+         FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
+             AS q(key, want, version, ts, i)
          LEFT JOIN LATERAL (
-             SELECT version, ts_ms, value, deleted FROM vkv_versions
-             WHERE key = q.key ORDER BY version DESC LIMIT 1
-         ) v ON true",
-        &[&keys, &versions, &stamps],
+             (SELECT version, ts_ms, value, deleted FROM vkv_versions
+              WHERE key = q.key AND q.want = 0 ORDER BY version DESC LIMIT 1)
+             UNION ALL
+             (SELECT version, ts_ms, value, deleted FROM vkv_versions
+              WHERE key = q.key AND q.want > 0 AND version = q.want)
+         ) v ON true
+         LEFT JOIN LATERAL (
+             SELECT latest, first_kept FROM vkv_keys
+             WHERE key = q.key AND q.want > 0 AND v.version IS NULL AND latest > 0
+             LIMIT 1
+         ) h ON true",
+        &[&keys, &wants, &versions, &stamps],
     )?;
-    let mut answers = Vec::with_capacity(round.len());
+    let mut found: Vec<Option<Found>> = (0..n).map(|_| None).collect();
     for r in rows {
         let i: i64 = r.try_get(0)?;
-        let Some((id, key, _)) = usize::try_from(i - 1).ok().and_then(|i| round.get(i)) else {
+        let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| found.get_mut(i)) else {
             continue;
         };
-        let answer = if r.try_get::<_, Option<i64>>(1)?.is_none() {
-            Ok(Fresh::Changed(None))
-        } else if r.try_get::<_, Option<String>>(3)?.is_none() {
-            Ok(Fresh::Same)
-        } else {
-            versioned(key, &r, 1).map(|v| Fresh::Changed(Some(v)))
+        let row = match r.try_get::<_, Option<i64>>(1)? {
+            None => None,
+            Some(version) => Some((
+                version.max(0) as u64,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            )),
         };
-        answers.push((*id, answer));
+        let head = match r.try_get::<_, Option<i64>>(5)? {
+            None => None,
+            Some(latest) => Some((latest.max(0) as u64, r.try_get::<_, i64>(6)?.max(1) as u64)),
+        };
+        *slot = Some(Found { row, head });
     }
-    if answers.len() != round.len() {
-        return Err(StoreError::Internal(format!(
-            "a latest-read round answered {} of {} reads",
-            answers.len(),
-            round.len()
-        )));
-    }
-    Ok(answers)
+    found
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| StoreError::Internal(format!("a read round answered fewer than {n} reads")))
+}
+
+fn row_version(
+    key: String,
+    version: u64,
+    timestamp_ms: i64,
+    value: String,
+    deleted: bool,
+) -> Result<Versioned, StoreError> {
+    Ok(Versioned {
+        key,
+        version,
+        timestamp_ms,
+        deleted,
+        value: RawValue::from_string(value)
+            .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
+    })
 }

@@ -19,11 +19,20 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    pub fn new(client: Client) -> Self {
-        PgConn {
+    /// `client`, set up for vkv's statements: each is prepared once and run
+    /// with its generic plan. By default PostgreSQL plans a prepared
+    /// statement again at every execution when its generic plan looks
+    /// costlier than the custom ones, which it does for every statement
+    /// here that takes arrays (`unnest`): measured with `perf` during
+    /// cached GETs, planning (`GetCachedPlan`) took 41% of the backend's
+    /// CPU, running the statement 10% (docs/scaling.md). The generic plans
+    /// of these statements are the index lookups wanted.
+    pub fn open(mut client: Client) -> Result<Self, postgres::Error> {
+        client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
+        Ok(PgConn {
             client,
             statements: HashMap::new(),
-        }
+        })
     }
 
     /// `sql`, prepared once per connection.
@@ -71,7 +80,7 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PgConn, postgres::Error> {
-        self.0.connect().map(PgConn::new)
+        self.0.connect().and_then(PgConn::open)
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {

@@ -6,8 +6,9 @@
 //! - `schema.rs`: tables, and their migration under an advisory lock;
 //! - `reads.rs`: the read pool and queries (every latest read confirmed by
 //!   the database, see [`crate::storage::Reads::latest_unless`]);
-//! - `confirm.rs`: latest reads in shared rounds (one query answers every
-//!   read queued before it was sent);
+//! - `confirm.rs`: point reads (latest, one version) in shared rounds on a
+//!   thread of their own (one query answers every read queued before it
+//!   was sent; callers are answered through callbacks);
 //! - `apply.rs`: the writer thread's transaction (heads locked in key
 //!   order, decisions in memory, one write statement, `NOTIFY`);
 //! - `listen.rs`: the `LISTEN` thread that wakes this replica's watchers
@@ -79,9 +80,9 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
             target.tls.clone(),
         )));
     let reads = Arc::new(reads::PgReads {
+        confirm: confirm::Confirmer::start(pool.clone())?,
         pool,
         location: url.clone(),
-        confirm: confirm::Confirmer::default(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     listen::start(
@@ -97,7 +98,7 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
         reads,
         committer: Box::new(apply::PgCommitter {
             target,
-            conn: Some(conn::PgConn::new(client)),
+            conn: Some(conn::PgConn::open(client).map_err(|e| fail(describe(&e)))?),
             shard,
             max_versions: config.max_versions,
             outcome_unknown: false,

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::confirm::Confirmer;
 use super::conn::Manager;
 use crate::error::StoreError;
-use crate::storage::{DbStats, Fresh, KeyInfo, Reads, VersionInfo};
+use crate::storage::{DbStats, Fresh, KeyInfo, LatestReply, Reads, VersionInfo, VersionReply};
 use crate::version::Versioned;
 
 /// The read pool.
@@ -30,7 +30,7 @@ impl PgReads {
 
 impl Reads for PgReads {
     fn latest(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        match self.confirm.latest(&self.pool, key, None)? {
+        match self.confirm.latest(key, None)? {
             Fresh::Changed(found) => Ok(found),
             Fresh::Same => Err(StoreError::Internal("no version was known".into())),
         }
@@ -42,7 +42,16 @@ impl Reads for PgReads {
 
     fn latest_unless(&self, key: &str, known: &Versioned) -> Result<Fresh, StoreError> {
         self.confirm
-            .latest(&self.pool, key, Some((known.version, known.timestamp_ms)))
+            .latest(key, Some((known.version, known.timestamp_ms)))
+    }
+
+    fn latest_then(&self, key: &str, known: Option<&Versioned>, then: LatestReply) {
+        self.confirm
+            .latest_then(key, known.map(|k| (k.version, k.timestamp_ms)), then);
+    }
+
+    fn version_then(&self, key: &str, version: u64, then: VersionReply) {
+        self.confirm.version_then(key, version, then);
     }
 
     fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
