@@ -4,9 +4,6 @@
 //! snapshot format, from one consistent database snapshot.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::common::*;
 use crate::{admin, fresh_database};
@@ -27,32 +24,6 @@ fn vkv_fails(args: &[&str]) -> String {
 
 fn arg(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Writes a mix of versions, retention, tombstones, a purge and a batch
-/// through `c`; returns the keys as they appear in paths.
-fn write_mix(c: &mut Client) -> Vec<String> {
-    for i in 0..5 {
-        assert_eq!(c.put("a", &json!({ "i": i })).status, 200);
-    }
-    for i in 0..2 {
-        assert_eq!(c.put("b", &json!(i)).status, 200);
-    }
-    assert_eq!(c.request("DELETE", "/delete/b", &[], b"").status, 200);
-    assert_eq!(c.put("c", &json!("purged")).status, 200);
-    assert_eq!(
-        c.request("DELETE", "/delete/c?purge=true", &[], b"").status,
-        200
-    );
-    assert_eq!(c.put("x/%C3%BC%20y", &json!([1, "two", null])).status, 200);
-    let puts: Vec<_> = (0..20)
-        .map(|i| json!({ "key": format!("batch-{i:02}"), "value": { "n": i } }))
-        .collect();
-    let body = serde_json::to_vec(&json!({ "puts": puts })).unwrap();
-    assert_eq!(c.request("POST", "/batch", &[], &body).status, 200);
-    let mut keys: Vec<String> = ["a", "b", "c", "x/%C3%BC%20y"].map(String::from).to_vec();
-    keys.extend((0..20).map(|i| format!("batch-{i:02}")));
-    keys
 }
 
 #[test]
@@ -162,38 +133,12 @@ fn backup_in_postgres_mode_is_a_consistent_sqlite_snapshot() {
         assert_eq!(c.put(&format!("pre-{}", i % 100), &json!(i)).status, 200);
     }
     // Writers on ten keys go on during the backup.
-    let acks: Arc<Mutex<Vec<(String, u64, u64)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..3)
-        .map(|t| {
-            let (acks, stop, addr) = (Arc::clone(&acks), Arc::clone(&stop), s.addr);
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                let mut i = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    let key = format!("w{t}-{}", i % 10);
-                    let r = c.put(&key, &json!(i));
-                    assert_eq!(r.status, 200, "{}", r.text());
-                    acks.lock()
-                        .unwrap()
-                        .push((key, r.json()["version"].as_u64().unwrap(), i));
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    assert!(poll_until(Duration::from_secs(30), || acks
-        .lock()
-        .unwrap()
-        .len()
-        >= 100));
-    let before = acks.lock().unwrap().clone();
+    let writers = Writers::start(s.addr);
+    writers.wait_for(100);
+    let before = writers.acks();
     let r = c.get("/backup");
-    let after_count = acks.lock().unwrap().len();
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.join().unwrap();
-    }
+    let after_count = writers.acks().len();
+    writers.stop();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/vnd.sqlite3"));
     assert!(r.body.starts_with(b"SQLite format 3\0"));
@@ -216,10 +161,11 @@ fn backup_in_postgres_mode_is_a_consistent_sqlite_snapshot() {
     vkv_ok(&["copy", "--from", arg(&snap), "--to", arg(&back)]);
     let b = Server::start_on(&back, &[]);
     let mut bc = b.client();
-    for (key, version, i) in &before {
+    for (key, version, i, _) in &before {
         let got = bc.get(&format!("/get/{key}?version={version}"));
         assert_eq!(got.status, 200, "{key} v{version}: {}", got.text());
-        assert_eq!(got.json()["value"], json!(i), "{key} v{version}");
+        let written = Writers::value(key, *i);
+        assert_eq!(got.json()["value"], written, "{key} v{version}");
     }
     for k in 0..100 {
         assert_eq!(bc.get(&format!("/get/pre-{k}")).json()["version"], 20);

@@ -1,8 +1,6 @@
 //! `GET /backup`, `vkv restore` and `vkv check`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -38,10 +36,6 @@ fn preload(c: &mut Client, keys: usize, n: usize) {
     }
 }
 
-/// One acknowledged write: key, version, the writer's sequence number, and
-/// when the ack arrived.
-type Ack = (String, u64, u64, Instant);
-
 #[test]
 fn backup_during_writes_restores_every_acknowledged_version() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,42 +43,16 @@ fn backup_during_writes_restores_every_acknowledged_version() {
     // Big enough (about 45 MB) that the snapshot takes a while.
     preload(&mut s.client(), 100, 10_000);
 
-    let acks: Arc<Mutex<Vec<Ack>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..3)
-        .map(|t| {
-            let (acks, stop, addr) = (Arc::clone(&acks), Arc::clone(&stop), s.addr);
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                let mut i = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    let key = format!("w{t}-{}", i % 10);
-                    let r = c.put(&key, &json!({ "t": t, "i": i }));
-                    assert_eq!(r.status, 200, "{}", r.text());
-                    let version = r.json()["version"].as_u64().unwrap();
-                    acks.lock().unwrap().push((key, version, i, Instant::now()));
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    assert!(
-        poll_until(Duration::from_secs(30), || acks.lock().unwrap().len()
-            >= 100),
-        "the writers did not get 100 acks"
-    );
+    let writers = Writers::start(s.addr);
+    writers.wait_for(100);
     // Everything acknowledged before the backup request is sent.
-    let before: Vec<Ack> = acks.lock().unwrap().clone();
+    let before: Vec<Ack> = writers.acks();
     let started = Instant::now();
     let snapshot = dir.path().join("snap.db");
     let size = download(&mut s.client(), &snapshot);
     let finished = Instant::now();
     std::thread::sleep(Duration::from_millis(50));
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.join().unwrap();
-    }
-    let acks = acks.lock().unwrap().clone();
+    let acks = writers.stop();
     let during = acks
         .iter()
         .filter(|a| a.3 > started && a.3 < finished)
@@ -113,12 +81,8 @@ fn backup_during_writes_restores_every_acknowledged_version() {
     for (key, version, i, _) in &before {
         let got = c.get(&format!("/get/{key}?version={version}"));
         assert_eq!(got.status, 200, "{key} v{version}: {}", got.text());
-        let t: u64 = key[1..2].parse().unwrap();
-        assert_eq!(
-            got.json()["value"],
-            json!({ "t": t, "i": i }),
-            "{key} v{version}"
-        );
+        let written = Writers::value(key, *i);
+        assert_eq!(got.json()["value"], written, "{key} v{version}");
     }
     // The preload is whole: each key's 100 versions, the last one intact.
     for k in 0..100 {

@@ -25,27 +25,9 @@ fn copy_keeps_every_version_timestamp_tombstone_and_retention_bound() {
     let (src, dst) = (dir.path().join("src.db"), dir.path().join("dst.db"));
     let s = Server::start_on(&src, &["--max-versions", "3"]);
     let mut c = s.client();
-    for i in 0..5 {
-        // Versions 1 and 2 fall to retention.
-        assert_eq!(c.put("a", &json!({ "i": i })).status, 200);
-    }
-    for i in 0..2 {
-        assert_eq!(c.put("b", &json!(i)).status, 200);
-    }
-    assert_eq!(c.request("DELETE", "/delete/b", &[], b"").status, 200);
-    assert_eq!(c.put("c", &json!("purged")).status, 200);
-    let r = c.request("DELETE", "/delete/c?purge=true", &[], b"");
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(c.put("x/%C3%BC%20y", &json!([1, "two", null])).status, 200);
-    let puts: Vec<_> = (0..20)
-        .map(|i| json!({ "key": format!("batch-{i:02}"), "value": { "n": i } }))
-        .collect();
-    let body = serde_json::to_vec(&json!({ "puts": puts })).unwrap();
-    assert_eq!(c.request("POST", "/batch", &[], &body).status, 200);
-
-    let mut keys = vec!["a", "b", "c", "x/%C3%BC%20y"];
-    let batch_keys: Vec<String> = (0..20).map(|i| format!("batch-{i:02}")).collect();
-    keys.extend(batch_keys.iter().map(String::as_str));
+    // Versions 1 and 2 of `a` fall to retention.
+    let keys = write_mix(&mut c);
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let before = observe(&mut c, &keys);
     let stats_before = db_totals(&mut c);
     assert_eq!(stats_before, (23, 3 + 3 + 1 + 20));

@@ -660,3 +660,101 @@ pub fn raise_fd_limit() -> libc::rlim_t {
     }
     limit.rlim_cur
 }
+
+/// Writes through `c` a mix of what a copy or a backup must carry: versions
+/// (5 of `a`), a tombstone (`b`), a purged key (`c`), a key with `/` and
+/// escapes, and a batch of 20; the keys as they appear in paths.
+pub fn write_mix(c: &mut Client) -> Vec<String> {
+    for i in 0..5 {
+        assert_eq!(c.put("a", &serde_json::json!({ "i": i })).status, 200);
+    }
+    for i in 0..2 {
+        assert_eq!(c.put("b", &serde_json::json!(i)).status, 200);
+    }
+    assert_eq!(c.request("DELETE", "/delete/b", &[], b"").status, 200);
+    assert_eq!(c.put("c", &serde_json::json!("purged")).status, 200);
+    let r = c.request("DELETE", "/delete/c?purge=true", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let odd = serde_json::json!([1, "two", null]);
+    assert_eq!(c.put("x/%C3%BC%20y", &odd).status, 200);
+    let puts: Vec<_> = (0..20)
+        .map(|i| serde_json::json!({ "key": format!("batch-{i:02}"), "value": { "n": i } }))
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "puts": puts })).unwrap();
+    assert_eq!(c.request("POST", "/batch", &[], &body).status, 200);
+    let mut keys: Vec<String> = ["a", "b", "c", "x/%C3%BC%20y"].map(String::from).to_vec();
+    keys.extend((0..20).map(|i| format!("batch-{i:02}")));
+    keys
+}
+
+/// One acknowledged write: key, version, the writer's sequence number, and
+/// when the ack arrived.
+pub type Ack = (String, u64, u64, Instant);
+
+/// Three clients putting `{"t": T, "i": I}` (T the client, I its sequence
+/// number) to ten keys each (`wT-0` .. `wT-9`) until stopped, recording
+/// every acknowledged write: the load a backup is taken under.
+pub struct Writers {
+    stop: Arc<AtomicBool>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Writers {
+    pub fn start(addr: SocketAddr) -> Writers {
+        let acks: Arc<Mutex<Vec<Ack>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..3)
+            .map(|t| {
+                let (acks, stop) = (Arc::clone(&acks), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut c = Client::connect(addr);
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::SeqCst) {
+                        let key = format!("w{t}-{}", i % 10);
+                        let r = c.put(&key, &serde_json::json!({ "t": t, "i": i }));
+                        assert_eq!(r.status, 200, "{}", r.text());
+                        let version = r.json()["version"].as_u64().unwrap();
+                        let mut acks = acks.lock().unwrap();
+                        acks.push((key, version, i, Instant::now()));
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        Writers {
+            stop,
+            acks,
+            threads,
+        }
+    }
+
+    /// The writes acknowledged so far.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.acks.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` writes are acknowledged.
+    pub fn wait_for(&self, n: usize) {
+        assert!(
+            poll_until(Duration::from_secs(30), || self.acks.lock().unwrap().len()
+                >= n),
+            "the writers did not get {n} acks"
+        );
+    }
+
+    /// Stops the writers; every write acknowledged.
+    pub fn stop(mut self) -> Vec<Ack> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in std::mem::take(&mut self.threads) {
+            t.join().unwrap();
+        }
+        self.acks()
+    }
+
+    /// The value writer of `key` put with sequence number `i`.
+    pub fn value(key: &str, i: u64) -> serde_json::Value {
+        let t: u64 = key[1..2].parse().unwrap();
+        serde_json::json!({ "t": t, "i": i })
+    }
+}
