@@ -125,11 +125,17 @@ impl App {
         }
     }
 
-    /// Answers `req` now if that needs no storage and cannot block: a read
-    /// the cache holds (see [`kv::get_cached`]), admitted and authorized.
+    /// Takes `req` on the connection loop's thread if nothing in that can
+    /// block (see [`Service::answer_now`]): on SQLite, a read the cache holds
+    /// (see [`kv::get_cached`]), admitted and authorized, answered now; on
+    /// PostgreSQL, any GET but a long poll, since its read only joins the
+    /// next shared round ([`Store::get_then`]) and is answered from there.
     /// `None` for everything else, which a worker answers with
     /// [`App::handle`]. Counted and logged as `handle` would.
-    pub fn answer_now(&self, req: &HttpRequest) -> Option<HttpResponse> {
+    ///
+    /// [`Service::answer_now`]: super::completion::Service::answer_now
+    /// [`Store::get_then`]: crate::Store::get_then
+    pub fn answer_now(&self, req: &HttpRequest) -> Option<Reply> {
         let start = Instant::now();
         if req.method != "GET" && req.method != "HEAD" {
             return None;
@@ -137,6 +143,11 @@ impl App {
         let route @ Route::Get(key) = route("GET", req.path()).ok()? else {
             return None;
         };
+        if self.store.is_postgres() {
+            // A long poll reads the store before it parks: on a worker.
+            let query = super::query::Query::parse(req.query()).ok()?;
+            return query.get("wait_after").is_none().then(|| self.handle(req));
+        }
         let need = route.scope();
         self.admit(req, need).ok()?;
         self.authorize(req, need).ok()?;
@@ -151,7 +162,7 @@ impl App {
             response.status,
             start,
         );
-        Some(response)
+        Some(Reply::Ready(response))
     }
 
     /// Answers `req` without a worker when that cannot block: in

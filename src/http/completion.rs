@@ -27,9 +27,13 @@ pub trait Service: Send + Sync + 'static {
     /// Answers `request` through `responder`, now or later.
     fn call(&self, request: super::message::HttpRequest, responder: Responder);
 
-    /// Answers `request` at once, on the loop's thread, if that cannot
-    /// block (a read the cache holds); `None` hands it to [`Service::call`].
-    fn answer_now(&self, _request: &super::message::HttpRequest) -> Option<HttpResponse> {
+    /// Takes `request` on the loop's thread, if that cannot block: the
+    /// answer itself (a read the cache holds), or a [`Reply::Later`] whose
+    /// closure only hands the responder on (a read queued for a database
+    /// round). `None` hands it to [`Service::call`].
+    ///
+    /// [`Reply::Later`]: super::workers::Reply::Later
+    fn answer_now(&self, _request: &super::message::HttpRequest) -> Option<super::workers::Reply> {
         None
     }
 

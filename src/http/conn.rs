@@ -45,6 +45,7 @@ use super::encoder::{CONTINUE, encode, sends_file};
 use super::message::{FileBody, HttpResponse};
 use super::parser::{Framing, ParseLimits, Progress, RequestParser};
 use super::transport::Transport;
+use super::workers::Reply;
 
 pub use super::completion::Service;
 
@@ -780,7 +781,16 @@ impl EventLoop {
                     conn.deadline = None;
                     let service = &self.service;
                     match catch_unwind(AssertUnwindSafe(|| service.answer_now(&request))) {
-                        Ok(Some(response)) => {
+                        Ok(Some(Reply::Later(later))) => {
+                            // Handed on (a queued read): answered through
+                            // the mailbox like a worker's answer.
+                            let responder = self.responder(slot, conn);
+                            if catch_unwind(AssertUnwindSafe(|| later(responder))).is_err() {
+                                log::error!("answering on the loop panicked: answered 500");
+                            }
+                            return true;
+                        }
+                        Ok(Some(Reply::Ready(response))) => {
                             conn.in_parse = true;
                             let keep = self.respond(slot, conn, response);
                             conn.in_parse = false;
@@ -802,11 +812,7 @@ impl EventLoop {
                         Ok(None) => {}
                         Err(_) => log::error!("answering on the loop panicked: sent to a worker"),
                     }
-                    let ticket = Ticket {
-                        slot,
-                        request: conn.request,
-                    };
-                    let responder = Responder::to_loop(Arc::clone(&self.control.mailbox), ticket);
+                    let responder = self.responder(slot, conn);
                     // A panic drops the responder, which answers 500.
                     if catch_unwind(AssertUnwindSafe(|| service.call(request, responder))).is_err()
                     {
@@ -816,6 +822,15 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// The way back to `conn` for the request it has in flight.
+    fn responder(&self, slot: usize, conn: &Conn) -> Responder {
+        let ticket = Ticket {
+            slot,
+            request: conn.request,
+        };
+        Responder::to_loop(Arc::clone(&self.control.mailbox), ticket)
     }
 
     /// Answers an error the connection layer found itself, then closes.

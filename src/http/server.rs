@@ -10,9 +10,9 @@ use super::auth::AuthTokens;
 use super::completion::Responder;
 use super::conn::{ConnLimits, HttpServer, Service};
 use super::cross_site::HostPolicy;
-use super::message::{HttpRequest, HttpResponse};
+use super::message::HttpRequest;
 use super::workers::Counter;
-use super::workers::{Handler, WorkerPool};
+use super::workers::{Handler, Reply, WorkerPool};
 use crate::Store;
 
 /// How to serve HTTP.
@@ -108,7 +108,7 @@ impl Service for Api {
         }
     }
 
-    fn answer_now(&self, request: &HttpRequest) -> Option<HttpResponse> {
+    fn answer_now(&self, request: &HttpRequest) -> Option<Reply> {
         self.app.answer_now(request)
     }
 
