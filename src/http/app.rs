@@ -8,13 +8,11 @@ use std::time::Instant;
 
 use super::api_error::ApiError;
 use super::auth::{AuthTokens, Scope};
-use super::completion::Responder;
 use super::cross_site::{HostPolicy, check_write};
 use super::handlers::docs::Docs;
 use super::handlers::{backup, batch, kv, listing, stats};
 use super::message::{HttpRequest, HttpResponse};
 use super::metrics::Metrics;
-use super::query::Query;
 use super::router::{Route, route};
 use super::workers::Reply;
 use crate::Store;
@@ -163,33 +161,6 @@ impl App {
             start,
         );
         Some(Reply::Ready(response))
-    }
-
-    /// Answers `req` without a worker when that cannot block: in
-    /// PostgreSQL mode, a point read (`GET /get/{key}`, not a long poll)
-    /// only queues for the next shared read round and is answered by its
-    /// callback (see [`kv::get`]), so the loop's thread may start it; a
-    /// worker in between would only add a hand-off (measured: the workers'
-    /// wait for the next job took a quarter of vkv's CPU in a hot-GET
-    /// profile). `Err` gives back everything else, for the workers.
-    #[allow(clippy::result_large_err)]
-    pub fn hand_over(
-        &self,
-        req: HttpRequest,
-        responder: Responder,
-    ) -> Result<(), (HttpRequest, Responder)> {
-        let point_read = self.store.is_postgres()
-            && (req.method == "GET" || req.method == "HEAD")
-            && matches!(route("GET", req.path()), Ok(Route::Get(_)))
-            && !Query::parse(req.query()).is_ok_and(|q| q.get("wait_after").is_some());
-        if !point_read {
-            return Err((req, responder));
-        }
-        match self.handle(&req) {
-            Reply::Ready(response) => responder.send(response),
-            Reply::Later(later) => later(responder),
-        }
-        Ok(())
     }
 
     /// The request metrics (the connection layer and the worker pool count

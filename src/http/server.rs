@@ -103,9 +103,7 @@ struct Api {
 
 impl Service for Api {
     fn call(&self, request: HttpRequest, responder: Responder) {
-        if let Err((request, responder)) = self.app.hand_over(request, responder) {
-            self.pool.call(request, responder);
-        }
+        self.pool.call(request, responder);
     }
 
     fn answer_now(&self, request: &HttpRequest) -> Option<Reply> {
