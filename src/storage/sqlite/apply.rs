@@ -293,18 +293,28 @@ fn put(
             .execute(params![item.key, first_kept as i64])?;
         d.versions -= removed as i64;
     }
-    tx.prepare_cached(
-        "INSERT INTO keys (key, latest, ts_ms, deleted, first_kept) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (key) DO UPDATE SET latest = excluded.latest, ts_ms = excluded.ts_ms,
-             deleted = excluded.deleted, first_kept = excluded.first_kept",
-    )?
-    .execute(params![
-        item.key,
-        version as i64,
-        ts,
-        deleted,
-        first_kept as i64
-    ])?;
+    if head.as_ref().is_some_and(|h| h.deleted == deleted) {
+        // `deleted` left out of the SET list: SQLite then leaves the
+        // partial index `keys_live` (WHERE deleted = 0) alone, one page
+        // fewer to write per key in every commit.
+        tx.prepare_cached(
+            "UPDATE keys SET latest = ?2, ts_ms = ?3, first_kept = ?4 WHERE key = ?1",
+        )?
+        .execute(params![item.key, version as i64, ts, first_kept as i64])?;
+    } else {
+        tx.prepare_cached(
+            "INSERT INTO keys (key, latest, ts_ms, deleted, first_kept) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (key) DO UPDATE SET latest = excluded.latest, ts_ms = excluded.ts_ms,
+                 deleted = excluded.deleted, first_kept = excluded.first_kept",
+        )?
+        .execute(params![
+            item.key,
+            version as i64,
+            ts,
+            deleted,
+            first_kept as i64
+        ])?;
+    }
     Ok(Written {
         version: Arc::new(Versioned {
             key: item.key.clone(),
