@@ -1,6 +1,7 @@
 //! Two vkv processes on one database: what a client of either sees is what
 //! one vkv would give it (issue 11, points 5 to 7).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,76 @@ fn reads_after_writes_across_replicas_are_never_stale() {
     // The caches did serve values (confirmed, not re-read).
     let hits = cb.get("/cache/stats").json()["hits"].as_u64().unwrap();
     assert!(hits > 0, "replica B's cache never hit");
+}
+
+#[test]
+fn many_readers_of_a_few_hot_keys_see_every_acknowledged_write() {
+    // Readers on B share read rounds (the same key asked by many of them at
+    // once, latest and old versions mixed) while A writes those keys: each
+    // answer must be the reader's own key and version, at least as new as
+    // every write acknowledged before it asked.
+    let _serial = crate::common::shared();
+    let (a, b) = two_replicas(&[]);
+    const KEYS: u64 = 3;
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+    // Value of version `v` of key `k`: tells both apart.
+    let value = |k: u64, v: u64| v * 10 + k;
+    let mut w = a.client();
+    for k in 0..KEYS {
+        assert_eq!(w.put(&format!("hot{k}"), &json!(value(k, 1))).status, 200);
+        acked[k as usize].store(1, Ordering::SeqCst);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (acked, stop, addr) = (Arc::clone(&acked), Arc::clone(&stop), b.addr);
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let (mut reads, mut i) = (0u64, t);
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    let k = i % KEYS;
+                    let before = acked[k as usize].load(Ordering::SeqCst);
+                    let old = i % 4 == 0;
+                    let path = if old {
+                        format!("/get/hot{k}?version={}", 1 + i % before)
+                    } else {
+                        format!("/get/hot{k}")
+                    };
+                    let r = c.get(&path);
+                    assert_eq!(r.status, 200, "{path}: {}", r.text());
+                    let got = r.json();
+                    let v = got["version"].as_u64().unwrap();
+                    assert_eq!(got["key"], json!(format!("hot{k}")), "{path}");
+                    assert_eq!(
+                        got["value"],
+                        json!(value(k, v)),
+                        "{path}: another version's value"
+                    );
+                    if old {
+                        assert_eq!(v, 1 + i % before, "{path}");
+                    } else {
+                        assert!(
+                            v >= before,
+                            "{path}: stale: version {v}, {before} acknowledged"
+                        );
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for n in 2..=150u64 {
+        for k in 0..KEYS {
+            let r = w.put(&format!("hot{k}"), &json!(value(k, n)));
+            assert_eq!(r.json()["version"], json!(n), "{}", r.text());
+            acked[k as usize].store(n, Ordering::SeqCst);
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(reads > 450, "only {reads} reads ran alongside the writes");
 }
 
 #[test]

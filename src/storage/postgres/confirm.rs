@@ -10,6 +10,7 @@
 //! read, with one round trip (and one statement of PostgreSQL's CPU) per
 //! round instead of per read.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use r2d2::Pool;
@@ -43,6 +44,10 @@ enum What {
 struct Queue {
     asks: Vec<Ask>,
     stopped: bool,
+    /// The rounds' thread sleeps on the condvar: an ask must wake it.
+    /// While it runs a round, asks skip the wake-up syscall (it looks at
+    /// the queue again before it sleeps).
+    idle: bool,
 }
 
 #[derive(Default)]
@@ -80,8 +85,11 @@ impl Confirmer {
             return refuse(ask, StoreError::Closed);
         }
         q.asks.push(ask);
+        let idle = q.idle;
         drop(q);
-        self.shared.wake.notify_one();
+        if idle {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// The latest version of `key`, or [`Fresh::Same`] if it is still
@@ -137,7 +145,9 @@ fn run(shared: &Shared, pool: &Pool<Manager>) {
     loop {
         let mut q = shared.lock();
         while q.asks.is_empty() && !q.stopped {
+            q.idle = true;
             q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.idle = false;
         }
         if q.asks.is_empty() {
             return;
@@ -145,9 +155,10 @@ fn run(shared: &Shared, pool: &Pool<Manager>) {
         let take = q.asks.len().min(MAX_ROUND);
         let round: Vec<Ask> = q.asks.drain(..take).collect();
         drop(q);
-        // A panicking callback must not stop the rounds.
+        // A panicking callback must not stop the rounds. The answers'
+        // wake-ups are done once, after the round.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            answer_round(pool, round);
+            crate::wake::batch(|| answer_round(pool, round));
         }));
         if ran.is_err() {
             log::error!("a read round panicked");
@@ -156,6 +167,7 @@ fn run(shared: &Shared, pool: &Pool<Manager>) {
 }
 
 /// What the query found for one read.
+#[derive(Clone)]
 struct Found {
     /// The version row: `None` if there is none (or, for a latest read,
     /// `Some` with no value when the known version is still the latest).
@@ -205,31 +217,44 @@ fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>) {
     }
 }
 
-/// One statement for every read of the round, in order: a latest read
+/// One statement for every distinct read of the round: a latest read
 /// takes the key's newest row (its value only if it is not the one known);
 /// a version read takes that row, or, when there is none, the key's head
-/// (to tell a removed version from one never written). Each lateral part
-/// has a `LIMIT` so that the planner keeps it a lookup per read (without
-/// one it turned the head lookup into a hash join over every key).
+/// (to tell a removed version from one never written). Reads asking the
+/// same thing (a hot key read by many clients) share one lookup: the
+/// statement answers them all from one snapshot either way. Each lateral
+/// part has a `LIMIT` so that the planner keeps it a lookup per read
+/// (without one it turned the head lookup into a hash join over every key).
 fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreError> {
     let n = round.len();
-    let (mut keys, mut wants, mut versions, mut stamps) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    // (key, want, known version, known timestamp) of each distinct read,
+    // and which of them each read of the round is.
+    let mut distinct: HashMap<(&[u8], i64, i64, i64), usize> = HashMap::with_capacity(n);
+    let mut which = Vec::with_capacity(n);
+    let (mut keys, mut wants, mut versions, mut stamps) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for ask in round {
-        keys.push(ask.key.as_bytes());
         // want 0: the latest; -1 matches no known version: the value is
         // always sent.
         let (want, known) = match &ask.what {
             What::Latest(known, _) => (0, *known),
             What::Version(v, _) => (db_int(*v).max(1), None),
         };
-        wants.push(want);
-        versions.push(known.map_or(-1, |(v, _)| db_int(v)));
-        stamps.push(known.map_or(0, |(_, ts)| ts));
+        let read = (
+            ask.key.as_bytes(),
+            want,
+            known.map_or(-1, |(v, _)| db_int(v)),
+            known.map_or(0, |(_, ts)| ts),
+        );
+        let next = keys.len();
+        let i = *distinct.entry(read).or_insert(next);
+        if i == next {
+            keys.push(read.0);
+            wants.push(read.1);
+            versions.push(read.2);
+            stamps.push(read.3);
+        }
+        which.push(i);
     }
     let rows = pool.get()?.query(
         "SELECT q.i, v.version, v.ts_ms,
@@ -251,7 +276,7 @@ fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreE
          ) h ON true",
         &[&keys, &wants, &versions, &stamps],
     )?;
-    let mut found: Vec<Option<Found>> = (0..n).map(|_| None).collect();
+    let mut found: Vec<Option<Found>> = (0..keys.len()).map(|_| None).collect();
     for r in rows {
         let i: i64 = r.try_get(0)?;
         let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| found.get_mut(i)) else {
@@ -272,8 +297,21 @@ fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreE
         };
         *slot = Some(Found { row, head });
     }
-    found
+    // Each answer is cloned for all but the last read sharing it.
+    let mut uses = vec![0usize; found.len()];
+    for &i in &which {
+        uses[i] += 1;
+    }
+    which
         .into_iter()
+        .map(|i| {
+            uses[i] -= 1;
+            if uses[i] == 0 {
+                found[i].take()
+            } else {
+                found[i].clone()
+            }
+        })
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| StoreError::Internal(format!("a read round answered fewer than {n} reads")))
 }
