@@ -24,6 +24,7 @@ mod stall;
 mod storage;
 mod store;
 mod version;
+mod wake;
 mod watch;
 mod writer;
 

@@ -235,16 +235,28 @@ fn run(
                 Err(_) => break,
             }
             if batch.len() >= ctx.max_batch {
-                commit_and_answer(&mut conn, std::mem::take(&mut batch), ctx, stall);
+                commit_group(&mut conn, &mut batch, ctx, stall);
             }
         }
-        commit_and_answer(&mut conn, std::mem::take(&mut batch), ctx, stall);
+        commit_group(&mut conn, &mut batch, ctx, stall);
     }
     conn.close();
     if let Some(stall) = stall {
         stall.stop();
     }
     log::debug!("writer stopped");
+}
+
+/// Commits and answers the group in `batch` (leaving it empty). The
+/// answers' wake-ups of the connection loop are done once, after the group.
+fn commit_group(
+    conn: &mut Box<dyn Committer>,
+    batch: &mut Vec<(Op, Reply)>,
+    ctx: &WriterContext,
+    stall: Option<&Stall>,
+) {
+    let group = std::mem::take(batch);
+    crate::wake::batch(|| commit_and_answer(conn, group, ctx, stall));
 }
 
 fn commit_and_answer(

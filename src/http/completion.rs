@@ -19,6 +19,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use super::message::HttpResponse;
+use crate::wake::Wake;
 
 /// What answers requests. It runs on the connection loop's thread, so it
 /// must not block: hand the work to a thread (as [`super::workers::WorkerPool`]
@@ -79,6 +80,14 @@ pub(crate) struct Mailbox {
     woken: AtomicBool,
 }
 
+impl Wake for Mailbox {
+    fn wake(&self) {
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
 impl Mailbox {
     pub fn new(waker: mio::Waker) -> (Arc<Mailbox>, Receiver<(Ticket, Event)>) {
         let (queue, inbox) = unbounded();
@@ -90,14 +99,17 @@ impl Mailbox {
         (Arc::new(mailbox), inbox)
     }
 
-    fn post(&self, ticket: Ticket, event: Event) {
-        if self.queue.send((ticket, event)).is_ok() && !self.woken.swap(true, Ordering::AcqRel) {
-            let _ = self.waker.wake();
+    /// Queues `event` and wakes the loop, unless a wake-up is pending, or
+    /// held to the end of the batch of answers this thread is sending
+    /// ([`crate::wake::batch`]).
+    fn post(self: &Arc<Self>, ticket: Ticket, event: Event) {
+        if self.queue.send((ticket, event)).is_ok() && !self.woken.load(Ordering::Acquire) {
+            crate::wake::wake(self);
         }
     }
 
     /// Wakes the loop (to see a flag).
-    pub fn wake(&self) {
+    pub fn wake_now(&self) {
         self.woken.store(true, Ordering::Release);
         let _ = self.waker.wake();
     }

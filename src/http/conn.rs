@@ -247,7 +247,7 @@ impl HttpServer {
 
     fn stop(&self) {
         self.control.stopping.store(true, Ordering::Release);
-        self.control.mailbox.wake();
+        self.control.mailbox.wake_now();
     }
 }
 
