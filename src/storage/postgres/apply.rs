@@ -440,7 +440,7 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
              WHERE k.key = h.key
          ), trimmed AS (
              DELETE FROM vkv_versions v USING unnest($11::bytea[], $12::bigint[]) AS t(key, first_kept)
-             WHERE v.key = t.key AND v.version < t.first_kept
+             WHERE v.key = t.key AND v.version < t.first_kept AND v.key = ANY($11::bytea[])
              RETURNING 1
          ), gone AS (
              DELETE FROM vkv_keys WHERE key = ANY($13::bytea[]) AND latest = 0
