@@ -383,7 +383,12 @@ impl<'a> Stage<'a> {
 }
 
 /// Writes what `stage` holds in one statement; `last`: also removes the
-/// placeholders no operation wrote and sends the notifications.
+/// placeholders no operation wrote and sends the notifications. The
+/// statement's plan is made once per connection (generic plan), often while
+/// the tables are still empty, when joining the arrays to a table by a hash
+/// join over a scan of it looks cheapest: every join to a table also says
+/// `key = ANY(...)`, so the plan looks keys up in the primary key however
+/// large the table grows (tested by counting PostgreSQL's table scans).
 fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Result<(), TxError> {
     // Rows that retention drops within this same group are never inserted.
     let rows: Vec<&NewRow<'_>> = stage
@@ -437,7 +442,7 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
              FROM unnest($6::bytea[], $7::bigint[], $8::bigint[], $9::bool[], $10::bigint[],
                      $19::bigint[])
                  AS h(key, latest, ts_ms, deleted, first_kept, purged)
-             WHERE k.key = h.key
+             WHERE k.key = h.key AND k.key = ANY($6::bytea[])
          ), trimmed AS (
              DELETE FROM vkv_versions v USING unnest($11::bytea[], $12::bigint[]) AS t(key, first_kept)
              WHERE v.key = t.key AND v.version < t.first_kept AND v.key = ANY($11::bytea[])
