@@ -231,6 +231,8 @@ fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreE
     // and which of them each read of the round is.
     let mut distinct: HashMap<(&[u8], i64, i64, i64), usize> = HashMap::with_capacity(n);
     let mut which = Vec::with_capacity(n);
+    // How many reads of the round share each distinct read.
+    let mut uses: Vec<usize> = Vec::new();
     let (mut keys, mut wants, mut versions, mut stamps) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for ask in round {
@@ -253,7 +255,9 @@ fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreE
             wants.push(read.1);
             versions.push(read.2);
             stamps.push(read.3);
+            uses.push(0);
         }
+        uses[i] += 1;
         which.push(i);
     }
     let rows = pool.get()?.query(
@@ -298,10 +302,6 @@ fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreE
         *slot = Some(Found { row, head });
     }
     // Each answer is cloned for all but the last read sharing it.
-    let mut uses = vec![0usize; found.len()];
-    for &i in &which {
-        uses[i] += 1;
-    }
     which
         .into_iter()
         .map(|i| {
