@@ -44,9 +44,10 @@ enum What {
 struct Queue {
     asks: Vec<Ask>,
     stopped: bool,
-    /// The rounds' thread sleeps on the condvar: an ask must wake it.
-    /// While it runs a round, asks skip the wake-up syscall (it looks at
-    /// the queue again before it sleeps).
+    /// The rounds' thread sleeps on the condvar: the first ask after it
+    /// fell asleep wakes it (and clears this). While it runs a round, asks
+    /// skip the wake-up syscall (it looks at the queue again before it
+    /// sleeps).
     idle: bool,
 }
 
@@ -85,7 +86,9 @@ impl Confirmer {
             return refuse(ask, StoreError::Closed);
         }
         q.asks.push(ask);
-        let idle = q.idle;
+        // Only the first ask after the thread fell asleep wakes it (each
+        // `notify_one` is a syscall, even with no one left waiting).
+        let idle = std::mem::take(&mut q.idle);
         drop(q);
         if idle {
             self.shared.wake.notify_one();
@@ -147,7 +150,6 @@ fn run(shared: &Shared, pool: &Pool<Manager>) {
         while q.asks.is_empty() && !q.stopped {
             q.idle = true;
             q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-            q.idle = false;
         }
         if q.asks.is_empty() {
             return;
