@@ -131,35 +131,100 @@ fn check_acks(c: &mut Client, seen: &Seen) {
     }
 }
 
+/// A primary with its synchronous standby, vkv on it (`--read-timeout 5s`)
+/// and the write load running, 200 writes acknowledged already.
+struct Loaded {
+    cluster: Cluster,
+    url: String,
+    server: Server,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    writers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Loaded {
+    fn start() -> Loaded {
+        let cluster = Cluster::start();
+        cluster.create_db("vkv");
+        let url = cluster.url("vkv");
+        let server = Server::start_on(Path::new(&url), &["--read-timeout", "5s", "--workers", "4"]);
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = write_load(server.addr, &seen, &stop);
+        let loaded = Loaded {
+            cluster,
+            url,
+            server,
+            seen,
+            stop,
+            writers,
+        };
+        assert!(
+            poll_until(Duration::from_secs(30), || loaded.acks() >= 200),
+            "the write load did not start"
+        );
+        loaded
+    }
+
+    /// How many writes were acknowledged so far.
+    fn acks(&self) -> usize {
+        self.seen.lock().unwrap().acks.len()
+    }
+
+    /// Waits until `/health` says unavailable; its last answer.
+    fn wait_unavailable(&self, c: &mut Client) -> String {
+        let mut last = String::new();
+        let unavailable = poll_until(Duration::from_secs(30), || {
+            let h = c.get("/health");
+            last = format!("{} {}", h.status, h.text());
+            h.status == 503 && h.json()["status"] == "unavailable"
+        });
+        assert!(unavailable, "/health never said unavailable: {last}");
+        last
+    }
+
+    /// Waits until a put through `c` succeeds, then until the writers have
+    /// 200 more writes acknowledged than `before`; stops them.
+    fn recover(&mut self, c: &mut Client, key: &str, before: usize) -> Instant {
+        let recovered = poll_until(Duration::from_secs(60), || {
+            put_answer(c, key, &serde_json::json!("ok")).0.status == 200
+        });
+        assert!(recovered, "writes never succeeded again ({key})");
+        let at = Instant::now();
+        assert!(
+            poll_until(Duration::from_secs(60), || self.acks() >= before + 200),
+            "the writers did not recover"
+        );
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.writers.drain(..) {
+            w.join().unwrap();
+        }
+        at
+    }
+
+    /// What the writers saw, every answer checked (see [`check_answers`]).
+    fn seen(&self) -> Seen {
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        let by_status = check_answers(&seen);
+        eprintln!(
+            "write answers by status: {by_status:?}; {} acknowledged",
+            seen.acks.len()
+        );
+        seen
+    }
+}
+
 #[test]
 fn primary_crash_and_promotion_keep_every_acknowledged_write_without_a_restart() {
-    let cluster = Cluster::start();
-    cluster.create_db("vkv");
-    let url = cluster.url("vkv");
-    let mut s = Server::start_on(Path::new(&url), &["--read-timeout", "5s", "--workers", "4"]);
-    let pid = s.pid();
+    let mut load = Loaded::start();
+    let pid = load.server.pid();
 
-    let seen: Arc<Mutex<Seen>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = write_load(s.addr, &seen, &stop);
-    let acks = |seen: &Mutex<Seen>| seen.lock().unwrap().acks.len();
-    assert!(
-        poll_until(Duration::from_secs(30), || acks(&seen) >= 200),
-        "the write load did not start"
-    );
-
-    cluster.kill_primary();
+    load.cluster.kill_primary();
     let killed_at = Instant::now();
     // No primary: writes are refused with 503 + Retry-After, /health is
     // unavailable; the standby is reachable but read-only.
-    let mut c = s.client();
-    let mut last_health = String::new();
-    let outage = poll_until(Duration::from_secs(30), || {
-        let h = c.get("/health");
-        last_health = format!("{} {}", h.status, h.text());
-        h.status == 503 && h.json()["status"] == "unavailable"
-    });
-    assert!(outage, "/health never said unavailable: {last_health}");
+    let mut c = load.server.client();
+    load.wait_unavailable(&mut c);
     let (answer, _) = put_answer(&mut c, "during-outage", &serde_json::json!(1));
     assert_eq!(answer.status, 503, "{answer:?}");
     assert!(answer.retry_after, "{answer:?}");
@@ -173,51 +238,30 @@ fn primary_crash_and_promotion_keep_every_acknowledged_write_without_a_restart()
             .count()
     };
     assert!(
-        poll_until(Duration::from_secs(30), || refused(&seen) >= 20),
+        poll_until(Duration::from_secs(30), || refused(&load.seen) >= 20),
         "the writers saw no 503"
     );
-    let acked_before_promotion = acks(&seen);
+    let acked_before_promotion = load.acks();
 
-    cluster.promote_standby();
+    load.cluster.promote_standby();
     let promoted_at = Instant::now();
     // vkv finds the new primary by itself: same process, writes succeed.
-    let recovered = poll_until(Duration::from_secs(60), || {
-        put_answer(&mut c, "after-promotion", &serde_json::json!("ok"))
-            .0
-            .status
-            == 200
-    });
-    assert!(recovered, "writes never succeeded after the promotion");
-    let recovered_at = Instant::now();
-    assert!(
-        poll_until(Duration::from_secs(60), || acks(&seen)
-            >= acked_before_promotion + 200),
-        "the writers did not recover"
-    );
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.join().unwrap();
-    }
-    assert!(s.exited().is_none(), "vkv exited");
-    assert_eq!(s.pid(), pid);
+    let recovered_at = load.recover(&mut c, "after-promotion", acked_before_promotion);
+    assert!(load.server.exited().is_none(), "vkv exited");
+    assert_eq!(load.server.pid(), pid);
     eprintln!(
         "promoted {:?} after the kill; writes back {:?} after the promotion",
         promoted_at - killed_at,
         recovered_at - promoted_at
     );
 
-    let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
-    let by_status = check_answers(&seen);
-    eprintln!(
-        "write answers by status: {by_status:?}; {} acknowledged",
-        seen.acks.len()
-    );
+    let seen = load.seen();
 
     // Every acknowledged write, from before and after the crash, is there.
-    check_acks(&mut s.client(), &seen);
+    check_acks(&mut load.server.client(), &seen);
     // And through a new process that has no cache of them.
-    s.terminate();
-    let s2 = Server::start_on(Path::new(&url), &[]);
+    load.server.terminate();
+    let s2 = Server::start_on(Path::new(&load.url), &[]);
     let mut c = s2.client();
     for (key, version, value) in &seen.acks {
         let r = c.get(&format!("/get/{key}?version={version}"));
@@ -242,31 +286,14 @@ fn primary_crash_and_promotion_keep_every_acknowledged_write_without_a_restart()
 /// `/health` stays 200: this test fails.)
 #[test]
 fn a_commit_waiting_for_a_lost_synchronous_standby_is_answered_within_the_read_timeout() {
-    let cluster = Cluster::start();
-    cluster.create_db("vkv");
-    let url = cluster.url("vkv");
-    let s = Server::start_on(Path::new(&url), &["--read-timeout", "5s", "--workers", "4"]);
-    let pid = s.pid();
-    let seen: Arc<Mutex<Seen>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = write_load(s.addr, &seen, &stop);
-    let acks = |seen: &Mutex<Seen>| seen.lock().unwrap().acks.len();
-    assert!(
-        poll_until(Duration::from_secs(30), || acks(&seen) >= 200),
-        "the write load did not start"
-    );
+    let mut load = Loaded::start();
+    let pid = load.server.pid();
 
     // The primary keeps synchronous_standby_names = '*': every commit now
     // waits for a standby that is gone.
-    cluster.kill_standby();
-    let mut c = s.client();
-    let mut last_health = String::new();
-    let stalled = poll_until(Duration::from_secs(30), || {
-        let h = c.get("/health");
-        last_health = format!("{} {}", h.status, h.text());
-        h.status == 503 && h.json()["status"] == "unavailable"
-    });
-    assert!(stalled, "/health never said unavailable: {last_health}");
+    load.cluster.kill_standby();
+    let mut c = load.server.client();
+    let last_health = load.wait_unavailable(&mut c);
     assert!(
         last_health.contains("commit has not returned"),
         "{last_health}"
@@ -288,49 +315,26 @@ fn a_commit_waiting_for_a_lost_synchronous_standby_is_answered_within_the_read_t
         )
     };
     assert!(
-        poll_until(Duration::from_secs(30), || refused(&seen).1 >= 20),
+        poll_until(Duration::from_secs(30), || refused(&load.seen).1 >= 20),
         "the writers saw no 503"
     );
     assert!(
-        refused(&seen).0 >= 1,
+        refused(&load.seen).0 >= 1,
         "no writer was told its write's outcome is unknown"
     );
     // Reads do not depend on the stuck writer.
-    let (key, version, _) = seen.lock().unwrap().acks[0].clone();
+    let (key, version, _) = load.seen.lock().unwrap().acks[0].clone();
     let r = c.get(&format!("/get/{key}"));
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["version"].as_u64().unwrap() >= version);
-    let acked_during_stall = acks(&seen);
+    let acked_during_stall = load.acks();
 
-    cluster.restart_standby();
+    load.cluster.restart_standby();
     let back_at = Instant::now();
-    let recovered = poll_until(Duration::from_secs(60), || {
-        put_answer(&mut c, "after-standby", &serde_json::json!("ok"))
-            .0
-            .status
-            == 200
-    });
-    assert!(
-        recovered,
-        "writes never succeeded after the standby came back"
-    );
-    eprintln!("writes back {:?} after the standby", back_at.elapsed());
+    let recovered_at = load.recover(&mut c, "after-standby", acked_during_stall);
+    eprintln!("writes back {:?} after the standby", recovered_at - back_at);
     assert_eq!(c.get("/health").status, 200);
-    assert!(
-        poll_until(Duration::from_secs(60), || acks(&seen)
-            >= acked_during_stall + 200),
-        "the writers did not recover"
-    );
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.join().unwrap();
-    }
-    assert_eq!(s.pid(), pid);
-    let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
-    let by_status = check_answers(&seen);
-    eprintln!(
-        "write answers by status: {by_status:?}; {} acknowledged",
-        seen.acks.len()
-    );
-    check_acks(&mut s.client(), &seen);
+    assert_eq!(load.server.pid(), pid);
+    let seen = load.seen();
+    check_acks(&mut load.server.client(), &seen);
 }
