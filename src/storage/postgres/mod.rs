@@ -62,8 +62,10 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
         .max_size(config.read_connections.max(1))
         .min_idle(Some(1))
         .connection_timeout(POOL_WAIT)
-        // A network connection can go stale: r2d2 checks it at check-out
-        // (one empty query), and a broken one is replaced.
+        // Not tested at check-out: that would be one more round trip per
+        // read round. A connection that broke fails its query (503), is
+        // dropped when it comes back (`Manager::has_broken`), and the next
+        // check-out opens a new one.
         .test_on_check_out(false)
         .thread_pool(Arc::new(
             scheduled_thread_pool::ScheduledThreadPool::builder()
