@@ -305,6 +305,42 @@ fn pipelined_requests_in_one_write_are_answered_in_order() {
     assert_eq!(targets[2]["target"], "/c");
 }
 
+/// The loop stops reading a socket once a read leaves it empty (the next
+/// bytes bring a new event): a request that arrives in pieces, a body
+/// after its head, and a request the client half-closes right after must
+/// all still be read in full and answered.
+#[test]
+fn requests_arriving_in_pieces_or_with_the_close_are_answered() {
+    let _g = shared();
+    let server = default_server();
+    let mut client = server.client();
+    client.stream.set_nodelay(true).unwrap();
+    let pieces: [&[u8]; 4] = [
+        b"POST /pie",
+        b"ces HTTP/1.1\r\nHost: t\r\nContent-Le",
+        b"ngth: 5\r\n\r\n",
+        b"hello",
+    ];
+    for _ in 0..3 {
+        for piece in pieces {
+            client.send(piece);
+            thread::sleep(Duration::from_millis(20));
+        }
+        let resp = client.response();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.json()["target"], "/pieces");
+        assert_eq!(resp.json()["body"], "hello");
+    }
+
+    // The request and the FIN in one go: answered, then closed.
+    let mut client = server.client();
+    client.send(&get("/last"));
+    client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let resp = client.response();
+    assert_eq!(resp.json()["target"], "/last");
+    assert!(client.closed(), "the half-closed connection stayed open");
+}
+
 #[test]
 fn http_1_0_closes_unless_keep_alive_is_asked() {
     let _g = shared();

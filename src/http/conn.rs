@@ -381,7 +381,12 @@ impl EventLoop {
                                 keep = lp.flush(slot, conn);
                             }
                             if keep && readable {
-                                keep = lp.on_readable(slot, conn);
+                                // Edge-triggered: a read that empties the
+                                // socket may end the reading (new bytes
+                                // bring a new event), unless the peer's
+                                // FIN or an error is already in.
+                                let until_would_block = event.is_read_closed() || event.is_error();
+                                keep = lp.read_socket(slot, conn, until_would_block);
                             }
                             keep
                         });
@@ -673,6 +678,13 @@ impl EventLoop {
     }
 
     fn on_readable(&mut self, slot: usize, conn: &mut Conn) -> Keep {
+        self.read_socket(slot, conn, true)
+    }
+
+    /// Reads and handles what the socket has: until it would block, or,
+    /// unless `until_would_block`, until a read leaves it empty (saves the read
+    /// that would only say so: one syscall per request).
+    fn read_socket(&mut self, slot: usize, conn: &mut Conn, until_would_block: bool) -> Keep {
         loop {
             if conn.yielded {
                 return true;
@@ -693,6 +705,12 @@ impl EventLoop {
                 Ok(n) => {
                     if !self.on_bytes(slot, conn, n) {
                         return false;
+                    }
+                    if !until_would_block
+                        && n < self.scratch.len()
+                        && conn.transport.short_read_drains()
+                    {
+                        return true;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,

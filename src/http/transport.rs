@@ -82,6 +82,12 @@ impl Transport {
         }
     }
 
+    /// Whether a read that filled less than its buffer emptied the
+    /// socket: true without TLS (rustls may hold decrypted bytes back).
+    pub fn short_read_drains(&self) -> bool {
+        matches!(self, Transport::Plain)
+    }
+
     /// Whether the transport holds bytes to send (TLS records).
     pub fn wants_write(&self) -> bool {
         match self {
