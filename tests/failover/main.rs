@@ -202,8 +202,9 @@ impl Loaded {
         at
     }
 
-    /// What the writers saw, every answer checked (see [`check_answers`]).
-    fn seen(&self) -> Seen {
+    /// What the writers saw (taken out of `seen`), every answer checked
+    /// (see [`check_answers`]).
+    fn take_seen(&self) -> Seen {
         let seen = std::mem::take(&mut *self.seen.lock().unwrap());
         let by_status = check_answers(&seen);
         eprintln!(
@@ -255,7 +256,7 @@ fn primary_crash_and_promotion_keep_every_acknowledged_write_without_a_restart()
         recovered_at - promoted_at
     );
 
-    let seen = load.seen();
+    let seen = load.take_seen();
 
     // Every acknowledged write, from before and after the crash, is there.
     check_acks(&mut load.server.client(), &seen);
@@ -335,6 +336,6 @@ fn a_commit_waiting_for_a_lost_synchronous_standby_is_answered_within_the_read_t
     eprintln!("writes back {:?} after the standby", recovered_at - back_at);
     assert_eq!(c.get("/health").status, 200);
     assert_eq!(load.server.pid(), pid);
-    let seen = load.seen();
+    let seen = load.take_seen();
     check_acks(&mut load.server.client(), &seen);
 }
