@@ -131,18 +131,32 @@ fn after(now: Instant, d: Duration) -> Option<Instant> {
     now.checked_add(d)
 }
 
-/// What the handle shares with the loop thread.
+/// What the handle shares with the loop threads.
 struct Control {
-    mailbox: Arc<Mailbox>,
+    /// Each loop's inbox, to wake it.
+    mailboxes: Vec<Arc<Mailbox>>,
     stopping: AtomicBool,
+    /// Connections open on all loops (`max_connections` bounds it).
     open: AtomicUsize,
 }
 
-/// A running HTTP/1.x server: one I/O thread for every connection.
+impl Control {
+    /// Counts one more connection, if that stays within `max`.
+    fn reserve(&self, max: usize) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// A running HTTP/1.x server: I/O threads (one by default) that each serve
+/// the connections of their own listening socket.
 pub struct HttpServer {
     control: Arc<Control>,
     addr: SocketAddr,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl HttpServer {
@@ -153,7 +167,7 @@ impl HttpServer {
         service: Arc<dyn Service>,
     ) -> io::Result<HttpServer> {
         Self::launch(
-            listener,
+            vec![listener],
             limits,
             service,
             #[cfg(feature = "tls")]
@@ -170,56 +184,87 @@ impl HttpServer {
         service: Arc<dyn Service>,
         tls: Arc<rustls::ServerConfig>,
     ) -> io::Result<HttpServer> {
-        Self::launch(listener, limits, service, Some(tls))
+        Self::launch(vec![listener], limits, service, Some(tls))
     }
 
-    fn launch(
-        listener: std::net::TcpListener,
+    /// Starts one I/O loop per listener (sockets bound to one address
+    /// with `SO_REUSEPORT`: the kernel spreads new connections over them).
+    /// `max_connections` bounds all loops together.
+    pub(crate) fn launch(
+        listeners: Vec<std::net::TcpListener>,
         limits: ConnLimits,
         service: Arc<dyn Service>,
         #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<HttpServer> {
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let mut listener = TcpListener::from_std(listener);
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
-        let (mailbox, inbox) = Mailbox::new(waker);
+        let first = listeners
+            .first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no listener"))?;
+        let addr = first.local_addr()?;
+        let mut parts = Vec::with_capacity(listeners.len());
+        for listener in listeners {
+            listener.set_nonblocking(true)?;
+            let mut listener = TcpListener::from_std(listener);
+            let poll = Poll::new()?;
+            poll.registry()
+                .register(&mut listener, LISTENER, Interest::READABLE)?;
+            let waker = Waker::new(poll.registry(), WAKER)?;
+            let (mailbox, inbox) = Mailbox::new(waker);
+            parts.push((poll, listener, mailbox, inbox));
+        }
         let control = Arc::new(Control {
-            mailbox,
+            mailboxes: parts.iter().map(|p| Arc::clone(&p.2)).collect(),
             stopping: AtomicBool::new(false),
             open: AtomicUsize::new(0),
         });
-        let event_loop = EventLoop {
-            poll,
-            listener: Some(listener),
-            parse_limits: limits.parse_limits(),
-            limits,
-            service,
-            #[cfg(feature = "tls")]
-            tls,
-            control: Arc::clone(&control),
-            inbox,
-            conns: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-            timers: BinaryHeap::new(),
-            next_serial: 0,
-            scratch: vec![0; CHUNK],
-            accept_retry: None,
-            backoff: MIN_BACKOFF,
-            stop_deadline: None,
-            resume: Vec::new(),
-        };
-        let thread = std::thread::Builder::new()
-            .name("vkv-io".into())
-            .spawn(move || event_loop.run())?;
+        let mut threads = Vec::with_capacity(parts.len());
+        for (i, (poll, listener, mailbox, inbox)) in parts.into_iter().enumerate() {
+            let event_loop = EventLoop {
+                poll,
+                listener: Some(listener),
+                parse_limits: limits.parse_limits(),
+                limits: limits.clone(),
+                service: Arc::clone(&service),
+                #[cfg(feature = "tls")]
+                tls: tls.clone(),
+                control: Arc::clone(&control),
+                mailbox,
+                inbox,
+                conns: Vec::new(),
+                free: Vec::new(),
+                live: 0,
+                timers: BinaryHeap::new(),
+                next_serial: 0,
+                scratch: vec![0; CHUNK],
+                accept_retry: None,
+                backoff: MIN_BACKOFF,
+                stop_deadline: None,
+                resume: Vec::new(),
+            };
+            let name = if i == 0 {
+                "vkv-io".to_string()
+            } else {
+                format!("vkv-io-{i}")
+            };
+            match std::thread::Builder::new()
+                .name(name)
+                .spawn(move || event_loop.run())
+            {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    // The loops already running stop with the handle.
+                    drop(HttpServer {
+                        control,
+                        addr,
+                        threads,
+                    });
+                    return Err(e);
+                }
+            }
+        }
         Ok(HttpServer {
             control,
             addr,
-            thread: Some(thread),
+            threads,
         })
     }
 
@@ -240,14 +285,16 @@ impl HttpServer {
     /// is cut.
     pub fn shutdown(mut self) {
         self.stop();
-        if let Some(thread) = self.thread.take() {
+        for thread in std::mem::take(&mut self.threads) {
             let _ = thread.join();
         }
     }
 
     fn stop(&self) {
         self.control.stopping.store(true, Ordering::Release);
-        self.control.mailbox.wake_now();
+        for mailbox in &self.control.mailboxes {
+            mailbox.wake_now();
+        }
     }
 }
 
@@ -338,6 +385,9 @@ struct EventLoop {
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
     control: Arc<Control>,
+    /// This loop's inbox: responders post to `mailbox`, the loop reads
+    /// `inbox`.
+    mailbox: Arc<Mailbox>,
     inbox: Receiver<(Ticket, Event)>,
     /// Connections by slot (the slot is the mio token).
     conns: Vec<Option<Conn>>,
@@ -455,7 +505,7 @@ impl EventLoop {
         drop(conn);
         self.free.push(slot);
         self.live -= 1;
-        self.control.open.store(self.live, Ordering::Release);
+        self.control.open.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn close(&mut self, slot: usize) {
@@ -498,12 +548,19 @@ impl EventLoop {
     }
 
     fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
-        if self.live >= self.limits.max_connections && !self.evict_one() {
+        // At the limit, room is made on this loop (each loop closes only
+        // its own connections).
+        let max = self.limits.max_connections;
+        let admitted = self.control.reserve(max) || (self.evict_one() && self.control.reserve(max));
+        if !admitted {
             return self.refuse(sock);
         }
         let transport = match self.transport() {
             Ok(t) => t,
-            Err(e) => return log::warn!("cannot start a TLS session: {e}"),
+            Err(e) => {
+                self.control.open.fetch_sub(1, Ordering::AcqRel);
+                return log::warn!("cannot start a TLS session: {e}");
+            }
         };
         let _ = sock.set_nodelay(true);
         let slot = self.free.pop().unwrap_or_else(|| {
@@ -518,6 +575,7 @@ impl EventLoop {
         {
             log::warn!("cannot register a connection: {e}");
             self.free.push(slot);
+            self.control.open.fetch_sub(1, Ordering::AcqRel);
             return;
         }
         let now = Instant::now();
@@ -554,7 +612,6 @@ impl EventLoop {
         self.set_deadline(slot, &mut conn, after(now, first_wait));
         self.conns[slot] = Some(conn);
         self.live += 1;
-        self.control.open.store(self.live, Ordering::Release);
         // Bytes that came with the connection are reported by the
         // registration's first event.
     }
@@ -848,7 +905,7 @@ impl EventLoop {
             slot,
             request: conn.request,
         };
-        Responder::to_loop(Arc::clone(&self.control.mailbox), ticket)
+        Responder::to_loop(Arc::clone(&self.mailbox), ticket)
     }
 
     /// Answers an error the connection layer found itself, then closes.
@@ -862,7 +919,7 @@ impl EventLoop {
     }
 
     fn drain_inbox(&mut self) {
-        self.control.mailbox.rearm();
+        self.mailbox.rearm();
         while let Ok((ticket, event)) = self.inbox.try_recv() {
             self.with_conn(ticket.slot, None, |lp, slot, conn| {
                 if conn.request != ticket.request

@@ -22,6 +22,9 @@ pub struct ServerConfig {
     pub bind: String,
     /// Worker threads running handlers.
     pub workers: usize,
+    /// I/O threads, each with its own connections (0: as the store suits,
+    /// see [`io_threads`]).
+    pub io_threads: usize,
     /// Requests that may wait for a worker before `503`.
     pub queue_len: usize,
     /// Connection limits and timeouts.
@@ -46,8 +49,12 @@ pub struct Server {
 impl Server {
     /// Binds `config.bind` and starts serving `store`.
     pub fn start(config: ServerConfig, store: Store) -> std::io::Result<Server> {
-        let listener = bind(&config.bind)?;
-        let hosts = HostPolicy::new(listener.local_addr()?, &config.allowed_hosts);
+        let listeners = bind(&config.bind, io_threads(config.io_threads, &store))?;
+        let addr = listeners
+            .first()
+            .ok_or_else(|| std::io::Error::other("no listener"))?
+            .local_addr()?;
+        let hosts = HostPolicy::new(addr, &config.allowed_hosts);
         let app = Arc::new(
             App::new(store, config.max_batch_puts)
                 .with_auth(config.auth)
@@ -69,12 +76,13 @@ impl Server {
             pool: Arc::clone(&pool),
             app,
         });
-        #[cfg(feature = "tls")]
-        if let Some(tls) = config.tls {
-            let http = HttpServer::start_tls(listener, config.limits, service, tls)?;
-            return Ok(Server { http, pool });
-        }
-        let http = HttpServer::start(listener, config.limits, service)?;
+        let http = HttpServer::launch(
+            listeners,
+            config.limits,
+            service,
+            #[cfg(feature = "tls")]
+            config.tls,
+        )?;
         Ok(Server { http, pool })
     }
 
@@ -127,16 +135,46 @@ const BACKLOG: i32 = 1024;
 /// and each dropped client waits a full second for its retransmit
 /// (measured: with 500 connections opened at once, a normal client took
 /// 1.03 s to be answered).
-fn bind(addr: &str) -> std::io::Result<TcpListener> {
+fn bind(addr: &str, n: usize) -> std::io::Result<Vec<TcpListener>> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::net::ToSocketAddrs;
-    let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+    let mut addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
     })?;
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // As std does: a restarted server can bind while old connections linger.
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
+    let mut listeners = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        // As std does: a restarted server can bind while old connections linger.
+        socket.set_reuse_address(true)?;
+        if n > 1 {
+            // One socket per I/O thread on one port; the kernel spreads
+            // connections over them.
+            socket.set_reuse_port(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        let listener: TcpListener = socket.into();
+        // Port 0 picked one: the others take the same.
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// How many I/O threads to run: `asked`, or when 0, two in PostgreSQL mode
+/// (with at least two CPUs) and one otherwise. In SQLite mode the loop
+/// answers cached reads itself and one loop keeps up with one core's worth
+/// of clients; in PostgreSQL mode every latest read waits for a database
+/// round, and a second loop answers and reads requests while the first
+/// waits (measured in docs/scaling.md).
+pub fn io_threads(asked: usize, store: &Store) -> usize {
+    if asked > 0 {
+        return asked;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if store.is_postgres() && cpus >= 2 {
+        2
+    } else {
+        1
+    }
 }

@@ -10,6 +10,7 @@ mod docs;
 mod errors;
 mod flags;
 mod health_probe;
+mod io_threads;
 mod kv;
 mod metrics;
 mod persistence;
