@@ -171,12 +171,14 @@ if [ -n "$BASELINE_BIN" ]; then
   server_pids+=("${pid[base]}")
   servers="$servers base"
 fi
-# start_vkv NAME DB: one more vkv server, on the database DB.
+# start_vkv NAME DB [FLAG...]: one more vkv server, on the database DB.
 start_vkv() {
-  nice -n "$NICE" "$VKV_BIN" --bind 127.0.0.1:0 --db "$2" --cache-size "$CACHE_SIZE" \
-    --workers "$WORKERS" --log-level warn 2>"$work/$1.log" &
-  pid[$1]=$!
-  server_pids+=("${pid[$1]}")
+  local name=$1 db=$2
+  shift 2
+  nice -n "$NICE" "$VKV_BIN" --bind 127.0.0.1:0 --db "$db" --cache-size "$CACHE_SIZE" \
+    --workers "$WORKERS" --log-level warn "$@" 2>"$work/$name.log" &
+  pid[$name]=$!
+  server_pids+=("${pid[$name]}")
 }
 # urls[SERVER]: every address of a server; pg2 has two (its replicas).
 declare -A urls
@@ -201,8 +203,10 @@ if [ "$BACKEND" = postgres ]; then
     fi
   fi
   start_vkv pg1 "$pg_base/bench1_$suffix"
-  start_vkv pg2 "$pg_base/bench2_$suffix"
-  start_vkv pg2b "$pg_base/bench2_$suffix"
+  # Two replicas on this one host share its CPUs: one I/O thread each
+  # (the default, two in PostgreSQL mode, is for one replica per host).
+  start_vkv pg2 "$pg_base/bench2_$suffix" --io-threads 1
+  start_vkv pg2b "$pg_base/bench2_$suffix" --io-threads 1
   servers="$servers pg1 pg2"
 fi
 for s in $servers ${pid[pg2b]:+pg2b}; do
