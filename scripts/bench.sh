@@ -203,10 +203,8 @@ if [ "$BACKEND" = postgres ]; then
     fi
   fi
   start_vkv pg1 "$pg_base/bench1_$suffix"
-  # Two replicas on this one host share its CPUs: one I/O thread each
-  # (the default, two in PostgreSQL mode, is for one replica per host).
-  start_vkv pg2 "$pg_base/bench2_$suffix" --io-threads 1
-  start_vkv pg2b "$pg_base/bench2_$suffix" --io-threads 1
+  start_vkv pg2 "$pg_base/bench2_$suffix"
+  start_vkv pg2b "$pg_base/bench2_$suffix"
   servers="$servers pg1 pg2"
 fi
 for s in $servers ${pid[pg2b]:+pg2b}; do

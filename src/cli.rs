@@ -46,11 +46,11 @@ pub struct Cli {
     #[arg(long, env = "VKV_WORKERS", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: u16,
-    /// I/O threads serving connections [default: 2 with PostgreSQL on two
-    /// or more CPUs, else 1].
-    #[arg(long, env = "VKV_IO_THREADS",
+    /// I/O threads serving connections, each on its own listening socket
+    /// of the one port.
+    #[arg(long, env = "VKV_IO_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub io_threads: Option<u16>,
+    pub io_threads: u16,
     /// Requests that may wait for a worker; beyond it, 503 at once.
     #[arg(long, env = "VKV_QUEUE_LEN", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -259,7 +259,7 @@ impl Cli {
         ServerConfig {
             bind: self.bind.clone(),
             workers: usize::from(self.workers),
-            io_threads: self.io_threads.map_or(0, usize::from),
+            io_threads: usize::from(self.io_threads),
             queue_len: self.queue_len as usize,
             limits: ConnLimits {
                 max_connections: self.max_connections as usize,

@@ -22,8 +22,7 @@ pub struct ServerConfig {
     pub bind: String,
     /// Worker threads running handlers.
     pub workers: usize,
-    /// I/O threads, each with its own connections (0: as the store suits,
-    /// see [`io_threads`]).
+    /// I/O threads, each with its own connections (0 counts as 1).
     pub io_threads: usize,
     /// Requests that may wait for a worker before `503`.
     pub queue_len: usize,
@@ -49,7 +48,7 @@ pub struct Server {
 impl Server {
     /// Binds `config.bind` and starts serving `store`.
     pub fn start(config: ServerConfig, store: Store) -> std::io::Result<Server> {
-        let listeners = bind(&config.bind, io_threads(config.io_threads, &store))?;
+        let listeners = bind(&config.bind, config.io_threads.max(1))?;
         let addr = listeners
             .first()
             .ok_or_else(|| std::io::Error::other("no listener"))?
@@ -159,22 +158,4 @@ fn bind(addr: &str, n: usize) -> std::io::Result<Vec<TcpListener>> {
         listeners.push(listener);
     }
     Ok(listeners)
-}
-
-/// How many I/O threads to run: `asked`, or when 0, two in PostgreSQL mode
-/// (with at least two CPUs) and one otherwise. In SQLite mode the loop
-/// answers cached reads itself and one loop keeps up with one core's worth
-/// of clients; in PostgreSQL mode every latest read waits for a database
-/// round, and a second loop answers and reads requests while the first
-/// waits (measured in docs/scaling.md).
-pub fn io_threads(asked: usize, store: &Store) -> usize {
-    if asked > 0 {
-        return asked;
-    }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if store.is_postgres() && cpus >= 2 {
-        2
-    } else {
-        1
-    }
 }

@@ -20,6 +20,8 @@ fn durations_and_sizes_past_their_maximum_are_refused_at_start() {
         ("--max-body-bytes", "0", "above zero"),
         ("--max-watchers", "99999999", "not in"),
         ("--max-versions", "18446744073709551615", "not in"),
+        ("--io-threads", "0", "not in"),
+        ("--io-threads", "65", "not in"),
     ] {
         let out = run(&[
             "--bind",
