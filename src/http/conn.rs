@@ -1,6 +1,8 @@
-//! The connection layer: one I/O thread serves every connection on a
+//! The connection layer: an I/O thread serves every connection on a
 //! readiness loop (epoll through `mio`: readiness only, no futures, no
-//! executor, no async runtime).
+//! executor, no async runtime). With several listeners (`--io-threads`),
+//! each has a loop and thread of its own, serving the connections it
+//! accepted; the loops share only the count of open connections.
 //!
 //! A connection is a small state machine and two buffers, not a thread:
 //! - `Idle`: waiting for a request's first byte (`idle_timeout`);
@@ -19,9 +21,10 @@
 //!   a bounded time, so that it sees the answer instead of a reset.
 //!
 //! Timers of every connection live in one binary heap (lazily updated).
-//! At `max_connections`, a new connection makes room by closing the one
-//! idle or stalled mid-request the longest (past a short grace); only when
-//! none is, it is answered `503` and closed. Accept errors (EMFILE) are
+//! At `max_connections` (counted over all loops), a new connection makes
+//! room by closing the one of its loop idle or stalled mid-request the
+//! longest (past a short grace); only when none is, it is answered `503`
+//! and closed. Accept errors (EMFILE) are
 //! retried with a back-off and never stop the loop. With the `tls` feature
 //! each connection's transport is a rustls session on the same non-blocking
 //! socket.
