@@ -171,14 +171,12 @@ if [ -n "$BASELINE_BIN" ]; then
   server_pids+=("${pid[base]}")
   servers="$servers base"
 fi
-# start_vkv NAME DB [FLAG...]: one more vkv server, on the database DB.
+# start_vkv NAME DB: one more vkv server, on the database DB.
 start_vkv() {
-  local name=$1 db=$2
-  shift 2
-  nice -n "$NICE" "$VKV_BIN" --bind 127.0.0.1:0 --db "$db" --cache-size "$CACHE_SIZE" \
-    --workers "$WORKERS" --log-level warn "$@" 2>"$work/$name.log" &
-  pid[$name]=$!
-  server_pids+=("${pid[$name]}")
+  nice -n "$NICE" "$VKV_BIN" --bind 127.0.0.1:0 --db "$2" --cache-size "$CACHE_SIZE" \
+    --workers "$WORKERS" --log-level warn 2>"$work/$1.log" &
+  pid[$1]=$!
+  server_pids+=("${pid[$1]}")
 }
 # urls[SERVER]: every address of a server; pg2 has two (its replicas).
 declare -A urls
