@@ -198,6 +198,19 @@ impl LatestCache {
         Self::drop_key(&mut inner, key);
     }
 
+    /// Drops every entry, invalidating every reader's ticket (PostgreSQL:
+    /// after notifications of other replicas' writes may have been missed).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        for stripe in &self.stripes {
+            stripe.fetch_add(1, Ordering::AcqRel);
+        }
+        inner.lru.clear();
+        inner.bytes = 0;
+        inner.at_bound = false;
+    }
+
     fn drop_key(inner: &mut Inner, key: &str) {
         if let Some(old) = inner.lru.pop(key) {
             inner.bytes = inner.bytes.saturating_sub(cost(&old));
@@ -263,6 +276,23 @@ mod tests {
             deleted: false,
             value: RawValue::from_string("1".into()).unwrap_or_else(|_| unreachable!()),
         })
+    }
+
+    #[test]
+    fn clearing_empties_it_and_refuses_reads_begun_before() {
+        let c = LatestCache::new(10, 1 << 20);
+        c.insert_newer(v("a", 1));
+        let ticket = c.ticket("b");
+        c.clear();
+        assert!(c.get("a", None).is_none());
+        assert_eq!(c.stats().bytes, 0);
+        c.insert_if_unchanged(ticket, v("b", 1));
+        assert!(
+            c.get("b", None).is_none(),
+            "a read begun before the clear was cached"
+        );
+        c.insert_if_unchanged(c.ticket("b"), v("b", 1));
+        assert!(c.get("b", None).is_some());
     }
 
     #[test]

@@ -87,6 +87,14 @@ pub struct Cli {
     #[arg(long, env = "VKV_MAX_BATCH", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_batch: u32,
+    /// PostgreSQL: a replica's read lease (e.g. 1s, 500ms). While it holds
+    /// one, it answers cached latest versions without asking the database;
+    /// a write on another replica waits until this one dropped the key, or
+    /// for this long at most if it vanished (keep it well below
+    /// --read-timeout). 0: no leases, every latest read asks the database.
+    /// Unused with SQLite.
+    #[arg(long, env = "VKV_READ_LEASE", default_value = "1s", value_parser = lease)]
+    pub read_lease: Duration,
     /// Log level: off, error, warn, info (one line per request), debug.
     #[arg(long, env = "VKV_LOG_LEVEL", default_value = "info", value_parser = level, global = true)]
     pub log_level: LevelFilter,
@@ -200,6 +208,18 @@ fn duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A read lease: 0 (none), or from 100ms to 60s.
+fn lease(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 1s, 500ms or 0)"))?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(60) {
+        return Err("must be 0 (no leases) or from 100ms to 60s".into());
+    }
+    Ok(d)
+}
+
 /// A byte count: digits with an optional unit, `K`/`KiB` (1024), `M`/`MiB`,
 /// `G`/`GiB` (case-insensitive, `B` alone or none: bytes), at most `max`.
 fn size(s: &str, max: u64) -> Result<u64, String> {
@@ -251,6 +271,7 @@ impl Cli {
         // No write waits for its answer longer than a request may take to
         // arrive.
         c.commit_timeout = Some(self.read_timeout);
+        c.read_lease = self.read_lease;
         c
     }
 

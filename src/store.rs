@@ -58,6 +58,12 @@ pub struct StoreConfig {
     /// writes are refused until it returns (a PostgreSQL primary waiting
     /// for a lost synchronous standby). `None`: wait as long as it takes.
     pub commit_timeout: Option<Duration>,
+    /// PostgreSQL: how long a replica's read lease lasts, during which it
+    /// serves cached latest versions without asking the database (a write
+    /// elsewhere waits until this replica dropped the key, or at most this
+    /// long if it vanished). Zero: no leases, every latest read is
+    /// confirmed by the database. Unused with SQLite.
+    pub read_lease: Duration,
 }
 
 impl StoreConfig {
@@ -74,6 +80,7 @@ impl StoreConfig {
             max_versions: 0,
             max_watchers: 1024,
             commit_timeout: None,
+            read_lease: Duration::from_secs(1),
         }
     }
 }
@@ -126,13 +133,14 @@ impl Store {
     /// Opens (or creates) the store described by `config`.
     pub fn open(config: StoreConfig) -> Result<Store, OpenError> {
         let watchers = Arc::new(Watchers::new(config.max_watchers));
+        let cache = Arc::new(LatestCache::new(config.cache_size, config.cache_bytes));
         let backend = storage::open(
             &config,
             Hooks {
                 watchers: Arc::clone(&watchers),
+                cache: Arc::clone(&cache),
             },
         )?;
-        let cache = Arc::new(LatestCache::new(config.cache_size, config.cache_bytes));
         let counters = Arc::new(WriterCounters::default());
         let fault = Arc::new(WriteFault::default());
         let ctx = WriterContext {
@@ -301,7 +309,7 @@ impl Store {
                 let cached = inner.cache.get(key, None);
                 let ticket = inner.cache.ticket(key);
                 if let Some(hit) = &cached
-                    && inner.reads.sole_writer()
+                    && inner.reads.cache_is_current()
                 {
                     return then(live(Arc::clone(hit)));
                 }
@@ -334,7 +342,7 @@ impl Store {
     ) -> Option<Result<Arc<Versioned>, StoreError>> {
         // Another process may have written a newer latest (PostgreSQL):
         // only a confirmed read may serve it.
-        if version.is_none() && !self.inner.reads.sole_writer() {
+        if version.is_none() && !self.inner.reads.cache_is_current() {
             return None;
         }
         validate_key(key).ok()?;
@@ -352,7 +360,7 @@ impl Store {
         let cached = inner.cache.get(key, None);
         let ticket = inner.cache.ticket(key);
         let fresh = match &cached {
-            Some(hit) if inner.reads.sole_writer() => return Ok(Some(Arc::clone(hit))),
+            Some(hit) if inner.reads.cache_is_current() => return Ok(Some(Arc::clone(hit))),
             Some(hit) => inner.reads.latest_unless(key, hit)?,
             None => Fresh::Changed(inner.reads.latest(key)?),
         };

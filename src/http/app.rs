@@ -124,10 +124,11 @@ impl App {
     }
 
     /// Takes `req` on the connection loop's thread if nothing in that can
-    /// block (see [`Service::answer_now`]): on SQLite, a read the cache holds
-    /// (see [`kv::get_cached`]), admitted and authorized, answered now; on
-    /// PostgreSQL, any GET but a long poll, since its read only joins the
-    /// next shared round ([`Store::get_then`]) and is answered from there.
+    /// block (see [`Service::answer_now`]): a read the cache holds and may
+    /// serve (see [`kv::get_cached`]: on PostgreSQL, while the replica holds
+    /// a read lease), admitted and authorized, answered now; on PostgreSQL,
+    /// any other GET but a long poll, since its read only joins the next
+    /// shared round ([`Store::get_then`]) and is answered from there.
     /// `None` for everything else, which a worker answers with
     /// [`App::handle`]. Counted and logged as `handle` would.
     ///
@@ -141,11 +142,23 @@ impl App {
         let route @ Route::Get(key) = route("GET", req.path()).ok()? else {
             return None;
         };
-        if self.store.is_postgres() {
-            // A long poll reads the store before it parks: on a worker.
-            let query = super::query::Query::parse(req.query()).ok()?;
-            return query.get("wait_after").is_none().then(|| self.handle(req));
+        let cached = self.answer_cached(req, route, key, start);
+        if cached.is_some() || !self.store.is_postgres() {
+            return cached;
         }
+        // A long poll reads the store before it parks: on a worker.
+        let query = super::query::Query::parse(req.query()).ok()?;
+        query.get("wait_after").is_none().then(|| self.handle(req))
+    }
+
+    /// [`App::answer_now`] from the cache alone, if it can.
+    fn answer_cached(
+        &self,
+        req: &HttpRequest,
+        route: Route<'_>,
+        key: &str,
+        start: Instant,
+    ) -> Option<Reply> {
         let need = route.scope();
         self.admit(req, need).ok()?;
         self.authorize(req, need).ok()?;

@@ -165,11 +165,12 @@ pub(crate) trait Reads: Send + Sync {
     /// Totals, in constant time.
     fn stats(&self) -> Result<DbStats, StoreError>;
 
-    /// Whether this process's writer thread is the only writer of the
-    /// database, so that what it put in the cache is the truth (SQLite). If
-    /// not (PostgreSQL, several replicas), a cached latest version must be
-    /// confirmed with [`Reads::latest_unless`] before it is served.
-    fn sole_writer(&self) -> bool {
+    /// Whether a cached latest version may be served as it is: always on
+    /// SQLite (this process's writer thread is the only writer, so what it
+    /// put in the cache is the truth); on PostgreSQL while this replica
+    /// holds a read lease (`postgres/lease.rs`). If not, a cached latest
+    /// version must be confirmed with [`Reads::latest_unless`] first.
+    fn cache_is_current(&self) -> bool {
         true
     }
 
@@ -247,10 +248,14 @@ pub(crate) struct Backend {
 }
 
 /// What the backend may need from the layers above it: PostgreSQL wakes
-/// this process's watchers on other replicas' commits.
+/// this process's watchers on other replicas' commits, and drops what they
+/// wrote from the cache.
 pub(crate) struct Hooks {
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub watchers: Arc<crate::watch::Watchers>,
+    /// PostgreSQL drops from it what other replicas wrote.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub cache: Arc<crate::cache::LatestCache>,
 }
 
 /// Whether `db` names a PostgreSQL database (`postgres://` or

@@ -22,6 +22,9 @@ fn durations_and_sizes_past_their_maximum_are_refused_at_start() {
         ("--max-versions", "18446744073709551615", "not in"),
         ("--io-threads", "0", "not in"),
         ("--io-threads", "65", "not in"),
+        ("--read-lease", "50ms", "100ms to 60s"),
+        ("--read-lease", "2m", "100ms to 60s"),
+        ("--read-lease", "soon", "try 1s"),
     ] {
         let out = run(&[
             "--bind",

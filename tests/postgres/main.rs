@@ -8,6 +8,7 @@
 
 #[path = "../support/mod.rs"]
 mod common;
+mod leases;
 mod moving;
 mod outage;
 mod replicas;

@@ -73,9 +73,9 @@ fn five_replicas_starting_at_once_create_the_schema_once() {
         .map(|t| t.join().expect("a replica failed to start"))
         .collect();
     let db = pg_url_for(&admin(), &name);
-    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "3");
+    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "4");
     assert_eq!(psql(&db, "SELECT count(*) FROM vkv_counters"), "64");
-    for version in ["1", "2", "3"] {
+    for version in ["1", "2", "3", "4"] {
         let migrated = servers
             .iter()
             .filter(|s| {
@@ -122,11 +122,11 @@ fn a_schema_1_database_is_migrated_and_keeps_its_data() {
     psql(
         &db,
         "DROP INDEX vkv_keys_live; ALTER TABLE vkv_keys DROP COLUMN purged_latest;
-         UPDATE vkv_meta SET schema_version = 1",
+         DROP TABLE vkv_replicas; UPDATE vkv_meta SET schema_version = 1",
     );
     let s = Server::start_on(&url, &[]);
-    assert!(s.log_text().contains("migrated to vkv schema version 3"));
-    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "3");
+    assert!(s.log_text().contains("migrated to vkv schema version 4"));
+    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "4");
     let mut c = s.client();
     assert_eq!(c.get("/get/k").json()["value"], "kept");
     // Schema 2's purge: the numbering continues.

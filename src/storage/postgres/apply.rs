@@ -29,6 +29,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 use super::conn::{PgConn, is_retryable};
+use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::reads::db_int;
 use crate::error::StoreError;
 use crate::storage::{Committer, Done, Op, Outcomes, PutItem, Written};
@@ -53,7 +54,16 @@ pub(crate) struct PgCommitter {
     pub outcome_unknown: bool,
     /// Tells the `LISTEN` thread to stop.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The read leases of every replica that this replica's writes wait
+    /// for (`lease.rs`).
+    pub leases: Arc<Leases>,
+    /// The last write group this replica numbered.
+    pub seq: u64,
 }
+
+/// Who held a read lease when a write group committed: the group's number
+/// and each holder with the time its lease had left.
+type Holders = (u64, Vec<(i64, Duration)>);
 
 /// Why an attempt failed.
 enum TxError {
@@ -95,10 +105,20 @@ impl Committer for PgCommitter {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.seq += 1;
+            let group = (self.leases.me, self.seq);
             let conn = self.connection()?;
-            let result = transaction(conn, ops, shard, max_versions);
+            let result = transaction(conn, ops, shard, max_versions, group);
             let e = match result {
-                Ok(outcomes) => return Ok(outcomes),
+                Ok((outcomes, holders)) => {
+                    // Answered only once no holder of a read lease can
+                    // still serve what this group replaced.
+                    if let Some((seq, holders)) = holders {
+                        self.leases
+                            .wait_for(seq, &holders, std::time::Instant::now());
+                    }
+                    return Ok(outcomes);
+                }
                 Err(TxError::AtCommit(e)) => {
                     self.outcome_unknown = true;
                     e
@@ -175,12 +195,15 @@ struct Stage<'a> {
     max_versions: u64,
 }
 
+/// One attempt at the group `ops`, numbered `group` (this replica's id,
+/// sequence number) for the read leases.
 fn transaction(
     conn: &mut PgConn,
     ops: &[&Op],
     shard: i32,
     max_versions: u64,
-) -> Result<Outcomes, TxError> {
+    group: (i64, u64),
+) -> Result<(Outcomes, Option<Holders>), TxError> {
     let mut keys: BTreeSet<&str> = BTreeSet::new();
     for op in ops {
         match op {
@@ -194,7 +217,10 @@ fn transaction(
             Op::Probe => {}
         }
     }
-    conn.client.batch_execute("BEGIN")?;
+    // Shared: no read lease is granted while this transaction runs.
+    conn.client.batch_execute(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock_shared({LEASE_LOCK})"
+    ))?;
     let mut stage = Stage {
         heads: lock_heads(conn, &keys)?,
         rows: Vec::new(),
@@ -214,6 +240,7 @@ fn transaction(
                     flush(conn, &mut stage, shard, false)?;
                     let versions = purge(conn, key, last, shard)?;
                     stage.heads.insert(key, Head::purged(last));
+                    stage.notify.insert(key);
                     Ok(Done::Purged {
                         key: key.clone(),
                         versions,
@@ -226,10 +253,51 @@ fn transaction(
         outcomes.push(outcome);
     }
     flush(conn, &mut stage, shard, true)?;
-    conn.client
-        .batch_execute("COMMIT")
+    if stage.notify.is_empty() {
+        conn.client
+            .batch_execute("COMMIT")
+            .map_err(TxError::AtCommit)?;
+        return Ok((outcomes, None));
+    }
+    let holders = commit_marked(conn, group, stage.notify.len())?;
+    Ok((outcomes, Some((group.1, holders))))
+}
+
+/// Commits a group that wrote keys, with its marker after the keys'
+/// notifications, and reads who held a read lease (under the shared lease
+/// lock, so no lease is granted between this read and the commit). One
+/// round trip; any failure leaves the outcome unknown.
+fn commit_marked(
+    conn: &mut PgConn,
+    (origin, seq): (i64, u64),
+    keys: usize,
+) -> Result<Vec<(i64, Duration)>, TxError> {
+    let marker = Message::Group { origin, seq, keys }.payload();
+    let replies = conn
+        .client
+        .simple_query(&format!(
+            "SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
+             SELECT id, (extract(epoch FROM lease_until - clock_timestamp()) * 1000000)::bigint
+                 FROM vkv_replicas WHERE lease_until > clock_timestamp() AND id <> {origin};
+             COMMIT"
+        ))
         .map_err(TxError::AtCommit)?;
-    Ok(outcomes)
+    let mut holders = Vec::new();
+    for reply in replies {
+        let postgres::SimpleQueryMessage::Row(row) = reply else {
+            continue;
+        };
+        if row.len() != 2 {
+            continue;
+        }
+        let (Some(id), Some(left)) = (row.get(0), row.get(1)) else {
+            continue;
+        };
+        if let (Ok(id), Ok(left)) = (id.parse::<i64>(), left.parse::<i64>()) {
+            holders.push((id, Duration::from_micros(left.max(0) as u64)));
+        }
+    }
+    Ok(holders)
 }
 
 /// Locks (creating placeholders for) the head rows of `keys`, in order.

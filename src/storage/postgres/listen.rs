@@ -1,108 +1,289 @@
-//! Watch across replicas: one connection per replica `LISTEN`s on the
-//! channel every write transaction `NOTIFY`s (one payload per key written,
-//! sent by PostgreSQL only at commit), on a thread of its own (blocking
-//! iteration with a timeout: no async runtime of ours). A key some watcher
-//! here waits on is read again and handed to the watchers. After the
-//! connection is lost and comes back, every parked watcher is re-checked,
-//! so a notification sent meanwhile is never missed.
+//! The `LISTEN` connection of a replica, on a thread of its own (blocking
+//! iteration with a timeout: no async runtime of ours). Every write
+//! transaction `NOTIFY`s each key it wrote (sent by PostgreSQL only at
+//! commit, in commit order) and a marker for the group (`lease.rs`). This
+//! thread:
+//! - drops the keys other replicas wrote from the cache, then acknowledges
+//!   their groups, which wait for that before they are answered;
+//! - renews this replica's read lease (`lease.rs`);
+//! - wakes the watchers of the keys written. After the connection is lost
+//!   and comes back, every parked watcher is re-checked, so a notification
+//!   sent meanwhile is never missed, and the cache is emptied.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use postgres::Client;
 use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, Notification};
 
 use super::Target;
 use super::apply::CHANNEL;
+use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::reads::PgReads;
+use crate::cache::LatestCache;
 use crate::storage::Reads;
 use crate::watch::Watchers;
 
 /// How often the thread looks at the stop flag while idle.
 const TICK: Duration = Duration::from_millis(250);
 
-/// Starts the listening thread; it stops when `stop` is set.
-pub(crate) fn start(
-    target: Target,
-    reads: Arc<PgReads>,
-    watchers: Arc<Watchers>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<()> {
+/// How long a renewal's notification is waited for before PostgreSQL is
+/// made to look at its queue again.
+const POKE: Duration = Duration::from_millis(20);
+
+/// The most notifications handled at once.
+const MAX_BATCH: usize = 4096;
+
+/// What the listening thread works with.
+pub(crate) struct Listener {
+    pub target: Target,
+    pub reads: Arc<PgReads>,
+    pub watchers: Arc<Watchers>,
+    pub cache: Arc<LatestCache>,
+    pub leases: Arc<Leases>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Connects the listening connection (before the store serves anything, so
+/// that no commit of another replica goes unseen), then starts the thread;
+/// it stops when `stop` is set.
+pub(crate) fn start(listener: Listener) -> Result<(), String> {
+    let first =
+        connect(&listener.target).map_err(|e| format!("cannot LISTEN: {}", super::describe(&e)))?;
     std::thread::Builder::new()
         .name("vkv-pg-listen".into())
-        .spawn(move || run(&target, &reads, &watchers, &stop))?;
+        .spawn(move || listener.run(first))
+        .map_err(|e| format!("cannot start the listener thread: {e}"))?;
     Ok(())
 }
 
-fn run(target: &Target, reads: &PgReads, watchers: &Watchers, stop: &AtomicBool) {
-    let mut failing = false;
-    while !stop.load(Ordering::Acquire) {
-        let mut client = match target
-            .connect()
-            .and_then(|mut c| c.batch_execute(&format!("LISTEN {CHANNEL}")).map(|()| c))
-        {
-            Ok(c) => c,
-            Err(e) => {
-                if !failing {
-                    log::warn!("PostgreSQL LISTEN connection failed ({e}); retrying");
+/// A connection that listens on both channels, named in
+/// `pg_stat_activity`.
+fn connect(target: &Target) -> Result<Client, postgres::Error> {
+    let mut c = target.connect()?;
+    c.batch_execute(&format!(
+        "SET application_name = 'vkv-listen'; LISTEN {CHANNEL}; LISTEN {LEASE_CHANNEL}"
+    ))?;
+    Ok(c)
+}
+
+impl Listener {
+    fn run(&self, first: Client) {
+        let mut failing = false;
+        let mut first = Some(first);
+        while !self.stop.load(Ordering::Acquire) {
+            let fresh = first.is_none();
+            let mut client = match first.take().map_or_else(|| connect(&self.target), Ok) {
+                Ok(c) => c,
+                Err(e) => {
+                    if !failing {
+                        log::warn!("PostgreSQL LISTEN connection failed ({e}); retrying");
+                        failing = true;
+                    }
+                    std::thread::sleep(TICK);
+                    continue;
+                }
+            };
+            if failing {
+                log::info!("PostgreSQL LISTEN connection is back; re-checking parked watchers");
+                failing = false;
+            }
+            if fresh {
+                // Whatever was committed while no one listened: nothing
+                // cached is known to be current, and parked watchers may be
+                // behind.
+                self.cache.clear();
+                for key in self.watchers.watched_keys() {
+                    self.wake(&key);
+                }
+            }
+            let served = self.listen(&mut client);
+            self.leases.revoke();
+            match served {
+                Ok(()) => {
+                    // Stopping: writers need not wait for this lease.
+                    let me = self.leases.me;
+                    let _ =
+                        client.batch_execute(&format!("DELETE FROM vkv_replicas WHERE id = {me}"));
+                }
+                Err(e) => {
+                    log::warn!("PostgreSQL LISTEN connection lost ({e}); reconnecting");
                     failing = true;
                 }
-                std::thread::sleep(TICK);
+            }
+        }
+        log::debug!("PostgreSQL listener stopped");
+    }
+
+    /// Serves notifications and renews the lease until the connection
+    /// fails or `stop` is set.
+    fn listen(&self, client: &mut Client) -> Result<(), postgres::Error> {
+        let leases = &self.leases;
+        // The renewal in flight: its number and when it was sent.
+        let mut renewal: Option<(u64, Instant)> = None;
+        let mut renewals = 0u64;
+        let wait = if leases.lease.is_zero() {
+            TICK
+        } else {
+            TICK.min(leases.lease / 10)
+        };
+        while !self.stop.load(Ordering::Acquire) {
+            // A renewal that never came back within a lease was lost.
+            if leases.renewal_due() && renewal.is_none_or(|(_, t)| t.elapsed() > leases.lease) {
+                renewals += 1;
+                renewal = Some((renewals, Instant::now()));
+                client.batch_execute(&renew_sql(leases, renewals))?;
+            }
+            // While a renewal is out, look often: PostgreSQL may hold back
+            // its notification until a later one makes it read its queue
+            // again (seen: hundreds of ms with two replicas under load), so
+            // an empty notification makes it do so.
+            let batch = next_batch(client, if renewal.is_some() { POKE } else { wait })?;
+            if batch.is_empty() {
+                if client.is_closed() {
+                    // Seen as an error on the next round; make it one now.
+                    client.simple_query("")?;
+                }
+                if renewal.is_some() {
+                    client.batch_execute(&format!(
+                        "BEGIN; SET LOCAL synchronous_commit = off;
+                         SELECT pg_notify('{LEASE_CHANNEL}', ''); COMMIT"
+                    ))?;
+                }
                 continue;
             }
-        };
-        if failing {
-            log::info!("PostgreSQL LISTEN connection is back; re-checking parked watchers");
-            failing = false;
-        }
-        // Whatever was committed while no one listened.
-        for key in watchers.watched_keys() {
-            wake(reads, watchers, &key);
-        }
-        if let Err(e) = listen(&mut client, reads, watchers, stop) {
-            log::warn!("PostgreSQL LISTEN connection lost ({e}); reconnecting");
-            failing = true;
-        }
-    }
-    log::debug!("PostgreSQL listener stopped");
-}
-
-/// Serves notifications until the connection fails or `stop` is set.
-fn listen(
-    client: &mut Client,
-    reads: &PgReads,
-    watchers: &Watchers,
-    stop: &AtomicBool,
-) -> Result<(), postgres::Error> {
-    while !stop.load(Ordering::Acquire) {
-        {
-            let mut notifications = client.notifications();
-            let mut iter = notifications.timeout_iter(TICK);
-            while let Some(n) = iter.next()? {
-                if let Some(key) = unhex(n.payload()) {
-                    wake(reads, watchers, &key);
+            let done = self.handle(client, batch, renewal.map(|(n, _)| n))?;
+            if done && let Some((_, sent)) = renewal.take() {
+                if !leases.held() {
+                    // It had run out: reads asked the database meanwhile.
+                    log::debug!("read lease taken again ({:?} to renew)", sent.elapsed());
                 }
+                leases.grant(sent);
             }
         }
-        if client.is_closed() {
-            // Seen as an error on the next round; make it one now.
-            client.simple_query("")?;
+        Ok(())
+    }
+
+    /// Handles one batch of notifications, in order: drops the keys other
+    /// replicas wrote from the cache, acknowledges their groups, wakes the
+    /// watchers. Whether the renewal `renewal` came back in it.
+    fn handle(
+        &self,
+        client: &mut Client,
+        batch: Vec<Notification>,
+        renewal: Option<u64>,
+    ) -> Result<bool, postgres::Error> {
+        let me = self.leases.me;
+        // Keys seen since the last marker; the keys to drop; every key
+        // written (for the watchers); the newest group of each replica.
+        let (mut pending, mut stale, mut written) = (Vec::new(), Vec::new(), BTreeSet::new());
+        let mut groups: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut synced = false;
+        for n in batch {
+            if n.channel() == CHANNEL {
+                if let Some(key) = unhex(n.payload()) {
+                    pending.push(key);
+                }
+                continue;
+            }
+            match Message::parse(n.payload()) {
+                Some(Message::Group { origin, seq, keys }) => {
+                    // A transaction's notifications are contiguous: its
+                    // keys are the last `keys` seen.
+                    let ours = pending.split_off(pending.len().saturating_sub(keys));
+                    stale.append(&mut pending);
+                    if origin == me {
+                        written.extend(ours);
+                    } else {
+                        stale.extend(ours);
+                        let g = groups.entry(origin).or_insert(0);
+                        *g = (*g).max(seq);
+                    }
+                }
+                Some(Message::Ack { from, groups }) => {
+                    for (origin, seq) in groups {
+                        if origin == me {
+                            self.leases.acknowledged(from, seq);
+                        }
+                    }
+                }
+                Some(Message::Sync { id, n }) => synced |= id == me && Some(n) == renewal,
+                None => {}
+            }
+        }
+        // Keys of no marker (a writer of an older vkv): dropped too.
+        stale.append(&mut pending);
+        for key in &stale {
+            self.cache.remove(key);
+        }
+        if !groups.is_empty() {
+            let ack = Message::Ack {
+                from: me,
+                groups: groups.into_iter().collect(),
+            };
+            // Lost with a crash, an acknowledgement only makes a writer
+            // wait out the lease: no need to wait for the disk.
+            client.batch_execute(&format!(
+                "BEGIN; SET LOCAL synchronous_commit = off;
+                 SELECT pg_notify('{LEASE_CHANNEL}', '{}'); COMMIT",
+                ack.payload()
+            ))?;
+        }
+        written.extend(stale);
+        for key in &written {
+            self.wake(key);
+        }
+        Ok(synced)
+    }
+    /// Hands the latest version of `key` to its watchers, if it has any.
+    fn wake(&self, key: &str) {
+        if !self.watchers.is_watched(key) {
+            return;
+        }
+        match self.reads.latest(key) {
+            Ok(Some(v)) => self.watchers.notify(&Arc::new(v)),
+            Ok(None) => {}
+            Err(e) => log::warn!("cannot read key '{key}' for its watchers: {e}"),
         }
     }
-    Ok(())
 }
 
-/// Hands the latest version of `key` to its watchers, if it has any.
-fn wake(reads: &PgReads, watchers: &Watchers, key: &str) {
-    if !watchers.is_watched(key) {
-        return;
+/// The notifications that arrive within `wait`, and those right behind the
+/// first.
+fn next_batch(client: &mut Client, wait: Duration) -> Result<Vec<Notification>, postgres::Error> {
+    let mut notifications = client.notifications();
+    let Some(first) = notifications.timeout_iter(wait).next()? else {
+        return Ok(Vec::new());
+    };
+    let mut batch = vec![first];
+    let mut more = notifications.iter();
+    while batch.len() < MAX_BATCH {
+        match more.next()? {
+            Some(n) => batch.push(n),
+            None => break,
+        }
     }
-    match reads.latest(key) {
-        Ok(Some(v)) => watchers.notify(&Arc::new(v)),
-        Ok(None) => {}
-        Err(e) => log::warn!("cannot read key '{key}' for its watchers: {e}"),
-    }
+    Ok(batch)
+}
+
+/// Renewal `n` of this replica's lease: under the lease lock taken
+/// exclusive, so no write is between reading the holders and its commit;
+/// durable (a standby promoted after a crash must know the lease); its
+/// notification, once back, says every earlier commit was seen. Rows of
+/// replicas gone for an hour are removed.
+fn renew_sql(leases: &Leases, n: u64) -> String {
+    let (me, ms) = (leases.me, leases.lease.as_millis());
+    let sync = Message::Sync { id: me, n }.payload();
+    format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({LEASE_LOCK});
+         INSERT INTO vkv_replicas (id, lease_until)
+             VALUES ({me}, clock_timestamp() + interval '{ms} milliseconds')
+             ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until;
+         DELETE FROM vkv_replicas WHERE lease_until < clock_timestamp() - interval '1 hour';
+         SELECT pg_notify('{LEASE_CHANNEL}', '{sync}'); COMMIT"
+    )
 }
 
 /// The key a payload names (hex of its bytes).

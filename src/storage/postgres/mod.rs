@@ -11,8 +11,12 @@
 //!   was sent; callers are answered through callbacks);
 //! - `apply.rs`: the writer thread's transaction (heads locked in key
 //!   order, decisions in memory, one write statement, `NOTIFY`);
-//! - `listen.rs`: the `LISTEN` thread that wakes this replica's watchers
-//!   on other replicas' commits.
+//! - `lease.rs`: read leases, which let a replica serve its cache without
+//!   a round trip (writes wait until every holder dropped what they
+//!   changed);
+//! - `listen.rs`: the `LISTEN` thread: drops other replicas' writes from
+//!   the cache and acknowledges them, renews the lease, wakes this
+//!   replica's watchers on other replicas' commits.
 //!
 //! The `postgres` crate runs each call on a private current-thread tokio
 //! runtime inside the blocking call: no runtime of vkv's, no futures.
@@ -21,6 +25,7 @@ mod apply;
 pub(crate) mod bulk;
 mod confirm;
 mod conn;
+mod lease;
 mod listen;
 mod reads;
 mod schema;
@@ -81,18 +86,23 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
             target.config.clone(),
             target.tls.clone(),
         )));
+    let leases = Arc::new(lease::Leases::new(config.read_lease));
     let reads = Arc::new(reads::PgReads {
         confirm: confirm::Confirmer::start(pool.clone())?,
         pool,
         location: url.clone(),
+        leases: Arc::clone(&leases),
     });
     let stop = Arc::new(AtomicBool::new(false));
-    listen::start(
-        target.clone(),
-        Arc::clone(&reads),
-        hooks.watchers,
-        Arc::clone(&stop),
-    )?;
+    listen::start(listen::Listener {
+        target: target.clone(),
+        reads: Arc::clone(&reads),
+        watchers: hooks.watchers,
+        cache: hooks.cache,
+        leases: Arc::clone(&leases),
+        stop: Arc::clone(&stop),
+    })
+    .map_err(fail)?;
     let shard = (std::collections::hash_map::RandomState::new().hash_one(std::process::id())
         % schema::COUNTER_SHARDS as u64) as i32;
     log::info!("PostgreSQL {url}: schema ready, this replica counts in shard {shard}");
@@ -105,6 +115,8 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
             max_versions: config.max_versions,
             outcome_unknown: false,
             stop,
+            leases,
+            seq: 0,
         }),
     })
 }

@@ -3,12 +3,15 @@
 //! statement on the primary, so it sees every commit acknowledged before it
 //! was sent, whichever replica made it.
 
+use std::sync::Arc;
+
 use postgres::Row;
 use r2d2::Pool;
 use serde_json::value::RawValue;
 
 use super::confirm::Confirmer;
 use super::conn::Manager;
+use super::lease::Leases;
 use crate::error::StoreError;
 use crate::storage::{DbStats, Fresh, KeyInfo, LatestReply, Reads, VersionInfo, VersionReply};
 use crate::version::Versioned;
@@ -20,6 +23,8 @@ pub(crate) struct PgReads {
     pub location: String,
     /// Latest reads, in shared rounds.
     pub confirm: Confirmer,
+    /// This replica's read lease.
+    pub leases: Arc<Leases>,
 }
 
 impl PgReads {
@@ -36,8 +41,8 @@ impl Reads for PgReads {
         }
     }
 
-    fn sole_writer(&self) -> bool {
-        false
+    fn cache_is_current(&self) -> bool {
+        self.leases.held()
     }
 
     fn latest_unless(&self, key: &str, known: &Versioned) -> Result<Fresh, StoreError> {

@@ -2,7 +2,7 @@
 //! under an advisory lock, so that replicas starting at once against an
 //! empty database do not race (the second waits, then finds it done).
 //!
-//! Schema (version 3), the SQLite one's counterpart:
+//! Schema (version 4), the SQLite one's counterpart:
 //! - `vkv_versions(key, version, ts_ms, value, deleted)`, primary key
 //!   `(key, version)`. Keys are `bytea`: PostgreSQL's `text` cannot hold a
 //!   NUL character, which a key may contain, and `bytea` compares bytewise,
@@ -16,6 +16,8 @@
 //! - `vkv_counters(shard, keys, versions)`: totals in 64 rows; each replica
 //!   adds to its own shard in its write transactions, and `/db/stats` sums
 //!   them, so no single hot row serializes the writes of every replica;
+//! - `vkv_replicas(id, lease_until)` (version 4): each replica's read
+//!   lease, until when on the primary's clock (`lease.rs`);
 //! - `vkv_meta(id, schema_version)`: one row.
 
 use postgres::Client;
@@ -23,7 +25,7 @@ use postgres::Client;
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The oldest PostgreSQL accepted (`server_version_num`).
 pub const MIN_SERVER_VERSION: i32 = 120_000;
@@ -65,6 +67,11 @@ const MIGRATIONS: &[&str] = &[
     // changes `latest`, and a column in an index (or its predicate) would
     // make every head update a non-HOT one.
     "CREATE INDEX vkv_keys_live ON vkv_keys (key) WHERE NOT deleted;",
+    // 3 -> 4: read leases (`lease.rs`).
+    "CREATE TABLE vkv_replicas (
+        id bigint PRIMARY KEY,
+        lease_until timestamptz NOT NULL
+    );",
 ];
 
 /// Refuses a server older than [`MIN_SERVER_VERSION`] (`server` is its

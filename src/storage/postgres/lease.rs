@@ -1,0 +1,253 @@
+//! Read leases: how a replica serves a key's latest version from its cache
+//! with no round trip, and still never returns a version older than a
+//! write acknowledged anywhere before the read began.
+//!
+//! The rules (docs/scaling.md, "Read leases", has the argument):
+//! - A replica holds a lease while its `LISTEN` connection is up: a row of
+//!   `vkv_replicas` says until when (the primary's clock), renewed every
+//!   third of the lease. It serves cached latest versions only until its
+//!   own deadline, `lease * 0.9` after it *sent* the renewal (its clock may
+//!   run a little fast).
+//! - Every write transaction takes the lease lock shared; a renewal takes
+//!   it exclusive. Before `COMMIT` a write reads who holds a lease, and
+//!   `NOTIFY`s its keys and a marker `g ORIGIN SEQ KEYS`.
+//! - A holder drops the keys of every marker from another replica from its
+//!   cache, then acknowledges: `a HOLDER ORIGIN:SEQ ...`.
+//! - The write's answer waits, after the commit, until every holder it saw
+//!   acknowledged it or that holder's lease ran out.
+//! - A renewal `NOTIFY`s `s ID N` and counts only once its own notification
+//!   came back: every write committed before the renewal was then seen
+//!   (notifications arrive in commit order), so a replica whose lease had
+//!   lapsed cannot keep a key a write it did not wait for changed.
+//! - After its `LISTEN` connection is lost a replica holds no lease and
+//!   empties its cache before the next one (notifications were missed).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The channel of markers, acknowledgements and renewals.
+pub(crate) const LEASE_CHANNEL: &str = "vkv_lease";
+
+/// The advisory lock writes take shared and renewals exclusive ("vkvL").
+pub(crate) const LEASE_LOCK: i64 = 0x766b_764c;
+
+/// A replica's lease state and the acknowledgements its writes wait for.
+pub(crate) struct Leases {
+    /// This replica's id (random per process).
+    pub me: i64,
+    /// How long a lease lasts (zero: no leases; every latest read is
+    /// confirmed by the database).
+    pub lease: Duration,
+    epoch: Instant,
+    /// Nanoseconds after `epoch` until which the lease holds (0: none).
+    deadline: AtomicU64,
+    /// The highest write group of ours each other replica acknowledged.
+    acked: Mutex<HashMap<i64, u64>>,
+    arrived: Condvar,
+}
+
+impl Leases {
+    pub fn new(lease: Duration) -> Leases {
+        // Zero is "no replica" in no message, and ids stay positive.
+        let me = (rand_u64() >> 1).max(1) as i64;
+        Leases {
+            me,
+            lease,
+            epoch: Instant::now(),
+            deadline: AtomicU64::new(0),
+            acked: Mutex::new(HashMap::new()),
+            arrived: Condvar::new(),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a cached latest version may be served now.
+    pub fn held(&self) -> bool {
+        self.nanos(Instant::now()) < self.deadline.load(Ordering::Acquire)
+    }
+
+    /// The lease holds until `sent + lease * 0.9`, `sent` being when its
+    /// renewal was sent.
+    pub fn grant(&self, sent: Instant) {
+        let until = sent + self.lease.mul_f64(0.9);
+        self.deadline.store(self.nanos(until), Ordering::Release);
+    }
+
+    /// No lease from now on (until the next grant).
+    pub fn revoke(&self) {
+        self.deadline.store(0, Ordering::Release);
+    }
+
+    /// Whether a renewal is due: no lease, or less than two thirds left.
+    pub fn renewal_due(&self) -> bool {
+        let left = self
+            .deadline
+            .load(Ordering::Acquire)
+            .saturating_sub(self.nanos(Instant::now()));
+        !self.lease.is_zero() && Duration::from_nanos(left) < self.lease.mul_f64(0.6)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<i64, u64>> {
+        self.acked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `from` acknowledged our write group `seq` (and every one before).
+    pub fn acknowledged(&self, from: i64, seq: u64) {
+        let mut acked = self.lock();
+        let e = acked.entry(from).or_insert(0);
+        *e = (*e).max(seq);
+        drop(acked);
+        self.arrived.notify_all();
+    }
+
+    /// Waits until each of `holders` (id, lease left when it was read)
+    /// acknowledged our write group `seq`, or its lease ran out counted
+    /// from `since` (after the commit returned, so later than the lease's
+    /// end on the primary's clock).
+    pub fn wait_for(&self, seq: u64, holders: &[(i64, Duration)], since: Instant) {
+        let mut acked = self.lock();
+        loop {
+            let now = Instant::now();
+            let next = holders
+                .iter()
+                .filter(|(id, _)| acked.get(id).copied().unwrap_or(0) < seq)
+                .map(|(_, left)| since + *left)
+                .filter(|end| *end > now)
+                .min();
+            let Some(end) = next else { return };
+            acked = self
+                .arrived
+                .wait_timeout(acked, end - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A random number (std's hasher keys are random per process).
+fn rand_u64() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one((std::process::id(), Instant::now()))
+}
+
+/// A message on [`LEASE_CHANNEL`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Message {
+    /// A write group of `origin` committed; its `keys` key notifications
+    /// came just before.
+    Group { origin: i64, seq: u64, keys: usize },
+    /// `from` dropped the keys of these groups (origin, seq).
+    Ack { from: i64, groups: Vec<(i64, u64)> },
+    /// Renewal `n` of `id` committed.
+    Sync { id: i64, n: u64 },
+}
+
+impl Message {
+    pub fn parse(payload: &str) -> Option<Message> {
+        let mut words = payload.split(' ');
+        let kind = words.next()?;
+        let id: i64 = words.next()?.parse().ok()?;
+        match kind {
+            "g" => Some(Message::Group {
+                origin: id,
+                seq: words.next()?.parse().ok()?,
+                keys: words.next()?.parse().ok()?,
+            }),
+            "a" => Some(Message::Ack {
+                from: id,
+                groups: words
+                    .map(|w| {
+                        let (o, s) = w.split_once(':')?;
+                        Some((o.parse().ok()?, s.parse().ok()?))
+                    })
+                    .collect::<Option<Vec<_>>>()?,
+            }),
+            "s" => Some(Message::Sync {
+                id,
+                n: words.next()?.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn payload(&self) -> String {
+        match self {
+            Message::Group { origin, seq, keys } => format!("g {origin} {seq} {keys}"),
+            Message::Ack { from, groups } => {
+                let mut s = format!("a {from}");
+                for (o, q) in groups {
+                    s.push_str(&format!(" {o}:{q}"));
+                }
+                s
+            }
+            Message::Sync { id, n } => format!("s {id} {n}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        for m in [
+            Message::Group {
+                origin: 7,
+                seq: 12,
+                keys: 3,
+            },
+            Message::Ack {
+                from: 9,
+                groups: vec![(7, 12), (8, 1)],
+            },
+            Message::Sync { id: 9, n: 4 },
+        ] {
+            assert_eq!(Message::parse(&m.payload()), Some(m));
+        }
+        assert_eq!(Message::parse("g 7 x 1"), None);
+        assert_eq!(Message::parse("a 9 7-12"), None);
+        assert_eq!(Message::parse(""), None);
+    }
+
+    #[test]
+    fn a_write_waits_for_each_holder_or_its_lease() {
+        let l = std::sync::Arc::new(Leases::new(Duration::from_secs(1)));
+        // Acknowledged already: no wait.
+        l.acknowledged(5, 3);
+        let t = Instant::now();
+        l.wait_for(3, &[(5, Duration::from_secs(60))], t);
+        assert!(t.elapsed() < Duration::from_secs(30));
+        // Never acknowledged: the lease's end.
+        let t = Instant::now();
+        l.wait_for(4, &[(5, Duration::from_millis(50))], t);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // Acknowledged by another thread meanwhile.
+        let other = std::sync::Arc::clone(&l);
+        let ack = std::thread::spawn(move || other.acknowledged(6, 9));
+        let t = Instant::now();
+        l.wait_for(9, &[(6, Duration::from_secs(60))], t);
+        assert!(t.elapsed() < Duration::from_secs(30));
+        ack.join().unwrap();
+    }
+
+    #[test]
+    fn a_lease_holds_until_its_deadline_only() {
+        let l = Leases::new(Duration::from_millis(200));
+        assert!(!l.held() && l.renewal_due());
+        l.grant(Instant::now());
+        assert!(l.held() && !l.renewal_due());
+        l.grant(Instant::now() - Duration::from_secs(1));
+        assert!(!l.held());
+        l.grant(Instant::now());
+        l.revoke();
+        assert!(!l.held());
+        let off = Leases::new(Duration::ZERO);
+        assert!(!off.renewal_due());
+    }
+}
