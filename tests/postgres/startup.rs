@@ -122,7 +122,7 @@ fn a_schema_1_database_is_migrated_and_keeps_its_data() {
     psql(
         &db,
         "DROP INDEX vkv_keys_live; ALTER TABLE vkv_keys DROP COLUMN purged_latest;
-         DROP TABLE vkv_replicas; UPDATE vkv_meta SET schema_version = 1",
+         DROP TABLE vkv_replicas, vkv_acks; UPDATE vkv_meta SET schema_version = 1",
     );
     let s = Server::start_on(&url, &[]);
     assert!(s.log_text().contains("migrated to vkv schema version 4"));

@@ -59,11 +59,42 @@ pub(crate) struct PgCommitter {
     pub leases: Arc<Leases>,
     /// The last write group this replica numbered.
     pub seq: u64,
+    /// Answers are held until then after a reconnection (see
+    /// [`PgCommitter::commit`]).
+    pub fence: Option<std::time::Instant>,
 }
 
 /// Who held a read lease when a write group committed: the group's number
-/// and each holder with the time its lease had left.
-type Holders = (u64, Vec<(i64, Duration)>);
+/// and each holder.
+type Holders = (u64, Vec<Holder>);
+
+/// A replica holding a read lease, as a write read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Holder {
+    id: i64,
+    /// The time its lease had left.
+    left: Duration,
+    /// Which lease: a lease taken anew (not extended) has another, and its
+    /// holder saw every commit before it (`listen.rs`).
+    epoch: i64,
+}
+
+/// The leases of the replicas `WHERE` picks that hold now: id, time
+/// left, epoch (as [`leases_now`] reads them).
+const HOLDERS: &str =
+    "SELECT id, (extract(epoch FROM lease_until - clock_timestamp()) * 1000000)::bigint,
+     epoch FROM vkv_replicas WHERE lease_until > clock_timestamp() AND ";
+
+impl Holder {
+    /// A holder from the columns of [`HOLDERS`].
+    fn of(id: i64, left_us: i64, epoch: i64) -> Holder {
+        Holder {
+            id,
+            left: Duration::from_micros(left_us.max(0) as u64),
+            epoch,
+        }
+    }
+}
 
 /// Why an attempt failed.
 enum TxError {
@@ -91,11 +122,82 @@ impl PgCommitter {
                 ))
             })?;
             self.conn = Some(conn);
+            // Maybe a promoted standby, which may have missed the last
+            // renewals of leases (they commit without waiting for the disk
+            // or a standby): none of those outlives a lease from now.
+            self.fence = Some(std::time::Instant::now() + self.leases.lease);
         }
         self.conn
             .as_mut()
             .ok_or_else(|| StoreError::Internal("no connection".into()))
     }
+}
+
+impl PgCommitter {
+    /// Waits until every lease holder of `holders` acknowledged group
+    /// `seq`, or its lease ran out, reading again the leases of those that
+    /// did not answer in time (a holder may have extended its lease before
+    /// it dropped our keys). While the database cannot be asked, it waits a
+    /// lease and asks again (the stall watchdog answers the callers).
+    /// A holder whose lease is now another one (taken anew after the
+    /// commit) saw the group, and is not waited for.
+    fn await_holders(&mut self, seq: u64, mut holders: Vec<Holder>) {
+        loop {
+            let waits: Vec<(i64, Duration)> = holders.iter().map(|h| (h.id, h.left)).collect();
+            let late = self.leases.wait_for(seq, &waits, std::time::Instant::now());
+            if late.is_empty() {
+                return;
+            }
+            let me = self.leases.me;
+            match self.connection().and_then(|c| leases_now(c, &late, me)) {
+                Ok(now) => {
+                    holders = now
+                        .into_iter()
+                        .filter(|(n, acked)| {
+                            if *acked >= seq {
+                                // Its notification was missed.
+                                self.leases.acknowledged(n.id, *acked);
+                            }
+                            *acked < seq
+                                && holders.iter().any(|h| h.id == n.id && h.epoch == n.epoch)
+                        })
+                        .map(|(n, _)| n)
+                        .collect();
+                    if holders.is_empty() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    log::warn!("cannot read the read leases ({e}); waiting a lease");
+                    let lease = self.leases.lease;
+                    holders.retain(|h| late.contains(&h.id));
+                    holders.iter_mut().for_each(|h| h.left = lease);
+                }
+            }
+        }
+    }
+}
+
+/// The leases of `ids` that hold now, each with the last write group of
+/// `origin` it acknowledged.
+fn leases_now(
+    conn: &mut PgConn,
+    ids: &[i64],
+    origin: i64,
+) -> Result<Vec<(Holder, u64)>, StoreError> {
+    let rows = conn.query(
+        "SELECT r.id, (extract(epoch FROM r.lease_until - clock_timestamp()) * 1000000)::bigint,
+             r.epoch, coalesce(a.seq, 0)
+         FROM vkv_replicas r LEFT JOIN vkv_acks a ON a.holder = r.id AND a.origin = $2
+         WHERE r.lease_until > clock_timestamp() AND r.id = ANY($1)",
+        &[&ids, &origin],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let holder = Holder::of(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            Ok((holder, r.try_get::<_, i64>(3)?.max(0) as u64))
+        })
+        .collect()
 }
 
 impl Committer for PgCommitter {
@@ -114,8 +216,12 @@ impl Committer for PgCommitter {
                     // Answered only once no holder of a read lease can
                     // still serve what this group replaced.
                     if let Some((seq, holders)) = holders {
-                        self.leases
-                            .wait_for(seq, &holders, std::time::Instant::now());
+                        self.await_holders(seq, holders);
+                    }
+                    if let Some(fence) = self.fence.take() {
+                        std::thread::sleep(
+                            fence.saturating_duration_since(std::time::Instant::now()),
+                        );
                     }
                     return Ok(outcomes);
                 }
@@ -271,33 +377,26 @@ fn commit_marked(
     conn: &mut PgConn,
     (origin, seq): (i64, u64),
     keys: usize,
-) -> Result<Vec<(i64, Duration)>, TxError> {
+) -> Result<Vec<Holder>, TxError> {
     let marker = Message::Group { origin, seq, keys }.payload();
     let replies = conn
         .client
         .simple_query(&format!(
-            "SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
-             SELECT id, (extract(epoch FROM lease_until - clock_timestamp()) * 1000000)::bigint
-                 FROM vkv_replicas WHERE lease_until > clock_timestamp() AND id <> {origin};
-             COMMIT"
+            "SELECT pg_notify('{LEASE_CHANNEL}', '{marker}'); {HOLDERS} id <> {origin}; COMMIT"
         ))
         .map_err(TxError::AtCommit)?;
-    let mut holders = Vec::new();
-    for reply in replies {
-        let postgres::SimpleQueryMessage::Row(row) = reply else {
-            continue;
-        };
-        if row.len() != 2 {
-            continue;
-        }
-        let (Some(id), Some(left)) = (row.get(0), row.get(1)) else {
-            continue;
-        };
-        if let (Ok(id), Ok(left)) = (id.parse::<i64>(), left.parse::<i64>()) {
-            holders.push((id, Duration::from_micros(left.max(0) as u64)));
-        }
-    }
-    Ok(holders)
+    let number = |row: &postgres::SimpleQueryRow, i| row.get(i).and_then(|v| v.parse().ok());
+    Ok(replies
+        .iter()
+        .filter_map(|reply| match reply {
+            postgres::SimpleQueryMessage::Row(row) if row.len() == 3 => Some(Holder::of(
+                number(row, 0)?,
+                number(row, 1)?,
+                number(row, 2)?,
+            )),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Locks (creating placeholders for) the head rows of `keys`, in order.

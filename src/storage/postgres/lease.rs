@@ -12,15 +12,25 @@
 //!   it exclusive. Before `COMMIT` a write reads who holds a lease, and
 //!   `NOTIFY`s its keys and a marker `g ORIGIN SEQ KEYS`.
 //! - A holder drops the keys of every marker from another replica from its
-//!   cache, then acknowledges: `a HOLDER ORIGIN:SEQ ...`.
+//!   cache, then acknowledges: `a HOLDER ORIGIN:SEQ ...`, and in
+//!   `vkv_acks`.
 //! - The write's answer waits, after the commit, until every holder it saw
-//!   acknowledged it or that holder's lease ran out.
-//! - A renewal `NOTIFY`s `s ID N` and counts only once its own notification
-//!   came back: every write committed before the renewal was then seen
+//!   acknowledged it, or that holder's lease ran out, or it holds another
+//!   lease (`epoch`) than the one the write saw; when a holder's time is
+//!   up the write reads its lease and acknowledgement again (a lease may
+//!   have been extended meanwhile).
+//! - A renewal that extends a lease still valid on the primary's clock
+//!   counts at once: every write since that lease was taken saw it. One
+//!   that takes a lease anew `NOTIFY`s `s ID N` and counts only once its own
+//!   notification came back: every write committed before it was then seen
 //!   (notifications arrive in commit order), so a replica whose lease had
 //!   lapsed cannot keep a key a write it did not wait for changed.
-//! - After its `LISTEN` connection is lost a replica holds no lease and
-//!   empties its cache before the next one (notifications were missed).
+//! - After its `LISTEN` connection is lost a replica holds no lease, deletes
+//!   its row when it reconnects, and empties its cache before the next one
+//!   (notifications were missed).
+//! - Renewals and acknowledgements commit without waiting for the disk; a
+//!   writer that reconnects (maybe to a promoted standby, which may have
+//!   missed a renewal) holds its next answers for a lease.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,19 +117,25 @@ impl Leases {
 
     /// Waits until each of `holders` (id, lease left when it was read)
     /// acknowledged our write group `seq`, or its lease ran out counted
-    /// from `since` (after the commit returned, so later than the lease's
-    /// end on the primary's clock).
-    pub fn wait_for(&self, seq: u64, holders: &[(i64, Duration)], since: Instant) {
+    /// from `since` (after the lease was read, so later than the lease's
+    /// end on the primary's clock). Returns the holders that did not
+    /// acknowledge: their leases must be read again, since a holder extends
+    /// its lease without a wait (`listen.rs`).
+    pub fn wait_for(&self, seq: u64, holders: &[(i64, Duration)], since: Instant) -> Vec<i64> {
         let mut acked = self.lock();
         loop {
             let now = Instant::now();
-            let next = holders
+            let waiting = holders
                 .iter()
-                .filter(|(id, _)| acked.get(id).copied().unwrap_or(0) < seq)
+                .filter(|(id, _)| acked.get(id).copied().unwrap_or(0) < seq);
+            let next = waiting
+                .clone()
                 .map(|(_, left)| since + *left)
                 .filter(|end| *end > now)
                 .min();
-            let Some(end) = next else { return };
+            let Some(end) = next else {
+                return waiting.map(|(id, _)| *id).collect();
+            };
             acked = self
                 .arrived
                 .wait_timeout(acked, end - now)
@@ -221,17 +237,17 @@ mod tests {
         // Acknowledged already: no wait.
         l.acknowledged(5, 3);
         let t = Instant::now();
-        l.wait_for(3, &[(5, Duration::from_secs(60))], t);
+        assert!(l.wait_for(3, &[(5, Duration::from_secs(60))], t).is_empty());
         assert!(t.elapsed() < Duration::from_secs(30));
-        // Never acknowledged: the lease's end.
+        // Never acknowledged: the lease's end, and named.
         let t = Instant::now();
-        l.wait_for(4, &[(5, Duration::from_millis(50))], t);
+        assert_eq!(l.wait_for(4, &[(5, Duration::from_millis(50))], t), vec![5]);
         assert!(t.elapsed() >= Duration::from_millis(50));
         // Acknowledged by another thread meanwhile.
         let other = std::sync::Arc::clone(&l);
         let ack = std::thread::spawn(move || other.acknowledged(6, 9));
         let t = Instant::now();
-        l.wait_for(9, &[(6, Duration::from_secs(60))], t);
+        assert!(l.wait_for(9, &[(6, Duration::from_secs(60))], t).is_empty());
         assert!(t.elapsed() < Duration::from_secs(30));
         ack.join().unwrap();
     }

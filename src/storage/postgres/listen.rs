@@ -50,8 +50,8 @@ pub(crate) struct Listener {
 /// that no commit of another replica goes unseen), then starts the thread;
 /// it stops when `stop` is set.
 pub(crate) fn start(listener: Listener) -> Result<(), String> {
-    let first =
-        connect(&listener.target).map_err(|e| format!("cannot LISTEN: {}", super::describe(&e)))?;
+    let first = connect(&listener.target, &listener.leases)
+        .map_err(|e| format!("cannot LISTEN: {}", super::describe(&e)))?;
     std::thread::Builder::new()
         .name("vkv-pg-listen".into())
         .spawn(move || listener.run(first))
@@ -60,22 +60,29 @@ pub(crate) fn start(listener: Listener) -> Result<(), String> {
 }
 
 /// A connection that listens on both channels, named in
-/// `pg_stat_activity`.
-fn connect(target: &Target) -> Result<Client, postgres::Error> {
+/// `pg_stat_activity`. This replica's lease row goes: writes that waited
+/// for it while no one listened (it missed their notifications, so it can
+/// never acknowledge them) stop waiting, and its next lease is taken anew.
+fn connect(target: &Target, leases: &Leases) -> Result<Client, postgres::Error> {
     let mut c = target.connect()?;
     c.batch_execute(&format!(
-        "SET application_name = 'vkv-listen'; LISTEN {CHANNEL}; LISTEN {LEASE_CHANNEL}"
+        "SET application_name = 'vkv-listen'; LISTEN {CHANNEL}; LISTEN {LEASE_CHANNEL};
+         DELETE FROM vkv_replicas WHERE id = {}",
+        leases.me
     ))?;
     Ok(c)
 }
 
 impl Listener {
     fn run(&self, first: Client) {
-        let mut failing = false;
+        let (mut failing, mut renewals) = (false, 0u64);
         let mut first = Some(first);
         while !self.stop.load(Ordering::Acquire) {
             let fresh = first.is_none();
-            let mut client = match first.take().map_or_else(|| connect(&self.target), Ok) {
+            let mut client = match first
+                .take()
+                .map_or_else(|| connect(&self.target, &self.leases), Ok)
+            {
                 Ok(c) => c,
                 Err(e) => {
                     if !failing {
@@ -99,7 +106,7 @@ impl Listener {
                     self.wake(&key);
                 }
             }
-            let served = self.listen(&mut client);
+            let served = self.listen(&mut client, &mut renewals);
             self.leases.revoke();
             match served {
                 Ok(()) => {
@@ -119,11 +126,12 @@ impl Listener {
 
     /// Serves notifications and renews the lease until the connection
     /// fails or `stop` is set.
-    fn listen(&self, client: &mut Client) -> Result<(), postgres::Error> {
+    /// `renewals` numbers renewals over the process's life: a lease taken
+    /// anew after a reconnection has another epoch.
+    fn listen(&self, client: &mut Client, renewals: &mut u64) -> Result<(), postgres::Error> {
         let leases = &self.leases;
         // The renewal in flight: its number and when it was sent.
         let mut renewal: Option<(u64, Instant)> = None;
-        let mut renewals = 0u64;
         let wait = if leases.lease.is_zero() {
             TICK
         } else {
@@ -132,9 +140,15 @@ impl Listener {
         while !self.stop.load(Ordering::Acquire) {
             // A renewal that never came back within a lease was lost.
             if leases.renewal_due() && renewal.is_none_or(|(_, t)| t.elapsed() > leases.lease) {
-                renewals += 1;
-                renewal = Some((renewals, Instant::now()));
-                client.batch_execute(&renew_sql(leases, renewals))?;
+                *renewals += 1;
+                let sent = Instant::now();
+                if renew(client, leases, *renewals)? {
+                    // An extension: granted now (see `renew`).
+                    leases.grant(sent);
+                    renewal = None;
+                } else {
+                    renewal = Some((*renewals, sent));
+                }
             }
             // While a renewal is out, look often: PostgreSQL may hold back
             // its notification until a later one makes it read its queue
@@ -158,7 +172,7 @@ impl Listener {
             if done && let Some((_, sent)) = renewal.take() {
                 if !leases.held() {
                     // It had run out: reads asked the database meanwhile.
-                    log::debug!("read lease taken again ({:?} to renew)", sent.elapsed());
+                    log::info!("read lease taken again ({:?} to renew)", sent.elapsed());
                 }
                 leases.grant(sent);
             }
@@ -219,15 +233,26 @@ impl Listener {
             self.cache.remove(key);
         }
         if !groups.is_empty() {
+            // In `vkv_acks` too, where a writer that missed the
+            // notification (its own `LISTEN` connection was down) reads it
+            // when its wait ends. Lost with a crash, an acknowledgement only
+            // makes a writer wait out the lease: no need to wait for the
+            // disk.
+            let rows: Vec<String> = groups
+                .iter()
+                .map(|(origin, seq)| format!("({me}, {origin}, {seq})"))
+                .collect();
             let ack = Message::Ack {
                 from: me,
                 groups: groups.into_iter().collect(),
             };
-            // Lost with a crash, an acknowledgement only makes a writer
-            // wait out the lease: no need to wait for the disk.
             client.batch_execute(&format!(
                 "BEGIN; SET LOCAL synchronous_commit = off;
+                 INSERT INTO vkv_acks (holder, origin, seq) VALUES {}
+                     ON CONFLICT (holder, origin)
+                     DO UPDATE SET seq = greatest(vkv_acks.seq, EXCLUDED.seq);
                  SELECT pg_notify('{LEASE_CHANNEL}', '{}'); COMMIT",
+                rows.join(", "),
                 ack.payload()
             ))?;
         }
@@ -268,22 +293,34 @@ fn next_batch(client: &mut Client, wait: Duration) -> Result<Vec<Notification>, 
     Ok(batch)
 }
 
-/// Renewal `n` of this replica's lease: under the lease lock taken
-/// exclusive, so no write is between reading the holders and its commit;
-/// durable (a standby promoted after a crash must know the lease); its
-/// notification, once back, says every earlier commit was seen. Rows of
-/// replicas gone for an hour are removed.
-fn renew_sql(leases: &Leases, n: u64) -> String {
+/// Renewal `n` of this replica's lease, under the lease lock taken
+/// exclusive (no write is between reading the holders and its commit).
+/// Whether it extended a lease still valid on the primary's clock: then it
+/// counts at once, since every write since the lease was taken saw it and
+/// waits for this replica (`lease.rs`). Else (a lease taken anew) it counts
+/// once its notification is back: every earlier commit was seen. The
+/// commit does not wait for the disk: a renewal lost in a crash is covered
+/// by writers holding their answers for a lease after they reconnect
+/// (`apply.rs`). Rows of replicas gone for an hour are removed.
+fn renew(client: &mut Client, leases: &Leases, n: u64) -> Result<bool, postgres::Error> {
     let (me, ms) = (leases.me, leases.lease.as_millis());
     let sync = Message::Sync { id: me, n }.payload();
-    format!(
-        "BEGIN; SELECT pg_advisory_xact_lock({LEASE_LOCK});
-         INSERT INTO vkv_replicas (id, lease_until)
-             VALUES ({me}, clock_timestamp() + interval '{ms} milliseconds')
-             ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until;
+    let replies = client.simple_query(&format!(
+        "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock({LEASE_LOCK});
+         SELECT count(*) FROM vkv_replicas WHERE id = {me} AND lease_until > clock_timestamp();
+         INSERT INTO vkv_replicas (id, lease_until, epoch)
+             VALUES ({me}, clock_timestamp() + interval '{ms} milliseconds', {n})
+             ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until,
+                 epoch = CASE WHEN vkv_replicas.lease_until > clock_timestamp()
+                     THEN vkv_replicas.epoch ELSE EXCLUDED.epoch END;
          DELETE FROM vkv_replicas WHERE lease_until < clock_timestamp() - interval '1 hour';
+         DELETE FROM vkv_acks WHERE holder NOT IN (SELECT id FROM vkv_replicas);
          SELECT pg_notify('{LEASE_CHANNEL}', '{sync}'); COMMIT"
-    )
+    ))?;
+    // The rows: the lock's (empty), the count, the notification's (empty).
+    Ok(replies
+        .iter()
+        .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("1"))))
 }
 
 /// The key a payload names (hex of its bytes).

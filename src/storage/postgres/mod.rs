@@ -117,6 +117,7 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
             stop,
             leases,
             seq: 0,
+            fence: None,
         }),
     })
 }

@@ -16,8 +16,11 @@
 //! - `vkv_counters(shard, keys, versions)`: totals in 64 rows; each replica
 //!   adds to its own shard in its write transactions, and `/db/stats` sums
 //!   them, so no single hot row serializes the writes of every replica;
-//! - `vkv_replicas(id, lease_until)` (version 4): each replica's read
-//!   lease, until when on the primary's clock (`lease.rs`);
+//! - `vkv_replicas(id, lease_until, epoch)` (version 4): each replica's
+//!   read lease, until when on the primary's clock, and which lease
+//!   (`epoch` changes when a lease is taken anew, not when extended;
+//!   `lease.rs`); `vkv_acks(holder, origin, seq)`: the last write group
+//!   of `origin` each holder dropped from its cache;
 //! - `vkv_meta(id, schema_version)`: one row.
 
 use postgres::Client;
@@ -70,7 +73,14 @@ const MIGRATIONS: &[&str] = &[
     // 3 -> 4: read leases (`lease.rs`).
     "CREATE TABLE vkv_replicas (
         id bigint PRIMARY KEY,
-        lease_until timestamptz NOT NULL
+        lease_until timestamptz NOT NULL,
+        epoch bigint NOT NULL
+    );
+    CREATE TABLE vkv_acks (
+        holder bigint NOT NULL,
+        origin bigint NOT NULL,
+        seq bigint NOT NULL,
+        PRIMARY KEY (holder, origin)
     );",
 ];
 
