@@ -72,28 +72,9 @@ type Holders = (u64, Vec<Holder>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Holder {
     id: i64,
-    /// The time its lease had left.
-    left: Duration,
     /// Which lease: a lease taken anew (not extended) has another, and its
     /// holder saw every commit before it (`listen.rs`).
     epoch: i64,
-}
-
-/// The leases of the replicas `WHERE` picks that hold now: id, time
-/// left, epoch (as [`leases_now`] reads them).
-const HOLDERS: &str =
-    "SELECT id, (extract(epoch FROM lease_until - clock_timestamp()) * 1000000)::bigint,
-     epoch FROM vkv_replicas WHERE lease_until > clock_timestamp() AND ";
-
-impl Holder {
-    /// A holder from the columns of [`HOLDERS`].
-    fn of(id: i64, left_us: i64, epoch: i64) -> Holder {
-        Holder {
-            id,
-            left: Duration::from_micros(left_us.max(0) as u64),
-            epoch,
-        }
-    }
 }
 
 /// Why an attempt failed.
@@ -133,45 +114,41 @@ impl PgCommitter {
     }
 }
 
+/// The first pause before the holders' rows are read again; it doubles,
+/// up to [`MAX_POLL`].
+const FIRST_POLL: Duration = Duration::from_micros(100);
+const MAX_POLL: Duration = Duration::from_millis(2);
+
 impl PgCommitter {
     /// Waits until every lease holder of `holders` acknowledged group
-    /// `seq`, or its lease ran out, reading again the leases of those that
-    /// did not answer in time (a holder may have extended its lease before
-    /// it dropped our keys). While the database cannot be asked, it waits a
-    /// lease and asks again (the stall watchdog answers the callers).
-    /// A holder whose lease is now another one (taken anew after the
-    /// commit) saw the group, and is not waited for.
+    /// `seq` in `vkv_acks`, or holds no lease any more, or another lease
+    /// (taken anew after the commit: it saw the group), reading their rows
+    /// again after growing pauses. An acknowledgement takes a holder's
+    /// `LISTEN` thread a few hundred microseconds; a holder that died is
+    /// waited for until its lease runs out (an extension is waited for
+    /// again). While the database cannot be asked, it waits a lease and
+    /// asks again (the stall watchdog answers the callers).
     fn await_holders(&mut self, seq: u64, mut holders: Vec<Holder>) {
-        loop {
-            let waits: Vec<(i64, Duration)> = holders.iter().map(|h| (h.id, h.left)).collect();
-            let late = self.leases.wait_for(seq, &waits, std::time::Instant::now());
-            if late.is_empty() {
-                return;
-            }
-            let me = self.leases.me;
-            match self.connection().and_then(|c| leases_now(c, &late, me)) {
+        let me = self.leases.me;
+        let mut pause = FIRST_POLL;
+        while !holders.is_empty() {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(MAX_POLL);
+            let ids: Vec<i64> = holders.iter().map(|h| h.id).collect();
+            match self.connection().and_then(|c| leases_now(c, &ids, me)) {
                 Ok(now) => {
                     holders = now
                         .into_iter()
                         .filter(|(n, acked)| {
-                            if *acked >= seq {
-                                // Its notification was missed.
-                                self.leases.acknowledged(n.id, *acked);
-                            }
                             *acked < seq
                                 && holders.iter().any(|h| h.id == n.id && h.epoch == n.epoch)
                         })
                         .map(|(n, _)| n)
                         .collect();
-                    if holders.is_empty() {
-                        return;
-                    }
                 }
                 Err(e) => {
                     log::warn!("cannot read the read leases ({e}); waiting a lease");
-                    let lease = self.leases.lease;
-                    holders.retain(|h| late.contains(&h.id));
-                    holders.iter_mut().for_each(|h| h.left = lease);
+                    std::thread::sleep(self.leases.lease);
                 }
             }
         }
@@ -186,16 +163,18 @@ fn leases_now(
     origin: i64,
 ) -> Result<Vec<(Holder, u64)>, StoreError> {
     let rows = conn.query(
-        "SELECT r.id, (extract(epoch FROM r.lease_until - clock_timestamp()) * 1000000)::bigint,
-             r.epoch, coalesce(a.seq, 0)
+        "SELECT r.id, r.epoch, coalesce(a.seq, 0)
          FROM vkv_replicas r LEFT JOIN vkv_acks a ON a.holder = r.id AND a.origin = $2
          WHERE r.lease_until > clock_timestamp() AND r.id = ANY($1)",
         &[&ids, &origin],
     )?;
     rows.iter()
         .map(|r| {
-            let holder = Holder::of(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            Ok((holder, r.try_get::<_, i64>(3)?.max(0) as u64))
+            let holder = Holder {
+                id: r.try_get(0)?,
+                epoch: r.try_get(1)?,
+            };
+            Ok((holder, r.try_get::<_, i64>(2)?.max(0) as u64))
         })
         .collect()
 }
@@ -382,18 +361,20 @@ fn commit_marked(
     let replies = conn
         .client
         .simple_query(&format!(
-            "SELECT pg_notify('{LEASE_CHANNEL}', '{marker}'); {HOLDERS} id <> {origin}; COMMIT"
+            "SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
+             SELECT id, epoch FROM vkv_replicas
+                 WHERE lease_until > clock_timestamp() AND id <> {origin};
+             COMMIT"
         ))
         .map_err(TxError::AtCommit)?;
     let number = |row: &postgres::SimpleQueryRow, i| row.get(i).and_then(|v| v.parse().ok());
     Ok(replies
         .iter()
         .filter_map(|reply| match reply {
-            postgres::SimpleQueryMessage::Row(row) if row.len() == 3 => Some(Holder::of(
-                number(row, 0)?,
-                number(row, 1)?,
-                number(row, 2)?,
-            )),
+            postgres::SimpleQueryMessage::Row(row) if row.len() == 2 => Some(Holder {
+                id: number(row, 0)?,
+                epoch: number(row, 1)?,
+            }),
             _ => None,
         })
         .collect())

@@ -216,13 +216,6 @@ impl Listener {
                         *g = (*g).max(seq);
                     }
                 }
-                Some(Message::Ack { from, groups }) => {
-                    for (origin, seq) in groups {
-                        if origin == me {
-                            self.leases.acknowledged(from, seq);
-                        }
-                    }
-                }
                 Some(Message::Sync { id, n }) => synced |= id == me && Some(n) == renewal,
                 None => {}
             }
@@ -233,27 +226,20 @@ impl Listener {
             self.cache.remove(key);
         }
         if !groups.is_empty() {
-            // In `vkv_acks` too, where a writer that missed the
-            // notification (its own `LISTEN` connection was down) reads it
-            // when its wait ends. Lost with a crash, an acknowledgement only
-            // makes a writer wait out the lease: no need to wait for the
-            // disk.
+            // The writers waiting for it read `vkv_acks`. Lost with a
+            // crash, an acknowledgement only makes a writer wait out the
+            // lease: no need to wait for the disk.
             let rows: Vec<String> = groups
                 .iter()
                 .map(|(origin, seq)| format!("({me}, {origin}, {seq})"))
                 .collect();
-            let ack = Message::Ack {
-                from: me,
-                groups: groups.into_iter().collect(),
-            };
             client.batch_execute(&format!(
                 "BEGIN; SET LOCAL synchronous_commit = off;
                  INSERT INTO vkv_acks (holder, origin, seq) VALUES {}
                      ON CONFLICT (holder, origin)
                      DO UPDATE SET seq = greatest(vkv_acks.seq, EXCLUDED.seq);
-                 SELECT pg_notify('{LEASE_CHANNEL}', '{}'); COMMIT",
-                rows.join(", "),
-                ack.payload()
+                 COMMIT",
+                rows.join(", ")
             ))?;
         }
         written.extend(stale);
