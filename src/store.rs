@@ -469,6 +469,12 @@ impl Store {
         self.inner.reads.stats()
     }
 
+    /// PostgreSQL: whether this replica holds a read lease now, and how
+    /// many it took anew so far; `None` on SQLite.
+    pub(crate) fn read_lease(&self) -> Option<(bool, u64)> {
+        self.inner.reads.read_lease()
+    }
+
     /// Group-commit counters.
     pub fn writer_stats(&self) -> WriterStats {
         let c = &self.inner.counters;

@@ -143,6 +143,20 @@ impl Metrics {
             "Long-poll requests parked now.",
             store.watchers() as u64,
         );
+        if let Some((held, taken)) = store.read_lease() {
+            gauge(
+                o,
+                "vkv_read_lease_held",
+                "1 while this replica holds a read lease (cached latest versions served without a round trip).",
+                u64::from(held),
+            );
+            counter(
+                o,
+                "vkv_read_leases_taken_total",
+                "Read leases taken anew: 1 after the first, one more after each lapse or lost LISTEN connection.",
+                taken,
+            );
+        }
         if let Ok(d) = store.db_stats() {
             gauge(o, "vkv_db_keys", "Keys stored.", d.total_keys);
             gauge(o, "vkv_db_versions", "Versions stored.", d.total_versions);

@@ -206,6 +206,13 @@ pub(crate) trait Reads: Send + Sync {
     /// `Ok` when the database answers a query and would take a write (for
     /// `/health`; cheap, no write).
     fn check(&self) -> Result<(), StoreError>;
+
+    /// PostgreSQL: whether this replica holds a read lease now, and how
+    /// many leases it took anew so far (for `/metrics`). `None`: no leases
+    /// (SQLite).
+    fn read_lease(&self) -> Option<(bool, u64)> {
+        None
+    }
 }
 
 /// Where [`Reads::latest_then`] hands its answer.

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, json, poll_until, psql};
+use crate::common::{Client, Server, json, metric, poll_until, psql};
 use crate::fresh_database;
 
 /// A psql session that holds `vkv_versions` and `vkv_keys` locked (no read
@@ -77,9 +77,12 @@ fn a_cached_read_under_a_lease_asks_the_database_nothing() {
         let mut c = s.client();
         let key = format!("hot{}", lease.len());
         assert_eq!(c.put(&key, &json!("v1")).status, 200);
-        if lease != "0" {
-            assert!(poll_until(Duration::from_secs(10), || leases_held(&db) == 1));
-        }
+        // The replica says whether it holds a lease.
+        let want = if lease == "0" { 0.0 } else { 1.0 };
+        assert!(poll_until(Duration::from_secs(10), || {
+            metric(&mut c, "vkv_read_lease_held") == Some(want)
+        }));
+        assert_eq!(leases_held(&db), want as u64);
         assert_eq!(c.get(&format!("/get/{key}")).json()["value"], "v1");
         let locker = lock_tables(&db);
         let reader = {
@@ -188,7 +191,10 @@ fn a_replica_that_lost_its_listen_connection_serves_nothing_it_missed() {
             json!(round * 2 + 1),
             "round {round}: B served a value its lost connection never invalidated"
         );
-        // Both come back and take leases again.
+        // Both come back and take leases again, anew.
         assert!(poll_until(Duration::from_secs(20), || leases_held(&db) == 2));
+        assert!(poll_until(Duration::from_secs(20), || {
+            metric(&mut cb, "vkv_read_leases_taken_total") >= Some(f64::from(round + 2))
+        }));
     }
 }

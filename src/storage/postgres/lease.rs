@@ -49,6 +49,9 @@ pub(crate) struct Leases {
     epoch: Instant,
     /// Nanoseconds after `epoch` until which the lease holds (0: none).
     deadline: AtomicU64,
+    /// Leases taken anew (not extended): 1 after the first; each lapse or
+    /// lost connection adds one.
+    taken: AtomicU64,
 }
 
 impl Leases {
@@ -60,6 +63,7 @@ impl Leases {
             lease,
             epoch: Instant::now(),
             deadline: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
         }
     }
 
@@ -77,6 +81,16 @@ impl Leases {
     pub fn grant(&self, sent: Instant) {
         let until = sent + self.lease.mul_f64(0.9);
         self.deadline.store(self.nanos(until), Ordering::Release);
+    }
+
+    /// A lease taken anew was granted (see [`Leases::taken`]).
+    pub fn count_taken(&self) {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many leases were taken anew (not extended) so far.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
     }
 
     /// No lease from now on (until the next grant).

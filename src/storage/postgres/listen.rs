@@ -170,6 +170,7 @@ impl Listener {
             }
             let done = self.handle(client, batch, renewal.map(|(n, _)| n))?;
             if done && let Some((_, sent)) = renewal.take() {
+                leases.count_taken();
                 if !leases.held() {
                     // It had run out: reads asked the database meanwhile.
                     log::info!("read lease taken again ({:?} to renew)", sent.elapsed());

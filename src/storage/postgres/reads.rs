@@ -45,6 +45,10 @@ impl Reads for PgReads {
         self.leases.held()
     }
 
+    fn read_lease(&self) -> Option<(bool, u64)> {
+        Some((self.leases.held(), self.leases.taken()))
+    }
+
     fn latest_unless(&self, key: &str, known: &Versioned) -> Result<Fresh, StoreError> {
         self.confirm
             .latest(key, Some((known.version, known.timestamp_ms)))
