@@ -64,10 +64,6 @@ pub(crate) struct PgCommitter {
     pub fence: Option<std::time::Instant>,
 }
 
-/// Who held a read lease when a write group committed: the group's number
-/// and each holder.
-type Holders = (u64, Vec<Holder>);
-
 /// A replica holding a read lease, as a write read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Holder {
@@ -76,6 +72,11 @@ struct Holder {
     /// holder saw every commit before it (`listen.rs`).
     epoch: i64,
 }
+
+/// The first pause before the lease holders' rows are read again; it
+/// doubles, up to [`MAX_POLL`].
+const FIRST_POLL: Duration = Duration::from_micros(100);
+const MAX_POLL: Duration = Duration::from_millis(2);
 
 /// Why an attempt failed.
 enum TxError {
@@ -112,14 +113,7 @@ impl PgCommitter {
             .as_mut()
             .ok_or_else(|| StoreError::Internal("no connection".into()))
     }
-}
 
-/// The first pause before the holders' rows are read again; it doubles,
-/// up to [`MAX_POLL`].
-const FIRST_POLL: Duration = Duration::from_micros(100);
-const MAX_POLL: Duration = Duration::from_millis(2);
-
-impl PgCommitter {
     /// Waits until every lease holder of `holders` acknowledged group
     /// `seq` in `vkv_acks`, or holds no lease any more, or another lease
     /// (taken anew after the commit: it saw the group), reading their rows
@@ -194,9 +188,7 @@ impl Committer for PgCommitter {
                 Ok((outcomes, holders)) => {
                     // Answered only once no holder of a read lease can
                     // still serve what this group replaced.
-                    if let Some((seq, holders)) = holders {
-                        self.await_holders(seq, holders);
-                    }
+                    self.await_holders(self.seq, holders);
                     if let Some(fence) = self.fence.take() {
                         std::thread::sleep(
                             fence.saturating_duration_since(std::time::Instant::now()),
@@ -281,14 +273,16 @@ struct Stage<'a> {
 }
 
 /// One attempt at the group `ops`, numbered `group` (this replica's id,
-/// sequence number) for the read leases.
+/// sequence number) for the read leases; its outcomes, and the other
+/// replicas that held a read lease when it committed (none when it wrote
+/// no key).
 fn transaction(
     conn: &mut PgConn,
     ops: &[&Op],
     shard: i32,
     max_versions: u64,
     group: (i64, u64),
-) -> Result<(Outcomes, Option<Holders>), TxError> {
+) -> Result<(Outcomes, Vec<Holder>), TxError> {
     let mut keys: BTreeSet<&str> = BTreeSet::new();
     for op in ops {
         match op {
@@ -342,10 +336,10 @@ fn transaction(
         conn.client
             .batch_execute("COMMIT")
             .map_err(TxError::AtCommit)?;
-        return Ok((outcomes, None));
+        return Ok((outcomes, Vec::new()));
     }
     let holders = commit_marked(conn, group, stage.notify.len())?;
-    Ok((outcomes, Some((group.1, holders))))
+    Ok((outcomes, holders))
 }
 
 /// Commits a group that wrote keys, with its marker after the keys'

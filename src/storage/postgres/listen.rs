@@ -161,10 +161,9 @@ impl Listener {
                     client.simple_query("")?;
                 }
                 if renewal.is_some() {
-                    client.batch_execute(&format!(
-                        "BEGIN; SET LOCAL synchronous_commit = off;
-                         SELECT pg_notify('{LEASE_CHANNEL}', ''); COMMIT"
-                    ))?;
+                    client.batch_execute(&unflushed(&format!(
+                        "SELECT pg_notify('{LEASE_CHANNEL}', '')"
+                    )))?;
                 }
                 continue;
             }
@@ -234,14 +233,12 @@ impl Listener {
                 .iter()
                 .map(|(origin, seq)| format!("({me}, {origin}, {seq})"))
                 .collect();
-            client.batch_execute(&format!(
-                "BEGIN; SET LOCAL synchronous_commit = off;
-                 INSERT INTO vkv_acks (holder, origin, seq) VALUES {}
+            client.batch_execute(&unflushed(&format!(
+                "INSERT INTO vkv_acks (holder, origin, seq) VALUES {}
                      ON CONFLICT (holder, origin)
-                     DO UPDATE SET seq = greatest(vkv_acks.seq, EXCLUDED.seq);
-                 COMMIT",
+                     DO UPDATE SET seq = greatest(vkv_acks.seq, EXCLUDED.seq)",
                 rows.join(", ")
-            ))?;
+            )))?;
         }
         written.extend(stale);
         for key in &written {
@@ -292,8 +289,8 @@ fn next_batch(client: &mut Client, wait: Duration) -> Result<Vec<Notification>, 
 fn renew(client: &mut Client, leases: &Leases, n: u64) -> Result<bool, postgres::Error> {
     let (me, ms) = (leases.me, leases.lease.as_millis());
     let sync = Message::Sync { id: me, n }.payload();
-    let replies = client.simple_query(&format!(
-        "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock({LEASE_LOCK});
+    let replies = client.simple_query(&unflushed(&format!(
+        "SELECT pg_advisory_xact_lock({LEASE_LOCK});
          SELECT count(*) FROM vkv_replicas WHERE id = {me} AND lease_until > clock_timestamp();
          INSERT INTO vkv_replicas (id, lease_until, epoch)
              VALUES ({me}, clock_timestamp() + interval '{ms} milliseconds', {n})
@@ -302,12 +299,19 @@ fn renew(client: &mut Client, leases: &Leases, n: u64) -> Result<bool, postgres:
                      THEN vkv_replicas.epoch ELSE EXCLUDED.epoch END;
          DELETE FROM vkv_replicas WHERE lease_until < clock_timestamp() - interval '1 hour';
          DELETE FROM vkv_acks WHERE holder NOT IN (SELECT id FROM vkv_replicas);
-         SELECT pg_notify('{LEASE_CHANNEL}', '{sync}'); COMMIT"
-    ))?;
+         SELECT pg_notify('{LEASE_CHANNEL}', '{sync}')"
+    )))?;
     // The rows: the lock's (empty), the count, the notification's (empty).
     Ok(replies
         .iter()
         .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("1"))))
+}
+
+/// `statements` as one transaction whose commit does not wait for the disk
+/// (or a synchronous standby): renewals, acknowledgements and pokes, whose
+/// loss in a crash only makes writers wait (see `renew`).
+fn unflushed(statements: &str) -> String {
+    format!("BEGIN; SET LOCAL synchronous_commit = off; {statements}; COMMIT")
 }
 
 /// The key a payload names (hex of its bytes).
