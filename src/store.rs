@@ -64,6 +64,10 @@ pub struct StoreConfig {
     /// long if it vanished). Zero: no leases, every latest read is
     /// confirmed by the database. Unused with SQLite.
     pub read_lease: Duration,
+    /// The longest a read waits on the database (PostgreSQL: a statement
+    /// or a lock it waits for, such as a table an operator locked); past
+    /// it the read fails with [`StoreError::Unavailable`].
+    pub query_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -81,6 +85,7 @@ impl StoreConfig {
             max_watchers: 1024,
             commit_timeout: None,
             read_lease: Duration::from_secs(1),
+            query_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -273,7 +278,7 @@ impl Store {
             None => self
                 .head(key)?
                 .ok_or_else(|| StoreError::KeyNotFound(key.to_string()))?,
-            Some(n) => match self.inner.cache.get(key, Some(n)) {
+            Some(n) => match self.cached_version(key, n) {
                 Some(hit) => hit,
                 None => Arc::new(self.inner.reads.version(key, n)?),
             },
@@ -297,7 +302,7 @@ impl Store {
         }
         let inner = &self.inner;
         match version {
-            Some(n) => match inner.cache.get(key, Some(n)) {
+            Some(n) => match self.cached_version(key, n) {
                 Some(hit) => then(live(hit)),
                 None => inner.reads.version_then(
                     key,
@@ -340,13 +345,25 @@ impl Store {
         key: &str,
         version: Option<u64>,
     ) -> Option<Result<Arc<Versioned>, StoreError>> {
-        // Another process may have written a newer latest (PostgreSQL):
-        // only a confirmed read may serve it.
-        if version.is_none() && !self.inner.reads.cache_is_current() {
+        // Another process may have written a newer latest, or purged or
+        // retired any version (PostgreSQL): only a confirmed read may serve
+        // it.
+        if !self.inner.reads.cache_is_current() {
             return None;
         }
         validate_key(key).ok()?;
         self.inner.cache.hit(key, version).map(live)
+    }
+
+    /// Version `n` of `key` from the cache: only while the cache is known
+    /// current, since another process may have purged it or retention
+    /// removed it meanwhile (PostgreSQL).
+    fn cached_version(&self, key: &str, n: u64) -> Option<Arc<Versioned>> {
+        let inner = &self.inner;
+        if !inner.reads.cache_is_current() {
+            return None;
+        }
+        inner.cache.get(key, Some(n))
     }
 
     /// The latest version of `key` including a tombstone, through the cache.
@@ -467,6 +484,12 @@ impl Store {
     /// Database totals (constant time).
     pub fn db_stats(&self) -> Result<DbStats, StoreError> {
         self.inner.reads.stats()
+    }
+
+    /// Database totals if the database gives them at once, else `None`
+    /// (for `/metrics`, which never waits on the database).
+    pub(crate) fn db_stats_now(&self) -> Option<DbStats> {
+        self.inner.reads.stats_now()
     }
 
     /// PostgreSQL: whether this replica holds a read lease now, and how
