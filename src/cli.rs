@@ -95,6 +95,12 @@ pub struct Cli {
     /// Unused with SQLite.
     #[arg(long, env = "VKV_READ_LEASE", default_value = "1s", value_parser = lease)]
     pub read_lease: Duration,
+    /// The longest a read waits on the database (PostgreSQL: a slow
+    /// statement, or a lock such as a table an operator locked); past it
+    /// the read answers 503 with Retry-After, and /health says 503 within a
+    /// second. Keep it below --read-timeout.
+    #[arg(long, env = "VKV_QUERY_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub query_timeout: Duration,
     /// Log level: off, error, warn, info (one line per request), debug.
     #[arg(long, env = "VKV_LOG_LEVEL", default_value = "info", value_parser = level, global = true)]
     pub log_level: LevelFilter,
@@ -272,6 +278,7 @@ impl Cli {
         // arrive.
         c.commit_timeout = Some(self.read_timeout);
         c.read_lease = self.read_lease;
+        c.query_timeout = self.query_timeout;
         c
     }
 

@@ -207,6 +207,12 @@ pub(crate) trait Reads: Send + Sync {
     /// `/health`; cheap, no write).
     fn check(&self) -> Result<(), StoreError>;
 
+    /// The totals if the database gives them at once (`/metrics`, which
+    /// must not wait on it): `None` otherwise.
+    fn stats_now(&self) -> Option<DbStats> {
+        self.stats().ok()
+    }
+
     /// PostgreSQL: whether this replica holds a read lease now, and how
     /// many leases it took anew so far (for `/metrics`). `None`: no leases
     /// (SQLite).

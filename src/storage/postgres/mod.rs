@@ -51,6 +51,35 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request waits for a pooled read connection.
 const POOL_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a read connection may sit idle in the pool before it is
+/// closed (r2d2 looks every 30 s).
+const POOL_IDLE: Duration = Duration::from_secs(10);
+
+/// Warns when the server has fewer free connection slots than this replica
+/// needs: its writer, its `LISTEN` connection (both open now) and its read
+/// pool. With too few, reads wait for a slot (`503` past the pool's wait).
+fn warn_if_few_slots(client: &mut postgres::Client, read_connections: u32) {
+    let free = client.query_one(
+        "SELECT current_setting('max_connections')::int
+             - current_setting('superuser_reserved_connections')::int
+             - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int",
+        &[],
+    );
+    match free.and_then(|row| row.try_get::<_, i32>(0)) {
+        // This connection is counted already; the LISTEN one is not yet.
+        Ok(free) if i64::from(free) < i64::from(read_connections) + 1 => log::warn!(
+            "PostgreSQL has {free} free connection slots, fewer than this replica's \
+             {read_connections} read connections and its LISTEN connection: reads may \
+             wait for a slot (raise max_connections, or run fewer --workers)"
+        ),
+        Ok(_) => {}
+        Err(e) => log::debug!(
+            "cannot count PostgreSQL's free connection slots: {}",
+            describe(&e)
+        ),
+    }
+}
+
 /// Connects (checking the server), migrates the schema, starts the pool and
 /// the `LISTEN` thread.
 pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenError> {
@@ -60,12 +89,24 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
         url: url.clone(),
         reason,
     };
+    // The writer's connection and the LISTEN one first, and kept: with few
+    // connection slots, reads wait for one, writes must not.
     let mut client = target.connect().map_err(|e| fail(describe(&e)))?;
     schema::migrate(&mut client, &url)?;
+    warn_if_few_slots(&mut client, config.read_connections);
+    let writer = conn::PgConn::open(client, conn::Role::Writer).map_err(|e| fail(describe(&e)))?;
+    let leases = Arc::new(lease::Leases::new(config.read_lease));
+    let stop = Arc::new(AtomicBool::new(false));
+    let listening = listen::connect(&target, &leases)
+        .map_err(|e| fail(format!("cannot LISTEN: {}", describe(&e))))?;
+    let yield_slots = Arc::new(AtomicBool::new(false));
 
     let pool = r2d2::Pool::builder()
         .max_size(config.read_connections.max(1))
-        .min_idle(Some(1))
+        // None kept open while idle beyond a few seconds: slots are shared
+        // with every replica's writer.
+        .min_idle(Some(0))
+        .idle_timeout(Some(POOL_IDLE))
         .connection_timeout(POOL_WAIT)
         // Not tested at check-out: that would be one more round trip per
         // read round. A connection that broke fails its query (503), is
@@ -82,26 +123,29 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
         // connection takes longer than POOL_WAIT (seen on a loaded machine):
         // the server was just reached above, and a request that finds no
         // connection in time is answered 503 like any outage.
-        .build_unchecked(conn::Manager(PostgresConnectionManager::new(
-            target.config.clone(),
-            target.tls.clone(),
-        )));
-    let leases = Arc::new(lease::Leases::new(config.read_lease));
+        .build_unchecked(conn::Manager {
+            inner: PostgresConnectionManager::new(target.config.clone(), target.tls.clone()),
+            query_timeout: config.query_timeout,
+            yield_slots: Arc::clone(&yield_slots),
+        });
     let reads = Arc::new(reads::PgReads {
         confirm: confirm::Confirmer::start(pool.clone())?,
         pool,
         location: url.clone(),
         leases: Arc::clone(&leases),
+        query_timeout: config.query_timeout,
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    listen::start(listen::Listener {
-        target: target.clone(),
-        reads: Arc::clone(&reads),
-        watchers: hooks.watchers,
-        cache: hooks.cache,
-        leases: Arc::clone(&leases),
-        stop: Arc::clone(&stop),
-    })
+    listen::start(
+        listen::Listener {
+            target: target.clone(),
+            reads: Arc::clone(&reads),
+            watchers: hooks.watchers,
+            cache: hooks.cache,
+            leases: Arc::clone(&leases),
+            stop: Arc::clone(&stop),
+        },
+        listening,
+    )
     .map_err(fail)?;
     let shard = (std::collections::hash_map::RandomState::new().hash_one(std::process::id())
         % schema::COUNTER_SHARDS as u64) as i32;
@@ -110,7 +154,7 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
         reads,
         committer: Box::new(apply::PgCommitter {
             target,
-            conn: Some(conn::PgConn::open(client).map_err(|e| fail(describe(&e)))?),
+            conn: Some(writer),
             shard,
             max_versions: config.max_versions,
             outcome_unknown: false,
@@ -118,6 +162,7 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
             leases,
             seq: 0,
             fence: None,
+            yield_slots,
         }),
     })
 }
