@@ -442,12 +442,15 @@ impl Store {
             Some(v) => v.version,
             None => 0,
         };
-        let sub = register(&self.inner.watchers, seen)?;
+        let mut sub = register(&self.inner.watchers, seen)?;
         // A commit between the check above and the registration would be
         // missed: look again now that we are registered.
         match self.head(key)? {
             Some(v) if v.version > after => Ok(Watch::Ready(v)),
-            _ => Ok(Watch::Pending(sub)),
+            latest => {
+                sub.latest = latest;
+                Ok(Watch::Pending(sub))
+            }
         }
     }
 

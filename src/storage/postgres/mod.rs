@@ -103,9 +103,10 @@ pub(crate) fn open(config: &StoreConfig, hooks: Hooks) -> Result<Backend, OpenEr
 
     let pool = r2d2::Pool::builder()
         .max_size(config.read_connections.max(1))
-        // None kept open while idle beyond a few seconds: slots are shared
-        // with every replica's writer.
-        .min_idle(Some(0))
+        // One kept open (opening one costs a few round trips and the
+        // password exchange); the others closed when idle for a few
+        // seconds: slots are shared with every replica's writer.
+        .min_idle(Some(1))
         .idle_timeout(Some(POOL_IDLE))
         .connection_timeout(POOL_WAIT)
         // Not tested at check-out: that would be one more round trip per
