@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use super::api_error::ApiError;
 use super::auth::{AuthTokens, Scope};
+use super::completion::Reply;
 use super::cross_site::{HostPolicy, check_write};
 use super::handlers::docs::Docs;
 use super::handlers::{backup, batch, kv, listing, stats};
 use super::message::{HttpRequest, HttpResponse};
 use super::metrics::Metrics;
 use super::router::{Route, route};
-use super::workers::Reply;
 use crate::Store;
 
 /// Everything a worker needs to answer requests.

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use super::app::App;
 use super::auth::AuthTokens;
 use super::completion::Responder;
+use super::completion::{Handler, Reply};
 use super::conn::{ConnLimits, HttpServer, Service};
 use super::cross_site::HostPolicy;
 use super::message::HttpRequest;
 use super::workers::Counter;
-use super::workers::{Handler, Reply, WorkerPool};
+use super::workers::WorkerPool;
 use crate::Store;
 
 /// How to serve HTTP.

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::http::api_error::ApiError;
+use crate::http::completion::Reply;
 use crate::http::completion::Responder;
 use crate::http::message::{HttpRequest, HttpResponse};
 use crate::http::query::Query;
@@ -12,7 +13,6 @@ use crate::http::wire::{
     ConflictResponse, DeleteOrPurge, DeleteResponse, ErrorResponse, GetResponse, PurgeResponse,
     PutRequest, PutResponse,
 };
-use crate::http::workers::Reply;
 use crate::key::decode_key;
 use crate::watch::Subscription;
 use crate::{Store, StoreError, Versioned, Watch};
