@@ -25,7 +25,7 @@ impl PgConn {
     /// costlier than the custom ones, which it does for every statement
     /// here that takes arrays (`unnest`): measured with `perf` during
     /// cached GETs, planning (`GetCachedPlan`) took 41% of the backend's
-    /// CPU, running the statement 10% (docs/scaling.md). The generic plans
+    /// CPU, running the statement 10% (docs/design.md). The generic plans
     /// of these statements are the index lookups wanted.
     pub fn open(mut client: Client) -> Result<Self, postgres::Error> {
         client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
