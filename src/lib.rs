@@ -1,5 +1,6 @@
-//! vkv: a versioned key-value store over SQLite, with an LRU cache of the
-//! latest versions and an HTTP/JSON adapter.
+//! vkv: a versioned key-value store over SQLite (or PostgreSQL, feature
+//! `postgres`), with an LRU cache of the latest versions and an HTTP/JSON
+//! adapter.
 //!
 //! Every write of a key makes a new version (1, 2, 3, ...); every version
 //! can be read back; a write is acknowledged only once it is committed.

@@ -33,7 +33,8 @@ pub use crate::storage::PutItem;
 /// How to open a [`Store`].
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// The SQLite database file (created if missing).
+    /// The database: a SQLite file (created if missing), or a
+    /// `postgres://` / `postgresql://` URL (feature `postgres`).
     pub path: PathBuf,
     /// How many keys' latest versions the LRU cache holds (0 disables it).
     pub cache_size: usize,

@@ -75,7 +75,7 @@ pub struct ConnLimits {
     /// for at least this long is closed to make room. Zero by default: a
     /// client that re-opens connections as fast as they are closed would
     /// otherwise keep every connection inside the grace and lock everyone
-    /// out (issue 9, item 6).
+    /// out.
     pub evict_after: Duration,
 }
 

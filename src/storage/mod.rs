@@ -16,9 +16,11 @@
 //!   thread is the only writer and the cache is authoritative;
 //! - PostgreSQL (`postgres/`, feature `postgres`, selected by a
 //!   `postgres://` or `postgresql://` URL): any number of vkv processes on
-//!   one database, so every read of a latest version is confirmed by the
-//!   database ([`Reads::latest_unless`]) and watchers are woken by
-//!   `NOTIFY` as well as by this process's own commits.
+//!   one database, so a cached latest version is served only while the
+//!   replica holds a read lease ([`Reads::cache_is_current`]), other reads
+//!   of a latest version are confirmed by the database
+//!   ([`Reads::latest_unless`]), and watchers are woken by `NOTIFY` as well
+//!   as by this process's own commits.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -92,7 +92,7 @@ impl PgConn {
     /// execution when its generic plan looks costlier than the custom ones,
     /// which it does for every statement here that takes arrays (`unnest`):
     /// measured with `perf` during cached GETs, planning (`GetCachedPlan`)
-    /// took 41% of the backend's CPU, running the statement 10%. The
+    /// took 41% of the backend's CPU, running the statement 10% (docs/design.md). The
     /// generic plans of these statements are the index lookups wanted.
     pub fn open(mut client: Client, role: Role) -> Result<Self, postgres::Error> {
         client.batch_execute(&role.setup())?;

@@ -4,8 +4,9 @@
 //! - `conn.rs`: connections with cached prepared statements, the r2d2
 //!   manager, PostgreSQL errors as [`StoreError`]s;
 //! - `schema.rs`: tables, and their migration under an advisory lock;
-//! - `reads.rs`: the read pool and queries (every latest read confirmed by
-//!   the database, see [`crate::storage::Reads::latest_unless`]);
+//! - `reads.rs`: the read pool and queries (a latest read not served under
+//!   a read lease is confirmed by the database, see
+//!   [`crate::storage::Reads::latest_unless`]);
 //! - `confirm.rs`: point reads (latest, one version) in shared rounds on a
 //!   thread of their own (one query answers every read queued before it
 //!   was sent; callers are answered through callbacks);
