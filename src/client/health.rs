@@ -82,7 +82,7 @@ fn check(probe: &Probe<'_>) -> Result<(), String> {
     match answer {
         Ok(r) if r.status == 200 => Ok(()),
         Ok(r) => Err(format!("{url}: {} {}", r.status, detail(&r.body))),
-        Err(e @ Error::Lost(_)) if !tls => Err(format!(
+        Err(e @ (Error::Lost(_) | Error::Protocol(_))) if !tls => Err(format!(
             "{url}: {e} (if the server serves TLS, probe with --tls or --cacert)"
         )),
         Err(e) => Err(format!("{url}: {e}")),

@@ -304,6 +304,12 @@ impl Conn {
                     return Ok(response);
                 }
                 Ok(httparse::Status::Partial) => {}
+                // A TLS record (alert or handshake): a TLS server.
+                Err(_) if matches!(self.pending().first(), Some(0x15 | 0x16)) => {
+                    return Err(Error::Protocol(
+                        "the server answered in TLS: use an https:// endpoint".to_string(),
+                    ));
+                }
                 Err(e) => return Err(Error::Protocol(format!("invalid response head: {e}"))),
             }
             if self.pending().len() > MAX_HEAD {
