@@ -220,3 +220,80 @@ fn read_token(file: &Path) -> Result<String, Failure> {
     }
     Ok(token.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::client::http::test_server;
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    const BUSY: &[u8] =
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 15\r\n\r\n{\"detail\":\"no\"}";
+
+    fn client(ports: &[u16]) -> Client {
+        let endpoints = ports
+            .iter()
+            .map(|p| Endpoint::parse(&format!("127.0.0.1:{p}")).unwrap())
+            .collect();
+        Client::with(endpoints, None, None, Duration::from_secs(10))
+    }
+
+    fn get() -> Request<'static> {
+        Request::get("/get/k".to_string())
+    }
+
+    #[test]
+    fn a_kept_alive_connection_the_server_closed_is_replaced_for_a_read() {
+        // The first connection answers once and closes.
+        let (port, requests) = test_server(vec![vec![OK], vec![OK]]);
+        let mut c = client(&[port]);
+        assert_eq!(c.call(get()).unwrap().body, b"ok");
+        assert_eq!(c.call(get()).unwrap().body, b"ok");
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_503_passes_to_the_next_endpoint_which_is_then_asked_first() {
+        let (busy, _) = test_server(vec![vec![BUSY]]);
+        let (ok, requests) = test_server(vec![vec![OK, OK]]);
+        let mut c = client(&[busy, ok]);
+        assert_eq!(c.call(get()).unwrap().status, 200);
+        assert_eq!(c.endpoint().port, ok);
+        assert_eq!(c.call(get()).unwrap().status, 200);
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+        // Every endpoint 503: unavailable, each named.
+        let (a, _) = test_server(vec![vec![BUSY]]);
+        let (b, _) = test_server(vec![vec![BUSY]]);
+        let f = client(&[a, b]).call(get()).unwrap_err();
+        assert_eq!(f.code, code::UNAVAILABLE);
+        assert!(f.message.contains(&format!(":{a}: 503 no")), "{f}");
+        assert!(f.message.contains(&format!(":{b}: 503 no")), "{f}");
+    }
+
+    #[test]
+    fn a_write_lost_after_it_was_sent_is_not_sent_again() {
+        // Reads the request, then closes without answering.
+        let (lost, _) = test_server(vec![vec![b""]]);
+        let (ok, requests) = test_server(vec![vec![OK]]);
+        let mut c = client(&[lost, ok]);
+        let put = Request {
+            method: "POST",
+            body: Some(b"{\"value\":1}"),
+            ..Request::get("/put/k".to_string())
+        };
+        let f = c.call(put).unwrap_err();
+        assert_eq!(f.code, code::UNAVAILABLE);
+        assert!(
+            f.message.contains("may or may not have been applied"),
+            "{f}"
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 0, "sent twice");
+        // A read lost the same way is asked of the next endpoint.
+        let (lost, _) = test_server(vec![vec![b""]]);
+        let mut c = client(&[lost, ok]);
+        assert_eq!(c.call(get()).unwrap().status, 200);
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+    }
+}

@@ -451,3 +451,138 @@ fn describe(e: &io::Error) -> String {
         _ => e.to_string(),
     }
 }
+
+/// A local server for tests: for each connection in turn, answers each
+/// request it reads with the next of that connection's answers (byte for
+/// byte), then closes it. Returns its port and the count of requests read.
+#[cfg(test)]
+pub fn test_server(
+    connections: Vec<Vec<&'static [u8]>>,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for answers in connections {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            for answer in answers {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                if head.is_empty() {
+                    break;
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = s.write_all(answer);
+            }
+        }
+    });
+    (port, requests)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A local server and a connection to it.
+    fn serve(answers: Vec<&'static [u8]>) -> Conn {
+        let (port, _) = test_server(vec![answers]);
+        let endpoint = Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        Conn::open(&endpoint, None, Duration::from_secs(10)).unwrap()
+    }
+
+    fn get(conn: &mut Conn) -> Result<Response, Error> {
+        conn.send(&Request::get("/get/k".to_string()))
+    }
+
+    #[test]
+    fn reads_length_and_chunk_framed_answers_on_one_connection() {
+        let mut conn = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"3\"\r\n\r\nhello",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n\
+              4;ext=1\r\n{\"de\r\nA\r\ntail\":\"x\"}\r\n0\r\nTrailer: t\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"3\"\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nto the end",
+        ]);
+        let r = get(&mut conn).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+        assert_eq!(r.header("etag"), Some("\"3\""));
+        let r = get(&mut conn).unwrap();
+        assert_eq!(r.status, 404);
+        assert_eq!(r.body, b"{\"detail\":\"x\"}");
+        let r = get(&mut conn).unwrap();
+        assert_eq!((r.status, r.body.len()), (304, 0));
+        assert!(conn.reusable());
+        let r = get(&mut conn).unwrap();
+        assert_eq!(r.body, b"to the end");
+        assert!(!conn.reusable());
+        assert_eq!(conn.answers, 4);
+    }
+
+    #[test]
+    fn a_2xx_body_streams_to_the_sink_and_an_error_body_does_not() {
+        let mut conn = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\nno",
+        ]);
+        let mut sink = Vec::new();
+        let req = Request::get("/backup".to_string());
+        let r = conn.send_to(&req, &mut sink).unwrap();
+        assert_eq!(
+            (r.status, r.body.len(), sink.as_slice()),
+            (200, 0, &b"abc"[..])
+        );
+        let r = conn.send_to(&req, &mut sink).unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice(), sink.len()),
+            (503, &b"no"[..], 3)
+        );
+    }
+
+    #[test]
+    fn broken_answers_are_errors_that_say_what_broke() {
+        let cases: [(&'static [u8], &str); 5] = [
+            (b"", "without answering"),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+                "5 bytes",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                "chunk size",
+            ),
+            (b"\x15\x03\x03\x00\x02\x02\x46", "TLS"),
+            (b"SSH-2.0-OpenSSH\r\n\r\n", "invalid response head"),
+        ];
+        for (answer, want) in cases {
+            let mut conn = serve(vec![answer]);
+            let e = get(&mut conn).unwrap_err().to_string();
+            assert!(e.contains(want), "{answer:?}: {e}");
+        }
+        let mut conn = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"]);
+        assert!(matches!(get(&mut conn), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn a_refused_connection_is_a_connect_error() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
+        match Conn::open(&endpoint, None, Duration::from_secs(5)) {
+            Err(Error::Connect(e)) => assert_eq!(e, "connection refused"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("connected to a closed port"),
+        }
+    }
+}
