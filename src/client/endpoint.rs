@@ -38,6 +38,9 @@ impl Endpoint {
             },
             None => (Scheme::Http, trimmed),
         };
+        if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("no spaces or control characters allowed"));
+        }
         let (authority, path) = match rest.find('/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
@@ -165,6 +168,8 @@ mod tests {
             "http://x/?a=1",
             "http://[::1",
             "http://[::1]x",
+            "http://x/a b",
+            "http://x/a\r\nX: y",
             "",
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");

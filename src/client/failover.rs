@@ -59,6 +59,13 @@ impl Client {
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty()),
         };
+        if let Some(t) = &token
+            && !t.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(Failure::usage(
+                "the token has spaces or control characters (a bearer token is printable ASCII)",
+            ));
+        }
         Ok(Client::with(endpoints, trust, token, connect.timeout))
     }
 
@@ -140,14 +147,13 @@ impl Client {
             let mut fresh_retry = req.idempotent();
             let outcome = loop {
                 let reused = self.conn.is_some();
-                let conn = match self.conn.take() {
+                let mut conn = match self.conn.take() {
                     Some(c) => c,
                     None => match Conn::open(endpoint, self.trust.as_ref(), self.timeout) {
                         Ok(c) => c,
                         Err(e) => break Err(e),
                     },
                 };
-                let mut conn = conn;
                 let result = match sink.as_deref_mut() {
                     Some(s) => conn.send_to(&req, s),
                     None => conn.send(&req),

@@ -137,6 +137,14 @@ fn an_unreadable_or_empty_token_file_is_a_usage_error() {
     );
     r.code(2);
     assert!(r.stderr.contains("no token"), "{r:?}");
+    // A token that would break the header is refused before it is sent.
+    let r = vkv_with(
+        &["get", "k", "--endpoints", &e],
+        &[("VKV_TOKEN", "a\r\nX-Evil: 1")],
+        b"",
+    );
+    r.code(2);
+    assert!(r.stderr.contains("control characters"), "{r:?}");
     // The token never shows in what vkv prints.
     let wrong = token_file(dir.path(), "wrong", "secret-Zx81");
     let r = vkv_with(
