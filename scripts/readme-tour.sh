@@ -114,6 +114,10 @@ pid=$!
 trap 'stop_pid "$pid"; rm -rf "$tmp"' EXIT
 addr=$(wait_listening "$tmp/server.log" "$pid" 30)
 echo "README tour: ${#cmds[@]} commands from $readme against $bin on $addr"
+# The client commands of the tour (`vkv get ...`) are this binary, talking
+# to this server.
+PATH="$(cd "$(dirname "$bin")" && pwd):$PATH"
+export VKV_ENDPOINTS="http://$addr"
 
 fail() {
   echo "FAILED: $1" >&2
