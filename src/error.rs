@@ -66,6 +66,12 @@ pub enum StoreError {
     /// locked, I/O error); nothing was written.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A write whose commit did not return in time, or whose connection
+    /// failed while `COMMIT` was in flight: it may or may not have been
+    /// committed. Read the key before writing it again; retrying blindly
+    /// may write it twice.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The database file is damaged (SQLite: "database disk image is
     /// malformed", or a failed check). Nothing more is written to it; it
     /// must be restored from a backup.

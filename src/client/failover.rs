@@ -172,6 +172,15 @@ impl Client {
                 }
             };
             match outcome {
+                // The write may have been applied: another endpoint could
+                // apply it twice.
+                Ok(r) if r.status == 503 && r.header("vkv-outcome") == Some("unknown") => {
+                    self.current = index;
+                    return Err(Failure::new(
+                        code::UNAVAILABLE,
+                        format!("{endpoint}: {}", detail(&r.body)),
+                    ));
+                }
                 Ok(r) if r.status == 503 => {
                     self.conn = None;
                     tried.push(format!("{endpoint}: 503 {}", detail(&r.body)));
@@ -276,6 +285,18 @@ mod tests {
         assert_eq!(f.code, code::UNAVAILABLE);
         assert!(f.message.contains(&format!(":{a}: 503 no")), "{f}");
         assert!(f.message.contains(&format!(":{b}: 503 no")), "{f}");
+    }
+
+    #[test]
+    fn a_503_whose_outcome_is_unknown_is_not_tried_elsewhere() {
+        let unknown: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nVkv-Outcome: unknown\r\n\
+            Content-Length: 20\r\n\r\n{\"detail\":\"unknown\"}";
+        let (stalled, _) = test_server(vec![vec![unknown]]);
+        let (ok, requests) = test_server(vec![vec![OK]]);
+        let f = client(&[stalled, ok]).call(get()).unwrap_err();
+        assert_eq!(f.code, code::UNAVAILABLE);
+        assert!(f.message.contains("unknown"), "{f}");
+        assert_eq!(requests.load(Ordering::SeqCst), 0, "sent again elsewhere");
     }
 
     #[test]

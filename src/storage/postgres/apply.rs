@@ -224,7 +224,7 @@ impl Committer for PgCommitter {
                 self.conn = None;
             }
             if self.outcome_unknown {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::OutcomeUnknown(format!(
                     "the connection to PostgreSQL failed during COMMIT ({}): the outcome of \
                      this write is unknown; read the key before writing it again",
                     super::describe(&e)
