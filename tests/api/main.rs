@@ -14,6 +14,7 @@ mod io_threads;
 mod kv;
 mod metrics;
 mod persistence;
+mod ui;
 mod values;
 mod versioning;
 mod watch;
