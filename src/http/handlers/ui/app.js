@@ -567,7 +567,7 @@
       return el('tr', { dataset: { version: String(n) } },
         el('td', {}, el('a', { href: pageUrl({ key: state.key, version: n }), text: String(n), dataset: { nav: '' } })),
         el('td', { text: when(v.timestamp), title: v.timestamp }),
-        v.deleted ? el('td', { class: 'tombstone', text: 'deleted' }) : el('td', { text: bytes(v.size_bytes) }),
+        v.deleted ? el('td', { class: 'size tombstone', text: 'deleted' }) : el('td', { class: 'size', text: bytes(v.size_bytes) }),
         el('td', {}, radio('diff-a', idx === 1 || (state.history.length === 1 && idx === 0))),
         el('td', {}, radio('diff-b', idx === 0)));
     };
@@ -593,7 +593,7 @@
     const a = pick('diff-a');
     const b = pick('diff-b');
     if (!a || !b) {
-      banner('Pick a version in each of the Diff A and Diff B columns.', true);
+      banner('Pick a version in each of the columns A and B.', true);
       return;
     }
     const [va, vb] = await Promise.all([version(a.value), version(b.value)]);
