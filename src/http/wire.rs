@@ -135,6 +135,7 @@ pub struct KeysResponse {
     /// prefix, then the rest of some key up to and including the first
     /// delimiter), each once, in byte order; absent without `delimiter`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub prefixes: Option<Vec<String>>,
     /// Pass as `after` for the next page; null at the end.
     pub next_after: Option<String>,

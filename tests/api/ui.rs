@@ -197,6 +197,31 @@ fn keys_with_a_delimiter_list_one_level_as_folders_and_keys() {
     assert_eq!(c.get("/keys?delimiter=/&limit=1001").status, 422);
 }
 
+#[test]
+fn the_openapi_document_describes_the_delimiter_listing_and_whoami() {
+    let s = Server::start(&[]);
+    let doc = s.client().get("/openapi.json").json();
+    let params = doc["paths"]["/keys"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "delimiter" && p["in"] == "query"),
+        "{params:?}"
+    );
+    let prefixes = &doc["components"]["schemas"]["KeysResponse"]["properties"]["prefixes"];
+    assert_eq!(prefixes["type"], "array", "{prefixes}");
+    let whoami = &doc["paths"]["/auth/whoami"]["get"];
+    assert_eq!(
+        whoami["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/WhoAmIResponse"
+    );
+    assert!(whoami["responses"]["401"].is_object());
+    // The page is not an API operation.
+    assert!(doc["paths"].get("/ui").is_none());
+}
+
 fn percent(s: &str) -> String {
     s.bytes()
         .map(|b| {

@@ -342,6 +342,7 @@
     const a = e.target.closest('a[data-nav]');
     if (!a || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
     e.preventDefault();
+    banner('');
     go(a.getAttribute('href'));
   }
 
