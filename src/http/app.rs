@@ -11,7 +11,7 @@ use super::auth::{AuthTokens, Scope};
 use super::completion::Reply;
 use super::cross_site::{HostPolicy, check_write};
 use super::handlers::docs::Docs;
-use super::handlers::{backup, batch, kv, listing, stats};
+use super::handlers::{backup, batch, kv, listing, stats, ui, whoami};
 use super::message::{HttpRequest, HttpResponse};
 use super::metrics::Metrics;
 use super::router::{Route, route};
@@ -198,6 +198,8 @@ impl App {
             Route::OpenApi => self.docs.openapi(),
             Route::Docs(file) => self.docs.swagger(file, req.header("accept-encoding"))?,
             Route::Backup => backup::backup(s, req)?,
+            Route::WhoAmI => whoami::whoami(self.auth.as_deref(), req)?,
+            Route::Ui(file) => ui::serve(file, req.header("accept-encoding"))?,
         };
         Ok(response.into())
     }

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod completion;
 pub mod conn;
 pub mod cross_site;
+pub mod delimit;
 pub mod encoder;
 pub mod handlers;
 pub mod message;

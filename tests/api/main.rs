@@ -15,6 +15,7 @@ mod kv;
 mod metrics;
 mod persistence;
 mod reference;
+mod ui;
 mod values;
 mod versioning;
 mod watch;
