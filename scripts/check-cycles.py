@@ -41,15 +41,56 @@ def strip_comments(text):
     return "\n".join(line.split("//")[0] for line in text.splitlines())
 
 
+def inline_modules(text):
+    """Splits `text` into (depth, chunk) pieces: chunks inside an inline
+    `mod name { ... }` are one module deeper (their `super` is the file's
+    module)."""
+    pieces, depth_stack, last, i = [], [], 0, 0
+    opener = re.compile(r"\bmod\s+\w+\s*\{")
+    depth = 0
+    while i < len(text):
+        m = opener.match(text, i)
+        if m:
+            pieces.append((depth, text[last:m.end()]))
+            depth_stack.append(0)
+            depth += 1
+            i = last = m.end()
+            continue
+        c = text[i]
+        if depth_stack:
+            if c == "{":
+                depth_stack[-1] += 1
+            elif c == "}":
+                if depth_stack[-1] == 0:
+                    pieces.append((depth, text[last:i]))
+                    depth_stack.pop()
+                    depth -= 1
+                    last = i
+                else:
+                    depth_stack[-1] -= 1
+        i += 1
+    pieces.append((depth, text[last:]))
+    return pieces
+
+
 def imports(src, path):
+    found = set()
     text = strip_comments(open(path, encoding="utf-8").read())
-    here = module_of(src, path)
+    for depth, chunk in inline_modules(text):
+        found |= imports_of(src, path, chunk, depth)
+    return found
+
+
+def imports_of(src, path, text, depth):
+    here = module_of(src, path) + ["<inline>"] * depth
     # The module `super` and `self` mean from this file.
     is_dir_module = os.path.basename(path) in ("mod.rs", "lib.rs", "main.rs")
     parent = here[:-1] if here else []
     self_mod = here
     children = set(re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text, re.M))
     found = set()
+    if depth:
+        children = set()
     # Grouped uses: `use crate::a::{b, c::d}` -> crate::a::b, crate::a::c::d.
     expanded = []
     for m in re.finditer(r"\b((?:crate|super|self)(?:::\w+)*)::\{([^}]*)\}", text):

@@ -8,19 +8,20 @@
 use std::path::{Path, PathBuf};
 
 use crate::backup::{CheckError, CheckReport};
-use crate::storage::{self, KeyHead, Record, Totals};
+use crate::storage;
+use crate::storage::seam::{KeyHead, Record, Totals};
 
 /// Checks the store at `location` (safe while servers run on it).
 pub fn check(location: &Path) -> Result<CheckReport, CheckError> {
-    if !storage::is_postgres_url(location) {
+    if !storage::location::is_postgres_url(location) {
         return crate::backup::check(location);
     }
-    let shown = storage::display_location(location);
+    let shown = storage::location::display_location(location);
     let fail = |reason: String| CheckError {
         path: PathBuf::from(&shown),
         reason,
     };
-    let mut dump = storage::open_export(location).map_err(|e| fail(e.to_string()))?;
+    let mut dump = storage::open::open_export(location).map_err(|e| fail(e.to_string()))?;
     let mut report = CheckReport {
         path: PathBuf::from(&shown),
         schema_version: 1,

@@ -21,7 +21,6 @@
 // single-writer rule.
 mod cache;
 mod error;
-mod stall;
 mod storage;
 mod store;
 mod version;
@@ -41,8 +40,8 @@ pub mod copy;
 /// tools and tests have used.
 #[doc(hidden)]
 pub mod db {
+    pub use crate::storage::seam::{DbStats, KeyInfo, SyncMode, VersionInfo};
     pub use crate::storage::sqlite::{APPLICATION_ID, SCHEMA_VERSION};
-    pub use crate::storage::{DbStats, KeyInfo, SyncMode, VersionInfo};
 }
 #[doc(hidden)]
 pub mod http;
@@ -54,9 +53,9 @@ pub mod value;
 pub use cache::CacheStats;
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
-pub use storage::{DbStats, KeyInfo, SyncMode, Totals, VersionInfo};
 #[doc(hidden)]
-pub use storage::{display_location, is_postgres_url};
+pub use storage::location::{display_location, is_postgres_url};
+pub use storage::seam::{DbStats, KeyInfo, SyncMode, Totals, VersionInfo};
 pub use store::{PendingPut, PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use value::MAX_DEPTH;
 pub use version::{Operation, PutOutcome, Versioned};

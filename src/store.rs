@@ -20,15 +20,17 @@ use serde_json::value::RawValue;
 use crate::cache::{CacheStats, LatestCache};
 use crate::error::{OpenError, StoreError};
 use crate::key::validate_key;
-use crate::storage::{
-    self, DbStats, Done, Fresh, Hooks, KeyInfo, Op, Reads, SyncMode, VersionInfo, Written,
+use crate::storage;
+use crate::storage::seam::{
+    DbStats, Done, Fresh, Hooks, KeyInfo, Op, Options, Reads, SyncMode, VersionInfo, Written,
 };
 use crate::value::check_value;
 use crate::version::{Operation, PutOutcome, Versioned};
 use crate::watch::{Subscription, Watchers};
-use crate::writer::{Pending, WriteFault, Writer, WriterContext, WriterCounters};
+use crate::writer::reply::Pending;
+use crate::writer::{WriteFault, Writer, WriterContext, WriterCounters};
 
-pub use crate::storage::PutItem;
+pub use crate::storage::seam::PutItem;
 
 /// How to open a [`Store`].
 #[derive(Debug, Clone)]
@@ -140,8 +142,16 @@ impl Store {
     pub fn open(config: StoreConfig) -> Result<Store, OpenError> {
         let watchers = Arc::new(Watchers::new(config.max_watchers));
         let cache = Arc::new(LatestCache::new(config.cache_size, config.cache_bytes));
-        let backend = storage::open(
-            &config,
+        let options = Options {
+            path: config.path.clone(),
+            sync: config.sync,
+            read_connections: config.read_connections,
+            max_versions: config.max_versions,
+            read_lease: config.read_lease,
+            query_timeout: config.query_timeout,
+        };
+        let backend = storage::open::open(
+            &options,
             Hooks {
                 watchers: Arc::clone(&watchers),
                 cache: Arc::clone(&cache),
@@ -539,13 +549,13 @@ impl Store {
     /// The database as it may be logged: the file, or the PostgreSQL URL
     /// with its password masked.
     pub fn location(&self) -> String {
-        storage::display_location(&self.inner.path)
+        storage::location::display_location(&self.inner.path)
     }
 
     /// Whether the store is on PostgreSQL (several vkv processes may share
     /// it) rather than a SQLite file.
     pub fn is_postgres(&self) -> bool {
-        storage::is_postgres_url(&self.inner.path)
+        storage::location::is_postgres_url(&self.inner.path)
     }
 
     /// Commits every queued write and stops the writer. Later writes fail

@@ -9,6 +9,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use super::endpoint::{Endpoint, Scheme};
+use super::stream::Stream;
 use super::tls::Trust;
 
 /// The most bytes of a response head (status line and headers).
@@ -18,10 +19,6 @@ const MAX_HEADERS: usize = 64;
 /// The largest body held in memory: a value may be up to the server's
 /// largest body (1 GiB), plus the key and the answer's other fields.
 const MAX_BUFFERED_BODY: u64 = (1 << 30) + (1 << 20);
-
-/// What a connection runs over.
-pub trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
 
 /// Why a request got no answer.
 #[derive(Debug)]

@@ -21,6 +21,7 @@ mod failover;
 pub mod health;
 mod http;
 mod output;
+mod stream;
 mod tls;
 mod watch;
 

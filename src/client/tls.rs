@@ -68,7 +68,7 @@ mod with_tls {
     };
 
     use super::Roots;
-    use crate::client::http::Stream;
+    use crate::client::stream::Stream;
 
     /// A client TLS configuration, built once per command.
     #[derive(Clone)]
@@ -240,7 +240,7 @@ mod without_tls {
     use std::net::TcpStream;
 
     use super::Roots;
-    use crate::client::http::Stream;
+    use crate::client::stream::Stream;
 
     /// Never built: this vkv has no TLS.
     #[derive(Clone)]

@@ -30,9 +30,9 @@ use serde_json::value::RawValue;
 
 use super::conn::{PgConn, Role, is_retryable};
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
-use super::reads::db_int;
+use super::rows::db_int;
 use crate::error::StoreError;
-use crate::storage::{Committer, Done, Op, Outcomes, PutItem, Written};
+use crate::storage::seam::{Committer, Done, Op, Outcomes, PutItem, Written};
 use crate::version::{Versioned, now_ms};
 
 /// The channel replicas `NOTIFY` on.
@@ -44,7 +44,7 @@ const ATTEMPTS: u32 = 8;
 
 /// The writer thread's connection to PostgreSQL, reconnected on demand.
 pub(crate) struct PgCommitter {
-    pub target: super::Target,
+    pub target: super::target::Target,
     pub conn: Option<PgConn>,
     /// This replica's row of the counters table.
     pub shard: i32,
@@ -111,7 +111,7 @@ impl PgCommitter {
                 }
                 StoreError::Unavailable(format!(
                     "cannot connect to PostgreSQL: {}",
-                    super::describe(&e)
+                    super::target::describe(&e)
                 ))
             })?;
             slots.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -227,7 +227,7 @@ impl Committer for PgCommitter {
                 return Err(StoreError::OutcomeUnknown(format!(
                     "the connection to PostgreSQL failed during COMMIT ({}): the outcome of \
                      this write is unknown; read the key before writing it again",
-                    super::describe(&e)
+                    super::target::describe(&e)
                 )));
             }
             if is_retryable(&e) && attempt < ATTEMPTS {

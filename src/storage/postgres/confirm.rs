@@ -16,9 +16,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use r2d2::Pool;
 
 use super::conn::{Manager, with_pooled};
-use super::reads::db_int;
+use super::rows::db_int;
 use crate::error::StoreError;
-use crate::storage::{Fresh, LatestReply, VersionReply};
+use crate::storage::seam::{Fresh, LatestReply, VersionReply};
 use serde_json::value::RawValue;
 
 use crate::version::Versioned;

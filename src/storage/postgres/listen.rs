@@ -19,13 +19,13 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Notification};
 
-use super::Target;
 use super::apply::CHANNEL;
 use super::conn::Role;
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::reads::PgReads;
+use super::target::Target;
 use crate::cache::LatestCache;
-use crate::storage::Reads;
+use crate::storage::seam::Reads;
 use crate::watch::Watchers;
 
 /// How often the thread looks at the stop flag while idle.

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::reply::Reply;
 use crate::error::StoreError;
-use crate::writer::Reply;
 
 /// How often a stalled writer's queue is emptied (writes queued just before
 /// the stall was noticed).
