@@ -552,10 +552,11 @@ impl Store {
         storage::location::display_location(&self.inner.path)
     }
 
-    /// Whether the store is on PostgreSQL (several vkv processes may share
-    /// it) rather than a SQLite file.
-    pub fn is_postgres(&self) -> bool {
-        storage::location::is_postgres_url(&self.inner.path)
+    /// Whether [`Store::get_then`] never blocks the caller: a read it
+    /// cannot answer from the cache is queued, and answered on a thread of
+    /// the storage's own.
+    pub(crate) fn reads_never_block(&self) -> bool {
+        self.inner.reads.queues_reads()
     }
 
     /// Commits every queued write and stops the writer. Later writes fail

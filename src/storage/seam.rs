@@ -177,6 +177,15 @@ pub(crate) trait Reads: Send + Sync {
         true
     }
 
+    /// Whether [`Reads::latest_then`] and [`Reads::version_then`] only
+    /// queue the read and return at once (its answer comes on a thread of
+    /// the backend's), so that a caller that must never block, such as
+    /// the connection loop, may ask them. By default they read on the
+    /// calling thread.
+    fn queues_reads(&self) -> bool {
+        false
+    }
+
     /// The latest version of `key`, unless it is still `known` (same
     /// version and timestamp): then [`Fresh::Same`], and the value is not
     /// transferred. One round trip.

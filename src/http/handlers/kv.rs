@@ -129,13 +129,9 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
         return watch(store, key, after, Duration::from_secs(secs));
     }
     let version = query.positive("version")?;
-    if !store.is_postgres() {
-        let found = store.get(&key, version)?;
-        return Ok(found_response(&found, version, req.header("if-none-match"))?.into());
-    }
-    // PostgreSQL: the read joins a shared round trip and is answered when
-    // it returns; the worker is free meanwhile (rounds then carry every
-    // read in flight, not one per worker).
+    // Answered when the read is (at once on a cache hit; a backend whose
+    // reads are queued frees the worker meanwhile, so that shared rounds
+    // carry every read in flight, not one per worker).
     let if_none_match = req.header("if-none-match").map(str::to_string);
     let store = store.clone();
     Ok(Reply::Later(Box::new(move |responder| {

@@ -53,6 +53,11 @@ impl Reads for PgReads {
         self.leases.held()
     }
 
+    /// Point reads join the next shared round, answered on its thread.
+    fn queues_reads(&self) -> bool {
+        true
+    }
+
     fn read_lease(&self) -> Option<(bool, u64)> {
         Some((self.leases.held(), self.leases.taken()))
     }
