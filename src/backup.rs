@@ -446,7 +446,7 @@ pub enum RestoreError {
     /// another).
     #[error(
         "{} is in use by a running vkv ({}); stop it before restoring",
-        .path.display(), crate::storage::sqlite::lock::describe(.file, *.pid)
+        .path.display(), crate::error::describe_holder(.file, *.pid)
     )]
     Locked {
         /// The target.

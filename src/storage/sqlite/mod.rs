@@ -11,6 +11,7 @@
 
 mod apply;
 pub(crate) mod bulk;
+mod errors;
 mod file;
 pub(crate) mod lock;
 mod reads;
