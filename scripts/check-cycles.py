@@ -101,9 +101,17 @@ def imports_of(src, path, text, depth):
             elif part == "self":
                 expanded.append(m.group(1))
     plain = re.findall(r"\b((?:crate|super|self)(?:::\w+)+)", text)
+    # Modules brought in by name (`use super::sqlite;`, `use crate::a::b as c;`):
+    # their paths (`sqlite::backup::f`) are imports of the files they name.
+    aliases = {}
+    for m in re.finditer(r"\buse\s+((?:crate|super|self)(?:::\w+)+)(?:\s+as\s+(\w+))?\s*;", text):
+        aliases[m.group(2) or m.group(1).split("::")[-1]] = m.group(1)
     child_paths = [
         m.group(0) for m in re.finditer(r"(?<![:\w])(\w+)(?:::\w+)+", text) if m.group(1) in children
     ]
+    for m in re.finditer(r"(?<![:\w])(\w+)((?:::\w+)+)", text):
+        if m.group(1) in aliases and m.group(1) not in children:
+            child_paths.append(aliases[m.group(1)] + m.group(2))
     for p in plain + expanded + child_paths:
         parts = p.split("::")
         if parts[0] == "crate":

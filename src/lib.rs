@@ -54,7 +54,7 @@ pub use cache::CacheStats;
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
 #[doc(hidden)]
-pub use storage::location::{display_location, is_postgres_url};
+pub use storage::location::display_location;
 pub use storage::seam::{DbStats, KeyInfo, SyncMode, Totals, VersionInfo};
 pub use store::{PendingPut, PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use value::MAX_DEPTH;

@@ -45,14 +45,6 @@ fn main() -> ExitCode {
 }
 
 fn try_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    if matches!(cli.command, Some(Command::Restore { .. })) && vkv::is_postgres_url(&cli.db) {
-        return Err(format!(
-            "{}: `vkv restore` replaces a SQLite file; to load a snapshot into PostgreSQL, \
-             use `vkv copy --from SNAPSHOT --to URL` (add --force to replace its contents)",
-            vkv::display_location(&cli.db)
-        )
-        .into());
-    }
     match &cli.command {
         None => serve(&cli),
         Some(Command::Health { .. } | Command::Client(_)) => Ok(()),

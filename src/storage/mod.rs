@@ -28,6 +28,7 @@
 //! import each item from the file that defines it.
 
 pub(crate) mod location;
+pub(crate) mod maintenance;
 pub(crate) mod open;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

@@ -393,3 +393,30 @@ where
         }
     }
 }
+
+/// Pumps every record of `source` into `dest` and finishes `dest` (one
+/// transaction), checking the records read against the source's counters.
+/// The totals loaded.
+pub(crate) fn transfer(
+    source: &mut dyn Export,
+    mut dest: Box<dyn Import>,
+) -> Result<Totals, StoreError> {
+    let counters = source.counters()?;
+    let mut read = Totals::default();
+    source.for_each(&mut |record| {
+        match &record {
+            Record::Head(_) => read.keys += 1,
+            Record::Version(_) => read.versions += 1,
+            Record::Purged { .. } => {}
+        }
+        dest.write(&record)
+    })?;
+    if read != counters {
+        return Err(StoreError::Internal(format!(
+            "the source's counters say {} keys and {} versions, but {} keys and {} versions \
+             were read",
+            counters.keys, counters.versions, read.keys, read.versions
+        )));
+    }
+    dest.finish(read)
+}

@@ -10,6 +10,7 @@
 //! - `bulk.rs`: whole-store dumps and loads (`vkv copy`, checks, backups).
 
 mod apply;
+pub(crate) mod backup;
 pub(crate) mod bulk;
 mod errors;
 mod file;
