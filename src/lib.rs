@@ -56,7 +56,7 @@ pub use key::MAX_KEY_BYTES;
 #[doc(hidden)]
 pub use storage::location::display_location;
 pub use storage::seam::{DbStats, KeyInfo, SyncMode, Totals, VersionInfo};
-pub use store::{PendingPut, PutItem, Store, StoreConfig, Watch, WriterStats};
+pub use store::{PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use value::MAX_DEPTH;
 pub use version::{Operation, PutOutcome, Versioned};
 pub use watch::Subscription;

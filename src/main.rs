@@ -108,9 +108,6 @@ fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         .forever()
         .find(|&signal| signal != SIGHUP || reload_tokens(auth.as_deref()));
     log::info!("signal {signal:?} received: shutting down");
-    // Parked long polls first, so that they are answered and their
-    // connections do not hold up the stop.
-    store.close_watchers();
     server.shutdown();
     store.close();
     log::info!("stopped");

@@ -32,8 +32,18 @@ use crate::writer::{WriteFault, Writer, WriterContext, WriterCounters};
 
 pub use crate::storage::seam::PutItem;
 
-/// How to open a [`Store`].
+/// How to open a [`Store`]: [`StoreConfig::new`] gives the defaults, and
+/// the setters change them (new settings may be added without breaking
+/// callers).
+///
+/// ```
+/// let config = vkv::StoreConfig::new("kv_store.db")
+///     .cache_size(10_000)
+///     .max_versions(100);
+/// assert_eq!(config.cache_size, 10_000);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StoreConfig {
     /// The database: a SQLite file (created if missing), or a
     /// `postgres://` / `postgresql://` URL (feature `postgres`).
@@ -91,6 +101,72 @@ impl StoreConfig {
             query_timeout: Duration::from_secs(5),
         }
     }
+
+    /// Sets [`StoreConfig::cache_size`].
+    pub fn cache_size(mut self, keys: usize) -> Self {
+        self.cache_size = keys;
+        self
+    }
+
+    /// Sets [`StoreConfig::cache_bytes`].
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Sets [`StoreConfig::sync`].
+    pub fn sync(mut self, sync: SyncMode) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Sets [`StoreConfig::read_connections`].
+    pub fn read_connections(mut self, n: u32) -> Self {
+        self.read_connections = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::write_queue`].
+    pub fn write_queue(mut self, n: usize) -> Self {
+        self.write_queue = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::max_batch`].
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::max_versions`].
+    pub fn max_versions(mut self, n: u64) -> Self {
+        self.max_versions = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::max_watchers`].
+    pub fn max_watchers(mut self, n: usize) -> Self {
+        self.max_watchers = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::commit_timeout`].
+    pub fn commit_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.commit_timeout = limit;
+        self
+    }
+
+    /// Sets [`StoreConfig::read_lease`].
+    pub fn read_lease(mut self, lease: Duration) -> Self {
+        self.read_lease = lease;
+        self
+    }
+
+    /// Sets [`StoreConfig::query_timeout`].
+    pub fn query_timeout(mut self, limit: Duration) -> Self {
+        self.query_timeout = limit;
+        self
+    }
 }
 
 /// Write-path statistics of the group commit.
@@ -104,7 +180,7 @@ pub struct WriterStats {
 }
 
 /// A put queued by [`Store::begin_put`], not yet awaited.
-pub struct PendingPut(Pending);
+pub(crate) struct PendingPut(Pending);
 
 impl PendingPut {
     /// Waits until the put is committed (or failed).
@@ -132,6 +208,24 @@ struct Inner {
 }
 
 /// A handle to an open store; cheap to clone and share between threads.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("vkv-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let store = vkv::Store::open(vkv::StoreConfig::new(dir.join("kv.db")))?;
+/// let first = store.put("config/mode", &"on")?;
+/// store.put("config/mode", &"off")?;
+/// // Every version stays readable.
+/// let old = store.get("config/mode", Some(first.version))?;
+/// assert_eq!(old.value_as::<String>()?, "on");
+/// // A compare-and-set that lost: nothing is written.
+/// let raw = serde_json::value::to_raw_value(&"auto")?;
+/// assert!(store.put_if("config/mode", raw, Some(first.version)).is_err());
+/// assert_eq!(store.get("config/mode", None)?.version, 2);
+/// store.close();
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -214,7 +308,7 @@ impl Store {
     /// Queues a (conditional) put and returns without waiting for its
     /// commit; [`PendingPut::wait`] gives the outcome. Lets a caller that
     /// must not block (an HTTP worker) hand the wait to someone else.
-    pub fn begin_put(
+    pub(crate) fn begin_put(
         &self,
         key: &str,
         value: Box<RawValue>,
@@ -232,7 +326,7 @@ impl Store {
     /// writer thread right after the commit (or at once if the put is
     /// refused before it is queued). No thread waits meanwhile: this is how
     /// the HTTP layer answers a put. Keep `then` short.
-    pub fn put_then(
+    pub(crate) fn put_then(
         &self,
         key: &str,
         value: Box<RawValue>,
@@ -302,7 +396,7 @@ impl Store {
     /// (PostgreSQL: on the thread that runs the shared read rounds, so keep
     /// `then` short). No thread waits meanwhile: this is how the HTTP layer
     /// answers a GET in PostgreSQL mode.
-    pub fn get_then(
+    pub(crate) fn get_then(
         &self,
         key: &str,
         version: Option<u64>,
@@ -430,7 +524,7 @@ impl Store {
     /// channel, so no thread waits; `then(None)` when the watchers are
     /// closed (shutdown). Dropping the subscription unregisters it without
     /// calling `then`. With `Ready`, `then` may still have been called.
-    pub fn subscribe_then(
+    pub(crate) fn subscribe_then(
         &self,
         key: &str,
         after: u64,
@@ -475,7 +569,7 @@ impl Store {
     ) -> Result<Option<Arc<Versioned>>, StoreError> {
         match self.subscribe(key, after)? {
             Watch::Ready(v) => Ok(Some(v)),
-            Watch::Pending(sub) => Ok(sub.changes.recv_timeout(timeout).ok()),
+            Watch::Pending(sub) => Ok(sub.next(timeout)),
         }
     }
 
@@ -486,7 +580,7 @@ impl Store {
 
     /// Wakes every waiting watcher and refuses new ones (first step of a
     /// shutdown).
-    pub fn close_watchers(&self) {
+    pub(crate) fn close_watchers(&self) {
         self.inner.watchers.close();
     }
 

@@ -44,6 +44,7 @@ pub struct ServerConfig {
 pub struct Server {
     http: HttpServer,
     pool: Arc<WorkerPool>,
+    store: Store,
 }
 
 impl Server {
@@ -52,7 +53,7 @@ impl Server {
         let (addr, listeners) = bind(&config.bind, config.io_threads)?;
         let hosts = HostPolicy::new(addr, &config.allowed_hosts);
         let app = Arc::new(
-            App::new(store, config.max_batch_puts)
+            App::new(store.clone(), config.max_batch_puts)
                 .with_auth(config.auth)
                 .with_hosts(hosts),
         );
@@ -79,7 +80,7 @@ impl Server {
             #[cfg(feature = "tls")]
             config.tls,
         )?;
-        Ok(Server { http, pool })
+        Ok(Server { http, pool, store })
     }
 
     /// The address actually bound.
@@ -87,9 +88,12 @@ impl Server {
         self.http.local_addr()
     }
 
-    /// Stops accepting, lets in-flight requests finish and be answered, then
-    /// stops the workers. The store is left open for the caller to close.
+    /// Answers parked long polls (so that their connections do not hold up
+    /// the stop), stops accepting, lets in-flight requests finish and be
+    /// answered, then stops the workers. The store is left open for the
+    /// caller to close.
     pub fn shutdown(self) {
+        self.store.close_watchers();
         self.http.shutdown();
         match Arc::try_unwrap(self.pool) {
             Ok(pool) => pool.shutdown(),

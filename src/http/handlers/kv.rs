@@ -147,7 +147,7 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
 }
 
 /// [`get`] when the store can answer from its cache alone (see
-/// [`Store::get_cached`]), so the connection loop may run it without
+/// `Store::get_cached`), so the connection loop may run it without
 /// blocking; `None` for everything else (a miss, a long poll), which
 /// [`get`] then answers on a worker.
 pub fn get_cached(
