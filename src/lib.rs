@@ -20,6 +20,7 @@
 // single-writer rule.
 mod cache;
 mod error;
+mod rules;
 mod stall;
 mod storage;
 mod store;

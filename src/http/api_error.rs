@@ -92,6 +92,10 @@ impl From<StoreError> for ApiError {
                 api.fields.push(("key", key.into()));
                 api.fields.push(("current_version", current.into()));
             }
+            StoreError::Deleted { key, version } => {
+                api.fields.push(("key", key.into()));
+                api.fields.push(("deleted_version", version.into()));
+            }
             StoreError::TooManyWatchers(_) | StoreError::Unavailable(_) => {
                 api.headers.push(("Retry-After", "1".into()))
             }

@@ -6,6 +6,7 @@ mod cache;
 #[path = "../support/mod.rs"]
 mod common;
 mod concurrency;
+mod conditions;
 mod docs;
 mod errors;
 mod flags;

@@ -27,7 +27,7 @@ const WAIT_MAX_SECS: u64 = 300;
     path = "/put/{key}",
     params(
         ("key" = String, Path, description = "The key, percent-encoded; 1 to 1024 bytes of UTF-8, may contain '/'"),
-        ("if_version" = Option<u64>, Query, description = "Write only if the latest version is this; 0: only if the key has no version"),
+        ("if_version" = Option<u64>, Query, description = "Write only if the live version is this (the latest unless deleted); 0: only if the key has none (never written, deleted or purged)"),
         ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\""),
     ),
     request_body = PutRequest,
@@ -43,12 +43,7 @@ const WAIT_MAX_SECS: u64 = 300;
 pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply, ApiError> {
     let key = decode_key(encoded_key)?;
     let query = Query::parse(req.query())?;
-    let expect = match query.get("if_version") {
-        Some(v) => Some(v.parse::<u64>().map_err(|_| {
-            ApiError::unprocessable(format!("if_version must be a version number, got '{v}'"))
-        })?),
-        None => req.header("if-match").map(parse_etag).transpose()?,
-    };
+    let expect = condition(req, &query)?;
     // serde would also accept `[value]` for a struct: only an object is valid.
     if req.body.trim_ascii_start().first() != Some(&b'{') {
         return Err(ApiError::unprocessable(
@@ -80,6 +75,17 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
             responder.send(response);
         });
     })))
+}
+
+/// A write's condition on the key's live version: `?if_version=N`, else
+/// `If-Match: "N"`.
+fn condition(req: &HttpRequest, query: &Query) -> Result<Option<u64>, ApiError> {
+    match query.get("if_version") {
+        Some(v) => Ok(Some(v.parse::<u64>().map_err(|_| {
+            ApiError::unprocessable(format!("if_version must be a version number, got '{v}'"))
+        })?)),
+        None => req.header("if-match").map(parse_etag).transpose(),
+    }
 }
 
 /// `"N"` or `N` to N.
@@ -295,10 +301,13 @@ fn versioned(v: &Versioned) -> Result<HttpResponse, ApiError> {
     params(
         ("key" = String, Path, description = "The key, percent-encoded"),
         ("purge" = Option<bool>, Query, description = "true: remove every version permanently"),
+        ("if_version" = Option<u64>, Query, description = "Delete (or purge) only if the live version is this: the latest unless deleted; 0: none (with purge=true: only a deleted key)"),
+        ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\""),
     ),
     responses(
         (status = 200, description = "Deleted: a tombstone version was written (DeleteResponse); with purge=true, every version removed (PurgeResponse)", body = DeleteOrPurge),
-        (status = 422, description = "Invalid key, or purge is not true or false", body = ErrorResponse),
+        (status = 409, description = "if_version or If-Match did not match; nothing written", body = ConflictResponse),
+        (status = 422, description = "Invalid key, condition, or purge is not true or false", body = ErrorResponse),
         (status = 503, description = "Overloaded or database unavailable", body = ErrorResponse),
         (status = 507, description = "Disk full", body = ErrorResponse),
         (status = 404, description = "No such key, or already deleted", body = ErrorResponse),
@@ -311,13 +320,14 @@ pub fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let key = decode_key(encoded_key)?;
     let query = Query::parse(req.query())?;
+    let expect = condition(req, &query)?;
     match query.get("purge") {
         Some("true" | "1") => json(&PurgeResponse {
             key: &key,
-            purged_versions: store.purge(&key)?,
+            purged_versions: store.purge_if(&key, expect)?,
         }),
         None | Some("false" | "0") => {
-            let outcome = store.delete(&key)?;
+            let outcome = store.delete_if(&key, expect)?;
             json(&DeleteResponse {
                 key: &key,
                 version: outcome.version,
