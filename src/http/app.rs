@@ -92,7 +92,8 @@ impl App {
         let need = routed.as_ref().map_or(Some(Scope::Read), Route::scope);
         let allowed = self
             .admit(req, need)
-            .and_then(|()| self.authorize(req, need));
+            .and_then(|()| self.authorize(req, need))
+            .and_then(|()| routed.as_ref().map_or(Ok(()), |r| known_params(*r, req)));
         let (name, reply) = match (routed, allowed) {
             (Ok(r), Ok(())) => (r.name(), self.dispatch(r, req)),
             (Ok(r), Err(e)) => (r.name(), Err(e)),
@@ -162,6 +163,7 @@ impl App {
         let need = route.scope();
         self.admit(req, need).ok()?;
         self.authorize(req, need).ok()?;
+        known_params(route, req).ok()?;
         let response =
             kv::get_cached(&self.store, req, key)?.unwrap_or_else(ApiError::into_response);
         let path = req.path();
@@ -201,6 +203,11 @@ impl App {
         };
         Ok(response.into())
     }
+}
+
+/// Refuses a query parameter `route` does not take (see [`Route::params`]).
+fn known_params(route: Route<'_>, req: &HttpRequest) -> Result<(), ApiError> {
+    super::query::Query::parse(req.query())?.only(route.params())
 }
 
 /// Counts and logs one answered request.

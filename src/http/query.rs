@@ -21,6 +21,30 @@ impl Query {
         Ok(Query { pairs })
     }
 
+    /// Refuses (`422`, naming it) a parameter not in `accepted`, and one
+    /// given twice.
+    pub fn only(&self, accepted: &[&str]) -> Result<(), ApiError> {
+        for (i, (name, _)) in self.pairs.iter().enumerate() {
+            if !accepted.contains(&name.as_str()) {
+                let takes = if accepted.is_empty() {
+                    "this endpoint takes none".to_string()
+                } else {
+                    format!("this endpoint takes: {}", accepted.join(", "))
+                };
+                return Err(ApiError::unprocessable(format!(
+                    "unknown query parameter '{}' ({takes})",
+                    printable(name)
+                )));
+            }
+            if self.pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err(ApiError::unprocessable(format!(
+                    "query parameter '{name}' given twice"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The value of the first parameter called `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
@@ -41,6 +65,12 @@ impl Query {
             },
         }
     }
+}
+
+/// A parameter name for an error detail: at most 100 characters, no
+/// control characters.
+fn printable(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(100).collect()
 }
 
 fn decode(s: &str) -> Result<String, ApiError> {
@@ -67,5 +97,27 @@ mod tests {
             assert!(q.positive("version").is_err(), "{bad}");
         }
         assert!(Query::parse(Some("a=%FF")).is_err());
+    }
+
+    #[test]
+    fn only_accepted_names_once_each() {
+        let q = |raw: &str| Query::parse(Some(raw)).unwrap_or_default();
+        assert!(
+            q("version=1&timeout=2")
+                .only(&["version", "timeout"])
+                .is_ok()
+        );
+        assert!(q("").only(&[]).is_ok());
+        let e = q("versoin=1").only(&["version"]).err().map(|e| e.detail);
+        assert_eq!(
+            e.as_deref(),
+            Some("unknown query parameter 'versoin' (this endpoint takes: version)")
+        );
+        let e = q("x").only(&[]).err().map(|e| e.detail);
+        assert_eq!(
+            e.as_deref(),
+            Some("unknown query parameter 'x' (this endpoint takes none)")
+        );
+        assert!(q("version=1&version=2").only(&["version"]).is_err());
     }
 }

@@ -73,6 +73,28 @@ impl Route<'_> {
         }
     }
 
+    /// The query parameters the route takes. Any other is refused with
+    /// `422` naming it (`App::handle`), so that a misspelt one (`versoin`)
+    /// never answers as if it were absent; the OpenAPI document lists
+    /// exactly these (a test compares them).
+    pub fn params(&self) -> &'static [&'static str] {
+        match self {
+            Route::Put(_) => &["if_version"],
+            Route::Get(_) => &["version", "wait_after", "timeout"],
+            Route::Delete(_) => &["purge", "if_version"],
+            Route::History(_) => &["limit", "before"],
+            Route::Keys => &["prefix", "limit", "after"],
+            Route::Batch
+            | Route::Metrics
+            | Route::CacheStats
+            | Route::DbStats
+            | Route::Health
+            | Route::OpenApi
+            | Route::Docs(_)
+            | Route::Backup => &[],
+        }
+    }
+
     /// The scope a request needs when authentication is on (`None`: open
     /// to all: `/health`, so that probes need no secret, and the API's
     /// description, which holds no data and which a browser must load

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 /// Body of `POST /put/{key}`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PutRequest<'a> {
     /// Any JSON value: object, array, string, number, boolean or null.
     #[serde(borrow)]
@@ -137,6 +138,7 @@ pub struct KeysResponse {
 
 /// One put of `POST /batch`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BatchPut<'a> {
     /// The key (not percent-encoded).
     pub key: String,
@@ -150,6 +152,7 @@ pub struct BatchPut<'a> {
 
 /// Body of `POST /batch`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BatchRequest<'a> {
     /// The puts, committed all or none.
     #[serde(borrow)]

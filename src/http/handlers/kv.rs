@@ -120,6 +120,24 @@ fn parse_etag(v: &str) -> Result<u64, ApiError> {
 pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply, ApiError> {
     let key = decode_key(encoded_key)?;
     let query = Query::parse(req.query())?;
+    // A parameter that would do nothing is refused, as an unknown one is.
+    match (
+        query.get("wait_after"),
+        query.get("version"),
+        query.get("timeout"),
+    ) {
+        (Some(_), Some(_), _) => {
+            return Err(ApiError::unprocessable(
+                "version and wait_after cannot be combined: a long poll waits for the latest",
+            ));
+        }
+        (None, _, Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "timeout is the limit of a long poll: it needs wait_after",
+            ));
+        }
+        _ => {}
+    }
     if let Some(after) = query.get("wait_after") {
         let after: u64 = after.parse().map_err(|_| {
             ApiError::unprocessable(format!(
@@ -167,7 +185,8 @@ pub fn get_cached(
 ) -> Option<Result<HttpResponse, ApiError>> {
     let key = decode_key(encoded_key).ok()?;
     let query = Query::parse(req.query()).ok()?;
-    if query.get("wait_after").is_some() {
+    // A long poll, or a timeout without one (refused by `get`).
+    if query.get("wait_after").is_some() || query.get("timeout").is_some() {
         return None;
     }
     let version = query.positive("version").ok()?;
