@@ -157,3 +157,39 @@ fn create_only_holds_when_the_key_is_absent_deleted_or_purged() {
         .collect();
     assert_eq!(h, [10, 9, 8, 7]);
 }
+
+/// `If-None-Match` compares weakly (RFC 9110): a proxy that compresses
+/// answers makes ETags weak, and `W/"1"` still names version 1; `*` and
+/// lists too. `If-Match` compares strongly: a weak ETag is refused.
+#[test]
+fn if_none_match_compares_weakly_and_if_match_strongly() {
+    // With and without the cache (the loop's fast path and the store's).
+    for args in [&[][..], &["--cache-size", "0"][..]] {
+        let s = Server::start(args);
+        let mut c = s.client();
+        c.put("e", &json!(1));
+        c.get("/get/e");
+        for tag in ["\"1\"", "W/\"1\"", "*", "W/\"7\", \"1\"", "\"0\",W/\"1\""] {
+            let r = c.request("GET", "/get/e", &[("If-None-Match", tag)], b"");
+            assert_eq!(r.status, 304, "{args:?} {tag}: {}", r.text());
+            assert_eq!(r.header("etag"), Some("\"1\""));
+        }
+        c.put("e", &json!(2));
+        c.get("/get/e");
+        for tag in ["\"1\"", "W/\"1\"", "W/\"3\", \"1\"", "W/\"02\""] {
+            let r = c.request("GET", "/get/e", &[("If-None-Match", tag)], b"");
+            assert_eq!(r.status, 200, "{args:?} {tag}");
+            assert_eq!(r.json()["version"], 2);
+        }
+        let r = c.request("GET", "/get/e", &[("If-None-Match", "W/\"2\"")], b"");
+        assert_eq!(r.status, 304, "{args:?}");
+
+        // If-Match: strong; a weak tag is refused and nothing is written.
+        for (method, path) in [("POST", "/put/e"), ("DELETE", "/delete/e")] {
+            let r = c.request(method, path, &[("If-Match", "W/\"2\"")], br#"{"value": 3}"#);
+            assert_eq!(r.status, 422, "{method}: {}", r.text());
+            assert!(r.text().contains("strongly"), "{}", r.text());
+        }
+        assert_eq!(c.get("/get/e").json()["version"], 2);
+    }
+}

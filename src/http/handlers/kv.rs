@@ -28,7 +28,7 @@ const WAIT_MAX_SECS: u64 = 300;
     params(
         ("key" = String, Path, description = "The key, percent-encoded; 1 to 1024 bytes of UTF-8, may contain '/'"),
         ("if_version" = Option<u64>, Query, description = "Write only if the live version is this (the latest unless deleted); 0: only if the key has none (never written, deleted or purged)"),
-        ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\""),
+        ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\" (compared strongly: a weak W/\"N\" is refused)"),
     ),
     request_body = PutRequest,
     responses(
@@ -88,10 +88,29 @@ fn condition(req: &HttpRequest, query: &Query) -> Result<Option<u64>, ApiError> 
     }
 }
 
-/// `"N"` or `N` to N.
+/// `"N"` or `N` to N. `If-Match` compares strongly (RFC 9110, 13.1.1): a
+/// weak ETag never matches, which is refused as such rather than taken
+/// for a version.
 fn parse_etag(v: &str) -> Result<u64, ApiError> {
+    let v = v.trim();
+    if v.starts_with("W/") {
+        return Err(ApiError::unprocessable(
+            "If-Match compares strongly: a weak ETag (W/\"N\") never matches; send \"N\"",
+        ));
+    }
     v.trim_matches('"').parse().map_err(|_| {
         ApiError::unprocessable("If-Match must be a version ETag like \"3\"".to_string())
+    })
+}
+
+/// Whether `If-None-Match` names `version`, compared weakly (RFC 9110,
+/// 13.1.2: `W/"1"` matches `"1"`, as a proxy that compresses answers
+/// makes ETags weak): `*`, or a list of entity tags of which one is it.
+fn none_match(header: &str, version: u64) -> bool {
+    let ours = format!("\"{version}\"");
+    header.split(',').any(|tag| {
+        let tag = tag.trim();
+        tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == ours
     })
 }
 
@@ -105,7 +124,7 @@ fn parse_etag(v: &str) -> Result<u64, ApiError> {
         ("version" = Option<u64>, Query, description = "A version to read instead of the latest"),
         ("wait_after" = Option<u64>, Query, description = "Long poll: answer when the latest version is above this"),
         ("timeout" = Option<u64>, Query, description = "Long poll limit in seconds (default 30, max 300); then the current latest is answered"),
-        ("If-None-Match" = Option<String>, Header, description = "\"N\": answer 304 if the latest is still N"),
+        ("If-None-Match" = Option<String>, Header, description = "\"N\", W/\"N\" (compared weakly), a list of them or *: answer 304 if the latest is still N"),
     ),
     responses(
         (status = 200, description = "The value", body = GetResponse,
@@ -205,11 +224,8 @@ fn found_response(
     version: Option<u64>,
     if_none_match: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let etag = etag(found);
-    if version.is_none()
-        && if_none_match.is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
-        return Ok(HttpResponse::json(304, Vec::new()).with_header("ETag", etag));
+    if version.is_none() && if_none_match.is_some_and(|h| none_match(h, found.version)) {
+        return Ok(HttpResponse::json(304, Vec::new()).with_header("ETag", etag(found)));
     }
     versioned(found)
 }
@@ -321,7 +337,7 @@ fn versioned(v: &Versioned) -> Result<HttpResponse, ApiError> {
         ("key" = String, Path, description = "The key, percent-encoded"),
         ("purge" = Option<bool>, Query, description = "true: remove every version permanently"),
         ("if_version" = Option<u64>, Query, description = "Delete (or purge) only if the live version is this: the latest unless deleted; 0: none (with purge=true: only a deleted key)"),
-        ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\""),
+        ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\" (compared strongly: a weak W/\"N\" is refused)"),
     ),
     responses(
         (status = 200, description = "Deleted: a tombstone version was written (DeleteResponse); with purge=true, every version removed (PurgeResponse)", body = DeleteOrPurge),
@@ -364,4 +380,22 @@ pub fn json<T: serde::Serialize>(body: &T) -> Result<HttpResponse, ApiError> {
     serde_json::to_vec(body)
         .map(|b| HttpResponse::json(200, b))
         .map_err(|e| ApiError::new(500, format!("cannot encode response: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{none_match, parse_etag};
+
+    #[test]
+    fn if_none_match_compares_weakly_and_if_match_strongly() {
+        for yes in ["\"1\"", "W/\"1\"", "*", "\"3\", W/\"1\"", " \"2\" ,\"1\""] {
+            assert!(none_match(yes, 1), "{yes}");
+        }
+        for no in ["\"2\"", "W/\"2\"", "1", "w/\"1\"", "\"1", "", "W/\"01\""] {
+            assert!(!none_match(no, 1), "{no}");
+        }
+        assert_eq!(parse_etag("\"7\"").ok(), Some(7));
+        assert!(parse_etag("W/\"7\"").is_err());
+        assert!(parse_etag("*").is_err());
+    }
 }
