@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 
 use crate::cache::{CacheStats, LatestCache};
 use crate::error::{OpenError, StoreError};
-use crate::key::validate_key;
+use crate::key::{validate_key, validate_key_to_remove};
 use crate::storage::{
     self, DbStats, Done, Fresh, Hooks, KeyInfo, Op, Reads, SyncMode, VersionInfo, Written,
 };
@@ -257,7 +257,7 @@ impl Store {
     /// (as [`Store::put_if`]); a mismatch is [`StoreError::Conflict`] and
     /// writes nothing.
     pub fn delete_if(&self, key: &str, expect: Option<u64>) -> Result<PutOutcome, StoreError> {
-        validate_key(key)?;
+        validate_key_to_remove(key)?;
         let key = key.to_string();
         first_outcome(self.inner.writer.apply(Op::Delete { key, expect })?)
     }
@@ -271,7 +271,7 @@ impl Store {
     /// (`Some(0)`: only a deleted key); a mismatch is
     /// [`StoreError::Conflict`] and removes nothing.
     pub fn purge_if(&self, key: &str, expect: Option<u64>) -> Result<u64, StoreError> {
-        validate_key(key)?;
+        validate_key_to_remove(key)?;
         let key = key.to_string();
         match self.inner.writer.apply(Op::Purge { key, expect })? {
             Done::Purged { versions, .. } => Ok(versions),

@@ -17,7 +17,7 @@ use serde_json::Value;
 use vkv::http::handlers::kv;
 use vkv::http::message::HttpRequest;
 use vkv::http::query::Query;
-use vkv::key::decode_key;
+use vkv::key::{decode_key, has_dot_segment};
 use vkv::value::{MAX_DEPTH, check_value};
 use vkv::{MAX_KEY_BYTES, Store, StoreConfig, SyncMode};
 
@@ -136,8 +136,19 @@ proptest! {
     #[test]
     fn every_key_of_1_to_1024_bytes_round_trips(key in chars(1..300)) {
         prop_assume!(key.len() <= MAX_KEY_BYTES);
+        prop_assume!(!has_dot_segment(&key));
         let encoded = utf8_percent_encode(&key, NON_ALPHANUMERIC).to_string();
         prop_assert_eq!(decode_key(&encoded).ok(), Some(key));
+    }
+
+    #[test]
+    fn keys_with_a_dot_segment_are_refused(
+        before in prop::collection::vec("[a-z.]{1,3}", 0..3),
+        dots in prop_oneof![Just("."), Just(".."), Just("%2E"), Just("%2e%2E")],
+        after in prop::collection::vec("[a-z.]{1,3}", 0..3),
+    ) {
+        let key = before.iter().map(String::as_str).chain([dots]).chain(after.iter().map(String::as_str)).collect::<Vec<_>>().join("/");
+        prop_assert!(decode_key(&key).is_err(), "{key}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::http::wire::{
     PutRequest, PutResponse,
 };
 use crate::http::workers::Reply;
-use crate::key::decode_key;
+use crate::key::{decode_key, decode_key_to_remove};
 use crate::watch::Subscription;
 use crate::{Store, StoreError, Versioned, Watch};
 
@@ -353,7 +353,8 @@ pub fn delete(
     req: &HttpRequest,
     encoded_key: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let key = decode_key(encoded_key)?;
+    // Also a key stored before dot segments were refused.
+    let key = decode_key_to_remove(encoded_key)?;
     let query = Query::parse(req.query())?;
     let expect = condition(req, &query)?;
     match query.get("purge") {
