@@ -149,7 +149,10 @@ impl App {
         }
         // A long poll reads the store before it parks: on a worker.
         let query = super::query::Query::parse(req.query()).ok()?;
-        query.get("wait_after").is_none().then(|| self.handle(req))
+        query
+            .get(super::query::WAIT_AFTER.name)
+            .is_none()
+            .then(|| self.handle(req))
     }
 
     /// [`App::answer_now`] from the cache alone, if it can.

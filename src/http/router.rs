@@ -3,6 +3,9 @@
 
 use super::api_error::ApiError;
 use super::auth::Scope;
+use super::query::{
+    AFTER, BEFORE, IF_VERSION, LIMIT, PREFIX, PURGE, Param, TIMEOUT, VERSION, WAIT_AFTER,
+};
 
 /// What a request asks for, decided from its method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,13 +80,13 @@ impl Route<'_> {
     /// `422` naming it (`App::handle`), so that a misspelt one (`versoin`)
     /// never answers as if it were absent; the OpenAPI document lists
     /// exactly these (a test compares them).
-    pub fn params(&self) -> &'static [&'static str] {
+    pub fn params(&self) -> &'static [Param] {
         match self {
-            Route::Put(_) => &["if_version"],
-            Route::Get(_) => &["version", "wait_after", "timeout"],
-            Route::Delete(_) => &["purge", "if_version"],
-            Route::History(_) => &["limit", "before"],
-            Route::Keys => &["prefix", "limit", "after"],
+            Route::Put(_) => &[IF_VERSION],
+            Route::Get(_) => &[VERSION, WAIT_AFTER, TIMEOUT],
+            Route::Delete(_) => &[PURGE, IF_VERSION],
+            Route::History(_) => &[LIMIT, BEFORE],
+            Route::Keys => &[PREFIX, LIMIT, AFTER],
             Route::Batch
             | Route::Metrics
             | Route::CacheStats

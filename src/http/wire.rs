@@ -22,12 +22,38 @@ pub struct PutResponse<'a> {
     pub key: &'a str,
     /// The version created.
     pub version: u64,
-    /// `create` for version 1, `update` after.
-    #[schema(example = "create")]
-    pub operation: &'static str,
+    /// Whether the key had a live version before this write.
+    pub operation: WriteOperation,
     /// Commit time, RFC 3339 UTC.
     pub timestamp: String,
 }
+
+/// What a put did: `create` when the key had no live version before it
+/// (never written, deleted or purged; its number continues the key's
+/// numbering, so it is not always 1), `update` when it had one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteOperation {
+    /// The key had no live version before.
+    Create,
+    /// The key had a live version before.
+    Update,
+}
+
+impl From<crate::Operation> for WriteOperation {
+    fn from(o: crate::Operation) -> Self {
+        match o {
+            crate::Operation::Create => WriteOperation::Create,
+            crate::Operation::Update => WriteOperation::Update,
+        }
+    }
+}
+
+/// The body of `GET /backup`: a SQLite database file, as bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // describes the answer; never built
+pub struct BackupFile(Vec<u8>);
 
 /// Answer of `GET /get/{key}`.
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::http::api_error::ApiError;
 use crate::http::completion::Responder;
 use crate::http::message::{HttpRequest, HttpResponse};
-use crate::http::query::Query;
+use crate::http::query::{IF_VERSION, PURGE, Query, TIMEOUT, VERSION, WAIT_AFTER};
 use crate::http::wire::{
     ConflictResponse, DeleteOrPurge, DeleteResponse, ErrorResponse, GetResponse, PurgeResponse,
     PutRequest, PutResponse,
@@ -17,9 +17,8 @@ use crate::key::{decode_key, decode_key_to_remove};
 use crate::watch::Subscription;
 use crate::{Store, StoreError, Versioned, Watch};
 
-/// Default and largest wait of a long poll, in seconds.
+/// Default wait of a long poll, in seconds (the largest is [`TIMEOUT`]'s).
 const WAIT_DEFAULT_SECS: u64 = 30;
-const WAIT_MAX_SECS: u64 = 300;
 
 /// Stores the body's `value` as the next version of the key.
 #[utoipa::path(
@@ -67,7 +66,7 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
                     json(&PutResponse {
                         key: &key,
                         version: outcome.version,
-                        operation: outcome.operation().as_str(),
+                        operation: outcome.operation().into(),
                         timestamp: outcome.timestamp(),
                     })
                 })
@@ -80,10 +79,8 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
 /// A write's condition on the key's live version: `?if_version=N`, else
 /// `If-Match: "N"`.
 fn condition(req: &HttpRequest, query: &Query) -> Result<Option<u64>, ApiError> {
-    match query.get("if_version") {
-        Some(v) => Ok(Some(v.parse::<u64>().map_err(|_| {
-            ApiError::unprocessable(format!("if_version must be a version number, got '{v}'"))
-        })?)),
+    match query.integer(IF_VERSION)? {
+        Some(v) => Ok(Some(v)),
         None => req.header("if-match").map(parse_etag).transpose(),
     }
 }
@@ -157,21 +154,11 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
         }
         _ => {}
     }
-    if let Some(after) = query.get("wait_after") {
-        let after: u64 = after.parse().map_err(|_| {
-            ApiError::unprocessable(format!(
-                "wait_after must be a version number, got '{after}'"
-            ))
-        })?;
-        let secs = query.positive("timeout")?.unwrap_or(WAIT_DEFAULT_SECS);
-        if secs > WAIT_MAX_SECS {
-            return Err(ApiError::unprocessable(format!(
-                "timeout is at most {WAIT_MAX_SECS} seconds"
-            )));
-        }
+    if let Some(after) = query.integer(WAIT_AFTER)? {
+        let secs = query.integer(TIMEOUT)?.unwrap_or(WAIT_DEFAULT_SECS);
         return watch(store, key, after, Duration::from_secs(secs));
     }
-    let version = query.positive("version")?;
+    let version = query.integer(VERSION)?;
     if !store.is_postgres() {
         let found = store.get(&key, version)?;
         return Ok(found_response(&found, version, req.header("if-none-match"))?.into());
@@ -208,7 +195,7 @@ pub fn get_cached(
     if query.get("wait_after").is_some() || query.get("timeout").is_some() {
         return None;
     }
-    let version = query.positive("version").ok()?;
+    let version = query.integer(VERSION).ok()?;
     let found = store.get_cached(&key, version)?;
     Some(
         found
@@ -357,22 +344,18 @@ pub fn delete(
     let key = decode_key_to_remove(encoded_key)?;
     let query = Query::parse(req.query())?;
     let expect = condition(req, &query)?;
-    match query.get("purge") {
-        Some("true" | "1") => json(&PurgeResponse {
+    if query.boolean(PURGE)? {
+        json(&PurgeResponse {
             key: &key,
             purged_versions: store.purge_if(&key, expect)?,
-        }),
-        None | Some("false" | "0") => {
-            let outcome = store.delete_if(&key, expect)?;
-            json(&DeleteResponse {
-                key: &key,
-                version: outcome.version,
-                timestamp: outcome.timestamp(),
-            })
-        }
-        Some(other) => Err(ApiError::unprocessable(format!(
-            "purge must be true or false, got '{other}'"
-        ))),
+        })
+    } else {
+        let outcome = store.delete_if(&key, expect)?;
+        json(&DeleteResponse {
+            key: &key,
+            version: outcome.version,
+            timestamp: outcome.timestamp(),
+        })
     }
 }
 
