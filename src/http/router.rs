@@ -119,7 +119,18 @@ impl Route<'_> {
 
 /// Finds the route for `method` and `path` (`404` / `405` with `Allow`).
 pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
-    let (allow, route) = if let Some(key) = path.strip_prefix("/put/") {
+    let (allow, route) = resolve(path).ok_or_else(|| ApiError::no_route(path))?;
+    if allow.split(", ").any(|m| m == method) {
+        Ok(route)
+    } else {
+        Err(ApiError::method_not_allowed(allow))
+    }
+}
+
+/// The route `path` leads to, and the methods it takes (an `Allow`
+/// value; `OPTIONS` aside, which `App` answers for every route).
+pub fn resolve(path: &str) -> Option<(&'static str, Route<'_>)> {
+    Some(if let Some(key) = path.strip_prefix("/put/") {
         ("POST", Route::Put(key))
     } else if let Some(key) = path.strip_prefix("/get/") {
         (READ, Route::Get(key))
@@ -141,15 +152,10 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
             "/openapi.json" => Route::OpenApi,
             "/backup" => Route::Backup,
             "/docs" => Route::Docs(""),
-            _ => return Err(ApiError::no_route(path)),
+            _ => return None,
         };
         (READ, r)
-    };
-    if allow.split(", ").any(|m| m == method) {
-        Ok(route)
-    } else {
-        Err(ApiError::method_not_allowed(allow))
-    }
+    })
 }
 
 #[cfg(test)]
@@ -166,7 +172,7 @@ mod tests {
         assert_eq!(e.as_ref().map(|e| e.status), Some(405));
         assert_eq!(
             e.and_then(|e| e.headers.first().cloned()),
-            Some(("Allow", "POST".to_string()))
+            Some(("Allow", "POST, OPTIONS".to_string()))
         );
     }
 }

@@ -88,11 +88,11 @@ fn wrong_method_is_405_with_allow() {
     let s = Server::start(&[]);
     let mut c = s.client();
     let r = c.get("/put/k");
-    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST, OPTIONS")));
     assert!(!detail(&r).is_empty());
     let r = c.request("POST", "/get/k", &[], b"{}");
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
     let r = c.request("DELETE", "/cache/stats", &[], b"");
     assert_eq!(r.status, 405);
 }

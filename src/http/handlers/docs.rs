@@ -140,7 +140,7 @@ impl Modify for BearerAuth {
 fn document_refusals(op: &mut Operation, scope: Option<&str>, write: bool) {
     let mut forbidden = "The Host is not answered here (a loopback server answers loopback names and --allowed-hosts)".to_string();
     if write {
-        forbidden.push_str("; the Origin is another site");
+        forbidden.push_str("; the Origin is another site not listed in --allowed-origins or --cors-origins");
     }
     let mut answers = Vec::new();
     if let Some(scope) = scope {
