@@ -10,7 +10,7 @@ use super::api_error::ApiError;
 use super::auth::{AuthTokens, Scope};
 use super::cors;
 use super::cross_site::{HostPolicy, Origins, check_write};
-use super::handlers::docs::Docs;
+use super::handlers::docs::{self, Docs};
 use super::handlers::{backup, batch, kv, listing, stats};
 use super::message::{HttpRequest, HttpResponse};
 use super::metrics::Metrics;
@@ -252,6 +252,7 @@ impl App {
             Route::OpenApi => self.docs.openapi(),
             Route::Docs(file) => self.docs.swagger(file, req.header("accept-encoding"))?,
             Route::Backup => backup::backup(s, req)?,
+            Route::Favicon => docs::favicon(),
         };
         Ok(response.into())
     }

@@ -36,6 +36,8 @@ pub enum Route<'a> {
     Docs(&'a str),
     /// `GET /backup`: a consistent snapshot of the database file.
     Backup,
+    /// `GET /favicon.ico`: the icon a browser shows for `/docs`.
+    Favicon,
 }
 
 /// Every (method, OpenAPI path) of the API proper, for the test that keeps
@@ -73,6 +75,7 @@ impl Route<'_> {
             Route::OpenApi => "openapi",
             Route::Docs(_) => "docs",
             Route::Backup => "backup",
+            Route::Favicon => "favicon",
         }
     }
 
@@ -94,6 +97,7 @@ impl Route<'_> {
             | Route::Health
             | Route::OpenApi
             | Route::Docs(_)
+            | Route::Favicon
             | Route::Backup => &[],
         }
     }
@@ -101,10 +105,11 @@ impl Route<'_> {
     /// The scope a request needs when authentication is on (`None`: open
     /// to all: `/health`, so that probes need no secret, and the API's
     /// description, which holds no data and which a browser must load
-    /// without a token before Swagger UI's Authorize button can send one).
+    /// without a token before Swagger UI's Authorize button can send one,
+    /// and the icon the browser asks for with it).
     pub fn scope(&self) -> Option<Scope> {
         match self {
-            Route::Health | Route::OpenApi | Route::Docs(_) => None,
+            Route::Health | Route::OpenApi | Route::Docs(_) | Route::Favicon => None,
             Route::Put(_) | Route::Delete(_) | Route::Batch => Some(Scope::Write),
             Route::Backup => Some(Scope::Admin),
             Route::Get(_)
@@ -152,6 +157,7 @@ pub fn resolve(path: &str) -> Option<(&'static str, Route<'_>)> {
             "/openapi.json" => Route::OpenApi,
             "/backup" => Route::Backup,
             "/docs" => Route::Docs(""),
+            "/favicon.ico" => Route::Favicon,
             _ => return None,
         };
         (READ, r)

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 /// Body of `POST /put/{key}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"value": {"name": "Ada", "languages": ["en", "fr"], "admin": true}}))]
 pub struct PutRequest<'a> {
     /// Any JSON value: object, array, string, number, boolean or null.
     #[serde(borrow)]
@@ -17,6 +18,7 @@ pub struct PutRequest<'a> {
 
 /// Answer of `POST /put/{key}`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"key": "user/1", "version": 1, "operation": "create", "timestamp": "2026-11-26T10:00:00.000Z"}))]
 pub struct PutResponse<'a> {
     /// The key written.
     pub key: &'a str,
@@ -57,6 +59,7 @@ pub struct BackupFile(Vec<u8>);
 
 /// Answer of `GET /get/{key}`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"key": "user/1", "value": {"name": "Ada", "languages": ["en", "fr"], "admin": true}, "version": 1, "timestamp": "2026-11-26T10:00:00.000Z"}))]
 pub struct GetResponse<'a> {
     /// The key.
     pub key: &'a str,
@@ -179,6 +182,10 @@ pub struct BatchPut<'a> {
 /// Body of `POST /batch`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"puts": [
+    {"key": "user/1", "value": {"name": "Ada"}},
+    {"key": "user/2", "value": {"name": "Grace"}, "if_version": 0}
+]}))]
 pub struct BatchRequest<'a> {
     /// The puts, committed all or none.
     #[serde(borrow)]

@@ -453,3 +453,79 @@ fn route_scope(method: &str, path: &str) -> bool {
         .and_then(|r| r.scope())
         .is_some()
 }
+
+/// Swagger UI shows what the document holds, in its order: the key-value
+/// operations first, by use; examples that are real requests (the server
+/// takes them as they are); and a site icon, open like the page.
+#[test]
+fn swagger_ui_puts_key_values_first_with_working_examples_and_an_icon() {
+    let (s, _tokens) = server_with_a_read_token();
+    let mut c = s.client();
+    let text = c.get("/openapi.json").text();
+    let at = |needle: &str| {
+        text.find(&format!("\"{needle}\""))
+            .unwrap_or_else(|| panic!("{needle} not in the document"))
+    };
+    let order = [
+        "/put/{key}",
+        "/get/{key}",
+        "/delete/{key}",
+        "/keys",
+        "/history/{key}",
+        "/batch",
+        "/health",
+        "/metrics",
+        "/db/stats",
+        "/cache/stats",
+        "/backup",
+    ];
+    for pair in order.windows(2) {
+        assert!(at(pair[0]) < at(pair[1]), "{} after {}", pair[0], pair[1]);
+    }
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let tags: Vec<&str> = doc["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags[0], "kv");
+    assert_eq!(doc["paths"]["/put/{key}"]["post"]["tags"], json!(["kv"]));
+
+    // The examples Swagger UI fills "Try it out" with, sent as they are.
+    let schemas = &doc["components"]["schemas"];
+    let put = &schemas["PutRequest"]["example"];
+    assert!(put["value"].is_object(), "{put}");
+    let batch = &schemas["BatchRequest"]["example"];
+    let key = doc["paths"]["/put/{key}"]["post"]["parameters"][0]["example"]
+        .as_str()
+        .unwrap();
+    // A server without tokens takes them.
+    let open = Server::start(&[]);
+    let mut o = open.client();
+    let r = o.request(
+        "POST",
+        &format!("/put/{key}"),
+        &[],
+        put.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    let documented = &schemas["PutResponse"]["example"];
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&answer), keys(documented));
+    let r = o.request("POST", "/batch", &[], batch.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = o.get(&format!("/get/{key}")).json();
+    assert_eq!(keys(&got), keys(&schemas["GetResponse"]["example"]));
+
+    // The icon: open without a token, an ICO file.
+    for method in ["GET", "HEAD"] {
+        let r = c.request(method, "/favicon.ico", &[], b"");
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.header("content-type"), Some("image/x-icon"));
+        if method == "GET" {
+            assert!(r.body.starts_with(&[0, 0, 1, 0]), "not an ICO file");
+        }
+    }
+}

@@ -29,18 +29,27 @@ use crate::http::wire;
     // generated clients call the same host).
     servers((url = "/", description = "The server this document came from")),
     modifiers(&BearerAuth, &NoEmptyLicense),
+    // By use: what a client calls first comes first (Swagger UI keeps this
+    // order, and the tags' order below).
     paths(
         kv::put,
         kv::get,
         kv::delete,
-        listing::history,
         listing::keys,
+        listing::history,
         batch::batch,
-        stats::metrics,
-        stats::cache_stats,
-        stats::db_stats,
         stats::health,
+        stats::metrics,
+        stats::db_stats,
+        stats::cache_stats,
         backup::backup
+    ),
+    tags(
+        (name = "kv", description = "Keys and values: put, get (also a version, a long poll), delete"),
+        (name = "listing", description = "Keys by prefix, a key's versions"),
+        (name = "batch", description = "Several puts, all or none"),
+        (name = "stats", description = "Health, metrics and statistics"),
+        (name = "backup", description = "A consistent snapshot of the database"),
     ),
     components(schemas(
         wire::PutRequest,
@@ -140,7 +149,9 @@ impl Modify for BearerAuth {
 fn document_refusals(op: &mut Operation, scope: Option<&str>, write: bool) {
     let mut forbidden = "The Host is not answered here (a loopback server answers loopback names and --allowed-hosts)".to_string();
     if write {
-        forbidden.push_str("; the Origin is another site not listed in --allowed-origins or --cors-origins");
+        forbidden.push_str(
+            "; the Origin is another site not listed in --allowed-origins or --cors-origins",
+        );
     }
     let mut answers = Vec::new();
     if let Some(scope) = scope {
@@ -235,6 +246,9 @@ const PAGE: &str = include_str!("docs.html");
 const BUNDLE_JS_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js.gz"));
 const CSS_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui.css.gz"));
 
+/// The site icon browsers ask for (16x16, PNG in an ICO container).
+const FAVICON: &[u8] = include_bytes!("favicon.ico");
+
 /// What the docs endpoints serve.
 pub struct Docs {
     /// Rendered on first use: start-up and idle memory do not pay for a
@@ -290,6 +304,13 @@ impl Docs {
         }
         Ok(r)
     }
+}
+
+/// `GET /favicon.ico`: open like the docs, cached for a day.
+pub fn favicon() -> HttpResponse {
+    HttpResponse::json(200, FAVICON.to_vec())
+        .with_header("Content-Type", "image/x-icon")
+        .with_header("Cache-Control", "public, max-age=86400")
 }
 
 impl Default for Docs {

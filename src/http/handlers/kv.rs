@@ -25,7 +25,7 @@ const WAIT_DEFAULT_SECS: u64 = 30;
     post,
     path = "/put/{key}",
     params(
-        ("key" = String, Path, description = "The key, percent-encoded; 1 to 1024 bytes of UTF-8, may contain '/'"),
+        ("key" = String, Path, description = "The key, percent-encoded; 1 to 1024 bytes of UTF-8, may contain '/'", example = "user/1"),
         ("if_version" = Option<u64>, Query, description = "Write only if the live version is this (the latest unless deleted); 0: only if the key has none (never written, deleted or purged)"),
         ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\" (compared strongly: a weak W/\"N\" is refused)"),
     ),
@@ -117,7 +117,7 @@ fn none_match(header: &str, version: u64) -> bool {
     get,
     path = "/get/{key}",
     params(
-        ("key" = String, Path, description = "The key, percent-encoded"),
+        ("key" = String, Path, description = "The key, percent-encoded", example = "user/1"),
         ("version" = Option<u64>, Query, description = "A version to read instead of the latest"),
         ("wait_after" = Option<u64>, Query, description = "Long poll: answer when the latest version is above this"),
         ("timeout" = Option<u64>, Query, description = "Long poll limit in seconds (default 30, max 300); then the current latest is answered"),
@@ -321,7 +321,7 @@ fn versioned(v: &Versioned) -> Result<HttpResponse, ApiError> {
     delete,
     path = "/delete/{key}",
     params(
-        ("key" = String, Path, description = "The key, percent-encoded"),
+        ("key" = String, Path, description = "The key, percent-encoded", example = "user/1"),
         ("purge" = Option<bool>, Query, description = "true: remove every version permanently"),
         ("if_version" = Option<u64>, Query, description = "Delete (or purge) only if the live version is this: the latest unless deleted; 0: none (with purge=true: only a deleted key)"),
         ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\" (compared strongly: a weak W/\"N\" is refused)"),

@@ -22,7 +22,7 @@ fn limit(query: &Query) -> Result<usize, ApiError> {
     get,
     path = "/history/{key}",
     params(
-        ("key" = String, Path, description = "The key, percent-encoded"),
+        ("key" = String, Path, description = "The key, percent-encoded", example = "user/1"),
         ("limit" = Option<u64>, Query, description = "At most this many (default 100, max 1000)"),
         ("before" = Option<u64>, Query, description = "Only versions below this (the previous page's next_before)"),
     ),
