@@ -15,6 +15,7 @@ mod io_threads;
 mod kv;
 mod metrics;
 mod persistence;
+mod readme;
 mod values;
 mod versioning;
 mod watch;
