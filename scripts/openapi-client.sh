@@ -2,8 +2,8 @@
 # The OpenAPI document against real client tools: validates /openapi.json
 # with openapi-spec-validator, generates a Python client from it with
 # openapi-python-client, and has that client put and get a string, numbers,
-# an array, an object, a boolean and null, then delete and purge, against a
-# running vkv (without --auth-tokens).
+# an array, an object, a boolean and null, then delete and purge and download
+# a backup, against a running vkv (without --auth-tokens).
 #
 # Usage: scripts/openapi-client.sh [BASE_URL]   (default http://127.0.0.1:8080)
 # Needs curl, python3 with venv, and PyPI the first time: the tools go into
@@ -36,7 +36,9 @@ import os, sys, time
 base, tmp = sys.argv[1], sys.argv[2]
 sys.path.insert(0, tmp)
 from vkv_client import Client
+from vkv_client.api.backup import backup
 from vkv_client.api.kv import delete, get, put
+from vkv_client.types import File
 from vkv_client.models import DeleteResponse, GetResponse, PurgeResponse, PutRequest, PutResponse
 
 client = Client(base_url=base, raise_on_unexpected_status=True)
@@ -59,6 +61,11 @@ assert deleted.version == len(values) + 1, deleted.version
 purged = delete.sync(key, client=client, purge=True)
 assert isinstance(purged, PurgeResponse), purged
 assert purged.purged_versions == len(values) + 1, purged.purged_versions
+# The backup's 200 is a binary schema: the client hands over the file.
+snapshot = backup.sync(client=client)
+assert isinstance(snapshot, File), snapshot
+assert snapshot.payload.read(16) == b"SQLite format 3\x00", "not a SQLite file"
 print("openapi-client: document valid; generated client put and got %d values "
-      "(string, numbers, array, object, boolean, null), deleted and purged" % len(values))
+      "(string, numbers, array, object, boolean, null), deleted and purged, "
+      "downloaded a backup" % len(values))
 PY

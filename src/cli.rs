@@ -122,6 +122,33 @@ pub struct Cli {
         value_name = "HOSTS"
     )]
     pub allowed_hosts: Vec<String>,
+    /// Origins (comma-separated `scheme://host[:port]`) whose cross-origin
+    /// writes are accepted although their `Origin` does not match the
+    /// request's `Host`: the public origin of a reverse proxy that rewrites
+    /// `Host`. Without it a write from a page of another origin is refused
+    /// (403).
+    #[arg(
+        long,
+        env = "VKV_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGINS",
+        value_parser = write_origin
+    )]
+    pub allowed_origins: Vec<String>,
+    /// CORS: origins (comma-separated `scheme://host[:port]`, or `*` for
+    /// any) of web apps allowed to call vkv from a browser. Their `OPTIONS`
+    /// preflights are answered, their answers carry
+    /// `Access-Control-Allow-Origin`, and their writes are accepted. None by
+    /// default; cookies are never used (no credentials): pages send tokens
+    /// in `Authorization`.
+    #[arg(
+        long,
+        env = "VKV_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGINS",
+        value_parser = vkv::http::cross_site::parse_origin
+    )]
+    pub cors_origins: Vec<String>,
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs
     /// --tls-key and a vkv built with `--features tls`.
     #[arg(long, env = "VKV_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -266,6 +293,18 @@ fn size(s: &str, max: u64) -> Result<u64, String> {
         .ok_or_else(|| format!("{s} is more than the maximum of {max} bytes"))
 }
 
+/// An origin of --allowed-origins: one origin, not `*` (that would accept
+/// every site's writes; --cors-origins '*' says so on purpose).
+fn write_origin(s: &str) -> Result<String, String> {
+    match vkv::http::cross_site::parse_origin(s)? {
+        any if any == "*" => Err(
+            "'*' would accept writes from every site: list origins, or use --cors-origins '*'"
+                .to_string(),
+        ),
+        origin => Ok(origin),
+    }
+}
+
 fn nonzero(n: u64) -> Result<u64, String> {
     if n == 0 {
         Err("must be above zero".into())
@@ -313,6 +352,8 @@ impl Cli {
             max_batch_puts: self.max_batch as usize,
             auth: None,
             allowed_hosts: self.allowed_hosts.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            cors_origins: self.cors_origins.clone(),
             #[cfg(feature = "tls")]
             tls: None,
         }

@@ -45,9 +45,10 @@ pub enum StoreError {
     Conflict {
         /// The key whose condition failed.
         key: String,
-        /// The version the writer expected (0: "must not exist").
+        /// The version the writer expected (0: "no live version").
         expected: u64,
-        /// The latest version it has (0: none).
+        /// Its live version: the latest unless that is a deletion marker
+        /// (0: none: never written, deleted or purged).
         current: u64,
     },
     /// Too many requests are already waiting for changes.

@@ -21,6 +21,7 @@
 // single-writer rule.
 mod cache;
 mod error;
+mod rules;
 mod storage;
 mod store;
 mod version;

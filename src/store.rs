@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 
 use crate::cache::{CacheStats, LatestCache};
 use crate::error::{OpenError, StoreError};
-use crate::key::validate_key;
+use crate::key::{validate_key, validate_key_to_remove};
 use crate::storage;
 use crate::storage::seam::{
     DbStats, Done, Fresh, Hooks, KeyInfo, Op, Options, Reads, SyncMode, VersionInfo, Written,
@@ -292,9 +292,10 @@ impl Store {
         self.put_if(key, value, None)
     }
 
-    /// Stores `value` only if the latest version of `key` is `expect`
-    /// (`Some(0)`: only if the key has no version at all). The check and
-    /// the write are one transaction; a mismatch is
+    /// Stores `value` only if the live version of `key` (its latest, unless
+    /// that is a deletion marker) is `expect` (`Some(0)`: only if the key
+    /// has no live version: never written, deleted or purged). The check
+    /// and the write are one transaction; a mismatch is
     /// [`StoreError::Conflict`] and writes nothing.
     pub fn put_if(
         &self,
@@ -359,15 +360,30 @@ impl Store {
     /// Writes a deletion marker as the next version of `key`. Older
     /// versions stay readable; the next put continues the numbering.
     pub fn delete(&self, key: &str) -> Result<PutOutcome, StoreError> {
-        validate_key(key)?;
-        let done = self.inner.writer.apply(Op::Delete(key.to_string()))?;
-        first_outcome(done)
+        self.delete_if(key, None)
+    }
+
+    /// [`Store::delete`] only if the live version of `key` is `expect`
+    /// (as [`Store::put_if`]); a mismatch is [`StoreError::Conflict`] and
+    /// writes nothing.
+    pub fn delete_if(&self, key: &str, expect: Option<u64>) -> Result<PutOutcome, StoreError> {
+        validate_key_to_remove(key)?;
+        let key = key.to_string();
+        first_outcome(self.inner.writer.apply(Op::Delete { key, expect })?)
     }
 
     /// Removes every version of `key` for good; returns how many.
     pub fn purge(&self, key: &str) -> Result<u64, StoreError> {
-        validate_key(key)?;
-        match self.inner.writer.apply(Op::Purge(key.to_string()))? {
+        self.purge_if(key, None)
+    }
+
+    /// [`Store::purge`] only if the live version of `key` is `expect`
+    /// (`Some(0)`: only a deleted key); a mismatch is
+    /// [`StoreError::Conflict`] and removes nothing.
+    pub fn purge_if(&self, key: &str, expect: Option<u64>) -> Result<u64, StoreError> {
+        validate_key_to_remove(key)?;
+        let key = key.to_string();
+        match self.inner.writer.apply(Op::Purge { key, expect })? {
             Done::Purged { versions, .. } => Ok(versions),
             Done::Written(_) => Err(StoreError::Internal("purge wrote".into())),
         }

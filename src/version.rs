@@ -36,10 +36,11 @@ impl Versioned {
 /// Whether a write created the key or added a version to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
-    /// The key had no version before the write (never written, or purged:
-    /// the numbering continues after a purge, so not always version 1).
+    /// The key had no live version before the write: never written,
+    /// deleted or purged (the numbering continues after a delete or a
+    /// purge, so this is not always version 1).
     Create,
-    /// The key had a version before the write.
+    /// The key had a live version before the write.
     Update,
 }
 
@@ -62,13 +63,14 @@ pub struct PutOutcome {
     pub version: u64,
     /// When it was committed, in milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
-    /// `Create` if the key had no version before (new, or purged: after a
-    /// purge the numbering continues, so this is not always version 1).
+    /// `Create` if the key had no live version before (new, deleted or
+    /// purged: the numbering continues, so this is not always version 1).
     pub operation: Operation,
 }
 
 impl PutOutcome {
-    /// `create` if the key had no version before the write, else `update`.
+    /// `create` if the key had no live version before the write, else
+    /// `update`.
     pub fn operation(&self) -> Operation {
         self.operation
     }

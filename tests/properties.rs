@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use vkv::http::handlers::kv;
 use vkv::http::message::HttpRequest;
-use vkv::http::query::Query;
-use vkv::key::decode_key;
+use vkv::http::query::{BEFORE, IF_VERSION, Kind, LIMIT, Query, TIMEOUT, VERSION, WAIT_AFTER};
+use vkv::key::{decode_key, has_dot_segment};
 use vkv::value::{MAX_DEPTH, check_value};
 use vkv::{MAX_KEY_BYTES, Store, StoreConfig, SyncMode};
 
@@ -136,8 +136,19 @@ proptest! {
     #[test]
     fn every_key_of_1_to_1024_bytes_round_trips(key in chars(1..300)) {
         prop_assume!(key.len() <= MAX_KEY_BYTES);
+        prop_assume!(!has_dot_segment(&key));
         let encoded = utf8_percent_encode(&key, NON_ALPHANUMERIC).to_string();
         prop_assert_eq!(decode_key(&encoded).ok(), Some(key));
+    }
+
+    #[test]
+    fn keys_with_a_dot_segment_are_refused(
+        before in prop::collection::vec("[a-z.]{1,3}", 0..3),
+        dots in prop_oneof![Just("."), Just(".."), Just("%2E"), Just("%2e%2E")],
+        after in prop::collection::vec("[a-z.]{1,3}", 0..3),
+    ) {
+        let key = before.iter().map(String::as_str).chain([dots]).chain(after.iter().map(String::as_str)).collect::<Vec<_>>().join("/");
+        prop_assert!(decode_key(&key).is_err(), "{key}");
     }
 
     #[test]
@@ -153,15 +164,16 @@ proptest! {
     #![proptest_config(config(2000))]
 
     #[test]
-    fn query_parse_and_positive_never_panic(raw in tricky_text(40), name in "[a-z_]{1,8}") {
+    fn query_parse_and_integer_never_panic(raw in tricky_text(40)) {
         if let Ok(q) = Query::parse(Some(&raw)) {
-            for name in [name.as_str(), "version", "limit", "before", "timeout"] {
-                match q.positive(name) {
+            for p in [VERSION, IF_VERSION, WAIT_AFTER, LIMIT, BEFORE, TIMEOUT] {
+                let Kind::Integer { min, max } = p.kind else { unreachable!() };
+                match q.integer(p) {
                     Ok(Some(n)) => {
-                        prop_assert!(n >= 1 && n <= i64::MAX as u64);
-                        prop_assert_eq!(q.get(name).and_then(|v| v.parse().ok()), Some(n));
+                        prop_assert!(n >= min && n <= max);
+                        prop_assert_eq!(q.get(p.name).and_then(|v| v.parse().ok()), Some(n));
                     }
-                    Ok(None) => prop_assert!(q.get(name).is_none()),
+                    Ok(None) => prop_assert!(q.get(p.name).is_none()),
                     Err(e) => prop_assert_eq!(e.status, 422),
                 }
             }
@@ -190,11 +202,16 @@ proptest! {
     }
 
     #[test]
-    fn positive_accepts_exactly_the_positive_i64_range(n in any::<u64>()) {
-        let q = Query::parse(Some(&format!("version={n}")))
-            .map_err(|e| TestCaseError::fail(e.detail))?;
-        let ok = n >= 1 && n <= i64::MAX as u64;
-        prop_assert_eq!(q.positive("version").ok().flatten(), ok.then_some(n));
+    fn integers_accept_exactly_their_bounds(n in any::<u64>(), small in 0u64..2000) {
+        for n in [n, small] {
+            for p in [VERSION, IF_VERSION, LIMIT, TIMEOUT] {
+                let Kind::Integer { min, max } = p.kind else { unreachable!() };
+                let q = Query::parse(Some(&format!("{}={n}", p.name)))
+                    .map_err(|e| TestCaseError::fail(e.detail))?;
+                let ok = n >= min && n <= max;
+                prop_assert_eq!(q.integer(p).ok().flatten(), ok.then_some(n));
+            }
+        }
     }
 }
 

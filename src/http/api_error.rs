@@ -43,10 +43,12 @@ impl ApiError {
         ApiError::new(404, format!("no such endpoint: {path}"))
     }
 
-    /// `405` with the `Allow` header listing what the path accepts.
+    /// `405` with the `Allow` header listing what the path accepts:
+    /// `allow`, and `OPTIONS`, which every path answers.
     pub fn method_not_allowed(allow: &'static str) -> Self {
+        let allow = format!("{allow}, OPTIONS");
         let mut e = ApiError::new(405, format!("method not allowed; allowed: {allow}"));
-        e.headers.push(("Allow", allow.to_string()));
+        e.headers.push(("Allow", allow));
         e
     }
 
@@ -92,6 +94,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { key, current, .. } => {
                 api.fields.push(("key", key.into()));
                 api.fields.push(("current_version", current.into()));
+            }
+            StoreError::Deleted { key, version } => {
+                api.fields.push(("key", key.into()));
+                api.fields.push(("deleted_version", version.into()));
             }
             StoreError::TooManyWatchers(_) | StoreError::Unavailable(_) => {
                 api.headers.push(("Retry-After", "1".into()))

@@ -9,12 +9,13 @@ use std::time::Instant;
 use super::api_error::ApiError;
 use super::auth::{AuthTokens, Scope};
 use super::completion::Reply;
-use super::cross_site::{HostPolicy, check_write};
-use super::handlers::docs::Docs;
+use super::cors;
+use super::cross_site::{HostPolicy, Origins, check_write};
+use super::handlers::docs::{self, Docs};
 use super::handlers::{backup, batch, kv, listing, stats, ui, whoami};
 use super::message::{HttpRequest, HttpResponse};
 use super::metrics::Metrics;
-use super::router::{Route, route};
+use super::router::{Route, resolve, route};
 use crate::Store;
 
 /// Everything a worker needs to answer requests.
@@ -27,6 +28,9 @@ pub struct App {
     auth: Option<Arc<AuthTokens>>,
     /// The `Host` values answered (DNS rebinding).
     hosts: HostPolicy,
+    /// Origins trusted besides the request's own: for writes
+    /// (`--allowed-origins`) and CORS (`--cors-origins`).
+    origins: Origins,
 }
 
 impl App {
@@ -39,7 +43,14 @@ impl App {
             max_batch_puts,
             auth: None,
             hosts: HostPolicy::default(),
+            origins: Origins::default(),
         }
+    }
+
+    /// Trusts `origins` for cross-origin writes and CORS.
+    pub fn with_origins(mut self, origins: Origins) -> Self {
+        self.origins = origins;
+        self
     }
 
     /// Answers only the `Host` values `hosts` allows.
@@ -73,7 +84,12 @@ impl App {
         let host = req.header("host");
         self.hosts.check(host)?;
         if need == Some(Scope::Write) {
-            check_write(req.header("content-type"), req.header("origin"), host)?;
+            check_write(
+                req.header("content-type"),
+                req.header("origin"),
+                host,
+                &self.origins,
+            )?;
         }
         Ok(())
     }
@@ -81,6 +97,9 @@ impl App {
     /// Answers one request. Never panics on bad input; errors become JSON.
     pub fn handle(&self, req: &HttpRequest) -> Reply {
         let start = Instant::now();
+        if req.method == "OPTIONS" {
+            return self.options(req, start);
+        }
         let method = if req.method == "HEAD" {
             "GET"
         } else {
@@ -92,14 +111,16 @@ impl App {
         let need = routed.as_ref().map_or(Some(Scope::Read), Route::scope);
         let allowed = self
             .admit(req, need)
-            .and_then(|()| self.authorize(req, need));
+            .and_then(|()| self.authorize(req, need))
+            .and_then(|()| routed.as_ref().map_or(Ok(()), |r| known_params(*r, req)));
         let (name, reply) = match (routed, allowed) {
             (Ok(r), Ok(())) => (r.name(), self.dispatch(r, req)),
             (Ok(r), Err(e)) => (r.name(), Err(e)),
             (Err(_), Err(e)) | (Err(e), Ok(())) => ("unknown", Err(e)),
         };
         match reply.unwrap_or_else(|e| e.into_response().into()) {
-            Reply::Ready(r) => {
+            Reply::Ready(mut r) => {
+                cors::decorate(&self.origins, req.header("origin"), &mut r);
                 finish(
                     &self.metrics,
                     name,
@@ -114,10 +135,17 @@ impl App {
             Reply::Later(later) => {
                 let metrics = Arc::clone(&self.metrics);
                 let (method, path) = (req.method.clone(), req.path().to_string());
+                let (origins, origin) = (
+                    self.origins.clone(),
+                    req.header("origin").map(str::to_string),
+                );
                 Reply::Later(Box::new(move |responder| {
-                    later(responder.with_hook(move |r| {
-                        finish(&metrics, name, &method, &path, r.status, start);
-                    }));
+                    let responder = responder
+                        .with_edit(move |r| cors::decorate(&origins, origin.as_deref(), r))
+                        .with_hook(move |r| {
+                            finish(&metrics, name, &method, &path, r.status, start);
+                        });
+                    later(responder);
                 }))
             }
         }
@@ -148,7 +176,10 @@ impl App {
         }
         // A long poll reads the store before it parks: on a worker.
         let query = super::query::Query::parse(req.query()).ok()?;
-        query.get("wait_after").is_none().then(|| self.handle(req))
+        query
+            .get(super::query::WAIT_AFTER.name)
+            .is_none()
+            .then(|| self.handle(req))
     }
 
     /// [`App::answer_now`] from the cache alone, if it can.
@@ -162,8 +193,10 @@ impl App {
         let need = route.scope();
         self.admit(req, need).ok()?;
         self.authorize(req, need).ok()?;
-        let response =
+        known_params(route, req).ok()?;
+        let mut response =
             kv::get_cached(&self.store, req, key)?.unwrap_or_else(ApiError::into_response);
+        cors::decorate(&self.origins, req.header("origin"), &mut response);
         let path = req.path();
         finish(
             &self.metrics,
@@ -174,6 +207,27 @@ impl App {
             start,
         );
         Some(Reply::Ready(response))
+    }
+
+    /// `OPTIONS` on any route: a CORS preflight, or the methods (see
+    /// `cors`). Open without a token (a browser sends none with a
+    /// preflight); the `Host` is checked as for any request.
+    fn options(&self, req: &HttpRequest, start: Instant) -> Reply {
+        let path = req.path();
+        let answer = match resolve(path) {
+            None => Err(ApiError::no_route(path)),
+            Some((allow, _)) => self
+                .hosts
+                .check(req.header("host"))
+                .map_err(ApiError::from)
+                .and_then(|()| cors::options(&self.origins, req, allow)),
+        };
+        let mut r = answer.unwrap_or_else(ApiError::into_response);
+        if r.header("access-control-allow-origin").is_none() {
+            cors::decorate(&self.origins, req.header("origin"), &mut r);
+        }
+        finish(&self.metrics, "options", &req.method, path, r.status, start);
+        Reply::Ready(r)
     }
 
     /// The request metrics (the connection layer and the worker pool count
@@ -200,9 +254,15 @@ impl App {
             Route::Backup => backup::backup(s, req)?,
             Route::WhoAmI => whoami::whoami(self.auth.as_deref(), req)?,
             Route::Ui(file) => ui::serve(file, req.header("accept-encoding"))?,
+            Route::Favicon => docs::favicon(),
         };
         Ok(response.into())
     }
+}
+
+/// Refuses a query parameter `route` does not take (see [`Route::params`]).
+fn known_params(route: Route<'_>, req: &HttpRequest) -> Result<(), ApiError> {
+    super::query::Query::parse(req.query())?.only(route.params())
 }
 
 /// Counts and logs one answered request.

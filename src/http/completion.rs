@@ -128,11 +128,16 @@ enum Target {
 /// Runs once, just before the answer is sent (metrics, a log line).
 type Hook = Box<dyn FnOnce(&HttpResponse) + Send>;
 
+/// Changes the answer before it is sent (headers every answer to a request
+/// gets, such as CORS'), whoever makes it.
+type Edit = Box<dyn FnOnce(&mut HttpResponse) + Send>;
+
 /// The way back to the connection a request came from. Send exactly one
 /// answer; dropped unanswered, it answers `500` (a bug, never a hang).
 pub struct Responder {
     target: Option<Target>,
     hook: Option<Hook>,
+    edit: Option<Edit>,
 }
 
 impl Responder {
@@ -140,6 +145,7 @@ impl Responder {
         Responder {
             target: Some(Target::Loop(mailbox, ticket)),
             hook: None,
+            edit: None,
         }
     }
 
@@ -151,6 +157,7 @@ impl Responder {
         let responder = Responder {
             target: Some(Target::Channel(tx)),
             hook: None,
+            edit: None,
         };
         (responder, rx)
     }
@@ -167,8 +174,24 @@ impl Responder {
         self
     }
 
+    /// Has `edit` change the answer before it is sent (and before the
+    /// hook sees it).
+    pub fn with_edit(mut self, edit: impl FnOnce(&mut HttpResponse) + Send + 'static) -> Self {
+        self.edit = Some(match self.edit.take() {
+            None => Box::new(edit),
+            Some(first) => Box::new(move |r: &mut HttpResponse| {
+                first(r);
+                edit(r);
+            }),
+        });
+        self
+    }
+
     /// Sends the answer.
-    pub fn send(mut self, response: HttpResponse) {
+    pub fn send(mut self, mut response: HttpResponse) {
+        if let Some(edit) = self.edit.take() {
+            edit(&mut response);
+        }
         if let Some(hook) = self.hook.take() {
             hook(&response);
         }
@@ -210,7 +233,10 @@ impl Drop for Responder {
     fn drop(&mut self) {
         if self.target.is_some() {
             log::error!("a request was dropped without an answer: answered 500");
-            let response = HttpResponse::error(500, "internal error (logged)");
+            let mut response = HttpResponse::error(500, "internal error (logged)");
+            if let Some(edit) = self.edit.take() {
+                let _ = catch_unwind(AssertUnwindSafe(|| edit(&mut response)));
+            }
             if let Some(hook) = self.hook.take() {
                 let _ = catch_unwind(AssertUnwindSafe(|| hook(&response)));
             }

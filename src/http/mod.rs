@@ -5,7 +5,8 @@
 //! the fixed pool behind a bounded queue;
 //! `app` routes (`router`) to one handler per endpoint family (`handlers`);
 //! `auth` checks bearer tokens when `--auth-tokens` is set; `cross_site`
-//! refuses what a web page could make a browser send; `api_error` is
+//! refuses what a web page could make a browser send, and `cors` answers the
+//! pages `--cors-origins` lists; `api_error` is
 //! the one place errors become statuses; `tls` (feature `tls`) loads the
 //! certificate that `conn` serves HTTPS with.
 
@@ -14,6 +15,7 @@ pub mod app;
 pub mod auth;
 pub mod completion;
 pub mod conn;
+pub mod cors;
 pub mod cross_site;
 pub mod delimit;
 pub mod encoder;

@@ -3,6 +3,10 @@
 
 use super::api_error::ApiError;
 use super::auth::Scope;
+use super::query::{
+    AFTER, ASSET_HASH, BEFORE, DELIMITER, IF_VERSION, LIMIT, PREFIX, PURGE, Param, TIMEOUT, UI_KEY,
+    VERSION, WAIT_AFTER,
+};
 
 /// What a request asks for, decided from its method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,8 @@ pub enum Route<'a> {
     WhoAmI,
     /// `GET /ui/{file}`: the key browser; `""` is the page itself.
     Ui(&'a str),
+    /// `GET /favicon.ico`: the icon a browser shows for `/docs`.
+    Favicon,
 }
 
 /// Every (method, OpenAPI path) of the API proper, for the test that keeps
@@ -77,18 +83,48 @@ impl Route<'_> {
             Route::Backup => "backup",
             Route::WhoAmI => "whoami",
             Route::Ui(_) => "ui",
+            Route::Favicon => "favicon",
+        }
+    }
+
+    /// The query parameters the route takes. Any other is refused with
+    /// `422` naming it (`App::handle`), so that a misspelt one (`versoin`)
+    /// never answers as if it were absent; the OpenAPI document lists
+    /// exactly these (a test compares them).
+    pub fn params(&self) -> &'static [Param] {
+        match self {
+            Route::Put(_) => &[IF_VERSION],
+            Route::Get(_) => &[VERSION, WAIT_AFTER, TIMEOUT],
+            Route::Delete(_) => &[PURGE, IF_VERSION],
+            Route::History(_) => &[LIMIT, BEFORE],
+            Route::Keys => &[PREFIX, LIMIT, AFTER, DELIMITER],
+            // The page's own links: a folder, a key, one of its versions;
+            // its assets' links carry their hash.
+            Route::Ui("") => &[PREFIX, UI_KEY, VERSION],
+            Route::Ui(_) => &[ASSET_HASH],
+            Route::Batch
+            | Route::Metrics
+            | Route::CacheStats
+            | Route::DbStats
+            | Route::Health
+            | Route::OpenApi
+            | Route::Docs(_)
+            | Route::Favicon
+            | Route::WhoAmI
+            | Route::Backup => &[],
         }
     }
 
     /// The scope a request needs when authentication is on (`None`: open
     /// to all: `/health`, so that probes need no secret, and the API's
     /// description, which holds no data and which a browser must load
-    /// without a token before Swagger UI's Authorize button can send one).
+    /// without a token before Swagger UI's Authorize button can send one,
+    /// and the icon the browser asks for with it).
     pub fn scope(&self) -> Option<Scope> {
         match self {
             // The key browser's page and assets hold no data either; the
             // page asks for a token before it reads any.
-            Route::Health | Route::OpenApi | Route::Docs(_) | Route::Ui(_) => None,
+            Route::Health | Route::OpenApi | Route::Docs(_) | Route::Ui(_) | Route::Favicon => None,
             Route::Put(_) | Route::Delete(_) | Route::Batch => Some(Scope::Write),
             Route::Backup => Some(Scope::Admin),
             Route::Get(_)
@@ -104,7 +140,18 @@ impl Route<'_> {
 
 /// Finds the route for `method` and `path` (`404` / `405` with `Allow`).
 pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
-    let (allow, route) = if let Some(key) = path.strip_prefix("/put/") {
+    let (allow, route) = resolve(path).ok_or_else(|| ApiError::no_route(path))?;
+    if allow.split(", ").any(|m| m == method) {
+        Ok(route)
+    } else {
+        Err(ApiError::method_not_allowed(allow))
+    }
+}
+
+/// The route `path` leads to, and the methods it takes (an `Allow`
+/// value; `OPTIONS` aside, which `App` answers for every route).
+pub fn resolve(path: &str) -> Option<(&'static str, Route<'_>)> {
+    Some(if let Some(key) = path.strip_prefix("/put/") {
         ("POST", Route::Put(key))
     } else if let Some(key) = path.strip_prefix("/get/") {
         (READ, Route::Get(key))
@@ -130,15 +177,11 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
             "/docs" => Route::Docs(""),
             "/ui" => Route::Ui(""),
             "/auth/whoami" => Route::WhoAmI,
-            _ => return Err(ApiError::no_route(path)),
+            "/favicon.ico" => Route::Favicon,
+            _ => return None,
         };
         (READ, r)
-    };
-    if allow.split(", ").any(|m| m == method) {
-        Ok(route)
-    } else {
-        Err(ApiError::method_not_allowed(allow))
-    }
+    })
 }
 
 #[cfg(test)]
@@ -155,7 +198,7 @@ mod tests {
         assert_eq!(e.as_ref().map(|e| e.status), Some(405));
         assert_eq!(
             e.and_then(|e| e.headers.first().cloned()),
-            Some(("Allow", "POST".to_string()))
+            Some(("Allow", "POST, OPTIONS".to_string()))
         );
     }
 }

@@ -10,7 +10,7 @@ use super::auth::AuthTokens;
 use super::completion::Responder;
 use super::completion::{Handler, Reply};
 use super::conn::{ConnLimits, HttpServer, Service};
-use super::cross_site::HostPolicy;
+use super::cross_site::{HostPolicy, Origins};
 use super::message::HttpRequest;
 use super::workers::Counter;
 use super::workers::WorkerPool;
@@ -35,6 +35,11 @@ pub struct ServerConfig {
     pub auth: Option<Arc<AuthTokens>>,
     /// Host names answered besides loopback ones (`--allowed-hosts`).
     pub allowed_hosts: Vec<String>,
+    /// Origins whose cross-origin writes are accepted (`--allowed-origins`,
+    /// as `cross_site::parse_origin` gives them).
+    pub allowed_origins: Vec<String>,
+    /// Origins CORS answers (`--cors-origins`; `*`: any).
+    pub cors_origins: Vec<String>,
     /// Serve HTTPS with this configuration (`None`: plain HTTP).
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -55,7 +60,8 @@ impl Server {
         let app = Arc::new(
             App::new(store.clone(), config.max_batch_puts)
                 .with_auth(config.auth)
-                .with_hosts(hosts),
+                .with_hosts(hosts)
+                .with_origins(Origins::new(&config.allowed_origins, &config.cors_origins)),
         );
         let metrics = app.metrics();
         let counter: Counter = Arc::new(move |status| metrics.record_unrouted(status));

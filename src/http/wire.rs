@@ -7,6 +7,8 @@ use utoipa::ToSchema;
 
 /// Body of `POST /put/{key}`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"value": {"name": "Ada", "languages": ["en", "fr"], "admin": true}}))]
 pub struct PutRequest<'a> {
     /// Any JSON value: object, array, string, number, boolean or null.
     #[serde(borrow)]
@@ -16,20 +18,48 @@ pub struct PutRequest<'a> {
 
 /// Answer of `POST /put/{key}`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"key": "user/1", "version": 1, "operation": "create", "timestamp": "2026-11-26T10:00:00.000Z"}))]
 pub struct PutResponse<'a> {
     /// The key written.
     pub key: &'a str,
     /// The version created.
     pub version: u64,
-    /// `create` for version 1, `update` after.
-    #[schema(example = "create")]
-    pub operation: &'static str,
+    /// Whether the key had a live version before this write.
+    pub operation: WriteOperation,
     /// Commit time, RFC 3339 UTC.
     pub timestamp: String,
 }
 
+/// What a put did: `create` when the key had no live version before it
+/// (never written, deleted or purged; its number continues the key's
+/// numbering, so it is not always 1), `update` when it had one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteOperation {
+    /// The key had no live version before.
+    Create,
+    /// The key had a live version before.
+    Update,
+}
+
+impl From<crate::Operation> for WriteOperation {
+    fn from(o: crate::Operation) -> Self {
+        match o {
+            crate::Operation::Create => WriteOperation::Create,
+            crate::Operation::Update => WriteOperation::Update,
+        }
+    }
+}
+
+/// The body of `GET /backup`: a SQLite database file, as bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // describes the answer; never built
+pub struct BackupFile(Vec<u8>);
+
 /// Answer of `GET /get/{key}`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"key": "user/1", "value": {"name": "Ada", "languages": ["en", "fr"], "admin": true}, "version": 1, "timestamp": "2026-11-26T10:00:00.000Z"}))]
 pub struct GetResponse<'a> {
     /// The key.
     pub key: &'a str,
@@ -143,6 +173,7 @@ pub struct KeysResponse {
 
 /// One put of `POST /batch`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BatchPut<'a> {
     /// The key (not percent-encoded).
     pub key: String,
@@ -156,6 +187,11 @@ pub struct BatchPut<'a> {
 
 /// Body of `POST /batch`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"puts": [
+    {"key": "user/1", "value": {"name": "Ada"}},
+    {"key": "user/2", "value": {"name": "Grace"}, "if_version": 0}
+]}))]
 pub struct BatchRequest<'a> {
     /// The puts, committed all or none.
     #[serde(borrow)]

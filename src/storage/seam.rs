@@ -88,7 +88,8 @@ pub struct DbStats {
 }
 
 /// One put: the value for `key`, optionally only if its latest version is
-/// `expect` (0: only if the key has no version).
+/// `expect` (0: only if the key has no live version: never written, deleted
+/// or purged).
 #[derive(Debug)]
 pub struct PutItem {
     /// The key.
@@ -99,12 +100,19 @@ pub struct PutItem {
     pub expect: Option<u64>,
 }
 
-/// A write operation.
+/// A write operation. `expect` is a condition on the key's live version
+/// (see `crate::rules`), as on a put.
 #[derive(Debug)]
 pub(crate) enum Op {
     Put(PutItem),
-    Delete(String),
-    Purge(String),
+    Delete {
+        key: String,
+        expect: Option<u64>,
+    },
+    Purge {
+        key: String,
+        expect: Option<u64>,
+    },
     Batch(Vec<PutItem>),
     /// A no-op write (one row rewritten as it is) that commits like any
     /// other: whether writes work again after a failure.
@@ -125,9 +133,9 @@ pub(crate) enum Done {
 pub(crate) struct Written {
     /// The version.
     pub version: Arc<Versioned>,
-    /// Whether the key had no version before it: new, or purged (after a
-    /// purge the numbering continues, so a created key's first version is
-    /// not always 1).
+    /// Whether the key had no live version before it: new, deleted or
+    /// purged (the numbering continues after a delete or a purge, so a
+    /// created key's first version is not always 1).
     pub created: bool,
 }
 

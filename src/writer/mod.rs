@@ -305,9 +305,9 @@ fn commit_and_answer(
 fn tickets(cache: &LatestCache, op: &Op) -> Vec<WriteTicket> {
     match op {
         Op::Put(item) => vec![cache.write_ticket(&item.key)],
-        Op::Delete(key) => vec![cache.write_ticket(key)],
+        Op::Delete { key, .. } => vec![cache.write_ticket(key)],
         Op::Batch(items) => items.iter().map(|i| cache.write_ticket(&i.key)).collect(),
-        Op::Purge(_) | Op::Probe => Vec::new(),
+        Op::Purge { .. } | Op::Probe => Vec::new(),
     }
 }
 

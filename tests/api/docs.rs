@@ -1,6 +1,8 @@
 //! The OpenAPI document and the embedded Swagger UI.
 
-use crate::common::{Server, json};
+use std::time::Duration;
+
+use crate::common::{Server, Value, json};
 
 #[test]
 fn openapi_document_and_router_agree_both_ways() {
@@ -166,4 +168,364 @@ fn openapi_document_describes_every_answer_and_any_json_value() {
         ]
     );
     assert!(schemas["PurgeResponse"]["properties"]["purged_versions"].is_object());
+}
+
+/// Starts a server with an auth tokens file holding `read-token` (read).
+fn server_with_a_read_token() -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "read-token read\n").unwrap();
+    (
+        Server::start(&["--auth-tokens", tokens.to_str().unwrap()]),
+        dir,
+    )
+}
+
+/// The OpenAPI document's query parameters are the router's: each
+/// operation documents exactly `Route::params`, typed and bounded as the
+/// server parses them, and the server really answers `422` just past each
+/// bound and something else at it.
+#[test]
+fn openapi_parameters_and_their_bounds_are_what_the_server_enforces() {
+    use vkv::http::query::Kind;
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let doc = c.get("/openapi.json").json();
+    c.put("k", &json!(1));
+    let mut probed = 0;
+    for (method, path) in vkv::http::router::API_ROUTES {
+        let route = vkv::http::router::route(&method.to_uppercase(), path).unwrap();
+        let op = &doc["paths"][path][method];
+        let documented: Vec<&Value> = op["parameters"]
+            .as_array()
+            .map(|ps| ps.iter().filter(|p| p["in"] == "query").collect())
+            .unwrap_or_default();
+        let names: Vec<&str> = documented
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        let rules: Vec<&str> = route.params().iter().map(|p| p.name).collect();
+        assert_eq!(names, rules, "{method} {path}: documented query parameters");
+        for (p, rule) in documented.iter().zip(route.params()) {
+            let schema = &p["schema"];
+            let url = |value: &str| {
+                // What the parameter needs beside it to be probed without
+                // waiting or writing: a long poll's timeout, and a purge's
+                // condition that fails.
+                let with = match rule.name {
+                    "timeout" => "&wait_after=0",
+                    "wait_after" => "&timeout=1",
+                    "purge" => "&if_version=99",
+                    _ => "",
+                };
+                format!("{}?{}={value}{with}", path.replace("{key}", "k"), rule.name)
+            };
+            let body: &[u8] = if *method == "post" {
+                br#"{"value": 2}"#
+            } else {
+                b""
+            };
+            let mut status = |value: &str| {
+                probed += 1;
+                let r = c.request(&method.to_uppercase(), &url(value), &[], body);
+                (r.status, r.text())
+            };
+            match rule.kind {
+                Kind::Integer { min, max } => {
+                    assert_eq!(schema["type"], "integer", "{path} {}", rule.name);
+                    assert_eq!(schema["minimum"], min, "{path} {}", rule.name);
+                    assert_eq!(schema["maximum"], max, "{path} {}", rule.name);
+                    let past = (u128::from(max) + 1).to_string();
+                    let mut outside = vec![past];
+                    if min > 0 {
+                        outside.push((min - 1).to_string());
+                    }
+                    for v in outside {
+                        let (st, text) = status(&v);
+                        assert_eq!(st, 422, "{method} {path} {}={v}: {text}", rule.name);
+                    }
+                    for v in [min, max] {
+                        let (st, text) = status(&v.to_string());
+                        assert_ne!(st, 422, "{method} {path} {}={v}: {text}", rule.name);
+                    }
+                }
+                Kind::Boolean => {
+                    assert_eq!(schema["type"], "boolean", "{path} {}", rule.name);
+                    for v in ["true", "false"] {
+                        let (st, text) = status(v);
+                        assert_ne!(st, 422, "{method} {path} {}={v}: {text}", rule.name);
+                    }
+                    assert_eq!(status("maybe").0, 422);
+                }
+                Kind::Text => assert_eq!(schema["type"], "string", "{path} {}", rule.name),
+            }
+        }
+    }
+    assert!(probed >= 30, "only {probed} probes");
+    // Nothing the probes sent wrote anything.
+    assert_eq!(c.get("/db/stats").json()["total_versions"], 1);
+}
+
+/// Every status each operation documents is one the server gives, and
+/// every status the server gives is documented: each is provoked here on a
+/// real server, or (disk full, overload, a database gone) named with the
+/// test that provokes it elsewhere.
+#[test]
+fn openapi_statuses_are_the_ones_the_server_answers() {
+    let s = Server::start(&[
+        "--max-body-bytes",
+        "1K",
+        "--max-versions",
+        "2",
+        "--max-watchers",
+        "1",
+    ]);
+    let (auth, _tokens) = server_with_a_read_token();
+    let doc = s.client().get("/openapi.json").json();
+    let mut c = s.client();
+    c.put("k", &json!(1));
+    c.put("k", &json!(2));
+    c.put("k", &json!(3)); // version 1 is removed by --max-versions 2
+    c.put("b", &json!(1)); // deleted by the 200 of DELETE
+    let elsewhere = |status: u16| match status {
+        503 => Some(
+            "faults::load (a full worker queue), faults::unavailable, faults::disk_full (/health)",
+        ),
+        507 => Some("faults::disk_full"),
+        _ => None,
+    };
+    let big = format!(r#"{{"value": "{}"}}"#, "x".repeat(2000));
+    let big_batch = format!(
+        r#"{{"puts": [{{"key": "b", "value": "{}"}}]}}"#,
+        "x".repeat(2000)
+    );
+    let candidates = [200, 304, 401, 403, 404, 409, 410, 413, 415, 422, 503, 507];
+    for (method, path) in vkv::http::router::API_ROUTES {
+        let m = method.to_uppercase();
+        let url = path.replace("{key}", "k");
+        let answers = doc["paths"][path][method]["responses"].as_object().unwrap();
+        let ok_body: &[u8] = match *path {
+            "/put/{key}" => br#"{"value": 4}"#,
+            "/batch" => br#"{"puts": [{"key": "b", "value": 1}]}"#,
+            _ => b"",
+        };
+        for status in candidates {
+            // Provokes `status` on this operation, if it can be here.
+            let r = match (status, *method, *path) {
+                (200, "delete", _) => Some(c.request(&m, "/delete/b", &[], b"")),
+                (200, _, _) => Some(c.request(&m, &url, &[], ok_body)),
+                (304, "get", "/get/{key}") => {
+                    let etag = c.get(&url).header("etag").unwrap().to_string();
+                    Some(c.request("GET", &url, &[("If-None-Match", &etag)], b""))
+                }
+                (401, _, _) if route_scope(&m, path) => {
+                    Some(auth.client().request(&m, &url, &[], ok_body))
+                }
+                (403, "post" | "delete", _) => {
+                    let mut reader = auth.client().with_token("read-token");
+                    Some(reader.request(&m, &url, &[], ok_body))
+                }
+                (403, _, _) => {
+                    let mut rebound = s.client();
+                    rebound.host = "evil.example".to_string();
+                    Some(rebound.request(&m, &url, &[], ok_body))
+                }
+                (
+                    404,
+                    "get" | "delete" | "post",
+                    "/get/{key}" | "/delete/{key}" | "/history/{key}",
+                ) => Some(c.request(&m, &path.replace("{key}", "never"), &[], b"")),
+                (409, "post", "/put/{key}") | (409, "delete", "/delete/{key}") => {
+                    Some(c.request(&m, &format!("{url}?if_version=99"), &[], ok_body))
+                }
+                (409, "post", "/batch") => Some(c.request(
+                    &m,
+                    &url,
+                    &[],
+                    br#"{"puts": [{"key": "k", "value": 1, "if_version": 99}]}"#,
+                )),
+                (410, "get", "/get/{key}") => Some(c.get(&format!("{url}?version=1"))),
+                // The connection is closed after a 413: a client of its own.
+                (413, "post", "/put/{key}") => {
+                    Some(s.client().request(&m, &url, &[], big.as_bytes()))
+                }
+                (413, "post", "/batch") => {
+                    Some(s.client().request(&m, &url, &[], big_batch.as_bytes()))
+                }
+                (415, "post" | "delete", _) => {
+                    Some(c.request(&m, &url, &[("Content-Type", "text/plain")], ok_body))
+                }
+                (422, _, _) => Some(c.request(&m, &format!("{url}?nope=1"), &[], ok_body)),
+                (503, "get", "/get/{key}") => {
+                    // --max-watchers 1: once one long poll is parked, the
+                    // next finds no room.
+                    let mut first = s.client();
+                    first
+                        .send_raw(
+                            b"GET /get/k?wait_after=99&timeout=30 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                        )
+                        .unwrap();
+                    let parked = crate::common::poll_until(Duration::from_secs(10), || {
+                        crate::common::metric(&mut c, "vkv_watchers") == Some(1.0)
+                    });
+                    assert!(parked, "the first long poll never parked");
+                    Some(c.get("/get/k?wait_after=99&timeout=1"))
+                }
+                _ => None,
+            };
+            let key = status.to_string();
+            match r {
+                Some(r) => {
+                    assert_eq!(
+                        r.status,
+                        status,
+                        "{m} {path}: provoking {status} gave {}",
+                        r.text()
+                    );
+                    assert!(
+                        answers.contains_key(&key),
+                        "{m} {path} answers {status}: not documented"
+                    );
+                    // Its body is of a documented media type.
+                    if !r.body.is_empty() {
+                        let media = r.header("content-type").unwrap_or_default();
+                        let media = media.split(';').next().unwrap_or_default().trim();
+                        let content = &answers[&key]["content"];
+                        assert!(
+                            content.get(media).is_some(),
+                            "{m} {path} {status}: {media} is not among {content}"
+                        );
+                    }
+                }
+                None => assert!(
+                    !answers.contains_key(&key) || elsewhere(status).is_some(),
+                    "{m} {path} documents {status}, which nothing provokes"
+                ),
+            }
+        }
+        // Whatever is documented is among the statuses looked at.
+        for status in answers.keys() {
+            let n: u16 = status.parse().unwrap();
+            assert!(candidates.contains(&n), "{m} {path} documents {status}");
+        }
+    }
+}
+
+/// `/backup` is a SQLite file; a client that asks for generic bytes (as
+/// generated clients that know only those do) gets the same bytes under
+/// that type; both are documented with a binary schema.
+#[test]
+fn backup_is_documented_as_binary_and_negotiates_its_media_type() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let doc = c.get("/openapi.json").json();
+    let content = &doc["paths"]["/backup"]["get"]["responses"]["200"]["content"];
+    for media in ["application/vnd.sqlite3", "application/octet-stream"] {
+        let schema = &content[media]["schema"]["$ref"];
+        assert_eq!(
+            schema, "#/components/schemas/BackupFile",
+            "{media}: {content}"
+        );
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["BackupFile"],
+        json!({"type": "string", "format": "binary",
+               "description": "The body of `GET /backup`: a SQLite database file, as bytes."})
+    );
+    c.put("k", &json!(1));
+    for (accept, media) in [
+        (None, "application/vnd.sqlite3"),
+        (Some("application/octet-stream"), "application/octet-stream"),
+        (Some("*/*"), "application/vnd.sqlite3"),
+    ] {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept", *a)).collect();
+        let r = c.request("GET", "/backup", &headers, b"");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some(media), "{accept:?}");
+        assert!(r.body.starts_with(b"SQLite format 3\0"), "{accept:?}");
+    }
+}
+
+/// Whether the route needs a token when authentication is on.
+fn route_scope(method: &str, path: &str) -> bool {
+    vkv::http::router::route(method, path)
+        .ok()
+        .and_then(|r| r.scope())
+        .is_some()
+}
+
+/// Swagger UI shows what the document holds, in its order: the key-value
+/// operations first, by use; examples that are real requests (the server
+/// takes them as they are); and a site icon, open like the page.
+#[test]
+fn swagger_ui_puts_key_values_first_with_working_examples_and_an_icon() {
+    let (s, _tokens) = server_with_a_read_token();
+    let mut c = s.client();
+    let text = c.get("/openapi.json").text();
+    let at = |needle: &str| {
+        text.find(&format!("\"{needle}\""))
+            .unwrap_or_else(|| panic!("{needle} not in the document"))
+    };
+    let order = [
+        "/put/{key}",
+        "/get/{key}",
+        "/delete/{key}",
+        "/keys",
+        "/history/{key}",
+        "/batch",
+        "/health",
+        "/metrics",
+        "/db/stats",
+        "/cache/stats",
+        "/backup",
+    ];
+    for pair in order.windows(2) {
+        assert!(at(pair[0]) < at(pair[1]), "{} after {}", pair[0], pair[1]);
+    }
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let tags: Vec<&str> = doc["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags[0], "kv");
+    assert_eq!(doc["paths"]["/put/{key}"]["post"]["tags"], json!(["kv"]));
+
+    // The examples Swagger UI fills "Try it out" with, sent as they are.
+    let schemas = &doc["components"]["schemas"];
+    let put = &schemas["PutRequest"]["example"];
+    assert!(put["value"].is_object(), "{put}");
+    let batch = &schemas["BatchRequest"]["example"];
+    let key = doc["paths"]["/put/{key}"]["post"]["parameters"][0]["example"]
+        .as_str()
+        .unwrap();
+    // A server without tokens takes them.
+    let open = Server::start(&[]);
+    let mut o = open.client();
+    let r = o.request(
+        "POST",
+        &format!("/put/{key}"),
+        &[],
+        put.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    let documented = &schemas["PutResponse"]["example"];
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&answer), keys(documented));
+    let r = o.request("POST", "/batch", &[], batch.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = o.get(&format!("/get/{key}")).json();
+    assert_eq!(keys(&got), keys(&schemas["GetResponse"]["example"]));
+
+    // The icon: open without a token, an ICO file.
+    for method in ["GET", "HEAD"] {
+        let r = c.request(method, "/favicon.ico", &[], b"");
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.header("content-type"), Some("image/x-icon"));
+        if method == "GET" {
+            assert!(r.body.starts_with(&[0, 0, 1, 0]), "not an ICO file");
+        }
+    }
 }

@@ -6,6 +6,7 @@ mod cache;
 #[path = "../support/mod.rs"]
 mod common;
 mod concurrency;
+mod conditions;
 mod docs;
 mod errors;
 mod flags;
@@ -14,6 +15,7 @@ mod io_threads;
 mod kv;
 mod metrics;
 mod persistence;
+mod readme;
 mod reference;
 mod ui;
 mod values;

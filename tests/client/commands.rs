@@ -121,7 +121,6 @@ fn conditions_and_exit_codes_for_missing_and_conflicting_keys() {
 }
 
 #[test]
-#[ignore = "needs DELETE conditions on the server (issue 21 item 1)"]
 fn del_with_if_version_is_conditional() {
     let s = Server::start(&[]);
     on(&s, &["put", "k", "1"]).code(0);

@@ -10,6 +10,8 @@ mod backup;
 #[path = "../support/mod.rs"]
 mod common;
 mod copy;
+mod cors;
 mod cross_site;
+mod proxy;
 mod tls;
 mod token_reload;

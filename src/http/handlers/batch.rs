@@ -49,7 +49,7 @@ pub fn batch(store: &Store, req: &HttpRequest, max_puts: usize) -> Result<HttpRe
             .map(|o| PutResponse {
                 key: &o.key,
                 version: o.version,
-                operation: o.operation().as_str(),
+                operation: o.operation().into(),
                 timestamp: o.timestamp(),
             })
             .collect(),

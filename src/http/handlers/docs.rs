@@ -1,15 +1,17 @@
 //! `GET /openapi.json` and the Swagger UI under `/docs`, whose assets are
 //! compiled into the binary (no download at build or run time).
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{backup, batch, kv, listing, stats, whoami};
 use crate::http::api_error::ApiError;
 use crate::http::auth::Scope;
 use crate::http::message::HttpResponse;
+use crate::http::query::{Kind, Param};
 use crate::http::router::route;
 use crate::http::wire;
 
@@ -27,23 +29,34 @@ use crate::http::wire;
     // generated clients call the same host).
     servers((url = "/", description = "The server this document came from")),
     modifiers(&BearerAuth, &NoEmptyLicense),
+    // By use: what a client calls first comes first (Swagger UI keeps this
+    // order, and the tags' order below).
     paths(
         kv::put,
         kv::get,
         kv::delete,
-        listing::history,
         listing::keys,
+        listing::history,
         batch::batch,
-        stats::metrics,
-        stats::cache_stats,
-        stats::db_stats,
         stats::health,
+        stats::metrics,
+        stats::db_stats,
+        stats::cache_stats,
         backup::backup,
         whoami::whoami
+    ),
+    tags(
+        (name = "kv", description = "Keys and values: put, get (also a version, a long poll), delete"),
+        (name = "listing", description = "Keys by prefix, a key's versions"),
+        (name = "batch", description = "Several puts, all or none"),
+        (name = "stats", description = "Health, metrics and statistics"),
+        (name = "backup", description = "A consistent snapshot of the database"),
     ),
     components(schemas(
         wire::PutRequest,
         wire::PutResponse,
+        wire::WriteOperation,
+        wire::BackupFile,
         wire::GetResponse,
         wire::HealthResponse,
         wire::ErrorResponse,
@@ -84,9 +97,12 @@ impl Modify for NoEmptyLicense {
 
 /// Declares the optional bearer authentication (so that Swagger UI offers
 /// an "Authorize" button and sends the token with the calls it makes): a
-/// token, or nothing when auth is off. Each operation's `401`/`403` and
-/// security come from the router's `Route::scope`, the rule the server
-/// enforces, so the document cannot promise another.
+/// token, or nothing when auth is off. The rest of each operation's
+/// contract that the server decides before or around its handler comes
+/// from the rules the server applies, so the document cannot promise
+/// another: security, `401`/`403` from the router's `Route::scope`, `415`
+/// for writes, `413` for a body, `422` and `503` everywhere, and the query
+/// parameters with their bounds from `Route::params`.
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -110,13 +126,17 @@ impl Modify for BearerAuth {
             ];
             for (method, op) in operations {
                 let Some(op) = op.as_mut() else { continue };
-                let scope = route(method, path).ok().and_then(|r| r.scope());
+                let Ok(route) = route(method, path) else {
+                    continue;
+                };
+                let scope = route.scope();
                 if scope.is_none() {
                     // Open to all, also with --auth-tokens.
                     op.security = Some(Vec::new());
                 }
                 let write = scope == Some(Scope::Write);
                 document_refusals(op, scope.map(Scope::as_str), write);
+                document_params(op, route.params());
             }
         }
     }
@@ -124,12 +144,16 @@ impl Modify for BearerAuth {
 
 /// Adds the refusals that come before the handler: `401`/`403` for an
 /// operation that needs `scope` (with `--auth-tokens`), `403` for a `Host`
-/// not answered and `415` for a write not declared JSON (`cross_site`).
+/// not answered, `415` for a write not declared JSON (`cross_site`), `413`
+/// for a body over the limit (the connection layer), `422` for a query
+/// parameter the route does not take (`App::handle`) and `503` for a full
+/// worker queue (`workers`).
 fn document_refusals(op: &mut Operation, scope: Option<&str>, write: bool) {
-    let error = || Content::new(Some(RefOr::Ref(Ref::from_schema_name("ErrorResponse"))));
     let mut forbidden = "The Host is not answered here (a loopback server answers loopback names and --allowed-hosts)".to_string();
     if write {
-        forbidden.push_str("; the Origin is another site");
+        forbidden.push_str(
+            "; the Origin is another site not listed in --allowed-origins or --cors-origins",
+        );
     }
     let mut answers = Vec::new();
     if let Some(scope) = scope {
@@ -149,23 +173,83 @@ fn document_refusals(op: &mut Operation, scope: Option<&str>, write: bool) {
             "Content-Type is present and not application/json (or */*+json)".to_string(),
         ));
     }
+    if op.request_body.is_some() {
+        answers.push(("413", "The body is over --max-body-bytes".to_string()));
+    }
     for (status, description) in answers {
         // Replaces a hand-written one: this list is what the server does.
-        op.responses.responses.insert(
-            status.to_string(),
-            ResponseBuilder::new()
-                .description(description)
-                .content("application/json", error())
-                .build()
-                .into(),
-        );
+        op.responses
+            .responses
+            .insert(status.to_string(), error_response(&description));
+    }
+    // Added to what the handler documents for these statuses.
+    for (status, also) in [
+        (
+            "422",
+            "a query parameter this operation does not take, or one given twice (named)",
+        ),
+        (
+            "503",
+            "overloaded: the worker queue is full (with Retry-After)",
+        ),
+    ] {
+        match op.responses.responses.get_mut(status) {
+            Some(RefOr::T(answer)) => {
+                answer.description = format!("{}; {also}", answer.description);
+            }
+            _ => {
+                let mut first = also.to_string();
+                first[..1].make_ascii_uppercase();
+                op.responses
+                    .responses
+                    .insert(status.to_string(), error_response(&first));
+            }
+        }
     }
 }
+
+/// An error answer: `description` and an `ErrorResponse` body.
+fn error_response(description: &str) -> RefOr<Response> {
+    let error = Content::new(Some(RefOr::Ref(Ref::from_schema_name("ErrorResponse"))));
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", error)
+        .build()
+        .into()
+}
+
+/// Gives each documented query parameter the type and bounds the server
+/// applies (`Route::params`); its description stays the handler's.
+fn document_params(op: &mut Operation, params: &[Param]) {
+    for p in op.parameters.iter_mut().flatten() {
+        let RefOr::T(p) = p else { continue };
+        if p.parameter_in != ParameterIn::Query {
+            continue;
+        }
+        let Some(rule) = params.iter().find(|r| r.name == p.name) else {
+            continue;
+        };
+        let schema = match rule.kind {
+            Kind::Integer { min, max } => ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(min))
+                .maximum(Some(max)),
+            Kind::Boolean => ObjectBuilder::new().schema_type(Type::Boolean),
+            Kind::Text => ObjectBuilder::new().schema_type(Type::String),
+        };
+        p.schema = Some(RefOr::T(Schema::Object(schema.build())));
+    }
+}
+
 /// The Swagger UI page; it loads the two embedded assets below.
 const PAGE: &str = include_str!("docs.html");
 /// Swagger UI's script and style sheet, gzip-compressed by `build.rs`.
 const BUNDLE_JS_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js.gz"));
 const CSS_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui.css.gz"));
+
+/// The site icon browsers ask for (16x16, PNG in an ICO container).
+const FAVICON: &[u8] = include_bytes!("favicon.ico");
 
 /// What the docs endpoints serve.
 pub struct Docs {
@@ -222,6 +306,13 @@ impl Docs {
         }
         Ok(r)
     }
+}
+
+/// `GET /favicon.ico`: open like the docs, cached for a day.
+pub fn favicon() -> HttpResponse {
+    HttpResponse::json(200, FAVICON.to_vec())
+        .with_header("Content-Type", "image/x-icon")
+        .with_header("Cache-Control", "public, max-age=86400")
 }
 
 impl Default for Docs {

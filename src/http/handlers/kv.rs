@@ -8,27 +8,26 @@ use crate::http::api_error::ApiError;
 use crate::http::completion::Reply;
 use crate::http::completion::Responder;
 use crate::http::message::{HttpRequest, HttpResponse};
-use crate::http::query::Query;
+use crate::http::query::{IF_VERSION, PURGE, Query, TIMEOUT, VERSION, WAIT_AFTER};
 use crate::http::wire::{
     ConflictResponse, DeleteOrPurge, DeleteResponse, ErrorResponse, GetResponse, PurgeResponse,
     PutRequest, PutResponse,
 };
-use crate::key::decode_key;
+use crate::key::{decode_key, decode_key_to_remove};
 use crate::watch::Subscription;
 use crate::{Store, StoreError, Versioned, Watch};
 
-/// Default and largest wait of a long poll, in seconds.
+/// Default wait of a long poll, in seconds (the largest is [`TIMEOUT`]'s).
 const WAIT_DEFAULT_SECS: u64 = 30;
-const WAIT_MAX_SECS: u64 = 300;
 
 /// Stores the body's `value` as the next version of the key.
 #[utoipa::path(
     post,
     path = "/put/{key}",
     params(
-        ("key" = String, Path, description = "The key, percent-encoded; 1 to 1024 bytes of UTF-8, may contain '/'"),
-        ("if_version" = Option<u64>, Query, description = "Write only if the latest version is this; 0: only if the key has no version"),
-        ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\""),
+        ("key" = String, Path, description = "The key, percent-encoded; 1 to 1024 bytes of UTF-8, may contain '/'", example = "user/1"),
+        ("if_version" = Option<u64>, Query, description = "Write only if the live version is this (the latest unless deleted); 0: only if the key has none (never written, deleted or purged)"),
+        ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\" (compared strongly: a weak W/\"N\" is refused)"),
     ),
     request_body = PutRequest,
     responses(
@@ -43,12 +42,7 @@ const WAIT_MAX_SECS: u64 = 300;
 pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply, ApiError> {
     let key = decode_key(encoded_key)?;
     let query = Query::parse(req.query())?;
-    let expect = match query.get("if_version") {
-        Some(v) => Some(v.parse::<u64>().map_err(|_| {
-            ApiError::unprocessable(format!("if_version must be a version number, got '{v}'"))
-        })?),
-        None => req.header("if-match").map(parse_etag).transpose()?,
-    };
+    let expect = condition(req, &query)?;
     // serde would also accept `[value]` for a struct: only an object is valid.
     if req.body.trim_ascii_start().first() != Some(&b'{') {
         return Err(ApiError::unprocessable(
@@ -72,7 +66,7 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
                     json(&PutResponse {
                         key: &key,
                         version: outcome.version,
-                        operation: outcome.operation().as_str(),
+                        operation: outcome.operation().into(),
                         timestamp: outcome.timestamp(),
                     })
                 })
@@ -82,10 +76,38 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
     })))
 }
 
-/// `"N"` or `N` to N.
+/// A write's condition on the key's live version: `?if_version=N`, else
+/// `If-Match: "N"`.
+fn condition(req: &HttpRequest, query: &Query) -> Result<Option<u64>, ApiError> {
+    match query.integer(IF_VERSION)? {
+        Some(v) => Ok(Some(v)),
+        None => req.header("if-match").map(parse_etag).transpose(),
+    }
+}
+
+/// `"N"` or `N` to N. `If-Match` compares strongly (RFC 9110, 13.1.1): a
+/// weak ETag never matches, which is refused as such rather than taken
+/// for a version.
 fn parse_etag(v: &str) -> Result<u64, ApiError> {
+    let v = v.trim();
+    if v.starts_with("W/") {
+        return Err(ApiError::unprocessable(
+            "If-Match compares strongly: a weak ETag (W/\"N\") never matches; send \"N\"",
+        ));
+    }
     v.trim_matches('"').parse().map_err(|_| {
         ApiError::unprocessable("If-Match must be a version ETag like \"3\"".to_string())
+    })
+}
+
+/// Whether `If-None-Match` names `version`, compared weakly (RFC 9110,
+/// 13.1.2: `W/"1"` matches `"1"`, as a proxy that compresses answers
+/// makes ETags weak): `*`, or a list of entity tags of which one is it.
+fn none_match(header: &str, version: u64) -> bool {
+    let ours = format!("\"{version}\"");
+    header.split(',').any(|tag| {
+        let tag = tag.trim();
+        tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == ours
     })
 }
 
@@ -95,11 +117,11 @@ fn parse_etag(v: &str) -> Result<u64, ApiError> {
     get,
     path = "/get/{key}",
     params(
-        ("key" = String, Path, description = "The key, percent-encoded"),
+        ("key" = String, Path, description = "The key, percent-encoded", example = "user/1"),
         ("version" = Option<u64>, Query, description = "A version to read instead of the latest"),
         ("wait_after" = Option<u64>, Query, description = "Long poll: answer when the latest version is above this"),
         ("timeout" = Option<u64>, Query, description = "Long poll limit in seconds (default 30, max 300); then the current latest is answered"),
-        ("If-None-Match" = Option<String>, Header, description = "\"N\": answer 304 if the latest is still N"),
+        ("If-None-Match" = Option<String>, Header, description = "\"N\", W/\"N\" (compared weakly), a list of them or *: answer 304 if the latest is still N"),
     ),
     responses(
         (status = 200, description = "The value", body = GetResponse,
@@ -114,21 +136,29 @@ fn parse_etag(v: &str) -> Result<u64, ApiError> {
 pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply, ApiError> {
     let key = decode_key(encoded_key)?;
     let query = Query::parse(req.query())?;
-    if let Some(after) = query.get("wait_after") {
-        let after: u64 = after.parse().map_err(|_| {
-            ApiError::unprocessable(format!(
-                "wait_after must be a version number, got '{after}'"
-            ))
-        })?;
-        let secs = query.positive("timeout")?.unwrap_or(WAIT_DEFAULT_SECS);
-        if secs > WAIT_MAX_SECS {
-            return Err(ApiError::unprocessable(format!(
-                "timeout is at most {WAIT_MAX_SECS} seconds"
-            )));
+    // A parameter that would do nothing is refused, as an unknown one is.
+    match (
+        query.get("wait_after"),
+        query.get("version"),
+        query.get("timeout"),
+    ) {
+        (Some(_), Some(_), _) => {
+            return Err(ApiError::unprocessable(
+                "version and wait_after cannot be combined: a long poll waits for the latest",
+            ));
         }
+        (None, _, Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "timeout is the limit of a long poll: it needs wait_after",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(after) = query.integer(WAIT_AFTER)? {
+        let secs = query.integer(TIMEOUT)?.unwrap_or(WAIT_DEFAULT_SECS);
         return watch(store, key, after, Duration::from_secs(secs));
     }
-    let version = query.positive("version")?;
+    let version = query.integer(VERSION)?;
     // Answered when the read is (at once on a cache hit; a backend whose
     // reads are queued frees the worker meanwhile, so that shared rounds
     // carry every read in flight, not one per worker).
@@ -157,10 +187,11 @@ pub fn get_cached(
 ) -> Option<Result<HttpResponse, ApiError>> {
     let key = decode_key(encoded_key).ok()?;
     let query = Query::parse(req.query()).ok()?;
-    if query.get("wait_after").is_some() {
+    // A long poll, or a timeout without one (refused by `get`).
+    if query.get("wait_after").is_some() || query.get("timeout").is_some() {
         return None;
     }
-    let version = query.positive("version").ok()?;
+    let version = query.integer(VERSION).ok()?;
     let found = store.get_cached(&key, version)?;
     Some(
         found
@@ -176,11 +207,8 @@ fn found_response(
     version: Option<u64>,
     if_none_match: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let etag = etag(found);
-    if version.is_none()
-        && if_none_match.is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
-        return Ok(HttpResponse::json(304, Vec::new()).with_header("ETag", etag));
+    if version.is_none() && if_none_match.is_some_and(|h| none_match(h, found.version)) {
+        return Ok(HttpResponse::json(304, Vec::new()).with_header("ETag", etag(found)));
     }
     versioned(found)
 }
@@ -310,12 +338,15 @@ fn versioned(v: &Versioned) -> Result<HttpResponse, ApiError> {
     delete,
     path = "/delete/{key}",
     params(
-        ("key" = String, Path, description = "The key, percent-encoded"),
+        ("key" = String, Path, description = "The key, percent-encoded", example = "user/1"),
         ("purge" = Option<bool>, Query, description = "true: remove every version permanently"),
+        ("if_version" = Option<u64>, Query, description = "Delete (or purge) only if the live version is this: the latest unless deleted; 0: none (with purge=true: only a deleted key)"),
+        ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\" (compared strongly: a weak W/\"N\" is refused)"),
     ),
     responses(
         (status = 200, description = "Deleted: a tombstone version was written (DeleteResponse); with purge=true, every version removed (PurgeResponse)", body = DeleteOrPurge),
-        (status = 422, description = "Invalid key, or purge is not true or false", body = ErrorResponse),
+        (status = 409, description = "if_version or If-Match did not match; nothing written", body = ConflictResponse),
+        (status = 422, description = "Invalid key, condition, or purge is not true or false", body = ErrorResponse),
         (status = 503, description = "Overloaded or database unavailable", body = ErrorResponse),
         (status = 507, description = "Disk full", body = ErrorResponse),
         (status = 404, description = "No such key, or already deleted", body = ErrorResponse),
@@ -326,24 +357,22 @@ pub fn delete(
     req: &HttpRequest,
     encoded_key: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let key = decode_key(encoded_key)?;
+    // Also a key stored before dot segments were refused.
+    let key = decode_key_to_remove(encoded_key)?;
     let query = Query::parse(req.query())?;
-    match query.get("purge") {
-        Some("true" | "1") => json(&PurgeResponse {
+    let expect = condition(req, &query)?;
+    if query.boolean(PURGE)? {
+        json(&PurgeResponse {
             key: &key,
-            purged_versions: store.purge(&key)?,
-        }),
-        None | Some("false" | "0") => {
-            let outcome = store.delete(&key)?;
-            json(&DeleteResponse {
-                key: &key,
-                version: outcome.version,
-                timestamp: outcome.timestamp(),
-            })
-        }
-        Some(other) => Err(ApiError::unprocessable(format!(
-            "purge must be true or false, got '{other}'"
-        ))),
+            purged_versions: store.purge_if(&key, expect)?,
+        })
+    } else {
+        let outcome = store.delete_if(&key, expect)?;
+        json(&DeleteResponse {
+            key: &key,
+            version: outcome.version,
+            timestamp: outcome.timestamp(),
+        })
     }
 }
 
@@ -352,4 +381,22 @@ pub fn json<T: serde::Serialize>(body: &T) -> Result<HttpResponse, ApiError> {
     serde_json::to_vec(body)
         .map(|b| HttpResponse::json(200, b))
         .map_err(|e| ApiError::new(500, format!("cannot encode response: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{none_match, parse_etag};
+
+    #[test]
+    fn if_none_match_compares_weakly_and_if_match_strongly() {
+        for yes in ["\"1\"", "W/\"1\"", "*", "\"3\", W/\"1\"", " \"2\" ,\"1\""] {
+            assert!(none_match(yes, 1), "{yes}");
+        }
+        for no in ["\"2\"", "W/\"2\"", "1", "w/\"1\"", "\"1", "", "W/\"01\""] {
+            assert!(!none_match(no, 1), "{no}");
+        }
+        assert_eq!(parse_etag("\"7\"").ok(), Some(7));
+        assert!(parse_etag("W/\"7\"").is_err());
+        assert!(parse_etag("*").is_err());
+    }
 }

@@ -4,23 +4,18 @@ use super::kv::json;
 use crate::http::api_error::ApiError;
 use crate::http::delimit::{self, Entry};
 use crate::http::message::{HttpRequest, HttpResponse};
-use crate::http::query::Query;
+use crate::http::query::{AFTER, BEFORE, DELIMITER, LIMIT, PREFIX, Query};
 use crate::http::wire::{ErrorResponse, HistoryEntry, HistoryResponse, KeyEntry, KeysResponse};
 use crate::key::decode_key;
 use crate::version::rfc3339_ms;
 use crate::{KeyInfo, Store};
 
+/// A page's length when `limit` is not given (the largest is [`LIMIT`]'s).
 const DEFAULT_LIMIT: u64 = 100;
-const MAX_LIMIT: u64 = 1000;
 
 fn limit(query: &Query) -> Result<usize, ApiError> {
-    let n = query.positive("limit")?.unwrap_or(DEFAULT_LIMIT);
-    if n > MAX_LIMIT {
-        return Err(ApiError::unprocessable(format!(
-            "limit is at most {MAX_LIMIT}"
-        )));
-    }
-    Ok(n as usize)
+    let n = query.integer(LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+    usize::try_from(n).map_err(|_| ApiError::unprocessable("limit is too large"))
 }
 
 /// The key's versions, newest first.
@@ -28,7 +23,7 @@ fn limit(query: &Query) -> Result<usize, ApiError> {
     get,
     path = "/history/{key}",
     params(
-        ("key" = String, Path, description = "The key, percent-encoded"),
+        ("key" = String, Path, description = "The key, percent-encoded", example = "user/1"),
         ("limit" = Option<u64>, Query, description = "At most this many (default 100, max 1000)"),
         ("before" = Option<u64>, Query, description = "Only versions below this (the previous page's next_before)"),
     ),
@@ -46,7 +41,7 @@ pub fn history(
     let key = decode_key(encoded_key)?;
     let query = Query::parse(req.query())?;
     let limit = limit(&query)?;
-    let (rows, more) = store.history(&key, query.positive("before")?, limit)?;
+    let (rows, more) = store.history(&key, query.integer(BEFORE)?, limit)?;
     let next_before = if more {
         rows.last().map(|r| r.version)
     } else {
@@ -85,11 +80,11 @@ pub fn history(
 pub fn keys(store: &Store, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(req.query())?;
     let limit = limit(&query)?;
-    let prefix = query.get("prefix").unwrap_or("");
-    if let Some(delimiter) = query.get("delimiter") {
-        return keys_level(store, prefix, delimiter, query.get("after"), limit);
+    let prefix = query.get(PREFIX.name).unwrap_or("");
+    if let Some(delimiter) = query.get(DELIMITER.name) {
+        return keys_level(store, prefix, delimiter, query.get(AFTER.name), limit);
     }
-    let (rows, more) = store.keys(prefix, query.get("after"), limit)?;
+    let (rows, more) = store.keys(prefix, query.get(AFTER.name), limit)?;
     let next_after = if more {
         rows.last().map(|r| r.key.clone())
     } else {

@@ -32,6 +32,7 @@ use super::conn::{PgConn, Role, is_retryable};
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::rows::db_int;
 use crate::error::StoreError;
+use crate::rules;
 use crate::storage::seam::{Committer, Done, Op, Outcomes, PutItem, Written};
 use crate::version::{Versioned, now_ms};
 
@@ -302,7 +303,7 @@ fn transaction(
                 keys.insert(&item.key);
             }
             Op::Batch(items) => keys.extend(items.iter().map(|i| i.key.as_str())),
-            Op::Delete(key) | Op::Purge(key) => {
+            Op::Delete { key, .. } | Op::Purge { key, .. } => {
                 keys.insert(key);
             }
             Op::Probe => {}
@@ -325,20 +326,22 @@ fn transaction(
         let outcome = match op {
             Op::Put(item) => stage.put(item).map(|v| Done::Written(vec![v])),
             Op::Batch(items) => stage.batch(items),
-            Op::Delete(key) => stage.delete(key),
-            Op::Purge(key) => match stage.heads.get(key.as_str()).map(|h| h.latest) {
-                Some(last) if last > 0 => {
-                    flush(conn, &mut stage, shard, false)?;
-                    let versions = purge(conn, key, last, shard)?;
-                    stage.heads.insert(key, Head::purged(last));
-                    stage.notify.insert(key);
-                    Ok(Done::Purged {
-                        key: key.clone(),
-                        versions,
-                    })
+            Op::Delete { key, expect } => stage.delete(key, *expect),
+            Op::Purge { key, expect } => {
+                match stage.state(key).and_then(|h| rules::purge(key, *expect, h)) {
+                    Ok(last) => {
+                        flush(conn, &mut stage, shard, false)?;
+                        let versions = purge(conn, key, last, shard)?;
+                        stage.heads.insert(key, Head::purged(last));
+                        stage.notify.insert(key);
+                        Ok(Done::Purged {
+                            key: key.clone(),
+                            versions,
+                        })
+                    }
+                    Err(e) => Err(e),
                 }
-                _ => Err(StoreError::KeyNotFound(key.clone())),
-            },
+            }
             Op::Probe => Ok(Done::Written(Vec::new())),
         };
         outcomes.push(outcome);
@@ -441,36 +444,47 @@ impl Head {
     }
 }
 
+impl Head {
+    /// What the write rules see of this head.
+    fn state(&self) -> rules::Head {
+        match (self.latest, self.deleted) {
+            (0, _) if self.purged > 0 => rules::Head::Purged(self.purged),
+            (0, _) => rules::Head::Absent,
+            (v, true) => rules::Head::Deleted(v),
+            (v, false) => rules::Head::Live(v),
+        }
+    }
+}
+
 impl<'a> Stage<'a> {
     fn put(&mut self, item: &'a PutItem) -> Result<Written, StoreError> {
-        self.write(&item.key, &item.value, item.expect, false)
+        let next = rules::put(&item.key, item.expect, self.state(&item.key)?)?;
+        self.write(&item.key, &item.value, next, false)
     }
 
-    /// The next version of `key` (a tombstone if `deleted`).
+    /// The rules' view of the locked head of `key`.
+    fn state(&self, key: &str) -> Result<rules::Head, StoreError> {
+        self.heads
+            .get(key)
+            .map(Head::state)
+            .ok_or_else(|| StoreError::Internal(format!("key '{key}' was not locked")))
+    }
+
+    /// Stages `next`, the version the rules gave `key` (a tombstone if
+    /// `deleted`).
     fn write(
         &mut self,
         key: &'a str,
         value: &'a RawValue,
-        expect: Option<u64>,
+        next: rules::Next,
         deleted: bool,
     ) -> Result<Written, StoreError> {
         let head = self
             .heads
             .get_mut(key)
             .ok_or_else(|| StoreError::Internal(format!("key '{key}' was not locked")))?;
-        let current = head.latest;
-        if let Some(expected) = expect
-            && expected != current
-        {
-            return Err(StoreError::Conflict {
-                key: key.to_string(),
-                expected,
-                current,
-            });
-        }
-        // A key with no version starts at 1, or after its purged versions.
-        let version = if current == 0 { head.purged } else { current } + 1;
-        if current == 0 {
+        let version = next.version;
+        if head.latest == 0 {
             self.keys_delta += 1;
             head.first_kept = version;
             head.purged = 0;
@@ -497,7 +511,7 @@ impl<'a> Stage<'a> {
                 deleted,
                 value: value.to_owned(),
             }),
-            created: current == 0,
+            created: next.created,
         })
     }
 
@@ -522,17 +536,10 @@ impl<'a> Stage<'a> {
         written.map(Done::Written)
     }
 
-    fn delete(&mut self, key: &'a str) -> Result<Done, StoreError> {
-        match self.heads.get(key) {
-            Some(h) if h.latest > 0 && h.deleted => Err(StoreError::Deleted {
-                key: key.to_string(),
-                version: h.latest,
-            }),
-            Some(h) if h.latest > 0 => self
-                .write(key, RawValue::NULL, None, true)
-                .map(|v| Done::Written(vec![v])),
-            _ => Err(StoreError::KeyNotFound(key.to_string())),
-        }
+    fn delete(&mut self, key: &'a str, expect: Option<u64>) -> Result<Done, StoreError> {
+        let next = rules::delete(key, expect, self.state(key)?)?;
+        self.write(key, RawValue::NULL, next, true)
+            .map(|v| Done::Written(vec![v]))
     }
 }
 

@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 
 use super::file::DbFile;
 use crate::error::StoreError;
+use crate::rules;
 use crate::storage::seam::{Committer, Done, Op, Outcomes, PutItem, Written};
 use crate::version::{Versioned, now_ms};
 
@@ -160,19 +161,11 @@ fn apply(
             .map(|item| put(tx, item, false, ts, max_versions, d))
             .collect::<Result<Vec<_>, _>>()
             .map(Done::Written),
-        Op::Delete(key) => {
-            let head = head(tx, key)?.ok_or_else(|| StoreError::KeyNotFound(key.clone()))?;
-            if head.deleted {
-                return Err(StoreError::Deleted {
-                    key: key.clone(),
-                    version: head.latest,
-                }
-                .into());
-            }
+        Op::Delete { key, expect } => {
             let tombstone = PutItem {
                 key: key.clone(),
                 value: RawValue::NULL.to_owned(),
-                expect: None,
+                expect: *expect,
             };
             Ok(Done::Written(vec![put(
                 tx,
@@ -183,15 +176,15 @@ fn apply(
                 d,
             )?]))
         }
-        Op::Purge(key) => {
-            let head = head(tx, key)?.ok_or_else(|| StoreError::KeyNotFound(key.clone()))?;
+        Op::Purge { key, expect } => {
+            let last = rules::purge(key, *expect, head(tx, key)?.state)?;
             // The numbering continues after a purge (like etcd revisions):
             // no ETag or `if_version` from before it can match after it.
             tx.prepare_cached(
                 "INSERT INTO purged (key, latest) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET latest = excluded.latest",
             )?
-            .execute(params![key, head.latest as i64])?;
+            .execute(params![key, last as i64])?;
             let n = tx
                 .prepare_cached("DELETE FROM versions WHERE key = ?1")?
                 .execute(params![key])?;
@@ -212,24 +205,50 @@ fn apply(
     }
 }
 
-/// The `keys` row of a key.
+/// A key's head: its `keys` row, if it has one, and what the write rules
+/// see of it.
 struct Head {
-    latest: u64,
+    /// The `keys` row: whether the key holds versions and which is the
+    /// first kept (a purged key has none).
+    row: Option<Row>,
+    state: rules::Head,
+}
+
+/// The parts of a `keys` row a write needs besides its state.
+struct Row {
     deleted: bool,
     first_kept: u64,
 }
 
-fn head(tx: &Connection, key: &str) -> Result<Option<Head>, TxError> {
-    Ok(tx
+/// The head of `key`: its `keys` row, or else its `purged` row.
+fn head(tx: &Connection, key: &str) -> Result<Head, TxError> {
+    let row = tx
         .prepare_cached("SELECT latest, deleted, first_kept FROM keys WHERE key = ?1")?
         .query_row(params![key], |r| {
-            Ok(Head {
-                latest: r.get::<_, i64>(0)? as u64,
-                deleted: r.get(1)?,
-                first_kept: r.get::<_, i64>(2)? as u64,
-            })
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, bool>(1)?,
+                r.get::<_, i64>(2)? as u64,
+            ))
         })
-        .optional()?)
+        .optional()?;
+    Ok(match row {
+        Some((latest, deleted, first_kept)) => Head {
+            row: Some(Row {
+                deleted,
+                first_kept,
+            }),
+            state: if deleted {
+                rules::Head::Deleted(latest)
+            } else {
+                rules::Head::Live(latest)
+            },
+        },
+        None => Head {
+            row: None,
+            state: purged_latest(tx, key)?.map_or(rules::Head::Absent, rules::Head::Purged),
+        },
+    })
 }
 
 /// The last version of `key` before it was purged, if it was.
@@ -241,6 +260,8 @@ fn purged_latest(tx: &Connection, key: &str) -> Result<Option<u64>, TxError> {
         .map(|n| n as u64))
 }
 
+/// Writes the next version of `item.key` (a tombstone if `deleted`, under
+/// the rules of a delete), if `crate::rules` allows it.
 fn put(
     tx: &Connection,
     item: &PutItem,
@@ -250,25 +271,14 @@ fn put(
     d: &mut Deltas,
 ) -> Result<Written, TxError> {
     let head = head(tx, &item.key)?;
-    let current = head.as_ref().map_or(0, |h| h.latest);
-    if let Some(expected) = item.expect
-        && expected != current
-    {
-        return Err(StoreError::Conflict {
-            key: item.key.clone(),
-            expected,
-            current,
-        }
-        .into());
-    }
-    // A key with no version starts at 1, or after its purged versions.
-    let purged = match head {
-        Some(_) => None,
-        None => purged_latest(tx, &item.key)?,
+    let next = if deleted {
+        rules::delete(&item.key, item.expect, head.state)?
+    } else {
+        rules::put(&item.key, item.expect, head.state)?
     };
-    let version = purged.unwrap_or(current) + 1;
-    let mut first_kept = head.as_ref().map_or(version, |h| h.first_kept);
-    if purged.is_some() {
+    let version = next.version;
+    let mut first_kept = head.row.as_ref().map_or(version, |h| h.first_kept);
+    if let rules::Head::Purged(_) = head.state {
         tx.prepare_cached("DELETE FROM purged WHERE key = ?1")?
             .execute(params![item.key])?;
     }
@@ -283,7 +293,7 @@ fn put(
         deleted
     ])?;
     d.versions += 1;
-    if head.is_none() {
+    if head.row.is_none() {
         d.keys += 1;
     }
     if max_versions > 0 && version - first_kept + 1 > max_versions {
@@ -293,7 +303,7 @@ fn put(
             .execute(params![item.key, first_kept as i64])?;
         d.versions -= removed as i64;
     }
-    if head.as_ref().is_some_and(|h| h.deleted == deleted) {
+    if head.row.as_ref().is_some_and(|h| h.deleted == deleted) {
         // `deleted` left out of the SET list: SQLite then leaves the
         // partial index `keys_live` (WHERE deleted = 0) alone, one page
         // fewer to write per key in every commit.
@@ -323,6 +333,6 @@ fn put(
             deleted,
             value: item.value.clone(),
         }),
-        created: head.is_none(),
+        created: next.created,
     })
 }
