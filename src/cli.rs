@@ -58,6 +58,13 @@ pub struct Cli {
     #[arg(long, env = "VKV_MAX_BODY_BYTES", default_value = "1MiB",
           value_parser = |s: &str| size(s, MAX_BODY_BYTES).and_then(nonzero))]
     pub max_body_bytes: u64,
+    /// Bytes that answers not yet taken by their clients may hold in all
+    /// (e.g. 64MiB); beyond it the connections whose clients have not read
+    /// for the longest are closed. A cached value sent to many clients
+    /// counts once.
+    #[arg(long, env = "VKV_MAX_OUTPUT_BYTES", default_value = "64MiB",
+          value_parser = |s: &str| size(s, MAX_OUTPUT_BYTES).and_then(nonzero))]
+    pub max_output_bytes: u64,
     /// Commit durability: `full` survives power loss, `normal` (WAL) only
     /// process crashes.
     #[arg(long, env = "VKV_SYNC", value_enum, default_value = "full")]
@@ -239,6 +246,8 @@ const MAX_CACHE_KEYS: u64 = 100_000_000;
 const MAX_CACHE_BYTES: u64 = 64 << 30;
 /// The largest `--max-body-bytes` (1 GiB): a body is held in memory whole.
 const MAX_BODY_BYTES: u64 = 1 << 30;
+/// The largest `--max-output-bytes` (64 GiB).
+const MAX_OUTPUT_BYTES: u64 = 64 << 30;
 
 fn duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 30s or 500ms)"))?;
@@ -347,6 +356,7 @@ impl Cli {
                 idle_timeout: self.idle_timeout,
                 read_timeout: self.read_timeout,
                 max_body_bytes: self.max_body_bytes as usize,
+                max_output_bytes: usize::try_from(self.max_output_bytes).unwrap_or(usize::MAX),
                 ..ConnLimits::default()
             },
             max_batch_puts: self.max_batch as usize,

@@ -4,8 +4,21 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::message::{HttpResponse, reason_phrase};
+use super::message::{FileBody, HttpResponse, Part, reason_phrase};
 use super::parser::Framing;
+
+/// A body of parts up to this size is copied after the head (the whole
+/// answer then goes out in one write); a larger one is sent from where its
+/// parts are.
+pub const INLINE_MAX: usize = 64 << 10;
+
+/// What goes out after the bytes [`encode`] wrote, as the socket takes it.
+pub enum Tail {
+    /// A file body.
+    File(FileBody),
+    /// Parts too large to copy (see [`INLINE_MAX`]).
+    Parts(Vec<Part>),
+}
 
 /// The interim answer to `Expect: 100-continue`.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -15,17 +28,21 @@ pub fn is_bodyless(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
 }
 
-/// Whether the response's file body (if any) is to be sent after the head.
-pub fn sends_file(response: &HttpResponse, framing: &Framing) -> bool {
-    response.file.is_some() && !framing.head_only && !is_bodyless(response.status)
-}
-
-/// Appends the whole response to `out`, so it goes out in one write; for a
-/// file body, only the head (the connection streams the file after it).
-pub fn encode(response: &HttpResponse, framing: &Framing, out: &mut Vec<u8>) {
+/// Appends the response to `out`, so it goes out in one write; for a file
+/// body or large parts, only the head and `body`: the connection sends the
+/// returned tail after them.
+pub fn encode(response: HttpResponse, framing: &Framing, out: &mut Vec<u8>) -> Option<Tail> {
     let status = response.status;
     let bodyless = is_bodyless(status);
-    out.reserve(192 + response.body.len());
+    let length = response.body_len();
+    let inline = usize::try_from(length).is_ok_and(|n| n <= INLINE_MAX);
+    out.reserve(
+        192 + if inline {
+            length as usize
+        } else {
+            response.body.len()
+        },
+    );
     // Writing into a Vec cannot fail: the results are ignored.
     let _ = write!(out, "HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status));
     push_date(out);
@@ -45,7 +62,7 @@ pub fn encode(response: &HttpResponse, framing: &Framing, out: &mut Vec<u8>) {
     }
     let unknown = framing.head_only && response.length_unknown;
     if !bodyless && !unknown {
-        let _ = write!(out, "Content-Length: {}\r\n", response.body_len());
+        let _ = write!(out, "Content-Length: {length}\r\n");
     }
     if framing.close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -53,9 +70,20 @@ pub fn encode(response: &HttpResponse, framing: &Framing, out: &mut Vec<u8>) {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !framing.head_only && !bodyless && response.file.is_none() {
-        out.extend_from_slice(&response.body);
+    if framing.head_only || bodyless {
+        return None;
     }
+    if let Some(file) = response.file {
+        return Some(Tail::File(file));
+    }
+    out.extend_from_slice(&response.body);
+    if inline || response.parts.is_empty() {
+        for part in &response.parts {
+            out.extend_from_slice(part.bytes());
+        }
+        return None;
+    }
+    Some(Tail::Parts(response.parts))
 }
 
 thread_local! {

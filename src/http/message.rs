@@ -53,8 +53,13 @@ pub struct HttpResponse {
     /// Extra headers. `Content-Length`, `Date` and `Connection` are added by
     /// the connection layer; `Content-Type` defaults to JSON when absent.
     pub headers: Vec<(&'static str, String)>,
-    /// The body bytes (empty when `file` is set).
+    /// The body bytes (empty when `file` is set), or the first of them
+    /// when `parts` follow.
     pub body: Vec<u8>,
+    /// The rest of the body, after `body`: pieces that may be shared with
+    /// another owner (a cached value), so a large answer is sent from where
+    /// it is, never copied whole.
+    pub parts: Vec<Part>,
     /// A body streamed from a file instead of `body`, for large answers
     /// such as backups.
     pub file: Option<FileBody>,
@@ -101,6 +106,47 @@ impl FileBody {
     }
 }
 
+/// Bytes another owner holds too (a cached value), which an answer sends
+/// from where they are.
+pub trait SharedBytes: Send + Sync {
+    /// The bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+/// A piece of a response body (see [`HttpResponse::parts`]).
+#[derive(Clone)]
+pub enum Part {
+    /// Bytes of this response alone.
+    Owned(Vec<u8>),
+    /// Bytes shared with another owner: sent without a copy.
+    Shared(Arc<dyn SharedBytes>),
+}
+
+impl Part {
+    /// The bytes of this piece.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Part::Owned(b) => b,
+            Part::Shared(s) => s.bytes(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::Owned(b) => write!(f, "Owned({} bytes)", b.len()),
+            Part::Shared(s) => write!(f, "Shared({} bytes)", s.bytes().len()),
+        }
+    }
+}
+
+impl PartialEq for Part {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
 impl std::fmt::Debug for FileBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileBody").field("len", &self.len).finish()
@@ -120,6 +166,7 @@ impl HttpResponse {
             status,
             headers: Vec::new(),
             body,
+            parts: Vec::new(),
             file: None,
             close: false,
             length_unknown: false,
@@ -134,11 +181,30 @@ impl HttpResponse {
         r
     }
 
+    /// A response whose body is `first` followed by `parts`.
+    pub fn json_parts(status: u16, first: Vec<u8>, parts: Vec<Part>) -> Self {
+        let mut r = HttpResponse::json(status, first);
+        r.parts = parts;
+        r
+    }
+
     /// The length of the body, wherever it comes from.
     pub fn body_len(&self) -> u64 {
-        self.file
-            .as_ref()
-            .map_or(self.body.len() as u64, FileBody::len)
+        match &self.file {
+            Some(file) => file.len(),
+            None => self.parts.iter().fold(self.body.len() as u64, |n, p| {
+                n.saturating_add(p.bytes().len() as u64)
+            }),
+        }
+    }
+
+    /// The whole body in one buffer (a file body is not read: empty).
+    pub fn body_bytes(&self) -> Vec<u8> {
+        let mut all = self.body.clone();
+        for part in &self.parts {
+            all.extend_from_slice(part.bytes());
+        }
+        all
     }
 
     /// The JSON error shape every error uses: `{"detail": "..."}`.

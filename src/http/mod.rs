@@ -1,7 +1,8 @@
 //! The HTTP adapter over [`crate::Store`].
 //!
 //! `conn` owns sockets (the I/O loops on epoll: accept, framing, timeouts,
-//! limits; a connection is a state machine, not a thread); `workers` is
+//! limits; a connection is a state machine, not a thread; `output` bounds
+//! what unsent answers hold); `workers` is
 //! the fixed pool behind a bounded queue;
 //! `app` routes (`router`) to one handler per endpoint family (`handlers`);
 //! `auth` checks bearer tokens when `--auth-tokens` is set; `cross_site`
@@ -22,6 +23,7 @@ pub mod encoder;
 pub mod handlers;
 pub mod message;
 pub mod metrics;
+mod output;
 pub mod parser;
 pub mod query;
 pub mod router;

@@ -18,6 +18,8 @@ fn durations_and_sizes_past_their_maximum_are_refused_at_start() {
         ("--cache-bytes", "12parsecs", "unit"),
         ("--max-body-bytes", "2G", "maximum"),
         ("--max-body-bytes", "0", "above zero"),
+        ("--max-output-bytes", "65G", "maximum"),
+        ("--max-output-bytes", "0", "above zero"),
         ("--max-watchers", "99999999", "not in"),
         ("--max-versions", "18446744073709551615", "not in"),
         ("--io-threads", "0", "not in"),

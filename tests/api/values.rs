@@ -85,3 +85,52 @@ fn valid_values_round_trip_byte_for_byte() {
         let _ = c.get(&format!("/get/{key}")).json();
     }
 }
+
+/// Values larger than an answer copied whole (64 KiB) are sent from where
+/// they are, in pieces: the bytes are the same, from the cache and from the
+/// database, for GET, HEAD (same length, no body), a version read, a
+/// conditional GET, and pipelined on one connection.
+#[test]
+fn large_values_round_trip_byte_for_byte_whatever_the_path() {
+    let s = Server::start(&["--max-body-bytes", "2MiB", "--cache-bytes", "4MiB"]);
+    let mut c = s.client();
+    for (key, len) in [("at-limit", 64 << 10), ("mid", 300_000), ("big", 1_500_000)] {
+        let value = format!("[\"{}\",{len}]", "é".repeat(len / 2));
+        assert_eq!(put_raw(&mut c, key, &value).status, 200);
+        assert_eq!(raw_value_of(&mut c, key), value, "{key} from the cache");
+        let get = c.get(&format!("/get/{key}"));
+        let head = c.request("HEAD", &format!("/get/{key}"), &[], b"");
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+        assert_eq!(
+            head.header("content-length"),
+            Some(get.body.len().to_string().as_str())
+        );
+        let v1 = c.get(&format!("/get/{key}?version=1"));
+        assert_eq!(v1.body, get.body, "{key} by version");
+        let r = c.request(
+            "GET",
+            &format!("/get/{key}"),
+            &[("If-None-Match", "\"1\"")],
+            b"",
+        );
+        assert_eq!(r.status, 304);
+        assert!(r.body.is_empty());
+    }
+    // Three pipelined reads of the large value on one connection.
+    let expected = c.get("/get/big").body;
+    let mut p = s.client();
+    p.send_raw(&b"GET /get/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(3))
+        .unwrap();
+    for i in 0..3 {
+        let r = p.read_response(false).unwrap();
+        assert_eq!((r.status, r.body == expected), (200, true), "answer {i}");
+    }
+    // From the database: a cache too small for the value.
+    let s = Server::start(&["--max-body-bytes", "2MiB", "--cache-bytes", "64K"]);
+    let mut c = s.client();
+    let value = format!("\"{}\"", "x".repeat(1_000_000));
+    assert_eq!(put_raw(&mut c, "big", &value).status, 200);
+    assert_eq!(raw_value_of(&mut c, "big"), value);
+    assert_eq!(c.get("/cache/stats").json()["bytes"], 0);
+}

@@ -106,6 +106,15 @@ mod with_tls {
         let got = c.get("/get/k");
         assert_eq!(got.status, 200);
         assert_eq!(got.json()["value"], 19);
+        // A value over 64 KiB is sent in pieces from the cache's bytes,
+        // through the TLS session's bounded buffer.
+        let big = "b".repeat(800_000);
+        assert_eq!(c.put("big", &json!(big)).status, 200);
+        for _ in 0..2 {
+            let got = c.get("/get/big");
+            assert_eq!(got.status, 200);
+            assert_eq!(got.json()["value"], big.as_str());
+        }
         // HEAD takes no snapshot, so it cannot know (nor send) the length.
         let head = c.request("HEAD", "/backup", &[], b"");
         assert_eq!(head.status, 200);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::http::api_error::ApiError;
 use crate::http::completion::Reply;
 use crate::http::completion::Responder;
-use crate::http::message::{HttpRequest, HttpResponse};
+use crate::http::message::{HttpRequest, HttpResponse, Part, SharedBytes};
 use crate::http::query::{IF_VERSION, PURGE, Query, TIMEOUT, VERSION, WAIT_AFTER};
 use crate::http::wire::{
     ConflictResponse, DeleteOrPurge, DeleteResponse, ErrorResponse, GetResponse, PurgeResponse,
@@ -203,7 +203,7 @@ pub fn get_cached(
 /// The answer to a GET that found `found`: `304` if it is the latest
 /// (`version` not given) and `If-None-Match` names it.
 fn found_response(
-    found: &Versioned,
+    found: &Arc<Versioned>,
     version: Option<u64>,
     if_none_match: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
@@ -322,14 +322,31 @@ fn etag(v: &Versioned) -> String {
     format!("\"{}\"", v.version)
 }
 
-fn versioned(v: &Versioned) -> Result<HttpResponse, ApiError> {
-    Ok(json(&GetResponse {
-        key: &v.key,
-        value: &v.value,
-        version: v.version,
-        timestamp: v.timestamp(),
-    })?
-    .with_header("ETag", etag(v)))
+/// A stored value's text, shared with the cache (or the read that found
+/// it): the connection sends a large value from there, without a copy.
+struct ValueText(Arc<Versioned>);
+
+impl SharedBytes for ValueText {
+    fn bytes(&self) -> &[u8] {
+        self.0.value.get().as_bytes()
+    }
+}
+
+/// The `200` of a GET: the bytes `json(&GetResponse { .. })` would make,
+/// with the value not copied into them (see [`ValueText`]).
+fn versioned(v: &Arc<Versioned>) -> Result<HttpResponse, ApiError> {
+    let encode = |e: serde_json::Error| ApiError::new(500, format!("cannot encode response: {e}"));
+    let mut head = br#"{"key":"#.to_vec();
+    serde_json::to_writer(&mut head, &v.key).map_err(encode)?;
+    head.extend_from_slice(br#","value":"#);
+    let mut tail = format!(r#","version":{},"timestamp":"#, v.version).into_bytes();
+    serde_json::to_writer(&mut tail, &v.timestamp()).map_err(encode)?;
+    tail.push(b'}');
+    let value = Part::Shared(Arc::new(ValueText(Arc::clone(v))));
+    Ok(
+        HttpResponse::json_parts(200, head, vec![value, Part::Owned(tail)])
+            .with_header("ETag", etag(v)),
+    )
 }
 
 /// Deletes the key: a tombstone version, or with `purge=true` every version
@@ -385,7 +402,8 @@ pub fn json<T: serde::Serialize>(body: &T) -> Result<HttpResponse, ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{none_match, parse_etag};
+    use super::*;
+    use serde_json::value::RawValue;
 
     #[test]
     fn if_none_match_compares_weakly_and_if_match_strongly() {
@@ -398,5 +416,34 @@ mod tests {
         assert_eq!(parse_etag("\"7\"").ok(), Some(7));
         assert!(parse_etag("W/\"7\"").is_err());
         assert!(parse_etag("*").is_err());
+    }
+
+    /// The GET body made in parts is the one serde makes of `GetResponse`.
+    #[test]
+    fn versioned_parts_match_the_documented_shape() {
+        for (key, value) in [
+            ("k", "1"),
+            ("a \"quoted\"/ключ\\x", r#"{"n": [1, 2, "é"]}"#),
+            ("x", "\"a string\""),
+        ] {
+            let v = Arc::new(Versioned {
+                key: key.to_string(),
+                version: 42,
+                timestamp_ms: 1_780_000_000_123,
+                deleted: false,
+                value: RawValue::from_string(value.to_string()).unwrap(),
+            });
+            let made = versioned(&v).unwrap();
+            let expected = serde_json::to_vec(&GetResponse {
+                key: &v.key,
+                value: &v.value,
+                version: v.version,
+                timestamp: v.timestamp(),
+            })
+            .unwrap();
+            assert_eq!(made.body_bytes(), expected);
+            assert_eq!(made.body_len(), expected.len() as u64);
+            assert_eq!(made.header("ETag"), Some("\"42\""));
+        }
     }
 }
