@@ -391,6 +391,69 @@ fn closed_watchers_free_their_slots_at_once() {
     assert_eq!(v["version"], 2);
 }
 
+/// Issue 21, item 8: long polls sent together with their FIN (the client
+/// half-closes or closes right after sending) must not keep their watcher
+/// slots. The FIN was read while the request was with a worker, and no
+/// later event came once it parked: 1,200 of them filled
+/// `--max-watchers 1000` for their whole timeout. Here 200 against 20
+/// slots; then a legitimate watcher must park and be woken.
+#[test]
+fn long_polls_sent_with_their_fin_free_their_slots() {
+    let _g = shared();
+    const MAX_WATCHERS: usize = 20;
+    let s = Server::start(&["--max-watchers", &MAX_WATCHERS.to_string()]);
+    let mut c = s.client();
+    assert_eq!(c.put("g", &json!(1)).status, 200);
+    assert_eq!(c.put("w", &json!(1)).status, 200);
+    for i in 0..10 * MAX_WATCHERS {
+        let mut gone = TcpStream::connect(s.addr).expect("connect");
+        gone.write_all(&get("/get/g?wait_after=1&timeout=300"))
+            .expect("send");
+        if i % 2 == 0 {
+            gone.shutdown(std::net::Shutdown::Write)
+                .expect("half-close");
+        }
+        // Dropped: closed, holding no socket.
+    }
+    // A legitimate watcher parks (no answer within a second) instead of
+    // being answered 503 at once; tried again while the slots are freed.
+    let mut watcher = None;
+    let mut refused = 0;
+    let parked = poll_until(Duration::from_secs(20), || {
+        let mut w = send(s.addr, &get("/get/w?wait_after=1&timeout=120"));
+        w.set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("read timeout");
+        match answer(&mut w) {
+            Err(_) => {
+                watcher = Some(w);
+                true
+            }
+            Ok((status, _)) => {
+                assert_eq!(status, 503);
+                refused += 1;
+                false
+            }
+        }
+    });
+    assert!(parked, "a watcher was refused {refused} times: slots kept");
+    let mut held = None;
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            held = metric(&mut c, "vkv_watchers");
+            held == Some(1.0)
+        }),
+        "watchers held: {held:?}, expected only the legitimate one"
+    );
+    let mut w = watcher.expect("parked watcher");
+    w.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    assert_eq!(c.put("w", &json!(2)).status, 200);
+    let (status, body) = answer(&mut w).expect("the watcher's answer");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(v["version"], 2);
+}
+
 /// A connection whose receive buffer is `rcvbuf` bytes (set before
 /// connecting, so the window it offers stays that small), that sent
 /// `request` and reads nothing yet.

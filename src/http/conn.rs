@@ -12,8 +12,9 @@
 //! - `Waiting`: handed to the [`Service`] (the worker pool) with a
 //!   [`Responder`]; the answer comes back through the loop's mailbox;
 //! - `Parked`: a long poll waiting for a commit, with its deadline in the
-//!   loop's timers; if its client goes away the wait is dropped at once,
-//!   which frees its watcher slot;
+//!   loop's timers; if its client goes away (or had half-closed already
+//!   when the request parked) the wait is dropped at once, which frees its
+//!   watcher slot;
 //! - `Writing`: the response (and a streamed file body) going out as the
 //!   socket takes it (each write must progress within `read_timeout`);
 //! - `Lingering`: after a closing answer (such as an early `413`), the write
@@ -948,6 +949,14 @@ impl EventLoop {
                 match event {
                     Event::Answer(response) => lp.respond(slot, conn, response),
                     Event::Park(deadline, expire) => {
+                        if conn.peer_closed {
+                            // The client's FIN came with (or after) the
+                            // request, before it parked: nobody reads the
+                            // answer, and no later event would say so.
+                            // Dropping the wait frees its watcher slot.
+                            drop(expire);
+                            return false;
+                        }
                         if lp.control.stopping.load(Ordering::Acquire) {
                             // Stopping: answer it now.
                             lp.service.spawn(expire);
