@@ -94,9 +94,14 @@ fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         (None, false) => String::new(),
     };
     open_files_limit(cli);
+    // The port before the database: a port in use refuses start-up before a
+    // database file is created or a schema migrated.
+    let listening =
+        Server::bind(config).map_err(|e| format!("cannot listen on {}: {e}", cli.bind))?;
     let store = Store::open(cli.store_config())?;
-    let server = Server::start(config, store.clone())
-        .map_err(|e| format!("cannot listen on {}: {e}", cli.bind))?;
+    let server = listening
+        .serve(store.clone())
+        .map_err(|e| format!("cannot serve on {}: {e}", cli.bind))?;
     log::info!(
         "vkv {} listening on {} (database {}, {} workers{security})",
         env!("CARGO_PKG_VERSION"),

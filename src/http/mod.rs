@@ -34,4 +34,4 @@ pub mod transport;
 pub mod wire;
 pub mod workers;
 
-pub use server::{Server, ServerConfig};
+pub use server::{Listening, Server, ServerConfig};

@@ -52,10 +52,26 @@ pub struct Server {
     store: Store,
 }
 
-impl Server {
-    /// Binds `config.bind` and starts serving `store`.
-    pub fn start(config: ServerConfig, store: Store) -> std::io::Result<Server> {
-        let (addr, listeners) = bind(&config.bind, config.io_threads)?;
+/// Listening sockets bound and not yet served (see [`Server::bind`]).
+pub struct Listening {
+    config: ServerConfig,
+    addr: SocketAddr,
+    listeners: Vec<TcpListener>,
+}
+
+impl Listening {
+    /// The address bound (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts serving `store` on the bound sockets.
+    pub fn serve(self, store: Store) -> std::io::Result<Server> {
+        let Listening {
+            config,
+            addr,
+            listeners,
+        } = self;
         let hosts = HostPolicy::new(addr, &config.allowed_hosts);
         let app = Arc::new(
             App::new(store.clone(), config.max_batch_puts)
@@ -87,6 +103,25 @@ impl Server {
             config.tls,
         )?;
         Ok(Server { http, pool, store })
+    }
+}
+
+impl Server {
+    /// Binds `config.bind` (connections wait in the listen backlog until
+    /// [`Listening::serve`]). The binary binds before it opens the store,
+    /// so a port in use refuses start-up before a database is created.
+    pub fn bind(config: ServerConfig) -> std::io::Result<Listening> {
+        let (addr, listeners) = bind(&config.bind, config.io_threads)?;
+        Ok(Listening {
+            config,
+            addr,
+            listeners,
+        })
+    }
+
+    /// Binds `config.bind` and starts serving `store`.
+    pub fn start(config: ServerConfig, store: Store) -> std::io::Result<Server> {
+        Server::bind(config)?.serve(store)
     }
 
     /// The address actually bound.
