@@ -112,7 +112,12 @@ fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     let signal = signals
         .forever()
         .find(|&signal| signal != SIGHUP || reload_tokens(auth.as_deref()));
-    log::info!("signal {signal:?} received: shutting down");
+    let why = match signal {
+        Some(SIGTERM) => "SIGTERM received",
+        Some(SIGINT) => "SIGINT received",
+        _ => "signal handling ended",
+    };
+    log::info!("{why}: stopping gracefully (answering requests in flight)");
     server.shutdown();
     store.close();
     log::info!("stopped");

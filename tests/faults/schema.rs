@@ -66,7 +66,8 @@ fn a_schema_1_database_is_migrated_and_keeps_its_data() {
     }
     let s = Server::start_on(&db, &[]);
     assert!(
-        s.log_text().contains("migrated to schema version 2"),
+        s.log_text()
+            .contains("database upgraded from schema version 1 to 3"),
         "{}",
         s.log_text()
     );

@@ -175,9 +175,17 @@ impl Listener {
             let done = self.handle(client, batch, renewal.map(|(n, _)| n))?;
             if done && let Some((_, sent)) = renewal.take() {
                 leases.count_taken();
-                if !leases.held() {
+                if leases.taken() == 1 {
+                    log::info!(
+                        "read lease taken: cached latest versions are answered without \
+                         asking the database"
+                    );
+                } else if !leases.held() {
                     // It had run out: reads asked the database meanwhile.
-                    log::info!("read lease taken again ({:?} to renew)", sent.elapsed());
+                    log::info!(
+                        "read lease taken again after it ran out ({:?} to renew)",
+                        sent.elapsed()
+                    );
                 }
                 leases.grant(sent);
             }

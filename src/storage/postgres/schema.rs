@@ -144,9 +144,15 @@ pub fn migrate(client: &mut Client, url: &str) -> Result<(), OpenError> {
             &[&to],
         )
         .map_err(pg)?;
-        log::info!("PostgreSQL schema migrated to vkv schema version {to}");
     }
     tx.commit().map_err(pg)?;
+    match found {
+        0 => log::info!("created the PostgreSQL schema (vkv schema version {SCHEMA_VERSION})"),
+        f if f < SCHEMA_VERSION => {
+            log::info!("PostgreSQL schema upgraded from vkv schema version {f} to {SCHEMA_VERSION}")
+        }
+        _ => {}
+    }
     Ok(())
 }
 

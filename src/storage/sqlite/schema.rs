@@ -128,6 +128,8 @@ pub fn recognise(conn: &Connection, path: &Path) -> Result<i64, OpenError> {
     Ok(version)
 }
 
+/// Brings the schema from version `from` to [`SCHEMA_VERSION`], one
+/// transaction per step; logs one line for all of them.
 fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         let tx = conn.unchecked_transaction()?;
@@ -135,7 +137,13 @@ fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
-        log::info!("database migrated to schema version {}", i + 1);
+    }
+    match from {
+        0 => log::info!("created database schema version {SCHEMA_VERSION}"),
+        f if f < SCHEMA_VERSION => {
+            log::info!("database upgraded from schema version {f} to {SCHEMA_VERSION}")
+        }
+        _ => {}
     }
     Ok(())
 }
