@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::process::ProcessStats;
 use crate::Store;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
@@ -16,30 +16,45 @@ const BUCKETS: [f64; 12] = [
 /// Counters of served requests.
 #[derive(Default)]
 pub struct Metrics {
-    /// (route, status) -> count. A mutex held for one map update is cheaper
-    /// than it looks next to a request, and keeps the label set open.
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    buckets: [AtomicU64; BUCKETS.len()],
-    latency_sum_us: AtomicU64,
-    latency_count: AtomicU64,
+    /// A mutex held for one map update is cheaper than it looks next to a
+    /// request, and keeps the label sets open.
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    /// (route, status) -> answers.
+    requests: BTreeMap<(&'static str, u16), u64>,
+    /// route -> latency histogram.
+    latency: BTreeMap<&'static str, Histogram>,
+}
+
+#[derive(Default)]
+struct Histogram {
+    /// Answers per bucket (not cumulative); beyond the last, only `count`.
+    buckets: [u64; BUCKETS.len()],
+    sum_us: u64,
+    count: u64,
 }
 
 impl Metrics {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Records one answered request.
     pub fn record(&self, route: &'static str, status: u16, elapsed: Duration) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((route, status))
-            .or_insert(0) += 1;
         let secs = elapsed.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let bucket = BUCKETS.iter().position(|b| secs <= *b);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let mut counts = self.counts();
+        *counts.requests.entry((route, status)).or_insert(0) += 1;
+        let h = counts.latency.entry(route).or_default();
+        if let Some(i) = bucket {
+            h.buckets[i] += 1;
         }
-        self.latency_sum_us
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        h.sum_us = h.sum_us.saturating_add(micros);
+        h.count += 1;
     }
 
     /// Counts one answer sent before any route was known (by the connection
@@ -47,9 +62,8 @@ impl Metrics {
     /// route `unrouted`; no latency is recorded for it.
     pub fn record_unrouted(&self, status: u16) {
         *self
+            .counts()
             .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .entry(("unrouted", status))
             .or_insert(0) += 1;
     }
@@ -64,12 +78,8 @@ impl Metrics {
             "counter",
             "Requests answered, by route and status.",
         );
-        for ((route, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        let counts = self.counts();
+        for ((route, status), n) in &counts.requests {
             let _ = writeln!(
                 o,
                 "vkv_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
@@ -79,24 +89,24 @@ impl Metrics {
             o,
             "vkv_http_request_duration_seconds",
             "histogram",
-            "Time from routing to response, in seconds.",
+            "Time from routing to response, in seconds, by route.",
         );
-        let mut cumulative = 0;
-        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                o,
-                "vkv_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
+        let name = "vkv_http_request_duration_seconds";
+        for (route, h) in &counts.latency {
+            let mut cumulative = 0;
+            for (bound, count) in BUCKETS.iter().zip(&h.buckets) {
+                cumulative += count;
+                let _ = writeln!(
+                    o,
+                    "{name}_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let (total, sum) = (h.count, h.sum_us as f64 / 1e6);
+            let _ = writeln!(o, "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {total}");
+            let _ = writeln!(o, "{name}_sum{{route=\"{route}\"}} {sum}");
+            let _ = writeln!(o, "{name}_count{{route=\"{route}\"}} {total}");
         }
-        let total = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            o,
-            "vkv_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
-        );
-        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(o, "vkv_http_request_duration_seconds_sum {sum}");
-        let _ = writeln!(o, "vkv_http_request_duration_seconds_count {total}");
+        drop(counts);
 
         let c = store.cache_stats();
         gauge(o, "vkv_cache_size", "Keys in the cache.", c.size as u64);
@@ -166,6 +176,9 @@ impl Metrics {
                 "Database file plus WAL, in bytes.",
                 d.file_size_bytes,
             );
+        }
+        if let Some(process) = ProcessStats::read() {
+            process.render(o);
         }
         out
     }

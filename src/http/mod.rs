@@ -25,6 +25,7 @@ pub mod message;
 pub mod metrics;
 mod output;
 pub mod parser;
+pub mod process;
 pub mod query;
 pub mod router;
 pub mod server;
