@@ -24,7 +24,7 @@ pub fn check(location: &Path) -> Result<CheckReport, CheckError> {
     let mut dump = storage::open::open_export(location).map_err(|e| fail(e.to_string()))?;
     let mut report = CheckReport {
         path: PathBuf::from(&shown),
-        schema_version: 1,
+        schema_version: dump.schema_version(),
         ..CheckReport::default()
     };
     let counters = dump.counters().map_err(|e| fail(e.to_string()))?;

@@ -28,8 +28,20 @@ pub struct Cli {
         global = true
     )]
     pub bind: String,
-    /// SQLite database file (created if missing); also the file that
-    /// `restore` replaces and `check` checks.
+    // The help says what this build takes: a PostgreSQL URL only with the
+    // `postgres` feature.
+    #[cfg_attr(
+        not(feature = "postgres"),
+        arg(help = "SQLite database file (created if missing); also the file \
+                    that `restore` replaces and `check` checks")
+    )]
+    #[cfg_attr(
+        feature = "postgres",
+        arg(help = "SQLite database file (created if missing), or a PostgreSQL \
+                    database as a postgres:// or postgresql:// URL (its vkv tables \
+                    created if missing); also the store that `check` checks and \
+                    the SQLite file that `restore` replaces")
+    )]
     #[arg(long, env = "VKV_DB", default_value = "kv_store.db", global = true)]
     pub db: PathBuf,
     /// Keys whose latest version the LRU cache holds (0 disables it).

@@ -338,6 +338,9 @@ pub struct Totals {
 /// transaction, so the dump is one consistent snapshot even while a server
 /// writes.
 pub(crate) trait Export {
+    /// The store's schema version (each backend numbers its own).
+    fn schema_version(&self) -> i64;
+
     /// The totals the store's counters hold (kept by the writes), not
     /// counted.
     fn counters(&mut self) -> Result<Totals, StoreError>;

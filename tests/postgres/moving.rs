@@ -103,6 +103,9 @@ fn check_on_postgres_names_each_problem() {
         }
         let text = vkv_ok(&["check", "--db", arg(&url)]);
         assert!(text.contains("3 keys, 9 versions: ok"), "{text}");
+        // Issue 21, item 14: the schema version is the database's (it
+        // said 1).
+        assert!(text.contains(": schema version 4, "), "{text}");
     }
     let db = pg_url_for(&admin(), &name);
     psql(
@@ -193,4 +196,22 @@ fn restore_refuses_a_postgresql_target_and_says_to_copy() {
     let text = vkv_fails(&["restore", arg(&snapshot), "--db", arg(&url)]);
     assert!(text.contains("replaces a SQLite file"), "{text}");
     assert!(text.contains("vkv copy"), "{text}");
+}
+
+/// Issue 21, item 14: the PostgreSQL build's `--help` says `--db` also
+/// takes a PostgreSQL URL (it said "SQLite database file" only).
+#[test]
+fn help_says_db_takes_a_postgres_url() {
+    for args in [&["--help"][..], &["check", "--help"]] {
+        let text = vkv_ok(args);
+        let db = text
+            .split("--db <DB>")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no --db in {text}"));
+        let db = db.split("\n      --").next().unwrap();
+        assert!(
+            db.contains("SQLite database file") && db.contains("postgres://"),
+            "vkv {args:?}, --db: {db}"
+        );
+    }
 }

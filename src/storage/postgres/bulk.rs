@@ -34,6 +34,8 @@ fn connect(location: &Path) -> Result<(Client, String), OpenError> {
 
 struct PgExport {
     client: Client,
+    /// `vkv_meta.schema_version`.
+    schema: i64,
 }
 
 /// Opens the vkv database at the URL `location` for a dump.
@@ -60,10 +62,17 @@ pub(crate) fn open_export(location: &Path) -> Result<Box<dyn Export>, OpenError>
             schema::SCHEMA_VERSION
         )));
     }
-    Ok(Box::new(PgExport { client }))
+    Ok(Box::new(PgExport {
+        client,
+        schema: i64::from(found),
+    }))
 }
 
 impl Export for PgExport {
+    fn schema_version(&self) -> i64 {
+        self.schema
+    }
+
     fn counters(&mut self) -> Result<Totals, StoreError> {
         let row = self.client.query_one(
             "SELECT coalesce(sum(keys), 0)::bigint, coalesce(sum(versions), 0)::bigint

@@ -52,6 +52,10 @@ pub(crate) fn open_export(path: &Path) -> Result<Box<dyn Export>, OpenError> {
 }
 
 impl Export for SqliteExport {
+    fn schema_version(&self) -> i64 {
+        self.schema
+    }
+
     fn counters(&mut self) -> Result<Totals, StoreError> {
         let mut stmt = self.conn.prepare("SELECT name, value FROM counters")?;
         let mut rows = stmt.query([])?;
