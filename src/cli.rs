@@ -218,7 +218,8 @@ pub enum Command {
     /// in one transaction that commits only if the destination then holds
     /// exactly what was read.
     /// The source may be in use by running servers; the destination may
-    /// not (a SQLite file is refused while served).
+    /// not (a SQLite file is refused while served, a PostgreSQL database
+    /// while replicas serve it, naming them).
     Copy {
         /// The store to read.
         #[arg(long, value_name = "DB")]

@@ -180,6 +180,21 @@ pub enum OpenError {
         /// What went wrong.
         reason: String,
     },
+    /// A bulk load (`vkv copy`) into a PostgreSQL database that running
+    /// replicas serve: they would go on answering from their caches what
+    /// the load replaced (it notifies nobody).
+    #[error(
+        "PostgreSQL database {url} is served by running vkv replicas: {}; stop them \
+         before copying into it (a stopped replica's read lease runs out within \
+         --read-lease)",
+        .replicas.join("; ")
+    )]
+    Served {
+        /// The URL, its password masked.
+        url: String,
+        /// Each replica seen: its lease row, or its `LISTEN` connection.
+        replicas: Vec<String>,
+    },
     /// Starting a background thread failed.
     #[error("cannot start the writer thread: {0}")]
     Thread(#[from] std::io::Error),

@@ -65,12 +65,11 @@ fn copy_postgres_to_sqlite_and_back_keeps_every_version_and_timestamp() {
     // A purged key's numbering too (through SQLite and back): it had 1.
     assert_eq!(c2.put("c", &json!("again")).json()["version"], 2);
 
-    // A non-empty PostgreSQL destination is refused unless --force.
+    // A PostgreSQL destination that a replica serves is refused (a
+    // non-empty one with no replica is refused unless --force: see
+    // copy_into_a_database_served_by_replicas_is_refused_naming_them).
     let text = vkv_fails(&["copy", "--from", arg(&file), "--to", arg(&second)]);
-    assert!(
-        text.contains("not empty") && text.contains("--force"),
-        "{text}"
-    );
+    assert!(text.contains("served by running vkv replicas"), "{text}");
     assert_eq!(c2.get("/get/a").json()["version"], 6);
 }
 
@@ -214,4 +213,84 @@ fn help_says_db_takes_a_postgres_url() {
             "vkv {args:?}, --db: {db}"
         );
     }
+}
+
+/// Issue 21, item 3: `vkv copy --force` into a database that live replicas
+/// serve is refused, naming them: the load notifies nobody, and a replica
+/// went on answering its cached version 31 after the copy and after puts.
+/// A replica with a read lease is named by its lease row; one without
+/// leases (`--read-lease 0`, which confirms reads by version number only)
+/// by its LISTEN connection. Nothing is written; once they are stopped the
+/// copy goes through.
+#[test]
+fn copy_into_a_database_served_by_replicas_is_refused_naming_them() {
+    let (_, source) = fresh_database();
+    let (name, target) = fresh_database();
+    let src = Server::start_on(&source, &[]);
+    assert_eq!(src.client().put("k", &json!("copied")).status, 200);
+    let mut leased = Server::start_on(&target, &[]);
+    let mut plain = Server::start_on(&target, &["--read-lease", "0"]);
+    let mut c = leased.client();
+    for i in 0..31 {
+        assert_eq!(c.put("k", &json!(i)).status, 200);
+    }
+    assert_eq!(c.get("/get/k").json()["version"], 31);
+    let db = pg_url_for(&admin(), &name);
+    let held = poll_until(std::time::Duration::from_secs(10), || {
+        psql(
+            &db,
+            "SELECT count(*) FROM vkv_replicas WHERE lease_until > clock_timestamp()",
+        ) == "1"
+    });
+    assert!(held, "the leased replica holds no lease");
+    let id = psql(&db, "SELECT id FROM vkv_replicas");
+    let args = [
+        "copy",
+        "--force",
+        "--from",
+        arg(&source),
+        "--to",
+        arg(&target),
+    ];
+    let text = vkv_fails(&args);
+    assert!(
+        text.contains("is served by running vkv replicas")
+            && text.contains(&format!("replica {id} holds a read lease until")),
+        "{text}"
+    );
+    // Both replicas' LISTEN connections are named.
+    assert_eq!(text.matches("a vkv listening from").count(), 2, "{text}");
+    assert!(!text.contains(&admin_password()), "password in {text}");
+    assert_eq!(c.get("/get/k").json()["version"], 31);
+    assert_eq!(plain.client().get("/get/k").json()["version"], 31);
+
+    // The leased one stopped: the other one (no lease) still refuses it.
+    assert!(leased.terminate().success());
+    let ran_out = poll_until(std::time::Duration::from_secs(10), || {
+        psql(
+            &db,
+            "SELECT count(*) FROM vkv_replicas WHERE lease_until > clock_timestamp()",
+        ) == "0"
+    });
+    assert!(ran_out, "the stopped replica's lease is still held");
+    let text = vkv_fails(&args);
+    assert!(
+        !text.contains("replica ") && text.matches("a vkv listening from").count() == 1,
+        "{text}"
+    );
+    assert!(plain.terminate().success());
+    // No replica now: a non-empty destination still needs --force.
+    let text = vkv_fails(&["copy", "--from", arg(&source), "--to", arg(&target)]);
+    assert!(
+        text.contains("not empty") && text.contains("--force"),
+        "{text}"
+    );
+    let text = vkv_ok(&args);
+    assert!(text.contains("copied 1 keys and 1 versions"), "{text}");
+    let s = Server::start_on(&target, &[]);
+    let got = s.client().get("/get/k").json();
+    assert_eq!(
+        (got["value"].clone(), got["version"].clone()),
+        (json!("copied"), json!(1))
+    );
 }

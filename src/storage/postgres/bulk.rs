@@ -181,15 +181,23 @@ struct PgImport {
 pub(crate) fn open_import(location: &Path) -> Result<Box<dyn Import>, OpenError> {
     let (mut client, url) = connect(location)?;
     schema::migrate(&mut client, &url)?;
+    let pg = |e: postgres::Error| OpenError::Postgres {
+        url: url.clone(),
+        reason: describe(&e),
+    };
+    // vkv_replicas too: a replica starting meanwhile waits (its LISTEN
+    // connection clears its row first) until the load is committed.
     client
         .batch_execute(
             "BEGIN;
-             LOCK TABLE vkv_keys, vkv_versions, vkv_counters IN EXCLUSIVE MODE;",
+             LOCK TABLE vkv_keys, vkv_versions, vkv_counters IN EXCLUSIVE MODE;
+             LOCK TABLE vkv_replicas IN EXCLUSIVE MODE;",
         )
-        .map_err(|e| OpenError::Postgres {
-            url: url.clone(),
-            reason: describe(&e),
-        })?;
+        .map_err(pg)?;
+    let replicas = serving_replicas(&mut client).map_err(pg)?;
+    if !replicas.is_empty() {
+        return Err(OpenError::Served { url, replicas });
+    }
     Ok(Box::new(PgImport {
         client,
         url,
@@ -197,6 +205,44 @@ pub(crate) fn open_import(location: &Path) -> Result<Box<dyn Import>, OpenError>
         versions: Vec::new(),
         finished: false,
     }))
+}
+
+/// The replicas that may serve this database from their caches, named:
+/// every read lease held now, and every `LISTEN` connection of a vkv
+/// (`application_name` `vkv-listen`, which `listen.rs` sets). A running
+/// replica has one even without leases (it confirms reads by version
+/// number only, which a copied store may repeat) or with its lease lapsed
+/// (it serves its cache again once it renews). A replica with neither
+/// empties its cache when its `LISTEN` connection comes back, before it
+/// serves from it again.
+fn serving_replicas(client: &mut Client) -> Result<Vec<String>, postgres::Error> {
+    let mut named = Vec::new();
+    for row in client.query(
+        "SELECT id,
+                to_char(lease_until AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+         FROM vkv_replicas
+         WHERE lease_until > clock_timestamp()
+         ORDER BY id",
+        &[],
+    )? {
+        let (id, until): (i64, String) = (row.get(0), row.get(1));
+        named.push(format!("replica {id} holds a read lease until {until}"));
+    }
+    for row in client.query(
+        "SELECT pid, coalesce(host(client_addr), 'a local socket'),
+                to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+         FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'vkv-listen'
+           AND pid <> pg_backend_pid()
+         ORDER BY pid",
+        &[],
+    )? {
+        let (pid, from, since): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
+        named.push(format!(
+            "a vkv listening from {from} since {since} (server process {pid})"
+        ));
+    }
+    Ok(named)
 }
 
 impl PgImport {
