@@ -620,3 +620,166 @@ impl<'a> Key<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Op;
+
+    /// An operation on key 0 from `start` to `end` milliseconds.
+    fn op(id: u64, kind: Kind, (start, end): (u64, u64), outcome: Outcome) -> Op {
+        Op {
+            id,
+            key: 0,
+            replica: 0,
+            kind,
+            start: start * 1_000_000,
+            end: end * 1_000_000,
+            outcome,
+        }
+    }
+
+    fn value(version: u64, writer: u64) -> Outcome {
+        Outcome::Value {
+            version,
+            writer: Some(writer),
+        }
+    }
+
+    /// The violations of `ops` (with `finals` as key 0's final history).
+    fn violations(ops: Vec<Op>, finals: Option<Vec<(u64, bool)>>) -> Vec<String> {
+        let h = History {
+            keys: vec!["k".into()],
+            ops,
+        };
+        let mut f = Finals::new();
+        if let Some(v) = finals {
+            f.insert(0, v);
+        }
+        check(&h, &f)
+            .violations
+            .into_iter()
+            .map(|v| v.what)
+            .collect()
+    }
+
+    fn puts() -> Vec<Op> {
+        vec![
+            op(1, Kind::Put, (0, 10), Outcome::Written(1)),
+            op(2, Kind::Put, (20, 30), Outcome::Written(2)),
+        ]
+    }
+
+    #[test]
+    fn a_read_older_than_an_acknowledged_write_is_stale() {
+        let mut ops = puts();
+        ops.push(op(3, Kind::Get, (40, 41), value(1, 1)));
+        let v = violations(ops, None);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].starts_with("a stale version: version 1, but version 2"));
+    }
+
+    #[test]
+    fn a_read_concurrent_with_a_write_may_see_either() {
+        for seen in [value(1, 1), value(2, 2)] {
+            let mut ops = puts();
+            ops.push(op(3, Kind::Get, (25, 26), seen));
+            assert_eq!(violations(ops, None), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn a_write_that_began_after_the_read_ended_cannot_be_seen() {
+        let mut ops = puts();
+        ops.push(op(3, Kind::Get, (12, 15), value(2, 2)));
+        let v = violations(ops, None);
+        assert_eq!(
+            v,
+            ["served a version whose write began after the read ended"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_write_may_have_happened_at_any_time_after_it_began() {
+        let mut ops = puts();
+        ops.push(op(3, Kind::Put, (35, 40), Outcome::Unknown("503".into())));
+        ops.push(op(4, Kind::Get, (500, 501), value(3, 3)));
+        ops.push(op(5, Kind::Get, (502, 503), value(2, 2)));
+        assert_eq!(violations(ops, None), Vec::<String>::new());
+    }
+
+    #[test]
+    fn one_value_under_two_versions_or_two_values_under_one_are_violations() {
+        let mut ops = puts();
+        ops.push(op(3, Kind::GetVersion(1), (40, 41), value(1, 2)));
+        assert_eq!(
+            violations(ops, None),
+            ["the value written as version 2 was served as version 1"]
+        );
+        let mut ops = puts();
+        ops.push(op(3, Kind::CondPut(1), (22, 31), Outcome::Written(2)));
+        let v = violations(ops, None);
+        assert_eq!(v, ["two writes took version 2"]);
+    }
+
+    #[test]
+    fn a_key_read_as_absent_needs_a_delete_or_purge_to_explain_it() {
+        let absent = Outcome::NotFound { deleted_at: None };
+        let mut ops = puts();
+        ops.push(op(3, Kind::Get, (40, 41), absent.clone()));
+        assert_eq!(violations(ops, None).len(), 1);
+        // A delete that began before the read ended, even unknown, does.
+        let mut ops = puts();
+        ops.push(op(
+            3,
+            Kind::Delete,
+            (39, 45),
+            Outcome::Unknown("503".into()),
+        ));
+        ops.push(op(4, Kind::Get, (40, 41), absent.clone()));
+        assert_eq!(violations(ops, None), Vec::<String>::new());
+        // And a read after an acknowledged delete must not see the put.
+        let mut ops = puts();
+        ops.push(op(3, Kind::Delete, (31, 35), Outcome::Written(3)));
+        ops.push(op(4, Kind::Get, (40, 41), value(2, 2)));
+        assert_eq!(violations(ops, None).len(), 1);
+    }
+
+    #[test]
+    fn a_purged_version_is_never_served_again() {
+        let mut ops = puts();
+        ops.push(op(3, Kind::Purge, (31, 35), Outcome::Purged(2)));
+        ops.push(op(4, Kind::GetVersion(1), (40, 41), value(1, 1)));
+        let v = violations(ops, Some(vec![]));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].starts_with("served version 1, which a purge"), "{v:?}");
+    }
+
+    #[test]
+    fn an_acknowledged_write_missing_from_the_final_history_is_lost() {
+        let v = violations(puts(), Some(vec![(1, false)]));
+        assert_eq!(v.len(), 1);
+        assert!(v[0].starts_with("version 2 was written"), "{v:?}");
+        assert_eq!(
+            violations(puts(), Some(vec![(1, false), (2, false)])),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_long_poll_answered_at_its_timeout_is_checked_at_its_timeout() {
+        let mut ops = puts();
+        // Waited after 1 from before version 2 was acknowledged; answered
+        // 1 at its 1 s timeout, long after: stale.
+        ops.push(op(
+            3,
+            Kind::Poll {
+                after: 1,
+                timeout_s: 1,
+            },
+            (15, 1020),
+            value(1, 1),
+        ));
+        assert_eq!(violations(ops, None).len(), 1);
+    }
+}
