@@ -119,6 +119,21 @@ impl Db {
         .unwrap_or(0)
     }
 
+    /// Whether a backend of `replica` (frozen, so that this stays true) is
+    /// idle inside a transaction: its writer stopped between two round
+    /// trips of a write.
+    pub fn idle_in_transaction(&self, replica: &Replica) -> bool {
+        let ports = replica.ports();
+        self.psql(&format!(
+            "SELECT client_port FROM pg_stat_activity
+             WHERE datname = '{DB}' AND state = 'idle in transaction'"
+        ))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|p| p.trim().parse::<u16>().ok())
+        .any(|p| ports.contains(&p))
+    }
+
     /// Holds `tables` locked in ACCESS EXCLUSIVE mode for `hold` in a psql
     /// session of its own; returns once the lock is held (or after 10 s if
     /// it never was: then `None`), with the session, which ends by itself.

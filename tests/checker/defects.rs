@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{ConnKind, DB, Db, replicas};
+use crate::cluster::{ConnKind, Db, replicas};
 use crate::common::{self, Client, Resp, json, poll_until};
 use crate::history::Conn;
 
@@ -336,18 +336,8 @@ fn defect3_a_replica_frozen_inside_its_write_transaction_stalls_others_a_lease_a
         reps[1].freeze();
         let frozen_at = Instant::now();
         std::thread::sleep(Duration::from_millis(50));
-        // B's own backends, idle in a transaction B will not finish.
-        let ports = reps[1].ports();
-        let idle = db
-            .psql(&format!(
-                "SELECT client_port FROM pg_stat_activity
-                 WHERE datname = '{DB}' AND state = 'idle in transaction'"
-            ))
-            .unwrap_or_default();
-        let inside = idle
-            .lines()
-            .filter_map(|p| p.trim().parse::<u16>().ok())
-            .any(|p| ports.contains(&p));
+        // B's own backend, idle in a transaction B will not finish.
+        let inside = db.idle_in_transaction(&reps[1]);
         if !inside {
             reps[1].thaw();
             continue;

@@ -13,8 +13,14 @@ use crate::workload::{Keys, Rng};
 /// One fault.
 #[derive(Clone, Debug)]
 pub enum Fault {
-    /// SIGSTOP, then SIGCONT after this long.
-    Freeze { replica: usize, hold: Duration },
+    /// SIGSTOP, then SIGCONT after this long; `in_write`: at a moment
+    /// its writer is inside a transaction (between two round trips), when
+    /// one is found within a few tries.
+    Freeze {
+        replica: usize,
+        hold: Duration,
+        in_write: bool,
+    },
     /// SIGKILL, then a restart after this long.
     Kill { replica: usize, down: Duration },
     /// `pg_terminate_backend` on every connection of this kind.
@@ -33,9 +39,16 @@ pub enum Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fault::Freeze { replica, hold } => {
-                write!(f, "freeze replica {replica} for {:.2}s", hold.as_secs_f64())
-            }
+            Fault::Freeze {
+                replica,
+                hold,
+                in_write,
+            } => write!(
+                f,
+                "freeze replica {replica}{} for {:.2}s",
+                if *in_write { " inside a write" } else { "" },
+                hold.as_secs_f64()
+            ),
             Fault::Kill { replica, down } => write!(
                 f,
                 "kill replica {replica}, restart after {:.2}s",
@@ -61,7 +74,12 @@ impl Fault {
     /// The name it is counted under in the summary.
     pub fn family(&self) -> String {
         match self {
-            Fault::Freeze { .. } => "freeze".into(),
+            Fault::Freeze { in_write, .. } => if *in_write {
+                "freeze inside a write"
+            } else {
+                "freeze"
+            }
+            .into(),
             Fault::Kill { .. } => "kill".into(),
             Fault::Terminate(k) => format!("terminate {}", k.name()),
             Fault::Restart(m) => format!("restart -m {m}"),
@@ -92,10 +110,17 @@ pub struct Applied {
 fn round(rng: &mut Rng, replicas: usize) -> Vec<Fault> {
     let mut ms = |lo, hi| Duration::from_millis(rng.range(lo, hi));
     let mut deck = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..2 {
         deck.push(Fault::Freeze {
             replica: 0,
             hold: ms(200, 2500),
+            in_write: false,
+        });
+        // Long enough that a stall past the bound shows.
+        deck.push(Fault::Freeze {
+            replica: 0,
+            hold: ms(2500, 3500),
+            in_write: true,
         });
     }
     deck.push(Fault::Kill {
@@ -170,11 +195,32 @@ pub fn run(
 
 fn apply(db: &Db, replicas: &mut [Replica], fault: &Fault) -> String {
     match fault {
-        Fault::Freeze { replica, hold } => {
-            replicas[*replica].freeze();
+        Fault::Freeze {
+            replica,
+            hold,
+            in_write,
+        } => {
+            let r = &mut replicas[*replica];
+            let (mut tries, mut found) = (1, false);
+            r.freeze();
+            while *in_write && tries < 20 {
+                std::thread::sleep(Duration::from_millis(30));
+                found = db.idle_in_transaction(r);
+                if found {
+                    break;
+                }
+                r.thaw();
+                std::thread::sleep(Duration::from_millis(50));
+                tries += 1;
+                r.freeze();
+            }
             std::thread::sleep(*hold);
-            replicas[*replica].thaw();
-            String::new()
+            r.thaw();
+            match (*in_write, found) {
+                (false, _) => String::new(),
+                (true, true) => format!("inside after {tries} tries"),
+                (true, false) => format!("never inside in {tries} tries"),
+            }
         }
         Fault::Kill { replica, down } => {
             replicas[*replica].kill();
