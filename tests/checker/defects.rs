@@ -103,8 +103,10 @@ fn defect1_racing_writes_through_two_replicas_leave_no_replica_stale() {
 /// Defect 1 with its window held open: a third replica C holds a lease
 /// and is frozen, so both racing writes wait for C's acknowledgement (until
 /// its lease lapses) after their commits. Meanwhile A's `LISTEN` thread
-/// drops the key for B's newer commit; A's writer then caches its own
-/// older version, under A's valid lease.
+/// drops the keys for B's newer commit; A's writer then caches its own
+/// older versions, under A's valid lease. Each replica's writes are one
+/// `POST /batch` (one write group, as racing puts are when the writer
+/// groups them), so that both groups commit while C's lease holds.
 #[test]
 fn defect1_racing_writes_while_a_third_replica_is_slow_to_acknowledge_leave_no_replica_stale() {
     let _serial = common::exclusive();
@@ -118,34 +120,41 @@ fn defect1_racing_writes_while_a_third_replica_is_slow_to_acknowledge_leave_no_r
         for i in 0..KEYS {
             assert_eq!(ca.put(&key(i), &json!("v1")).status, 200);
         }
-        reps[2].freeze();
-        let barrier = Arc::new(Barrier::new(2 * KEYS));
-        let racers: Vec<_> = (0..KEYS)
-            .flat_map(|i| [(i, reps[0].addr), (i, reps[1].addr)])
-            .map(|(i, addr)| {
+        let barrier = Arc::new(Barrier::new(3));
+        let racers: Vec<_> = [reps[0].addr, reps[1].addr]
+            .into_iter()
+            .map(|addr| {
                 let barrier = Arc::clone(&barrier);
                 std::thread::spawn(move || {
+                    let puts: Vec<_> = (0..KEYS)
+                        .map(|i| json!({ "key": key(i), "value": addr.to_string() }))
+                        .collect();
+                    let body = json!({ "puts": puts }).to_string();
                     let mut c = Client::connect(addr);
                     barrier.wait();
-                    let r = c.put(&key(i), &json!(addr.to_string()));
+                    let r = c.request("POST", "/batch", &[], body.as_bytes());
                     assert_eq!(r.status, 200, "{}", r.text());
-                    (i, version_of(&r).expect("a version"))
+                    r.json()["results"]
+                        .as_array()
+                        .expect("results")
+                        .iter()
+                        .map(|x| x["version"].as_u64().expect("a version"))
+                        .collect::<Vec<u64>>()
                 })
             })
             .collect();
-        let mut want = [0u64; KEYS];
-        for t in racers {
-            let (i, v) = t.join().unwrap();
-            want[i] = want[i].max(v);
-        }
+        reps[2].freeze();
+        barrier.wait();
+        let acked: Vec<Vec<u64>> = racers.into_iter().map(|t| t.join().unwrap()).collect();
         reps[2].thaw();
         for (r, rep) in reps.iter().enumerate() {
             let mut c = Client::connect(rep.addr);
-            for (i, &w) in want.iter().enumerate() {
+            for (i, (&va, &vb)) in acked[0].iter().zip(&acked[1]).enumerate() {
+                let want = va.max(vb);
                 let got = version_of(&c.get(&format!("/get/{}", key(i)))).unwrap_or(0);
-                if got < w {
+                if got < want {
                     stale.push(format!(
-                        "{}: replica {r} answered version {got}, {w} acknowledged",
+                        "{}: replica {r} answered version {got}, {want} acknowledged",
                         key(i)
                     ));
                 }
@@ -330,7 +339,7 @@ fn defect3_a_replica_frozen_inside_its_write_transaction_stalls_others_a_lease_a
     const FREEZE: Duration = Duration::from_secs(3);
     let bound = Duration::from_millis(1500);
     let (mut hits, mut tries) = (Vec::new(), 0);
-    while hits.len() < 2 && tries < 60 {
+    while hits.len() < 2 && tries < 40 {
         tries += 1;
         std::thread::sleep(Duration::from_millis(150));
         reps[1].freeze();

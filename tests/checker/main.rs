@@ -16,7 +16,7 @@
 //! ```
 //!
 //! - `VKV_CHECKER_SECONDS`: the fault schedule's length, in total over the
-//!   two checker runs (leases on, `--read-lease 0`); default 60.
+//!   two checker runs (leases on, `--read-lease 0`); default 40.
 //! - `VKV_CHECKER_REPLICAS`: replicas per run (2 or 3; default 3).
 //! - `VKV_CHECKER_MAX_STALL_MS`: the longest a healthy replica may go
 //!   without completing a write while another is frozen or killed
@@ -79,7 +79,7 @@ fn checker_without_read_leases() {
 /// half of `VKV_CHECKER_SECONDS`, then the checks.
 fn run_checker(test: &str, lease_flag: &str, lease: Duration) {
     let _serial = common::exclusive();
-    let seconds = env_u64("VKV_CHECKER_SECONDS", 60) / 2;
+    let seconds = env_u64("VKV_CHECKER_SECONDS", 40) / 2;
     let n = env_u64("VKV_CHECKER_REPLICAS", 3).clamp(2, 3) as usize;
     let stall_bound = Duration::from_millis(env_u64(
         "VKV_CHECKER_MAX_STALL_MS",
