@@ -8,9 +8,10 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use vkv::http::completion::Reply;
 use vkv::http::conn::{ConnLimits, HttpServer, Service};
 use vkv::http::message::{HttpRequest, HttpResponse};
-use vkv::http::workers::{Reply, WorkerPool};
+use vkv::http::workers::WorkerPool;
 
 fn main() -> std::io::Result<()> {
     let mut bind = "127.0.0.1:8090".to_owned();

@@ -1,8 +1,8 @@
 //! The LRU cache of the latest version of recently used keys.
 //!
-//! Invariant: the cache never holds a version older than one the writer has
-//! already put into it. Two mechanisms keep it:
-//! - [`LatestCache::insert_newer`] never replaces a cached version by an
+//! Invariant: the cache never holds a version older than one this process
+//! knows was committed. Three mechanisms keep it:
+//! - [`LatestCache::insert_committed`] never replaces a cached version by an
 //!   older one (the single writer commits in order, so its own inserts are
 //!   monotonic per key);
 //! - a read-through (a GET that missed and read the database) may have read
@@ -12,6 +12,17 @@
 //!   stripe since ([`LatestCache::insert_if_unchanged`]). Stripes are bumped
 //!   by the writer under the cache lock, so the check and the insert are
 //!   atomic with respect to commits.
+//! - when other processes write the same database (PostgreSQL replicas),
+//!   this process's writer is not the only source of newer versions: a
+//!   commit of another replica may land right after this writer's own, be
+//!   acknowledged, and have its key dropped from the cache
+//!   ([`LatestCache::invalidate`]) while this writer still waits to publish
+//!   its older version. So the writer too takes a ticket per key before its
+//!   transaction ([`LatestCache::write_ticket`]), and after the commit
+//!   caches its version only if no other process's write of the key's
+//!   stripe was seen since ([`LatestCache::insert_committed`]); otherwise
+//!   it only drops what is older than its own version. The cache therefore
+//!   never accepts a version older than one this process knows committed.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +33,10 @@ use lru::LruCache;
 use crate::version::Versioned;
 
 const STRIPES: usize = 64;
+
+/// Stripes of the key space for other processes' writes: many, so that a
+/// busy replica seldom refuses to cache its own write for another key's.
+const FOREIGN_STRIPES: usize = 1024;
 
 /// Counters and sizes of the cache, as `/cache/stats` shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -93,11 +108,22 @@ pub struct Ticket {
     seq: u64,
 }
 
+/// A proof that no other process's write of a key was seen between taking
+/// it (before this process's own write transaction) and using it.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteTicket {
+    stripe: usize,
+    seq: u64,
+}
+
 /// Thread-safe LRU cache of the latest version per key.
 pub struct LatestCache {
     inner: Mutex<Inner>,
     /// Commit counters per stripe of the key space (see module docs).
     stripes: [AtomicU64; STRIPES],
+    /// Counters of other processes' writes seen, per stripe (see module
+    /// docs); bumped under the cache lock.
+    foreign: Box<[AtomicU64]>,
     hasher: std::collections::hash_map::RandomState,
     max_size: usize,
     max_bytes: usize,
@@ -124,6 +150,7 @@ impl LatestCache {
                 evictions: 0,
             }),
             stripes: std::array::from_fn(|_| AtomicU64::new(0)),
+            foreign: (0..FOREIGN_STRIPES).map(|_| AtomicU64::new(0)).collect(),
             hasher: Default::default(),
             max_size,
             max_bytes,
@@ -138,6 +165,10 @@ impl LatestCache {
 
     fn stripe(&self, key: &str) -> usize {
         (self.hasher.hash_one(key) as usize) % STRIPES
+    }
+
+    fn foreign_stripe(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) as usize / STRIPES) % FOREIGN_STRIPES
     }
 
     /// The cached latest version of `key` (refreshing its recency), counting
@@ -179,12 +210,35 @@ impl LatestCache {
         self.put_newer(&mut inner, entry);
     }
 
-    /// Writer path: records that `key` was committed and caches `entry`
-    /// unless a newer version is already cached.
-    pub fn insert_newer(&self, entry: Arc<Versioned>) {
+    /// Writer path, before its transaction: a ticket for `key`, to publish
+    /// its committed version with ([`LatestCache::insert_committed`]).
+    pub fn write_ticket(&self, key: &str) -> WriteTicket {
+        let stripe = self.foreign_stripe(key);
+        WriteTicket {
+            stripe,
+            seq: self.foreign[stripe].load(Ordering::Acquire),
+        }
+    }
+
+    /// Writer path, after the commit: records that `entry`'s key was
+    /// committed (invalidating readers' tickets) and caches `entry` unless a
+    /// newer version is cached, or another process's write of the key's
+    /// stripe was seen since `ticket` was taken; then only older versions
+    /// are dropped (the other write may be newer than `entry`).
+    pub fn insert_committed(&self, ticket: WriteTicket, entry: Arc<Versioned>) {
         let stripe = self.stripe(&entry.key);
         let mut inner = self.lock();
         self.stripes[stripe].fetch_add(1, Ordering::AcqRel);
+        if self.foreign[ticket.stripe].load(Ordering::Acquire) != ticket.seq {
+            if inner
+                .lru
+                .peek(&entry.key)
+                .is_some_and(|cur| cur.version <= entry.version)
+            {
+                Self::drop_key(&mut inner, &entry.key);
+            }
+            return;
+        }
         if self.max_size > 0 {
             self.put_newer(&mut inner, entry);
         }
@@ -198,12 +252,23 @@ impl LatestCache {
         Self::drop_key(&mut inner, key);
     }
 
+    /// Another process wrote `key` (PostgreSQL): drops it, invalidating
+    /// readers' tickets and this process's writes in flight on it.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub fn invalidate(&self, key: &str) {
+        let (stripe, foreign) = (self.stripe(key), self.foreign_stripe(key));
+        let mut inner = self.lock();
+        self.stripes[stripe].fetch_add(1, Ordering::AcqRel);
+        self.foreign[foreign].fetch_add(1, Ordering::AcqRel);
+        Self::drop_key(&mut inner, key);
+    }
+
     /// Drops every entry, invalidating every reader's ticket (PostgreSQL:
     /// after notifications of other replicas' writes may have been missed).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub fn clear(&self) {
         let mut inner = self.lock();
-        for stripe in &self.stripes {
+        for stripe in self.stripes.iter().chain(self.foreign.iter()) {
             stripe.fetch_add(1, Ordering::AcqRel);
         }
         inner.lru.clear();
@@ -268,6 +333,11 @@ mod tests {
     use super::*;
     use serde_json::value::RawValue;
 
+    /// The writer's publication of a version it committed.
+    fn commit(c: &LatestCache, v: Arc<Versioned>) {
+        c.insert_committed(c.write_ticket(&v.key), v);
+    }
+
     fn v(key: &str, version: u64) -> Arc<Versioned> {
         Arc::new(Versioned {
             key: key.into(),
@@ -281,7 +351,7 @@ mod tests {
     #[test]
     fn clearing_empties_it_and_refuses_reads_begun_before() {
         let c = LatestCache::new(10, 1 << 20);
-        c.insert_newer(v("a", 1));
+        commit(&c, v("a", 1));
         let ticket = c.ticket("b");
         c.clear();
         assert!(c.get("a", None).is_none());
@@ -296,10 +366,34 @@ mod tests {
     }
 
     #[test]
+    fn a_write_overtaken_by_another_process_is_not_cached() {
+        let c = LatestCache::new(10, 1 << 20);
+        commit(&c, v("k", 1));
+        // This writer's transaction for v2 begins...
+        let ticket = c.write_ticket("k");
+        // ...another replica commits v3, and its key is dropped here...
+        c.invalidate("k");
+        // ...before this writer publishes v2: never cached, and the v1
+        // before it is gone.
+        c.insert_committed(ticket, v("k", 2));
+        assert!(
+            c.get("k", None).is_none(),
+            "v2 was cached after v3 committed"
+        );
+        // A read-through that found v3 since is kept.
+        c.insert_if_unchanged(c.ticket("k"), v("k", 3));
+        c.insert_committed(ticket, v("k", 2));
+        assert_eq!(c.get("k", None).map(|e| e.version), Some(3));
+        // Later writes, with tickets taken after, are cached again.
+        commit(&c, v("k", 4));
+        assert_eq!(c.get("k", None).map(|e| e.version), Some(4));
+    }
+
+    #[test]
     fn never_goes_backwards() {
         let c = LatestCache::new(2, 1 << 20);
-        c.insert_newer(v("a", 3));
-        c.insert_newer(v("a", 2));
+        commit(&c, v("a", 3));
+        commit(&c, v("a", 2));
         assert_eq!(c.get("a", None).map(|e| e.version), Some(3));
     }
 
@@ -307,8 +401,8 @@ mod tests {
     fn stale_read_through_is_refused_even_after_eviction() {
         let c = LatestCache::new(1, 1 << 20);
         let t = c.ticket("a"); // reader starts, reads v1 from the database
-        c.insert_newer(v("a", 2)); // writer commits v2 meanwhile
-        c.insert_newer(v("b", 1)); // and v2 of "a" is evicted
+        commit(&c, v("a", 2)); // writer commits v2 meanwhile
+        commit(&c, v("b", 1)); // and v2 of "a" is evicted
         c.insert_if_unchanged(t, v("a", 1));
         assert!(c.get("a", None).is_none(), "stale v1 must not be cached");
         assert_eq!(c.stats().evictions, 1);
@@ -330,16 +424,16 @@ mod tests {
         let each = cost(&sized("a", 1, 1000));
         let c = LatestCache::new(100, 3 * each);
         for k in ["a", "b", "c"] {
-            c.insert_newer(sized(k, 1, 1000));
+            commit(&c, sized(k, 1, 1000));
         }
         assert_eq!(c.stats().bytes, 3 * each);
         assert!(c.get("a", None).is_some()); // b is now the least recent
-        c.insert_newer(sized("d", 1, 1000));
+        commit(&c, sized("d", 1, 1000));
         let s = c.stats();
         assert_eq!((s.size, s.bytes, s.evictions), (3, 3 * each, 1));
         assert!(c.get("b", None).is_none());
         // A bigger version of a cached key makes room for itself.
-        c.insert_newer(sized("a", 2, 2000));
+        commit(&c, sized("a", 2, 2000));
         let s = c.stats();
         assert!(s.bytes <= 3 * each, "{s:?}");
         assert_eq!(c.get("a", None).map(|e| e.version), Some(2));
@@ -351,8 +445,8 @@ mod tests {
     #[test]
     fn a_value_too_large_to_cache_drops_the_older_version() {
         let c = LatestCache::new(100, 10_000);
-        c.insert_newer(sized("k", 1, 100));
-        c.insert_newer(sized("k", 2, 20_000));
+        commit(&c, sized("k", 1, 100));
+        commit(&c, sized("k", 2, 20_000));
         // Never the stale v1: the next read goes to the database.
         assert!(c.get("k", None).is_none());
         let t = c.ticket("k");
@@ -364,9 +458,9 @@ mod tests {
     #[test]
     fn counts_hits_misses_evictions() {
         let c = LatestCache::new(2, 1 << 20);
-        c.insert_newer(v("a", 1));
-        c.insert_newer(v("b", 1));
-        c.insert_newer(v("c", 1)); // evicts a
+        commit(&c, v("a", 1));
+        commit(&c, v("b", 1));
+        commit(&c, v("c", 1)); // evicts a
         assert!(c.get("a", None).is_none());
         assert!(c.get("b", None).is_some());
         assert!(c.get("b", Some(2)).is_none());

@@ -1,4 +1,4 @@
-//! `vkv check` on any backend: SQLite files get [`crate::backup::check`]
+//! `vkv check` on any backend: SQLite files get SQLite's own checks
 //! (with SQLite's own `integrity_check`); every other store is checked over
 //! its dump (one consistent snapshot, see the bulk seam in `storage`), for
 //! the same invariants: each key's versions dense from its `first_kept` to
@@ -7,20 +7,21 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backup::{CheckError, CheckReport};
-use crate::storage::{self, KeyHead, Record, Totals};
+use crate::storage;
+use crate::storage::maintenance::{CheckError, CheckReport};
+use crate::storage::seam::{KeyHead, Record, Totals};
 
 /// Checks the store at `location` (safe while servers run on it).
 pub fn check(location: &Path) -> Result<CheckReport, CheckError> {
-    if !storage::is_postgres_url(location) {
-        return crate::backup::check(location);
+    if let Some(checked) = storage::open::check_file(location) {
+        return checked;
     }
-    let shown = storage::display_location(location);
+    let shown = storage::location::display_location(location);
     let fail = |reason: String| CheckError {
         path: PathBuf::from(&shown),
         reason,
     };
-    let mut dump = storage::open_export(location).map_err(|e| fail(e.to_string()))?;
+    let mut dump = storage::open::open_export(location).map_err(|e| fail(e.to_string()))?;
     let mut report = CheckReport {
         path: PathBuf::from(&shown),
         schema_version: 1,

@@ -1,8 +1,7 @@
-//! Command-line flags (each with a `VKV_*` environment variable), the
-//! `vkv health` probe and the `vkv restore` / `vkv check` subcommands.
+//! Command-line flags (each with a `VKV_*` environment variable) and the
+//! subcommands: `health`, `restore`, `check`, `copy`, and the client's
+//! (`src/client/`).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +94,12 @@ pub struct Cli {
     /// Unused with SQLite.
     #[arg(long, env = "VKV_READ_LEASE", default_value = "1s", value_parser = lease)]
     pub read_lease: Duration,
+    /// The longest a read waits on the database (PostgreSQL: a slow
+    /// statement, or a lock such as a table an operator locked); past it
+    /// the read answers 503 with Retry-After, and /health says 503 within a
+    /// second. Keep it below --read-timeout.
+    #[arg(long, env = "VKV_QUERY_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub query_timeout: Duration,
     /// Log level: off, error, warn, info (one line per request), debug.
     #[arg(long, env = "VKV_LOG_LEVEL", default_value = "info", value_parser = level, global = true)]
     pub log_level: LevelFilter,
@@ -131,9 +136,22 @@ pub struct Cli {
 /// Subcommands; without one, vkv serves.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Probe a running server's /health at --bind (exit 0 if healthy), for
-    /// container health checks in images without curl.
-    Health,
+    /// Probe a running server's /health at --bind (container health checks).
+    ///
+    /// For images without curl: prints `healthy` and exits 0, or
+    /// names the address and the reason and exits 1. Over TLS when
+    /// --tls-cert is set (the server's own certificate is then the one
+    /// expected), or with --tls or --cacert.
+    Health {
+        /// Probe over TLS (checking the certificate against --cacert, else
+        /// SSL_CERT_FILE or the system's CA bundle).
+        #[arg(long)]
+        tls: bool,
+        /// CA certificates (PEM) to check the server's certificate with
+        /// (its chain; not its name, since the probe dials an address).
+        #[arg(long, env = "VKV_CACERT", value_name = "FILE")]
+        cacert: Option<PathBuf>,
+    },
     /// Replace the database --db with SNAPSHOT (a file from GET /backup),
     /// after verifying it like `check`. Refuses while a vkv serves --db,
     /// and when --db exists unless --force. Atomic: --db is either the old
@@ -167,6 +185,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    #[command(flatten)]
+    Client(crate::client::Command),
 }
 
 /// `--sync` values.
@@ -272,6 +292,7 @@ impl Cli {
         // arrive.
         c.commit_timeout = Some(self.read_timeout);
         c.read_lease = self.read_lease;
+        c.query_timeout = self.query_timeout;
         c
     }
 
@@ -332,32 +353,4 @@ fn tls_config(
         cert.display()
     )
     .into())
-}
-
-/// `vkv health`: GET /health on the --bind address (a wildcard address is
-/// probed on loopback); Ok only for a 200.
-pub fn health_probe(bind: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let mut addr: SocketAddr = bind
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {bind}"))?;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let timeout = Duration::from_secs(3);
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    let status = answer.split(' ').nth(1).unwrap_or("");
-    if status == "200" {
-        Ok(())
-    } else {
-        Err(format!(
-            "unhealthy: {}",
-            answer.lines().last().unwrap_or("no answer")
-        )
-        .into())
-    }
 }

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::{OpenError, StoreError};
-use crate::storage::{self, Record, Totals};
+use crate::storage;
+use crate::storage::seam::{Record, Totals};
 
 /// What a finished copy moved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +89,8 @@ pub enum CopyError {
 pub fn copy(from: &Path, to: &Path, force: bool) -> Result<CopyReport, CopyError> {
     let start = Instant::now();
     let (from_name, to_name) = (
-        storage::display_location(from),
-        storage::display_location(to),
+        storage::location::display_location(from),
+        storage::location::display_location(to),
     );
     if same_store(from, to) {
         return Err(CopyError::SameStore(from_name));
@@ -99,9 +100,9 @@ pub fn copy(from: &Path, to: &Path, force: bool) -> Result<CopyReport, CopyError
         to: to_name.clone(),
         error,
     };
-    let mut source = storage::open_export(from)?;
+    let mut source = storage::open::open_export(from)?;
     let counters = source.counters().map_err(store_err)?;
-    let mut dest = storage::open_import(to)?;
+    let mut dest = storage::open::open_import(to)?;
     if !dest.is_empty().map_err(store_err)? {
         if !force {
             return Err(CopyError::NotEmpty {

@@ -66,6 +66,12 @@ pub enum StoreError {
     /// locked, I/O error); nothing was written.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A write whose commit did not return in time, or whose connection
+    /// failed while `COMMIT` was in flight: it may or may not have been
+    /// committed. Read the key before writing it again; retrying blindly
+    /// may write it twice.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The database file is damaged (SQLite: "database disk image is
     /// malformed", or a failed check). Nothing more is written to it; it
     /// must be restored from a backup.
@@ -96,46 +102,6 @@ impl StoreError {
                 | StoreError::InvalidKey(_)
                 | StoreError::InvalidValue(_)
         )
-    }
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode as C;
-        match e.sqlite_error_code() {
-            Some(C::DiskFull) => StoreError::StorageFull(e.to_string()),
-            Some(C::DatabaseCorrupt | C::NotADatabase) => StoreError::Corrupt(e.to_string()),
-            Some(
-                C::ReadOnly
-                | C::CannotOpen
-                | C::SystemIoFailure
-                | C::DatabaseBusy
-                | C::DatabaseLocked
-                | C::PermissionDenied
-                | C::FileLockingProtocolFailed,
-            ) => StoreError::Unavailable(e.to_string()),
-            _ => StoreError::Internal(e.to_string()),
-        }
-    }
-}
-
-impl StoreError {
-    /// The error for `e`, a failure of the writer's connection, given the OS
-    /// error (`errno`, 0 when unknown) SQLite recorded for it. SQLite reports
-    /// a full disk as `SQLITE_FULL` when the log cannot grow, but as an I/O
-    /// error (`SQLITE_IOERR_SHMSIZE` with `ENOSPC`) when the log's
-    /// shared-memory index cannot: only the OS error tells them apart.
-    pub(crate) fn from_sqlite_os(e: rusqlite::Error, errno: i32) -> StoreError {
-        use std::io::ErrorKind as K;
-        if errno == 0 || e.sqlite_error_code() != Some(rusqlite::ErrorCode::SystemIoFailure) {
-            return e.into();
-        }
-        let os = std::io::Error::from_raw_os_error(errno);
-        let detail = format!("{e} ({os})");
-        match os.kind() {
-            K::StorageFull | K::QuotaExceeded | K::FileTooLarge => StoreError::StorageFull(detail),
-            _ => StoreError::Unavailable(detail),
-        }
     }
 }
 
@@ -191,7 +157,7 @@ pub enum OpenError {
     /// name or another: a hard link or a symlink is the same file).
     #[error(
         "database {} is in use by another vkv process: {}",
-        .path.display(), crate::storage::sqlite::lock::describe(.file, *.pid)
+        .path.display(), describe_holder(.file, *.pid)
     )]
     Locked {
         /// The database file, as named.
@@ -218,46 +184,10 @@ pub enum OpenError {
     Thread(#[from] std::io::Error),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn io_error(extended: std::ffi::c_int) -> rusqlite::Error {
-        rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(extended),
-            Some("disk I/O error".into()),
-        )
-    }
-
-    #[test]
-    fn a_full_disk_is_storage_full_whichever_way_sqlite_reports_it() {
-        let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(13), None);
-        assert!(matches!(StoreError::from(full), StoreError::StorageFull(_)));
-        // SQLITE_IOERR_SHMSIZE with ENOSPC, as observed when the WAL index
-        // cannot grow on a full file system.
-        let shm = StoreError::from_sqlite_os(io_error(4874), 28);
-        assert!(matches!(&shm, StoreError::StorageFull(d) if d.contains("os error 28")));
-        // EDQUOT is full too.
-        let quota = StoreError::from_sqlite_os(io_error(778), 122);
-        assert!(matches!(quota, StoreError::StorageFull(_)));
-    }
-
-    #[test]
-    fn other_io_errors_are_unavailable_and_name_the_os_error() {
-        // SQLITE_IOERR_WRITE with EROFS: a file system gone read-only.
-        let ro = StoreError::from_sqlite_os(io_error(778), 30);
-        assert!(
-            matches!(&ro, StoreError::Unavailable(d) if d.contains("os error 30")),
-            "{ro}"
-        );
-        // Without an OS error, the plain mapping.
-        let unknown = StoreError::from_sqlite_os(io_error(778), 0);
-        assert!(matches!(unknown, StoreError::Unavailable(_)));
-        // Not an I/O error: the OS error (maybe stale) is not consulted.
-        let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(13), None);
-        assert!(matches!(
-            StoreError::from_sqlite_os(full, 30),
-            StoreError::StorageFull(_)
-        ));
+/// "pid N holds the lock on FILE", for error messages.
+pub(crate) fn describe_holder(file: &std::path::Path, pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid} holds the lock on {}", file.display()),
+        None => format!("another process holds the lock on {}", file.display()),
     }
 }

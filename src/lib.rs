@@ -1,5 +1,6 @@
-//! vkv: a versioned key-value store over SQLite, with an LRU cache of the
-//! latest versions and an HTTP/JSON adapter.
+//! vkv: a versioned key-value store over SQLite (or PostgreSQL, feature
+//! `postgres`), with an LRU cache of the latest versions and an HTTP/JSON
+//! adapter.
 //!
 //! Every write of a key makes a new version (1, 2, 3, ...); every version
 //! can be read back; a write is acknowledged only once it is committed.
@@ -20,7 +21,6 @@
 // single-writer rule.
 mod cache;
 mod error;
-mod stall;
 mod storage;
 mod store;
 mod version;
@@ -40,8 +40,8 @@ pub mod copy;
 /// tools and tests have used.
 #[doc(hidden)]
 pub mod db {
+    pub use crate::storage::seam::{DbStats, KeyInfo, SyncMode, VersionInfo};
     pub use crate::storage::sqlite::{APPLICATION_ID, SCHEMA_VERSION};
-    pub use crate::storage::{DbStats, KeyInfo, SyncMode, VersionInfo};
 }
 #[doc(hidden)]
 pub mod http;
@@ -53,10 +53,10 @@ pub mod value;
 pub use cache::CacheStats;
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
-pub use storage::{DbStats, KeyInfo, SyncMode, Totals, VersionInfo};
 #[doc(hidden)]
-pub use storage::{display_location, is_postgres_url};
-pub use store::{PendingPut, PutItem, Store, StoreConfig, Watch, WriterStats};
+pub use storage::location::display_location;
+pub use storage::seam::{DbStats, KeyInfo, SyncMode, Totals, VersionInfo};
+pub use store::{PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use value::MAX_DEPTH;
 pub use version::{Operation, PutOutcome, Versioned};
 pub use watch::Subscription;

@@ -3,13 +3,14 @@
 //! file.
 
 mod cli;
+mod client;
 mod fdlimit;
 mod logger;
 mod malloc;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -22,6 +23,18 @@ fn main() -> ExitCode {
     malloc::tune();
     let cli = Cli::parse();
     logger::init(cli.log_level);
+    match cli.command {
+        Some(Command::Client(command)) => return client::run(command, Cli::command),
+        Some(Command::Health { tls, ref cacert }) => {
+            return client::health::run(&client::health::Probe {
+                bind: &cli.bind,
+                tls,
+                cacert: cacert.as_deref(),
+                server_cert: cli.tls_cert.as_deref(),
+            });
+        }
+        _ => {}
+    }
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -32,17 +45,9 @@ fn main() -> ExitCode {
 }
 
 fn try_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    if matches!(cli.command, Some(Command::Restore { .. })) && vkv::is_postgres_url(&cli.db) {
-        return Err(format!(
-            "{}: `vkv restore` replaces a SQLite file; to load a snapshot into PostgreSQL, \
-             use `vkv copy --from SNAPSHOT --to URL` (add --force to replace its contents)",
-            vkv::display_location(&cli.db)
-        )
-        .into());
-    }
     match &cli.command {
         None => serve(&cli),
-        Some(Command::Health) => cli::health_probe(&cli.bind),
+        Some(Command::Health { .. } | Command::Client(_)) => Ok(()),
         Some(Command::Restore { snapshot, force }) => {
             let report = vkv::backup::restore(snapshot, &cli.db, *force)?;
             println!("restored {} to {}", snapshot.display(), cli.db.display());
@@ -103,9 +108,6 @@ fn serve(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         .forever()
         .find(|&signal| signal != SIGHUP || reload_tokens(auth.as_deref()));
     log::info!("signal {signal:?} received: shutting down");
-    // Parked long polls first, so that they are answered and their
-    // connections do not hold up the stop.
-    store.close_watchers();
     server.shutdown();
     store.close();
     log::info!("stopped");

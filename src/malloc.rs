@@ -6,7 +6,7 @@
 //! 1 MiB bodies and values come from the heap arenas, which keep freed
 //! memory and fragment across threads. Measured with
 //! `scripts/rss_large_values.py` (300 puts of 1 MB values over 8
-//! connections, then 300 reads, then idle; README "Memory"): RSS idle
+//! connections, then 300 reads, then idle; docs/design.md): RSS idle
 //! after it 78.5 MiB with glibc's default, 40.7 MiB with the threshold
 //! fixed (the cache holds 33 MiB of it). `M_ARENA_MAX=2` changed nothing
 //! measurable (76.8), a periodic `malloc_trim` gave back only part (57.6).

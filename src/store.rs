@@ -20,20 +20,33 @@ use serde_json::value::RawValue;
 use crate::cache::{CacheStats, LatestCache};
 use crate::error::{OpenError, StoreError};
 use crate::key::validate_key;
-use crate::storage::{
-    self, DbStats, Done, Fresh, Hooks, KeyInfo, Op, Reads, SyncMode, VersionInfo, Written,
+use crate::storage;
+use crate::storage::seam::{
+    DbStats, Done, Fresh, Hooks, KeyInfo, Op, Options, Reads, SyncMode, VersionInfo, Written,
 };
 use crate::value::check_value;
 use crate::version::{Operation, PutOutcome, Versioned};
 use crate::watch::{Subscription, Watchers};
-use crate::writer::{Pending, WriteFault, Writer, WriterContext, WriterCounters};
+use crate::writer::reply::Pending;
+use crate::writer::{WriteFault, Writer, WriterContext, WriterCounters};
 
-pub use crate::storage::PutItem;
+pub use crate::storage::seam::PutItem;
 
-/// How to open a [`Store`].
+/// How to open a [`Store`]: [`StoreConfig::new`] gives the defaults, and
+/// the setters change them (new settings may be added without breaking
+/// callers).
+///
+/// ```
+/// let config = vkv::StoreConfig::new("kv_store.db")
+///     .cache_size(10_000)
+///     .max_versions(100);
+/// assert_eq!(config.cache_size, 10_000);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StoreConfig {
-    /// The SQLite database file (created if missing).
+    /// The database: a SQLite file (created if missing), or a
+    /// `postgres://` / `postgresql://` URL (feature `postgres`).
     pub path: PathBuf,
     /// How many keys' latest versions the LRU cache holds (0 disables it).
     pub cache_size: usize,
@@ -64,6 +77,10 @@ pub struct StoreConfig {
     /// long if it vanished). Zero: no leases, every latest read is
     /// confirmed by the database. Unused with SQLite.
     pub read_lease: Duration,
+    /// The longest a read waits on the database (PostgreSQL: a statement
+    /// or a lock it waits for, such as a table an operator locked); past
+    /// it the read fails with [`StoreError::Unavailable`].
+    pub query_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -81,7 +98,74 @@ impl StoreConfig {
             max_watchers: 1024,
             commit_timeout: None,
             read_lease: Duration::from_secs(1),
+            query_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// Sets [`StoreConfig::cache_size`].
+    pub fn cache_size(mut self, keys: usize) -> Self {
+        self.cache_size = keys;
+        self
+    }
+
+    /// Sets [`StoreConfig::cache_bytes`].
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Sets [`StoreConfig::sync`].
+    pub fn sync(mut self, sync: SyncMode) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Sets [`StoreConfig::read_connections`].
+    pub fn read_connections(mut self, n: u32) -> Self {
+        self.read_connections = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::write_queue`].
+    pub fn write_queue(mut self, n: usize) -> Self {
+        self.write_queue = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::max_batch`].
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::max_versions`].
+    pub fn max_versions(mut self, n: u64) -> Self {
+        self.max_versions = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::max_watchers`].
+    pub fn max_watchers(mut self, n: usize) -> Self {
+        self.max_watchers = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::commit_timeout`].
+    pub fn commit_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.commit_timeout = limit;
+        self
+    }
+
+    /// Sets [`StoreConfig::read_lease`].
+    pub fn read_lease(mut self, lease: Duration) -> Self {
+        self.read_lease = lease;
+        self
+    }
+
+    /// Sets [`StoreConfig::query_timeout`].
+    pub fn query_timeout(mut self, limit: Duration) -> Self {
+        self.query_timeout = limit;
+        self
     }
 }
 
@@ -96,7 +180,7 @@ pub struct WriterStats {
 }
 
 /// A put queued by [`Store::begin_put`], not yet awaited.
-pub struct PendingPut(Pending);
+pub(crate) struct PendingPut(Pending);
 
 impl PendingPut {
     /// Waits until the put is committed (or failed).
@@ -124,6 +208,24 @@ struct Inner {
 }
 
 /// A handle to an open store; cheap to clone and share between threads.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("vkv-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let store = vkv::Store::open(vkv::StoreConfig::new(dir.join("kv.db")))?;
+/// let first = store.put("config/mode", &"on")?;
+/// store.put("config/mode", &"off")?;
+/// // Every version stays readable.
+/// let old = store.get("config/mode", Some(first.version))?;
+/// assert_eq!(old.value_as::<String>()?, "on");
+/// // A compare-and-set that lost: nothing is written.
+/// let raw = serde_json::value::to_raw_value(&"auto")?;
+/// assert!(store.put_if("config/mode", raw, Some(first.version)).is_err());
+/// assert_eq!(store.get("config/mode", None)?.version, 2);
+/// store.close();
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -134,8 +236,16 @@ impl Store {
     pub fn open(config: StoreConfig) -> Result<Store, OpenError> {
         let watchers = Arc::new(Watchers::new(config.max_watchers));
         let cache = Arc::new(LatestCache::new(config.cache_size, config.cache_bytes));
-        let backend = storage::open(
-            &config,
+        let options = Options {
+            path: config.path.clone(),
+            sync: config.sync,
+            read_connections: config.read_connections,
+            max_versions: config.max_versions,
+            read_lease: config.read_lease,
+            query_timeout: config.query_timeout,
+        };
+        let backend = storage::open::open(
+            &options,
             Hooks {
                 watchers: Arc::clone(&watchers),
                 cache: Arc::clone(&cache),
@@ -198,7 +308,7 @@ impl Store {
     /// Queues a (conditional) put and returns without waiting for its
     /// commit; [`PendingPut::wait`] gives the outcome. Lets a caller that
     /// must not block (an HTTP worker) hand the wait to someone else.
-    pub fn begin_put(
+    pub(crate) fn begin_put(
         &self,
         key: &str,
         value: Box<RawValue>,
@@ -216,7 +326,7 @@ impl Store {
     /// writer thread right after the commit (or at once if the put is
     /// refused before it is queued). No thread waits meanwhile: this is how
     /// the HTTP layer answers a put. Keep `then` short.
-    pub fn put_then(
+    pub(crate) fn put_then(
         &self,
         key: &str,
         value: Box<RawValue>,
@@ -273,7 +383,7 @@ impl Store {
             None => self
                 .head(key)?
                 .ok_or_else(|| StoreError::KeyNotFound(key.to_string()))?,
-            Some(n) => match self.inner.cache.get(key, Some(n)) {
+            Some(n) => match self.cached_version(key, n) {
                 Some(hit) => hit,
                 None => Arc::new(self.inner.reads.version(key, n)?),
             },
@@ -286,7 +396,7 @@ impl Store {
     /// (PostgreSQL: on the thread that runs the shared read rounds, so keep
     /// `then` short). No thread waits meanwhile: this is how the HTTP layer
     /// answers a GET in PostgreSQL mode.
-    pub fn get_then(
+    pub(crate) fn get_then(
         &self,
         key: &str,
         version: Option<u64>,
@@ -297,7 +407,7 @@ impl Store {
         }
         let inner = &self.inner;
         match version {
-            Some(n) => match inner.cache.get(key, Some(n)) {
+            Some(n) => match self.cached_version(key, n) {
                 Some(hit) => then(live(hit)),
                 None => inner.reads.version_then(
                     key,
@@ -340,13 +450,25 @@ impl Store {
         key: &str,
         version: Option<u64>,
     ) -> Option<Result<Arc<Versioned>, StoreError>> {
-        // Another process may have written a newer latest (PostgreSQL):
-        // only a confirmed read may serve it.
-        if version.is_none() && !self.inner.reads.cache_is_current() {
+        // Another process may have written a newer latest, or purged or
+        // retired any version (PostgreSQL): only a confirmed read may serve
+        // it.
+        if !self.inner.reads.cache_is_current() {
             return None;
         }
         validate_key(key).ok()?;
         self.inner.cache.hit(key, version).map(live)
+    }
+
+    /// Version `n` of `key` from the cache: only while the cache is known
+    /// current, since another process may have purged it or retention
+    /// removed it meanwhile (PostgreSQL).
+    fn cached_version(&self, key: &str, n: u64) -> Option<Arc<Versioned>> {
+        let inner = &self.inner;
+        if !inner.reads.cache_is_current() {
+            return None;
+        }
+        inner.cache.get(key, Some(n))
     }
 
     /// The latest version of `key` including a tombstone, through the cache.
@@ -402,7 +524,7 @@ impl Store {
     /// channel, so no thread waits; `then(None)` when the watchers are
     /// closed (shutdown). Dropping the subscription unregisters it without
     /// calling `then`. With `Ready`, `then` may still have been called.
-    pub fn subscribe_then(
+    pub(crate) fn subscribe_then(
         &self,
         key: &str,
         after: u64,
@@ -425,12 +547,15 @@ impl Store {
             Some(v) => v.version,
             None => 0,
         };
-        let sub = register(&self.inner.watchers, seen)?;
+        let mut sub = register(&self.inner.watchers, seen)?;
         // A commit between the check above and the registration would be
         // missed: look again now that we are registered.
         match self.head(key)? {
             Some(v) if v.version > after => Ok(Watch::Ready(v)),
-            _ => Ok(Watch::Pending(sub)),
+            latest => {
+                sub.latest = latest;
+                Ok(Watch::Pending(sub))
+            }
         }
     }
 
@@ -444,7 +569,7 @@ impl Store {
     ) -> Result<Option<Arc<Versioned>>, StoreError> {
         match self.subscribe(key, after)? {
             Watch::Ready(v) => Ok(Some(v)),
-            Watch::Pending(sub) => Ok(sub.changes.recv_timeout(timeout).ok()),
+            Watch::Pending(sub) => Ok(sub.next(timeout)),
         }
     }
 
@@ -455,7 +580,7 @@ impl Store {
 
     /// Wakes every waiting watcher and refuses new ones (first step of a
     /// shutdown).
-    pub fn close_watchers(&self) {
+    pub(crate) fn close_watchers(&self) {
         self.inner.watchers.close();
     }
 
@@ -467,6 +592,12 @@ impl Store {
     /// Database totals (constant time).
     pub fn db_stats(&self) -> Result<DbStats, StoreError> {
         self.inner.reads.stats()
+    }
+
+    /// Database totals if the database gives them at once, else `None`
+    /// (for `/metrics`, which never waits on the database).
+    pub(crate) fn db_stats_now(&self) -> Option<DbStats> {
+        self.inner.reads.stats_now()
     }
 
     /// PostgreSQL: whether this replica holds a read lease now, and how
@@ -512,13 +643,14 @@ impl Store {
     /// The database as it may be logged: the file, or the PostgreSQL URL
     /// with its password masked.
     pub fn location(&self) -> String {
-        storage::display_location(&self.inner.path)
+        storage::location::display_location(&self.inner.path)
     }
 
-    /// Whether the store is on PostgreSQL (several vkv processes may share
-    /// it) rather than a SQLite file.
-    pub fn is_postgres(&self) -> bool {
-        storage::is_postgres_url(&self.inner.path)
+    /// Whether [`Store::get_then`] never blocks the caller: a read it
+    /// cannot answer from the cache is queued, and answered on a thread of
+    /// the storage's own.
+    pub(crate) fn reads_never_block(&self) -> bool {
+        self.inner.reads.queues_reads()
     }
 
     /// Commits every queued write and stops the writer. Later writes fail

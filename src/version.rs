@@ -36,9 +36,10 @@ impl Versioned {
 /// Whether a write created the key or added a version to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
-    /// The write made version 1.
+    /// The key had no version before the write (never written, or purged:
+    /// the numbering continues after a purge, so not always version 1).
     Create,
-    /// The write made a version above 1.
+    /// The key had a version before the write.
     Update,
 }
 

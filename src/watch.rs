@@ -63,7 +63,19 @@ pub struct Subscription {
     id: u64,
     /// Receives the first version committed after registration; disconnects
     /// when the store shuts down.
-    pub changes: Receiver<Arc<Versioned>>,
+    changes: Receiver<Arc<Versioned>>,
+    /// The key's latest version when the wait was registered (`None`: it
+    /// had none): the answer of a wait that times out, which needs no
+    /// database then.
+    pub latest: Option<Arc<Versioned>>,
+}
+
+impl Subscription {
+    /// The first version committed after the wait was registered, once it
+    /// comes within `timeout`; `None` if none did, or the store shut down.
+    pub fn next(&self, timeout: std::time::Duration) -> Option<Arc<Versioned>> {
+        self.changes.recv_timeout(timeout).ok()
+    }
 }
 
 impl Watchers {
@@ -125,6 +137,7 @@ impl Watchers {
             key: key.to_string(),
             id,
             changes: rx,
+            latest: None,
         })
     }
 

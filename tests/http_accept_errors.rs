@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use vkv::http::completion::Reply;
 use vkv::http::conn::{ConnLimits, HttpServer};
 use vkv::http::message::{HttpRequest, HttpResponse};
-use vkv::http::workers::{Reply, WorkerPool};
+use vkv::http::workers::WorkerPool;
 
 /// Counts the warnings the accept loop logs.
 struct CountingLogger(AtomicUsize);

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 #[path = "support/mod.rs"]
 mod support;
 
+use vkv::http::completion::Reply;
 use vkv::http::conn::{ConnLimits, HttpServer, Service};
 use vkv::http::message::{FileBody, HttpRequest, HttpResponse};
-use vkv::http::workers::{Reply, WorkerPool};
+use vkv::http::workers::WorkerPool;
 
 static SERIAL: RwLock<()> = RwLock::new(());
 
@@ -801,7 +802,7 @@ fn first_answer_waits(addr: SocketAddr, rounds: usize) -> Vec<Duration> {
 #[test]
 fn bursts_of_keep_alive_connections_never_starve() {
     let _g = exclusive();
-    let handler = Arc::new(|_req: &HttpRequest| -> vkv::http::workers::Reply {
+    let handler = Arc::new(|_req: &HttpRequest| -> vkv::http::completion::Reply {
         HttpResponse::json(200, b"{\"status\":\"ok\"}".to_vec()).into()
     });
     let service: Arc<dyn Service> = Arc::new(WorkerPool::start(4, 1024, handler).unwrap());

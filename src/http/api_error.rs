@@ -78,6 +78,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidKey(_) | StoreError::InvalidValue(_) => 422,
             StoreError::StorageFull(_) => 507,
             StoreError::Unavailable(_)
+            | StoreError::OutcomeUnknown(_)
             | StoreError::Corrupt(_)
             | StoreError::Closed
             | StoreError::TooManyWatchers(_) => 503,
@@ -94,6 +95,12 @@ impl From<StoreError> for ApiError {
             }
             StoreError::TooManyWatchers(_) | StoreError::Unavailable(_) => {
                 api.headers.push(("Retry-After", "1".into()))
+            }
+            // Not "try again": the write may have been applied. Clients
+            // that try the next replica on a 503 must stop here.
+            StoreError::OutcomeUnknown(_) => {
+                api.fields.push(("outcome", "unknown".into()));
+                api.headers.push(("Vkv-Outcome", "unknown".into()));
             }
             _ => {}
         }

@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use super::api_error::ApiError;
 use super::auth::{AuthTokens, Scope};
+use super::completion::Reply;
 use super::cross_site::{HostPolicy, check_write};
 use super::handlers::docs::Docs;
-use super::handlers::{backup, batch, kv, listing, stats};
+use super::handlers::{backup, batch, kv, listing, stats, ui, whoami};
 use super::message::{HttpRequest, HttpResponse};
 use super::metrics::Metrics;
 use super::router::{Route, route};
-use super::workers::Reply;
 use crate::Store;
 
 /// Everything a worker needs to answer requests.
@@ -143,7 +143,7 @@ impl App {
             return None;
         };
         let cached = self.answer_cached(req, route, key, start);
-        if cached.is_some() || !self.store.is_postgres() {
+        if cached.is_some() || !self.store.reads_never_block() {
             return cached;
         }
         // A long poll reads the store before it parks: on a worker.
@@ -198,6 +198,8 @@ impl App {
             Route::OpenApi => self.docs.openapi(),
             Route::Docs(file) => self.docs.swagger(file, req.header("accept-encoding"))?,
             Route::Backup => backup::backup(s, req)?,
+            Route::WhoAmI => whoami::whoami(self.auth.as_deref(), req)?,
+            Route::Ui(file) => ui::serve(file, req.header("accept-encoding"))?,
         };
         Ok(response.into())
     }

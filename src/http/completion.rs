@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use super::message::HttpResponse;
+use super::message::{HttpRequest, HttpResponse};
 use crate::wake::Wake;
 
 /// What answers requests. It runs on the connection loop's thread, so it
@@ -33,8 +33,8 @@ pub trait Service: Send + Sync + 'static {
     /// closure only hands the responder on (a read queued for a database
     /// round). `None` hands it to [`Service::call`].
     ///
-    /// [`Reply::Later`]: super::workers::Reply::Later
-    fn answer_now(&self, _request: &super::message::HttpRequest) -> Option<super::workers::Reply> {
+    /// [`Reply::Later`]: Reply::Later
+    fn answer_now(&self, _request: &HttpRequest) -> Option<Reply> {
         None
     }
 
@@ -242,6 +242,41 @@ pub fn wait_for_answer(events: &Receiver<Pending>) -> HttpResponse {
                 }
             }
             Err(false) => return HttpResponse::error(500, "no answer (worker stopped)"),
+        }
+    }
+}
+
+/// What a worker runs for each request.
+pub type Handler = Arc<dyn Fn(&HttpRequest) -> Reply + Send + Sync>;
+
+/// A handler's answer: a response now, or one that comes later without
+/// holding the worker.
+pub enum Reply {
+    /// The response.
+    Ready(HttpResponse),
+    /// Answered later: the closure gets the request's responder and hands
+    /// it to whatever finishes the request (the writer's commit callback, a
+    /// watcher), then returns. No thread waits meanwhile.
+    Later(Box<dyn FnOnce(Responder) + Send>),
+}
+
+impl From<HttpResponse> for Reply {
+    fn from(r: HttpResponse) -> Self {
+        Reply::Ready(r)
+    }
+}
+
+impl Reply {
+    /// Blocks until the answer is there (for callers without a connection
+    /// loop: tests, embedders).
+    pub fn wait(self) -> HttpResponse {
+        match self {
+            Reply::Ready(r) => r,
+            Reply::Later(later) => {
+                let (responder, events) = Responder::channel();
+                later(responder);
+                wait_for_answer(&events)
+            }
         }
     }
 }

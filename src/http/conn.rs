@@ -43,12 +43,12 @@ use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::completion::Reply;
 use super::completion::{Event, Mailbox, Responder, Ticket};
 use super::encoder::{CONTINUE, encode, sends_file};
 use super::message::{FileBody, HttpResponse};
 use super::parser::{Framing, ParseLimits, Progress, RequestParser};
 use super::transport::Transport;
-use super::workers::Reply;
 
 pub use super::completion::Service;
 
@@ -75,7 +75,7 @@ pub struct ConnLimits {
     /// for at least this long is closed to make room. Zero by default: a
     /// client that re-opens connections as fast as they are closed would
     /// otherwise keep every connection inside the grace and lock everyone
-    /// out (issue 9, item 6).
+    /// out.
     pub evict_after: Duration,
 }
 

@@ -157,7 +157,7 @@ impl Metrics {
                 taken,
             );
         }
-        if let Ok(d) = store.db_stats() {
+        if let Some(d) = store.db_stats_now() {
             gauge(o, "vkv_db_keys", "Keys stored.", d.total_keys);
             gauge(o, "vkv_db_versions", "Versions stored.", d.total_versions);
             gauge(

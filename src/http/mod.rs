@@ -1,7 +1,8 @@
 //! The HTTP adapter over [`crate::Store`].
 //!
-//! `conn` owns sockets (accept loop, one thread per connection, framing,
-//! timeouts, limits); `workers` is the fixed pool behind a bounded queue;
+//! `conn` owns sockets (the I/O loops on epoll: accept, framing, timeouts,
+//! limits; a connection is a state machine, not a thread); `workers` is
+//! the fixed pool behind a bounded queue;
 //! `app` routes (`router`) to one handler per endpoint family (`handlers`);
 //! `auth` checks bearer tokens when `--auth-tokens` is set; `cross_site`
 //! refuses what a web page could make a browser send; `api_error` is
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod completion;
 pub mod conn;
 pub mod cross_site;
+pub mod delimit;
 pub mod encoder;
 pub mod handlers;
 pub mod message;

@@ -33,6 +33,10 @@ pub enum Route<'a> {
     Docs(&'a str),
     /// `GET /backup`: a consistent snapshot of the database file.
     Backup,
+    /// `GET /auth/whoami`: the scope of the request's token.
+    WhoAmI,
+    /// `GET /ui/{file}`: the key browser; `""` is the page itself.
+    Ui(&'a str),
 }
 
 /// Every (method, OpenAPI path) of the API proper, for the test that keeps
@@ -49,6 +53,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/db/stats"),
     ("get", "/health"),
     ("get", "/backup"),
+    ("get", "/auth/whoami"),
 ];
 
 const READ: &str = "GET, HEAD";
@@ -70,6 +75,8 @@ impl Route<'_> {
             Route::OpenApi => "openapi",
             Route::Docs(_) => "docs",
             Route::Backup => "backup",
+            Route::WhoAmI => "whoami",
+            Route::Ui(_) => "ui",
         }
     }
 
@@ -79,7 +86,9 @@ impl Route<'_> {
     /// without a token before Swagger UI's Authorize button can send one).
     pub fn scope(&self) -> Option<Scope> {
         match self {
-            Route::Health | Route::OpenApi | Route::Docs(_) => None,
+            // The key browser's page and assets hold no data either; the
+            // page asks for a token before it reads any.
+            Route::Health | Route::OpenApi | Route::Docs(_) | Route::Ui(_) => None,
             Route::Put(_) | Route::Delete(_) | Route::Batch => Some(Scope::Write),
             Route::Backup => Some(Scope::Admin),
             Route::Get(_)
@@ -87,7 +96,8 @@ impl Route<'_> {
             | Route::Keys
             | Route::Metrics
             | Route::CacheStats
-            | Route::DbStats => Some(Scope::Read),
+            | Route::DbStats
+            | Route::WhoAmI => Some(Scope::Read),
         }
     }
 }
@@ -106,6 +116,8 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
         ("POST", Route::Batch)
     } else if let Some(file) = path.strip_prefix("/docs/") {
         (READ, Route::Docs(file))
+    } else if let Some(file) = path.strip_prefix("/ui/") {
+        (READ, Route::Ui(file))
     } else {
         let r = match path {
             "/cache/stats" => Route::CacheStats,
@@ -116,6 +128,8 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
             "/openapi.json" => Route::OpenApi,
             "/backup" => Route::Backup,
             "/docs" => Route::Docs(""),
+            "/ui" => Route::Ui(""),
+            "/auth/whoami" => Route::WhoAmI,
             _ => return Err(ApiError::no_route(path)),
         };
         (READ, r)

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use super::app::App;
 use super::auth::AuthTokens;
 use super::completion::Responder;
+use super::completion::{Handler, Reply};
 use super::conn::{ConnLimits, HttpServer, Service};
 use super::cross_site::HostPolicy;
 use super::message::HttpRequest;
 use super::workers::Counter;
-use super::workers::{Handler, Reply, WorkerPool};
+use super::workers::WorkerPool;
 use crate::Store;
 
 /// How to serve HTTP.
@@ -43,6 +44,7 @@ pub struct ServerConfig {
 pub struct Server {
     http: HttpServer,
     pool: Arc<WorkerPool>,
+    store: Store,
 }
 
 impl Server {
@@ -51,7 +53,7 @@ impl Server {
         let (addr, listeners) = bind(&config.bind, config.io_threads)?;
         let hosts = HostPolicy::new(addr, &config.allowed_hosts);
         let app = Arc::new(
-            App::new(store, config.max_batch_puts)
+            App::new(store.clone(), config.max_batch_puts)
                 .with_auth(config.auth)
                 .with_hosts(hosts),
         );
@@ -78,7 +80,7 @@ impl Server {
             #[cfg(feature = "tls")]
             config.tls,
         )?;
-        Ok(Server { http, pool })
+        Ok(Server { http, pool, store })
     }
 
     /// The address actually bound.
@@ -86,9 +88,12 @@ impl Server {
         self.http.local_addr()
     }
 
-    /// Stops accepting, lets in-flight requests finish and be answered, then
-    /// stops the workers. The store is left open for the caller to close.
+    /// Answers parked long polls (so that their connections do not hold up
+    /// the stop), stops accepting, lets in-flight requests finish and be
+    /// answered, then stops the workers. The store is left open for the
+    /// caller to close.
     pub fn shutdown(self) {
+        self.store.close_watchers();
         self.http.shutdown();
         match Arc::try_unwrap(self.pool) {
             Ok(pool) => pool.shutdown(),

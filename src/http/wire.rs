@@ -131,6 +131,12 @@ pub struct KeyEntry {
 pub struct KeysResponse {
     /// Keys in byte order.
     pub keys: Vec<KeyEntry>,
+    /// With `delimiter`: the folders of this level (common prefixes: the
+    /// prefix, then the rest of some key up to and including the first
+    /// delimiter), each once, in byte order; absent without `delimiter`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub prefixes: Option<Vec<String>>,
     /// Pass as `after` for the next page; null at the end.
     pub next_after: Option<String>,
 }
@@ -172,4 +178,14 @@ pub struct ConflictResponse {
     pub key: String,
     /// Its latest version (0: none).
     pub current_version: u64,
+}
+
+/// Answer of `GET /auth/whoami`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmIResponse {
+    /// What the request's token may do: `read`, `write` or `admin` (each
+    /// includes the ones before it); `admin` when authentication is off.
+    pub scope: &'static str,
+    /// Whether the server checks tokens (`--auth-tokens`).
+    pub auth: bool,
 }

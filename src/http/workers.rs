@@ -13,46 +13,11 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
-use super::completion::{Responder, Service, wait_for_answer};
+use super::completion::{Handler, Reply, Responder, Service, wait_for_answer};
 use super::message::{HttpRequest, HttpResponse};
-
-/// What a worker runs for each request.
-pub type Handler = Arc<dyn Fn(&HttpRequest) -> Reply + Send + Sync>;
 
 /// Counts answers by status (for `/metrics`).
 pub type Counter = Arc<dyn Fn(u16) + Send + Sync>;
-
-/// A handler's answer: a response now, or one that comes later without
-/// holding the worker.
-pub enum Reply {
-    /// The response.
-    Ready(HttpResponse),
-    /// Answered later: the closure gets the request's responder and hands
-    /// it to whatever finishes the request (the writer's commit callback, a
-    /// watcher), then returns. No thread waits meanwhile.
-    Later(Box<dyn FnOnce(Responder) + Send>),
-}
-
-impl From<HttpResponse> for Reply {
-    fn from(r: HttpResponse) -> Self {
-        Reply::Ready(r)
-    }
-}
-
-impl Reply {
-    /// Blocks until the answer is there (for callers without a connection
-    /// loop: tests, embedders).
-    pub fn wait(self) -> HttpResponse {
-        match self {
-            Reply::Ready(r) => r,
-            Reply::Later(later) => {
-                let (responder, events) = Responder::channel();
-                later(responder);
-                wait_for_answer(&events)
-            }
-        }
-    }
-}
 
 enum Job {
     /// A request to answer.

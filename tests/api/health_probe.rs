@@ -13,6 +13,7 @@ fn health_takes_bind_before_or_after_the_subcommand() {
     ] {
         let out = run(&args);
         assert!(out.status.success(), "vkv {args:?}: {}", output_text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "healthy\n");
     }
     let out = run(&["health", "--bind", &addr, "--log-level", "warn"]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -28,6 +29,12 @@ fn health_takes_bind_before_or_after_the_subcommand() {
             Some(1),
             "vkv {args:?}: {}",
             output_text(&out)
+        );
+        // The address and the reason.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("http://{addr}/health: connection refused")),
+            "{err}"
         );
     }
 }

@@ -38,7 +38,9 @@ fn put_then_get_latest_and_old_versions() {
     assert_eq!(b["key"], "greeting");
     assert!(is_rfc3339_utc(b["timestamp"].as_str().unwrap()));
 
-    let b = c.get("/get/greeting?version=1").json();
+    let r = c.get("/get/greeting?version=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let b = r.json();
     assert_eq!(
         (b["value"].clone(), b["version"].clone()),
         (json!("hello"), json!(1))

@@ -14,6 +14,8 @@ mod io_threads;
 mod kv;
 mod metrics;
 mod persistence;
+mod reference;
+mod ui;
 mod values;
 mod versioning;
 mod watch;

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vkv::http::completion::Reply;
 use vkv::http::message::{HttpRequest, HttpResponse};
-use vkv::http::workers::{Reply, WorkerPool};
+use vkv::http::workers::WorkerPool;
 
 fn req(target: &str) -> HttpRequest {
     HttpRequest {

@@ -6,6 +6,7 @@
 //! The API tests run on PostgreSQL through the same variable
 //! (`tests/support`).
 
+mod client;
 #[path = "../support/mod.rs"]
 mod common;
 mod leases;

@@ -182,3 +182,15 @@ fn backup_in_postgres_mode_is_a_consistent_sqlite_snapshot() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn restore_refuses_a_postgresql_target_and_says_to_copy() {
+    let _serial = crate::common::shared();
+    let (_, url) = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("snap.db");
+    std::fs::write(&snapshot, b"").unwrap();
+    let text = vkv_fails(&["restore", arg(&snapshot), "--db", arg(&url)]);
+    assert!(text.contains("replaces a SQLite file"), "{text}");
+    assert!(text.contains("vkv copy"), "{text}");
+}

@@ -338,3 +338,90 @@ fn writes_and_reads_never_scan_a_table() {
     let versions = crate::common::history(&mut c, "k0");
     assert_eq!(versions.len(), 2, "retention kept {versions:?}");
 }
+
+#[test]
+fn contended_writes_through_both_replicas_leave_no_replica_behind() {
+    // Two clients write the same key at the same moment, one through each
+    // replica; both are acknowledged. Then each replica, asked for the
+    // latest (plainly, and with `If-None-Match` naming the older version),
+    // answers the newer one. A replica whose own older write was published
+    // to its cache after the other's newer one had dropped the key served
+    // the older version until the key was written again.
+    let _serial = crate::common::shared();
+    let (a, b) = two_replicas(&[]);
+    const KEYS: usize = 120;
+    let mut behind = Vec::new();
+    for k in 0..KEYS {
+        let key = format!("race{k}");
+        // Both caches hold version 1.
+        assert_eq!(a.client().put(&key, &json!(0)).status, 200);
+        for s in [&a, &b] {
+            assert_eq!(s.client().get(&format!("/get/{key}")).status, 200);
+        }
+        let start = Arc::new(Barrier::new(2));
+        let writers: Vec<_> = [a.addr, b.addr]
+            .into_iter()
+            .map(|addr| {
+                let (start, key) = (Arc::clone(&start), key.clone());
+                std::thread::spawn(move || {
+                    let mut c = Client::connect(addr);
+                    start.wait();
+                    let put = c.put(&key, &json!(addr.port()));
+                    assert_eq!(put.status, 200, "{}", put.text());
+                    put.json()["version"].as_u64().unwrap()
+                })
+            })
+            .collect();
+        let versions: Vec<u64> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        let newest = versions.iter().copied().max().unwrap();
+        for s in [&a, &b] {
+            let mut c = s.client();
+            let got = c.get(&format!("/get/{key}")).json();
+            let seen = got["version"].as_u64().unwrap();
+            let older = format!("\"{}\"", newest - 1);
+            let cond = c.request(
+                "GET",
+                &format!("/get/{key}"),
+                &[("If-None-Match", older.as_str())],
+                b"",
+            );
+            if seen != newest || cond.status != 200 {
+                behind.push((key.clone(), s.addr, seen, cond.status, newest));
+            }
+        }
+    }
+    assert!(
+        behind.is_empty(),
+        "replicas behind an acknowledged write: {behind:?}"
+    );
+}
+
+#[test]
+fn a_purge_is_never_served_by_a_replica_that_was_paused() {
+    // B holds version 1 of a key in its cache, under its lease; B is
+    // paused past its lease; the purge is acknowledged on A (it need not
+    // wait for a lease that ran out); B resumes: asked for version 1 it
+    // must not answer the purged value from its cache.
+    let _serial = crate::common::shared();
+    let (a, b) = two_replicas(&[]);
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let mut served = Vec::new();
+    for k in 0..5 {
+        let key = format!("gone{k}");
+        assert_eq!(ca.put(&key, &json!("secret")).status, 200);
+        assert_eq!(cb.get(&format!("/get/{key}")).status, 200);
+        assert_eq!(cb.get(&format!("/get/{key}?version=1")).status, 200);
+        b.signal("STOP");
+        std::thread::sleep(Duration::from_millis(1500)); // the pause itself
+        let purged = ca.request("DELETE", &format!("/delete/{key}?purge=true"), &[], b"");
+        b.signal("CONT");
+        assert_eq!(purged.status, 200, "{}", purged.text());
+        for path in [format!("/get/{key}?version=1"), format!("/get/{key}")] {
+            let got = cb.get(&path);
+            if got.status == 200 {
+                served.push((path, got.text()));
+            }
+        }
+    }
+    assert!(served.is_empty(), "purged data served: {served:?}");
+}

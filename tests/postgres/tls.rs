@@ -145,7 +145,7 @@ fn refused(url: &Path) -> String {
 fn encrypted(server: &TlsServer) -> (u64, u64) {
     let count = |sql: &str| psql(&server.admin, sql).parse::<u64>().unwrap();
     let from = "FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
-                WHERE a.application_name = 'vkv'";
+                WHERE a.application_name LIKE 'vkv%'";
     (
         count(&format!("SELECT count(*) {from} AND s.ssl")),
         count(&format!("SELECT count(*) {from}")),
@@ -160,7 +160,7 @@ fn all_encrypted(server: &TlsServer, what: &str) {
         all > 0 && tls == all
     });
     let rows = "SELECT a.pid, s.ssl, a.query FROM pg_stat_activity a \
-                JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'vkv'";
+                JOIN pg_stat_ssl s USING (pid) WHERE a.application_name LIKE 'vkv%'";
     assert!(
         done,
         "{what}: not all encrypted:\n{}",

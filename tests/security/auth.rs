@@ -82,6 +82,10 @@ fn endpoints() -> Vec<(&'static str, &'static str, Vec<u8>, Cred)> {
         ("GET", "/openapi.json", vec![], Cred::None),
         ("GET", "/docs", vec![], Cred::None),
         ("HEAD", "/docs/swagger-ui.css", vec![], Cred::None),
+        // The key browser's page and assets too; it then asks for a token.
+        ("GET", "/ui", vec![], Cred::None),
+        ("GET", "/ui/app.js", vec![], Cred::None),
+        ("GET", "/auth/whoami", vec![], Cred::Read),
         ("POST", "/put/k", put, Cred::Write),
         ("POST", "/batch", batch, Cred::Write),
         ("DELETE", "/delete/DEL", vec![], Cred::Write),

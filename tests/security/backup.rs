@@ -51,7 +51,8 @@ fn backup_during_writes_restores_every_acknowledged_version() {
     let snapshot = dir.path().join("snap.db");
     let size = download(&mut s.client(), &snapshot);
     let finished = Instant::now();
-    std::thread::sleep(Duration::from_millis(50));
+    // Some writes acknowledged after the backup too.
+    writers.wait_for(writers.acks().len() + 10);
     let acks = writers.stop();
     let during = acks
         .iter()

@@ -236,4 +236,146 @@ mod with_tls {
         assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
         assert!(output_text(&out).contains("--tls-key"));
     }
+
+    /// `vkv ARGS` with `env`: exit code, stdout, stderr.
+    fn vkv_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+        let out = vkv()
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run vkv");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn vkv_health_probes_a_tls_server_over_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = self_signed(dir.path(), "server");
+        let other = self_signed(dir.path(), "other");
+        let mut s = tls_server(dir.path(), &cert, &[]);
+        let addr = s.addr.to_string();
+        let (c, k) = (cert.cert.to_str().unwrap(), cert.key.to_str().unwrap());
+        // As a container's HEALTHCHECK runs it: the server's environment,
+        // so TLS, and the server's own certificate is the one expected.
+        let server_env = [("VKV_TLS_CERT", c), ("VKV_TLS_KEY", k)];
+        let (code, out, err) = vkv_env(&["health", "--bind", &addr], &server_env);
+        assert_eq!((code, out.as_str()), (Some(0), "healthy\n"), "{err}");
+        // With the CA given (the name is not checked: the probe dials an
+        // address), or with --tls and the CA from SSL_CERT_FILE.
+        let (code, out, err) = vkv_env(&["health", "--bind", &addr, "--cacert", c], &[]);
+        assert_eq!((code, out.as_str()), (Some(0), "healthy\n"), "{err}");
+        let (code, _, err) = vkv_env(
+            &["health", "--bind", &addr, "--tls"],
+            &[("SSL_CERT_FILE", c)],
+        );
+        assert_eq!(code, Some(0), "{err}");
+        // Failures name the address and the reason; exit 1.
+        let url = format!("https://{addr}/health");
+        let o = other.cert.to_str().unwrap();
+        let (code, _, err) = vkv_env(&["health", "--bind", &addr, "--cacert", o], &[]);
+        assert_eq!(code, Some(1));
+        assert!(err.contains(&url) && err.contains("certificate"), "{err}");
+        let (code, _, err) = vkv_env(
+            &["health", "--bind", &addr],
+            &[("VKV_TLS_CERT", o), ("VKV_TLS_KEY", k)],
+        );
+        assert_eq!(code, Some(1));
+        assert!(err.contains("not the one in --tls-cert"), "{err}");
+        // Plain HTTP to the TLS port: unhealthy, with the hint.
+        let (code, _, err) = vkv_env(&["health", "--bind", &addr], &[]);
+        assert_eq!(code, Some(1));
+        assert!(
+            err.contains(&format!("http://{addr}/health")) && err.contains("--tls"),
+            "{err}"
+        );
+        s.kill();
+        let (code, out, err) = vkv_env(&["health", "--bind", &addr], &server_env);
+        assert_eq!(code, Some(1));
+        assert!(out.is_empty());
+        assert!(
+            err.contains(&url) && err.contains("connection refused"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_client_commands_speak_https_with_cacert() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = self_signed(dir.path(), "server");
+        let tokens = tokens_file(dir.path());
+        let s = tls_server(
+            dir.path(),
+            &cert,
+            &["--auth-tokens", tokens.to_str().unwrap()],
+        );
+        let c = cert.cert.to_str().unwrap();
+        // The certificate names localhost: the endpoint must too.
+        let endpoint = format!("https://localhost:{}", s.addr.port());
+        let token = [("VKV_TOKEN", ADMIN)];
+        let args = |a: &[&str]| {
+            let mut v: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+            v.extend([
+                "--endpoints".into(),
+                endpoint.clone(),
+                "--cacert".into(),
+                c.into(),
+            ]);
+            v
+        };
+        let run_args = |a: &[&str], env: &[(&str, &str)]| {
+            let v = args(a);
+            let v: Vec<&str> = v.iter().map(String::as_str).collect();
+            vkv_env(&v, env)
+        };
+        let (code, out, err) = run_args(&["put", "k", "over tls"], &token);
+        assert_eq!(code, Some(0), "{out}{err}");
+        let (code, out, _) = run_args(&["get", "k"], &token);
+        assert_eq!((code, out.as_str()), (Some(0), "over tls\n"));
+        let (code, out, _) = run_args(&["backup", "-"], &token);
+        assert_eq!(code, Some(0));
+        assert!(out.starts_with("SQLite format 3"));
+        let (code, _, _) = run_args(&["get", "k"], &[]);
+        assert_eq!(code, Some(5), "no token: refused");
+        // A certificate not from the CA given, or not naming the host
+        // connected to: refused before anything is sent.
+        let other = self_signed(dir.path(), "other");
+        let (code, _, err) = vkv_env(
+            &[
+                "get",
+                "k",
+                "--endpoints",
+                &endpoint,
+                "--cacert",
+                other.cert.to_str().unwrap(),
+            ],
+            &token,
+        );
+        assert_eq!(code, Some(6));
+        assert!(err.contains("TLS handshake failed"), "{err}");
+        let by_address = format!("https://127.0.0.1:{}", s.addr.port());
+        let (code, _, err) = vkv_env(
+            &["get", "k", "--endpoints", &by_address, "--cacert", c],
+            &token,
+        );
+        assert_eq!(code, Some(6));
+        assert!(err.contains("not valid for name"), "{err}");
+        // A CA file that is not one: a usage error.
+        let (code, _, err) = vkv_env(
+            &[
+                "get",
+                "k",
+                "--endpoints",
+                &endpoint,
+                "--cacert",
+                "/nonexistent.pem",
+            ],
+            &token,
+        );
+        assert_eq!(code, Some(2));
+        assert!(err.contains("/nonexistent.pem"), "{err}");
+    }
 }

@@ -257,8 +257,16 @@ impl Server {
             Some(admin) => pg_database_for(&admin, db),
             None => db.to_path_buf(),
         };
+        // A free port, unless the test names its own (a restart on the
+        // address clients know).
+        let bind = if args.contains(&"--bind") {
+            &[][..]
+        } else {
+            &["--bind", "127.0.0.1:0"][..]
+        };
         let mut child = vkv()
-            .args(["--bind", "127.0.0.1:0", "--db"])
+            .args(bind)
+            .arg("--db")
             .arg(db)
             .args(args)
             .envs(env.iter().copied())

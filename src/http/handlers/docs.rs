@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{backup, batch, kv, listing, stats};
+use super::{backup, batch, kv, listing, stats, whoami};
 use crate::http::api_error::ApiError;
 use crate::http::auth::Scope;
 use crate::http::message::HttpResponse;
@@ -19,7 +19,7 @@ use crate::http::wire;
     info(
         title = "vkv",
         description = "A versioned key-value store: every write keeps a new numbered version.\n\n\
-            When the server runs with `--auth-tokens`, every endpoint but /health (and this document and /docs) needs \
+            When the server runs with `--auth-tokens`, every endpoint but /health (and this document, /docs and the key browser /ui) needs \
             `Authorization: Bearer <token>` (401 without a valid one, 403 without the scope): \
             reads need `read`, put/delete/batch `write`, /backup `admin`."
     ),
@@ -38,7 +38,8 @@ use crate::http::wire;
         stats::cache_stats,
         stats::db_stats,
         stats::health,
-        backup::backup
+        backup::backup,
+        whoami::whoami
     ),
     components(schemas(
         wire::PutRequest,
@@ -57,6 +58,7 @@ use crate::http::wire;
         wire::BatchPut,
         wire::BatchRequest,
         wire::BatchResponse,
+        wire::WhoAmIResponse,
         crate::CacheStats,
         crate::DbStats
     ))
@@ -232,7 +234,7 @@ impl Default for Docs {
 /// `gzip` (or `x-gzip`) or `*` entry with a non-zero weight, gzip not
 /// refused by name. Without the header, no: a plain `curl` would print
 /// compressed bytes.
-fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+pub(super) fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     let mut by_name = None;
     let mut any = false;
     for entry in accept_encoding.unwrap_or_default().split(',') {
@@ -252,10 +254,10 @@ fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
 }
 
 /// The embedded asset `gz`, inflated.
-fn inflate(gz: &[u8]) -> Result<Vec<u8>, ApiError> {
+pub(super) fn inflate(gz: &[u8]) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::with_capacity(gz.len().saturating_mul(4));
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out)
-        .map_err(|e| ApiError::new(500, format!("cannot inflate a Swagger UI asset: {e}")))?;
+        .map_err(|e| ApiError::new(500, format!("cannot inflate an embedded asset: {e}")))?;
     Ok(out)
 }
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::http::api_error::ApiError;
+use crate::http::completion::Reply;
 use crate::http::completion::Responder;
 use crate::http::message::{HttpRequest, HttpResponse};
 use crate::http::query::Query;
@@ -12,7 +13,6 @@ use crate::http::wire::{
     ConflictResponse, DeleteOrPurge, DeleteResponse, ErrorResponse, GetResponse, PurgeResponse,
     PutRequest, PutResponse,
 };
-use crate::http::workers::Reply;
 use crate::key::decode_key;
 use crate::watch::Subscription;
 use crate::{Store, StoreError, Versioned, Watch};
@@ -129,13 +129,9 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
         return watch(store, key, after, Duration::from_secs(secs));
     }
     let version = query.positive("version")?;
-    if !store.is_postgres() {
-        let found = store.get(&key, version)?;
-        return Ok(found_response(&found, version, req.header("if-none-match"))?.into());
-    }
-    // PostgreSQL: the read joins a shared round trip and is answered when
-    // it returns; the worker is free meanwhile (rounds then carry every
-    // read in flight, not one per worker).
+    // Answered when the read is (at once on a cache hit; a backend whose
+    // reads are queued frees the worker meanwhile, so that shared rounds
+    // carry every read in flight, not one per worker).
     let if_none_match = req.header("if-none-match").map(str::to_string);
     let store = store.clone();
     Ok(Reply::Later(Box::new(move |responder| {
@@ -151,7 +147,7 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
 }
 
 /// [`get`] when the store can answer from its cache alone (see
-/// [`Store::get_cached`]), so the connection loop may run it without
+/// `Store::get_cached`), so the connection loop may run it without
 /// blocking; `None` for everything else (a miss, a long poll), which
 /// [`get`] then answers on a worker.
 pub fn get_cached(
@@ -217,11 +213,32 @@ fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Re
             }
         };
         {
-            let (answer, subscription) = (answer.clone(), Arc::clone(&subscription));
+            let (slot, subscription) = (Arc::clone(&slot), Arc::clone(&subscription));
+            let (store, key) = (store.clone(), key.clone());
             // Dropped unrun if the client leaves: that drops the subscription.
+            // At the deadline, the latest version as the wait was registered
+            // (current then, after the request came: never stale), so that
+            // the answer never waits on the database.
             responder.park(deadline, move || {
-                drop(lock(&subscription).take());
-                answer(None);
+                let Some(responder) = lock(&slot).take() else {
+                    return;
+                };
+                let latest = lock(&subscription).take().map(|sub| sub.latest.clone());
+                match latest {
+                    Some(Some(v)) => responder.send(versioned_or_deleted(&v)),
+                    Some(None) => {
+                        responder.send(ApiError::from(StoreError::KeyNotFound(key)).into_response())
+                    }
+                    // Not registered yet (a timeout shorter than the
+                    // registration): the latest, without waiting for it.
+                    None => store.get_then(&key, None, move |found| {
+                        responder.send(
+                            found
+                                .map(|v| versioned_or_deleted(&v))
+                                .unwrap_or_else(|e| ApiError::from(e).into_response()),
+                        )
+                    }),
+                }
             });
         }
         *lock(&slot) = Some(responder);

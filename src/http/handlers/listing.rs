@@ -1,13 +1,14 @@
 //! `GET /history/{key}` and `GET /keys`: cursor-paginated listings.
 
 use super::kv::json;
-use crate::Store;
 use crate::http::api_error::ApiError;
+use crate::http::delimit::{self, Entry};
 use crate::http::message::{HttpRequest, HttpResponse};
 use crate::http::query::Query;
 use crate::http::wire::{ErrorResponse, HistoryEntry, HistoryResponse, KeyEntry, KeysResponse};
 use crate::key::decode_key;
 use crate::version::rfc3339_ms;
+use crate::{KeyInfo, Store};
 
 const DEFAULT_LIMIT: u64 = 100;
 const MAX_LIMIT: u64 = 1000;
@@ -74,9 +75,10 @@ pub fn history(
         ("prefix" = Option<String>, Query, description = "Only keys starting with this"),
         ("limit" = Option<u64>, Query, description = "At most this many (default 100, max 1000)"),
         ("after" = Option<String>, Query, description = "Only keys after this (the previous page's next_after)"),
+        ("delimiter" = Option<String>, Query, description = "List one level of a tree, as folders split at this string (like S3's ListObjects): `keys` holds the keys with no delimiter after the prefix, `prefixes` each folder once (the prefix, then the rest of some key up to and including the first delimiter). `limit` counts keys and folders; `after` a folder skips that whole folder"),
     ),
     responses(
-        (status = 200, description = "A page of live keys in byte order", body = KeysResponse),
+        (status = 200, description = "A page of live keys in byte order (with `delimiter`, of keys and folders)", body = KeysResponse),
         (status = 422, description = "Invalid parameter", body = ErrorResponse),
     )
 )]
@@ -84,6 +86,9 @@ pub fn keys(store: &Store, req: &HttpRequest) -> Result<HttpResponse, ApiError> 
     let query = Query::parse(req.query())?;
     let limit = limit(&query)?;
     let prefix = query.get("prefix").unwrap_or("");
+    if let Some(delimiter) = query.get("delimiter") {
+        return keys_level(store, prefix, delimiter, query.get("after"), limit);
+    }
     let (rows, more) = store.keys(prefix, query.get("after"), limit)?;
     let next_after = if more {
         rows.last().map(|r| r.key.clone())
@@ -91,14 +96,50 @@ pub fn keys(store: &Store, req: &HttpRequest) -> Result<HttpResponse, ApiError> 
         None
     };
     json(&KeysResponse {
-        keys: rows
-            .into_iter()
-            .map(|r| KeyEntry {
-                key: r.key,
-                version: r.version,
-                timestamp: rfc3339_ms(r.timestamp_ms),
-            })
-            .collect(),
+        keys: rows.into_iter().map(key_entry).collect(),
+        prefixes: None,
         next_after,
     })
+}
+
+/// `GET /keys?delimiter=D`: one level of the tree under `prefix`.
+fn keys_level(
+    store: &Store,
+    prefix: &str,
+    delimiter: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<HttpResponse, ApiError> {
+    if delimiter.is_empty() {
+        return Err(ApiError::unprocessable("delimiter must not be empty"));
+    }
+    let (entries, more) = delimit::level(prefix, delimiter, after, limit, |after, n| {
+        store.keys(prefix, after, n)
+    })?;
+    let next_after = if more {
+        entries.last().map(|e| e.name().to_string())
+    } else {
+        None
+    };
+    let mut keys = Vec::new();
+    let mut prefixes = Vec::new();
+    for entry in entries {
+        match entry {
+            Entry::Key(k) => keys.push(key_entry(k)),
+            Entry::Folder(f) => prefixes.push(f),
+        }
+    }
+    json(&KeysResponse {
+        keys,
+        prefixes: Some(prefixes),
+        next_after,
+    })
+}
+
+fn key_entry(k: KeyInfo) -> KeyEntry {
+    KeyEntry {
+        key: k.key,
+        version: k.version,
+        timestamp: rfc3339_ms(k.timestamp_ms),
+    }
 }

@@ -5,3 +5,5 @@ pub mod docs;
 pub mod kv;
 pub mod listing;
 pub mod stats;
+pub mod ui;
+pub mod whoami;

@@ -28,11 +28,11 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
-use super::conn::{PgConn, is_retryable};
+use super::conn::{PgConn, Role, is_retryable};
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
-use super::reads::db_int;
+use super::rows::db_int;
 use crate::error::StoreError;
-use crate::storage::{Committer, Done, Op, Outcomes, PutItem, Written};
+use crate::storage::seam::{Committer, Done, Op, Outcomes, PutItem, Written};
 use crate::version::{Versioned, now_ms};
 
 /// The channel replicas `NOTIFY` on.
@@ -44,7 +44,7 @@ const ATTEMPTS: u32 = 8;
 
 /// The writer thread's connection to PostgreSQL, reconnected on demand.
 pub(crate) struct PgCommitter {
-    pub target: super::Target,
+    pub target: super::target::Target,
     pub conn: Option<PgConn>,
     /// This replica's row of the counters table.
     pub shard: i32,
@@ -62,6 +62,9 @@ pub(crate) struct PgCommitter {
     /// Answers are held until then after a reconnection (see
     /// [`PgCommitter::commit`]).
     pub fence: Option<std::time::Instant>,
+    /// Set while this writer finds no free connection slot: the read pool
+    /// gives its connections up meanwhile (`conn::Manager`).
+    pub yield_slots: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A replica holding a read lease, as a write read it.
@@ -97,12 +100,21 @@ impl PgCommitter {
             self.conn = None;
             // Any failure to connect (refused, down, in recovery, not
             // accepting connections) is the database being unavailable.
-            let conn = self.target.connect().and_then(PgConn::open).map_err(|e| {
+            let opened = self
+                .target
+                .connect()
+                .and_then(|c| PgConn::open(c, Role::Writer));
+            let slots = &self.yield_slots;
+            let conn = opened.map_err(|e| {
+                if e.code() == Some(&postgres::error::SqlState::TOO_MANY_CONNECTIONS) {
+                    slots.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 StoreError::Unavailable(format!(
                     "cannot connect to PostgreSQL: {}",
-                    super::describe(&e)
+                    super::target::describe(&e)
                 ))
             })?;
+            slots.store(false, std::sync::atomic::Ordering::Relaxed);
             self.conn = Some(conn);
             // Maybe a promoted standby, which may have missed the last
             // renewals of leases (they commit without waiting for the disk
@@ -212,10 +224,10 @@ impl Committer for PgCommitter {
                 self.conn = None;
             }
             if self.outcome_unknown {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::OutcomeUnknown(format!(
                     "the connection to PostgreSQL failed during COMMIT ({}): the outcome of \
                      this write is unknown; read the key before writing it again",
-                    super::describe(&e)
+                    super::target::describe(&e)
                 )));
             }
             if is_retryable(&e) && attempt < ATTEMPTS {

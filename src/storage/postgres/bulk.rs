@@ -15,9 +15,10 @@ use std::path::Path;
 
 use postgres::{Client, Row};
 
-use super::{Target, describe, schema};
+use super::schema;
+use super::target::{Target, describe};
 use crate::error::{OpenError, StoreError};
-use crate::storage::{Export, Import, KeyHead, Record, Totals, VersionRow, merge_dump};
+use crate::storage::seam::{Export, Import, KeyHead, Record, Totals, VersionRow, merge_dump};
 
 /// Rows per `FETCH` and per `INSERT`.
 const CHUNK: usize = 1000;

@@ -15,10 +15,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use r2d2::Pool;
 
-use super::conn::Manager;
-use super::reads::db_int;
+use super::conn::{Manager, with_pooled};
+use super::rows::db_int;
 use crate::error::StoreError;
-use crate::storage::{Fresh, LatestReply, VersionReply};
+use crate::storage::seam::{Fresh, LatestReply, VersionReply};
 use serde_json::value::RawValue;
 
 use crate::version::Versioned;
@@ -262,8 +262,9 @@ fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreE
         uses[i] += 1;
         which.push(i);
     }
-    let rows = pool.get()?.query(
-        "SELECT q.i, v.version, v.ts_ms,
+    let rows = with_pooled(pool, |conn| {
+        Ok(conn.query(
+            "SELECT q.i, v.version, v.ts_ms,
              CASE WHEN v.version = q.version AND v.ts_ms = q.ts THEN NULL ELSE v.value END,
              v.deleted, h.latest, h.first_kept
          FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
@@ -280,8 +281,9 @@ fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreE
              WHERE key = q.key AND q.want > 0 AND v.version IS NULL AND latest > 0
              LIMIT 1
          ) h ON true",
-        &[&keys, &wants, &versions, &stamps],
-    )?;
+            &[&keys, &wants, &versions, &stamps],
+        )?)
+    })?;
     let mut found: Vec<Option<Found>> = (0..keys.len()).map(|_| None).collect();
     for r in rows {
         let i: i64 = r.try_get(0)?;

@@ -4,34 +4,102 @@
 //! [`StoreError`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, Row, Statement};
+use postgres::{Client, Row, SimpleQueryMessage, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::error::StoreError;
+
+/// What a connection is for. Each is named in `pg_stat_activity`
+/// (`application_name`) and gets the session bounds of its job, so that no
+/// wait on the database is without end:
+/// - every connection asks the server to probe its peer (TCP keepalives on
+///   the server's side too: a replica partitioned away loses its sessions,
+///   and their locks, within seconds, not the kernel's two hours);
+/// - a read gives up after the query timeout (`statement_timeout` and
+///   `lock_timeout`: a table locked by an operator answers `503`, not a
+///   hang);
+/// - the writer's transaction never sits idle between its round trips for
+///   long (`idle_in_transaction_session_timeout`): a replica frozen (a VM
+///   pause, `SIGSTOP`) with its transaction open loses it, and with it the
+///   head rows and the lease lock it held, instead of stopping every
+///   replica's writes for as long as it is frozen.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Role {
+    /// The writer thread's connection.
+    Writer,
+    /// A pooled read connection, with the query timeout.
+    Read(Duration),
+    /// The `LISTEN` thread's connection.
+    Listen,
+}
+
+/// The longest the writer's transaction may wait for the writer between
+/// two round trips. Its round trips follow each other at once (decisions
+/// are made in memory), so only a frozen or cut-off replica reaches it.
+const WRITER_IDLE_LIMIT: Duration = Duration::from_millis(500);
+
+impl Role {
+    /// The statements that set a new connection up for this role.
+    pub fn setup(self) -> String {
+        let (name, bounds) = match self {
+            Role::Writer => (
+                "writer",
+                format!(
+                    "SET idle_in_transaction_session_timeout = {}",
+                    WRITER_IDLE_LIMIT.as_millis()
+                ),
+            ),
+            Role::Read(limit) => (
+                "read",
+                format!(
+                    "SET statement_timeout = {ms}; SET lock_timeout = {ms}",
+                    ms = limit.as_millis()
+                ),
+            ),
+            Role::Listen => ("listen", String::new()),
+        };
+        // The URL's application_name (default `vkv`), suffixed with the
+        // role: `vkv-writer`, `vkv-read`, `vkv-listen`.
+        format!(
+            "SELECT set_config('application_name',
+                 current_setting('application_name') || '-{name}', false);
+             SET plan_cache_mode = force_generic_plan;
+             SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 1;
+             SET tcp_keepalives_count = 3; {bounds}"
+        )
+    }
+}
 
 /// A client and the statements prepared on it, by their SQL text.
 pub(crate) struct PgConn {
     pub client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// A statement failed because the connection did (see
+    /// [`is_connection_error`]): the pool must not hand it out again.
+    broken: bool,
 }
 
 impl PgConn {
-    /// `client`, set up for vkv's statements: each is prepared once and run
-    /// with its generic plan. By default PostgreSQL plans a prepared
-    /// statement again at every execution when its generic plan looks
-    /// costlier than the custom ones, which it does for every statement
-    /// here that takes arrays (`unnest`): measured with `perf` during
-    /// cached GETs, planning (`GetCachedPlan`) took 41% of the backend's
-    /// CPU, running the statement 10% (docs/scaling.md). The generic plans
-    /// of these statements are the index lookups wanted.
-    pub fn open(mut client: Client) -> Result<Self, postgres::Error> {
-        client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
+    /// `client`, set up for `role` (see [`Role`]) and for vkv's
+    /// statements: each is prepared once and run with its generic plan. By
+    /// default PostgreSQL plans a prepared statement again at every
+    /// execution when its generic plan looks costlier than the custom ones,
+    /// which it does for every statement here that takes arrays (`unnest`):
+    /// measured with `perf` during cached GETs, planning (`GetCachedPlan`)
+    /// took 41% of the backend's CPU, running the statement 10% (docs/design.md). The
+    /// generic plans of these statements are the index lookups wanted.
+    pub fn open(mut client: Client, role: Role) -> Result<Self, postgres::Error> {
+        client.batch_execute(&role.setup())?;
         Ok(PgConn {
             client,
             statements: HashMap::new(),
+            broken: false,
         })
     }
 
@@ -40,7 +108,7 @@ impl PgConn {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare(sql)?;
+        let s = self.noted(|c| c.prepare(sql))?;
         self.statements.insert(sql, s.clone());
         Ok(s)
     }
@@ -51,7 +119,7 @@ impl PgConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, postgres::Error> {
         let s = self.statement(sql)?;
-        self.client.query(&s, params)
+        self.noted(|c| c.query(&s, params))
     }
 
     pub fn query_opt(
@@ -60,13 +128,67 @@ impl PgConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, postgres::Error> {
         let s = self.statement(sql)?;
-        self.client.query_opt(&s, params)
+        self.noted(|c| c.query_opt(&s, params))
+    }
+
+    /// `sql` (several statements, no parameters) as one simple query. An
+    /// explicit transaction it began is rolled back if it failed.
+    pub fn simple(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>, postgres::Error> {
+        let result = self.noted(|c| c.simple_query(sql));
+        if result.is_err() && !self.is_broken() {
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+        result
+    }
+
+    /// `f` on the client, noting a failure of the connection itself.
+    fn noted<T>(
+        &mut self,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
+        let result = f(&mut self.client);
+        if let Err(e) = &result {
+            self.broken |= is_connection_error(e);
+        }
+        result
+    }
+
+    /// Whether the connection is known to be unusable.
+    pub fn is_broken(&self) -> bool {
+        self.broken || self.client.is_closed()
     }
 }
 
-/// The r2d2 manager of [`PgConn`]s: r2d2_postgres's, plus the statement
-/// cache.
-pub(crate) struct Manager(pub PostgresConnectionManager<super::tls::Connector>);
+/// `f` on a connection of `pool`; if the connection itself failed (one the
+/// server ended while it sat in the pool: a restart, a failover,
+/// `pg_terminate_backend`), once more on a new one, so that a client is not
+/// answered `503` for a connection that was dead before its request came.
+/// A connection that failed is not returned to the pool.
+pub(crate) fn with_pooled<T>(
+    pool: &r2d2::Pool<Manager>,
+    mut f: impl FnMut(&mut PgConn) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut conn = pool.get()?;
+    match f(&mut conn) {
+        Err(_) if conn.is_broken() => {
+            drop(conn);
+            f(&mut *pool.get()?)
+        }
+        done => done,
+    }
+}
+
+/// The r2d2 manager of the read pool's [`PgConn`]s: r2d2_postgres's, plus
+/// the statement cache and the read role's session bounds.
+pub(crate) struct Manager {
+    pub inner: PostgresConnectionManager<super::tls::Connector>,
+    /// The query timeout of reads.
+    pub query_timeout: Duration,
+    /// Set while the writer cannot connect for want of connection slots:
+    /// the pool then closes each connection given back, until the writer
+    /// has one (reads can wait; writes must not starve).
+    pub yield_slots: Arc<AtomicBool>,
+}
 
 impl std::fmt::Debug for Manager {
     // The TLS connector has no `Debug`; the settings hold the password.
@@ -80,15 +202,33 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PgConn, postgres::Error> {
-        self.0.connect().and_then(PgConn::open)
+        let client = self.inner.connect()?;
+        PgConn::open(client, Role::Read(self.query_timeout))
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
-        self.0.is_valid(&mut conn.client)
+        self.inner.is_valid(&mut conn.client)
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed()
+        conn.is_broken() || self.yield_slots.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether `e` says the connection itself failed (lost, or ended by the
+/// server: a restart, `pg_terminate_backend`, a failover), not the query:
+/// the same query on a new connection may well succeed.
+pub(crate) fn is_connection_error(e: &postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(c) => {
+            let code = c.code();
+            code.starts_with("08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::IDLE_SESSION_TIMEOUT
+                || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+        }
     }
 }
 
@@ -121,6 +261,14 @@ impl From<postgres::Error> for StoreError {
             // read-only transaction (a standby after a failover).
             "08" | "53" | "57" | "58" | "XX" => StoreError::Unavailable(text),
             _ if *code == SqlState::READ_ONLY_SQL_TRANSACTION => StoreError::Unavailable(text),
+            // A lock not granted within `lock_timeout` (a table locked by
+            // an operator), or a transaction ended for sitting idle (this
+            // replica was frozen): try again later.
+            _ if *code == SqlState::LOCK_NOT_AVAILABLE
+                || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT =>
+            {
+                StoreError::Unavailable(text)
+            }
             _ => StoreError::Internal(text),
         }
     }

@@ -2,7 +2,7 @@
 //! with no round trip, and still never returns a version older than a
 //! write acknowledged anywhere before the read began.
 //!
-//! The rules (docs/scaling.md, "Read leases", has the argument):
+//! The rules (docs/design.md, "Read leases", has the argument):
 //! - A replica holds a lease while its `LISTEN` connection is up: a row of
 //!   `vkv_replicas` says until when (the primary's clock), renewed every
 //!   third of the lease. It serves cached latest versions only until its

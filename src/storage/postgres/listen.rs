@@ -15,15 +15,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Notification};
 
-use super::Target;
 use super::apply::CHANNEL;
+use super::conn::Role;
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::reads::PgReads;
+use super::target::Target;
 use crate::cache::LatestCache;
-use crate::storage::Reads;
+use crate::storage::seam::Reads;
 use crate::watch::Watchers;
 
 /// How often the thread looks at the stop flag while idle.
@@ -46,12 +48,10 @@ pub(crate) struct Listener {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Connects the listening connection (before the store serves anything, so
-/// that no commit of another replica goes unseen), then starts the thread;
-/// it stops when `stop` is set.
-pub(crate) fn start(listener: Listener) -> Result<(), String> {
-    let first = connect(&listener.target, &listener.leases)
-        .map_err(|e| format!("cannot LISTEN: {}", super::describe(&e)))?;
+/// Starts the thread on `first`, the listening connection (connected with
+/// [`connect`] before the store serves anything, so that no commit of
+/// another replica goes unseen); it stops when `stop` is set.
+pub(crate) fn start(listener: Listener, first: Client) -> Result<(), String> {
     std::thread::Builder::new()
         .name("vkv-pg-listen".into())
         .spawn(move || listener.run(first))
@@ -63,11 +63,12 @@ pub(crate) fn start(listener: Listener) -> Result<(), String> {
 /// `pg_stat_activity`. This replica's lease row goes: writes that waited
 /// for it while no one listened (it missed their notifications, so it can
 /// never acknowledge them) stop waiting, and its next lease is taken anew.
-fn connect(target: &Target, leases: &Leases) -> Result<Client, postgres::Error> {
+pub(crate) fn connect(target: &Target, leases: &Leases) -> Result<Client, postgres::Error> {
     let mut c = target.connect()?;
     c.batch_execute(&format!(
-        "SET application_name = 'vkv-listen'; LISTEN {CHANNEL}; LISTEN {LEASE_CHANNEL};
+        "{}; LISTEN {CHANNEL}; LISTEN {LEASE_CHANNEL};
          DELETE FROM vkv_replicas WHERE id = {}",
+        Role::Listen.setup(),
         leases.me
     ))?;
     Ok(c)
@@ -142,12 +143,16 @@ impl Listener {
             if leases.renewal_due() && renewal.is_none_or(|(_, t)| t.elapsed() > leases.lease) {
                 *renewals += 1;
                 let sent = Instant::now();
-                if renew(client, leases, *renewals)? {
+                match renew(client, leases, *renewals)? {
                     // An extension: granted now (see `renew`).
-                    leases.grant(sent);
-                    renewal = None;
-                } else {
-                    renewal = Some((*renewals, sent));
+                    Some(true) => {
+                        leases.grant(sent);
+                        renewal = None;
+                    }
+                    Some(false) => renewal = Some((*renewals, sent)),
+                    // The lease lock was not granted in time: writes wait
+                    // behind the renewal, so it gives way and comes back.
+                    None => renewal = None,
                 }
             }
             // While a renewal is out, look often: PostgreSQL may hold back
@@ -223,7 +228,7 @@ impl Listener {
         // Keys of no marker (a writer of an older vkv): dropped too.
         stale.append(&mut pending);
         for key in &stale {
-            self.cache.remove(key);
+            self.cache.invalidate(key);
         }
         if !groups.is_empty() {
             // The writers waiting for it read `vkv_acks`. Lost with a
@@ -286,11 +291,18 @@ fn next_batch(client: &mut Client, wait: Duration) -> Result<Vec<Notification>, 
 /// commit does not wait for the disk: a renewal lost in a crash is covered
 /// by writers holding their answers for a lease after they reconnect
 /// (`apply.rs`). Rows of replicas gone for an hour are removed.
-fn renew(client: &mut Client, leases: &Leases, n: u64) -> Result<bool, postgres::Error> {
+///
+/// `None`: the lock was not granted within [`lock_wait`]. Every write
+/// takes the lock shared, and a write of a frozen replica may hold it; new
+/// writes queue behind a renewal waiting for it exclusive, so the renewal
+/// gives up quickly rather than stall every replica's writes.
+fn renew(client: &mut Client, leases: &Leases, n: u64) -> Result<Option<bool>, postgres::Error> {
     let (me, ms) = (leases.me, leases.lease.as_millis());
     let sync = Message::Sync { id: me, n }.payload();
+    let wait = lock_wait(leases.lease).as_millis();
     let replies = client.simple_query(&unflushed(&format!(
-        "SELECT pg_advisory_xact_lock({LEASE_LOCK});
+        "SET LOCAL lock_timeout = {wait};
+         SELECT pg_advisory_xact_lock({LEASE_LOCK});
          SELECT count(*) FROM vkv_replicas WHERE id = {me} AND lease_until > clock_timestamp();
          INSERT INTO vkv_replicas (id, lease_until, epoch)
              VALUES ({me}, clock_timestamp() + interval '{ms} milliseconds', {n})
@@ -300,11 +312,26 @@ fn renew(client: &mut Client, leases: &Leases, n: u64) -> Result<bool, postgres:
          DELETE FROM vkv_replicas WHERE lease_until < clock_timestamp() - interval '1 hour';
          DELETE FROM vkv_acks WHERE holder NOT IN (SELECT id FROM vkv_replicas);
          SELECT pg_notify('{LEASE_CHANNEL}', '{sync}')"
-    )))?;
+    )));
+    let replies = match replies {
+        Ok(replies) => replies,
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            // The string's explicit transaction is left aborted.
+            client.batch_execute("ROLLBACK")?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     // The rows: the lock's (empty), the count, the notification's (empty).
-    Ok(replies
-        .iter()
-        .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("1"))))
+    Ok(Some(replies.iter().any(
+        |m| matches!(m, postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("1")),
+    )))
+}
+
+/// How long a renewal waits for the lease lock: a tenth of the lease, at
+/// least 10 ms and at most 100 ms.
+fn lock_wait(lease: Duration) -> Duration {
+    (lease / 10).clamp(Duration::from_millis(10), Duration::from_millis(100))
 }
 
 /// `statements` as one transaction whose commit does not wait for the disk

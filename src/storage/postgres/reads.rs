@@ -4,16 +4,18 @@
 //! was sent, whichever replica made it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use postgres::Row;
 use r2d2::Pool;
-use serde_json::value::RawValue;
 
 use super::confirm::Confirmer;
-use super::conn::Manager;
+use super::conn::{Manager, PgConn, with_pooled};
 use super::lease::Leases;
+use super::rows::{db_int, versioned};
 use crate::error::StoreError;
-use crate::storage::{DbStats, Fresh, KeyInfo, LatestReply, Reads, VersionInfo, VersionReply};
+use crate::storage::seam::{
+    DbStats, Fresh, KeyInfo, LatestReply, Reads, VersionInfo, VersionReply,
+};
 use crate::version::Versioned;
 
 /// The read pool.
@@ -25,11 +27,17 @@ pub(crate) struct PgReads {
     pub confirm: Confirmer,
     /// This replica's read lease.
     pub leases: Arc<Leases>,
+    /// The read connections' query timeout.
+    pub query_timeout: Duration,
 }
 
 impl PgReads {
-    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
-        Ok(self.pool.get()?)
+    /// `f` on a pooled connection (see [`with_pooled`]).
+    fn with_conn<T>(
+        &self,
+        f: impl FnMut(&mut PgConn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        with_pooled(&self.pool, f)
     }
 }
 
@@ -43,6 +51,11 @@ impl Reads for PgReads {
 
     fn cache_is_current(&self) -> bool {
         self.leases.held()
+    }
+
+    /// Point reads join the next shared round, answered on its thread.
+    fn queues_reads(&self) -> bool {
+        true
     }
 
     fn read_lease(&self) -> Option<(bool, u64)> {
@@ -64,35 +77,7 @@ impl Reads for PgReads {
     }
 
     fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
-        let mut conn = self.conn()?;
-        let row = conn.query_opt(
-            "SELECT version, ts_ms, value, deleted FROM vkv_versions
-             WHERE key = $1 AND version = $2",
-            &[&key.as_bytes(), &db_int(version)],
-        )?;
-        if let Some(r) = row {
-            return versioned(key, &r, 0);
-        }
-        let head = conn.query_opt(
-            "SELECT latest, first_kept FROM vkv_keys WHERE key = $1 AND latest > 0",
-            &[&key.as_bytes()],
-        )?;
-        let Some(head) = head else {
-            return Err(StoreError::KeyNotFound(key.to_string()));
-        };
-        let (latest, first_kept): (i64, i64) = (head.try_get(0)?, head.try_get(1)?);
-        if version < first_kept as u64 {
-            return Err(StoreError::Gone {
-                key: key.to_string(),
-                version,
-                oldest: first_kept as u64,
-            });
-        }
-        Err(StoreError::VersionNotFound {
-            key: key.to_string(),
-            version,
-            latest: latest as u64,
-        })
+        self.with_conn(|conn| version_row(conn, key, version))
     }
 
     fn history(
@@ -101,34 +86,35 @@ impl Reads for PgReads {
         before: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<VersionInfo>, bool), StoreError> {
-        let mut conn = self.conn()?;
-        let exists = conn.query_opt(
-            "SELECT 1 FROM vkv_keys WHERE key = $1 AND latest > 0",
-            &[&key.as_bytes()],
-        )?;
-        if exists.is_none() {
-            return Err(StoreError::KeyNotFound(key.to_string()));
-        }
-        let before = before.map_or(i64::MAX, db_int);
-        let rows = conn.query(
-            "SELECT version, ts_ms, deleted, octet_length(value)::bigint FROM vkv_versions
+        self.with_conn(|conn| {
+            let exists = conn.query_opt(
+                "SELECT 1 FROM vkv_keys WHERE key = $1 AND latest > 0",
+                &[&key.as_bytes()],
+            )?;
+            if exists.is_none() {
+                return Err(StoreError::KeyNotFound(key.to_string()));
+            }
+            let before = before.map_or(i64::MAX, db_int);
+            let rows = conn.query(
+                "SELECT version, ts_ms, deleted, octet_length(value)::bigint FROM vkv_versions
              WHERE key = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
-            &[&key.as_bytes(), &before, &(limit as i64 + 1)],
-        )?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(VersionInfo {
-                    version: r.try_get::<_, i64>(0)? as u64,
-                    timestamp_ms: r.try_get(1)?,
-                    deleted: r.try_get(2)?,
-                    size_bytes: r.try_get::<_, i64>(3)? as u64,
+                &[&key.as_bytes(), &before, &(limit as i64 + 1)],
+            )?;
+            let mut out = rows
+                .iter()
+                .map(|r| {
+                    Ok(VersionInfo {
+                        version: r.try_get::<_, i64>(0)? as u64,
+                        timestamp_ms: r.try_get(1)?,
+                        deleted: r.try_get(2)?,
+                        size_bytes: r.try_get::<_, i64>(3)? as u64,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, postgres::Error>>()?;
-        let more = out.len() > limit;
-        out.truncate(limit);
-        Ok((out, more))
+                .collect::<Result<Vec<_>, postgres::Error>>()?;
+            let more = out.len() > limit;
+            out.truncate(limit);
+            Ok((out, more))
+        })
     }
 
     fn keys(
@@ -155,58 +141,114 @@ impl Reads for PgReads {
         // PostgreSQL CPU per page on 18,500 keys).
         let lower = lower.as_bytes();
         let n = limit as i64 + 1;
-        let mut conn = self.conn()?;
-        let rows = match (inclusive, &upper) {
-            (true, Some(upper)) => conn.query(
-                "SELECT key, latest, ts_ms FROM vkv_keys
+        self.with_conn(|conn| {
+            let rows = match (inclusive, &upper) {
+                (true, Some(upper)) => conn.query(
+                    "SELECT key, latest, ts_ms FROM vkv_keys
                  WHERE key >= $1 AND key < $2 AND NOT deleted AND latest > 0
                  ORDER BY key LIMIT $3",
-                &[&lower, upper, &n],
-            ),
-            (false, Some(upper)) => conn.query(
-                "SELECT key, latest, ts_ms FROM vkv_keys
+                    &[&lower, upper, &n],
+                ),
+                (false, Some(upper)) => conn.query(
+                    "SELECT key, latest, ts_ms FROM vkv_keys
                  WHERE key > $1 AND key < $2 AND NOT deleted AND latest > 0
                  ORDER BY key LIMIT $3",
-                &[&lower, upper, &n],
-            ),
-            (true, None) => conn.query(
-                "SELECT key, latest, ts_ms FROM vkv_keys
+                    &[&lower, upper, &n],
+                ),
+                (true, None) => conn.query(
+                    "SELECT key, latest, ts_ms FROM vkv_keys
                  WHERE key >= $1 AND NOT deleted AND latest > 0 ORDER BY key LIMIT $2",
-                &[&lower, &n],
-            ),
-            (false, None) => conn.query(
-                "SELECT key, latest, ts_ms FROM vkv_keys
+                    &[&lower, &n],
+                ),
+                (false, None) => conn.query(
+                    "SELECT key, latest, ts_ms FROM vkv_keys
                  WHERE key > $1 AND NOT deleted AND latest > 0 ORDER BY key LIMIT $2",
-                &[&lower, &n],
-            ),
-        }?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                let key: Vec<u8> = r.try_get(0)?;
-                Ok(KeyInfo {
-                    key: String::from_utf8(key).map_err(|e| {
-                        StoreError::Internal(format!("stored key is not UTF-8: {e}"))
-                    })?,
-                    version: r.try_get::<_, i64>(1)? as u64,
-                    timestamp_ms: r.try_get(2)?,
+                    &[&lower, &n],
+                ),
+            }?;
+            let mut out = rows
+                .iter()
+                .map(|r| {
+                    let key: Vec<u8> = r.try_get(0)?;
+                    Ok(KeyInfo {
+                        key: String::from_utf8(key).map_err(|e| {
+                            StoreError::Internal(format!("stored key is not UTF-8: {e}"))
+                        })?,
+                        version: r.try_get::<_, i64>(1)? as u64,
+                        timestamp_ms: r.try_get(2)?,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let more = out.len() > limit;
-        out.truncate(limit);
-        Ok((out, more))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let more = out.len() > limit;
+            out.truncate(limit);
+            Ok((out, more))
+        })
     }
 
     fn stats(&self) -> Result<DbStats, StoreError> {
-        let row = self.conn()?.query_opt(
+        self.with_conn(|conn| self.stats_on(conn, None))
+    }
+
+    fn stats_now(&self) -> Option<DbStats> {
+        let mut conn = self.pool.try_get()?;
+        self.stats_on(&mut conn, Some(STATS_NOW_LIMIT)).ok()
+    }
+
+    /// The database answers reads of vkv's tables within a second (the
+    /// query timeout if shorter), and it is a primary (a standby, or a
+    /// former primary that came back as one, takes no writes).
+    fn check(&self) -> Result<(), StoreError> {
+        let limit = self.query_timeout.min(CHECK_LIMIT);
+        let replies = self.with_conn(|conn| {
+            Ok(conn.simple(&format!(
+                "BEGIN; SET LOCAL statement_timeout = {};
+                 SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM vkv_keys),
+                     EXISTS (SELECT 1 FROM vkv_versions);
+                 COMMIT",
+                limit.as_millis().max(1)
+            ))?)
+        })?;
+        let standby = replies
+            .iter()
+            .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
+        if standby {
+            return Err(StoreError::Unavailable(
+                "PostgreSQL server is a standby (in recovery): it takes no writes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The longest `/health` waits for the database.
+const CHECK_LIMIT: Duration = Duration::from_secs(1);
+
+/// The longest [`Reads::stats_now`] waits for the database.
+const STATS_NOW_LIMIT: Duration = Duration::from_millis(250);
+
+impl PgReads {
+    /// The totals, read on `conn` (within `limit` if given).
+    fn stats_on(&self, conn: &mut PgConn, limit: Option<Duration>) -> Result<DbStats, StoreError> {
+        if let Some(limit) = limit {
+            conn.simple(&format!(
+                "SET statement_timeout = {}",
+                limit.as_millis().max(1)
+            ))?;
+        }
+        let row = conn.query_opt(
             "SELECT coalesce(sum(keys), 0)::bigint, coalesce(sum(versions), 0)::bigint,
                  (pg_total_relation_size('vkv_versions') + pg_total_relation_size('vkv_keys')
                   + pg_total_relation_size('vkv_counters'))::bigint
              FROM vkv_counters",
             &[],
-        )?;
-        let row = row.ok_or_else(|| StoreError::Internal("no counters".into()))?;
+        );
+        if limit.is_some() {
+            conn.simple(&format!(
+                "SET statement_timeout = {}",
+                self.query_timeout.as_millis()
+            ))?;
+        }
+        let row = row?.ok_or_else(|| StoreError::Internal("no counters".into()))?;
         Ok(DbStats {
             total_keys: row.try_get::<_, i64>(0)?.max(0) as u64,
             total_versions: row.try_get::<_, i64>(1)?.max(0) as u64,
@@ -215,35 +257,36 @@ impl Reads for PgReads {
             journal_mode: "postgresql".into(),
         })
     }
+}
 
-    /// The database answers, and it is a primary (a standby, or a former
-    /// primary that came back as one, takes no writes).
-    fn check(&self) -> Result<(), StoreError> {
-        let row = self.conn()?.query_opt("SELECT pg_is_in_recovery()", &[])?;
-        match row.map(|r| r.try_get::<_, bool>(0)).transpose()? {
-            Some(false) => Ok(()),
-            _ => Err(StoreError::Unavailable(
-                "PostgreSQL server is a standby (in recovery): it takes no writes".into(),
-            )),
-        }
+/// Version `version` of `key`, or why there is none.
+fn version_row(conn: &mut PgConn, key: &str, version: u64) -> Result<Versioned, StoreError> {
+    let row = conn.query_opt(
+        "SELECT version, ts_ms, value, deleted FROM vkv_versions
+         WHERE key = $1 AND version = $2",
+        &[&key.as_bytes(), &db_int(version)],
+    )?;
+    if let Some(r) = row {
+        return versioned(key, &r, 0);
     }
-}
-
-/// A version number as PostgreSQL's `bigint` (numbers past it match
-/// nothing).
-pub(crate) fn db_int(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// A row with `version, ts_ms, value, deleted` from column `at` on.
-pub(crate) fn versioned(key: &str, r: &Row, at: usize) -> Result<Versioned, StoreError> {
-    let value: String = r.try_get(at + 2)?;
-    Ok(Versioned {
+    let head = conn.query_opt(
+        "SELECT latest, first_kept FROM vkv_keys WHERE key = $1 AND latest > 0",
+        &[&key.as_bytes()],
+    )?;
+    let Some(head) = head else {
+        return Err(StoreError::KeyNotFound(key.to_string()));
+    };
+    let (latest, first_kept): (i64, i64) = (head.try_get(0)?, head.try_get(1)?);
+    if version < first_kept as u64 {
+        return Err(StoreError::Gone {
+            key: key.to_string(),
+            version,
+            oldest: first_kept as u64,
+        });
+    }
+    Err(StoreError::VersionNotFound {
         key: key.to_string(),
-        version: r.try_get::<_, i64>(at)? as u64,
-        timestamp_ms: r.try_get(at + 1)?,
-        deleted: r.try_get(at + 3)?,
-        value: RawValue::from_string(value)
-            .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
+        version,
+        latest: latest as u64,
     })
 }

@@ -109,7 +109,7 @@ pub fn migrate(client: &mut Client, url: &str) -> Result<(), OpenError> {
         url: url.to_string(),
         reason,
     };
-    let pg = |e: postgres::Error| fail(super::describe(&e));
+    let pg = |e: postgres::Error| fail(super::target::describe(&e));
     let server: i32 = client
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .map_err(pg)?

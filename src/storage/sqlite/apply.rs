@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::file::DbFile;
 use crate::error::StoreError;
-use crate::storage::{Committer, Done, Op, Outcomes, PutItem, Written};
+use crate::storage::seam::{Committer, Done, Op, Outcomes, PutItem, Written};
 use crate::version::{Versioned, now_ms};
 
 /// The writer thread's connection to the SQLite file.

@@ -13,7 +13,9 @@ use rusqlite::{Connection, OpenFlags, params};
 use super::file::DbFile;
 use super::schema::{self, open_err};
 use crate::error::{OpenError, StoreError};
-use crate::storage::{Export, Import, KeyHead, Record, SyncMode, Totals, VersionRow, merge_dump};
+use crate::storage::seam::{
+    Export, Import, KeyHead, Record, SyncMode, Totals, VersionRow, merge_dump,
+};
 
 /// A dump of the file at a path.
 struct SqliteExport {

@@ -37,14 +37,6 @@ pub(crate) struct Holder {
     pub pid: Option<u32>,
 }
 
-/// "pid N holds the lock on FILE", for error messages.
-pub(crate) fn describe(file: &Path, pid: Option<u32>) -> String {
-    match pid {
-        Some(pid) => format!("pid {pid} holds the lock on {}", file.display()),
-        None => format!("another process holds the lock on {}", file.display()),
-    }
-}
-
 impl DbLock {
     /// The open database file the lock is held on.
     pub fn file(&self) -> &File {

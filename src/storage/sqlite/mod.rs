@@ -10,19 +10,22 @@
 //! - `bulk.rs`: whole-store dumps and loads (`vkv copy`, checks, backups).
 
 mod apply;
+pub(crate) mod backup;
 pub(crate) mod bulk;
+mod errors;
 mod file;
 pub(crate) mod lock;
 mod reads;
 mod schema;
+pub(crate) mod temp;
 
 use std::sync::Arc;
 
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use crate::error::OpenError;
-use crate::storage::Backend;
-use crate::store::StoreConfig;
+use crate::storage::seam::Backend;
+use crate::storage::seam::Options;
 
 /// Files up to this size are checked (`PRAGMA quick_check`) before vkv
 /// serves them, and refused if damaged; larger ones are checked in the
@@ -71,11 +74,11 @@ fn check_in_background(path: &std::path::Path, file: std::sync::Weak<file::DbFil
 }
 
 /// Locks, opens (creating and migrating) the file `config.path`.
-pub(crate) fn open(config: &StoreConfig) -> Result<Backend, OpenError> {
+pub(crate) fn open(config: &Options) -> Result<Backend, OpenError> {
     let path = &config.path;
     let locked = file::DbFile::lock(path)?;
     // Under the lock: what a killed backup or restore left is stale.
-    crate::backup::remove_stale_temp_files(path);
+    temp::remove_stale_temp_files(path);
     let conn = schema::open_writer(path, config.sync)?;
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     if size <= SYNC_CHECK_MAX_BYTES

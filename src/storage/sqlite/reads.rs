@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::file::DbFile;
 use super::schema::open_err;
 use crate::error::{OpenError, StoreError};
-use crate::storage::{DbStats, KeyInfo, Reads, VersionInfo};
+use crate::storage::seam::{DbStats, KeyInfo, Reads, VersionInfo};
 use crate::version::Versioned;
 
 /// The pool of read-only connections used by request threads.

@@ -31,7 +31,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::error::OpenError;
-use crate::storage::SyncMode;
+use crate::storage::seam::SyncMode;
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 3;

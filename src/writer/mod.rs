@@ -17,6 +17,9 @@
 //!   are answered "outcome unknown" after the limit, and new writes are
 //!   refused until it returns.
 
+pub(crate) mod reply;
+mod stall;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,47 +27,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::cache::LatestCache;
+use crate::cache::{LatestCache, WriteTicket};
 use crate::error::StoreError;
-use crate::stall::Stall;
-use crate::storage::{Committer, Done, Op};
+use crate::storage::seam::{Committer, Done, Op};
 use crate::watch::Watchers;
-
-/// Where the writer sends an operation's outcome: a oneshot that a caller
-/// waits on (it parks the waiting thread at once, where a crossbeam channel
-/// spins and yields first), or a callback run on the writer thread right
-/// after the commit, so that no thread waits at all (an HTTP put).
-pub(crate) enum Reply {
-    Wait(oneshot::Sender<Result<Done, StoreError>>),
-    Then(Box<dyn FnOnce(Result<Done, StoreError>) + Send>),
-}
-
-impl Reply {
-    pub(crate) fn send(self, outcome: Result<Done, StoreError>) {
-        match self {
-            Reply::Wait(tx) => {
-                let _ = tx.send(outcome);
-            }
-            Reply::Then(then) => {
-                // A panicking callback must not take the writer down.
-                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(outcome)));
-                if ran.is_err() {
-                    log::error!("a commit callback panicked");
-                }
-            }
-        }
-    }
-}
-
-/// A queued operation whose outcome has not been awaited yet.
-pub(crate) struct Pending(oneshot::Receiver<Result<Done, StoreError>>);
-
-impl Pending {
-    /// Waits for the commit (or the failure) of the operation.
-    pub fn wait(self) -> Result<Done, StoreError> {
-        self.0.recv().map_err(|_| StoreError::Closed)?
-    }
-}
+use reply::{Pending, Reply};
+use stall::Stall;
 
 enum Msg {
     Op(Op, Reply),
@@ -270,6 +238,9 @@ fn commit_and_answer(
     }
     let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().unzip();
     let refs: Vec<&Op> = ops.iter().collect();
+    // Before the transaction: what another process commits on these keys
+    // from now on must keep this group's versions out of the cache.
+    let tickets: Vec<Vec<WriteTicket>> = ops.iter().map(|op| tickets(&ctx.cache, op)).collect();
     let (committed, replies) = match stall {
         Some(stall) => {
             stall.arm(replies);
@@ -284,7 +255,11 @@ fn commit_and_answer(
         match committed {
             Ok(results) => {
                 ctx.fault.set(None);
-                results.iter().flatten().for_each(|done| publish(done, ctx));
+                for (result, tickets) in results.iter().zip(&tickets) {
+                    if let Ok(done) = result {
+                        publish(done, tickets, ctx);
+                    }
+                }
             }
             Err(e) => {
                 log::warn!("a stalled write failed: {e}");
@@ -302,9 +277,9 @@ fn commit_and_answer(
             ctx.counters
                 .ops
                 .fetch_add(writes.count() as u64, Ordering::Relaxed);
-            for (reply, result) in replies.into_iter().zip(results) {
+            for ((reply, result), tickets) in replies.into_iter().zip(results).zip(&tickets) {
                 if let Ok(done) = &result {
-                    publish(done, ctx);
+                    publish(done, tickets, ctx);
                 }
                 reply.send(result);
             }
@@ -325,14 +300,32 @@ fn commit_and_answer(
     }
 }
 
+/// The cache's tickets for the keys `op` may write, in the order its
+/// versions come back.
+fn tickets(cache: &LatestCache, op: &Op) -> Vec<WriteTicket> {
+    match op {
+        Op::Put(item) => vec![cache.write_ticket(&item.key)],
+        Op::Delete(key) => vec![cache.write_ticket(key)],
+        Op::Batch(items) => items.iter().map(|i| cache.write_ticket(&i.key)).collect(),
+        Op::Purge(_) | Op::Probe => Vec::new(),
+    }
+}
+
 /// Makes a committed operation visible: cache first, then watchers. Runs
 /// before the caller is answered, so after an ack every GET sees this
-/// version or a newer one.
-fn publish(done: &Done, ctx: &WriterContext) {
+/// version or a newer one. `tickets`: the cache's, taken before the
+/// transaction, one per version written.
+fn publish(done: &Done, tickets: &[WriteTicket], ctx: &WriterContext) {
     match done {
         Done::Written(written) => {
-            for w in written {
-                ctx.cache.insert_newer(Arc::clone(&w.version));
+            for (w, ticket) in written.iter().zip(tickets) {
+                ctx.cache.insert_committed(*ticket, Arc::clone(&w.version));
+                ctx.watchers.notify(&w.version);
+            }
+            // Each op writes one version per key it names; were there more,
+            // they would only stay out of the cache.
+            for w in written.iter().skip(tickets.len()) {
+                ctx.cache.remove(&w.version.key);
                 ctx.watchers.notify(&w.version);
             }
         }

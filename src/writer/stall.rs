@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::reply::Reply;
 use crate::error::StoreError;
-use crate::writer::Reply;
 
 /// How often a stalled writer's queue is emptied (writes queued just before
 /// the stall was noticed).
@@ -144,7 +144,7 @@ impl Stall {
                     self.limit.as_secs_f64(),
                     replies.len()
                 );
-                let unknown = StoreError::Unavailable(format!(
+                let unknown = StoreError::OutcomeUnknown(format!(
                     "the commit did not return within {} s (the database may be waiting for a \
                      synchronous standby): the outcome of this write is unknown; read the key \
                      before writing it again",

@@ -1,0 +1,309 @@
+//! The client commands' flags and help texts (clap), flattened into the
+//! binary's subcommands by `src/cli.rs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::exit::exit_codes;
+
+/// The commands that talk to a running server.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a key's value (a string as is, any other value as JSON).
+    #[command(after_help = concat!(
+        "Examples:
+  vkv get config/mode                  # latest value: on
+  vkv get config/mode --version 2      # version 2
+  vkv get config/mode -o json          # {\"key\":...,\"value\":...,\"version\":...,\"timestamp\":...}
+  VKV_ENDPOINTS=http://a:8080,http://b:8080 vkv get k
+", exit_codes!()))]
+    Get(GetArgs),
+    /// Write a new version of a key.
+    #[command(after_help = concat!(
+        "VALUE is taken as JSON when it parses (42, true, null, {\"a\":1}, \"quoted\"), else as a
+string (on, hello world); --string always takes it as a string. `-` reads it from
+stdin (all of it, trailing newline included: use printf, not echo, for a string).
+
+Prints the new version (`-o json`: the server's answer).
+
+Examples:
+  vkv put config/mode on                      # the string \"on\"
+  vkv put config/limits '{\"rps\": 100}'        # a JSON object
+  vkv put build/id 007 --string               # the string \"007\"
+  vkv put config/mode off --if-version 3      # only if the latest is version 3
+  vkv put lock/leader me --if-version 0       # only if the key has no version
+  vkv put blob - < value.json
+", exit_codes!()))]
+    Put(PutArgs),
+    /// Delete a key (a tombstone version), or purge every version.
+    #[command(after_help = concat!(
+        "Examples:
+  vkv del config/mode                  # a deletion marker; history is kept
+  vkv del config/mode --if-version 4   # only if the latest is version 4
+  vkv del config/mode --purge          # every version removed for good
+", exit_codes!()))]
+    Del(DelArgs),
+    /// List a key's versions, newest first.
+    #[command(after_help = concat!(
+        "One line per version: VERSION, commit time (UTC), and the value's size or
+`deleted`. `-o json`: one JSON object per line.
+
+Examples:
+  vkv history config/mode
+  vkv history config/mode --limit 5 -o json
+", exit_codes!()))]
+    History(HistoryArgs),
+    /// List the live keys under a prefix, in byte order.
+    #[command(after_help = concat!(
+        "One key per line; with --values, the key, a tab and its value as JSON. `-o json`:
+one JSON object per line ({\"key\",\"version\",\"timestamp\"} and \"value\" with
+--values). Pages through the whole prefix.
+
+Examples:
+  vkv ls                        # every key
+  vkv ls config/                # keys starting with config/
+  vkv ls config/ --values
+", exit_codes!()))]
+    Ls(LsArgs),
+    /// Print one line per change of a key until interrupted.
+    #[command(after_help = concat!(
+        "Each change is one line: the version, a tab, and the value as JSON, or `deleted`.
+Starts after the latest version (or after --after V), and prints every version
+written since, in order. A dropped connection or a restarted server is
+retried, with backoff, on every endpoint, and the watch resumes where it was.
+
+Examples:
+  vkv watch config/mode
+  vkv watch config/mode --after 0          # every version, from the first
+  vkv watch config/mode --count 1          # wait for the next change, then exit
+  vkv watch config/mode -o json | jq .value
+", exit_codes!()))]
+    Watch(WatchArgs),
+    /// Write several keys at once: all or none (POST /batch).
+    #[command(after_help = concat!(
+        "FILE (or `-`, stdin) holds the request body: {\"puts\": [{\"key\": K, \"value\": V,
+\"if_version\": N}, ...]} (if_version optional). Prints one line per put: the key,
+its new version and `create` or `update`.
+
+Examples:
+  echo '{\"puts\":[{\"key\":\"a\",\"value\":1},{\"key\":\"b\",\"value\":2}]}' | vkv batch -
+  vkv batch changes.json -o json
+", exit_codes!()))]
+    Batch(BatchArgs),
+    /// Download a consistent snapshot of the database (GET /backup).
+    #[command(after_help = concat!(
+        "The snapshot is a SQLite file, restored with `vkv restore`. It is written to
+FILE.partial and renamed to FILE once whole; `-` writes to stdout. Needs an
+admin token when auth is on.
+
+Examples:
+  vkv backup vkv-$(date +%F).db
+  vkv backup - | gzip > vkv.db.gz
+", exit_codes!()))]
+    Backup(BackupArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  vkv completion bash > /etc/bash_completion.d/vkv
+  vkv completion zsh > \"${fpath[1]}/_vkv\"
+  vkv completion fish > ~/.config/fish/completions/vkv.fish")]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How to reach the servers; every command that talks to one has these.
+#[derive(Debug, Clone, Args)]
+pub struct Connect {
+    /// Servers to talk to, comma-separated, in order. On a connection
+    /// error or a 503 the next is tried, so a script survives one
+    /// server's restart. A URL without a scheme is http.
+    #[arg(
+        long,
+        env = "VKV_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL,..."
+    )]
+    pub endpoints: Vec<String>,
+    /// CA certificates (PEM) to check https endpoints with; default
+    /// SSL_CERT_FILE, else the system's CA bundle.
+    #[arg(long, env = "VKV_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// A file holding the bearer token (its first line). Without it, the
+    /// token is VKV_TOKEN's value, if set.
+    #[arg(long, env = "VKV_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// How long to wait for a connection and for each answer (e.g. 10s,
+    /// 500ms).
+    #[arg(long, env = "VKV_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub server_flags: ServerFlags,
+}
+
+/// The server's flags that clap would otherwise pass down to every
+/// subcommand (they are global for `health`, `check`, `restore`): hidden
+/// here, and refused with a hint. Their types are the server flags' own:
+/// clap copies the server's defaults into them.
+#[derive(Debug, Clone, Args)]
+#[allow(dead_code)] // never read: they exist to be hidden and refused
+pub struct ServerFlags {
+    #[arg(long, hide = true, value_parser = server_flag::<String>)]
+    bind: Option<String>,
+    #[arg(long, hide = true, value_parser = server_flag::<PathBuf>)]
+    db: Option<PathBuf>,
+    #[arg(long, hide = true, value_parser = server_flag::<log::LevelFilter>)]
+    log_level: Option<log::LevelFilter>,
+}
+
+fn server_flag<T>(_: &str) -> Result<T, String> {
+    Err("a server flag; client commands take --endpoints".to_string())
+}
+
+/// `-o`: how to print answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// For people: values alone, one item per line.
+    #[default]
+    Text,
+    /// The server's JSON answers (one object per line for lists).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The key.
+    pub key: String,
+    /// Read this version instead of the latest.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub version: Option<u64>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The key.
+    pub key: String,
+    /// The value: JSON if it parses, else a string; `-` reads stdin.
+    #[arg(allow_hyphen_values = true)]
+    pub value: String,
+    /// Take VALUE as a string even if it parses as JSON.
+    #[arg(long)]
+    pub string: bool,
+    /// Write only if the latest version is N (0: only if the key has no
+    /// version); else exit 4 and write nothing.
+    #[arg(long, value_name = "N")]
+    pub if_version: Option<u64>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct DelArgs {
+    /// The key.
+    pub key: String,
+    /// Delete only if the latest version is N; else exit 4.
+    #[arg(long, value_name = "N")]
+    pub if_version: Option<u64>,
+    /// Remove every version of the key for good (history included).
+    #[arg(long)]
+    pub purge: bool,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The key.
+    pub key: String,
+    /// At most this many versions (default: all).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only keys starting with this (default: every key).
+    #[arg(default_value = "")]
+    pub prefix: String,
+    /// Print each key's value too.
+    #[arg(long)]
+    pub values: bool,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The key.
+    pub key: String,
+    /// Print the versions after this one (0: all of them); default: the
+    /// latest version now.
+    #[arg(long, value_name = "VERSION")]
+    pub after: Option<u64>,
+    /// Exit after this many changes.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// How long each long poll waits on the server before it is renewed.
+    #[arg(long, default_value = "60s", value_parser = poll_duration)]
+    pub poll: Duration,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// The JSON body, or `-` for stdin.
+    pub file: PathBuf,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the snapshot, or `-` for stdout.
+    pub file: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+/// A duration from 1 ms to a day.
+fn duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 10s or 500ms)"))?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(24 * 3600) {
+        return Err("must be from 1ms to 24h".into());
+    }
+    Ok(d)
+}
+
+/// A long poll's wait: whole seconds from 1 to 300 (the server's range).
+fn poll_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 60s)"))?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(300) {
+        return Err("must be from 1s to 300s".into());
+    }
+    Ok(Duration::from_secs(d.as_secs()))
+}

@@ -1,0 +1,26 @@
+//! vkv's values as PostgreSQL's columns, and back.
+
+use postgres::Row;
+use serde_json::value::RawValue;
+
+use crate::error::StoreError;
+use crate::version::Versioned;
+
+/// A version number as PostgreSQL's `bigint` (numbers past it match
+/// nothing).
+pub(crate) fn db_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A row with `version, ts_ms, value, deleted` from column `at` on.
+pub(crate) fn versioned(key: &str, r: &Row, at: usize) -> Result<Versioned, StoreError> {
+    let value: String = r.try_get(at + 2)?;
+    Ok(Versioned {
+        key: key.to_string(),
+        version: r.try_get::<_, i64>(at)? as u64,
+        timestamp_ms: r.try_get(at + 1)?,
+        deleted: r.try_get(at + 3)?,
+        value: RawValue::from_string(value)
+            .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
+    })
+}

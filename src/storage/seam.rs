@@ -1,0 +1,422 @@
+//! The storage seam: what the layers above need from a database, as
+//! crate-private traits and the vocabulary they speak. Each backend
+//! implements them; nothing here knows which backend runs.
+//! - [`Reads`]: the request-path queries (latest, a version, history, key
+//!   listing, totals, health), shared by every thread;
+//! - [`Committer`]: the writer thread's connection, which applies one batch
+//!   of operations ([`Op`]) in one transaction;
+//! - [`Export`] and [`Import`]: whole-store dumps and loads, as
+//!   [`Record`]s, for `vkv copy`, `vkv check` and backups.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+
+use crate::error::StoreError;
+use crate::version::Versioned;
+
+/// What a backend is opened with (from [`crate::StoreConfig`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// A SQLite file, or a PostgreSQL URL.
+    pub path: PathBuf,
+    /// Commit durability (SQLite).
+    pub sync: SyncMode,
+    /// Connections of the read pool.
+    pub read_connections: u32,
+    /// Versions kept per key (0: all).
+    pub max_versions: u64,
+    /// A replica's read lease (PostgreSQL; zero: none).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub read_lease: Duration,
+    /// The longest a read waits on the database (PostgreSQL).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub query_timeout: Duration,
+}
+
+/// How hard SQLite syncs a commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// `synchronous=FULL`: a commit survives power loss. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: in WAL mode a commit survives a process crash
+    /// but the last commits may be lost on power loss.
+    Normal,
+}
+
+/// One entry of a key's history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    /// The version number.
+    pub version: u64,
+    /// Commit time, milliseconds since the Unix epoch.
+    #[serde(skip)]
+    pub timestamp_ms: i64,
+    /// Whether it is a deletion marker.
+    pub deleted: bool,
+    /// Size of the stored JSON value in bytes.
+    pub size_bytes: u64,
+}
+
+/// One entry of a key listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key.
+    pub key: String,
+    /// Its latest version.
+    pub version: u64,
+    /// Commit time of the latest version, milliseconds since the epoch.
+    pub timestamp_ms: i64,
+}
+
+/// Database totals, as `/db/stats` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct DbStats {
+    /// Keys with at least one version.
+    pub total_keys: u64,
+    /// Versions stored, over all keys.
+    pub total_versions: u64,
+    /// Bytes on disk: the database file plus its write-ahead log.
+    pub file_size_bytes: u64,
+    /// The database file.
+    pub path: String,
+    /// SQLite's journal mode (`wal`).
+    pub journal_mode: String,
+}
+
+/// One put: the value for `key`, optionally only if its latest version is
+/// `expect` (0: only if the key has no version).
+#[derive(Debug)]
+pub struct PutItem {
+    /// The key.
+    pub key: String,
+    /// The JSON value.
+    pub value: Box<RawValue>,
+    /// The condition, if any.
+    pub expect: Option<u64>,
+}
+
+/// A write operation.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Put(PutItem),
+    Delete(String),
+    Purge(String),
+    Batch(Vec<PutItem>),
+    /// A no-op write (one row rewritten as it is) that commits like any
+    /// other: whether writes work again after a failure.
+    Probe,
+}
+
+/// What an operation did.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// New versions, in order (a tombstone for a delete).
+    Written(Vec<Written>),
+    /// A purge removed this many versions.
+    Purged { key: String, versions: u64 },
+}
+
+/// One version a write committed.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// The version.
+    pub version: Arc<Versioned>,
+    /// Whether the key had no version before it: new, or purged (after a
+    /// purge the numbering continues, so a created key's first version is
+    /// not always 1).
+    pub created: bool,
+}
+
+/// The outcome of each operation of a committed batch, in order. A refused
+/// operation (failed condition, missing key) is an `Err` here and wrote
+/// nothing; its neighbours committed.
+pub(crate) type Outcomes = Vec<Result<Done, StoreError>>;
+
+/// The read side of a backend: every query a request thread runs. Shared
+/// by all threads; implementations hold a connection pool.
+pub(crate) trait Reads: Send + Sync {
+    /// The latest version of `key` (possibly a tombstone), if it has any.
+    fn latest(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Version `version` of `key`, or why there is none
+    /// ([`StoreError::KeyNotFound`], [`StoreError::Gone`],
+    /// [`StoreError::VersionNotFound`]).
+    fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError>;
+
+    /// Up to `limit` versions of `key` below `before`, newest first, and
+    /// whether older ones remain.
+    fn history(
+        &self,
+        key: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<VersionInfo>, bool), StoreError>;
+
+    /// Up to `limit` live keys starting with `prefix` and after `after`, in
+    /// byte order, and whether more remain.
+    fn keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<KeyInfo>, bool), StoreError>;
+
+    /// Totals, in constant time.
+    fn stats(&self) -> Result<DbStats, StoreError>;
+
+    /// Whether a cached latest version may be served as it is: always on
+    /// SQLite (this process's writer thread is the only writer, so what it
+    /// put in the cache is the truth); on PostgreSQL while this replica
+    /// holds a read lease (`postgres/lease.rs`). If not, a cached latest
+    /// version must be confirmed with [`Reads::latest_unless`] first.
+    fn cache_is_current(&self) -> bool {
+        true
+    }
+
+    /// Whether [`Reads::latest_then`] and [`Reads::version_then`] only
+    /// queue the read and return at once (its answer comes on a thread of
+    /// the backend's), so that a caller that must never block, such as
+    /// the connection loop, may ask them. By default they read on the
+    /// calling thread.
+    fn queues_reads(&self) -> bool {
+        false
+    }
+
+    /// The latest version of `key`, unless it is still `known` (same
+    /// version and timestamp): then [`Fresh::Same`], and the value is not
+    /// transferred. One round trip.
+    fn latest_unless(&self, key: &str, known: &Versioned) -> Result<Fresh, StoreError> {
+        Ok(match self.latest(key)? {
+            Some(v) if v.version == known.version && v.timestamp_ms == known.timestamp_ms => {
+                Fresh::Same
+            }
+            other => Fresh::Changed(other),
+        })
+    }
+
+    /// [`Reads::latest_unless`] (or [`Reads::latest`] when nothing is
+    /// `known`), its answer handed to `then`, maybe later on another thread
+    /// (PostgreSQL: when the shared round that carries it returns), so that
+    /// no thread waits meanwhile. Default: at once, on this thread.
+    fn latest_then(&self, key: &str, known: Option<&Versioned>, then: LatestReply) {
+        then(match known {
+            Some(known) => self.latest_unless(key, known),
+            None => self.latest(key).map(Fresh::Changed),
+        });
+    }
+
+    /// [`Reads::version`], its answer handed to `then` (as
+    /// [`Reads::latest_then`]).
+    fn version_then(&self, key: &str, version: u64, then: VersionReply) {
+        then(self.version(key, version));
+    }
+
+    /// `Ok` when the database answers a query and would take a write (for
+    /// `/health`; cheap, no write).
+    fn check(&self) -> Result<(), StoreError>;
+
+    /// The totals if the database gives them at once (`/metrics`, which
+    /// must not wait on it): `None` otherwise.
+    fn stats_now(&self) -> Option<DbStats> {
+        self.stats().ok()
+    }
+
+    /// PostgreSQL: whether this replica holds a read lease now, and how
+    /// many leases it took anew so far (for `/metrics`). `None`: no leases
+    /// (SQLite).
+    fn read_lease(&self) -> Option<(bool, u64)> {
+        None
+    }
+}
+
+/// Where [`Reads::latest_then`] hands its answer.
+pub(crate) type LatestReply = Box<dyn FnOnce(Result<Fresh, StoreError>) + Send>;
+/// Where [`Reads::version_then`] hands its answer.
+pub(crate) type VersionReply = Box<dyn FnOnce(Result<Versioned, StoreError>) + Send>;
+
+/// What [`Reads::latest_unless`] found.
+pub(crate) enum Fresh {
+    /// The known version is still the latest.
+    Same,
+    /// Another one is (or none: the key was purged).
+    Changed(Option<Versioned>),
+}
+
+/// The writer thread's side of a backend: applies batches of operations.
+/// Owned by the one writer thread of this process.
+pub(crate) trait Committer: Send {
+    /// Applies every operation of `ops` in one transaction and commits it.
+    /// The outer `Err`: the transaction failed as a whole and nothing of it
+    /// was committed (the writer then retries each operation alone).
+    fn commit(&mut self, ops: &[&Op]) -> Result<Outcomes, StoreError>;
+
+    /// Whether, after `commit` failed as a whole, each operation may be
+    /// retried alone. Not when the outcome of the commit is unknown (the
+    /// connection was lost while `COMMIT` was in flight): a retry could
+    /// apply a write twice.
+    fn may_retry_alone(&self) -> bool {
+        true
+    }
+
+    /// Called once when the writer stops, after its last commit.
+    fn close(&mut self) {}
+}
+
+/// An opened backend: its two sides.
+pub(crate) struct Backend {
+    pub reads: Arc<dyn Reads>,
+    pub committer: Box<dyn Committer>,
+}
+
+/// What the backend may need from the layers above it: PostgreSQL wakes
+/// this process's watchers on other replicas' commits, and drops what they
+/// wrote from the cache.
+pub(crate) struct Hooks {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub watchers: Arc<crate::watch::Watchers>,
+    /// PostgreSQL drops from it what other replicas wrote.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub cache: Arc<crate::cache::LatestCache>,
+}
+
+/// The head of one key as stored (the `keys` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyHead {
+    pub key: String,
+    pub latest: u64,
+    pub ts_ms: i64,
+    pub deleted: bool,
+    pub first_kept: u64,
+}
+
+/// One stored version (a `versions` row), its value as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VersionRow {
+    pub key: String,
+    pub version: u64,
+    pub ts_ms: i64,
+    pub deleted: bool,
+    pub value: String,
+}
+
+/// One row of a whole-store dump, as `vkv copy`, `vkv check` and the
+/// PostgreSQL backup read it: a dump is a stream of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Record {
+    Head(KeyHead),
+    Version(VersionRow),
+    /// A purged key (no head, no version) and the last version it had:
+    /// its next put continues after it, so old ETags never match again.
+    Purged {
+        key: String,
+        latest: u64,
+    },
+}
+
+/// Counts of a store: keys (heads) and versions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Keys (rows of the heads table).
+    pub keys: u64,
+    /// Versions over all keys.
+    pub versions: u64,
+}
+
+/// The read side of a whole-store dump: every query runs in one read-only
+/// transaction, so the dump is one consistent snapshot even while a server
+/// writes.
+pub(crate) trait Export {
+    /// The totals the store's counters hold (kept by the writes), not
+    /// counted.
+    fn counters(&mut self) -> Result<Totals, StoreError>;
+
+    /// Streams every record, key by key in byte order: the key's head (if
+    /// it has one), then its versions in ascending order; then every
+    /// purged key. Stops at the first error `visit` returns.
+    fn for_each(
+        &mut self,
+        visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+}
+
+/// The write side of a whole-store load: everything from opening to
+/// [`Import::finish`] is one transaction; dropped unfinished, nothing is
+/// written.
+pub(crate) trait Import {
+    /// Whether the store holds no key and no version.
+    fn is_empty(&mut self) -> Result<bool, StoreError>;
+
+    /// Removes every key and version (to replace the contents).
+    fn clear(&mut self) -> Result<(), StoreError>;
+
+    /// Stores one record as it is (no version numbering, no retention).
+    fn write(&mut self, record: &Record) -> Result<(), StoreError>;
+
+    /// Counts what the store now holds, sets its counters to it and
+    /// commits if it is `expect`; otherwise rolls back and says so.
+    fn finish(self: Box<Self>, expect: Totals) -> Result<Totals, StoreError>;
+}
+
+/// Streams two ordered row sources as one dump: `heads` in key order,
+/// `versions` in (key, version) order; a key's head comes before its
+/// versions. For backends that read the two tables with two cursors.
+pub(crate) fn merge_dump<E>(
+    heads: impl Iterator<Item = Result<KeyHead, E>>,
+    versions: impl Iterator<Item = Result<VersionRow, E>>,
+    visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+) -> Result<(), StoreError>
+where
+    StoreError: From<E>,
+{
+    let mut heads = heads.peekable();
+    let mut versions = versions.peekable();
+    loop {
+        let head_first = match (heads.peek(), versions.peek()) {
+            (None, None) => return Ok(()),
+            (Some(Ok(h)), Some(Ok(v))) => h.key.as_bytes() <= v.key.as_bytes(),
+            (Some(_), None) | (Some(Err(_)), _) => true,
+            (None, Some(_)) | (Some(Ok(_)), Some(Err(_))) => false,
+        };
+        let record = if head_first {
+            heads.next().map(|h| h.map(Record::Head))
+        } else {
+            versions.next().map(|v| v.map(Record::Version))
+        };
+        match record {
+            Some(Ok(r)) => visit(r)?,
+            Some(Err(e)) => return Err(e.into()),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Pumps every record of `source` into `dest` and finishes `dest` (one
+/// transaction), checking the records read against the source's counters.
+/// The totals loaded.
+pub(crate) fn transfer(
+    source: &mut dyn Export,
+    mut dest: Box<dyn Import>,
+) -> Result<Totals, StoreError> {
+    let counters = source.counters()?;
+    let mut read = Totals::default();
+    source.for_each(&mut |record| {
+        match &record {
+            Record::Head(_) => read.keys += 1,
+            Record::Version(_) => read.versions += 1,
+            Record::Purged { .. } => {}
+        }
+        dest.write(&record)
+    })?;
+    if read != counters {
+        return Err(StoreError::Internal(format!(
+            "the source's counters say {} keys and {} versions, but {} keys and {} versions \
+             were read",
+            counters.keys, counters.versions, read.keys, read.versions
+        )));
+    }
+    dest.finish(read)
+}

@@ -1,0 +1,110 @@
+//! The command-line client (`vkv get|put|del|history|ls|watch|batch|
+//! backup|completion`) as a user runs it: the real binary against real
+//! servers, every command and every exit code. One test binary, one module
+//! per concern.
+
+mod auth;
+mod commands;
+#[path = "../support/mod.rs"]
+mod common;
+mod failover;
+mod help;
+mod watch;
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Server, poll_until, vkv, wait_timeout};
+
+/// What a client command did.
+#[derive(Debug)]
+pub struct Ran {
+    /// The exit code (-1 if killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// stdout without its last newline.
+    pub fn out(&self) -> &str {
+        self.stdout.strip_suffix('\n').unwrap_or(&self.stdout)
+    }
+
+    /// Asserts the exit code, showing everything when it differs.
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Ran {
+        assert_eq!(self.code, want, "exit code: {self:#?}");
+        self
+    }
+}
+
+/// `vkv ARGS` with `env` set and `stdin` fed, to completion (60 s at most).
+pub fn vkv_with(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Ran {
+    let mut child = vkv()
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vkv");
+    let mut input = child.stdin.take().expect("stdin piped");
+    let stdin = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = pipe.read_to_end(&mut b);
+            String::from_utf8_lossy(&b).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr piped")));
+    let Some(status) = wait_timeout(&mut child, Duration::from_secs(60)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("vkv {args:?} did not finish");
+    };
+    let _ = feeder.join();
+    Ran {
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// `http://ADDR` of a server.
+pub fn url(s: &Server) -> String {
+    format!("http://{}", s.addr)
+}
+
+/// `vkv ARGS --endpoints URL-of-s`.
+pub fn on(s: &Server, args: &[&str]) -> Ran {
+    let endpoint = url(s);
+    let mut all = args.to_vec();
+    all.extend(["--endpoints", &endpoint]);
+    vkv_with(&all, &[], b"")
+}
+
+/// A port nothing listens on (bound, then released).
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Waits until `s` answers `/health`.
+pub fn wait_healthy(s: &Server) {
+    assert!(
+        poll_until(Duration::from_secs(20), || {
+            common::Client::try_connect(s.addr)
+                .and_then(|mut c| c.try_request("GET", "/health", &[], b""))
+                .is_ok_and(|r| r.status == 200)
+        }),
+        "{} never became healthy",
+        s.addr
+    );
+}

@@ -1,0 +1,221 @@
+//! `vkv watch`: one line per version, in order, none twice, across a
+//! server's restart.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::common::{Client, Server, json, poll_until, vkv, wait_timeout};
+use crate::{on, url, vkv_with};
+
+/// A running `vkv watch`, its stdout lines collected as they come.
+struct Watch {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watch {
+    fn start(args: &[&str]) -> Watch {
+        let mut child = vkv()
+            .arg("watch")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vkv watch");
+        let collect = |pipe: Box<dyn std::io::Read + Send>| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            lines
+        };
+        let lines = collect(Box::new(child.stdout.take().unwrap()));
+        let errors = collect(Box::new(child.stderr.take().unwrap()));
+        Watch {
+            child,
+            lines,
+            errors,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` lines came; fails the test if they do not.
+    #[track_caller]
+    fn wait_for(&self, n: usize) -> Vec<String> {
+        let came = poll_until(Duration::from_secs(30), || self.lines().len() >= n);
+        assert!(
+            came,
+            "expected {n} lines, got {:?}; stderr {:?}",
+            self.lines(),
+            self.errors.lock().unwrap()
+        );
+        self.lines()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn one_line_per_change_from_the_latest_version_on() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    assert_eq!(c.put("k", &json!("before")).status, 200);
+    let w = Watch::start(&["k", "--endpoints", &url(&s)]);
+    // The watch starts after version 1; wait until it is parked.
+    assert!(poll_until(Duration::from_secs(20), || {
+        crate::common::metric(&mut c, "vkv_watchers").unwrap_or(0.0) >= 1.0
+    }));
+    assert_eq!(c.put("k", &json!({"n": 2})).status, 200);
+    assert_eq!(w.wait_for(1), ["2\t{\"n\":2}"]);
+    assert_eq!(c.put("k", &json!("three")).status, 200);
+    assert_eq!(c.request("DELETE", "/delete/k", &[], b"").status, 200);
+    assert_eq!(c.put("k", &json!(5)).status, 200);
+    let lines = w.wait_for(4);
+    assert_eq!(
+        lines,
+        ["2\t{\"n\":2}", "3\t\"three\"", "4\tdeleted", "5\t5"],
+        "every version once, in order"
+    );
+}
+
+#[test]
+fn after_and_count_replay_every_version_then_exit() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    for v in ["a", "b"] {
+        assert_eq!(c.put("k", &json!(v)).status, 200);
+    }
+    assert_eq!(c.request("DELETE", "/delete/k", &[], b"").status, 200);
+    assert_eq!(c.put("k", &json!({"x": [1]})).status, 200);
+    // Versions 1 to 4 exist: all four, read back from the history, then
+    // exit after --count.
+    let r = on(&s, &["watch", "k", "--after", "0", "--count", "4"]);
+    assert_eq!(
+        r.code(0).out(),
+        "1\t\"a\"\n2\t\"b\"\n3\tdeleted\n4\t{\"x\":[1]}"
+    );
+    let r = on(
+        &s,
+        &["watch", "k", "--after", "1", "--count", "2", "-o", "json"],
+    );
+    let rows: Vec<serde_json::Value> = r
+        .code(0)
+        .out()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["key"], json!("k"));
+    assert_eq!(rows[0]["version"], json!(2));
+    assert_eq!(rows[0]["value"], json!("b"));
+    assert!(rows[0]["timestamp"].as_str().is_some());
+    assert_eq!(rows[1]["version"], json!(3));
+    assert_eq!(rows[1]["deleted"], json!(true));
+}
+
+#[test]
+fn a_key_that_does_not_exist_yet_is_waited_for() {
+    let s = Server::start(&[]);
+    let w = Watch::start(&["new", "--endpoints", &url(&s), "--poll", "1s"]);
+    let mut c = s.client();
+    // Several polls time out meanwhile: they print nothing.
+    assert!(poll_until(Duration::from_secs(20), || {
+        crate::common::metric(&mut c, "vkv_watchers").unwrap_or(0.0) >= 1.0
+    }));
+    assert_eq!(c.put("new", &json!(true)).status, 200);
+    assert_eq!(w.wait_for(1), ["1\ttrue"]);
+}
+
+#[test]
+fn refusals_end_the_watch_with_their_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "reader-Ts93bc read\n").unwrap();
+    let s = Server::start_on(
+        &dir.path().join("kv.db"),
+        &["--auth-tokens", tokens.to_str().unwrap()],
+    );
+    let r = vkv_with(&["watch", "k", "--endpoints", &url(&s)], &[], b"");
+    r.code(5);
+    // An invalid key is not retried either.
+    let r = vkv_with(
+        &["watch", "", "--after", "0", "--endpoints", &url(&s)],
+        &[("VKV_TOKEN", "reader-Ts93bc")],
+        b"",
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+}
+
+#[test]
+fn the_watch_survives_a_server_restart_and_resumes_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kv.db");
+    let mut s = Server::start_on(&db, &[]);
+    let addr = s.addr.to_string();
+    let mut c = s.client();
+    assert_eq!(c.put("k", &json!(1)).status, 200);
+    let w = Watch::start(&["k", "--endpoints", &url(&s)]);
+    assert!(poll_until(Duration::from_secs(20), || {
+        crate::common::metric(&mut c, "vkv_watchers").unwrap_or(0.0) >= 1.0
+    }));
+    assert_eq!(c.put("k", &json!(2)).status, 200);
+    w.wait_for(1);
+
+    // Killed outright: the long poll's connection drops.
+    s.kill();
+    assert!(
+        poll_until(Duration::from_secs(20), || {
+            w.errors
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("retrying"))
+        }),
+        "no word of the lost server: {:?}",
+        w.errors.lock().unwrap()
+    );
+    // Two writes while the watch is away would be missed by a watch that
+    // only asks for the latest: it reads them from the history.
+    let s = Server::start_on(&db, &["--bind", &addr]);
+    let mut c = Client::connect(s.addr);
+    assert_eq!(c.put("k", &json!(3)).status, 200);
+    assert_eq!(c.put("k", &json!(4)).status, 200);
+    let lines = w.wait_for(3);
+    assert!(
+        poll_until(Duration::from_secs(20), || {
+            crate::common::metric(&mut c, "vkv_watchers").unwrap_or(0.0) >= 1.0
+        }),
+        "the watch did not come back"
+    );
+    assert_eq!(c.put("k", &json!(5)).status, 200);
+    let lines_after = w.wait_for(4);
+    assert_eq!(lines_after, ["2\t2", "3\t3", "4\t4", "5\t5"], "{lines:?}");
+    assert!(
+        w.errors
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("resuming after version")),
+        "{:?}",
+        w.errors.lock().unwrap()
+    );
+    // Still running: a watch ends only when interrupted (or --count).
+    let mut w = w;
+    assert!(w.child.try_wait().unwrap().is_none());
+    w.child.kill().unwrap();
+    assert!(wait_timeout(&mut w.child, Duration::from_secs(10)).is_some());
+}
