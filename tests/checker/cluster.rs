@@ -35,7 +35,7 @@ pub struct Db {
 /// Which of a replica's connections to PostgreSQL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnKind {
-    /// The `LISTEN` connection (`application_name` `vkv-listen`).
+    /// The `LISTEN` connection.
     Listen,
     /// The writer thread's connection.
     Writer,
@@ -45,32 +45,14 @@ pub enum ConnKind {
     All,
 }
 
-/// Tells the writer's connection from the read pool's: vkv names only its
-/// `LISTEN` connection (`vkv-listen`); the others are `vkv`. A backend
-/// whose last statement is not a plain `SELECT`, or that touched the lease
-/// tables, notifications or the lease lock, is the writer's; the rest
-/// (plain `SELECT`s, or nothing yet) the read pool's. A dedicated
-/// `application_name` (`vkv-writer`, `vkv-read...`) is used when vkv sets
-/// one.
-const WRITER_QUERY: &str = "(query <> '' AND (query !~* '^\\s*select' \
-     OR query ~* 'vkv_acks|vkv_replicas|pg_notify|advisory'))";
-
-fn writer_sql() -> String {
-    format!("(application_name = 'vkv-writer' OR (application_name = 'vkv' AND {WRITER_QUERY}))")
-}
-
-fn reads_sql() -> String {
-    format!(
-        "(application_name LIKE 'vkv-read%' OR (application_name = 'vkv' AND NOT {WRITER_QUERY}))"
-    )
-}
-
 impl ConnKind {
+    /// vkv names each connection by its job in `pg_stat_activity`
+    /// (`application_name` `vkv-writer`, `vkv-read`, `vkv-listen`).
     fn condition(self) -> String {
         match self {
             ConnKind::Listen => "application_name = 'vkv-listen'".into(),
-            ConnKind::Writer => writer_sql(),
-            ConnKind::Reads => reads_sql(),
+            ConnKind::Writer => "application_name = 'vkv-writer'".into(),
+            ConnKind::Reads => "application_name = 'vkv-read'".into(),
             ConnKind::All => format!("usename = '{ROLE}'"),
         }
     }
