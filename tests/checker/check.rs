@@ -431,7 +431,13 @@ impl<'a> Key<'a> {
     /// Op `i` read version `v` as the live latest within `[s, e]`.
     fn live(&mut self, i: usize, v: u64, s: Nanos, e: Nanos, w: Option<usize>, r: &mut Report) {
         r.reads_checked += 1;
-        self.at_least_lo(i, v, s, w, "a stale version");
+        let what = match self.h.ops[i].kind {
+            Kind::Poll { after, .. } if v <= after => format!(
+                "a long poll waiting for a version above {after} answered at its timeout, having missed a newer one"
+            ),
+            _ => "a stale version".into(),
+        };
+        self.at_least_lo(i, v, s, w, &what);
         let (cut, p) = self.purged(s);
         if v <= cut
             && let Some(p) = p
@@ -560,8 +566,9 @@ impl<'a> Key<'a> {
             ops.extend(seen.map(|s| self.writes[s].op));
             self.violation(
                 format!(
-                    "{what}: version {v}, but version {lo} was acknowledged at {} before the read began",
-                    secs(self.writes[w].end.unwrap_or(0))
+                    "{what}: version {v}, but version {lo} was acknowledged at {}, before the read (counted from {})",
+                    secs(self.writes[w].end.unwrap_or(0)),
+                    secs(s)
                 ),
                 ops,
             );
@@ -676,7 +683,10 @@ mod tests {
         ops.push(op(3, Kind::Get, (40, 41), value(1, 1)));
         let v = violations(ops, None);
         assert_eq!(v.len(), 1, "{v:?}");
-        assert!(v[0].starts_with("a stale version: version 1, but version 2"));
+        assert!(
+            v[0].starts_with("a stale version: version 1, but version 2"),
+            "{v:?}"
+        );
     }
 
     #[test]
