@@ -14,6 +14,8 @@
 mod cluster;
 #[path = "../support/mod.rs"]
 mod common;
+#[path = "../support/pg.rs"]
+mod pg;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,360 @@
+//! The system under test: a private PostgreSQL server (`tests/support/pg.rs`)
+//! with one database, and vkv replicas on it (the built binary, each on a
+//! port of its own that it keeps across restarts), plus the levers the
+//! faults pull: signals to a replica, `pg_terminate_backend` by kind of
+//! connection, a table lock held in a psql session, the connection slots
+//! taken by another role.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::{poll_until, vkv};
+use crate::pg;
+
+/// The database vkv uses, and its role: not a superuser, so that the
+/// connection slots PostgreSQL reserves for superusers are not its own
+/// (as in a real deployment), while the checker's psql sessions, as
+/// `postgres`, still get in when the others are full.
+pub const DB: &str = "vkvcheck";
+const ROLE: &str = "vkv";
+const ROLE_PASSWORD: &str = "vkv-pw";
+/// The role that takes connection slots in the slot-exhaustion fault.
+const HOG: &str = "hog";
+const HOG_PASSWORD: &str = "hog-pw";
+
+/// A private PostgreSQL server with the database vkv uses.
+pub struct Db {
+    pub pg: pg::Server,
+    /// vkv's URL.
+    pub url: String,
+}
+
+/// Which of a replica's connections to PostgreSQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnKind {
+    /// The `LISTEN` connection.
+    Listen,
+    /// The writer thread's connection.
+    Writer,
+    /// The read pool's connections.
+    Reads,
+    /// Every connection of every replica.
+    All,
+}
+
+impl ConnKind {
+    /// vkv names each connection by its job in `pg_stat_activity`
+    /// (`application_name` `vkv-writer`, `vkv-read`, `vkv-listen`).
+    fn condition(self) -> String {
+        match self {
+            ConnKind::Listen => "application_name = 'vkv-listen'".into(),
+            ConnKind::Writer => "application_name = 'vkv-writer'".into(),
+            ConnKind::Reads => "application_name = 'vkv-read'".into(),
+            ConnKind::All => format!("usename = '{ROLE}'"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnKind::Listen => "listen",
+            ConnKind::Writer => "writer",
+            ConnKind::Reads => "reads",
+            ConnKind::All => "all",
+        }
+    }
+}
+
+impl Db {
+    /// A server with the settings `conf` (postgresql.conf lines), the
+    /// roles and the database.
+    pub fn start(conf: &str) -> Db {
+        let pg = pg::Server::start("vkv-checker-", conf);
+        pg.sql(
+            "postgres",
+            &format!(
+                "CREATE ROLE {ROLE} LOGIN PASSWORD '{ROLE_PASSWORD}';
+                 CREATE ROLE {HOG} LOGIN PASSWORD '{HOG_PASSWORD}'"
+            ),
+        );
+        pg.sql("postgres", &format!("CREATE DATABASE {DB} OWNER {ROLE}"));
+        let url = pg.url(ROLE, ROLE_PASSWORD, DB);
+        Db { pg, url }
+    }
+
+    /// SQL on vkv's database as the superuser; `None` if it failed (the
+    /// server may be restarting).
+    pub fn psql(&self, sql: &str) -> Option<String> {
+        self.pg.psql(DB, sql)
+    }
+
+    /// `pg_terminate_backend` on every backend of `kind`; how many.
+    pub fn terminate(&self, kind: ConnKind) -> usize {
+        self.psql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = '{DB}' AND pid <> pg_backend_pid() AND {}",
+            kind.condition()
+        ))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+    }
+
+    /// Whether a backend of `replica` (frozen, so that this stays true) is
+    /// idle inside a transaction: its writer stopped between two round
+    /// trips of a write.
+    pub fn idle_in_transaction(&self, replica: &Replica) -> bool {
+        let ports = replica.ports();
+        self.psql(&format!(
+            "SELECT client_port FROM pg_stat_activity
+             WHERE datname = '{DB}' AND state = 'idle in transaction'"
+        ))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|p| p.trim().parse::<u16>().ok())
+        .any(|p| ports.contains(&p))
+    }
+
+    /// Holds `tables` locked in ACCESS EXCLUSIVE mode for `hold` in a psql
+    /// session of its own; returns once the lock is held (or after 10 s if
+    /// it never was: then `None`), with the session, which ends by itself.
+    pub fn lock_tables(&self, tables: &str, hold: Duration) -> Option<Child> {
+        let sock = self.pg.tools.socket_dir();
+        let port = self.pg.node.port.to_string();
+        let sql = format!(
+            "BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({}); COMMIT",
+            hold.as_secs_f64()
+        );
+        let child = self
+            .pg
+            .tools
+            .command("psql")
+            .args(["-h", &sock, "-p", &port, "-U", "postgres", "-d", DB])
+            .args(["-XAtq", "-c", &sql])
+            .env("PGAPPNAME", "vkv-checker-lock")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run psql");
+        let first = tables
+            .split(',')
+            .next()
+            .unwrap_or(tables)
+            .trim()
+            .to_string();
+        let held = poll_until(Duration::from_secs(10), || {
+            self.psql(&format!(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                 WHERE c.relname = '{first}' AND l.mode = 'AccessExclusiveLock' AND l.granted"
+            ))
+            .is_some_and(|n| n == "1")
+        });
+        held.then_some(child)
+    }
+
+    /// Opens idle connections as another role until PostgreSQL refuses one
+    /// (every slot but the superusers' taken), holds them for `hold`, and
+    /// closes them; how many it held.
+    pub fn hog_slots(&self, hold: Duration) -> usize {
+        let mut config = postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.pg.node.port)
+            .user(HOG)
+            .password(HOG_PASSWORD)
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(2));
+        let mut held = Vec::new();
+        while held.len() < 1000 {
+            match config.connect(postgres::NoTls) {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+        let n = held.len();
+        std::thread::sleep(hold);
+        drop(held);
+        n
+    }
+}
+
+/// One vkv process, restartable on the same port.
+pub struct Replica {
+    pub index: usize,
+    pub addr: SocketAddr,
+    args: Vec<String>,
+    child: Option<Child>,
+    /// Every line it logged (it runs at `--log-level warn`), over all its
+    /// lives.
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// SIGSTOPped now.
+    pub frozen: bool,
+}
+
+impl Replica {
+    /// Starts replica `index` on `url` with `args`; returns once it
+    /// answers HTTP.
+    pub fn start(index: usize, url: &str, args: &[&str]) -> Replica {
+        let port = pg::free_port();
+        let mut all: Vec<String> = [
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            url,
+            "--log-level",
+            "warn",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        all.extend(args.iter().map(|s| s.to_string()));
+        let mut r = Replica {
+            index,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            args: all,
+            child: None,
+            log: Arc::default(),
+            frozen: false,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let mut child = vkv()
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vkv");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::clone(&self.log);
+        log.lock()
+            .unwrap()
+            .push(format!("--- replica {} started", self.index));
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        self.child = Some(child);
+        let addr = self.addr;
+        let t = Instant::now();
+        // vkv listens once its store is open: a connection is an answer.
+        let up = poll_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+                || self.exited()
+        });
+        assert!(
+            up && !self.exited(),
+            "replica {} did not start within {:?}:\n{}",
+            self.index,
+            t.elapsed(),
+            self.log_text()
+        );
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on a process this test started.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    /// SIGSTOP: it stops wherever it is (a VM pause, a partition).
+    pub fn freeze(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.frozen = true;
+    }
+
+    /// SIGCONT.
+    pub fn thaw(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.frozen = false;
+    }
+
+    /// SIGKILL, and the exit reaped.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.frozen = false;
+    }
+
+    /// Starts it again (after [`Replica::kill`]) on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The local ports of its TCP sockets: `client_port` in
+    /// `pg_stat_activity` names which backends are its connections.
+    pub fn ports(&self) -> std::collections::HashSet<u16> {
+        let Some(pid) = self.pid() else {
+            return Default::default();
+        };
+        let inodes: std::collections::HashSet<String> =
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|fds| {
+                    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                        .filter_map(|l| {
+                            let l = l.to_string_lossy().into_owned();
+                            let inode = l.strip_prefix("socket:[")?.strip_suffix(']')?;
+                            Some(inode.to_string())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let port = f.get(1)?.rsplit(':').next()?;
+                inodes
+                    .contains(*f.get(9)?)
+                    .then(|| u16::from_str_radix(port, 16).ok())
+                    .flatten()
+            })
+            .collect()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        !self.exited()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if self.frozen {
+            self.thaw();
+        }
+        self.kill();
+    }
+}
+
+/// Starts `n` replicas on `db` with `args`.
+pub fn replicas(db: &Db, n: usize, args: &[&str]) -> Vec<Replica> {
+    (0..n).map(|i| Replica::start(i, &db.url, args)).collect()
+}
