@@ -563,15 +563,12 @@ impl Store {
             Some(v) => v.version,
             None => 0,
         };
-        let mut sub = register(&self.inner.watchers, seen)?;
+        let sub = register(&self.inner.watchers, seen)?;
         // A commit between the check above and the registration would be
         // missed: look again now that we are registered.
         match self.head(key)? {
             Some(v) if v.version > after => Ok(Watch::Ready(v)),
-            latest => {
-                sub.latest = latest;
-                Ok(Watch::Pending(sub))
-            }
+            _ => Ok(Watch::Pending(sub)),
         }
     }
 

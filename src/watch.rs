@@ -64,10 +64,6 @@ pub struct Subscription {
     /// Receives the first version committed after registration; disconnects
     /// when the store shuts down.
     changes: Receiver<Arc<Versioned>>,
-    /// The key's latest version when the wait was registered (`None`: it
-    /// had none): the answer of a wait that times out, which needs no
-    /// database then.
-    pub latest: Option<Arc<Versioned>>,
 }
 
 impl Subscription {
@@ -137,7 +133,6 @@ impl Watchers {
             key: key.to_string(),
             id,
             changes: rx,
-            latest: None,
         })
     }
 

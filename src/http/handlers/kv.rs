@@ -244,29 +244,23 @@ fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Re
             let (slot, subscription) = (Arc::clone(&slot), Arc::clone(&subscription));
             let (store, key) = (store.clone(), key.clone());
             // Dropped unrun if the client leaves: that drops the subscription.
-            // At the deadline, the latest version as the wait was registered
-            // (current then, after the request came: never stale), so that
-            // the answer never waits on the database.
+            // At the deadline, the latest version as read then (a version
+            // another replica committed may not have woken this one yet).
+            // The read does not block the caller where the storage queues
+            // reads (PostgreSQL's rounds); it is bounded by the query
+            // timeout.
             responder.park(deadline, move || {
+                drop(lock(&subscription).take());
                 let Some(responder) = lock(&slot).take() else {
                     return;
                 };
-                let latest = lock(&subscription).take().map(|sub| sub.latest.clone());
-                match latest {
-                    Some(Some(v)) => responder.send(versioned_or_deleted(&v)),
-                    Some(None) => {
-                        responder.send(ApiError::from(StoreError::KeyNotFound(key)).into_response())
-                    }
-                    // Not registered yet (a timeout shorter than the
-                    // registration): the latest, without waiting for it.
-                    None => store.get_then(&key, None, move |found| {
-                        responder.send(
-                            found
-                                .map(|v| versioned_or_deleted(&v))
-                                .unwrap_or_else(|e| ApiError::from(e).into_response()),
-                        )
-                    }),
-                }
+                store.get_then(&key, None, move |found| {
+                    responder.send(
+                        found
+                            .map(|v| versioned_or_deleted(&v))
+                            .unwrap_or_else(|e| ApiError::from(e).into_response()),
+                    )
+                });
             });
         }
         *lock(&slot) = Some(responder);

@@ -66,6 +66,8 @@ pub(crate) struct PgCommitter {
     /// Set while this writer finds no free connection slot: the read pool
     /// gives its connections up meanwhile (`conn::Manager`).
     pub yield_slots: Arc<std::sync::atomic::AtomicBool>,
+    /// The read pool, emptied when this writer finds no free slot.
+    pub pool: r2d2::Pool<super::conn::Manager>,
 }
 
 /// A replica holding a read lease, as a write read it.
@@ -101,15 +103,24 @@ impl PgCommitter {
             self.conn = None;
             // Any failure to connect (refused, down, in recovery, not
             // accepting connections) is the database being unavailable.
-            let opened = self
-                .target
-                .connect()
-                .and_then(|c| PgConn::open(c, Role::Writer));
+            let connect = || {
+                self.target
+                    .connect()
+                    .and_then(|c| PgConn::open(c, Role::Writer))
+            };
             let slots = &self.yield_slots;
+            let mut opened = connect();
+            if opened.as_ref().err().and_then(|e| e.code())
+                == Some(&postgres::error::SqlState::TOO_MANY_CONNECTIONS)
+            {
+                // No free slot: the read pool gives its connections up
+                // (each one given back is closed while the flag is set,
+                // the idle ones at once), and this writer tries again.
+                slots.store(true, std::sync::atomic::Ordering::Relaxed);
+                drop(std::iter::from_fn(|| self.pool.try_get()).collect::<Vec<_>>());
+                opened = connect();
+            }
             let conn = opened.map_err(|e| {
-                if e.code() == Some(&postgres::error::SqlState::TOO_MANY_CONNECTIONS) {
-                    slots.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
                 StoreError::Unavailable(format!(
                     "cannot connect to PostgreSQL: {}",
                     super::target::describe(&e)

@@ -261,6 +261,10 @@ impl From<postgres::Error> for StoreError {
             // read-only transaction (a standby after a failover).
             "08" | "53" | "57" | "58" | "XX" => StoreError::Unavailable(text),
             _ if *code == SqlState::READ_ONLY_SQL_TRANSACTION => StoreError::Unavailable(text),
+            // A deadlock the server broke, or a serialization failure: the
+            // statement was the victim of another's locks, not wrong (a
+            // read under an operator's `LOCK TABLE a, b`); try again.
+            "40" => StoreError::Unavailable(text),
             // A lock not granted within `lock_timeout` (a table locked by
             // an operator), or a transaction ended for sitting idle (this
             // replica was frozen): try again later.

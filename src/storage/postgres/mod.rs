@@ -127,6 +127,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
             query_timeout: config.query_timeout,
             yield_slots: Arc::clone(&yield_slots),
         });
+    let read_pool = pool.clone();
     let reads = Arc::new(reads::PgReads {
         confirm: confirm::Confirmer::start(pool.clone())?,
         pool,
@@ -162,6 +163,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
             seq: 0,
             fence: None,
             yield_slots,
+            pool: read_pool,
         }),
     })
 }
