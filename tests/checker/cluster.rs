@@ -242,7 +242,8 @@ impl Replica {
         self.child = Some(child);
         let addr = self.addr;
         let t = Instant::now();
-        // vkv listens once its store is open: a connection is an answer.
+        // vkv binds its port before it opens the store; a request sent
+        // meanwhile waits in the backlog and is answered once it is open.
         let up = poll_until(Duration::from_secs(30), || {
             std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
                 || self.exited()

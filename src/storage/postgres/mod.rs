@@ -57,10 +57,13 @@ const POOL_IDLE: Duration = Duration::from_secs(10);
 /// needs: its writer, its `LISTEN` connection (both open now) and its read
 /// pool. With too few, reads wait for a slot (`503` past the pool's wait).
 fn warn_if_few_slots(client: &mut postgres::Client, read_connections: u32) {
+    // Other roles' sessions show no backend_type to a role that may not
+    // read their statistics: counted as client backends (slots taken).
     let free = client.query_one(
         "SELECT current_setting('max_connections')::int
              - current_setting('superuser_reserved_connections')::int
-             - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int",
+             - (SELECT count(*) FROM pg_stat_activity
+                WHERE backend_type = 'client backend' OR backend_type IS NULL)::int",
         &[],
     );
     match free.and_then(|row| row.try_get::<_, i32>(0)) {
@@ -71,7 +74,7 @@ fn warn_if_few_slots(client: &mut postgres::Client, read_connections: u32) {
              wait for a slot (raise max_connections, or run fewer --workers)"
         ),
         Ok(_) => {}
-        Err(e) => log::debug!(
+        Err(e) => log::warn!(
             "cannot count PostgreSQL's free connection slots: {}",
             describe(&e)
         ),
