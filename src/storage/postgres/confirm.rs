@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use r2d2::Pool;
 
@@ -26,10 +27,17 @@ use crate::version::Versioned;
 /// The most reads one round carries (the rest wait for the next).
 const MAX_ROUND: usize = 1024;
 
+/// How much later than its query timeout a read may be answered, to spare
+/// healthy rounds the statements that lower the bound.
+const SLACK: Duration = Duration::from_millis(100);
+
 /// One queued read.
 struct Ask {
     key: String,
     what: What,
+    /// When it was queued: its answer is due within the query timeout of
+    /// that, however long it waited for a round.
+    asked: Instant,
 }
 
 enum What {
@@ -69,13 +77,15 @@ pub(crate) struct Confirmer {
 }
 
 impl Confirmer {
-    /// Starts the thread that runs the rounds on connections of `pool`.
-    pub fn start(pool: Pool<Manager>) -> std::io::Result<Confirmer> {
+    /// Starts the thread that runs the rounds on connections of `pool`;
+    /// each read is answered (503 if need be) within `timeout` of its ask
+    /// (zero: no bound).
+    pub fn start(pool: Pool<Manager>, timeout: Duration) -> std::io::Result<Confirmer> {
         let shared = Arc::new(Shared::default());
         let theirs = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("vkv-pg-reads".into())
-            .spawn(move || run(&theirs, &pool))?;
+            .spawn(move || run(&theirs, &pool, timeout))?;
         Ok(Confirmer { shared })
     }
 
@@ -101,6 +111,7 @@ impl Confirmer {
         self.ask(Ask {
             key: key.to_string(),
             what: What::Latest(known, then),
+            asked: Instant::now(),
         });
     }
 
@@ -110,6 +121,7 @@ impl Confirmer {
         self.ask(Ask {
             key: key.to_string(),
             what: What::Version(version, then),
+            asked: Instant::now(),
         });
     }
 
@@ -144,7 +156,7 @@ fn refuse(ask: Ask, e: StoreError) {
 
 /// The rounds' thread: takes what is queued, answers it with one query,
 /// again, until stopped (answering what is still queued first).
-fn run(shared: &Shared, pool: &Pool<Manager>) {
+fn run(shared: &Shared, pool: &Pool<Manager>, timeout: Duration) {
     loop {
         let mut q = shared.lock();
         while q.asks.is_empty() && !q.stopped {
@@ -160,7 +172,7 @@ fn run(shared: &Shared, pool: &Pool<Manager>) {
         // A panicking callback must not stop the rounds. The answers'
         // wake-ups are done once, after the round.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::wake::batch(|| answer_round(pool, round));
+            crate::wake::batch(|| answer_round(pool, round, timeout));
         }));
         if ran.is_err() {
             log::error!("a read round panicked");
@@ -179,8 +191,42 @@ struct Found {
     head: Option<(u64, u64)>,
 }
 
-fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>) {
-    let found = match query_round(pool, &round) {
+/// Answers `round`. A read whose time is up (it waited for a round stuck
+/// on a locked table) is refused at once; the others get what is left of
+/// the oldest one's time, for the pool and the query together.
+fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>, timeout: Duration) {
+    let mut round = round;
+    let mut limit = Duration::ZERO;
+    if !timeout.is_zero() {
+        let (late, due): (Vec<Ask>, Vec<Ask>) = round
+            .into_iter()
+            .partition(|a| a.asked.elapsed() >= timeout);
+        for ask in late {
+            refuse(
+                ask,
+                StoreError::Unavailable(format!(
+                    "PostgreSQL did not answer within the query timeout ({} ms)",
+                    timeout.as_millis()
+                )),
+            );
+        }
+        round = due;
+        if round.is_empty() {
+            return;
+        }
+        let oldest = round
+            .iter()
+            .map(|a| a.asked)
+            .min()
+            .unwrap_or_else(Instant::now);
+        let left = timeout.saturating_sub(oldest.elapsed());
+        // Back to back rounds wait milliseconds for each other: the
+        // session's bound stands then (no extra round trips).
+        if left < timeout.saturating_sub(SLACK) {
+            limit = left;
+        }
+    }
+    let found = match query_round(pool, &round, limit) {
         Ok(found) => found,
         Err(e) => {
             for ask in round {
@@ -227,7 +273,11 @@ fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>) {
 /// statement answers them all from one snapshot either way. Each lateral
 /// part has a `LIMIT` so that the planner keeps it a lookup per read
 /// (without one it turned the head lookup into a hash join over every key).
-fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreError> {
+fn query_round(
+    pool: &Pool<Manager>,
+    round: &[Ask],
+    limit: Duration,
+) -> Result<Vec<Found>, StoreError> {
     let n = round.len();
     // (key, want, known version, known timestamp) of each distinct read,
     // and which of them each read of the round is.
@@ -263,8 +313,9 @@ fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreE
         which.push(i);
     }
     let rows = with_pooled(pool, |conn| {
-        Ok(conn.query(
-            "SELECT q.i, v.version, v.ts_ms,
+        conn.within(limit, |conn| {
+            Ok(conn.query(
+                "SELECT q.i, v.version, v.ts_ms,
              CASE WHEN v.version = q.version AND v.ts_ms = q.ts THEN NULL ELSE v.value END,
              v.deleted, h.latest, h.first_kept
          FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
@@ -281,8 +332,9 @@ fn query_round(pool: &Pool<Manager>, round: &[Ask]) -> Result<Vec<Found>, StoreE
              WHERE key = q.key AND q.want > 0 AND v.version IS NULL AND latest > 0
              LIMIT 1
          ) h ON true",
-            &[&keys, &wants, &versions, &stamps],
-        )?)
+                &[&keys, &wants, &versions, &stamps],
+            )?)
+        })
     })?;
     let mut found: Vec<Option<Found>> = (0..keys.len()).map(|_| None).collect();
     for r in rows {

@@ -83,6 +83,9 @@ pub(crate) struct PgConn {
     /// A statement failed because the connection did (see
     /// [`is_connection_error`]): the pool must not hand it out again.
     broken: bool,
+    /// The session's query timeout (a read connection's), which
+    /// [`PgConn::within`] lowers for a while.
+    timeout: Option<Duration>,
 }
 
 impl PgConn {
@@ -100,7 +103,42 @@ impl PgConn {
             client,
             statements: HashMap::new(),
             broken: false,
+            timeout: match role {
+                Role::Read(limit) => Some(limit),
+                Role::Writer | Role::Listen => None,
+            },
         })
+    }
+
+    /// `f`, its statements bounded by `limit` (`statement_timeout` and
+    /// `lock_timeout`) when that is below the session's query timeout (zero:
+    /// no bound, as for `--query-timeout 0`): a
+    /// read that already waited for its turn gets what is left of its
+    /// time, not the whole timeout again. Two round trips more, so only
+    /// when the bound changes; if the session's bound cannot be set back,
+    /// the connection is not used again.
+    pub fn within<T>(
+        &mut self,
+        limit: Duration,
+        f: impl FnOnce(&mut PgConn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let session = self.timeout.unwrap_or(Duration::ZERO);
+        if limit.is_zero() || (!session.is_zero() && limit >= session) {
+            return f(self);
+        }
+        let ms = |d: Duration| d.as_millis().max(1);
+        let set = |ms: u128| format!("SET statement_timeout = {ms}; SET lock_timeout = {ms}");
+        self.simple(&set(ms(limit)))?;
+        let result = f(self);
+        let restore = if session.is_zero() {
+            "RESET statement_timeout; RESET lock_timeout".to_string()
+        } else {
+            set(ms(session))
+        };
+        if self.simple(&restore).is_err() {
+            self.broken = true;
+        }
+        result
     }
 
     /// `sql`, prepared once per connection.

@@ -132,7 +132,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
         });
     let read_pool = pool.clone();
     let reads = Arc::new(reads::PgReads {
-        confirm: confirm::Confirmer::start(pool.clone())?,
+        confirm: confirm::Confirmer::start(pool.clone(), config.query_timeout)?,
         pool,
         location: url.clone(),
         leases: Arc::clone(&leases),

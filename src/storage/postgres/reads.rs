@@ -229,25 +229,15 @@ const STATS_NOW_LIMIT: Duration = Duration::from_millis(250);
 impl PgReads {
     /// The totals, read on `conn` (within `limit` if given).
     fn stats_on(&self, conn: &mut PgConn, limit: Option<Duration>) -> Result<DbStats, StoreError> {
-        if let Some(limit) = limit {
-            conn.simple(&format!(
-                "SET statement_timeout = {}",
-                limit.as_millis().max(1)
-            ))?;
-        }
-        let row = conn.query_opt(
-            "SELECT coalesce(sum(keys), 0)::bigint, coalesce(sum(versions), 0)::bigint,
-                 (pg_total_relation_size('vkv_versions') + pg_total_relation_size('vkv_keys')
-                  + pg_total_relation_size('vkv_counters'))::bigint
-             FROM vkv_counters",
-            &[],
-        );
-        if limit.is_some() {
-            conn.simple(&format!(
-                "SET statement_timeout = {}",
-                self.query_timeout.as_millis()
-            ))?;
-        }
+        let row = conn.within(limit.unwrap_or(self.query_timeout), |conn| {
+            Ok(conn.query_opt(
+                "SELECT coalesce(sum(keys), 0)::bigint, coalesce(sum(versions), 0)::bigint,
+                     (pg_total_relation_size('vkv_versions') + pg_total_relation_size('vkv_keys')
+                      + pg_total_relation_size('vkv_counters'))::bigint
+                 FROM vkv_counters",
+                &[],
+            )?)
+        });
         let row = row?.ok_or_else(|| StoreError::Internal("no counters".into()))?;
         Ok(DbStats {
             total_keys: row.try_get::<_, i64>(0)?.max(0) as u64,
