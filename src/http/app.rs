@@ -182,6 +182,15 @@ impl App {
             .then(|| self.handle(req))
     }
 
+    /// Whether `req` asks `/health` or `/metrics`: answered on a thread of
+    /// their own, never queued behind requests that wait on the database.
+    pub fn is_probe(&self, req: &HttpRequest) -> bool {
+        matches!(
+            route(&req.method, req.path()),
+            Ok(Route::Health | Route::Metrics)
+        )
+    }
+
     /// [`App::answer_now`] from the cache alone, if it can.
     fn answer_cached(
         &self,

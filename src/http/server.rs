@@ -49,6 +49,8 @@ pub struct ServerConfig {
 pub struct Server {
     http: HttpServer,
     pool: Arc<WorkerPool>,
+    /// The threads that answer `/health` and `/metrics`.
+    probes: Arc<WorkerPool>,
     store: Store,
 }
 
@@ -88,11 +90,19 @@ impl Listening {
         let pool = Arc::new(WorkerPool::start_counted(
             config.workers,
             config.queue_len,
+            Arc::clone(&handler),
+            Some(Arc::clone(&counter)),
+        )?);
+        let probes = Arc::new(WorkerPool::start_named(
+            "vkv-probe",
+            PROBE_THREADS,
+            PROBE_QUEUE,
             handler,
             Some(counter),
         )?);
         let service: Arc<dyn Service> = Arc::new(Api {
             pool: Arc::clone(&pool),
+            probes: Arc::clone(&probes),
             app,
         });
         let http = HttpServer::launch(
@@ -102,9 +112,22 @@ impl Listening {
             #[cfg(feature = "tls")]
             config.tls,
         )?;
-        Ok(Server { http, pool, store })
+        Ok(Server {
+            http,
+            pool,
+            probes,
+            store,
+        })
     }
 }
+
+/// Threads answering `/health` and `/metrics` (two: a scrape does not
+/// wait for a health check's second on a sick database).
+const PROBE_THREADS: usize = 2;
+
+/// `/health` and `/metrics` requests that may wait for the probes' threads;
+/// beyond it, `503` at once.
+const PROBE_QUEUE: usize = 64;
 
 impl Server {
     /// Binds `config.bind` (connections wait in the listen backlog until
@@ -136,17 +159,22 @@ impl Server {
     pub fn shutdown(self) {
         self.store.close_watchers();
         self.http.shutdown();
-        match Arc::try_unwrap(self.pool) {
-            Ok(pool) => pool.shutdown(),
-            Err(_) => log::warn!("a connection outlived shutdown; workers left to exit"),
+        for pool in [self.pool, self.probes] {
+            match Arc::try_unwrap(pool) {
+                Ok(pool) => pool.shutdown(),
+                Err(_) => log::warn!("a connection outlived shutdown; workers left to exit"),
+            }
         }
     }
 }
 
 /// What the I/O loop calls: cache hits it answers itself (no hand-off to
-/// a worker and back), everything else goes to the worker pool.
+/// a worker and back), `/health` and `/metrics` go to a thread of their own
+/// (so that they answer, within their own bounds, while every worker waits
+/// on a sick database), everything else to the worker pool.
 struct Api {
     pool: Arc<WorkerPool>,
+    probes: Arc<WorkerPool>,
     app: Arc<App>,
 }
 
@@ -156,6 +184,12 @@ impl Service for Api {
     }
 
     fn answer_now(&self, request: &HttpRequest) -> Option<Reply> {
+        if self.app.is_probe(request) {
+            let (probes, request) = (Arc::clone(&self.probes), request.clone());
+            return Some(Reply::Later(Box::new(move |responder| {
+                probes.call(request, responder);
+            })));
+        }
         self.app.answer_now(request)
     }
 

@@ -49,6 +49,17 @@ impl WorkerPool {
         handler: Handler,
         counter: Option<Counter>,
     ) -> std::io::Result<Self> {
+        Self::start_named("vkv-worker", workers, queue_len, handler, counter)
+    }
+
+    /// Like [`WorkerPool::start_counted`], its threads named `name-N`.
+    pub fn start_named(
+        name: &str,
+        workers: usize,
+        queue_len: usize,
+        handler: Handler,
+        counter: Option<Counter>,
+    ) -> std::io::Result<Self> {
         let (queue, jobs) = bounded::<Job>(queue_len.max(1));
         let mut threads = Vec::new();
         for i in 0..workers.max(1) {
@@ -57,7 +68,7 @@ impl WorkerPool {
             let counter = counter.clone();
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("vkv-worker-{i}"))
+                    .name(format!("{name}-{i}"))
                     .spawn(move || run_worker(&jobs, &handler, counter.as_ref()))?,
             );
         }

@@ -31,7 +31,8 @@ pub fn db_stats(store: &Store) -> Result<HttpResponse, ApiError> {
 }
 
 /// `200` when the database answers and takes writes; `503` with the fault
-/// (file gone, disk full or read-only, I/O error) otherwise.
+/// (file gone, disk full or read-only, I/O error) and `Retry-After`
+/// otherwise.
 #[utoipa::path(
     get,
     path = "/health",
@@ -59,7 +60,12 @@ pub fn health(store: &Store) -> Result<HttpResponse, ApiError> {
     };
     let mut r = json(&body)?;
     r.status = status;
-    Ok(r)
+    // An unhealthy answer says when to ask again, like every other 503.
+    Ok(if status == 503 {
+        r.with_header("Retry-After", "1")
+    } else {
+        r
+    })
 }
 
 /// Prometheus text metrics.

@@ -199,15 +199,22 @@ impl Reads for PgReads {
     /// former primary that came back as one, takes no writes).
     fn check(&self) -> Result<(), StoreError> {
         let limit = self.query_timeout.min(CHECK_LIMIT);
-        let replies = self.with_conn(|conn| {
-            Ok(conn.simple(&format!(
-                "BEGIN; SET LOCAL statement_timeout = {};
-                 SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM vkv_keys),
-                     EXISTS (SELECT 1 FROM vkv_versions);
-                 COMMIT",
-                limit.as_millis().max(1)
-            ))?)
+        let asked = std::time::Instant::now();
+        // Within the limit, waiting for a pooled connection included: the
+        // pool may be taken by reads that wait on the database themselves.
+        let mut conn = self.pool.get_timeout(limit).map_err(|e| {
+            StoreError::Unavailable(format!("no connection to PostgreSQL within {limit:?}: {e}"))
         })?;
+        let left = limit
+            .saturating_sub(asked.elapsed())
+            .max(Duration::from_millis(1));
+        let replies = conn.simple(&format!(
+            "BEGIN; SET LOCAL statement_timeout = {};
+             SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM vkv_keys),
+                 EXISTS (SELECT 1 FROM vkv_versions);
+             COMMIT",
+            left.as_millis()
+        ))?;
         let standby = replies
             .iter()
             .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
