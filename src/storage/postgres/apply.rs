@@ -55,6 +55,8 @@ pub(crate) struct PgCommitter {
     pub outcome_unknown: bool,
     /// Tells the `LISTEN` thread to stop.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Disconnects when the `LISTEN` thread has ended.
+    pub listening: Option<crossbeam_channel::Receiver<()>>,
     /// The read leases of every replica that this replica's writes wait
     /// for (`lease.rs`).
     pub leases: Arc<Leases>,
@@ -255,10 +257,20 @@ impl Committer for PgCommitter {
         !self.outcome_unknown
     }
 
+    /// Stops the `LISTEN` thread and waits (boundedly) for it to remove
+    /// this replica's lease row, so that other replicas' writers do not
+    /// wait out a lease that no process holds any more.
     fn close(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(listening) = self.listening.take() {
+            let _ = listening.recv_timeout(LISTENER_STOP);
+        }
     }
 }
+
+/// How long a stop waits for the `LISTEN` thread: a tick of its loop and
+/// the round trip that removes the lease row.
+const LISTENER_STOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A key's head as this transaction sees it (locked).
 #[derive(Clone)]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Notification};
@@ -51,12 +52,18 @@ pub(crate) struct Listener {
 /// Starts the thread on `first`, the listening connection (connected with
 /// [`connect`] before the store serves anything, so that no commit of
 /// another replica goes unseen); it stops when `stop` is set.
-pub(crate) fn start(listener: Listener, first: Client) -> Result<(), String> {
+/// The answer disconnects when the thread has ended (its lease row gone on
+/// a clean stop).
+pub(crate) fn start(listener: Listener, first: Client) -> Result<Receiver<()>, String> {
+    let (ended, stopped) = crossbeam_channel::bounded::<()>(0);
     std::thread::Builder::new()
         .name("vkv-pg-listen".into())
-        .spawn(move || listener.run(first))
+        .spawn(move || {
+            let _ended = ended;
+            listener.run(first);
+        })
         .map_err(|e| format!("cannot start the listener thread: {e}"))?;
-    Ok(())
+    Ok(stopped)
 }
 
 /// A connection that listens on both channels, named in

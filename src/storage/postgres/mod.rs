@@ -138,7 +138,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
         leases: Arc::clone(&leases),
         query_timeout: config.query_timeout,
     });
-    listen::start(
+    let listening = listen::start(
         listen::Listener {
             target: target.clone(),
             reads: Arc::clone(&reads),
@@ -162,6 +162,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
             max_versions: config.max_versions,
             outcome_unknown: false,
             stop,
+            listening: Some(listening),
             leases,
             seq: 0,
             fence: None,
