@@ -8,12 +8,16 @@
 //! new one, are answered.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{Raw, poll_until};
 
 use vkv::http::completion::Reply;
 use vkv::http::conn::{ConnLimits, HttpServer};
@@ -53,16 +57,10 @@ fn set_fd_limit(soft: libc::rlim_t) -> libc::rlim_t {
     }
 }
 
-fn ask(stream: &mut TcpStream) -> String {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(b"GET /again HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
+/// The status of the answer to one request on `client`.
+fn ask(client: &mut Raw) -> u16 {
+    client.send(b"GET /again HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    client.expect_response("GET /again").status
 }
 
 #[test]
@@ -88,12 +86,11 @@ fn accept_loop_survives_descriptor_exhaustion() {
         }
     }
     fillers.pop();
-    let mut pending = TcpStream::connect(addr).unwrap();
+    let mut pending = Raw::over(TcpStream::connect(addr).unwrap());
     // The server now fails to accept it, and must keep trying.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while LOGGER.0.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(Duration::from_secs(5), || {
+        LOGGER.0.load(Ordering::SeqCst) >= 3
+    });
     let failures = LOGGER.0.load(Ordering::SeqCst);
     assert!(
         failures >= 3,
@@ -103,16 +100,8 @@ fn accept_loop_survives_descriptor_exhaustion() {
     drop(fillers);
     set_fd_limit(old_limit);
     let started = Instant::now();
-    let answer = ask(&mut pending);
-    assert!(
-        answer.starts_with("HTTP/1.1 200 OK\r\n"),
-        "pending client got {answer:?}"
-    );
-    let answer = ask(&mut TcpStream::connect(addr).unwrap());
-    assert!(
-        answer.starts_with("HTTP/1.1 200 OK\r\n"),
-        "new client got {answer:?}"
-    );
+    assert_eq!(ask(&mut pending), 200, "the pending client");
+    assert_eq!(ask(&mut Raw::open(addr)), 200, "a new client");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "recovery took {:?}",

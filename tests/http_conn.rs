@@ -5,33 +5,25 @@
 //! measure process-wide things (thread counts) or timing under load take the
 //! `SERIAL` lock exclusively; all others share it.
 
-use std::io::{self, Read, Seek, Write};
+use std::io::{Read, Seek, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 #[path = "support/mod.rs"]
 mod support;
 
+use support::{Raw, Resp, exclusive, poll_until, shared};
+
 use vkv::http::completion::Reply;
 use vkv::http::conn::{ConnLimits, HttpServer, Service};
 use vkv::http::message::{FileBody, HttpRequest, HttpResponse};
 use vkv::http::workers::WorkerPool;
 
-static SERIAL: RwLock<()> = RwLock::new(());
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    SERIAL.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    SERIAL.write().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Echoes what it got as JSON; `/count-me` counts its calls, `/panic`
-/// panics, `/slow` takes 500 ms, `/close` asks to close the connection.
+/// panics, `/slow` counts its call and takes 500 ms, `/close` asks to close the connection.
 /// Run by a pool of 4 workers, as the real server runs its handlers.
 fn test_service(count: Arc<AtomicUsize>) -> Arc<dyn Service> {
     let handler = Arc::new(move |req: &HttpRequest| -> Reply {
@@ -42,6 +34,7 @@ fn test_service(count: Arc<AtomicUsize>) -> Arc<dyn Service> {
             }
             "/panic" => panic!("test panic"),
             "/slow" => {
+                count.fetch_add(1, Ordering::SeqCst);
                 thread::sleep(Duration::from_millis(500));
                 HttpResponse::json(200, b"{\"slow\":true}".to_vec())
             }
@@ -125,8 +118,8 @@ impl TestServer {
         TestServer { server, count }
     }
 
-    fn client(&self) -> Client {
-        Client::connect(self.server.local_addr())
+    fn client(&self) -> Raw {
+        Raw::open(self.server.local_addr())
     }
 
     fn counted(&self) -> usize {
@@ -136,115 +129,6 @@ impl TestServer {
 
 fn default_server() -> TestServer {
     TestServer::start(ConnLimits::default())
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        let found = self
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name));
-        found.map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    fn read_more(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk)?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    /// The next response; `None` when the server closed (or reset) first.
-    fn try_response(&mut self, head_only: bool) -> Option<Resp> {
-        loop {
-            let mut slots = [httparse::EMPTY_HEADER; 32];
-            let mut parsed = httparse::Response::new(&mut slots);
-            if let httparse::Status::Complete(len) = parsed.parse(&self.buf).unwrap() {
-                let headers: Vec<(String, String)> = parsed
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_owned(),
-                            String::from_utf8(h.value.to_vec()).unwrap(),
-                        )
-                    })
-                    .collect();
-                let mut resp = Resp {
-                    status: parsed.code.unwrap(),
-                    headers,
-                    body: Vec::new(),
-                };
-                let body_len: usize = match (head_only, resp.header("content-length")) {
-                    (false, Some(v)) => v.parse().unwrap(),
-                    _ => 0,
-                };
-                while self.buf.len() < len + body_len {
-                    assert!(self.read_more().unwrap() > 0, "EOF inside a response body");
-                }
-                resp.body = self.buf[len..len + body_len].to_vec();
-                self.buf.drain(..len + body_len);
-                return Some(resp);
-            }
-            match self.read_more() {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("no response in time: {e}"),
-            }
-        }
-    }
-
-    fn response(&mut self) -> Resp {
-        self.try_response(false)
-            .expect("server closed without answering")
-    }
-
-    /// True when the server closed the connection (EOF or reset) within 3 s.
-    fn closed(&mut self) -> bool {
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(3)))
-            .unwrap();
-        let mut byte = [0u8; 1];
-        match self.stream.read(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
-        }
-    }
 }
 
 fn get(target: &str) -> Vec<u8> {
@@ -261,7 +145,7 @@ fn threads_in_process() -> usize {
 fn expect_rejected(server: &TestServer, request: &[u8], status: u16) -> Resp {
     let mut client = server.client();
     client.send(request);
-    let resp = client.response();
+    let resp = client.expect_response("the answer");
     assert_eq!(
         resp.status,
         status,
@@ -269,7 +153,10 @@ fn expect_rejected(server: &TestServer, request: &[u8], status: u16) -> Resp {
         String::from_utf8_lossy(request)
     );
     assert_eq!(resp.header("connection"), Some("close"));
-    assert!(client.closed(), "connection left open after {status}");
+    assert!(
+        client.closed_within(Duration::from_secs(3)),
+        "connection left open after {status}"
+    );
     resp
 }
 
@@ -280,7 +167,7 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     let mut client = server.client();
     for i in 0..5 {
         client.send(&get(&format!("/item/{i}?v=1")));
-        let resp = client.response();
+        let resp = client.expect_response("the answer");
         assert_eq!(resp.status, 200);
         assert_eq!(resp.json()["target"], format!("/item/{i}?v=1"));
         assert_eq!(resp.header("connection"), None);
@@ -299,7 +186,9 @@ fn pipelined_requests_in_one_write_are_answered_in_order() {
     burst.extend_from_slice(b"POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
     burst.extend_from_slice(&get("/c"));
     client.send(&burst);
-    let targets: Vec<_> = (0..3).map(|_| client.response().json()).collect();
+    let targets: Vec<_> = (0..3)
+        .map(|_| client.expect_response("the answer").json())
+        .collect();
     assert_eq!(targets[0]["target"], "/a");
     assert_eq!(targets[1]["target"], "/b");
     assert_eq!(targets[1]["body"], "hello");
@@ -315,7 +204,7 @@ fn requests_arriving_in_pieces_or_with_the_close_are_answered() {
     let _g = shared();
     let server = default_server();
     let mut client = server.client();
-    client.stream.set_nodelay(true).unwrap();
+    client.s.set_nodelay(true).unwrap();
     let pieces: [&[u8]; 4] = [
         b"POST /pie",
         b"ces HTTP/1.1\r\nHost: t\r\nContent-Le",
@@ -327,7 +216,7 @@ fn requests_arriving_in_pieces_or_with_the_close_are_answered() {
             client.send(piece);
             thread::sleep(Duration::from_millis(20));
         }
-        let resp = client.response();
+        let resp = client.expect_response("the answer");
         assert_eq!(resp.status, 200);
         assert_eq!(resp.json()["target"], "/pieces");
         assert_eq!(resp.json()["body"], "hello");
@@ -336,10 +225,13 @@ fn requests_arriving_in_pieces_or_with_the_close_are_answered() {
     // The request and the FIN in one go: answered, then closed.
     let mut client = server.client();
     client.send(&get("/last"));
-    client.stream.shutdown(std::net::Shutdown::Write).unwrap();
-    let resp = client.response();
+    client.s.shutdown(std::net::Shutdown::Write).unwrap();
+    let resp = client.expect_response("the answer");
     assert_eq!(resp.json()["target"], "/last");
-    assert!(client.closed(), "the half-closed connection stayed open");
+    assert!(
+        client.closed_within(Duration::from_secs(3)),
+        "the half-closed connection stayed open"
+    );
 }
 
 #[test]
@@ -348,15 +240,15 @@ fn http_1_0_closes_unless_keep_alive_is_asked() {
     let server = default_server();
     let mut client = server.client();
     client.send(b"GET /old HTTP/1.0\r\n\r\n");
-    let resp = client.response();
+    let resp = client.expect_response("the answer");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("connection"), Some("close"));
-    assert!(client.closed());
+    assert!(client.closed_within(Duration::from_secs(3)));
 
     let mut client = server.client();
     for _ in 0..2 {
         client.send(b"GET /old HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
-        let resp = client.response();
+        let resp = client.expect_response("the answer");
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header("connection"), Some("keep-alive"));
     }
@@ -368,13 +260,19 @@ fn connection_close_and_response_close_end_the_connection() {
     let server = default_server();
     let mut client = server.client();
     client.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    assert_eq!(client.response().header("connection"), Some("close"));
-    assert!(client.closed());
+    assert_eq!(
+        client.expect_response("the answer").header("connection"),
+        Some("close")
+    );
+    assert!(client.closed_within(Duration::from_secs(3)));
 
     let mut client = server.client();
     client.send(&get("/close"));
-    assert_eq!(client.response().header("connection"), Some("close"));
-    assert!(client.closed());
+    assert_eq!(
+        client.expect_response("the answer").header("connection"),
+        Some("close")
+    );
+    assert!(client.closed_within(Duration::from_secs(3)));
 }
 
 #[test]
@@ -383,9 +281,11 @@ fn head_sends_the_length_but_no_body() {
     let server = default_server();
     let mut client = server.client();
     client.send(&get("/same"));
-    let full = client.response();
+    let full = client.expect_response("the answer");
     client.send(b"HEAD /same HTTP/1.1\r\nHost: t\r\n\r\n");
-    let head = client.try_response(true).unwrap();
+    let head = client
+        .head_response(Duration::from_secs(10))
+        .expect("HEAD answered");
     assert_eq!(head.status, 200);
     let get_len = full.body.len().to_string();
     let echoed = full.json();
@@ -400,7 +300,10 @@ fn head_sends_the_length_but_no_body() {
     );
     // Had a body been written, it would be parsed as the next response here.
     client.send(&get("/after"));
-    assert_eq!(client.response().json()["target"], "/after");
+    assert_eq!(
+        client.expect_response("the answer").json()["target"],
+        "/after"
+    );
 }
 
 #[test]
@@ -411,10 +314,10 @@ fn expect_100_continue_is_answered_before_the_body() {
     client.send(
         b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n",
     );
-    let interim = client.response();
+    let interim = client.expect_response("the answer");
     assert_eq!(interim.status, 100);
     client.send(&[b'x'; 2000]);
-    let resp = client.response();
+    let resp = client.expect_response("the answer");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json()["body_len"], 2000);
 
@@ -434,11 +337,14 @@ fn chunked_body_is_decoded() {
         b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked \r\n\r\n\
           5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: skipped\r\n\r\n",
     );
-    let resp = client.response();
+    let resp = client.expect_response("the answer");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json()["body"], "hello world");
     client.send(&get("/next"));
-    assert_eq!(client.response().json()["target"], "/next");
+    assert_eq!(
+        client.expect_response("the answer").json()["target"],
+        "/next"
+    );
 
     let malformed: [&[u8]; 3] = [
         b"zz\r\nhello\r\n0\r\n\r\n",
@@ -487,8 +393,8 @@ fn ambiguous_framing_is_rejected_and_the_smuggled_request_never_runs() {
         )
         .as_bytes(),
     );
-    assert_eq!(client.response().status, 200);
-    assert_eq!(client.response().status, 200);
+    assert_eq!(client.expect_response("the answer").status, 200);
+    assert_eq!(client.expect_response("the answer").status, 200);
     assert_eq!(server.counted(), 1);
 }
 
@@ -523,12 +429,12 @@ fn host_must_be_sent_once_and_absolute_form_targets_are_routed_by_path() {
     // HTTP/1.0 has no Host requirement.
     let mut client = server.client();
     client.send(b"GET /old HTTP/1.0\r\n\r\n");
-    assert_eq!(client.response().status, 200);
+    assert_eq!(client.expect_response("the answer").status, 200);
 
     let mut client = server.client();
     client
         .send(b"GET http://example.com:8080/get/k?version=2 HTTP/1.1\r\nHost: example.com\r\n\r\n");
-    let resp = client.response();
+    let resp = client.expect_response("the answer");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json()["target"], "/get/k?version=2");
 }
@@ -539,14 +445,13 @@ fn a_panicking_service_answers_500_and_keeps_serving() {
     let server = default_server();
     let mut client = server.client();
     client.send(&get("/panic"));
-    assert_eq!(client.response().status, 500);
+    assert_eq!(client.expect_response("the answer").status, 500);
     client.send(&get("/fine"));
-    assert_eq!(client.response().status, 200);
+    assert_eq!(client.expect_response("the answer").status, 200);
     drop(client);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while server.server.open_connections() > 0 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
+    poll_until(Duration::from_secs(3), || {
+        server.server.open_connections() == 0
+    });
     assert_eq!(server.server.open_connections(), 0);
 }
 
@@ -559,7 +464,7 @@ fn oversized_request_line_and_headers_are_refused() {
     // Just under the limit is fine.
     let mut client = server.client();
     client.send(&get(&format!("/{}", "a".repeat(8000))));
-    assert_eq!(client.response().status, 200);
+    assert_eq!(client.expect_response("the answer").status, 200);
 
     let big_header = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "b".repeat(17 * 1024));
     expect_rejected(&server, big_header.as_bytes(), 431);
@@ -604,9 +509,9 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
     let server = TestServer::start(limits);
     let mut client = server.client();
     client.send(&get("/once"));
-    assert_eq!(client.response().status, 200);
+    assert_eq!(client.expect_response("the answer").status, 200);
     let started = Instant::now();
-    assert!(client.closed());
+    assert!(client.closed_within(Duration::from_secs(3)));
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
@@ -614,7 +519,7 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
     );
     // A silent client that never sends a byte is closed the same way.
     let mut silent = server.client();
-    assert!(silent.closed());
+    assert!(silent.closed_within(Duration::from_secs(3)));
 }
 
 #[test]
@@ -633,17 +538,14 @@ fn a_slow_loris_is_cut_off_at_the_read_timeout() {
         thread::sleep(Duration::from_millis(200));
         // Each byte resets any per-read timeout; only a request deadline stops this.
         if client
-            .stream
+            .s
             .write_all(format!("X-{i}: v\r\n").as_bytes())
             .is_err()
         {
             break;
         }
-        client
-            .stream
-            .set_read_timeout(Some(Duration::from_millis(1)))
-            .unwrap();
-        if client.read_more().is_ok() {
+        client.read_some(Duration::from_millis(1));
+        if client.eof || !client.buf.is_empty() {
             cut_off = Some(started.elapsed());
             break;
         }
@@ -653,11 +555,7 @@ fn a_slow_loris_is_cut_off_at_the_read_timeout() {
         cut_off < Duration::from_millis(2500),
         "cut off after {cut_off:?}"
     );
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    assert_eq!(client.response().status, 408);
+    assert_eq!(client.expect_response("the answer").status, 408);
 }
 
 #[test]
@@ -673,14 +571,21 @@ fn connection_limit_bounds_threads_and_refuses_with_503() {
     };
     let server = TestServer::start(limits);
     let before = threads_in_process();
-    let stallers: Vec<Client> = (0..200)
+    let stallers: Vec<Raw> = (0..200)
         .map(|_| {
             let mut c = server.client();
             c.send(b"POST /stall HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nhalf");
             c
         })
         .collect();
-    thread::sleep(Duration::from_millis(300));
+    // Each of the 200 is accepted (the first 8 kept, the others refused)
+    // before the count is taken.
+    assert!(
+        poll_until(Duration::from_secs(10), || server.server.open_connections()
+            == 8),
+        "{} connections open",
+        server.server.open_connections()
+    );
     let during = threads_in_process();
     assert!(
         during <= before + 8 + 2,
@@ -689,17 +594,14 @@ fn connection_limit_bounds_threads_and_refuses_with_503() {
     assert_eq!(server.server.open_connections(), 8);
     let mut refused = 0;
     for mut c in stallers {
-        c.stream
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        match c.read_more() {
-            Ok(_) if c.buf.starts_with(b"HTTP/1.1 503") => {
-                refused += 1;
-                let resp = c.response();
-                assert_eq!(resp.header("retry-after"), Some("1"));
-                assert_eq!(resp.header("connection"), Some("close"));
-            }
-            other => assert!(other.is_err(), "unexpected {other:?}"),
+        c.read_some(Duration::from_millis(20));
+        if c.buf.starts_with(b"HTTP/1.1 503") {
+            refused += 1;
+            let resp = c.expect_response("the answer");
+            assert_eq!(resp.header("retry-after"), Some("1"));
+            assert_eq!(resp.header("connection"), Some("close"));
+        } else {
+            assert!(c.buf.is_empty() && !c.eof, "unexpected {:?}", c.text());
         }
     }
     assert_eq!(refused, 192);
@@ -716,7 +618,7 @@ fn a_normal_client_is_served_while_stallers_hold_connections() {
     };
     let server = TestServer::start(limits);
     let before = threads_in_process();
-    let _stallers: Vec<Client> = (0..200)
+    let _stallers: Vec<Raw> = (0..200)
         .map(|_| {
             let mut c = server.client();
             c.send(b"GET /stall HTTP/1.1\r\nHost: t\r\n");
@@ -726,7 +628,7 @@ fn a_normal_client_is_served_while_stallers_hold_connections() {
     let started = Instant::now();
     let mut client = server.client();
     client.send(&get("/normal"));
-    assert_eq!(client.response().status, 200);
+    assert_eq!(client.expect_response("the answer").status, 200);
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "took {:?}",
@@ -734,10 +636,10 @@ fn a_normal_client_is_served_while_stallers_hold_connections() {
     );
     assert!(threads_in_process() <= before + 201 + 2);
     // One more beyond the limit is still refused at once.
-    let mut extra: Vec<Client> = (0..60).map(|_| server.client()).collect();
+    let mut extra: Vec<Raw> = (0..60).map(|_| server.client()).collect();
     let last = extra.last_mut().unwrap();
     last.send(&get("/extra"));
-    assert_eq!(last.response().status, 503);
+    assert_eq!(last.expect_response("the answer").status, 503);
 }
 
 #[test]
@@ -747,14 +649,17 @@ fn shutdown_finishes_in_flight_requests_and_closes_idle_ones() {
     let addr = server.server.local_addr();
     let mut idle = server.client();
     idle.send(&get("/warm"));
-    assert_eq!(idle.response().status, 200);
+    assert_eq!(idle.expect_response("the answer").status, 200);
     let mut busy = server.client();
     busy.send(&get("/slow"));
-    thread::sleep(Duration::from_millis(100));
+    assert!(poll_until(Duration::from_secs(5), || server.counted() == 1));
     let started = Instant::now();
     let stopper = thread::spawn(move || server.server.shutdown());
-    assert!(idle.closed(), "idle connection left open");
-    let resp = busy.response();
+    assert!(
+        idle.closed_within(Duration::from_secs(3)),
+        "idle connection left open"
+    );
+    let resp = busy.expect_response("the answer");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("connection"), Some("close"));
     stopper.join().unwrap();
@@ -778,11 +683,11 @@ fn first_answer_waits(addr: SocketAddr, rounds: usize) -> Vec<Duration> {
                     thread::spawn(move || {
                         start.wait();
                         let began = Instant::now();
-                        let mut client = Client::connect(addr);
+                        let mut client = Raw::open(addr);
                         let mut first = None;
                         while began.elapsed() < Duration::from_secs(1) || first.is_none() {
                             client.send(&get("/burst"));
-                            assert_eq!(client.response().status, 200);
+                            assert_eq!(client.expect_response("the answer").status, 200);
                             first.get_or_insert(began.elapsed());
                             thread::sleep(Duration::from_millis(5));
                         }
@@ -889,11 +794,11 @@ fn at_the_limit_the_longest_idle_or_stalled_connection_makes_room() {
         ..ConnLimits::default()
     };
     let server = TestServer::start(limits);
-    let mut old: Vec<Client> = (0..4)
+    let mut old: Vec<Raw> = (0..4)
         .map(|_| {
             let mut c = server.client();
             c.send(&get("/warm"));
-            assert_eq!(c.response().status, 200);
+            assert_eq!(c.expect_response("the answer").status, 200);
             c
         })
         .collect();
@@ -902,10 +807,9 @@ fn at_the_limit_the_longest_idle_or_stalled_connection_makes_room() {
         c.send(b"POST /stall HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nhalf");
         old.push(c);
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while server.server.open_connections() < 8 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
+    poll_until(Duration::from_secs(5), || {
+        server.server.open_connections() >= 8
+    });
     assert_eq!(server.server.open_connections(), 8);
     // No grace by default: however young, a connection with nothing in
     // flight makes room (else re-opening clients could lock everyone out).
@@ -914,28 +818,31 @@ fn at_the_limit_the_longest_idle_or_stalled_connection_makes_room() {
         let started = Instant::now();
         let mut c = server.client();
         c.send(&get(&format!("/fresh/{i}")));
-        let resp = c.response();
+        let resp = c.expect_response("the answer");
         assert_eq!(resp.status, 200, "fresh client {i}: {resp:?}");
         assert!(started.elapsed() < Duration::from_secs(1));
         fresh.push(c);
     }
     for (i, c) in old.iter_mut().enumerate() {
-        assert!(c.closed(), "old connection {i} was not closed");
+        assert!(
+            c.closed_within(Duration::from_secs(3)),
+            "old connection {i} was not closed"
+        );
     }
     assert_eq!(server.server.open_connections(), 8);
     // One more closes the fresh connection idle the longest (the first),
     // not a newer one.
     let mut extra = server.client();
     extra.send(&get("/extra"));
-    assert_eq!(extra.response().status, 200);
+    assert_eq!(extra.expect_response("the answer").status, 200);
     assert!(
-        fresh[0].closed(),
+        fresh[0].closed_within(Duration::from_secs(3)),
         "the longest idle connection was not closed"
     );
     for (i, c) in fresh.iter_mut().enumerate().skip(1) {
         c.send(&get("/again"));
         assert_eq!(
-            c.response().status,
+            c.expect_response("the answer").status,
             200,
             "fresh client {i} lost its connection"
         );
@@ -960,13 +867,13 @@ fn a_client_still_sending_an_oversized_body_reads_the_413() {
             .as_bytes(),
         );
         client
-            .stream
+            .s
             .write_all(&body)
             .unwrap_or_else(|e| panic!("round {round}: the body could not be sent: {e}"));
-        let resp = client.response();
+        let resp = client.expect_response("the answer");
         assert_eq!(resp.status, 413);
         assert_eq!(resp.header("connection"), Some("close"));
-        assert!(client.closed());
+        assert!(client.closed_within(Duration::from_secs(3)));
     }
 }
 
@@ -986,7 +893,7 @@ fn timeouts_too_large_for_an_instant_never_overflow() {
     let mut client = server.client();
     for i in 0..3 {
         client.send(&get(&format!("/huge/{i}")));
-        assert_eq!(client.response().status, 200);
+        assert_eq!(client.expect_response("the answer").status, 200);
     }
     drop(client);
     let started = Instant::now();
@@ -1004,25 +911,28 @@ fn a_large_file_body_to_a_slow_reader_stalls_no_other_connection() {
     let server = default_server();
     let mut slow = server.client();
     slow.send(&get("/file"));
-    // Nothing is read from `slow` yet: its socket buffers fill up.
-    thread::sleep(Duration::from_millis(200));
+    // Nothing is read from `slow`: its socket buffers fill up while the
+    // others are served.
     for i in 0..20 {
         let started = Instant::now();
         let mut other = server.client();
         other.send(&get(&format!("/other/{i}")));
-        assert_eq!(other.response().status, 200);
+        assert_eq!(other.expect_response("the answer").status, 200);
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "another client waited {:?}",
             started.elapsed()
         );
     }
-    let resp = slow.response();
+    let resp = slow.expect_response("the answer");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body.len(), 32 << 20);
     assert!(resp.body.iter().all(|&b| b == b'f'));
     slow.send(&get("/after-file"));
-    assert_eq!(slow.response().json()["target"], "/after-file");
+    assert_eq!(
+        slow.expect_response("the answer").json()["target"],
+        "/after-file"
+    );
 }
 
 #[test]
@@ -1038,7 +948,7 @@ fn answers_from_the_loop_and_from_workers_keep_pipelined_order() {
     burst.extend_from_slice(b"HEAD /now/6 HTTP/1.1\r\nHost: t\r\n\r\n");
     client.send(&burst);
     for t in targets {
-        let resp = client.response();
+        let resp = client.expect_response("the answer");
         assert_eq!(resp.status, 200);
         if t == "/slow" {
             // Taken 500 ms on a worker while the loop had the rest ready.
@@ -1053,12 +963,17 @@ fn answers_from_the_loop_and_from_workers_keep_pipelined_order() {
         };
         assert_eq!(resp.json()["on"].as_str(), on, "{t}");
     }
-    let head = client.try_response(true).expect("HEAD answered");
+    let head = client
+        .head_response(Duration::from_secs(10))
+        .expect("HEAD answered");
     assert_eq!(head.status, 200);
     assert!(head.header("content-length").is_some());
     // Nothing after the HEAD's head: the next request's answer comes next.
     client.send(&get("/now/7"));
-    assert_eq!(client.response().json()["target"], "/now/7");
+    assert_eq!(
+        client.expect_response("the answer").json()["target"],
+        "/now/7"
+    );
 }
 
 /// A client that pipelines loop-answered requests without end, reading its
@@ -1070,12 +985,12 @@ fn a_client_pipelining_without_end_does_not_starve_the_others() {
     let server = default_server();
     let addr = server.server.local_addr();
     const N: usize = 200_000;
-    let flood = Client::connect(addr);
-    let mut writer = flood.stream.try_clone().unwrap();
+    let flood = Raw::open(addr);
+    let mut writer = flood.s.try_clone().unwrap();
     let answered = Arc::new(AtomicUsize::new(0));
     let reader = {
         let answered = answered.clone();
-        let mut stream = flood.stream.try_clone().unwrap();
+        let mut stream = flood.s.try_clone().unwrap();
         thread::spawn(move || {
             // Counts answers by their status lines; bodies never contain one.
             let mut chunk = vec![0u8; 1 << 16];
@@ -1104,9 +1019,12 @@ fn a_client_pipelining_without_end_does_not_starve_the_others() {
             > 1000),
         "the flood is not being answered"
     );
-    let mut other = Client::connect(addr);
+    let mut other = Raw::open(addr);
     other.send(&get("/now/other"));
-    assert_eq!(other.response().json()["target"], "/now/other");
+    assert_eq!(
+        other.expect_response("the answer").json()["target"],
+        "/now/other"
+    );
     let done = answered.load(Ordering::SeqCst);
     assert!(
         done < N / 2,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, exclusive, json, metric, poll_until, raise_fd_limit, shared};
+use common::{Raw, Server, exclusive, json, metric, poll_until, raise_fd_limit, shared};
 
 /// Connections and watchers the big tests open: thousands, CI-sized.
 const MANY: usize = 3_000;
@@ -32,7 +32,7 @@ const FRESH_CLIENT_LIMIT: Duration = Duration::from_secs(1);
 /// `n` raw connections, each sent `request(i)`, opened spread over about a
 /// second as issue 10 has its clients arrive (not in one instant: a burst
 /// of thousands in one instant overflows `--queue-len` by design, 503).
-fn open_spread(addr: SocketAddr, n: usize, request: impl Fn(usize) -> Vec<u8>) -> Vec<TcpStream> {
+fn open_spread(addr: SocketAddr, n: usize, request: impl Fn(usize) -> Vec<u8>) -> Vec<Raw> {
     let start = Instant::now();
     let spread = Duration::from_secs(1);
     (0..n)
@@ -49,50 +49,27 @@ fn open_spread(addr: SocketAddr, n: usize, request: impl Fn(usize) -> Vec<u8>) -
 }
 
 /// A raw connection that sent `request` (nothing read yet).
-fn send(addr: SocketAddr, request: &[u8]) -> TcpStream {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("read timeout");
-    s.write_all(request).expect("send request");
-    s
+fn send(addr: SocketAddr, request: &[u8]) -> Raw {
+    let mut r = Raw::open(addr);
+    r.send(request);
+    r
 }
 
-/// One response on `s`: status and body (Content-Length framed), or the
-/// error that ended the connection instead.
-fn answer(s: &mut TcpStream) -> Result<(u16, Vec<u8>), String> {
-    answer_from(&mut BufReader::new(s))
+/// How long an answer may take (thousands of clients on two cores).
+const ANSWER_WAIT: Duration = Duration::from_secs(60);
+
+/// The next response on `r`: status and body, or what happened instead.
+fn answer(r: &mut Raw) -> Result<(u16, Vec<u8>), String> {
+    answer_within(r, ANSWER_WAIT)
 }
 
-/// One response from `r` (which may hold the next ones, pipelined).
-fn answer_from(r: &mut impl BufRead) -> Result<(u16, Vec<u8>), String> {
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    if line.is_empty() {
-        return Err("closed without an answer".into());
+/// [`answer`], waiting at most `limit`.
+fn answer_within(r: &mut Raw, limit: Duration) -> Result<(u16, Vec<u8>), String> {
+    match r.response(limit) {
+        Some(resp) => Ok((resp.status, resp.body)),
+        None if r.eof => Err("closed without an answer".into()),
+        None => Err(format!("no answer within {limit:?}")),
     }
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {line:?}"))?;
-    let mut len = 0;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).map_err(|e| e.to_string())?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = h.split_once(':')
-            && n.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().map_err(|_| format!("bad length {v}"))?;
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok((status, body))
 }
 
 fn get(path: &str) -> Vec<u8> {
@@ -138,7 +115,7 @@ fn thousands_of_keep_alive_connections_are_all_answered_by_a_few_threads() {
     );
     // Still keep-alive: each answers a second request.
     for c in conns.iter_mut().step_by(100) {
-        c.write_all(&get("/get/k")).expect("second request");
+        c.send(&get("/get/k"));
         let r = answer(c);
         assert!(matches!(r, Ok((200, _))), "second request: {r:?}");
     }
@@ -189,14 +166,14 @@ fn thousands_of_parked_watchers_are_all_woken_by_puts() {
 }
 
 /// How many of `conns` have something to read (an answer or a close).
-fn answered_early(conns: &[TcpStream]) -> usize {
+fn answered_early(conns: &[Raw]) -> usize {
     conns
         .iter()
         .filter(|c| {
-            c.set_nonblocking(true).expect("nonblocking");
+            c.s.set_nonblocking(true).expect("nonblocking");
             let readable =
-                !matches!(c.peek(&mut [0u8; 1]), Err(e) if e.kind() == ErrorKind::WouldBlock);
-            c.set_nonblocking(false).expect("blocking");
+                !matches!(c.s.peek(&mut [0u8; 1]), Err(e) if e.kind() == ErrorKind::WouldBlock);
+            c.s.set_nonblocking(false).expect("blocking");
             readable
         })
         .count()
@@ -207,9 +184,7 @@ fn answered_early(conns: &[TcpStream]) -> usize {
 fn fresh_client(addr: SocketAddr) -> (Result<u16, String>, Duration) {
     let start = Instant::now();
     let mut s = send(addr, &get("/health"));
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    let r = answer(&mut s).map(|(status, _)| status);
+    let r = answer_within(&mut s, Duration::from_secs(10)).map(|(status, _)| status);
     (r, start.elapsed())
 }
 
@@ -233,13 +208,13 @@ fn idle_sockets_past_the_connection_limit_do_not_lock_out_a_fresh_client() {
     const LIMIT: usize = 40;
     let s = Server::start(&["--max-connections", &LIMIT.to_string()]);
     // LIMIT keep-alive connections, each answered once and then idle...
-    let mut hoard: Vec<TcpStream> = (0..LIMIT).map(|_| send(s.addr, &get("/health"))).collect();
+    let mut hoard: Vec<Raw> = (0..LIMIT).map(|_| send(s.addr, &get("/health"))).collect();
     for h in &mut hoard {
         assert!(matches!(answer(h), Ok((200, _))));
     }
     // ...and LIMIT more that connect and send nothing.
     for _ in 0..LIMIT {
-        hoard.push(TcpStream::connect(s.addr).expect("connect"));
+        hoard.push(Raw::open(s.addr));
     }
     let worst = fresh_clients(s.addr);
     assert!(
@@ -319,7 +294,7 @@ fn trickling_partial_requests_do_not_lock_out_a_fresh_client() {
         "--read-timeout",
         "60s",
     ]);
-    let mut slow: Vec<TcpStream> = (0..LIMIT)
+    let mut slow: Vec<Raw> = (0..LIMIT)
         .map(|_| send(s.addr, b"GET /get/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"))
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
@@ -329,7 +304,7 @@ fn trickling_partial_requests_do_not_lock_out_a_fresh_client() {
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 for c in &mut slow {
-                    let _ = c.write_all(b"X-Pad: a\r\n");
+                    let _ = c.s.write_all(b"X-Pad: a\r\n");
                 }
                 rounds.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(200));
@@ -359,7 +334,7 @@ fn closed_watchers_free_their_slots_at_once() {
     let s = Server::start(&["--max-watchers", &MAX_WATCHERS.to_string()]);
     let mut c = s.client();
     assert_eq!(c.put("w", &json!(1)).status, 200);
-    let watchers: Vec<TcpStream> = (0..MAX_WATCHERS)
+    let watchers: Vec<Raw> = (0..MAX_WATCHERS)
         .map(|_| send(s.addr, &get("/get/w?wait_after=1&timeout=120")))
         .collect();
     let mut parked = None;
@@ -421,9 +396,7 @@ fn long_polls_sent_with_their_fin_free_their_slots() {
     let mut refused = 0;
     let parked = poll_until(Duration::from_secs(20), || {
         let mut w = send(s.addr, &get("/get/w?wait_after=1&timeout=120"));
-        w.set_read_timeout(Some(Duration::from_secs(1)))
-            .expect("read timeout");
-        match answer(&mut w) {
+        match answer_within(&mut w, Duration::from_secs(1)) {
             Err(_) => {
                 watcher = Some(w);
                 true
@@ -445,10 +418,9 @@ fn long_polls_sent_with_their_fin_free_their_slots() {
         "watchers held: {held:?}, expected only the legitimate one"
     );
     let mut w = watcher.expect("parked watcher");
-    w.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
     assert_eq!(c.put("w", &json!(2)).status, 200);
-    let (status, body) = answer(&mut w).expect("the watcher's answer");
+    let (status, body) =
+        answer_within(&mut w, Duration::from_secs(10)).expect("the watcher's answer");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
     assert_eq!(v["version"], 2);
@@ -457,15 +429,15 @@ fn long_polls_sent_with_their_fin_free_their_slots() {
 /// A connection whose receive buffer is `rcvbuf` bytes (set before
 /// connecting, so the window it offers stays that small), that sent
 /// `request` and reads nothing yet.
-fn send_small_window(addr: SocketAddr, rcvbuf: usize, request: &[u8]) -> TcpStream {
+fn send_small_window(addr: SocketAddr, rcvbuf: usize, request: &[u8]) -> Raw {
     let sock =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     sock.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
     sock.connect(&addr.into())
         .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    let mut s: TcpStream = sock.into();
-    s.write_all(request).expect("send request");
-    s
+    let mut r = Raw::over(sock.into());
+    r.send(request);
+    r
 }
 
 /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
@@ -549,7 +521,7 @@ fn clients_not_reading_large_answers_hold_no_memory_and_stall_nobody() {
     let done = AtomicBool::new(false);
     let (times, mut readers) = std::thread::scope(|scope| {
         let prober = scope.spawn(|| probe_until(s.addr, &done, 100));
-        let readers: Vec<TcpStream> = (0..CLIENTS)
+        let readers: Vec<Raw> = (0..CLIENTS)
             .map(|_| send_small_window(s.addr, 4096, &request))
             .collect();
         done.store(true, Ordering::SeqCst);
@@ -576,9 +548,9 @@ fn clients_not_reading_large_answers_hold_no_memory_and_stall_nobody() {
         "fresh client p99 {p99:?} with {CLIENTS} clients not reading"
     );
     // A client that reads at last gets its four answers, whole.
-    let mut reader = BufReader::new(&mut readers[CLIENTS / 2]);
+    let reader = &mut readers[CLIENTS / 2];
     for i in 0..PIPELINE {
-        let (status, got) = answer_from(&mut reader).unwrap_or_else(|e| panic!("answer {i}: {e}"));
+        let (status, got) = answer(reader).unwrap_or_else(|e| panic!("answer {i}: {e}"));
         assert_eq!(status, 200);
         let v: serde_json::Value = serde_json::from_slice(&got).expect("JSON answer");
         assert_eq!(v["value"].as_str().map(str::len), Some(value.len() - 2));
@@ -608,7 +580,7 @@ fn unsent_answers_past_the_output_budget_close_the_most_stalled_clients() {
     ]);
     let (_, body) = big_value(1 << 20);
     put_raw(s.addr, "big", &body);
-    let mut readers: Vec<TcpStream> = (0..CLIENTS)
+    let mut readers: Vec<Raw> = (0..CLIENTS)
         .map(|_| send_small_window(s.addr, 4096, &get("/get/big")))
         .collect();
     // 8 MiB holds at most 8 of the 24 answers (a little less than 1 MiB
@@ -637,9 +609,7 @@ fn unsent_answers_past_the_output_budget_close_the_most_stalled_clients() {
     );
     let (mut whole, mut cut) = (0, 0);
     for r in &mut readers {
-        r.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("read timeout");
-        match answer(r) {
+        match answer_within(r, Duration::from_secs(20)) {
             Ok((200, got)) if got.len() > 1 << 20 => whole += 1,
             Ok((status, got)) => panic!("answered {status} with {} bytes", got.len()),
             Err(_) => cut += 1,

@@ -3,127 +3,13 @@
 //! for, never a crash), and after each the server still answers a normal
 //! client.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::common::{Resp, Server, history, json, shared};
+use crate::common::{Raw, Resp, Server, history, json, shared};
 
 /// The server's `--read-timeout` in these tests.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A raw client connection: bytes out, responses parsed from bytes in.
-struct Raw {
-    s: TcpStream,
-    buf: Vec<u8>,
-    eof: bool,
-}
-
-impl Raw {
-    fn open(addr: SocketAddr) -> Raw {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-        s.set_write_timeout(Some(Duration::from_secs(5)))
-            .expect("write timeout");
-        Raw {
-            s,
-            buf: Vec::new(),
-            eof: false,
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).expect("send");
-    }
-
-    /// Reads for up to `limit` or until EOF; a reset counts as EOF.
-    fn read_some(&mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        let mut chunk = [0u8; 16 << 10];
-        while !self.eof {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            self.s.set_read_timeout(Some(left)).expect("read timeout");
-            match self.s.read(&mut chunk) {
-                Ok(0) => self.eof = true,
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return;
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return;
-                }
-                Err(_) => self.eof = true,
-            }
-        }
-    }
-
-    /// The next complete response, waiting up to `limit` for it.
-    fn response(&mut self, limit: Duration) -> Option<Resp> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(r) = self.parse() {
-                return Some(r);
-            }
-            if self.eof || Instant::now() >= deadline {
-                return None;
-            }
-            self.read_some(deadline.saturating_duration_since(Instant::now()));
-        }
-    }
-
-    fn expect_response(&mut self, what: &str) -> Resp {
-        self.response(Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("{what}: no response (got {:?})", self.text()))
-    }
-
-    /// Whether the server closes the connection within `limit` without
-    /// sending anything more.
-    fn closed_within(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while !self.eof && Instant::now() < deadline {
-            self.read_some(deadline.saturating_duration_since(Instant::now()));
-        }
-        self.eof && self.buf.is_empty()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.buf).into_owned()
-    }
-
-    /// Takes one response (Content-Length framed) off the buffer.
-    fn parse(&mut self) -> Option<Resp> {
-        let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()?
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        if self.buf.len() < end + 4 + len {
-            return None;
-        }
-        let body = self.buf[end + 4..end + 4 + len].to_vec();
-        self.buf.drain(..end + 4 + len);
-        Some(Resp {
-            status,
-            headers,
-            body,
-        })
-    }
-}
 
 /// After each case: the server process is alive and a normal client is
 /// answered promptly.

@@ -1,10 +1,9 @@
-//! The one test harness, shared by the `api`, `security` and `faults` test
-//! binaries (each includes it as `mod common` with `#[path]`): runs the real
-//! `vkv` binary on 127.0.0.1:0 with a temporary SQLite file (or, with
-//! `VKV_TEST_PG` set, a fresh PostgreSQL database: see [`pg_admin_url`]),
-//! and a minimal
-//! HTTP/1.1 client over a real socket (plain TCP, or any stream such as
-//! TLS). Every socket has a timeout and every wait a deadline, so nothing
+//! The one test harness, shared by every integration test binary (each
+//! includes it with `#[path]`): runs the real `vkv` binary on 127.0.0.1:0
+//! with a temporary SQLite file (or, with `VKV_TEST_PG` set, a fresh
+//! PostgreSQL database: see [`pg_admin_url`]), a minimal HTTP/1.1 client
+//! over a real socket (plain TCP, or any stream such as TLS), and [`Raw`],
+//! the raw-bytes client for malformed and pipelined requests. Every socket has a timeout and every wait a deadline, so nothing
 //! here hangs; conditions are polled with [`poll_until`], never slept on.
 #![allow(dead_code)] // each test binary uses a different part of it
 
@@ -17,6 +16,10 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 pub use serde_json::{Value, json};
+
+mod raw;
+#[allow(unused_imports)] // not every test binary sends raw bytes
+pub use raw::Raw;
 
 /// How long a client waits for an answer before its request fails.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
