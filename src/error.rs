@@ -89,6 +89,26 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Why version `wanted` of `key` cannot be read, given the key's head
+    /// as stored (`(latest, oldest kept)`, `None` for a key with no
+    /// version): older than what is kept is gone, otherwise it was never
+    /// written. Every backend answers a missed version read with this.
+    pub(crate) fn version_miss(key: &str, wanted: u64, head: Option<(u64, u64)>) -> StoreError {
+        match head {
+            None => StoreError::KeyNotFound(key.to_string()),
+            Some((_, oldest)) if wanted < oldest => StoreError::Gone {
+                key: key.to_string(),
+                version: wanted,
+                oldest,
+            },
+            Some((latest, _)) => StoreError::VersionNotFound {
+                key: key.to_string(),
+                version: wanted,
+                latest,
+            },
+        }
+    }
+
     /// Whether the operation was refused by the store's own rules (missing
     /// key, failed condition, invalid input) rather than failed by the
     /// database. Refusals write nothing and leave other writes unaffected.

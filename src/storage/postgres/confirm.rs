@@ -249,17 +249,7 @@ fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>, timeout: Duration) {
                 (Some((version, ts, Some(value), deleted)), _) => {
                     row_version(key, version, ts, value, deleted)
                 }
-                (_, Some((_, oldest))) if wanted < oldest => Err(StoreError::Gone {
-                    key,
-                    version: wanted,
-                    oldest,
-                }),
-                (_, Some((latest, _))) => Err(StoreError::VersionNotFound {
-                    key,
-                    version: wanted,
-                    latest,
-                }),
-                (_, None) => Err(StoreError::KeyNotFound(key)),
+                (_, head) => Err(StoreError::version_miss(&key, wanted, head)),
             }),
         }
     }

@@ -270,20 +270,12 @@ fn version_row(conn: &mut PgConn, key: &str, version: u64) -> Result<Versioned, 
         "SELECT latest, first_kept FROM vkv_keys WHERE key = $1 AND latest > 0",
         &[&key.as_bytes()],
     )?;
-    let Some(head) = head else {
-        return Err(StoreError::KeyNotFound(key.to_string()));
+    let head = match head {
+        None => None,
+        Some(h) => {
+            let (latest, first_kept): (i64, i64) = (h.try_get(0)?, h.try_get(1)?);
+            Some((latest as u64, first_kept as u64))
+        }
     };
-    let (latest, first_kept): (i64, i64) = (head.try_get(0)?, head.try_get(1)?);
-    if version < first_kept as u64 {
-        return Err(StoreError::Gone {
-            key: key.to_string(),
-            version,
-            oldest: first_kept as u64,
-        });
-    }
-    Err(StoreError::VersionNotFound {
-        key: key.to_string(),
-        version,
-        latest: latest as u64,
-    })
+    Err(StoreError::version_miss(key, version, head))
 }

@@ -88,19 +88,11 @@ impl ReadPool {
             .prepare_cached("SELECT latest, first_kept FROM keys WHERE key = ?1")?
             .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        match head {
-            None => Err(StoreError::KeyNotFound(key.to_string())),
-            Some((_, first_kept)) if version < first_kept as u64 => Err(StoreError::Gone {
-                key: key.to_string(),
-                version,
-                oldest: first_kept as u64,
-            }),
-            Some((latest, _)) => Err(StoreError::VersionNotFound {
-                key: key.to_string(),
-                version,
-                latest: latest as u64,
-            }),
-        }
+        Err(StoreError::version_miss(
+            key,
+            version,
+            head.map(|(latest, first_kept)| (latest as u64, first_kept as u64)),
+        ))
     }
 
     /// Up to `limit` versions of `key` below `before`, newest first, and
