@@ -18,6 +18,8 @@
 //! - `VKV_CHECKER_SECONDS`: the fault schedule's length, in total over the
 //!   two checker runs (leases on, `--read-lease 0`); default 40.
 //! - `VKV_CHECKER_REPLICAS`: replicas per run (2 or 3; default 3).
+//! - `VKV_CHECKER_READERS`: read-only clients per replica (default 1);
+//!   more for a run that checks millions of reads.
 //! - `VKV_CHECKER_MAX_STALL_MS`: the longest a healthy replica may go
 //!   without completing a write while another is frozen or killed
 //!   (default: one lease, at least 1 s, plus 1 s for the commit on this
@@ -97,6 +99,7 @@ fn run_checker(test: &str, lease_flag: &str, lease: Duration) {
         roaming: 3,
         sticky_per_replica: 2,
         probes: true,
+        readers_per_replica: env_u64("VKV_CHECKER_READERS", 1) as usize,
     };
     let load = Workload::start(&addrs, &keys, clients, clock, rng.next());
     let began = Instant::now();

@@ -9,6 +9,10 @@
 //! - One probe per replica only puts, on keys of its own that no other
 //!   replica writes: the gaps between its acknowledgements are the write
 //!   stalls of that replica (`faults::stalls`).
+//! - Readers use one replica and only read the hot keys (latest,
+//!   conditional, by version), as fast as it answers: most of a run's
+//!   checked reads, most of them from the cache, the reads a stale cache
+//!   would show up in.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,6 +84,7 @@ pub struct Clients {
     pub roaming: usize,
     pub sticky_per_replica: usize,
     pub probes: bool,
+    pub readers_per_replica: usize,
 }
 
 /// Running clients.
@@ -100,6 +105,7 @@ struct Client {
     stop: Arc<AtomicBool>,
     seed: u64,
     probe: bool,
+    reader: bool,
 }
 
 impl Workload {
@@ -128,6 +134,7 @@ impl Workload {
             stop: Arc::clone(&stop),
             seed,
             probe: false,
+            reader: false,
         };
         for _ in 0..clients.roaming {
             plans.push(base.clone());
@@ -136,6 +143,13 @@ impl Workload {
             for _ in 0..clients.sticky_per_replica {
                 plans.push(Client {
                     replicas: vec![*r],
+                    ..base.clone()
+                });
+            }
+            for _ in 0..clients.readers_per_replica {
+                plans.push(Client {
+                    replicas: vec![*r],
+                    reader: true,
                     ..base.clone()
                 });
             }
@@ -189,6 +203,8 @@ impl Client {
             let key = self.keys[rng.range(0, self.keys.len() as u64) as usize];
             let kind = if self.probe {
                 Kind::Put
+            } else if self.reader {
+                choose_read(&mut rng, known[usize::from(key)])
             } else {
                 choose(&mut rng, known[usize::from(key)])
             };
@@ -242,6 +258,16 @@ fn choose(rng: &mut Rng, known: u64) -> Kind {
         83..93 => Kind::CondPut(known),
         93..98 => Kind::Delete,
         98..100 => Kind::Purge,
+        _ => Kind::Get,
+    }
+}
+
+/// The next operation of a reader, `known` being the newest version it saw
+/// of the key.
+fn choose_read(rng: &mut Rng, known: u64) -> Kind {
+    match rng.range(0, 100) {
+        0..15 if known > 0 => Kind::GetVersion(rng.range(1, known + 1)),
+        15..30 if known > 0 => Kind::GetIfNoneMatch(known),
         _ => Kind::Get,
     }
 }
