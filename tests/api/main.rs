@@ -18,6 +18,7 @@ mod metrics;
 mod persistence;
 mod readme;
 mod reference;
+mod ttl;
 mod ui;
 mod values;
 mod versioning;
