@@ -13,6 +13,7 @@ mod flags;
 mod health_probe;
 mod io_threads;
 mod kv;
+mod lease;
 mod logs;
 mod metrics;
 mod persistence;
