@@ -14,6 +14,7 @@ mod health_probe;
 mod io_threads;
 mod kv;
 mod lease;
+mod lock;
 mod logs;
 mod metrics;
 mod persistence;
