@@ -403,6 +403,8 @@ pub(crate) struct VersionRow {
     pub ts_ms: i64,
     pub deleted: bool,
     pub value: String,
+    /// A tombstone of an expiry.
+    pub expired: bool,
 }
 
 /// One row of a whole-store dump, as `vkv copy`, `vkv check` and the
@@ -417,6 +419,10 @@ pub(crate) enum Record {
         key: String,
         latest: u64,
     },
+    /// A key's deadline (after every key's records).
+    Deadline(DeadlineRow),
+    /// A lease (after every key's records).
+    Lease(LeaseRow),
 }
 
 /// Counts of a store: keys (heads) and versions.
@@ -512,7 +518,7 @@ pub(crate) fn transfer(
         match &record {
             Record::Head(_) => read.keys += 1,
             Record::Version(_) => read.versions += 1,
-            Record::Purged { .. } => {}
+            Record::Purged { .. } | Record::Deadline(_) | Record::Lease(_) => {}
         }
         dest.write(&record)
     })?;

@@ -295,3 +295,80 @@ fn many_keys_due_together_expire_within_a_second_while_others_write() {
         assert_eq!(e["operation"], "expire");
     }
 }
+
+#[test]
+fn copy_backup_and_check_carry_deadlines_and_leases() {
+    if skip() {
+        return;
+    }
+    use crate::common::{output_text, run};
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src.db"), dir.path().join("dst.db"));
+    let mut s = Server::start_on(&src, &[]);
+    let mut c = s.client();
+    post(&mut c, "/put/gone?ttl=1s", &json!({"value": 0}));
+    wait_expired(&mut c, "gone", Duration::from_secs(5));
+    post(&mut c, "/put/t?ttl=1h", &json!({"value": 1}));
+    let lease = post(&mut c, "/leases", &json!({"ttl": "1h"})).json()["id"]
+        .as_u64()
+        .unwrap();
+    post(
+        &mut c,
+        &format!("/put/l?lease={lease}"),
+        &json!({"value": 2}),
+    );
+    let t_due = c.get("/get/t").json()["expires_at"].clone();
+    let backup = c.get("/backup");
+    assert_eq!(backup.status, 200);
+    let snapshot = dir.path().join("snap.db");
+    std::fs::write(&snapshot, &backup.body).unwrap();
+    s.terminate();
+    for db in [&src, &snapshot] {
+        let out = run(&["check", "--db", db.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let out = run(&[
+        "copy",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        dst.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    for db in [&dst, &snapshot] {
+        let out = run(&["check", "--db", db.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", output_text(&out));
+        let d = Server::start_on(db, &[]);
+        let mut dc = d.client();
+        assert_eq!(dc.get("/get/t").json()["expires_at"], t_due);
+        assert_eq!(
+            dc.get(&format!("/leases/{lease}")).json()["keys"],
+            json!(["l"])
+        );
+        assert_eq!(dc.get("/get/gone").json()["expired_version"], 2);
+        assert_eq!(entries(&mut dc, "gone")[0]["operation"], "expire");
+        // A purge takes the key's deadline with it.
+        assert_eq!(
+            dc.request("DELETE", "/delete/t?purge=true", &[], b"")
+                .status,
+            200
+        );
+        assert_eq!(metric(&mut dc, "vkv_keys_with_deadline"), Some(1.0));
+    }
+
+    // A deadline left behind by a damaged file is found.
+    let conn = rusqlite::Connection::open(&dst).unwrap();
+    conn.execute(
+        "INSERT INTO deadlines (key, version, due_ms, lease) VALUES ('nokey', 1, 5, NULL)",
+        [],
+    )
+    .unwrap();
+    conn.execute("UPDATE deadlines SET lease = 999 WHERE key = 'l'", [])
+        .unwrap();
+    drop(conn);
+    let out = run(&["check", "--db", dst.to_str().unwrap()]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("\"nokey\": has a deadline"), "{text}");
+    assert!(text.contains("lease 999, which does not exist"), "{text}");
+}

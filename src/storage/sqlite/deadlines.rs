@@ -161,6 +161,26 @@ pub(super) fn lease_keys(
     Ok((keys, more))
 }
 
+/// Stores a dumped deadline as it is (a load).
+pub(super) fn store(conn: &Connection, d: &DeadlineRow) -> rusqlite::Result<()> {
+    let (due, lease) = match d.deadline {
+        Deadline::At(due) => (Some(due), None),
+        Deadline::Lease(id) => (None, Some(id_sql(id))),
+    };
+    conn.prepare_cached(
+        "INSERT INTO deadlines (key, version, due_ms, lease) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![d.key, d.version as i64, due, lease])?;
+    Ok(())
+}
+
+/// Stores a dumped lease as it is, its id kept (a load).
+pub(super) fn store_lease(conn: &Connection, l: &LeaseRow) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO leases (id, ttl_ms, granted_ms) VALUES (?1, ?2, ?3)")?
+        .execute(params![id_sql(l.id), l.ttl_ms, l.granted_ms])?;
+    Ok(())
+}
+
 /// A lease id as SQLite's integer (ids are stored as positive `i64`s).
 fn id_sql(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(-1)
