@@ -892,6 +892,8 @@ fn first_outcome(done: Done) -> Result<PutOutcome, StoreError> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The expiry thread holds the writer: stop it first.
+        self.schedule.close();
         self.writer.stop();
     }
 }

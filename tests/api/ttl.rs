@@ -372,3 +372,64 @@ fn copy_backup_and_check_carry_deadlines_and_leases() {
     assert!(text.contains("\"nokey\": has a deadline"), "{text}");
     assert!(text.contains("lease 999, which does not exist"), "{text}");
 }
+
+/// Writers race their keys' expiries, rewriting each with a TTL around its
+/// deadline: every expiry tombstone in the histories comes at or after the
+/// deadline of the put before it (and within a second of it), never after
+/// a rewrite that moved the deadline.
+#[test]
+fn expiries_racing_rewrites_never_come_early_or_twice() {
+    if skip() {
+        return;
+    }
+    let s = Server::start(&[]);
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let addr = s.addr;
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let mut rng = crate::common::Rng::from_time("expiries_racing_rewrites");
+                let end = std::time::Instant::now() + Duration::from_secs(5);
+                let mut i = 0u64;
+                while std::time::Instant::now() < end {
+                    let key = format!("race/{t}/{}", i % 3);
+                    let r = post(&mut c, &format!("/put/{key}?ttl=1"), &json!({"value": i}));
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    i += 1;
+                    // Around a third of a TTL per key between rewrites, some
+                    // past it: expiries and rewrites meet at the deadline.
+                    std::thread::sleep(Duration::from_millis(rng.range(200, 450)));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut c = s.client();
+    let mut expiries = 0;
+    for t in 0..6 {
+        for k in 0..3 {
+            let key = format!("race/{t}/{k}");
+            let _ = wait_expired(&mut c, &key, Duration::from_secs(5));
+            let r = c.get(&format!("/history/{key}?limit=1000"));
+            let mut versions = r.json()["versions"].as_array().unwrap().clone();
+            versions.reverse();
+            for pair in versions.windows(2) {
+                let (before, after) = (&pair[0], &pair[1]);
+                if after["operation"] != "expire" {
+                    continue;
+                }
+                expiries += 1;
+                assert_eq!(before["operation"], "put", "{key}: two expiries in a row");
+                let put = ms(before["timestamp"].as_str().unwrap());
+                let gone = ms(after["timestamp"].as_str().unwrap());
+                assert!(
+                    (put + 1000..=put + 2000).contains(&gone),
+                    "{key}: put at {put}, expired at {gone}"
+                );
+            }
+        }
+    }
+    assert!(expiries >= 18, "only {expiries} expiries");
+}
