@@ -433,3 +433,29 @@ fn expiries_racing_rewrites_never_come_early_or_twice() {
     }
     assert!(expiries >= 18, "only {expiries} expiries");
 }
+
+#[test]
+fn retention_counts_expiry_tombstones_as_versions() {
+    if skip() {
+        return;
+    }
+    let s = Server::start(&["--max-versions", "2"]);
+    let mut c = s.client();
+    assert_eq!(c.put("r", &json!(1)).status, 200);
+    post(&mut c, "/put/r?ttl=1s", &json!({"value": 2}));
+    assert_eq!(wait_expired(&mut c, "r", Duration::from_secs(5)), 3);
+    // Versions 2 and 3 (the expiry) are kept; 1 fell to retention.
+    let versions: Vec<u64> = entries(&mut c, "r")
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [3, 2]);
+    assert_eq!(c.get("/get/r?version=1").status, 410);
+    assert_eq!(c.get("/get/r?version=2").json()["value"], 2);
+    assert_eq!(
+        c.get("/db/stats").json()["total_versions"],
+        2,
+        "{}",
+        c.get("/db/stats").text()
+    );
+}
