@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 key: format!("key/{k:08}"),
                 value,
                 expect: None,
+                lifetime: Default::default(),
             });
             if batch.len() == 1000 {
                 store.batch(std::mem::take(&mut batch))?;

@@ -240,6 +240,27 @@ req GET "/get/$K2?version=1"
 check "old versions of a deleted key stay readable" 200 "eq(j['value'], 'a', 'value')"
 req DELETE "/delete/$K2?purge=true"
 check "DELETE /delete/{key}?purge=true" 200 "eq(j['purged_versions'], 4, 'purged_versions')"
+req POST "/put/$K2-t?ttl=30s" '{"value": "short-lived"}'
+check "POST /put/{key}?ttl=30s" 200 "eq(j['version'], 1, 'version')"
+req GET "/get/$K2-t"
+check "GET of a key with a TTL shows expires_at" 200 "'expires_at' in j or 'no expires_at'"
+req POST "/put/$K2-t?ttl=0" '{"value": 1}'
+check "POST /put/{key}?ttl=0 -> 422 naming the bounds" 422 "$DETAIL" "'30days' in j['detail'] or 'detail does not name the bounds'"
+req POST /leases '{"ttl": "10s"}'
+check "POST /leases" 201 "eq(j['ttl'], '10s', 'ttl')"
+LEASE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$tmp/body")
+req POST "/put/$K2-l?lease=$LEASE" '{"value": "held"}'
+check "POST /put/{key}?lease=ID" 200 "eq(j['version'], 1, 'version')"
+req POST "/leases/$LEASE/keepalive"
+check "POST /leases/{id}/keepalive" 200 "eq(j['id'], $LEASE, 'id')"
+req GET "/leases/$LEASE"
+check "GET /leases/{id} lists its key" 200 "eq(j['keys'], [env['SMOKE_K2'] + '-l'], 'keys')"
+req GET /leases
+check "GET /leases" 200 "eq(len(j['leases']), 1, 'leases')"
+req DELETE "/leases/$LEASE"
+check "DELETE /leases/{id} expires its keys" 200 "eq(j['expired_keys'], 1, 'expired_keys')"
+req GET "/get/$K2-l"
+check "a revoked lease's key -> 404 expired" 404 "$DETAIL" "'expired at version 2' in j['detail'] or 'detail does not say expired'"
 req GET /metrics
 check "GET /metrics (Prometheus text)" 200 \
   "'vkv_http_requests_total{' in text and h.get('content-type', '').startswith('text/plain') or 'not Prometheus text'"

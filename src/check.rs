@@ -77,6 +77,8 @@ impl Walk {
             }
             // No head and no version: nothing to check.
             Record::Purged { .. } => self.end_key(r),
+            // Checked by the backend's own checks (a SQLite file's).
+            Record::Deadline(_) | Record::Lease(_) => self.end_key(r),
             Record::Version(v) => {
                 self.totals.versions += 1;
                 if self.key.as_ref().is_none_or(|(k, _)| *k != v.key) {

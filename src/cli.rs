@@ -263,7 +263,7 @@ const MAX_BODY_BYTES: u64 = 1 << 30;
 const MAX_OUTPUT_BYTES: u64 = 64 << 30;
 
 fn duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 30s or 500ms)"))?;
+    let d = vkv::duration::parse(s).map_err(|e| format!("{e} (try 30s or 500ms)"))?;
     if d.is_zero() {
         return Err("must be above zero".into());
     }

@@ -28,6 +28,22 @@ pub enum StoreError {
         /// The version of the deletion marker.
         version: u64,
     },
+    /// The latest version of the key is the tombstone of an expiry: its TTL
+    /// or its lease ran out.
+    #[error("key '{key}' expired at version {version}")]
+    Expired {
+        /// The key asked for.
+        key: String,
+        /// The version of the expiry's tombstone.
+        version: u64,
+    },
+    /// No such lease: never granted, expired or revoked.
+    #[error("lease {0} not found: never granted, expired or revoked")]
+    LeaseNotFound(u64),
+    /// A TTL or lease request the store cannot take: a TTL out of bounds,
+    /// a TTL and a lease together, or a backend without TTLs.
+    #[error("{0}")]
+    InvalidLifetime(String),
     /// The version existed but was removed by the retention limit.
     #[error(
         "version {version} of key '{key}' was removed by retention or a purge (oldest kept is {oldest})"
@@ -118,6 +134,9 @@ impl StoreError {
             StoreError::KeyNotFound(_)
                 | StoreError::VersionNotFound { .. }
                 | StoreError::Deleted { .. }
+                | StoreError::Expired { .. }
+                | StoreError::LeaseNotFound(_)
+                | StoreError::InvalidLifetime(_)
                 | StoreError::Gone { .. }
                 | StoreError::Conflict { .. }
                 | StoreError::InvalidKey(_)

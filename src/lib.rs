@@ -20,7 +20,9 @@
 // watchers or reach a database connection: the compiler enforces the
 // single-writer rule.
 mod cache;
+mod deadlines;
 mod error;
+mod expiry;
 mod rules;
 mod storage;
 mod store;
@@ -37,6 +39,8 @@ pub mod backup;
 pub mod check;
 #[doc(hidden)]
 pub mod copy;
+#[doc(hidden)]
+pub mod duration;
 /// The SQLite file format's identifiers and the storage types, at the path
 /// tools and tests have used.
 #[doc(hidden)]
@@ -52,11 +56,12 @@ pub mod key;
 pub mod value;
 
 pub use cache::CacheStats;
+pub use deadlines::{ExpiryStats, LAG_BUCKETS_MS, Lease, MAX_TTL, MIN_TTL};
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
 #[doc(hidden)]
 pub use storage::location::display_location;
-pub use storage::seam::{DbStats, KeyInfo, SyncMode, Totals, VersionInfo};
+pub use storage::seam::{DbStats, KeyInfo, Lifetime, SyncMode, Totals, VersionInfo};
 pub use store::{PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use value::MAX_DEPTH;
 pub use version::{Operation, PutOutcome, Versioned};

@@ -18,11 +18,13 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 use crate::cache::{CacheStats, LatestCache};
+use crate::deadlines::{ExpiryStats, Lease, MAX_TTL, MIN_TTL, Schedule};
 use crate::error::{OpenError, StoreError};
 use crate::key::{validate_key, validate_key_to_remove};
 use crate::storage;
 use crate::storage::seam::{
-    DbStats, Done, Fresh, Hooks, KeyInfo, Op, Options, Reads, SyncMode, VersionInfo, Written,
+    DbStats, Done, Fresh, Hooks, KeyInfo, Lifetime, Op, Options, Reads, SyncMode, VersionInfo,
+    Written,
 };
 use crate::value::check_value;
 use crate::version::{Operation, PutOutcome, Versioned};
@@ -200,7 +202,8 @@ pub enum Watch {
 struct Inner {
     cache: Arc<LatestCache>,
     reads: Arc<dyn Reads>,
-    writer: Writer,
+    writer: Arc<Writer>,
+    schedule: Arc<Schedule>,
     watchers: Arc<Watchers>,
     counters: Arc<WriterCounters>,
     fault: Arc<WriteFault>,
@@ -253,20 +256,38 @@ impl Store {
         )?;
         let counters = Arc::new(WriterCounters::default());
         let fault = Arc::new(WriteFault::default());
+        let schedule = Arc::new(Schedule::default());
+        if backend.reads.supports_expiry() {
+            let stored = backend
+                .reads
+                .expiry_state()
+                .map_err(|e| OpenError::Database {
+                    path: config.path.clone(),
+                    reason: format!("cannot read the deadlines of keys: {e}"),
+                })?;
+            schedule.load(stored);
+        }
         let ctx = WriterContext {
             cache: Arc::clone(&cache),
             watchers: Arc::clone(&watchers),
+            schedule: Arc::clone(&schedule),
             counters: Arc::clone(&counters),
             fault: Arc::clone(&fault),
             max_batch: config.max_batch.max(1),
             commit_timeout: config.commit_timeout,
         };
-        let writer = Writer::start(backend.committer, ctx, config.write_queue)?;
+        let writer = Arc::new(Writer::start(backend.committer, ctx, config.write_queue)?);
+        if backend.reads.supports_expiry() {
+            // Keys whose deadline passed while the store was closed expire
+            // at once: the schedule has them due.
+            crate::expiry::start(Arc::clone(&schedule), Arc::clone(&writer))?;
+        }
         Ok(Store {
             inner: Arc::new(Inner {
                 cache,
                 reads: backend.reads,
                 writer,
+                schedule,
                 watchers,
                 counters,
                 fault,
@@ -315,10 +336,11 @@ impl Store {
         value: Box<RawValue>,
         expect: Option<u64>,
     ) -> Result<PendingPut, StoreError> {
-        let item = checked(PutItem {
+        let item = self.checked(PutItem {
             key: key.to_string(),
             value,
             expect,
+            lifetime: Lifetime::Permanent,
         })?;
         Ok(PendingPut(self.inner.writer.submit(Op::Put(item))?))
     }
@@ -329,16 +351,10 @@ impl Store {
     /// the HTTP layer answers a put. Keep `then` short.
     pub(crate) fn put_then(
         &self,
-        key: &str,
-        value: Box<RawValue>,
-        expect: Option<u64>,
+        item: PutItem,
         then: impl FnOnce(Result<PutOutcome, StoreError>) + Send + 'static,
     ) {
-        let item = checked(PutItem {
-            key: key.to_string(),
-            value,
-            expect,
-        });
+        let item = self.checked(item);
         match item {
             Ok(item) => self.inner.writer.submit_then(
                 Op::Put(item),
@@ -348,13 +364,136 @@ impl Store {
         }
     }
 
+    /// Stores `item` (its condition and lifetime included): the one put
+    /// that takes every option.
+    pub fn put_item(&self, item: PutItem) -> Result<PutOutcome, StoreError> {
+        let item = self.checked(item)?;
+        first_outcome(self.inner.writer.apply(Op::Put(item))?)
+    }
+
     /// Commits every put of `items` or none of them (one transaction).
     pub fn batch(&self, items: Vec<PutItem>) -> Result<Vec<PutOutcome>, StoreError> {
-        let items = items.into_iter().map(checked).collect::<Result<_, _>>()?;
+        let items = items
+            .into_iter()
+            .map(|i| self.checked(i))
+            .collect::<Result<_, _>>()?;
         match self.inner.writer.apply(Op::Batch(items))? {
             Done::Written(vs) => Ok(vs.iter().map(outcome).collect()),
-            Done::Purged { .. } => Err(StoreError::Internal("batch purged".into())),
+            _ => Err(StoreError::Internal("a batch wrote no versions".into())),
         }
+    }
+
+    /// Grants a lease of `ttl` (1 s to 30 days): keys put with
+    /// [`Lifetime::Lease`] expire when it runs out (unless kept alive with
+    /// [`Store::keepalive`]) or is revoked.
+    pub fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError> {
+        self.expiry_supported()?;
+        let ttl_ms = ttl_ms(ttl)?;
+        match self.inner.writer.apply(Op::Grant { ttl_ms })? {
+            Done::Granted(row) => Ok(self.inner.schedule.lease(row.id).unwrap_or(Lease {
+                id: row.id,
+                ttl,
+                expires_ms: row.granted_ms.saturating_add(ttl_ms),
+            })),
+            _ => Err(StoreError::Internal("a grant granted no lease".into())),
+        }
+    }
+
+    /// Keeps lease `id` alive: it now runs out its TTL from now. Not a
+    /// write: after a restart every lease gets its full TTL again.
+    pub fn keepalive(&self, id: u64) -> Result<Lease, StoreError> {
+        self.expiry_supported()?;
+        self.inner
+            .schedule
+            .keepalive(id)
+            .ok_or(StoreError::LeaseNotFound(id))
+    }
+
+    /// Lease `id`, up to `limit` of the keys attached to it (in byte
+    /// order), and whether more are.
+    pub fn lease(&self, id: u64, limit: usize) -> Result<(Lease, Vec<String>, bool), StoreError> {
+        self.expiry_supported()?;
+        let lease = self
+            .inner
+            .schedule
+            .lease(id)
+            .ok_or(StoreError::LeaseNotFound(id))?;
+        let (keys, more) = self.inner.reads.lease_keys(id, limit)?;
+        Ok((lease, keys, more))
+    }
+
+    /// Every live lease, by id.
+    pub fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        self.expiry_supported()?;
+        Ok(self.inner.schedule.leases())
+    }
+
+    /// Revokes lease `id`: every key attached to it expires, in one
+    /// transaction. The tombstones written.
+    pub fn revoke_lease(&self, id: u64) -> Result<Vec<PutOutcome>, StoreError> {
+        self.expiry_supported()?;
+        let taken = self
+            .inner
+            .schedule
+            .take_lease(id)
+            .ok_or(StoreError::LeaseNotFound(id))?;
+        match self.inner.writer.apply(Op::Revoke { id }) {
+            Ok(Done::Written(vs)) => Ok(vs.iter().map(outcome).collect()),
+            Ok(_) => Err(StoreError::Internal("a revoke wrote no versions".into())),
+            Err(e) => {
+                if !e.is_refusal() {
+                    // Not revoked: it runs out as it would have.
+                    let ttl = i64::try_from(taken.ttl.as_millis()).unwrap_or(i64::MAX);
+                    self.inner.schedule.retry_lease(id, ttl);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// When `key` expires if `version` is its latest and has a deadline
+    /// (its own or its lease's), in milliseconds since the epoch.
+    pub fn expires_at(&self, key: &str, version: u64) -> Option<i64> {
+        self.inner.schedule.deadline_of(key, version)
+    }
+
+    /// Expiry counters: keys with a deadline, leases, expiries, lag.
+    pub fn expiry_stats(&self) -> ExpiryStats {
+        let schedule = &self.inner.schedule;
+        schedule.counters.stats(schedule.counts())
+    }
+
+    /// Refuses TTLs and leases where the backend does not store them.
+    fn expiry_supported(&self) -> Result<(), StoreError> {
+        if self.inner.reads.supports_expiry() {
+            Ok(())
+        } else {
+            Err(StoreError::InvalidLifetime(
+                "TTLs and leases are not supported on PostgreSQL yet; use SQLite".into(),
+            ))
+        }
+    }
+
+    /// `item` if it may be queued: a valid key and value, and a lifetime
+    /// this store can keep (a TTL within bounds, a live lease).
+    fn checked(&self, item: PutItem) -> Result<PutItem, StoreError> {
+        validate_key(&item.key)?;
+        check_value(item.value.get())?;
+        match item.lifetime {
+            Lifetime::Permanent => {}
+            Lifetime::Ttl(ttl) => {
+                self.expiry_supported()?;
+                ttl_ms(ttl)?;
+            }
+            Lifetime::Lease(id) => {
+                self.expiry_supported()?;
+                self.inner
+                    .schedule
+                    .lease(id)
+                    .ok_or(StoreError::LeaseNotFound(id))?;
+            }
+        }
+        Ok(item)
     }
 
     /// Writes a deletion marker as the next version of `key`. Older
@@ -385,7 +524,7 @@ impl Store {
         let key = key.to_string();
         match self.inner.writer.apply(Op::Purge { key, expect })? {
             Done::Purged { versions, .. } => Ok(versions),
-            Done::Written(_) => Err(StoreError::Internal("purge wrote".into())),
+            _ => Err(StoreError::Internal("purge wrote".into())),
         }
     }
 
@@ -669,6 +808,7 @@ impl Store {
     /// Commits every queued write and stops the writer. Later writes fail
     /// with [`StoreError::Closed`]; reads keep working.
     pub fn close(&self) {
+        self.inner.schedule.close();
         self.inner.watchers.close();
         self.inner.writer.stop();
     }
@@ -696,8 +836,15 @@ fn resolve(
     }
 }
 
-/// `v`, unless it is a tombstone ([`StoreError::Deleted`]).
+/// `v`, unless it is a tombstone ([`StoreError::Deleted`], or
+/// [`StoreError::Expired`] for an expiry's).
 fn live(v: Arc<Versioned>) -> Result<Arc<Versioned>, StoreError> {
+    if v.expired {
+        return Err(StoreError::Expired {
+            key: v.key.clone(),
+            version: v.version,
+        });
+    }
     if v.deleted {
         return Err(StoreError::Deleted {
             key: v.key.clone(),
@@ -707,10 +854,15 @@ fn live(v: Arc<Versioned>) -> Result<Arc<Versioned>, StoreError> {
     Ok(v)
 }
 
-fn checked(item: PutItem) -> Result<PutItem, StoreError> {
-    validate_key(&item.key)?;
-    check_value(item.value.get())?;
-    Ok(item)
+/// `ttl` in milliseconds, if it is within [`MIN_TTL`] and [`MAX_TTL`].
+fn ttl_ms(ttl: Duration) -> Result<i64, StoreError> {
+    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+        return Err(StoreError::InvalidLifetime(format!(
+            "a TTL must be from 1s to 30days (2592000 s), got {}",
+            humantime::format_duration(ttl)
+        )));
+    }
+    i64::try_from(ttl.as_millis()).map_err(|_| StoreError::InvalidLifetime("TTL too long".into()))
 }
 
 fn outcome(w: &Written) -> PutOutcome {
@@ -734,12 +886,14 @@ fn first_outcome(done: Done) -> Result<PutOutcome, StoreError> {
             .first()
             .map(outcome)
             .ok_or_else(|| StoreError::Internal("a write committed no version".into())),
-        Done::Purged { .. } => Err(StoreError::Internal("a write purged instead".into())),
+        _ => Err(StoreError::Internal("a write purged instead".into())),
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The expiry thread holds the writer: stop it first.
+        self.schedule.close();
         self.writer.stop();
     }
 }

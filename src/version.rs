@@ -16,6 +16,9 @@ pub struct Versioned {
     pub timestamp_ms: i64,
     /// Whether this version is a deletion marker (tombstone).
     pub deleted: bool,
+    /// Whether this tombstone marks an expiry (its TTL or lease ran out)
+    /// rather than a delete.
+    pub expired: bool,
     /// The value as JSON text, exactly as it was stored (`null` for a
     /// tombstone).
     pub value: Box<RawValue>,

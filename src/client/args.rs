@@ -34,9 +34,10 @@ Examples:
   vkv put build/id 007 --string               # the string \"007\"
   vkv put config/mode off --if-version 3      # only if the latest is version 3
   vkv put lock/leader me --if-version 0       # only if the key has no version
+  vkv put services/api/host-7 up --ttl 30s    # expires in 30 s unless written again
   vkv put blob - < value.json
 ", exit_codes!()))]
-    Put(PutArgs),
+    Put(Box<PutArgs>),
     /// Delete a key (a tombstone version), or purge every version.
     #[command(after_help = concat!(
         "Examples:
@@ -200,6 +201,14 @@ pub struct PutArgs {
     /// version); else exit 4 and write nothing.
     #[arg(long, value_name = "N")]
     pub if_version: Option<u64>,
+    /// The key expires this long after the write unless written again
+    /// (30s, 5m, 2h, 7days or plain seconds; 1s to 30days).
+    #[arg(long, value_name = "DURATION", conflicts_with = "lease")]
+    pub ttl: Option<String>,
+    /// The key expires with lease ID (POST /leases): when it runs out or is
+    /// revoked.
+    #[arg(long, value_name = "ID")]
+    pub lease: Option<u64>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]

@@ -130,9 +130,20 @@ pub fn put(a: &PutArgs) -> Result<(), Failure> {
     let value = put_value(&a.value, a.string)?;
     let body = format!("{{\"value\":{value}}}");
     let mut client = Client::new(&a.connect)?;
-    let mut target = format!("/put/{}", path_key(&a.key));
+    let mut query = Vec::new();
     if let Some(v) = a.if_version {
-        target.push_str(&format!("?if_version={v}"));
+        query.push(format!("if_version={v}"));
+    }
+    if let Some(ttl) = &a.ttl {
+        query.push(format!("ttl={}", query_value(ttl)));
+    }
+    if let Some(id) = a.lease {
+        query.push(format!("lease={id}"));
+    }
+    let mut target = format!("/put/{}", path_key(&a.key));
+    if !query.is_empty() {
+        target.push('?');
+        target.push_str(&query.join("&"));
     }
     let r = client.expect_ok(write_request("POST", target, Some(body.as_bytes())))?;
     match a.output {

@@ -74,10 +74,14 @@ impl From<StoreError> for ApiError {
         let status = match &e {
             StoreError::KeyNotFound(_)
             | StoreError::VersionNotFound { .. }
-            | StoreError::Deleted { .. } => 404,
+            | StoreError::Deleted { .. }
+            | StoreError::Expired { .. }
+            | StoreError::LeaseNotFound(_) => 404,
             StoreError::Gone { .. } => 410,
             StoreError::Conflict { .. } => 409,
-            StoreError::InvalidKey(_) | StoreError::InvalidValue(_) => 422,
+            StoreError::InvalidKey(_)
+            | StoreError::InvalidValue(_)
+            | StoreError::InvalidLifetime(_) => 422,
             StoreError::StorageFull(_) => 507,
             StoreError::Unavailable(_)
             | StoreError::OutcomeUnknown(_)
@@ -98,6 +102,13 @@ impl From<StoreError> for ApiError {
             StoreError::Deleted { key, version } => {
                 api.fields.push(("key", key.into()));
                 api.fields.push(("deleted_version", version.into()));
+            }
+            StoreError::Expired { key, version } => {
+                api.fields.push(("key", key.into()));
+                api.fields.push(("expired_version", version.into()));
+            }
+            StoreError::LeaseNotFound(id) => {
+                api.fields.push(("lease", id.into()));
             }
             StoreError::TooManyWatchers(_) | StoreError::Unavailable(_) => {
                 api.headers.push(("Retry-After", "1".into()))

@@ -12,7 +12,7 @@ use super::completion::Reply;
 use super::cors;
 use super::cross_site::{HostPolicy, Origins, check_write};
 use super::handlers::docs::{self, Docs};
-use super::handlers::{backup, batch, kv, listing, stats, ui, whoami};
+use super::handlers::{backup, batch, kv, leases, listing, stats, ui, whoami};
 use super::message::{HttpRequest, HttpResponse};
 use super::metrics::Metrics;
 use super::router::{Route, resolve, route};
@@ -264,6 +264,11 @@ impl App {
             Route::WhoAmI => whoami::whoami(self.auth.as_deref(), req)?,
             Route::Ui(file) => ui::serve(file, req.header("accept-encoding"))?,
             Route::Favicon => docs::favicon(),
+            Route::Leases => leases::list(s)?,
+            Route::Grant => leases::grant(s, req)?,
+            Route::Lease(id) => leases::lease(s, req, id)?,
+            Route::Revoke(id) => leases::revoke(s, id)?,
+            Route::Keepalive(id) => leases::keepalive(s, id)?,
         };
         Ok(response.into())
     }

@@ -167,6 +167,7 @@ impl Metrics {
                 taken,
             );
         }
+        render_expiry(o, &store.expiry_stats());
         if let Some(d) = store.db_stats_now() {
             gauge(o, "vkv_db_keys", "Keys stored.", d.total_keys);
             gauge(o, "vkv_db_versions", "Versions stored.", d.total_versions);
@@ -182,6 +183,41 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Keys that expire: deadlines, leases, expiries and their lag.
+fn render_expiry(o: &mut String, e: &crate::ExpiryStats) {
+    gauge(
+        o,
+        "vkv_keys_with_deadline",
+        "Keys that expire: with a TTL or on a lease.",
+        e.keys_with_deadline,
+    );
+    gauge(o, "vkv_leases", "Live leases.", e.leases);
+    counter(
+        o,
+        "vkv_expirations_total",
+        "Keys expired (a TTL or lease ran out, or the lease was revoked).",
+        e.expired,
+    );
+    let name = "vkv_expiry_lag_seconds";
+    header(
+        o,
+        name,
+        "histogram",
+        "How long after its deadline a TTL or lease expiry committed, in seconds.",
+    );
+    for (bound, count) in crate::LAG_BUCKETS_MS.iter().zip(&e.lag_buckets) {
+        let _ = writeln!(
+            o,
+            "{name}_bucket{{le=\"{}\"}} {count}",
+            *bound as f64 / 1000.0
+        );
+    }
+    let total = e.lag_buckets.last().copied().unwrap_or(0);
+    let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(o, "{name}_sum {}", e.lag_sum_ms as f64 / 1000.0);
+    let _ = writeln!(o, "{name}_count {total}");
 }
 
 fn header(o: &mut String, name: &str, kind: &str, help: &str) {

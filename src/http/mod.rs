@@ -21,6 +21,7 @@ pub mod cross_site;
 pub mod delimit;
 pub mod encoder;
 pub mod handlers;
+pub mod lifetime;
 pub mod message;
 pub mod metrics;
 mod output;

@@ -57,6 +57,13 @@ pub const TIMEOUT: Param = Param::integer("timeout", 1, 300);
 pub const LIMIT: Param = Param::integer("limit", 1, 1000);
 /// `?before=N` of `/history`: versions below N.
 pub const BEFORE: Param = Param::integer("before", 1, MAX_VERSION);
+/// `?ttl=30s` of a put: the key expires this long after the write.
+pub const TTL: Param = Param {
+    name: "ttl",
+    kind: Kind::Text,
+};
+/// `?lease=ID` of a put: the key expires with the lease.
+pub const LEASE: Param = Param::integer("lease", 1, MAX_VERSION);
 /// `?purge=true` of a delete.
 pub const PURGE: Param = Param {
     name: "purge",

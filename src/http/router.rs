@@ -4,8 +4,8 @@
 use super::api_error::ApiError;
 use super::auth::Scope;
 use super::query::{
-    AFTER, ASSET_HASH, BEFORE, DELIMITER, IF_VERSION, LIMIT, PREFIX, PURGE, Param, TIMEOUT, UI_KEY,
-    VERSION, WAIT_AFTER,
+    AFTER, ASSET_HASH, BEFORE, DELIMITER, IF_VERSION, LEASE, LIMIT, PREFIX, PURGE, Param, TIMEOUT,
+    TTL, UI_KEY, VERSION, WAIT_AFTER,
 };
 
 /// What a request asks for, decided from its method and path alone.
@@ -43,6 +43,16 @@ pub enum Route<'a> {
     Ui(&'a str),
     /// `GET /favicon.ico`: the icon a browser shows for `/docs`.
     Favicon,
+    /// `GET /leases`.
+    Leases,
+    /// `POST /leases`.
+    Grant,
+    /// `GET /leases/{id}`; the id as given.
+    Lease(&'a str),
+    /// `DELETE /leases/{id}`.
+    Revoke(&'a str),
+    /// `POST /leases/{id}/keepalive`.
+    Keepalive(&'a str),
 }
 
 /// Every (method, OpenAPI path) of the API proper, for the test that keeps
@@ -60,6 +70,11 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/backup"),
     ("get", "/auth/whoami"),
+    ("post", "/leases"),
+    ("get", "/leases"),
+    ("get", "/leases/{id}"),
+    ("delete", "/leases/{id}"),
+    ("post", "/leases/{id}/keepalive"),
 ];
 
 const READ: &str = "GET, HEAD";
@@ -84,6 +99,11 @@ impl Route<'_> {
             Route::WhoAmI => "whoami",
             Route::Ui(_) => "ui",
             Route::Favicon => "favicon",
+            Route::Leases => "leases",
+            Route::Grant => "lease_grant",
+            Route::Lease(_) => "lease",
+            Route::Revoke(_) => "lease_revoke",
+            Route::Keepalive(_) => "lease_keepalive",
         }
     }
 
@@ -93,7 +113,8 @@ impl Route<'_> {
     /// exactly these (a test compares them).
     pub fn params(&self) -> &'static [Param] {
         match self {
-            Route::Put(_) => &[IF_VERSION],
+            Route::Put(_) => &[IF_VERSION, TTL, LEASE],
+            Route::Lease(_) => &[LIMIT],
             Route::Get(_) => &[VERSION, WAIT_AFTER, TIMEOUT],
             Route::Delete(_) => &[PURGE, IF_VERSION],
             Route::History(_) => &[LIMIT, BEFORE],
@@ -111,6 +132,10 @@ impl Route<'_> {
             | Route::Docs(_)
             | Route::Favicon
             | Route::WhoAmI
+            | Route::Leases
+            | Route::Grant
+            | Route::Revoke(_)
+            | Route::Keepalive(_)
             | Route::Backup => &[],
         }
     }
@@ -125,7 +150,12 @@ impl Route<'_> {
             // The key browser's page and assets hold no data either; the
             // page asks for a token before it reads any.
             Route::Health | Route::OpenApi | Route::Docs(_) | Route::Ui(_) | Route::Favicon => None,
-            Route::Put(_) | Route::Delete(_) | Route::Batch => Some(Scope::Write),
+            Route::Put(_)
+            | Route::Delete(_)
+            | Route::Batch
+            | Route::Grant
+            | Route::Revoke(_)
+            | Route::Keepalive(_) => Some(Scope::Write),
             Route::Backup => Some(Scope::Admin),
             Route::Get(_)
             | Route::History(_)
@@ -133,7 +163,9 @@ impl Route<'_> {
             | Route::Metrics
             | Route::CacheStats
             | Route::DbStats
-            | Route::WhoAmI => Some(Scope::Read),
+            | Route::WhoAmI
+            | Route::Leases
+            | Route::Lease(_) => Some(Scope::Read),
         }
     }
 }
@@ -142,7 +174,12 @@ impl Route<'_> {
 pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
     let (allow, route) = resolve(path).ok_or_else(|| ApiError::no_route(path))?;
     if allow.split(", ").any(|m| m == method) {
-        Ok(route)
+        // One path, a route per method where they differ in scope.
+        Ok(match (route, method) {
+            (Route::Leases, "POST") => Route::Grant,
+            (Route::Lease(id), "DELETE") => Route::Revoke(id),
+            (r, _) => r,
+        })
     } else {
         Err(ApiError::method_not_allowed(allow))
     }
@@ -159,6 +196,13 @@ pub fn resolve(path: &str) -> Option<(&'static str, Route<'_>)> {
         ("DELETE", Route::Delete(key))
     } else if let Some(key) = path.strip_prefix("/history/") {
         (READ, Route::History(key))
+    } else if let Some(rest) = path.strip_prefix("/leases/") {
+        match rest.strip_suffix("/keepalive") {
+            Some(id) => ("POST", Route::Keepalive(id)),
+            None => ("GET, HEAD, DELETE", Route::Lease(rest)),
+        }
+    } else if path == "/leases" {
+        ("GET, HEAD, POST", Route::Leases)
     } else if path == "/batch" {
         ("POST", Route::Batch)
     } else if let Some(file) = path.strip_prefix("/docs/") {

@@ -70,6 +70,11 @@ pub struct GetResponse<'a> {
     pub version: u64,
     /// Commit time, RFC 3339 UTC.
     pub timestamp: String,
+    /// When the key expires (RFC 3339 UTC), if it has a deadline: its TTL's
+    /// or its lease's. Absent for a permanent key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub expires_at: Option<String>,
 }
 
 /// Answer of `GET /health`.
@@ -130,8 +135,23 @@ pub struct HistoryEntry {
     pub timestamp: String,
     /// Whether this version is a deletion marker.
     pub deleted: bool,
+    /// What wrote it: `put`, `delete`, or `expire` (a TTL or lease ran
+    /// out, or the lease was revoked).
+    pub operation: HistoryOperation,
     /// Size of the stored JSON value in bytes.
     pub size_bytes: u64,
+}
+
+/// What wrote a version of `/history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryOperation {
+    /// A value.
+    Put,
+    /// A delete's tombstone.
+    Delete,
+    /// An expiry's tombstone.
+    Expire,
 }
 
 /// Answer of `GET /history/{key}`.
@@ -183,6 +203,11 @@ pub struct BatchPut<'a> {
     pub value: &'a RawValue,
     /// Write only if the latest version is this (0: only if absent).
     pub if_version: Option<u64>,
+    /// The key expires this long after the batch commits: a duration
+    /// (`"30s"`) or seconds (`30`), 1 s to 30 days. Not with `lease`.
+    pub ttl: Option<crate::http::lifetime::TtlValue>,
+    /// The key expires with this lease. Not with `ttl`.
+    pub lease: Option<u64>,
 }
 
 /// Body of `POST /batch`.
@@ -224,4 +249,59 @@ pub struct WhoAmIResponse {
     pub scope: &'static str,
     /// Whether the server checks tokens (`--auth-tokens`).
     pub auth: bool,
+}
+
+/// Body of `POST /leases`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"ttl": "10s"}))]
+pub struct LeaseRequest {
+    /// How long the lease lasts without a keepalive: a duration (`"10s"`)
+    /// or seconds (`10`), 1 s to 30 days.
+    pub ttl: crate::http::lifetime::TtlValue,
+}
+
+/// A lease: `POST /leases`, `POST /leases/{id}/keepalive`, `GET /leases`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 7, "ttl": "10s", "ttl_seconds": 10.0, "expires_at": "2026-11-26T10:00:10.000Z"}))]
+pub struct LeaseResponse {
+    /// The lease's id, for `?lease=` and its own paths; never reused.
+    pub id: u64,
+    /// Its TTL, as a duration.
+    pub ttl: String,
+    /// Its TTL in seconds.
+    pub ttl_seconds: f64,
+    /// When it runs out unless kept alive (RFC 3339 UTC).
+    pub expires_at: String,
+}
+
+/// Answer of `GET /leases/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaseDetail {
+    /// The lease.
+    #[serde(flatten)]
+    pub lease: LeaseResponse,
+    /// Milliseconds until it runs out unless kept alive.
+    pub remaining_ms: u64,
+    /// Keys attached to it, in byte order (at most `limit`).
+    pub keys: Vec<String>,
+    /// Whether more keys are attached than listed.
+    pub more_keys: bool,
+}
+
+/// Answer of `GET /leases`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeasesResponse {
+    /// Every live lease, by id.
+    pub leases: Vec<LeaseResponse>,
+}
+
+/// Answer of `DELETE /leases/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokeResponse {
+    /// The lease revoked.
+    pub id: u64,
+    /// The keys that expired with it (each got a tombstone marked as an
+    /// expiry, in one transaction).
+    pub expired_keys: u64,
 }

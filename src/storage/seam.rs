@@ -59,6 +59,10 @@ pub struct VersionInfo {
     pub deleted: bool,
     /// Size of the stored JSON value in bytes.
     pub size_bytes: u64,
+    /// Whether it is the tombstone of an expiry (a TTL or a lease ran
+    /// out, or the lease was revoked), not of a delete.
+    #[serde(skip)]
+    pub expired: bool,
 }
 
 /// One entry of a key listing.
@@ -98,6 +102,63 @@ pub struct PutItem {
     pub value: Box<RawValue>,
     /// The condition, if any.
     pub expect: Option<u64>,
+    /// How long the version lives: for good, until a deadline, or while a
+    /// lease does.
+    pub lifetime: Lifetime,
+}
+
+/// How long a put's version lives before the key expires (a tombstone
+/// marked as an expiry is written). A later put sets it anew: without a
+/// TTL or a lease, the key is permanent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lifetime {
+    /// Until it is written again or deleted.
+    #[default]
+    Permanent,
+    /// Expires this long after the commit (1 s to 30 days).
+    Ttl(Duration),
+    /// Expires when the lease with this id runs out or is revoked.
+    Lease(u64),
+}
+
+/// A key's deadline as stored: its own, or its lease's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// Milliseconds since the Unix epoch.
+    At(i64),
+    /// The lease's.
+    Lease(u64),
+}
+
+/// A key whose deadline `due_ms` has passed, to expire if that is still
+/// its deadline when the expiry commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Due {
+    pub key: String,
+    pub due_ms: i64,
+}
+
+/// A lease as stored: its id, its TTL, and when it was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LeaseRow {
+    pub id: u64,
+    pub ttl_ms: i64,
+    pub granted_ms: i64,
+}
+
+/// A key's deadline as stored, with the version that set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeadlineRow {
+    pub key: String,
+    pub version: u64,
+    pub deadline: Deadline,
+}
+
+/// Every deadline and lease of a store, as loaded at start.
+#[derive(Debug, Default)]
+pub(crate) struct ExpiryState {
+    pub deadlines: Vec<DeadlineRow>,
+    pub leases: Vec<LeaseRow>,
 }
 
 /// A write operation. `expect` is a condition on the key's live version
@@ -114,6 +175,18 @@ pub(crate) enum Op {
         expect: Option<u64>,
     },
     Batch(Vec<PutItem>),
+    /// Tombstones marked as expiries for the keys whose deadline is still
+    /// the one given and has passed at commit; others are left alone.
+    Expire(Vec<Due>),
+    /// A new lease of `ttl_ms`.
+    Grant {
+        ttl_ms: i64,
+    },
+    /// Ends lease `id`: every key attached to it expires, in this
+    /// transaction.
+    Revoke {
+        id: u64,
+    },
     /// A no-op write (one row rewritten as it is) that commits like any
     /// other: whether writes work again after a failure.
     Probe,
@@ -126,6 +199,8 @@ pub(crate) enum Done {
     Written(Vec<Written>),
     /// A purge removed this many versions.
     Purged { key: String, versions: u64 },
+    /// A lease was granted.
+    Granted(LeaseRow),
 }
 
 /// One version a write committed.
@@ -137,6 +212,8 @@ pub(crate) struct Written {
     /// purged (the numbering continues after a delete or a purge, so a
     /// created key's first version is not always 1).
     pub created: bool,
+    /// The key's deadline from this version on (`None`: permanent).
+    pub deadline: Option<Deadline>,
 }
 
 /// The outcome of each operation of a committed batch, in order. A refused
@@ -239,6 +316,23 @@ pub(crate) trait Reads: Send + Sync {
     fn read_lease(&self) -> Option<(bool, u64)> {
         None
     }
+
+    /// Whether the backend stores TTLs and leases ([`Lifetime`], and the
+    /// operations `Expire`, `Grant` and `Revoke`).
+    fn supports_expiry(&self) -> bool {
+        false
+    }
+
+    /// Every stored deadline and lease, to schedule at start.
+    fn expiry_state(&self) -> Result<ExpiryState, StoreError> {
+        Ok(ExpiryState::default())
+    }
+
+    /// Up to `limit` keys attached to lease `id`, in byte order, and
+    /// whether more remain.
+    fn lease_keys(&self, _id: u64, _limit: usize) -> Result<(Vec<String>, bool), StoreError> {
+        Ok((Vec::new(), false))
+    }
 }
 
 /// Where [`Reads::latest_then`] hands its answer.
@@ -309,6 +403,8 @@ pub(crate) struct VersionRow {
     pub ts_ms: i64,
     pub deleted: bool,
     pub value: String,
+    /// A tombstone of an expiry.
+    pub expired: bool,
 }
 
 /// One row of a whole-store dump, as `vkv copy`, `vkv check` and the
@@ -323,6 +419,10 @@ pub(crate) enum Record {
         key: String,
         latest: u64,
     },
+    /// A key's deadline (after every key's records).
+    Deadline(DeadlineRow),
+    /// A lease (after every key's records).
+    Lease(LeaseRow),
 }
 
 /// Counts of a store: keys (heads) and versions.
@@ -418,7 +518,7 @@ pub(crate) fn transfer(
         match &record {
             Record::Head(_) => read.keys += 1,
             Record::Version(_) => read.versions += 1,
-            Record::Purged { .. } => {}
+            Record::Purged { .. } | Record::Deadline(_) | Record::Lease(_) => {}
         }
         dest.write(&record)
     })?;

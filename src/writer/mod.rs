@@ -28,6 +28,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::cache::{LatestCache, WriteTicket};
+use crate::deadlines::Schedule;
 use crate::error::StoreError;
 use crate::storage::seam::{Committer, Done, Op};
 use crate::watch::Watchers;
@@ -68,6 +69,8 @@ impl WriteFault {
 pub(crate) struct WriterContext {
     pub cache: Arc<LatestCache>,
     pub watchers: Arc<Watchers>,
+    /// Keys' deadlines and leases, kept in step with what commits.
+    pub schedule: Arc<Schedule>,
     pub counters: Arc<WriterCounters>,
     pub fault: Arc<WriteFault>,
     pub max_batch: usize,
@@ -307,7 +310,10 @@ fn tickets(cache: &LatestCache, op: &Op) -> Vec<WriteTicket> {
         Op::Put(item) => vec![cache.write_ticket(&item.key)],
         Op::Delete { key, .. } => vec![cache.write_ticket(key)],
         Op::Batch(items) => items.iter().map(|i| cache.write_ticket(&i.key)).collect(),
-        Op::Purge { .. } | Op::Probe => Vec::new(),
+        // Their versions are not cached by the writer (only dropped).
+        Op::Expire(_) | Op::Grant { .. } | Op::Revoke { .. } | Op::Purge { .. } | Op::Probe => {
+            Vec::new()
+        }
     }
 }
 
@@ -318,6 +324,16 @@ fn tickets(cache: &LatestCache, op: &Op) -> Vec<WriteTicket> {
 fn publish(done: &Done, tickets: &[WriteTicket], ctx: &WriterContext) {
     match done {
         Done::Written(written) => {
+            for w in written {
+                let v = &w.version;
+                ctx.schedule.written(&v.key, v.version, w.deadline);
+                if v.expired {
+                    ctx.schedule
+                        .counters
+                        .expired
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
             for (w, ticket) in written.iter().zip(tickets) {
                 ctx.cache.insert_committed(*ticket, Arc::clone(&w.version));
                 ctx.watchers.notify(&w.version);
@@ -329,6 +345,12 @@ fn publish(done: &Done, tickets: &[WriteTicket], ctx: &WriterContext) {
                 ctx.watchers.notify(&w.version);
             }
         }
-        Done::Purged { key, .. } => ctx.cache.remove(key),
+        Done::Purged { key, .. } => {
+            ctx.schedule.removed(key);
+            ctx.cache.remove(key);
+        }
+        Done::Granted(lease) => {
+            ctx.schedule.granted(lease);
+        }
     }
 }

@@ -183,11 +183,11 @@ fn unknown_parameters_and_body_fields_are_422_naming_them() {
         ("GET", "/backup", b""),
     ];
     for (method, path, body) in routes {
-        let r = c.request(method, &format!("{path}?ttl=10s"), &[], body);
+        let r = c.request(method, &format!("{path}?expire=10s"), &[], body);
         assert_eq!(r.status, 422, "{method} {path}: {}", r.text());
         if *method != "HEAD" {
             assert!(
-                detail(&r).contains("'ttl'"),
+                detail(&r).contains("'expire'"),
                 "{method} {path}: {}",
                 detail(&r)
             );
@@ -208,8 +208,8 @@ fn unknown_parameters_and_body_fields_are_422_naming_them() {
         ("/put/k", br#"{"vaule": 1, "value": 1}"#, "vaule"),
         (
             "/batch",
-            br#"{"puts": [{"key": "b", "value": 1, "ttl": 5}]}"#,
-            "ttl",
+            br#"{"puts": [{"key": "b", "value": 1, "expire": 5}]}"#,
+            "expire",
         ),
         (
             "/batch",

@@ -326,3 +326,21 @@ fn backup_downloads_a_snapshot_that_vkv_check_accepts() {
     let r = on(&s, &["backup", "-"]);
     assert!(r.code(0).stdout.starts_with("SQLite format 3"));
 }
+
+#[test]
+fn put_takes_a_ttl_or_a_lease() {
+    if crate::common::on_postgres() {
+        return;
+    }
+    let s = Server::start(&[]);
+    on(&s, &["put", "svc/a", "up", "--ttl", "1m 30s"]).code(0);
+    let got = s.client().get("/get/svc/a").json();
+    assert!(got["expires_at"].is_string(), "{got}");
+    let r = on(&s, &["put", "svc/b", "up", "--lease", "7"]);
+    assert!(r.stderr.contains("lease 7"), "{}", r.stderr);
+    r.code(3);
+    let r = on(&s, &["put", "svc/c", "up", "--ttl", "0"]);
+    assert!(r.stderr.contains("30days"), "{}", r.stderr);
+    r.code(1);
+    on(&s, &["put", "k", "v", "--ttl", "5s", "--lease", "1"]).code(2);
+}

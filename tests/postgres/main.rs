@@ -15,6 +15,7 @@ mod outage;
 mod replicas;
 mod startup;
 mod tls;
+mod ttl;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -2,6 +2,7 @@
 
 use super::kv::json;
 use crate::http::api_error::ApiError;
+use crate::http::lifetime::{TtlValue, lifetime};
 use crate::http::message::{HttpRequest, HttpResponse};
 use crate::http::wire::{
     BatchRequest, BatchResponse, ConflictResponse, ErrorResponse, PutResponse,
@@ -15,8 +16,9 @@ use crate::{PutItem, Store};
     request_body = BatchRequest,
     responses(
         (status = 200, description = "All committed", body = BatchResponse),
+        (status = 404, description = "A lease is unknown, expired or revoked (named); nothing written", body = ErrorResponse),
         (status = 409, description = "A condition failed (named); nothing written", body = ConflictResponse),
-        (status = 422, description = "Malformed body, invalid key, or too many puts", body = ErrorResponse),
+        (status = 422, description = "Malformed body, invalid key, too many puts, a ttl out of bounds, or ttl and lease together", body = ErrorResponse),
     )
 )]
 pub fn batch(store: &Store, req: &HttpRequest, max_puts: usize) -> Result<HttpResponse, ApiError> {
@@ -36,12 +38,16 @@ pub fn batch(store: &Store, req: &HttpRequest, max_puts: usize) -> Result<HttpRe
     let items = body
         .puts
         .into_iter()
-        .map(|p| PutItem {
-            key: p.key,
-            value: p.value.to_owned(),
-            expect: p.if_version,
+        .map(|p| {
+            let ttl = p.ttl.as_ref().map(TtlValue::duration).transpose()?;
+            Ok(PutItem {
+                lifetime: lifetime(ttl, p.lease).map_err(|e| named(e, &p.key))?,
+                key: p.key,
+                value: p.value.to_owned(),
+                expect: p.if_version,
+            })
         })
-        .collect();
+        .collect::<Result<_, ApiError>>()?;
     let outcomes = store.batch(items)?;
     json(&BatchResponse {
         results: outcomes
@@ -54,4 +60,10 @@ pub fn batch(store: &Store, req: &HttpRequest, max_puts: usize) -> Result<HttpRe
             })
             .collect(),
     })
+}
+
+/// `e` with the key of the entry it is about.
+fn named(mut e: ApiError, key: &str) -> ApiError {
+    e.detail = format!("{} (key '{key}')", e.detail);
+    e
 }

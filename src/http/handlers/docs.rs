@@ -7,7 +7,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{backup, batch, kv, listing, stats, whoami};
+use super::{backup, batch, kv, leases, listing, stats, whoami};
 use crate::http::api_error::ApiError;
 use crate::http::auth::Scope;
 use crate::http::message::HttpResponse;
@@ -43,7 +43,12 @@ use crate::http::wire;
         stats::db_stats,
         stats::cache_stats,
         backup::backup,
-        whoami::whoami
+        whoami::whoami,
+        leases::grant,
+        leases::keepalive,
+        leases::lease,
+        leases::list,
+        leases::revoke
     ),
     tags(
         (name = "kv", description = "Keys and values: put, get (also a version, a long poll), delete"),
@@ -51,6 +56,7 @@ use crate::http::wire;
         (name = "batch", description = "Several puts, all or none"),
         (name = "stats", description = "Health, metrics and statistics"),
         (name = "backup", description = "A consistent snapshot of the database"),
+        (name = "leases", description = "Leases: keys that expire together unless kept alive (locks, service registration)"),
     ),
     components(schemas(
         wire::PutRequest,
@@ -72,6 +78,13 @@ use crate::http::wire;
         wire::BatchRequest,
         wire::BatchResponse,
         wire::WhoAmIResponse,
+        wire::HistoryOperation,
+        wire::LeaseRequest,
+        wire::LeaseResponse,
+        wire::LeaseDetail,
+        wire::LeasesResponse,
+        wire::RevokeResponse,
+        crate::http::lifetime::TtlValue,
         crate::CacheStats,
         crate::DbStats
     ))

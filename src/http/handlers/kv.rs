@@ -7,15 +7,17 @@ use std::time::{Duration, Instant};
 use crate::http::api_error::ApiError;
 use crate::http::completion::Reply;
 use crate::http::completion::Responder;
+use crate::http::lifetime::{lifetime, ttl};
 use crate::http::message::{HttpRequest, HttpResponse, Part, SharedBytes};
-use crate::http::query::{IF_VERSION, PURGE, Query, TIMEOUT, VERSION, WAIT_AFTER};
+use crate::http::query::{IF_VERSION, LEASE, PURGE, Query, TIMEOUT, TTL, VERSION, WAIT_AFTER};
 use crate::http::wire::{
     ConflictResponse, DeleteOrPurge, DeleteResponse, ErrorResponse, GetResponse, PurgeResponse,
     PutRequest, PutResponse,
 };
 use crate::key::{decode_key, decode_key_to_remove};
+use crate::version::rfc3339_ms;
 use crate::watch::Subscription;
-use crate::{Store, StoreError, Versioned, Watch};
+use crate::{PutItem, Store, StoreError, Versioned, Watch};
 
 /// Default wait of a long poll, in seconds (the largest is [`TIMEOUT`]'s).
 const WAIT_DEFAULT_SECS: u64 = 30;
@@ -28,13 +30,16 @@ const WAIT_DEFAULT_SECS: u64 = 30;
         ("key" = String, Path, description = "The key, percent-encoded; 1 to 1024 bytes of UTF-8, may contain '/'", example = "user/1"),
         ("if_version" = Option<u64>, Query, description = "Write only if the live version is this (the latest unless deleted); 0: only if the key has none (never written, deleted or purged)"),
         ("If-Match" = Option<String>, Header, description = "Same as if_version, as an ETag: \"N\" (compared strongly: a weak W/\"N\" is refused)"),
+        ("ttl" = Option<String>, Query, description = "The key expires this long after the write (1s to 30days; 30s, 5m, 2h or plain seconds 30) unless written again: a tombstone marked as an expiry is written. A write without ttl or lease makes the key permanent again"),
+        ("lease" = Option<u64>, Query, description = "Attach the key to this lease (POST /leases): it expires when the lease runs out or is revoked. Not with ttl"),
     ),
     request_body = PutRequest,
     responses(
         (status = 200, description = "Committed", body = PutResponse),
+        (status = 404, description = "The lease is unknown, expired or revoked; nothing written", body = ErrorResponse),
         (status = 409, description = "if_version did not match; nothing written", body = ConflictResponse),
         (status = 413, description = "Body over the limit", body = ErrorResponse),
-        (status = 422, description = "Malformed JSON, missing value, invalid key or condition", body = ErrorResponse),
+        (status = 422, description = "Malformed JSON, missing value, invalid key or condition, a ttl out of bounds, ttl and lease together", body = ErrorResponse),
         (status = 503, description = "Overloaded or database unavailable", body = ErrorResponse),
         (status = 507, description = "Disk full", body = ErrorResponse),
     )
@@ -43,6 +48,10 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
     let key = decode_key(encoded_key)?;
     let query = Query::parse(req.query())?;
     let expect = condition(req, &query)?;
+    let lifetime = lifetime(
+        query.get(TTL.name).map(ttl).transpose()?,
+        query.integer(LEASE)?,
+    )?;
     // serde would also accept `[value]` for a struct: only an object is valid.
     if req.body.trim_ascii_start().first() != Some(&b'{') {
         return Err(ApiError::unprocessable(
@@ -58,8 +67,13 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
     // the writer sees every in-flight put at once (group commits grow with
     // the number of clients, not with the number of workers).
     Ok(Reply::Later(Box::new(move |responder| {
-        let stored = key.clone();
-        store.put_then(&stored, value, expect, move |outcome| {
+        let item = PutItem {
+            key: key.clone(),
+            value,
+            expect,
+            lifetime,
+        };
+        store.put_then(item, move |outcome| {
             let response = outcome
                 .map_err(ApiError::from)
                 .and_then(|outcome| {
@@ -127,7 +141,7 @@ fn none_match(header: &str, version: u64) -> bool {
         (status = 200, description = "The value", body = GetResponse,
          headers(("ETag" = String, description = "The version, quoted"))),
         (status = 304, description = "The latest version is still the one in If-None-Match"),
-        (status = 404, description = "No such key or version, or the key was deleted", body = ErrorResponse),
+        (status = 404, description = "No such key or version, or the key was deleted or expired (expired_version: the expiry's tombstone)", body = ErrorResponse),
         (status = 410, description = "The version was removed by retention", body = ErrorResponse),
         (status = 422, description = "Invalid key or parameter", body = ErrorResponse),
         (status = 503, description = "Too many watchers", body = ErrorResponse),
@@ -165,11 +179,12 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
     let if_none_match = req.header("if-none-match").map(str::to_string);
     let store = store.clone();
     Ok(Reply::Later(Box::new(move |responder| {
-        store.get_then(&key, version, move |found| {
+        let reader = store.clone();
+        reader.get_then(&key, version, move |found| {
             responder.send(
                 found
                     .map_err(ApiError::from)
-                    .and_then(|v| found_response(&v, version, if_none_match.as_deref()))
+                    .and_then(|v| found_response(&store, &v, version, if_none_match.as_deref()))
                     .unwrap_or_else(ApiError::into_response),
             );
         });
@@ -196,13 +211,14 @@ pub fn get_cached(
     Some(
         found
             .map_err(ApiError::from)
-            .and_then(|found| found_response(&found, version, req.header("if-none-match"))),
+            .and_then(|found| found_response(store, &found, version, req.header("if-none-match"))),
     )
 }
 
 /// The answer to a GET that found `found`: `304` if it is the latest
 /// (`version` not given) and `If-None-Match` names it.
 fn found_response(
+    store: &Store,
     found: &Arc<Versioned>,
     version: Option<u64>,
     if_none_match: Option<&str>,
@@ -210,7 +226,7 @@ fn found_response(
     if version.is_none() && if_none_match.is_some_and(|h| none_match(h, found.version)) {
         return Ok(HttpResponse::json(304, Vec::new()).with_header("ETag", etag(found)));
     }
-    versioned(found)
+    versioned(found, store.expires_at(&found.key, found.version))
 }
 
 /// The long poll: answered at once if the key is past `after`, else parked
@@ -235,7 +251,7 @@ fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Re
                 responder.send(
                     latest
                         .map_err(ApiError::from)
-                        .map(|v| versioned_or_deleted(&v))
+                        .map(|v| versioned_or_deleted(&store, &v))
                         .unwrap_or_else(ApiError::into_response),
                 );
             }
@@ -254,10 +270,11 @@ fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Re
                 let Some(responder) = lock(&slot).take() else {
                     return;
                 };
-                store.get_then(&key, None, move |found| {
+                let reader = store.clone();
+                reader.get_then(&key, None, move |found| {
                     responder.send(
                         found
-                            .map(|v| versioned_or_deleted(&v))
+                            .map(|v| versioned_or_deleted(&store, &v))
                             .unwrap_or_else(|e| ApiError::from(e).into_response()),
                     )
                 });
@@ -300,16 +317,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn versioned_or_deleted(v: &Arc<Versioned>) -> HttpResponse {
+fn versioned_or_deleted(store: &Store, v: &Arc<Versioned>) -> HttpResponse {
     if v.deleted {
-        return ApiError::from(StoreError::Deleted {
-            key: v.key.clone(),
-            version: v.version,
-        })
-        .into_response()
-        .with_header("ETag", etag(v));
+        let (key, version) = (v.key.clone(), v.version);
+        let gone = if v.expired {
+            StoreError::Expired { key, version }
+        } else {
+            StoreError::Deleted { key, version }
+        };
+        return ApiError::from(gone)
+            .into_response()
+            .with_header("ETag", etag(v));
     }
-    versioned(v).unwrap_or_else(ApiError::into_response)
+    versioned(v, store.expires_at(&v.key, v.version)).unwrap_or_else(ApiError::into_response)
 }
 
 fn etag(v: &Versioned) -> String {
@@ -327,14 +347,19 @@ impl SharedBytes for ValueText {
 }
 
 /// The `200` of a GET: the bytes `json(&GetResponse { .. })` would make,
-/// with the value not copied into them (see [`ValueText`]).
-fn versioned(v: &Arc<Versioned>) -> Result<HttpResponse, ApiError> {
+/// with the value not copied into them (see [`ValueText`]); `expires_ms`:
+/// the key's deadline, if it has one.
+fn versioned(v: &Arc<Versioned>, expires_ms: Option<i64>) -> Result<HttpResponse, ApiError> {
     let encode = |e: serde_json::Error| ApiError::new(500, format!("cannot encode response: {e}"));
     let mut head = br#"{"key":"#.to_vec();
     serde_json::to_writer(&mut head, &v.key).map_err(encode)?;
     head.extend_from_slice(br#","value":"#);
     let mut tail = format!(r#","version":{},"timestamp":"#, v.version).into_bytes();
     serde_json::to_writer(&mut tail, &v.timestamp()).map_err(encode)?;
+    if let Some(ms) = expires_ms {
+        tail.extend_from_slice(br#","expires_at":"#);
+        serde_json::to_writer(&mut tail, &rfc3339_ms(ms)).map_err(encode)?;
+    }
     tail.push(b'}');
     let value = Part::Shared(Arc::new(ValueText(Arc::clone(v))));
     Ok(
@@ -425,19 +450,23 @@ mod tests {
                 version: 42,
                 timestamp_ms: 1_780_000_000_123,
                 deleted: false,
+                expired: false,
                 value: RawValue::from_string(value.to_string()).unwrap(),
             });
-            let made = versioned(&v).unwrap();
-            let expected = serde_json::to_vec(&GetResponse {
-                key: &v.key,
-                value: &v.value,
-                version: v.version,
-                timestamp: v.timestamp(),
-            })
-            .unwrap();
-            assert_eq!(made.body_bytes(), expected);
-            assert_eq!(made.body_len(), expected.len() as u64);
-            assert_eq!(made.header("ETag"), Some("\"42\""));
+            for expires in [None, Some(1_780_000_030_123)] {
+                let made = versioned(&v, expires).unwrap();
+                let expected = serde_json::to_vec(&GetResponse {
+                    key: &v.key,
+                    value: &v.value,
+                    version: v.version,
+                    timestamp: v.timestamp(),
+                    expires_at: expires.map(rfc3339_ms),
+                })
+                .unwrap();
+                assert_eq!(made.body_bytes(), expected);
+                assert_eq!(made.body_len(), expected.len() as u64);
+                assert_eq!(made.header("ETag"), Some("\"42\""));
+            }
         }
     }
 }

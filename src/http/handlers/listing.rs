@@ -5,7 +5,9 @@ use crate::http::api_error::ApiError;
 use crate::http::delimit::{self, Entry};
 use crate::http::message::{HttpRequest, HttpResponse};
 use crate::http::query::{AFTER, BEFORE, DELIMITER, LIMIT, PREFIX, Query};
-use crate::http::wire::{ErrorResponse, HistoryEntry, HistoryResponse, KeyEntry, KeysResponse};
+use crate::http::wire::{
+    ErrorResponse, HistoryEntry, HistoryOperation, HistoryResponse, KeyEntry, KeysResponse,
+};
 use crate::key::decode_key;
 use crate::version::rfc3339_ms;
 use crate::{KeyInfo, Store};
@@ -55,6 +57,11 @@ pub fn history(
                 version: r.version,
                 timestamp: rfc3339_ms(r.timestamp_ms),
                 deleted: r.deleted,
+                operation: match (r.deleted, r.expired) {
+                    (_, true) => HistoryOperation::Expire,
+                    (true, false) => HistoryOperation::Delete,
+                    (false, false) => HistoryOperation::Put,
+                },
                 size_bytes: r.size_bytes,
             })
             .collect(),

@@ -3,6 +3,7 @@ pub mod backup;
 pub mod batch;
 pub mod docs;
 pub mod kv;
+pub mod leases;
 pub mod listing;
 pub mod stats;
 pub mod ui;

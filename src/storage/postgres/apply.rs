@@ -329,7 +329,7 @@ fn transaction(
             Op::Delete { key, .. } | Op::Purge { key, .. } => {
                 keys.insert(key);
             }
-            Op::Probe => {}
+            Op::Probe | Op::Expire(_) | Op::Grant { .. } | Op::Revoke { .. } => {}
         }
     }
     // Shared: no read lease is granted while this transaction runs.
@@ -366,6 +366,10 @@ fn transaction(
                 }
             }
             Op::Probe => Ok(Done::Written(Vec::new())),
+            // The store refuses TTLs and leases before they reach here.
+            Op::Expire(_) | Op::Grant { .. } | Op::Revoke { .. } => Err(
+                StoreError::InvalidLifetime("TTLs and leases are not stored on PostgreSQL".into()),
+            ),
         };
         outcomes.push(outcome);
     }
@@ -532,9 +536,11 @@ impl<'a> Stage<'a> {
                 version,
                 timestamp_ms: self.ts,
                 deleted,
+                expired: false,
                 value: value.to_owned(),
             }),
             created: next.created,
+            deadline: None,
         })
     }
 

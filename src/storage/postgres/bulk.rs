@@ -115,6 +115,7 @@ impl Export for PgExport {
                 ts_ms: r.try_get(2)?,
                 deleted: r.try_get(3)?,
                 value: r.try_get(4)?,
+                expired: false,
             })
         });
         merge_dump(heads, versions, visit)?;
@@ -310,6 +311,20 @@ impl Import for PgImport {
         match record {
             Record::Head(h) => self.heads.push(h.clone()),
             Record::Version(v) => self.versions.push(v.clone()),
+            Record::Deadline(d) => {
+                return Err(StoreError::InvalidLifetime(format!(
+                    "key {:?} expires (a TTL or a lease), and PostgreSQL does not store \
+                     TTLs or leases yet; nothing was copied",
+                    d.key
+                )));
+            }
+            Record::Lease(l) => {
+                return Err(StoreError::InvalidLifetime(format!(
+                    "lease {} cannot be copied: PostgreSQL does not store leases yet; \
+                     nothing was copied",
+                    l.id
+                )));
+            }
             Record::Purged { key, latest } => {
                 let latest = ints([*latest].into_iter())?;
                 self.client.execute(

@@ -374,6 +374,7 @@ fn row_version(
         version,
         timestamp_ms,
         deleted,
+        expired: false,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
     })

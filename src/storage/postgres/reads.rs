@@ -108,6 +108,7 @@ impl Reads for PgReads {
                         timestamp_ms: r.try_get(1)?,
                         deleted: r.try_get(2)?,
                         size_bytes: r.try_get::<_, i64>(3)? as u64,
+                        expired: false,
                     })
                 })
                 .collect::<Result<Vec<_>, postgres::Error>>()?;

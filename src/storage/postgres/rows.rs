@@ -20,6 +20,7 @@ pub(crate) fn versioned(key: &str, r: &Row, at: usize) -> Result<Versioned, Stor
         version: r.try_get::<_, i64>(at)? as u64,
         timestamp_ms: r.try_get(at + 1)?,
         deleted: r.try_get(at + 3)?,
+        expired: false,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
     })

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::value::RawValue;
 
+use super::deadlines;
 use super::file::DbFile;
 use crate::error::StoreError;
 use crate::rules;
-use crate::storage::seam::{Committer, Done, Op, Outcomes, PutItem, Written};
+use crate::storage::seam::{Committer, Done, Lifetime, Op, Outcomes, PutItem, Written};
 use crate::version::{Versioned, now_ms};
 
 /// The writer thread's connection to the SQLite file.
@@ -65,6 +66,15 @@ impl From<rusqlite::Error> for TxError {
     }
 }
 
+impl From<deadlines::Refused> for TxError {
+    fn from(e: deadlines::Refused) -> Self {
+        match e {
+            deadlines::Refused::Store(e) => TxError::Store(e),
+            deadlines::Refused::Sqlite(e) => TxError::Sqlite(e),
+        }
+    }
+}
+
 impl From<StoreError> for TxError {
     fn from(e: StoreError) -> Self {
         TxError::Store(e)
@@ -92,6 +102,17 @@ struct Deltas {
     versions: i64,
 }
 
+/// What kind of version [`put`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A value.
+    Value,
+    /// The tombstone of a delete.
+    Delete,
+    /// The tombstone of an expiry.
+    Expire,
+}
+
 /// Applies every operation in one transaction; the outer `Err` means the
 /// transaction failed as a whole.
 fn commit(
@@ -107,7 +128,7 @@ fn commit(
     let mut total = Deltas::default();
     for &op in batch {
         let mut d = Deltas::default();
-        let result = if let Op::Batch(_) = op {
+        let result = if let Op::Batch(_) | Op::Revoke { .. } = op {
             // Several writes: a refusal midway must undo the earlier ones.
             let sp = tx.savepoint()?;
             let result = apply(&sp, op, ts, max_versions, &mut d);
@@ -151,14 +172,14 @@ fn apply(
         Op::Put(item) => Ok(Done::Written(vec![put(
             tx,
             item,
-            false,
+            Kind::Value,
             ts,
             max_versions,
             d,
         )?])),
         Op::Batch(items) => items
             .iter()
-            .map(|item| put(tx, item, false, ts, max_versions, d))
+            .map(|item| put(tx, item, Kind::Value, ts, max_versions, d))
             .collect::<Result<Vec<_>, _>>()
             .map(Done::Written),
         Op::Delete { key, expect } => {
@@ -166,11 +187,12 @@ fn apply(
                 key: key.clone(),
                 value: RawValue::NULL.to_owned(),
                 expect: *expect,
+                lifetime: Default::default(),
             };
             Ok(Done::Written(vec![put(
                 tx,
                 &tombstone,
-                true,
+                Kind::Delete,
                 ts,
                 max_versions,
                 d,
@@ -190,6 +212,7 @@ fn apply(
                 .execute(params![key])?;
             tx.prepare_cached("DELETE FROM keys WHERE key = ?1")?
                 .execute(params![key])?;
+            deadlines::clear(tx, key)?;
             d.keys -= 1;
             d.versions -= n as i64;
             Ok(Done::Purged {
@@ -197,12 +220,49 @@ fn apply(
                 versions: n as u64,
             })
         }
+        Op::Expire(due) => {
+            let mut written = Vec::new();
+            for one in due {
+                // Only the deadline asked for, if it is still the key's: a
+                // write since then set another or none.
+                if deadlines::due_of(tx, &one.key)? == Some(Some(one.due_ms)) && one.due_ms <= ts {
+                    written.push(expiry(tx, &one.key, ts, max_versions, d)?);
+                }
+            }
+            Ok(Done::Written(written))
+        }
+        Op::Grant { ttl_ms } => Ok(Done::Granted(deadlines::grant(tx, *ttl_ms, ts)?)),
+        Op::Revoke { id } => {
+            let keys = deadlines::remove_lease(tx, *id)?.ok_or(StoreError::LeaseNotFound(*id))?;
+            keys.iter()
+                .map(|key| expiry(tx, key, ts, max_versions, d))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Done::Written)
+        }
         Op::Probe => {
             tx.prepare_cached("UPDATE counters SET value = value WHERE name = 'keys'")?
                 .execute([])?;
             Ok(Done::Written(Vec::new()))
         }
     }
+}
+
+/// The tombstone of an expiry of `key` (which holds a live version: every
+/// tombstone and purge removes a key's deadline).
+fn expiry(
+    tx: &Connection,
+    key: &str,
+    ts: i64,
+    max_versions: u64,
+    d: &mut Deltas,
+) -> Result<Written, TxError> {
+    let item = PutItem {
+        key: key.to_string(),
+        value: RawValue::NULL.to_owned(),
+        expect: None,
+        lifetime: Lifetime::Permanent,
+    };
+    put(tx, &item, Kind::Expire, ts, max_versions, d)
 }
 
 /// A key's head: its `keys` row, if it has one, and what the write rules
@@ -260,16 +320,20 @@ fn purged_latest(tx: &Connection, key: &str) -> Result<Option<u64>, TxError> {
         .map(|n| n as u64))
 }
 
-/// Writes the next version of `item.key` (a tombstone if `deleted`, under
-/// the rules of a delete), if `crate::rules` allows it.
+/// Writes the next version of `item.key` (a tombstone for a delete or an
+/// expiry, under the rules of a delete), if `crate::rules` allows it, and
+/// sets the key's deadline from `item.lifetime`.
 fn put(
     tx: &Connection,
     item: &PutItem,
-    deleted: bool,
+    kind: Kind,
     ts: i64,
     max_versions: u64,
     d: &mut Deltas,
 ) -> Result<Written, TxError> {
+    let deleted = kind != Kind::Value;
+    // Refused before anything is written: a single put has no savepoint.
+    deadlines::check_lease(tx, item.lifetime)?;
     let head = head(tx, &item.key)?;
     let next = if deleted {
         rules::delete(&item.key, item.expect, head.state)?
@@ -283,15 +347,18 @@ fn put(
             .execute(params![item.key])?;
     }
     tx.prepare_cached(
-        "INSERT INTO versions (key, version, ts_ms, value, deleted) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO versions (key, version, ts_ms, value, deleted, expired)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         item.key,
         version as i64,
         ts,
         item.value.get(),
-        deleted
+        deleted,
+        kind == Kind::Expire
     ])?;
+    let deadline = deadlines::set(tx, &item.key, version, item.lifetime, ts)?;
     d.versions += 1;
     if head.row.is_none() {
         d.keys += 1;
@@ -331,8 +398,10 @@ fn put(
             version,
             timestamp_ms: ts,
             deleted,
+            expired: kind == Kind::Expire,
             value: item.value.clone(),
         }),
         created: next.created,
+        deadline,
     })
 }

@@ -292,6 +292,10 @@ fn run_checks(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
         }
     }
 
+    if r.schema_version >= 4 {
+        check_deadlines(conn, r)?;
+    }
+
     let mut stmt = conn.prepare(
         "SELECT key, version FROM versions WHERE json_valid(value) = 0 ORDER BY key, version",
     )?;
@@ -404,4 +408,51 @@ pub fn restore(snapshot: &Path, target: &Path, force: bool) -> Result<CheckRepor
     let mut report = report;
     report.path = target.to_path_buf();
     Ok(report)
+}
+
+/// Keys that expire (schema 4): a deadline belongs to a live key and to
+/// the version that set it (every tombstone and purge removes it), a key on
+/// a lease names a stored lease, and only tombstones are expiries.
+fn check_deadlines(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT d.key, d.version, k.latest, k.deleted FROM deadlines d
+         LEFT JOIN keys k ON k.key = d.key
+         WHERE k.key IS NULL OR k.deleted != 0 OR k.latest != d.version ORDER BY d.key",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (key, version): (String, i64) = (row.get(0)?, row.get(1)?);
+        let (latest, deleted): (Option<i64>, Option<bool>) = (row.get(2)?, row.get(3)?);
+        r.problem(match (latest, deleted) {
+            (None, _) => format!("key {key:?}: has a deadline but no row in the keys table"),
+            (Some(_), Some(true)) => format!("key {key:?}: deleted, but still has a deadline"),
+            (Some(latest), _) => format!(
+                "key {key:?}: its deadline was set by version {version}, but its latest is {latest}"
+            ),
+        });
+    }
+    drop(rows);
+    let mut stmt = conn.prepare(
+        "SELECT key, lease FROM deadlines
+         WHERE lease IS NOT NULL AND lease NOT IN (SELECT id FROM leases) ORDER BY key",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (key, lease): (String, i64) = (row.get(0)?, row.get(1)?);
+        r.problem(format!(
+            "key {key:?}: attached to lease {lease}, which does not exist"
+        ));
+    }
+    drop(rows);
+    let mut stmt = conn.prepare(
+        "SELECT key, version FROM versions WHERE expired != 0 AND deleted = 0 ORDER BY key, version",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (key, version): (String, i64) = (row.get(0)?, row.get(1)?);
+        r.problem(format!(
+            "key {key:?}: version {version} is marked as an expiry but is not a tombstone"
+        ));
+    }
+    Ok(())
 }

@@ -80,9 +80,11 @@ impl Export for SqliteExport {
         let mut heads = self
             .conn
             .prepare("SELECT key, latest, ts_ms, deleted, first_kept FROM keys ORDER BY key")?;
-        let mut versions = self.conn.prepare(
-            "SELECT key, version, ts_ms, deleted, value FROM versions ORDER BY key, version",
-        )?;
+        let expired = if self.schema >= 4 { "expired" } else { "0" };
+        let mut versions = self.conn.prepare(&format!(
+            "SELECT key, version, ts_ms, deleted, value, {expired} FROM versions
+             ORDER BY key, version"
+        ))?;
         let heads = heads.query_map([], |r| {
             Ok(KeyHead {
                 key: r.get(0)?,
@@ -99,6 +101,7 @@ impl Export for SqliteExport {
                 ts_ms: r.get(2)?,
                 deleted: r.get(3)?,
                 value: r.get(4)?,
+                expired: r.get(5)?,
             })
         })?;
         merge_dump(heads, versions, visit)?;
@@ -112,6 +115,15 @@ impl Export for SqliteExport {
                     key: r.get(0)?,
                     latest: r.get::<_, i64>(1)? as u64,
                 })?;
+            }
+        }
+        if self.schema >= 4 {
+            let state = super::deadlines::load(&self.conn)?;
+            for lease in state.leases {
+                visit(Record::Lease(lease))?;
+            }
+            for deadline in state.deadlines {
+                visit(Record::Deadline(deadline))?;
             }
         }
         Ok(())
@@ -157,8 +169,10 @@ impl Import for SqliteImport {
     }
 
     fn clear(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("DELETE FROM versions; DELETE FROM keys; DELETE FROM purged;")?;
+        self.conn.execute_batch(
+            "DELETE FROM versions; DELETE FROM keys; DELETE FROM purged;
+                 DELETE FROM deadlines; DELETE FROM leases;",
+        )?;
         Ok(())
     }
 
@@ -186,17 +200,20 @@ impl Import for SqliteImport {
             Record::Version(v) => {
                 self.conn
                     .prepare_cached(
-                        "INSERT INTO versions (key, version, ts_ms, value, deleted)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT INTO versions (key, version, ts_ms, value, deleted, expired)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
                     .execute(params![
                         v.key,
                         sql_int(v.version)?,
                         v.ts_ms,
                         v.value,
-                        v.deleted
+                        v.deleted,
+                        v.expired
                     ])?;
             }
+            Record::Deadline(d) => super::deadlines::store(&self.conn, d)?,
+            Record::Lease(l) => super::deadlines::store_lease(&self.conn, l)?,
         }
         Ok(())
     }

@@ -12,6 +12,7 @@
 mod apply;
 pub(crate) mod backup;
 pub(crate) mod bulk;
+mod deadlines;
 mod errors;
 mod file;
 pub(crate) mod lock;

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::file::DbFile;
 use super::schema::open_err;
 use crate::error::{OpenError, StoreError};
-use crate::storage::seam::{DbStats, KeyInfo, Reads, VersionInfo};
+use crate::storage::seam::{DbStats, ExpiryState, KeyInfo, Reads, VersionInfo};
 use crate::version::Versioned;
 
 /// The pool of read-only connections used by request threads.
@@ -67,7 +67,7 @@ impl ReadPool {
     fn latest_inner(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT version, ts_ms, value, deleted FROM versions WHERE key = ?1
+            "SELECT version, ts_ms, value, deleted, expired FROM versions WHERE key = ?1
              ORDER BY version DESC LIMIT 1",
         )?;
         let row = stmt.query_row(params![key], row_parts).optional()?;
@@ -78,7 +78,8 @@ impl ReadPool {
     fn version_inner(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT version, ts_ms, value, deleted FROM versions WHERE key = ?1 AND version = ?2",
+            "SELECT version, ts_ms, value, deleted, expired FROM versions
+             WHERE key = ?1 AND version = ?2",
         )?;
         let wanted = i64::try_from(version).unwrap_or(i64::MAX);
         if let Some(parts) = stmt.query_row(params![key, wanted], row_parts).optional()? {
@@ -113,7 +114,7 @@ impl ReadPool {
         }
         let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
         let mut stmt = conn.prepare_cached(
-            "SELECT version, ts_ms, deleted, length(CAST(value AS BLOB)) FROM versions
+            "SELECT version, ts_ms, deleted, length(CAST(value AS BLOB)), expired FROM versions
              WHERE key = ?1 AND version < ?2 ORDER BY version DESC LIMIT ?3",
         )?;
         let mut rows = stmt
@@ -123,6 +124,7 @@ impl ReadPool {
                     timestamp_ms: r.get(1)?,
                     deleted: r.get(2)?,
                     size_bytes: r.get::<_, i64>(3)? as u64,
+                    expired: r.get(4)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -242,23 +244,42 @@ impl Reads for ReadPool {
         self.file.check_corrupt()?;
         self.file.note(self.check_inner())
     }
+
+    fn supports_expiry(&self) -> bool {
+        true
+    }
+
+    fn expiry_state(&self) -> Result<ExpiryState, StoreError> {
+        let load = || -> Result<ExpiryState, StoreError> {
+            Ok(super::deadlines::load(&*self.pool.get()?)?)
+        };
+        self.file.note(load())
+    }
+
+    fn lease_keys(&self, id: u64, limit: usize) -> Result<(Vec<String>, bool), StoreError> {
+        let read = || -> Result<(Vec<String>, bool), StoreError> {
+            Ok(super::deadlines::lease_keys(&*self.pool.get()?, id, limit)?)
+        };
+        self.file.note(read())
+    }
 }
 
-type RowParts = (i64, i64, String, bool);
+type RowParts = (i64, i64, String, bool, bool);
 
 fn row_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowParts> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
 fn versioned(
     key: &str,
-    (version, ts_ms, value, deleted): RowParts,
+    (version, ts_ms, value, deleted, expired): RowParts,
 ) -> Result<Versioned, StoreError> {
     Ok(Versioned {
         key: key.to_string(),
         version: version as u64,
         timestamp_ms: ts_ms,
         deleted,
+        expired,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
     })

@@ -24,6 +24,13 @@
 //! ones (`/keys?limit=1` with 100,000 deleted keys before the first live
 //! one: a scan of all of them). Partial and not covering: an update of a
 //! live key leaves it unchanged; only a delete or a re-creation writes it.
+//!
+//! Version 4 adds what keys that expire need: `versions.expired` marks the
+//! tombstone of an expiry (a TTL or a lease ran out); `leases(id, ttl_ms,
+//! granted_ms)`, ids never reused (`AUTOINCREMENT`), so an old holder's
+//! keepalive never renews another lease; `deadlines(key, version, due_ms,
+//! lease)`: the deadline of each key that has one, its own (`due_ms`) or
+//! its lease's, and the version that set it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,7 +41,7 @@ use crate::error::OpenError;
 use crate::storage::seam::SyncMode;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The vkv application id stamped into the file header, so that a foreign
 /// SQLite file is recognised as such.
@@ -69,6 +76,21 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 2 -> 3
     "CREATE INDEX IF NOT EXISTS keys_live ON keys (key) WHERE deleted = 0;",
+    // 3 -> 4
+    "ALTER TABLE versions ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE leases (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ttl_ms INTEGER NOT NULL,
+        granted_ms INTEGER NOT NULL
+    );
+    CREATE TABLE deadlines (
+        key TEXT PRIMARY KEY NOT NULL,
+        version INTEGER NOT NULL,
+        due_ms INTEGER,
+        lease INTEGER,
+        CHECK ((due_ms IS NULL) <> (lease IS NULL))
+    ) WITHOUT ROWID;
+    CREATE INDEX deadlines_lease ON deadlines (lease) WHERE lease IS NOT NULL;",
 ];
 
 pub(super) fn open_err(path: &Path, e: impl std::fmt::Display) -> OpenError {

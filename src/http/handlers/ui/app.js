@@ -568,7 +568,7 @@
       return el('tr', { dataset: { version: String(n) } },
         el('td', {}, el('a', { href: pageUrl({ key: state.key, version: n }), text: String(n), dataset: { nav: '' } })),
         el('td', { text: when(v.timestamp), title: v.timestamp }),
-        v.deleted ? el('td', { class: 'size tombstone', text: 'deleted' }) : el('td', { class: 'size', text: bytes(v.size_bytes) }),
+        v.deleted ? el('td', { class: 'size tombstone', text: v.operation === 'expire' ? 'expired' : 'deleted' }) : el('td', { class: 'size', text: bytes(v.size_bytes) }),
         el('td', {}, radio('diff-a', idx === 1 || (state.history.length === 1 && idx === 0))),
         el('td', {}, radio('diff-b', idx === 0)));
     };
