@@ -344,6 +344,7 @@ mod tests {
             version,
             timestamp_ms: 0,
             deleted: false,
+            revision: version,
             value: RawValue::from_string("1".into()).unwrap_or_else(|_| unreachable!()),
         })
     }
@@ -415,6 +416,7 @@ mod tests {
             version,
             timestamp_ms: 0,
             deleted: false,
+            revision: version,
             value: RawValue::from_string(text).unwrap_or_else(|_| unreachable!()),
         })
     }

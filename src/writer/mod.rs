@@ -329,6 +329,9 @@ fn publish(done: &Done, tickets: &[WriteTicket], ctx: &WriterContext) {
                 ctx.watchers.notify(&w.version);
             }
         }
-        Done::Purged { key, .. } => ctx.cache.remove(key),
+        Done::Purged { key, .. } => {
+            ctx.cache.remove(key);
+            ctx.watchers.notify_change(key);
+        }
     }
 }
