@@ -30,9 +30,9 @@ fn start_and_stop_are_logged_in_words() {
         .filter(|l| l.contains("schema version"))
         .collect();
     let created = if on_postgres() {
-        "created the PostgreSQL schema (vkv schema version 4)"
+        "created the PostgreSQL schema (vkv schema version 5)"
     } else {
-        "created database schema version 3"
+        "created database schema version 4"
     };
     assert!(
         schema.len() == 1 && schema[0].contains(created),
