@@ -345,6 +345,7 @@ mod tests {
             timestamp_ms: 0,
             deleted: false,
             expired: false,
+            revision: version,
             value: RawValue::from_string("1".into()).unwrap_or_else(|_| unreachable!()),
         })
     }
@@ -417,6 +418,7 @@ mod tests {
             timestamp_ms: 0,
             deleted: false,
             expired: false,
+            revision: version,
             value: RawValue::from_string(text).unwrap_or_else(|_| unreachable!()),
         })
     }

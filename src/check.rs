@@ -3,7 +3,10 @@
 //! its dump (one consistent snapshot, see the bulk seam in `storage`), for
 //! the same invariants: each key's versions dense from its `first_kept` to
 //! its `latest`, the head agreeing with its newest version, no version
-//! without a head, every value JSON, the counters equal to the real counts.
+//! without a head, every value JSON, the counters equal to the real counts,
+//! and the revisions: unique (per revision and place in its batch),
+//! never decreasing with the version within a key, none above the store's
+//! revision counter.
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +41,7 @@ pub fn check(location: &Path) -> Result<CheckReport, CheckError> {
         return Ok(report);
     }
     walk.end_key(&mut report);
+    walk.end_revisions(&mut report);
     report.keys = walk.totals.keys;
     report.versions = walk.totals.versions;
     for (name, counter, real) in [
@@ -65,6 +69,13 @@ struct Walk {
     last: u64,
     last_deleted: bool,
     last_ts: i64,
+    /// The last version's revision (within the key).
+    last_revision: u64,
+    /// Every (revision, place) seen, to find a repeated one.
+    revisions: std::collections::HashSet<(u64, u64)>,
+    /// The highest revision seen, and the store's counter.
+    highest: u64,
+    counter: Option<(u64, u64)>,
 }
 
 impl Walk {
@@ -79,6 +90,14 @@ impl Walk {
             Record::Purged { .. } => self.end_key(r),
             // Checked by the backend's own checks (a SQLite file's).
             Record::Deadline(_) | Record::Lease(_) => self.end_key(r),
+            Record::PurgeLog { revision, key, .. } => {
+                self.end_key(r);
+                self.revision(r, &key, revision, 0);
+            }
+            Record::Revision { current, compacted } => {
+                self.end_key(r);
+                self.counter = Some((current, compacted));
+            }
             Record::Version(v) => {
                 self.totals.versions += 1;
                 if self.key.as_ref().is_none_or(|(k, _)| *k != v.key) {
@@ -91,6 +110,15 @@ impl Walk {
                         v.key, v.version, self.last
                     ));
                 }
+                // Versions of one batch share its revision.
+                if self.count > 0 && v.revision < self.last_revision {
+                    r.problem(format!(
+                        "key {:?}: version {} has revision {}, below version {}'s ({})",
+                        v.key, v.version, v.revision, self.last, self.last_revision
+                    ));
+                }
+                self.last_revision = v.revision;
+                self.revision(r, &v.key, v.revision, v.seq);
                 if self.count == 0 {
                     self.first = v.version;
                 }
@@ -105,6 +133,40 @@ impl Walk {
                     ));
                 }
             }
+        }
+    }
+
+    /// Notes one change's revision: unique with its place, above 0.
+    fn revision(&mut self, r: &mut CheckReport, key: &str, revision: u64, seq: u64) {
+        if revision == 0 {
+            r.problem(format!("key {key:?}: a change has no revision"));
+        }
+        if !self.revisions.insert((revision, seq)) {
+            r.problem(format!(
+                "key {key:?}: revision {revision} (place {seq}) is used twice"
+            ));
+        }
+        self.highest = self.highest.max(revision);
+    }
+
+    /// Judges the revisions against the store's counters.
+    fn end_revisions(&mut self, r: &mut CheckReport) {
+        match self.counter {
+            Some((current, compacted)) => {
+                if self.highest > current {
+                    r.problem(format!(
+                        "revision {} is stored, but the store's revision is {current}",
+                        self.highest
+                    ));
+                }
+                if compacted > current {
+                    r.problem(format!(
+                        "the compacted revision {compacted} is above the store's revision \
+                         {current}"
+                    ));
+                }
+            }
+            None => r.problem("the dump holds no revision counters".to_string()),
         }
     }
 

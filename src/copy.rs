@@ -118,7 +118,11 @@ pub fn copy(from: &Path, to: &Path, force: bool) -> Result<CopyReport, CopyError
             match &record {
                 Record::Head(_) => read.keys += 1,
                 Record::Version(_) => read.versions += 1,
-                Record::Purged { .. } | Record::Deadline(_) | Record::Lease(_) => {}
+                Record::Purged { .. }
+                | Record::PurgeLog { .. }
+                | Record::Revision { .. }
+                | Record::Deadline(_)
+                | Record::Lease(_) => {}
             }
             dest.write(&record)
         })

@@ -56,6 +56,19 @@ pub enum StoreError {
         /// The oldest version still kept.
         oldest: u64,
     },
+    /// The change feed no longer holds every change after `after`:
+    /// retention or a purge removed some. Re-list, then resume from the
+    /// listing's revision (or from `oldest`).
+    #[error(
+        "changes after revision {after} were removed by retention or a purge; re-list the keys \
+         and resume from the listing's revision (the oldest resumable is {oldest})"
+    )]
+    ChangesGone {
+        /// The revision asked to resume after.
+        after: u64,
+        /// The smallest `after` the feed still answers without a gap.
+        oldest: u64,
+    },
     /// A conditional write found another latest version; nothing was written.
     #[error("key '{key}' is at version {current}, not {expected}")]
     Conflict {
@@ -138,6 +151,7 @@ impl StoreError {
                 | StoreError::LeaseNotFound(_)
                 | StoreError::InvalidLifetime(_)
                 | StoreError::Gone { .. }
+                | StoreError::ChangesGone { .. }
                 | StoreError::Conflict { .. }
                 | StoreError::InvalidKey(_)
                 | StoreError::InvalidValue(_)

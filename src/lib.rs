@@ -20,6 +20,7 @@
 // watchers or reach a database connection: the compiler enforces the
 // single-writer rule.
 mod cache;
+mod change;
 mod deadlines;
 mod error;
 mod expiry;
@@ -56,12 +57,13 @@ pub mod key;
 pub mod value;
 
 pub use cache::CacheStats;
+pub use change::{Change, ChangeOperation, ChangePage};
 pub use deadlines::{ExpiryStats, LAG_BUCKETS_MS, Lease, MAX_TTL, MIN_TTL};
 pub use error::{OpenError, StoreError};
 pub use key::MAX_KEY_BYTES;
 #[doc(hidden)]
 pub use storage::location::display_location;
-pub use storage::seam::{DbStats, KeyInfo, Lifetime, SyncMode, Totals, VersionInfo};
+pub use storage::seam::{DbStats, KeyInfo, KeyPage, Lifetime, SyncMode, Totals, VersionInfo};
 pub use store::{PutItem, Store, StoreConfig, Watch, WriterStats};
 pub use value::MAX_DEPTH;
 pub use version::{Operation, PutOutcome, Versioned};

@@ -18,17 +18,18 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 use crate::cache::{CacheStats, LatestCache};
+use crate::change::ChangePage;
 use crate::deadlines::{ExpiryStats, Lease, MAX_TTL, MIN_TTL, Schedule};
 use crate::error::{OpenError, StoreError};
 use crate::key::{validate_key, validate_key_to_remove};
 use crate::storage;
 use crate::storage::seam::{
-    DbStats, Done, Fresh, Hooks, KeyInfo, Lifetime, Op, Options, Reads, SyncMode, VersionInfo,
-    Written,
+    DbStats, Done, Fresh, Hooks, KeyInfo, KeyPage, Lifetime, Op, Options, Reads, SyncMode,
+    VersionInfo, Written,
 };
 use crate::value::check_value;
 use crate::version::{Operation, PutOutcome, Versioned};
-use crate::watch::{Subscription, Watchers};
+use crate::watch::{FeedWatch, Subscription, Watchers};
 use crate::writer::reply::Pending;
 use crate::writer::{WriteFault, Writer, WriterContext, WriterCounters};
 
@@ -520,10 +521,19 @@ impl Store {
     /// (`Some(0)`: only a deleted key); a mismatch is
     /// [`StoreError::Conflict`] and removes nothing.
     pub fn purge_if(&self, key: &str, expect: Option<u64>) -> Result<u64, StoreError> {
+        self.purge_revision(key, expect)
+            .map(|(versions, _)| versions)
+    }
+
+    /// [`Store::purge_if`], with the store's revision of the purge: (the
+    /// versions removed, the revision).
+    pub fn purge_revision(&self, key: &str, expect: Option<u64>) -> Result<(u64, u64), StoreError> {
         validate_key_to_remove(key)?;
         let key = key.to_string();
         match self.inner.writer.apply(Op::Purge { key, expect })? {
-            Done::Purged { versions, .. } => Ok(versions),
+            Done::Purged {
+                versions, revision, ..
+            } => Ok((versions, revision)),
             _ => Err(StoreError::Internal("purge wrote".into())),
         }
     }
@@ -664,7 +674,59 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<KeyInfo>, bool), StoreError> {
-        self.inner.reads.keys(prefix, after, limit)
+        let page = self.inner.reads.keys(prefix, after, limit, false)?;
+        Ok((page.keys, page.more))
+    }
+
+    /// [`Store::keys`] with the store's revision the page shows (the page
+    /// is exactly the store at that revision: the change feed after it
+    /// misses nothing and repeats nothing), and with `values`, each key's
+    /// latest value.
+    pub fn keys_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        values: bool,
+    ) -> Result<KeyPage, StoreError> {
+        self.inner.reads.keys(prefix, after, limit, values)
+    }
+
+    /// The change feed: changes of keys starting with `prefix` after
+    /// revision `after` (0: from the oldest kept; `None`: from now on), in
+    /// revision order, about `limit` of them (a page never ends inside a
+    /// revision), and the store's revision the page covers.
+    /// [`StoreError::ChangesGone`] when retention or a purge removed
+    /// changes after `after`.
+    pub fn changes(
+        &self,
+        prefix: &str,
+        after: Option<u64>,
+        limit: usize,
+        values: bool,
+    ) -> Result<ChangePage, StoreError> {
+        self.inner.reads.changes(prefix, after, limit, values)
+    }
+
+    /// The feed's wake-up epoch, taken before reading the feed (see
+    /// [`Store::subscribe_feed`]).
+    pub(crate) fn feed_epoch(&self) -> u64 {
+        self.inner.watchers.epoch()
+    }
+
+    /// Waits, with no thread, for a change under `prefix` after the feed
+    /// was read at `epoch`: `then(true)` on one (a hint: read the feed
+    /// again; on the writer's or the listener's thread, keep it short),
+    /// `then(false)` at shutdown. `Changed` at once if one came meanwhile.
+    pub(crate) fn subscribe_feed(
+        &self,
+        prefix: &str,
+        epoch: u64,
+        then: impl FnOnce(bool) + Send + 'static,
+    ) -> Result<FeedWatch, StoreError> {
+        self.inner
+            .watchers
+            .subscribe_feed(prefix, epoch, Box::new(then))
     }
 
     /// Waits-to-be: `Ready` with the latest version if `key` is already
@@ -871,6 +933,7 @@ fn outcome(w: &Written) -> PutOutcome {
         key: v.key.clone(),
         version: v.version,
         timestamp_ms: v.timestamp_ms,
+        revision: v.revision,
         operation: if w.created {
             Operation::Create
         } else {

@@ -19,6 +19,9 @@ pub struct Versioned {
     /// Whether this tombstone marks an expiry (its TTL or lease ran out)
     /// rather than a delete.
     pub expired: bool,
+    /// The store's revision of the write that made it (see
+    /// [`crate::Change`]); versions of one `/batch` share it.
+    pub revision: u64,
     /// The value as JSON text, exactly as it was stored (`null` for a
     /// tombstone).
     pub value: Box<RawValue>,
@@ -66,6 +69,8 @@ pub struct PutOutcome {
     pub version: u64,
     /// When it was committed, in milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// The store's revision of the write.
+    pub revision: u64,
     /// `Create` if the key had no live version before (new, deleted or
     /// purged: the numbering continues, so this is not always version 1).
     pub operation: Operation,

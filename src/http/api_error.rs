@@ -77,7 +77,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Deleted { .. }
             | StoreError::Expired { .. }
             | StoreError::LeaseNotFound(_) => 404,
-            StoreError::Gone { .. } => 410,
+            StoreError::Gone { .. } | StoreError::ChangesGone { .. } => 410,
             StoreError::Conflict { .. } => 409,
             StoreError::InvalidKey(_)
             | StoreError::InvalidValue(_)
@@ -98,6 +98,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { key, current, .. } => {
                 api.fields.push(("key", key.into()));
                 api.fields.push(("current_version", current.into()));
+            }
+            StoreError::ChangesGone { oldest, .. } => {
+                api.fields.push(("oldest_revision", oldest.into()));
             }
             StoreError::Deleted { key, version } => {
                 api.fields.push(("key", key.into()));

@@ -12,7 +12,7 @@ use super::completion::Reply;
 use super::cors;
 use super::cross_site::{HostPolicy, Origins, check_write};
 use super::handlers::docs::{self, Docs};
-use super::handlers::{backup, batch, kv, leases, listing, stats, ui, whoami};
+use super::handlers::{backup, batch, changes, kv, leases, listing, stats, ui, whoami};
 use super::message::{HttpRequest, HttpResponse};
 use super::metrics::Metrics;
 use super::router::{Route, resolve, route};
@@ -253,6 +253,7 @@ impl App {
             Route::Delete(key) => kv::delete(s, req, key)?,
             Route::History(key) => listing::history(s, req, key)?,
             Route::Keys => listing::keys(s, req)?,
+            Route::Changes => return changes::changes(s, req),
             Route::Batch => batch::batch(s, req, self.max_batch_puts)?,
             Route::Metrics => stats::metrics(&self.metrics, s),
             Route::CacheStats => stats::cache_stats(s)?,

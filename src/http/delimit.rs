@@ -147,6 +147,7 @@ mod tests {
                     key: k.clone(),
                     version: 1,
                     timestamp_ms: 0,
+                    value: None,
                 })
                 .collect();
             let more = rows.len() > n;

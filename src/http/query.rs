@@ -79,6 +79,17 @@ pub const AFTER: Param = Param {
     name: "after",
     kind: Kind::Text,
 };
+/// `?values=true` of `/keys` (each key's latest value) and of `/changes`
+/// (`false`: changes without their values).
+pub const VALUES: Param = Param {
+    name: "values",
+    kind: Kind::Boolean,
+};
+/// `?after=R` of `/changes`: changes with a revision above R (0: from the
+/// oldest kept).
+pub const CHANGES_AFTER: Param = Param::integer("after", 0, MAX_VERSION);
+/// `?wait=S` of `/changes`: a long poll of up to S seconds.
+pub const WAIT: Param = Param::integer("wait", 0, 300);
 /// `?delimiter=/` of `/keys`: one level of the key tree.
 pub const DELIMITER: Param = Param {
     name: "delimiter",

@@ -4,8 +4,8 @@
 use super::api_error::ApiError;
 use super::auth::Scope;
 use super::query::{
-    AFTER, ASSET_HASH, BEFORE, DELIMITER, IF_VERSION, LEASE, LIMIT, PREFIX, PURGE, Param, TIMEOUT,
-    TTL, UI_KEY, VERSION, WAIT_AFTER,
+    AFTER, ASSET_HASH, BEFORE, CHANGES_AFTER, DELIMITER, IF_VERSION, LEASE, LIMIT, PREFIX, PURGE,
+    Param, TIMEOUT, TTL, UI_KEY, VALUES, VERSION, WAIT, WAIT_AFTER,
 };
 
 /// What a request asks for, decided from its method and path alone.
@@ -21,6 +21,8 @@ pub enum Route<'a> {
     History(&'a str),
     /// `GET /keys`.
     Keys,
+    /// `GET /changes`: the change feed.
+    Changes,
     /// `POST /batch`.
     Batch,
     /// `GET /metrics`.
@@ -63,6 +65,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("delete", "/delete/{key}"),
     ("get", "/history/{key}"),
     ("get", "/keys"),
+    ("get", "/changes"),
     ("post", "/batch"),
     ("get", "/metrics"),
     ("get", "/cache/stats"),
@@ -88,6 +91,7 @@ impl Route<'_> {
             Route::Delete(_) => "delete",
             Route::History(_) => "history",
             Route::Keys => "keys",
+            Route::Changes => "changes",
             Route::Batch => "batch",
             Route::Metrics => "metrics",
             Route::CacheStats => "cache_stats",
@@ -118,7 +122,8 @@ impl Route<'_> {
             Route::Get(_) => &[VERSION, WAIT_AFTER, TIMEOUT],
             Route::Delete(_) => &[PURGE, IF_VERSION],
             Route::History(_) => &[LIMIT, BEFORE],
-            Route::Keys => &[PREFIX, LIMIT, AFTER, DELIMITER],
+            Route::Keys => &[PREFIX, LIMIT, AFTER, DELIMITER, VALUES],
+            Route::Changes => &[PREFIX, CHANGES_AFTER, LIMIT, VALUES, WAIT],
             // The page's own links: a folder, a key, one of its versions;
             // its assets' links carry their hash.
             Route::Ui("") => &[PREFIX, UI_KEY, VERSION],
@@ -160,6 +165,7 @@ impl Route<'_> {
             Route::Get(_)
             | Route::History(_)
             | Route::Keys
+            | Route::Changes
             | Route::Metrics
             | Route::CacheStats
             | Route::DbStats
@@ -215,6 +221,7 @@ pub fn resolve(path: &str) -> Option<(&'static str, Route<'_>)> {
             "/db/stats" => Route::DbStats,
             "/health" => Route::Health,
             "/keys" => Route::Keys,
+            "/changes" => Route::Changes,
             "/metrics" => Route::Metrics,
             "/openapi.json" => Route::OpenApi,
             "/backup" => Route::Backup,

@@ -18,7 +18,7 @@ pub struct PutRequest<'a> {
 
 /// Answer of `POST /put/{key}`.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"key": "user/1", "version": 1, "operation": "create", "timestamp": "2026-11-26T10:00:00.000Z"}))]
+#[schema(example = json!({"key": "user/1", "version": 1, "operation": "create", "timestamp": "2026-11-26T10:00:00.000Z", "revision": 42}))]
 pub struct PutResponse<'a> {
     /// The key written.
     pub key: &'a str,
@@ -28,6 +28,8 @@ pub struct PutResponse<'a> {
     pub operation: WriteOperation,
     /// Commit time, RFC 3339 UTC.
     pub timestamp: String,
+    /// The store's revision of this write (a batch's puts share one).
+    pub revision: u64,
 }
 
 /// What a put did: `create` when the key had no live version before it
@@ -59,7 +61,7 @@ pub struct BackupFile(Vec<u8>);
 
 /// Answer of `GET /get/{key}`.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"key": "user/1", "value": {"name": "Ada", "languages": ["en", "fr"], "admin": true}, "version": 1, "timestamp": "2026-11-26T10:00:00.000Z"}))]
+#[schema(example = json!({"key": "user/1", "value": {"name": "Ada", "languages": ["en", "fr"], "admin": true}, "version": 1, "timestamp": "2026-11-26T10:00:00.000Z", "revision": 42}))]
 pub struct GetResponse<'a> {
     /// The key.
     pub key: &'a str,
@@ -70,6 +72,8 @@ pub struct GetResponse<'a> {
     pub version: u64,
     /// Commit time, RFC 3339 UTC.
     pub timestamp: String,
+    /// The store's revision of the write that made this version.
+    pub revision: u64,
     /// When the key expires (RFC 3339 UTC), if it has a deadline: its TTL's
     /// or its lease's. Absent for a permanent key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +107,8 @@ pub struct DeleteResponse<'a> {
     pub version: u64,
     /// Commit time, RFC 3339 UTC.
     pub timestamp: String,
+    /// The store's revision of the delete.
+    pub revision: u64,
 }
 
 /// Answer of `DELETE /delete/{key}?purge=true`.
@@ -112,6 +118,8 @@ pub struct PurgeResponse<'a> {
     pub key: &'a str,
     /// How many versions were removed for good.
     pub purged_versions: u64,
+    /// The store's revision of the purge (a change of the feed).
+    pub revision: u64,
 }
 
 /// Answer of `DELETE /delete/{key}`: a tombstone, or with `purge=true`
@@ -140,6 +148,8 @@ pub struct HistoryEntry {
     pub operation: HistoryOperation,
     /// Size of the stored JSON value in bytes.
     pub size_bytes: u64,
+    /// The store's revision of the write that made this version.
+    pub revision: u64,
 }
 
 /// What wrote a version of `/history`.
@@ -174,6 +184,10 @@ pub struct KeyEntry {
     pub version: u64,
     /// Commit time of the latest version, RFC 3339 UTC.
     pub timestamp: String,
+    /// Its latest value (with `values=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>, nullable = false)]
+    pub value: Option<Box<RawValue>>,
 }
 
 /// Answer of `GET /keys`.
@@ -189,6 +203,91 @@ pub struct KeysResponse {
     pub prefixes: Option<Vec<String>>,
     /// Pass as `after` for the next page; null at the end.
     pub next_after: Option<String>,
+    /// The store's revision this page shows: it is exactly the store at
+    /// that revision, so `GET /changes?after=` it misses nothing and
+    /// repeats nothing (list, then watch).
+    pub revision: u64,
+}
+
+/// One change in `GET /changes` (and one event of its streams).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"revision": 43, "key": "app/prod/mode", "version": 2, "operation": "update", "timestamp": "2026-11-26T10:00:00.000Z", "value": "on"}))]
+pub struct ChangeEntry<'a> {
+    /// The store's revision of the write (a batch's changes share one).
+    pub revision: u64,
+    /// The key.
+    pub key: &'a str,
+    /// The version written; for a purge, the last version the key had.
+    pub version: u64,
+    /// What the write did.
+    pub operation: ChangeKind,
+    /// Commit time, RFC 3339 UTC.
+    pub timestamp: String,
+    /// The value written: present for `create` and `update` unless
+    /// `values=false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>, nullable = false)]
+    pub value: Option<&'a RawValue>,
+}
+
+/// What a change did: `create` (a version where the key had no live one),
+/// `update`, `delete` (a tombstone), `purge` (every version removed) or
+/// `expire` (the tombstone of an expiry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// A version where the key had no live one.
+    Create,
+    /// A version over a live one.
+    Update,
+    /// A tombstone.
+    Delete,
+    /// Every version removed for good.
+    Purge,
+    /// The tombstone of an expiry (a TTL or lease ran out, or the lease
+    /// was revoked).
+    Expire,
+}
+
+impl From<crate::ChangeOperation> for ChangeKind {
+    fn from(o: crate::ChangeOperation) -> Self {
+        match o {
+            crate::ChangeOperation::Create => ChangeKind::Create,
+            crate::ChangeOperation::Update => ChangeKind::Update,
+            crate::ChangeOperation::Delete => ChangeKind::Delete,
+            crate::ChangeOperation::Purge => ChangeKind::Purge,
+            crate::ChangeOperation::Expire => ChangeKind::Expire,
+        }
+    }
+}
+
+/// Answer of `GET /changes`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangesResponse<'a> {
+    /// The changes, in revision order (batch order within a revision).
+    pub changes: Vec<ChangeEntry<'a>>,
+    /// The store's revision this answer covers.
+    pub revision: u64,
+    /// Pass as `after` next: the last change's revision when `limit` cut
+    /// the answer, else `revision`.
+    pub next_after: u64,
+}
+
+/// A stream's progress mark, and a long poll's answer when nothing came.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressMark {
+    /// The store's revision seen so far.
+    pub revision: u64,
+}
+
+/// Answer `410` of `GET /changes`: changes after `after` were removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangesGoneResponse {
+    /// What went wrong, for humans.
+    pub detail: String,
+    /// The smallest `after` the feed answers now (re-list with `/keys` and
+    /// resume from its `revision`).
+    pub oldest_revision: u64,
 }
 
 /// One put of `POST /batch`.

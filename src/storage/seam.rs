@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
+use crate::change::ChangePage;
 use crate::error::StoreError;
 use crate::version::Versioned;
 
@@ -63,10 +64,12 @@ pub struct VersionInfo {
     /// out, or the lease was revoked), not of a delete.
     #[serde(skip)]
     pub expired: bool,
+    /// The store's revision of the write that made it.
+    pub revision: u64,
 }
 
 /// One entry of a key listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct KeyInfo {
     /// The key.
     pub key: String,
@@ -74,6 +77,32 @@ pub struct KeyInfo {
     pub version: u64,
     /// Commit time of the latest version, milliseconds since the epoch.
     pub timestamp_ms: i64,
+    /// Its latest value, when the listing was asked for values.
+    pub value: Option<Box<RawValue>>,
+}
+
+impl PartialEq for KeyInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.version == other.version
+            && self.timestamp_ms == other.timestamp_ms
+            && self.value.as_ref().map(|v| v.get()) == other.value.as_ref().map(|v| v.get())
+    }
+}
+
+impl Eq for KeyInfo {}
+
+/// A page of a key listing, read from one snapshot of the store.
+#[derive(Debug, Clone)]
+pub struct KeyPage {
+    /// The keys, in byte order.
+    pub keys: Vec<KeyInfo>,
+    /// Whether more keys follow.
+    pub more: bool,
+    /// The store's revision the page shows: the page is exactly the store
+    /// at that revision, so the change feed after it misses nothing and
+    /// repeats nothing.
+    pub revision: u64,
 }
 
 /// Database totals, as `/db/stats` shows them.
@@ -89,6 +118,8 @@ pub struct DbStats {
     pub path: String,
     /// SQLite's journal mode (`wal`).
     pub journal_mode: String,
+    /// The store's revision: that of the last committed write.
+    pub revision: u64,
 }
 
 /// One put: the value for `key`, optionally only if its latest version is
@@ -197,8 +228,13 @@ pub(crate) enum Op {
 pub(crate) enum Done {
     /// New versions, in order (a tombstone for a delete).
     Written(Vec<Written>),
-    /// A purge removed this many versions.
-    Purged { key: String, versions: u64 },
+    /// A purge removed this many versions of `key`; the purge is change
+    /// `revision` of the store.
+    Purged {
+        key: String,
+        versions: u64,
+        revision: u64,
+    },
     /// A lease was granted.
     Granted(LeaseRow),
 }
@@ -242,13 +278,30 @@ pub(crate) trait Reads: Send + Sync {
     ) -> Result<(Vec<VersionInfo>, bool), StoreError>;
 
     /// Up to `limit` live keys starting with `prefix` and after `after`, in
-    /// byte order, and whether more remain.
+    /// byte order, whether more remain, and the store's revision they show
+    /// (all from one snapshot); with `values`, each key's latest value.
     fn keys(
         &self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<KeyInfo>, bool), StoreError>;
+        values: bool,
+    ) -> Result<KeyPage, StoreError>;
+
+    /// The changes of keys starting with `prefix` with a revision above
+    /// `after`, in revision order, at most about `limit` (a page ends at
+    /// the end of a revision: one batch larger than `limit` comes whole),
+    /// with values if `values`; and the store's revision, from the same
+    /// snapshot. `after` 0 starts at the oldest change kept without a gap;
+    /// `None` at the store's revision (no change yet). [`StoreError::ChangesGone`]
+    /// if retention or a purge removed a change above `after`.
+    fn changes(
+        &self,
+        prefix: &str,
+        after: Option<u64>,
+        limit: usize,
+        values: bool,
+    ) -> Result<ChangePage, StoreError>;
 
     /// Totals, in constant time.
     fn stats(&self) -> Result<DbStats, StoreError>;
@@ -405,6 +458,11 @@ pub(crate) struct VersionRow {
     pub value: String,
     /// A tombstone of an expiry.
     pub expired: bool,
+    /// The store's revision of its write, and its place within it.
+    pub revision: u64,
+    pub seq: u64,
+    /// Written where the key had no live version.
+    pub created: bool,
 }
 
 /// One row of a whole-store dump, as `vkv copy`, `vkv check` and the
@@ -418,6 +476,20 @@ pub(crate) enum Record {
     Purged {
         key: String,
         latest: u64,
+    },
+    /// A purge as a change of the feed: `key`, whose last version was
+    /// `version`, purged by the write of `revision`.
+    PurgeLog {
+        revision: u64,
+        key: String,
+        version: u64,
+        ts_ms: i64,
+    },
+    /// The store's revision counters: the last revision given, and the
+    /// highest one retention or a purge removed. Last in a dump.
+    Revision {
+        current: u64,
+        compacted: u64,
     },
     /// A key's deadline (after every key's records).
     Deadline(DeadlineRow),
@@ -447,7 +519,8 @@ pub(crate) trait Export {
 
     /// Streams every record, key by key in byte order: the key's head (if
     /// it has one), then its versions in ascending order; then every
-    /// purged key. Stops at the first error `visit` returns.
+    /// purged key, every purge record, and the revision counters. Stops at
+    /// the first error `visit` returns.
     fn for_each(
         &mut self,
         visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
@@ -518,7 +591,11 @@ pub(crate) fn transfer(
         match &record {
             Record::Head(_) => read.keys += 1,
             Record::Version(_) => read.versions += 1,
-            Record::Purged { .. } | Record::Deadline(_) | Record::Lease(_) => {}
+            Record::Purged { .. }
+            | Record::PurgeLog { .. }
+            | Record::Revision { .. }
+            | Record::Deadline(_)
+            | Record::Lease(_) => {}
         }
         dest.write(&record)
     })?;

@@ -348,6 +348,7 @@ fn publish(done: &Done, tickets: &[WriteTicket], ctx: &WriterContext) {
         Done::Purged { key, .. } => {
             ctx.schedule.removed(key);
             ctx.cache.remove(key);
+            ctx.watchers.notify_change(key);
         }
         Done::Granted(lease) => {
             ctx.schedule.granted(lease);

@@ -215,6 +215,8 @@ fn openapi_parameters_and_their_bounds_are_what_the_server_enforces() {
                 let with = match rule.name {
                     "timeout" => "&wait_after=0",
                     "wait_after" => "&timeout=1",
+                    // The store holds a change after 0: answered at once.
+                    "wait" => "&after=0",
                     "purge" => "&if_version=99",
                     _ => "",
                 };
@@ -294,6 +296,7 @@ fn openapi_statuses_are_the_ones_the_server_answers() {
     let (auth, _tokens) = server_with_a_read_token();
     let doc = s.client().get("/openapi.json").json();
     let mut c = s.client();
+    c.put("a", &json!(0)); // revision 1: the change feed after it lost k's version 1
     c.put("k", &json!(1));
     c.put("k", &json!(2));
     c.put("k", &json!(3)); // version 1 is removed by --max-versions 2
@@ -389,6 +392,7 @@ fn openapi_statuses_are_the_ones_the_server_answers() {
                     br#"{"puts": [{"key": "k", "value": 1, "if_version": 99}]}"#,
                 )),
                 (410, "get", "/get/{key}") => Some(c.get(&format!("{url}?version=1"))),
+                (410, "get", "/changes") => Some(c.get(&format!("{url}?after=1"))),
                 // The connection is closed after a 413: a client of its own.
                 (413, "post", "/put/{key}") => {
                     Some(s.client().request(&m, &url, &[], big.as_bytes()))

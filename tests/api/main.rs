@@ -3,6 +3,7 @@
 
 mod batch;
 mod cache;
+mod changes;
 #[path = "../support/mod.rs"]
 mod common;
 mod concurrency;

@@ -459,3 +459,55 @@ fn retention_counts_expiry_tombstones_as_versions() {
         c.get("/db/stats").text()
     );
 }
+
+/// An expiry is a change like any other: the feed shows it as `expire`,
+/// with a revision above the write that set the deadline, and a long poll
+/// on the feed wakes on it; expiries of one lease share a revision.
+#[test]
+fn expiries_are_changes_of_the_feed() {
+    if skip() {
+        return;
+    }
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let r = c.request("POST", "/put/feed/ttl?ttl=1s", &[], br#"{"value":1}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let written = r.json()["revision"].as_u64().unwrap();
+    let r = c.get(&format!("/changes?prefix=feed/&after={written}&wait=10"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let changes = r.json()["changes"].as_array().unwrap().clone();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["operation"], "expire");
+    assert_eq!(changes[0]["key"], "feed/ttl");
+    assert_eq!(changes[0]["version"], 2);
+    assert!(changes[0]["revision"].as_u64().unwrap() > written);
+    assert!(changes[0].get("value").is_none(), "{changes:?}");
+
+    // Two keys on one lease, revoked: two expiries in one revision.
+    let lease = post(&mut c, "/leases", &json!({"ttl": "60s"}));
+    assert_eq!(lease.status, 201, "{}", lease.text());
+    let id = lease.json()["id"].as_u64().unwrap();
+    for k in ["a", "b"] {
+        let r = c.request(
+            "POST",
+            &format!("/put/feed/{k}?lease={id}"),
+            &[],
+            br#"{"value":1}"#,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let before = c.get("/db/stats").json()["revision"].as_u64().unwrap();
+    let r = c.request("DELETE", &format!("/leases/{id}"), &[], b"");
+    assert!(r.status < 300, "{} {}", r.status, r.text());
+    let r = c.get(&format!("/changes?prefix=feed/&after={before}"));
+    let changes = r.json()["changes"].as_array().unwrap().clone();
+    let expired: Vec<_> = changes
+        .iter()
+        .filter(|ch| ch["operation"] == "expire")
+        .collect();
+    assert_eq!(expired.len(), 2, "{changes:?}");
+    assert_eq!(
+        expired[0]["revision"], expired[1]["revision"],
+        "{changes:?}"
+    );
+}

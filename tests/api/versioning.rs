@@ -105,7 +105,10 @@ fn delete_writes_a_tombstone_and_purge_removes_everything() {
     assert_eq!(c.get("/get/d").json()["value"], "three");
 
     let r = c.request("DELETE", "/delete/d?purge=true", &[], b"");
-    assert_eq!(r.json(), json!({"key": "d", "purged_versions": 4}));
+    assert_eq!(
+        r.json(),
+        json!({"key": "d", "purged_versions": 4, "revision": 5})
+    );
     assert_eq!(c.get("/get/d").status, 404);
     assert_eq!(c.get("/get/d?version=1").status, 404);
     assert_eq!(c.get("/history/d").status, 404);

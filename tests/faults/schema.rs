@@ -59,11 +59,15 @@ fn a_schema_1_database_is_migrated_and_keeps_its_data() {
         assert!(s.terminate().success());
     }
     {
-        // What a schema-1 vkv left: no `purged` table.
+        // What a schema-1 vkv left: no `purged` table, no revisions.
         let conn = rusqlite::Connection::open(&db).expect("open with rusqlite");
         conn.execute_batch(
             "DROP INDEX keys_live; DROP TABLE purged;
              DROP TABLE deadlines; DROP TABLE leases; ALTER TABLE versions DROP COLUMN expired;
+             DROP INDEX versions_revision;
+             ALTER TABLE versions DROP COLUMN revision; ALTER TABLE versions DROP COLUMN seq;
+             ALTER TABLE versions DROP COLUMN created; DROP TABLE purges;
+             DELETE FROM counters WHERE name IN ('revision', 'compacted');
              PRAGMA user_version = 1;",
         )
         .expect("downgrade");
@@ -79,6 +83,17 @@ fn a_schema_1_database_is_migrated_and_keeps_its_data() {
     );
     let mut c = s.client();
     assert_eq!(c.get("/get/k").json()["value"], "two");
+    // Its versions numbered in commit order; the feed has them.
+    assert_eq!(c.get("/get/k").json()["revision"], 2);
+    assert_eq!(c.get("/db/stats").json()["revision"], 2);
+    let feed = c.get("/changes?after=0").json();
+    let ops: Vec<&str> = feed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ch| ch["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["create", "update"], "{feed}");
     assert_eq!(
         c.request("DELETE", "/delete/k?purge=true", &[], b"").status,
         200

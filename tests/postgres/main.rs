@@ -9,6 +9,7 @@
 mod client;
 #[path = "../support/mod.rs"]
 mod common;
+mod feed;
 mod leases;
 mod moving;
 mod outage;

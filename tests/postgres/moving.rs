@@ -104,7 +104,7 @@ fn check_on_postgres_names_each_problem() {
         assert!(text.contains("3 keys, 9 versions: ok"), "{text}");
         // Issue 21, item 14: the schema version is the database's (it
         // said 1).
-        assert!(text.contains(": schema version 4, "), "{text}");
+        assert!(text.contains(": schema version 5, "), "{text}");
     }
     let db = pg_url_for(&admin(), &name);
     psql(
@@ -112,6 +112,7 @@ fn check_on_postgres_names_each_problem() {
         "DELETE FROM vkv_versions WHERE key = 'b'::bytea AND version = 2;
          UPDATE vkv_versions SET value = 'not json' WHERE key = 'c'::bytea AND version = 1;
          UPDATE vkv_counters SET versions = versions + 5 WHERE shard = 7;
+         UPDATE vkv_versions SET revision = 1, seq = 1 WHERE key = 'a'::bytea AND version = 3;
          INSERT INTO vkv_versions (key, version, ts_ms, value) VALUES ('orphan'::bytea, 1, 0, '1');",
     );
     let text = vkv_fails(&["check", "--db", arg(&url)]);
@@ -120,6 +121,8 @@ fn check_on_postgres_names_each_problem() {
         "key \"c\": version 1 is not valid JSON",
         "counter \"versions\" says",
         "key \"orphan\": 1 versions stored but no row in the keys table",
+        "key \"a\": version 3 has revision 1, below version 2's",
+        "key \"orphan\": a change has no revision",
     ] {
         assert!(text.contains(expected), "{expected:?} not in {text}");
     }

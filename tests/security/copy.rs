@@ -31,6 +31,11 @@ fn copy_keeps_every_version_timestamp_tombstone_and_retention_bound() {
     let before = observe(&mut c, &keys);
     let stats_before = db_totals(&mut c);
     assert_eq!(stats_before, (23, 3 + 3 + 1 + 20));
+    // The change feed and the store's revision come along, and so does what
+    // retention and the purge removed (a reader behind it is refused).
+    let feed_before = c.get("/changes?after=0").json();
+    let revision = c.get("/db/stats").json()["revision"].clone();
+    assert_eq!(c.get("/changes?after=1").status, 410);
 
     // From a live server's file: one read transaction, a consistent copy.
     let (ok, text) = copy(&src, &dst, &[]);
@@ -47,6 +52,9 @@ fn copy_keeps_every_version_timestamp_tombstone_and_retention_bound() {
 
     let d = Server::start_on(&dst, &["--max-versions", "3"]);
     let mut dc = d.client();
+    assert_eq!(dc.get("/changes?after=0").json(), feed_before);
+    assert_eq!(dc.get("/db/stats").json()["revision"], revision);
+    assert_eq!(dc.get("/changes?after=1").status, 410);
     let after = observe(&mut dc, &keys);
     assert_eq!(before.len(), after.len());
     for (b, a) in before.iter().zip(&after) {
@@ -57,8 +65,10 @@ fn copy_keeps_every_version_timestamp_tombstone_and_retention_bound() {
     assert_eq!(dc.get("/get/b").status, 404);
     assert_eq!(dc.get("/get/c").status, 404);
     assert_eq!(db_totals(&mut dc), stats_before);
-    // Numbering goes on where the source left it.
-    assert_eq!(dc.put("a", &json!(6)).json()["version"], 6);
+    // Numbering goes on where the source left it, revisions too.
+    let put = dc.put("a", &json!(6)).json();
+    assert_eq!(put["version"], 6);
+    assert_eq!(put["revision"], revision.as_u64().unwrap() + 1);
     assert_eq!(dc.put("b", &json!("back")).json()["version"], 4);
     // A purged key's numbering too: its one version was 1.
     assert_eq!(dc.put("c", &json!("again")).json()["version"], 2);

@@ -57,6 +57,7 @@ pub fn batch(store: &Store, req: &HttpRequest, max_puts: usize) -> Result<HttpRe
                 version: o.version,
                 operation: o.operation().into(),
                 timestamp: o.timestamp(),
+                revision: o.revision,
             })
             .collect(),
     })

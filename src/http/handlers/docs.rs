@@ -7,7 +7,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{backup, batch, kv, leases, listing, stats, whoami};
+use super::{backup, batch, changes, kv, leases, listing, stats, whoami};
 use crate::http::api_error::ApiError;
 use crate::http::auth::Scope;
 use crate::http::message::HttpResponse;
@@ -37,6 +37,7 @@ use crate::http::wire;
         kv::delete,
         listing::keys,
         listing::history,
+        changes::changes,
         batch::batch,
         stats::health,
         stats::metrics,
@@ -53,6 +54,7 @@ use crate::http::wire;
     tags(
         (name = "kv", description = "Keys and values: put, get (also a version, a long poll), delete"),
         (name = "listing", description = "Keys by prefix, a key's versions"),
+        (name = "changes", description = "The change feed: what changed under a prefix since a revision (a page, a long poll, or a stream)"),
         (name = "batch", description = "Several puts, all or none"),
         (name = "stats", description = "Health, metrics and statistics"),
         (name = "backup", description = "A consistent snapshot of the database"),
@@ -74,6 +76,11 @@ use crate::http::wire;
         wire::HistoryResponse,
         wire::KeyEntry,
         wire::KeysResponse,
+        wire::ChangeEntry,
+        wire::ChangeKind,
+        wire::ChangesResponse,
+        wire::ChangesGoneResponse,
+        wire::ProgressMark,
         wire::BatchPut,
         wire::BatchRequest,
         wire::BatchResponse,

@@ -82,6 +82,7 @@ pub fn put(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
                         version: outcome.version,
                         operation: outcome.operation().into(),
                         timestamp: outcome.timestamp(),
+                        revision: outcome.revision,
                     })
                 })
                 .unwrap_or_else(ApiError::into_response);
@@ -296,7 +297,7 @@ fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Re
 /// The responder of a long poll, taken by whoever answers first. If nobody
 /// does (the client went away, so the loop dropped the wait), it is
 /// abandoned quietly: there is nobody to answer.
-struct AnswerOnce(Mutex<Option<Responder>>);
+pub(super) struct AnswerOnce(pub(super) Mutex<Option<Responder>>);
 
 impl std::ops::Deref for AnswerOnce {
     type Target = Mutex<Option<Responder>>;
@@ -313,7 +314,7 @@ impl Drop for AnswerOnce {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -356,6 +357,7 @@ fn versioned(v: &Arc<Versioned>, expires_ms: Option<i64>) -> Result<HttpResponse
     head.extend_from_slice(br#","value":"#);
     let mut tail = format!(r#","version":{},"timestamp":"#, v.version).into_bytes();
     serde_json::to_writer(&mut tail, &v.timestamp()).map_err(encode)?;
+    tail.extend_from_slice(format!(r#","revision":{}"#, v.revision).as_bytes());
     if let Some(ms) = expires_ms {
         tail.extend_from_slice(br#","expires_at":"#);
         serde_json::to_writer(&mut tail, &rfc3339_ms(ms)).map_err(encode)?;
@@ -398,9 +400,11 @@ pub fn delete(
     let query = Query::parse(req.query())?;
     let expect = condition(req, &query)?;
     if query.boolean(PURGE)? {
+        let (purged_versions, revision) = store.purge_revision(&key, expect)?;
         json(&PurgeResponse {
             key: &key,
-            purged_versions: store.purge_if(&key, expect)?,
+            purged_versions,
+            revision,
         })
     } else {
         let outcome = store.delete_if(&key, expect)?;
@@ -408,6 +412,7 @@ pub fn delete(
             key: &key,
             version: outcome.version,
             timestamp: outcome.timestamp(),
+            revision: outcome.revision,
         })
     }
 }
@@ -451,6 +456,7 @@ mod tests {
                 timestamp_ms: 1_780_000_000_123,
                 deleted: false,
                 expired: false,
+                revision: 7,
                 value: RawValue::from_string(value.to_string()).unwrap(),
             });
             for expires in [None, Some(1_780_000_030_123)] {
@@ -460,6 +466,7 @@ mod tests {
                     value: &v.value,
                     version: v.version,
                     timestamp: v.timestamp(),
+                    revision: v.revision,
                     expires_at: expires.map(rfc3339_ms),
                 })
                 .unwrap();

@@ -4,7 +4,7 @@ use super::kv::json;
 use crate::http::api_error::ApiError;
 use crate::http::delimit::{self, Entry};
 use crate::http::message::{HttpRequest, HttpResponse};
-use crate::http::query::{AFTER, BEFORE, DELIMITER, LIMIT, PREFIX, Query};
+use crate::http::query::{AFTER, BEFORE, DELIMITER, LIMIT, PREFIX, Query, VALUES};
 use crate::http::wire::{
     ErrorResponse, HistoryEntry, HistoryOperation, HistoryResponse, KeyEntry, KeysResponse,
 };
@@ -63,6 +63,7 @@ pub fn history(
                     (false, false) => HistoryOperation::Put,
                 },
                 size_bytes: r.size_bytes,
+                revision: r.revision,
             })
             .collect(),
         next_before,
@@ -78,9 +79,10 @@ pub fn history(
         ("limit" = Option<u64>, Query, description = "At most this many (default 100, max 1000)"),
         ("after" = Option<String>, Query, description = "Only keys after this (the previous page's next_after)"),
         ("delimiter" = Option<String>, Query, description = "List one level of a tree, as folders split at this string (like S3's ListObjects): `keys` holds the keys with no delimiter after the prefix, `prefixes` each folder once (the prefix, then the rest of some key up to and including the first delimiter). `limit` counts keys and folders; `after` a folder skips that whole folder"),
+        ("values" = Option<bool>, Query, description = "true: each key with its latest value (not with delimiter)"),
     ),
     responses(
-        (status = 200, description = "A page of live keys in byte order (with `delimiter`, of keys and folders)", body = KeysResponse),
+        (status = 200, description = "A page of live keys in byte order (with `delimiter`, of keys and folders), and the store's revision it shows: list, then follow `GET /changes?after=` it", body = KeysResponse),
         (status = 422, description = "Invalid parameter", body = ErrorResponse),
     )
 )]
@@ -88,19 +90,26 @@ pub fn keys(store: &Store, req: &HttpRequest) -> Result<HttpResponse, ApiError> 
     let query = Query::parse(req.query())?;
     let limit = limit(&query)?;
     let prefix = query.get(PREFIX.name).unwrap_or("");
+    let values = query.boolean(VALUES)?;
     if let Some(delimiter) = query.get(DELIMITER.name) {
+        if values {
+            return Err(ApiError::unprocessable(
+                "values=true lists keys with their values: it cannot be combined with delimiter",
+            ));
+        }
         return keys_level(store, prefix, delimiter, query.get(AFTER.name), limit);
     }
-    let (rows, more) = store.keys(prefix, query.get(AFTER.name), limit)?;
-    let next_after = if more {
-        rows.last().map(|r| r.key.clone())
+    let page = store.keys_page(prefix, query.get(AFTER.name), limit, values)?;
+    let next_after = if page.more {
+        page.keys.last().map(|r| r.key.clone())
     } else {
         None
     };
     json(&KeysResponse {
-        keys: rows.into_iter().map(key_entry).collect(),
+        keys: page.keys.into_iter().map(key_entry).collect(),
         prefixes: None,
         next_after,
+        revision: page.revision,
     })
 }
 
@@ -115,8 +124,13 @@ fn keys_level(
     if delimiter.is_empty() {
         return Err(ApiError::unprocessable("delimiter must not be empty"));
     }
+    // The revision of the first page read: a level read in several pages
+    // is not one snapshot, so it names the oldest of them.
+    let mut revision = None;
     let (entries, more) = delimit::level(prefix, delimiter, after, limit, |after, n| {
-        store.keys(prefix, after, n)
+        let page = store.keys_page(prefix, after, n, false)?;
+        revision.get_or_insert(page.revision);
+        Ok::<_, crate::StoreError>((page.keys, page.more))
     })?;
     let next_after = if more {
         entries.last().map(|e| e.name().to_string())
@@ -135,6 +149,7 @@ fn keys_level(
         keys,
         prefixes: Some(prefixes),
         next_after,
+        revision: revision.unwrap_or(0),
     })
 }
 
@@ -143,5 +158,6 @@ fn key_entry(k: KeyInfo) -> KeyEntry {
         key: k.key,
         version: k.version,
         timestamp: rfc3339_ms(k.timestamp_ms),
+        value: k.value,
     }
 }

@@ -1,6 +1,7 @@
 //! One handler module per endpoint family.
 pub mod backup;
 pub mod batch;
+pub mod changes;
 pub mod docs;
 pub mod kv;
 pub mod leases;

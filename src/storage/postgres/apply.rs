@@ -17,6 +17,18 @@
 //!    replica's counters shard, placeholders nobody wrote, and a `NOTIFY`
 //!    per key for the watchers of other replicas); then `COMMIT`.
 //!
+//! Revisions: each operation that writes takes the store's next revision;
+//! the first statement that writes versions (or a purge) adds the number
+//! the transaction has used so far to the one row of `vkv_revision`, and
+//! holds that row's lock until `COMMIT`. A transaction of another replica
+//! waits on it there, after taking its own head locks (so no deadlock),
+//! and numbers its changes only after this one committed: revisions follow
+//! commit order across replicas, and a reader that sees revision R sees
+//! every change up to R. The lock is held for one round trip and the
+//! commit, which already serializes on PostgreSQL's `NOTIFY` queue lock.
+//! Revisions are decided in memory as offsets (1, 2, ...) and made absolute
+//! once the counter answers.
+//!
 //! A purge is the exception: what is staged before it is written first, then
 //! the purge runs as its own statement. It keeps the key's head row, with no
 //! version and `purged_latest` = the last version, so that the next put
@@ -295,6 +307,11 @@ struct NewRow<'a> {
     version: u64,
     value: &'a str,
     deleted: bool,
+    /// Its revision as an offset within the transaction (1: the first).
+    rel: u64,
+    /// Its place in its batch.
+    seq: i32,
+    created: bool,
 }
 
 /// What the group has decided so far and not yet written.
@@ -306,6 +323,12 @@ struct Stage<'a> {
     notify: BTreeSet<&'a str>,
     ts: i64,
     max_versions: u64,
+    /// Revision offsets used by the operations decided so far, and those
+    /// reserved in `vkv_revision` so far.
+    rels: u64,
+    reserved: u64,
+    /// The counter's value before this transaction's first reservation.
+    base: Option<u64>,
 }
 
 /// One attempt at the group `ops`, numbered `group` (this replica's id,
@@ -343,23 +366,30 @@ fn transaction(
         notify: BTreeSet::new(),
         ts: now_ms(),
         max_versions,
+        rels: 0,
+        reserved: 0,
+        base: None,
     };
     let mut outcomes = Vec::with_capacity(ops.len());
     for &op in ops {
+        let rel = stage.rels + 1;
         let outcome = match op {
-            Op::Put(item) => stage.put(item).map(|v| Done::Written(vec![v])),
-            Op::Batch(items) => stage.batch(items),
-            Op::Delete { key, expect } => stage.delete(key, *expect),
+            Op::Put(item) => stage.put(item, rel, 0).map(|v| Done::Written(vec![v])),
+            Op::Batch(items) => stage.batch(items, rel),
+            Op::Delete { key, expect } => stage.delete(key, *expect, rel),
             Op::Purge { key, expect } => {
                 match stage.state(key).and_then(|h| rules::purge(key, *expect, h)) {
                     Ok(last) => {
                         flush(conn, &mut stage, shard, false)?;
-                        let versions = purge(conn, key, last, shard)?;
+                        let (versions, revision) = purge(conn, key, last, shard, stage.ts)?;
+                        stage.reserved += 1;
+                        stage.base.get_or_insert(revision.saturating_sub(rel));
                         stage.heads.insert(key, Head::purged(last));
                         stage.notify.insert(key);
                         Ok(Done::Purged {
                             key: key.clone(),
                             versions,
+                            revision: rel,
                         })
                     }
                     Err(e) => Err(e),
@@ -371,9 +401,25 @@ fn transaction(
                 StoreError::InvalidLifetime("TTLs and leases are not stored on PostgreSQL".into()),
             ),
         };
+        if outcome.is_ok() && !matches!(op, Op::Probe) {
+            stage.rels = rel;
+        }
         outcomes.push(outcome);
     }
     flush(conn, &mut stage, shard, true)?;
+    // Offsets to revisions, now that the counter answered.
+    let base = stage.base.unwrap_or(0);
+    for done in outcomes.iter_mut().flatten() {
+        match done {
+            Done::Written(written) => {
+                for w in written {
+                    Arc::make_mut(&mut w.version).revision += base;
+                }
+            }
+            Done::Purged { revision, .. } => *revision += base,
+            Done::Granted(_) => {}
+        }
+    }
     if stage.notify.is_empty() {
         conn.client
             .batch_execute("COMMIT")
@@ -484,9 +530,9 @@ impl Head {
 }
 
 impl<'a> Stage<'a> {
-    fn put(&mut self, item: &'a PutItem) -> Result<Written, StoreError> {
+    fn put(&mut self, item: &'a PutItem, rel: u64, seq: i32) -> Result<Written, StoreError> {
         let next = rules::put(&item.key, item.expect, self.state(&item.key)?)?;
-        self.write(&item.key, &item.value, next, false)
+        self.write(&item.key, &item.value, next, false, (rel, seq))
     }
 
     /// The rules' view of the locked head of `key`.
@@ -505,6 +551,7 @@ impl<'a> Stage<'a> {
         value: &'a RawValue,
         next: rules::Next,
         deleted: bool,
+        (rel, seq): (u64, i32),
     ) -> Result<Written, StoreError> {
         let head = self
             .heads
@@ -528,6 +575,9 @@ impl<'a> Stage<'a> {
             version,
             value: value.get(),
             deleted,
+            rel,
+            seq,
+            created: next.created,
         });
         self.notify.insert(key);
         Ok(Written {
@@ -537,6 +587,7 @@ impl<'a> Stage<'a> {
                 timestamp_ms: self.ts,
                 deleted,
                 expired: false,
+                revision: rel,
                 value: value.to_owned(),
             }),
             created: next.created,
@@ -545,13 +596,17 @@ impl<'a> Stage<'a> {
     }
 
     /// Every item or none: on a refusal, the stage is put back as it was.
-    fn batch(&mut self, items: &'a [PutItem]) -> Result<Done, StoreError> {
+    fn batch(&mut self, items: &'a [PutItem], rel: u64) -> Result<Done, StoreError> {
         let saved: Vec<(&'a str, Option<Head>)> = items
             .iter()
             .map(|i| (i.key.as_str(), self.heads.get(i.key.as_str()).cloned()))
             .collect();
         let (rows, keys_delta, notify) = (self.rows.len(), self.keys_delta, self.notify.clone());
-        let written: Result<Vec<_>, _> = items.iter().map(|i| self.put(i)).collect();
+        let written: Result<Vec<_>, _> = items
+            .iter()
+            .enumerate()
+            .map(|(seq, i)| self.put(i, rel, i32::try_from(seq).unwrap_or(i32::MAX)))
+            .collect();
         if written.is_err() {
             for (key, head) in saved.into_iter().rev() {
                 if let Some(h) = head {
@@ -565,9 +620,9 @@ impl<'a> Stage<'a> {
         written.map(Done::Written)
     }
 
-    fn delete(&mut self, key: &'a str, expect: Option<u64>) -> Result<Done, StoreError> {
+    fn delete(&mut self, key: &'a str, expect: Option<u64>, rel: u64) -> Result<Done, StoreError> {
         let next = rules::delete(key, expect, self.state(key)?)?;
-        self.write(key, RawValue::NULL, next, true)
+        self.write(key, RawValue::NULL, next, true, (rel, 0))
             .map(|v| Done::Written(vec![v]))
     }
 }
@@ -580,17 +635,24 @@ impl<'a> Stage<'a> {
 /// `key = ANY(...)`, so the plan looks keys up in the primary key however
 /// large the table grows (tested by counting PostgreSQL's table scans).
 fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Result<(), TxError> {
-    // Rows that retention drops within this same group are never inserted.
-    let rows: Vec<&NewRow<'_>> = stage
+    // Rows that retention drops within this same group are never inserted
+    // (their revisions count as removed).
+    let kept = |r: &&NewRow<'_>| {
+        stage
+            .heads
+            .get(r.key)
+            .is_none_or(|h| r.version >= h.first_kept)
+    };
+    let rows: Vec<&NewRow<'_>> = stage.rows.iter().filter(kept).collect();
+    let reserved = stage.reserved;
+    let dropped = stage
         .rows
         .iter()
-        .filter(|r| {
-            stage
-                .heads
-                .get(r.key)
-                .is_none_or(|h| r.version >= h.first_kept)
-        })
-        .collect();
+        .filter(|r| !kept(r))
+        .map(|r| db_int(r.rel - reserved))
+        .max()
+        .unwrap_or(0);
+    let reserve = db_int(stage.rels - reserved);
     let (mut hk, mut hl, mut ht, mut hd, mut hf, mut hp) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut tk, mut tf, mut gone) = (vec![], vec![], vec![]);
@@ -616,16 +678,31 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
     let rt: Vec<i64> = vec![stage.ts; rows.len()];
     let rval: Vec<&str> = rows.iter().map(|r| r.value).collect();
     let rdel: Vec<bool> = rows.iter().map(|r| r.deleted).collect();
+    let rrel: Vec<i64> = rows.iter().map(|r| db_int(r.rel - reserved)).collect();
+    let rseq: Vec<i32> = rows.iter().map(|r| r.seq).collect();
+    let rcre: Vec<bool> = rows.iter().map(|r| r.created).collect();
     let notify: Vec<String> = if last {
         stage.notify.iter().map(|k| hex(k.as_bytes())).collect()
     } else {
         Vec::new()
     };
     let inserted = rows.len() as i64;
-    conn.query(
-        "WITH ins AS (
-             INSERT INTO vkv_versions (key, version, ts_ms, value, deleted)
-             SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[])
+    let answer = conn.query(
+        "WITH trimmed AS (
+             DELETE FROM vkv_versions v USING unnest($11::bytea[], $12::bigint[]) AS t(key, first_kept)
+             WHERE v.key = t.key AND v.version < t.first_kept AND v.key = ANY($11::bytea[])
+             RETURNING v.revision
+         ), rev AS (
+             UPDATE vkv_revision SET value = value + $20::bigint,
+                 compacted = greatest(compacted, (SELECT coalesce(max(revision), 0) FROM trimmed),
+                     CASE WHEN $21::bigint > 0 THEN value + $21::bigint ELSE 0 END)
+             WHERE id = 1 AND $20::bigint > 0
+             RETURNING value - $20::bigint AS base
+         ), ins AS (
+             INSERT INTO vkv_versions (key, version, ts_ms, value, deleted, revision, seq, created)
+             SELECT k, v, t, val, d, (SELECT base FROM rev) + r, s, c
+             FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[],
+                     $22::bigint[], $23::int[], $24::bool[]) AS x(k, v, t, val, d, r, s, c)
          ), heads AS (
              UPDATE vkv_keys k SET latest = h.latest, ts_ms = h.ts_ms, deleted = h.deleted,
                  first_kept = h.first_kept, purged_latest = h.purged
@@ -633,10 +710,6 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
                      $19::bigint[])
                  AS h(key, latest, ts_ms, deleted, first_kept, purged)
              WHERE k.key = h.key AND k.key = ANY($6::bytea[])
-         ), trimmed AS (
-             DELETE FROM vkv_versions v USING unnest($11::bytea[], $12::bigint[]) AS t(key, first_kept)
-             WHERE v.key = t.key AND v.version < t.first_kept AND v.key = ANY($11::bytea[])
-             RETURNING 1
          ), gone AS (
              DELETE FROM vkv_keys WHERE key = ANY($13::bytea[]) AND latest = 0
                  AND purged_latest = 0
@@ -645,7 +718,7 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
                  versions = versions + $15 - (SELECT count(*) FROM trimmed)
              WHERE shard = $16
          )
-         SELECT count(pg_notify($17, n)) FROM unnest($18::text[]) AS n",
+         SELECT count(pg_notify($17, n)), (SELECT base FROM rev) FROM unnest($18::text[]) AS n",
         &[
             &rk,
             &rv,
@@ -666,8 +739,22 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
             &CHANNEL,
             &notify,
             &hp,
+            &reserve,
+            &dropped,
+            &rrel,
+            &rseq,
+            &rcre,
         ],
     )?;
+    if reserve > 0 {
+        let base: Option<i64> = answer.first().map_or(Ok(None), |r| r.try_get(1))?;
+        if let Some(base) = base {
+            stage
+                .base
+                .get_or_insert((base.max(0) as u64).saturating_sub(reserved));
+        }
+        stage.reserved = stage.rels;
+    }
     stage.rows.clear();
     stage.keys_delta = 0;
     for h in stage.heads.values_mut() {
@@ -679,11 +766,26 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
 
 /// Removes every version of `key` (whose latest was `last`), leaving a
 /// head without versions that remembers `last` (readers see no key; the
-/// next put continues the numbering after it).
-fn purge(conn: &mut PgConn, key: &str, last: u64, shard: i32) -> Result<u64, postgres::Error> {
+/// next put continues the numbering after it), and records the purge as
+/// the store's next revision. The versions removed, and that revision.
+fn purge(
+    conn: &mut PgConn,
+    key: &str,
+    last: u64,
+    shard: i32,
+    ts: i64,
+) -> Result<(u64, u64), postgres::Error> {
     let row = conn.query(
         "WITH p AS (
-             DELETE FROM vkv_versions WHERE key = $1 RETURNING 1
+             DELETE FROM vkv_versions WHERE key = $1 RETURNING revision
+         ), rev AS (
+             UPDATE vkv_revision SET value = value + 1,
+                 compacted = greatest(compacted, (SELECT coalesce(max(revision), 0) FROM p))
+             WHERE id = 1
+             RETURNING value
+         ), log AS (
+             INSERT INTO vkv_purges (revision, key, version, ts_ms)
+             SELECT value, $1, $3, $4 FROM rev
          ), k AS (
              UPDATE vkv_keys SET latest = 0, ts_ms = 0, deleted = false, first_kept = 1,
                  purged_latest = $3
@@ -692,11 +794,12 @@ fn purge(conn: &mut PgConn, key: &str, last: u64, shard: i32) -> Result<u64, pos
              UPDATE vkv_counters SET keys = keys - 1, versions = versions - (SELECT count(*) FROM p)
              WHERE shard = $2
          )
-         SELECT count(*) FROM p",
-        &[&key.as_bytes(), &shard, &db_int(last)],
+         SELECT (SELECT count(*) FROM p), (SELECT value FROM rev)",
+        &[&key.as_bytes(), &shard, &db_int(last), &ts],
     )?;
     let n: i64 = row.first().map_or(Ok(0), |r| r.try_get(0))?;
-    Ok(n.max(0) as u64)
+    let revision: i64 = row.first().map_or(Ok(0), |r| r.try_get(1))?;
+    Ok((n.max(0) as u64, revision.max(0) as u64))
 }
 
 /// Lower-case hex of `bytes` (a `NOTIFY` payload is text without NUL; a key

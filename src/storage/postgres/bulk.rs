@@ -90,14 +90,16 @@ impl Export for PgExport {
         visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         // bytea compares bytewise: the same order as SQLite's BINARY text.
-        self.client.batch_execute(
+        self.client.batch_execute(if self.schema >= 5 {
             "DECLARE vkv_dump_heads NO SCROLL CURSOR FOR
                  SELECT key, latest, ts_ms, deleted, first_kept FROM vkv_keys
                  WHERE latest > 0 ORDER BY key;
              DECLARE vkv_dump_versions NO SCROLL CURSOR FOR
-                 SELECT key, version, ts_ms, deleted, value FROM vkv_versions
-                 ORDER BY key, version;",
-        )?;
+                 SELECT key, version, ts_ms, deleted, value, revision, seq, created
+                 FROM vkv_versions ORDER BY key, version;"
+        } else {
+            OLD_DUMP
+        })?;
         let client = RefCell::new(&mut self.client);
         let heads = cursor(&client, "FETCH 1000 FROM vkv_dump_heads", |r| {
             Ok(KeyHead {
@@ -116,6 +118,9 @@ impl Export for PgExport {
                 deleted: r.try_get(3)?,
                 value: r.try_get(4)?,
                 expired: false,
+                revision: r.try_get::<_, i64>(5)?.max(0) as u64,
+                seq: r.try_get::<_, i32>(6)?.max(0) as u64,
+                created: r.try_get(7)?,
             })
         });
         merge_dump(heads, versions, visit)?;
@@ -130,9 +135,54 @@ impl Export for PgExport {
                 latest: r.try_get::<_, i64>(1)? as u64,
             })?;
         }
+        let (current, compacted) = if self.schema >= 5 {
+            for r in self.client.query(
+                "SELECT revision, key, version, ts_ms FROM vkv_purges ORDER BY revision",
+                &[],
+            )? {
+                visit(Record::PurgeLog {
+                    revision: r.try_get::<_, i64>(0)?.max(0) as u64,
+                    key: key_text(r.try_get(1)?)?,
+                    version: r.try_get::<_, i64>(2)?.max(0) as u64,
+                    ts_ms: r.try_get(3)?,
+                })?;
+            }
+            let r = self.client.query_one(
+                "SELECT value, compacted FROM vkv_revision WHERE id = 1",
+                &[],
+            )?;
+            (r.try_get::<_, i64>(0)?, r.try_get::<_, i64>(1)?)
+        } else {
+            let r = self
+                .client
+                .query_one("SELECT count(*) FROM vkv_versions", &[])?;
+            (r.try_get::<_, i64>(0)?, 0)
+        };
+        visit(Record::Revision {
+            current: current.max(0) as u64,
+            compacted: compacted.max(0) as u64,
+        })?;
         Ok(())
     }
 }
+
+/// The dump's cursors on a schema older than 5: versions numbered in
+/// commit order as the migration to schema 5 numbers them.
+const OLD_DUMP: &str = "DECLARE vkv_dump_heads NO SCROLL CURSOR FOR
+        SELECT key, latest, ts_ms, deleted, first_kept FROM vkv_keys
+        WHERE latest > 0 ORDER BY key;
+    DECLARE vkv_dump_versions NO SCROLL CURSOR FOR
+        SELECT key, version, ts_ms, deleted, value,
+            row_number() OVER (ORDER BY t, key, version), 0,
+            (NOT deleted AND NOT coalesce(prev_version = version - 1 AND NOT prev_deleted, false))
+        FROM (
+            SELECT key, version, ts_ms, deleted, value,
+                max(ts_ms) OVER (PARTITION BY key ORDER BY version) AS t,
+                lag(version) OVER (PARTITION BY key ORDER BY version) AS prev_version,
+                lag(deleted) OVER (PARTITION BY key ORDER BY version) AS prev_deleted
+            FROM vkv_versions
+        ) o
+        ORDER BY key, version;";
 
 /// The rows of a declared cursor, fetched a chunk at a time through the
 /// shared client.
@@ -191,7 +241,8 @@ pub(crate) fn open_import(location: &Path) -> Result<Box<dyn Import>, OpenError>
     client
         .batch_execute(
             "BEGIN;
-             LOCK TABLE vkv_keys, vkv_versions, vkv_counters IN EXCLUSIVE MODE;
+             LOCK TABLE vkv_keys, vkv_versions, vkv_counters, vkv_purges, vkv_revision
+                 IN EXCLUSIVE MODE;
              LOCK TABLE vkv_replicas IN EXCLUSIVE MODE;",
         )
         .map_err(pg)?;
@@ -268,10 +319,20 @@ impl PgImport {
             let ts: Vec<i64> = rows.iter().map(|v| v.ts_ms).collect();
             let values: Vec<&str> = rows.iter().map(|v| v.value.as_str()).collect();
             let deleted: Vec<bool> = rows.iter().map(|v| v.deleted).collect();
+            let revision = ints(rows.iter().map(|v| v.revision))?;
+            let seq: Vec<i32> = rows
+                .iter()
+                .map(|v| i32::try_from(v.seq).unwrap_or(i32::MAX))
+                .collect();
+            let created: Vec<bool> = rows.iter().map(|v| v.created).collect();
             self.client.execute(
-                "INSERT INTO vkv_versions (key, version, ts_ms, value, deleted)
-                 SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::text[], $5::bool[])",
-                &[&keys, &version, &ts, &values, &deleted],
+                "INSERT INTO vkv_versions (key, version, ts_ms, value, deleted, revision, seq,
+                     created)
+                 SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::text[], $5::bool[],
+                     $6::int8[], $7::int4[], $8::bool[])",
+                &[
+                    &keys, &version, &ts, &values, &deleted, &revision, &seq, &created,
+                ],
             )?;
         }
         Ok(())
@@ -301,8 +362,9 @@ impl Import for PgImport {
 
     fn clear(&mut self) -> Result<(), StoreError> {
         self.client.batch_execute(
-            "DELETE FROM vkv_versions; DELETE FROM vkv_keys;
-             UPDATE vkv_counters SET keys = 0, versions = 0;",
+            "DELETE FROM vkv_versions; DELETE FROM vkv_keys; DELETE FROM vkv_purges;
+             UPDATE vkv_counters SET keys = 0, versions = 0;
+             UPDATE vkv_revision SET value = 0, compacted = 0;",
         )?;
         Ok(())
     }
@@ -331,6 +393,25 @@ impl Import for PgImport {
                     "INSERT INTO vkv_keys (key, latest, ts_ms, deleted, first_kept, purged_latest)
                      VALUES ($1, 0, 0, false, 1, $2)",
                     &[&key.as_bytes(), &latest[0]],
+                )?;
+            }
+            Record::PurgeLog {
+                revision,
+                key,
+                version,
+                ts_ms,
+            } => {
+                let n = ints([*revision, *version].into_iter())?;
+                self.client.execute(
+                    "INSERT INTO vkv_purges (revision, key, version, ts_ms) VALUES ($1, $2, $3, $4)",
+                    &[&n[0], &key.as_bytes(), &n[1], ts_ms],
+                )?;
+            }
+            Record::Revision { current, compacted } => {
+                let n = ints([*current, *compacted].into_iter())?;
+                self.client.execute(
+                    "UPDATE vkv_revision SET value = $1, compacted = $2 WHERE id = 1",
+                    &[&n[0], &n[1]],
                 )?;
             }
         }

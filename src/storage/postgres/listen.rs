@@ -8,7 +8,9 @@
 //! - renews this replica's read lease (`lease.rs`);
 //! - wakes the watchers of the keys written. After the connection is lost
 //!   and comes back, every parked watcher is re-checked, so a notification
-//!   sent meanwhile is never missed, and the cache is emptied.
+//!   sent meanwhile is never missed, and the cache is emptied; change
+//!   feeds are woken on every key another replica wrote (and all of them
+//!   after a lost connection), and read the database from their revision.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -113,6 +115,9 @@ impl Listener {
                 for key in self.watchers.watched_keys() {
                     self.wake(&key);
                 }
+                // Change feeds read the database again: they resume from
+                // their revision, so a lost notification loses nothing.
+                self.watchers.hint(None);
             }
             let served = self.listen(&mut client, &mut renewals);
             self.leases.revoke();
@@ -259,6 +264,10 @@ impl Listener {
                      DO UPDATE SET seq = greatest(vkv_acks.seq, EXCLUDED.seq)",
                 rows.join(", ")
             )))?;
+        }
+        for key in &stale {
+            // Other replicas' changes: feeds under these keys read again.
+            self.watchers.hint(Some(key));
         }
         written.extend(stale);
         for key in &written {

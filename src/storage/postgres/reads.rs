@@ -12,9 +12,10 @@ use super::confirm::Confirmer;
 use super::conn::{Manager, PgConn, with_pooled};
 use super::lease::Leases;
 use super::rows::{db_int, versioned};
+use crate::change::{Change, ChangeOperation, ChangePage, Stored, cut_at_revision};
 use crate::error::StoreError;
 use crate::storage::seam::{
-    DbStats, Fresh, KeyInfo, LatestReply, Reads, VersionInfo, VersionReply,
+    DbStats, Fresh, KeyInfo, KeyPage, LatestReply, Reads, VersionInfo, VersionReply,
 };
 use crate::version::Versioned;
 
@@ -96,7 +97,7 @@ impl Reads for PgReads {
             }
             let before = before.map_or(i64::MAX, db_int);
             let rows = conn.query(
-                "SELECT version, ts_ms, deleted, octet_length(value)::bigint FROM vkv_versions
+                "SELECT version, ts_ms, deleted, octet_length(value)::bigint, revision FROM vkv_versions
              WHERE key = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
                 &[&key.as_bytes(), &before, &(limit as i64 + 1)],
             )?;
@@ -109,6 +110,7 @@ impl Reads for PgReads {
                         deleted: r.try_get(2)?,
                         size_bytes: r.try_get::<_, i64>(3)? as u64,
                         expired: false,
+                        revision: r.try_get::<_, i64>(4)?.max(0) as u64,
                     })
                 })
                 .collect::<Result<Vec<_>, postgres::Error>>()?;
@@ -123,66 +125,103 @@ impl Reads for PgReads {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<KeyInfo>, bool), StoreError> {
+        values: bool,
+    ) -> Result<KeyPage, StoreError> {
         let lower = match after {
             Some(a) if a >= prefix => a,
             _ => prefix,
         };
         let inclusive = after.is_none_or(|a| a < prefix);
-        // The smallest byte string above every one that starts with the
-        // prefix (UTF-8 never contains 0xFF, so bumping the last byte works).
-        let upper: Option<Vec<u8>> = prefix.as_bytes().split_last().map(|(last, init)| {
-            let mut b = init.to_vec();
-            b.push(last.saturating_add(1));
-            b
-        });
+        let upper = upper_bound(prefix);
         // One statement per shape of the range, each a plain range on the
         // index of live keys (a generic plan of one statement with optional
         // bounds could not use the index as a range: measured 2.4 ms of
-        // PostgreSQL CPU per page on 18,500 keys).
+        // PostgreSQL CPU per page on 18,500 keys). Its first row (no key)
+        // is the store's revision: one statement, one snapshot.
         let lower = lower.as_bytes();
         let n = limit as i64 + 1;
         self.with_conn(|conn| {
             let rows = match (inclusive, &upper) {
                 (true, Some(upper)) => conn.query(
-                    "SELECT key, latest, ts_ms FROM vkv_keys
+                    "SELECT NULL::bytea, value, 0::bigint, NULL::text FROM vkv_revision
+                 UNION ALL (
+                 SELECT key, latest, ts_ms, CASE WHEN $4 THEN (SELECT value FROM vkv_versions v
+                     WHERE v.key = k.key AND v.version = k.latest) END FROM vkv_keys k
                  WHERE key >= $1 AND key < $2 AND NOT deleted AND latest > 0
-                 ORDER BY key LIMIT $3",
-                    &[&lower, upper, &n],
+                 ORDER BY key LIMIT $3)",
+                    &[&lower, upper, &n, &values],
                 ),
                 (false, Some(upper)) => conn.query(
-                    "SELECT key, latest, ts_ms FROM vkv_keys
+                    "SELECT NULL::bytea, value, 0::bigint, NULL::text FROM vkv_revision
+                 UNION ALL (
+                 SELECT key, latest, ts_ms, CASE WHEN $4 THEN (SELECT value FROM vkv_versions v
+                     WHERE v.key = k.key AND v.version = k.latest) END FROM vkv_keys k
                  WHERE key > $1 AND key < $2 AND NOT deleted AND latest > 0
-                 ORDER BY key LIMIT $3",
-                    &[&lower, upper, &n],
+                 ORDER BY key LIMIT $3)",
+                    &[&lower, upper, &n, &values],
                 ),
                 (true, None) => conn.query(
-                    "SELECT key, latest, ts_ms FROM vkv_keys
-                 WHERE key >= $1 AND NOT deleted AND latest > 0 ORDER BY key LIMIT $2",
-                    &[&lower, &n],
+                    "SELECT NULL::bytea, value, 0::bigint, NULL::text FROM vkv_revision
+                 UNION ALL (
+                 SELECT key, latest, ts_ms, CASE WHEN $3 THEN (SELECT value FROM vkv_versions v
+                     WHERE v.key = k.key AND v.version = k.latest) END FROM vkv_keys k
+                 WHERE key >= $1 AND NOT deleted AND latest > 0 ORDER BY key LIMIT $2)",
+                    &[&lower, &n, &values],
                 ),
                 (false, None) => conn.query(
-                    "SELECT key, latest, ts_ms FROM vkv_keys
-                 WHERE key > $1 AND NOT deleted AND latest > 0 ORDER BY key LIMIT $2",
-                    &[&lower, &n],
+                    "SELECT NULL::bytea, value, 0::bigint, NULL::text FROM vkv_revision
+                 UNION ALL (
+                 SELECT key, latest, ts_ms, CASE WHEN $3 THEN (SELECT value FROM vkv_versions v
+                     WHERE v.key = k.key AND v.version = k.latest) END FROM vkv_keys k
+                 WHERE key > $1 AND NOT deleted AND latest > 0 ORDER BY key LIMIT $2)",
+                    &[&lower, &n, &values],
                 ),
             }?;
-            let mut out = rows
-                .iter()
-                .map(|r| {
-                    let key: Vec<u8> = r.try_get(0)?;
-                    Ok(KeyInfo {
-                        key: String::from_utf8(key).map_err(|e| {
-                            StoreError::Internal(format!("stored key is not UTF-8: {e}"))
-                        })?,
-                        version: r.try_get::<_, i64>(1)? as u64,
-                        timestamp_ms: r.try_get(2)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let more = out.len() > limit;
-            out.truncate(limit);
-            Ok((out, more))
+            let mut revision = 0;
+            let mut keys = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let Some(key) = r.try_get::<_, Option<Vec<u8>>>(0)? else {
+                    revision = r.try_get::<_, i64>(1)?.max(0) as u64;
+                    continue;
+                };
+                keys.push(KeyInfo {
+                    key: text(key)?,
+                    version: r.try_get::<_, i64>(1)? as u64,
+                    timestamp_ms: r.try_get(2)?,
+                    value: r.try_get::<_, Option<String>>(3)?.map(json).transpose()?,
+                });
+            }
+            let more = keys.len() > limit;
+            keys.truncate(limit);
+            Ok(KeyPage {
+                keys,
+                more,
+                revision,
+            })
+        })
+    }
+
+    fn changes(
+        &self,
+        prefix: &str,
+        after: Option<u64>,
+        limit: usize,
+        values: bool,
+    ) -> Result<ChangePage, StoreError> {
+        let upper = upper_bound(prefix);
+        self.with_conn(|conn| {
+            // One snapshot for the counters and the changes.
+            conn.simple("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+            let read = changes_in(
+                conn,
+                prefix.as_bytes(),
+                upper.as_deref(),
+                after,
+                limit,
+                values,
+            );
+            let _ = conn.simple("COMMIT");
+            read
         })
     }
 
@@ -241,7 +280,8 @@ impl PgReads {
             Ok(conn.query_opt(
                 "SELECT coalesce(sum(keys), 0)::bigint, coalesce(sum(versions), 0)::bigint,
                      (pg_total_relation_size('vkv_versions') + pg_total_relation_size('vkv_keys')
-                      + pg_total_relation_size('vkv_counters'))::bigint
+                      + pg_total_relation_size('vkv_counters'))::bigint,
+                     (SELECT value FROM vkv_revision)
                  FROM vkv_counters",
                 &[],
             )?)
@@ -253,14 +293,116 @@ impl PgReads {
             file_size_bytes: row.try_get::<_, i64>(2)?.max(0) as u64,
             path: self.location.clone(),
             journal_mode: "postgresql".into(),
+            revision: row.try_get::<_, Option<i64>>(3)?.unwrap_or(0).max(0) as u64,
         })
     }
+}
+
+/// The smallest byte string above every one that starts with `prefix`
+/// (`None`: no bound; UTF-8 never contains 0xFF, so bumping the last byte
+/// works).
+fn upper_bound(prefix: &str) -> Option<Vec<u8>> {
+    prefix.as_bytes().split_last().map(|(last, init)| {
+        let mut b = init.to_vec();
+        b.push(last.saturating_add(1));
+        b
+    })
+}
+
+fn text(key: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(key)
+        .map_err(|e| StoreError::Internal(format!("stored key is not UTF-8: {e}")))
+}
+
+fn json(value: String) -> Result<Box<serde_json::value::RawValue>, StoreError> {
+    serde_json::value::RawValue::from_string(value)
+        .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))
+}
+
+/// The feed's page inside a read transaction on `conn` (see
+/// [`Reads::changes`]).
+fn changes_in(
+    conn: &mut PgConn,
+    prefix: &[u8],
+    upper: Option<&[u8]>,
+    after: Option<u64>,
+    limit: usize,
+    values: bool,
+) -> Result<ChangePage, StoreError> {
+    let counters = conn
+        .query_opt(
+            "SELECT value, compacted FROM vkv_revision WHERE id = 1",
+            &[],
+        )?
+        .ok_or_else(|| StoreError::Internal("no revision counter".into()))?;
+    let revision = counters.try_get::<_, i64>(0)?.max(0) as u64;
+    let compacted = counters.try_get::<_, i64>(1)?.max(0) as u64;
+    let after = match after {
+        None => revision,
+        Some(0) => compacted,
+        Some(a) => a,
+    };
+    if after < compacted {
+        return Err(StoreError::ChangesGone {
+            after,
+            oldest: compacted,
+        });
+    }
+    let mut query = |n: i64| -> Result<Vec<postgres::Row>, StoreError> {
+        Ok(conn.query(
+            "(SELECT revision, seq, key, version, ts_ms, deleted, created, false,
+                 CASE WHEN $4 AND NOT deleted THEN value END
+             FROM vkv_versions
+             WHERE revision > $1 AND key >= $2 AND ($3::bytea IS NULL OR key < $3)
+             ORDER BY revision, seq LIMIT $5)
+             UNION ALL
+             (SELECT revision, 0, key, version, ts_ms, false, false, true, NULL FROM vkv_purges
+             WHERE revision > $1 AND key >= $2 AND ($3::bytea IS NULL OR key < $3)
+             ORDER BY revision LIMIT $5)
+             ORDER BY 1, 2 LIMIT $5",
+            &[&db_int(after), &prefix, &upper, &values, &n],
+        )?)
+    };
+    let mut rows = query(limit as i64 + 1)?;
+    let rev = |r: &postgres::Row| r.try_get::<_, i64>(0).map_or(0, |n| n.max(0) as u64);
+    let more = cut_at_revision(&mut rows, limit, rev);
+    if rows.is_empty() && more {
+        // One revision (a batch) larger than the page: it comes whole.
+        rows = query(i64::MAX)?;
+        let first = rows.first().map_or(0, rev);
+        rows.retain(|r| rev(r) == first);
+    }
+    let changes = rows
+        .iter()
+        .map(|r| {
+            Ok(Change {
+                revision: rev(r),
+                key: text(r.try_get(2)?)?,
+                version: r.try_get::<_, i64>(3)?.max(0) as u64,
+                operation: ChangeOperation::of(Stored {
+                    deleted: r.try_get(5)?,
+                    // No expiry on PostgreSQL yet: TTLs and leases are
+                    // refused there.
+                    expired: false,
+                    created: r.try_get(6)?,
+                    purge: r.try_get(7)?,
+                }),
+                timestamp_ms: r.try_get(4)?,
+                value: r.try_get::<_, Option<String>>(8)?.map(json).transpose()?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(ChangePage {
+        changes,
+        revision,
+        more,
+    })
 }
 
 /// Version `version` of `key`, or why there is none.
 fn version_row(conn: &mut PgConn, key: &str, version: u64) -> Result<Versioned, StoreError> {
     let row = conn.query_opt(
-        "SELECT version, ts_ms, value, deleted FROM vkv_versions
+        "SELECT version, ts_ms, value, deleted, revision FROM vkv_versions
          WHERE key = $1 AND version = $2",
         &[&key.as_bytes(), &db_int(version)],
     )?;

@@ -12,7 +12,8 @@ pub(crate) fn db_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A row with `version, ts_ms, value, deleted` from column `at` on.
+/// A row with `version, ts_ms, value, deleted, revision` from column `at`
+/// on.
 pub(crate) fn versioned(key: &str, r: &Row, at: usize) -> Result<Versioned, StoreError> {
     let value: String = r.try_get(at + 2)?;
     Ok(Versioned {
@@ -21,6 +22,7 @@ pub(crate) fn versioned(key: &str, r: &Row, at: usize) -> Result<Versioned, Stor
         timestamp_ms: r.try_get(at + 1)?,
         deleted: r.try_get(at + 3)?,
         expired: false,
+        revision: r.try_get::<_, i64>(at + 4)?.max(0) as u64,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
     })

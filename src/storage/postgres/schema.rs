@@ -2,7 +2,7 @@
 //! under an advisory lock, so that replicas starting at once against an
 //! empty database do not race (the second waits, then finds it done).
 //!
-//! Schema (version 4), the SQLite one's counterpart:
+//! Schema (version 5), the SQLite one's counterpart:
 //! - `vkv_versions(key, version, ts_ms, value, deleted)`, primary key
 //!   `(key, version)`. Keys are `bytea`: PostgreSQL's `text` cannot hold a
 //!   NUL character, which a key may contain, and `bytea` compares bytewise,
@@ -21,6 +21,14 @@
 //!   (`epoch` changes when a lease is taken anew, not when extended;
 //!   `lease.rs`); `vkv_acks(holder, origin, seq)`: the last write group
 //!   of `origin` each holder dropped from its cache;
+//! - version 5, the change feed: `vkv_versions` gets `revision` (the
+//!   store's revision of its write), `seq` (its place within a `/batch`)
+//!   and `created`, indexed by `(revision, seq)`; `vkv_purges(revision,
+//!   key, version, ts_ms)` records each purge as a change; `vkv_revision`,
+//!   one row: `value` (the last revision given) and `compacted` (the
+//!   highest revision retention or a purge removed). Writers update it in
+//!   their transaction, so its row lock orders commits across replicas
+//!   (`apply.rs`). Existing versions are numbered in commit order;
 //! - `vkv_meta(id, schema_version)`: one row.
 
 use postgres::Client;
@@ -28,7 +36,7 @@ use postgres::Client;
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The oldest PostgreSQL accepted (`server_version_num`).
 pub const MIN_SERVER_VERSION: i32 = 120_000;
@@ -82,6 +90,36 @@ const MIGRATIONS: &[&str] = &[
         seq bigint NOT NULL,
         PRIMARY KEY (holder, origin)
     );",
+    // 4 -> 5: the store's revision (the change feed).
+    "ALTER TABLE vkv_versions ADD COLUMN revision bigint NOT NULL DEFAULT 0,
+        ADD COLUMN seq integer NOT NULL DEFAULT 0,
+        ADD COLUMN created boolean NOT NULL DEFAULT false;
+    UPDATE vkv_versions v SET revision = n.revision, created = n.created FROM (
+        SELECT key, version, row_number() OVER (ORDER BY t, key, version) AS revision,
+            (NOT deleted AND NOT coalesce(prev_version = version - 1 AND NOT prev_deleted, false))
+                AS created
+        FROM (
+            SELECT key, version, deleted,
+                max(ts_ms) OVER (PARTITION BY key ORDER BY version) AS t,
+                lag(version) OVER (PARTITION BY key ORDER BY version) AS prev_version,
+                lag(deleted) OVER (PARTITION BY key ORDER BY version) AS prev_deleted
+            FROM vkv_versions
+        ) o
+    ) n WHERE v.key = n.key AND v.version = n.version;
+    CREATE UNIQUE INDEX vkv_versions_revision ON vkv_versions (revision, seq);
+    CREATE TABLE vkv_purges (
+        revision bigint PRIMARY KEY,
+        key bytea NOT NULL,
+        version bigint NOT NULL,
+        ts_ms bigint NOT NULL
+    );
+    CREATE TABLE vkv_revision (
+        id integer PRIMARY KEY CHECK (id = 1),
+        value bigint NOT NULL,
+        compacted bigint NOT NULL
+    );
+    INSERT INTO vkv_revision (id, value, compacted)
+        SELECT 1, coalesce(max(revision), 0), 0 FROM vkv_versions;",
 ];
 
 /// Refuses a server older than [`MIN_SERVER_VERSION`] (`server` is its

@@ -8,6 +8,12 @@
 //!   anything; a batch runs in its own savepoint: all or nothing.
 //! - Before each transaction the database path is checked to still lead to
 //!   the file that was opened.
+//! - Each operation that writes takes the store's next revision (counter
+//!   `revision`, read and written in the same transaction); a batch's
+//!   versions share one, numbered by `seq` in batch order. Whatever
+//!   retention or a purge removes raises counter `compacted` to the highest
+//!   revision removed, and a purge leaves a `purges` row: a change of its
+//!   own.
 
 use std::sync::Arc;
 
@@ -100,6 +106,8 @@ impl TxError {
 struct Deltas {
     keys: i64,
     versions: i64,
+    /// The highest revision removed (0: none).
+    compacted: u64,
 }
 
 /// What kind of version [`put`] writes.
@@ -126,12 +134,15 @@ fn commit(
     let ts = now_ms();
     let mut results = Vec::with_capacity(batch.len());
     let mut total = Deltas::default();
+    let start = counter(&tx, "revision")?;
+    let mut revision = start;
     for &op in batch {
         let mut d = Deltas::default();
+        let next = revision + 1;
         let result = if let Op::Batch(_) | Op::Revoke { .. } = op {
             // Several writes: a refusal midway must undo the earlier ones.
             let sp = tx.savepoint()?;
-            let result = apply(&sp, op, ts, max_versions, &mut d);
+            let result = apply(&sp, op, ts, next, max_versions, &mut d);
             if result.is_ok() {
                 sp.commit()?;
             } // else dropping the savepoint rolls it back
@@ -139,12 +150,24 @@ fn commit(
         } else {
             // A single write is refused (condition, missing key) before it
             // writes anything, so it needs no savepoint of its own.
-            apply(&tx, op, ts, max_versions, &mut d)
+            apply(&tx, op, ts, next, max_versions, &mut d)
         };
         match result {
             Ok(done) => {
                 total.keys += d.keys;
                 total.versions += d.versions;
+                total.compacted = total.compacted.max(d.compacted);
+                // Only writes of versions or purges are changes: a probe,
+                // a lease granted or expiries that found nothing due take
+                // no revision.
+                let changed = match &done {
+                    Done::Written(w) => !w.is_empty(),
+                    Done::Purged { .. } => true,
+                    _ => false,
+                };
+                if changed {
+                    revision = next;
+                }
                 results.push(Ok(done));
             }
             Err(TxError::Store(e)) if e.is_refusal() => results.push(Err(e)),
@@ -157,29 +180,78 @@ fn commit(
         bump.execute(params!["keys", total.keys])?;
         bump.execute(params!["versions", total.versions])?;
     }
+    if revision != start {
+        tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'revision'")?
+            .execute(params![revision as i64])?;
+    }
+    if total.compacted > 0 {
+        tx.prepare_cached("UPDATE counters SET value = max(value, ?1) WHERE name = 'compacted'")?
+            .execute(params![total.compacted as i64])?;
+    }
     tx.commit()?;
     Ok(results)
+}
+
+/// A counter's value (0 if it has none).
+fn counter(tx: &Connection, name: &str) -> Result<u64, TxError> {
+    Ok(tx
+        .prepare_cached("SELECT value FROM counters WHERE name = ?1")?
+        .query_row(params![name], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map_or(0, |n| n.max(0) as u64))
+}
+
+/// The highest revision among versions of `key` below `below` (all when
+/// `None`), which are about to be removed.
+fn highest_revision(tx: &Connection, key: &str, below: Option<u64>) -> Result<u64, TxError> {
+    let below = below.map_or(i64::MAX, |b| b as i64);
+    Ok(tx
+        .prepare_cached("SELECT max(revision) FROM versions WHERE key = ?1 AND version < ?2")?
+        .query_row(params![key, below], |r| r.get::<_, Option<i64>>(0))?
+        .map_or(0, |n| n.max(0) as u64))
+}
+
+/// Where a version goes in the feed: its write's revision and its place in
+/// that write.
+#[derive(Clone, Copy)]
+struct At {
+    ts: i64,
+    revision: u64,
+    seq: u64,
 }
 
 fn apply(
     tx: &Connection,
     op: &Op,
     ts: i64,
+    revision: u64,
     max_versions: u64,
     d: &mut Deltas,
 ) -> Result<Done, TxError> {
+    let at = At {
+        ts,
+        revision,
+        seq: 0,
+    };
     match op {
         Op::Put(item) => Ok(Done::Written(vec![put(
             tx,
             item,
             Kind::Value,
-            ts,
+            at,
             max_versions,
             d,
         )?])),
         Op::Batch(items) => items
             .iter()
-            .map(|item| put(tx, item, Kind::Value, ts, max_versions, d))
+            .enumerate()
+            .map(|(seq, item)| {
+                let at = At {
+                    seq: seq as u64,
+                    ..at
+                };
+                put(tx, item, Kind::Value, at, max_versions, d)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Done::Written),
         Op::Delete { key, expect } => {
@@ -193,7 +265,7 @@ fn apply(
                 tx,
                 &tombstone,
                 Kind::Delete,
-                ts,
+                at,
                 max_versions,
                 d,
             )?]))
@@ -207,6 +279,11 @@ fn apply(
                  ON CONFLICT (key) DO UPDATE SET latest = excluded.latest",
             )?
             .execute(params![key, last as i64])?;
+            d.compacted = d.compacted.max(highest_revision(tx, key, None)?);
+            tx.prepare_cached(
+                "INSERT INTO purges (revision, key, version, ts_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![revision as i64, key, last as i64, ts])?;
             let n = tx
                 .prepare_cached("DELETE FROM versions WHERE key = ?1")?
                 .execute(params![key])?;
@@ -218,15 +295,21 @@ fn apply(
             Ok(Done::Purged {
                 key: key.clone(),
                 versions: n as u64,
+                revision,
             })
         }
         Op::Expire(due) => {
+            // The expiries of one group share a revision, as a batch does.
             let mut written = Vec::new();
             for one in due {
                 // Only the deadline asked for, if it is still the key's: a
                 // write since then set another or none.
                 if deadlines::due_of(tx, &one.key)? == Some(Some(one.due_ms)) && one.due_ms <= ts {
-                    written.push(expiry(tx, &one.key, ts, max_versions, d)?);
+                    let at = At {
+                        seq: written.len() as u64,
+                        ..at
+                    };
+                    written.push(expiry(tx, &one.key, at, max_versions, d)?);
                 }
             }
             Ok(Done::Written(written))
@@ -235,7 +318,14 @@ fn apply(
         Op::Revoke { id } => {
             let keys = deadlines::remove_lease(tx, *id)?.ok_or(StoreError::LeaseNotFound(*id))?;
             keys.iter()
-                .map(|key| expiry(tx, key, ts, max_versions, d))
+                .enumerate()
+                .map(|(seq, key)| {
+                    let at = At {
+                        seq: seq as u64,
+                        ..at
+                    };
+                    expiry(tx, key, at, max_versions, d)
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Done::Written)
         }
@@ -252,7 +342,7 @@ fn apply(
 fn expiry(
     tx: &Connection,
     key: &str,
-    ts: i64,
+    at: At,
     max_versions: u64,
     d: &mut Deltas,
 ) -> Result<Written, TxError> {
@@ -262,7 +352,7 @@ fn expiry(
         expect: None,
         lifetime: Lifetime::Permanent,
     };
-    put(tx, &item, Kind::Expire, ts, max_versions, d)
+    put(tx, &item, Kind::Expire, at, max_versions, d)
 }
 
 /// A key's head: its `keys` row, if it has one, and what the write rules
@@ -327,11 +417,11 @@ fn put(
     tx: &Connection,
     item: &PutItem,
     kind: Kind,
-    ts: i64,
+    at: At,
     max_versions: u64,
     d: &mut Deltas,
 ) -> Result<Written, TxError> {
-    let deleted = kind != Kind::Value;
+    let (ts, deleted) = (at.ts, kind != Kind::Value);
     // Refused before anything is written: a single put has no savepoint.
     deadlines::check_lease(tx, item.lifetime)?;
     let head = head(tx, &item.key)?;
@@ -347,8 +437,8 @@ fn put(
             .execute(params![item.key])?;
     }
     tx.prepare_cached(
-        "INSERT INTO versions (key, version, ts_ms, value, deleted, expired)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO versions (key, version, ts_ms, value, deleted, expired, revision, seq, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         item.key,
@@ -356,7 +446,10 @@ fn put(
         ts,
         item.value.get(),
         deleted,
-        kind == Kind::Expire
+        kind == Kind::Expire,
+        at.revision as i64,
+        at.seq as i64,
+        next.created
     ])?;
     let deadline = deadlines::set(tx, &item.key, version, item.lifetime, ts)?;
     d.versions += 1;
@@ -365,6 +458,9 @@ fn put(
     }
     if max_versions > 0 && version - first_kept + 1 > max_versions {
         first_kept = version - max_versions + 1;
+        d.compacted = d
+            .compacted
+            .max(highest_revision(tx, &item.key, Some(first_kept))?);
         let removed = tx
             .prepare_cached("DELETE FROM versions WHERE key = ?1 AND version < ?2")?
             .execute(params![item.key, first_kept as i64])?;
@@ -399,6 +495,7 @@ fn put(
             timestamp_ms: ts,
             deleted,
             expired: kind == Kind::Expire,
+            revision: at.revision,
             value: item.value.clone(),
         }),
         created: next.created,

@@ -293,6 +293,9 @@ fn run_checks(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
     }
 
     if r.schema_version >= 4 {
+        check_revisions(conn, r)?;
+    }
+    if r.schema_version >= 5 {
         check_deadlines(conn, r)?;
     }
 
@@ -303,6 +306,66 @@ fn run_checks(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
     while let Some(row) = rows.next()? {
         let (key, version): (String, i64) = (row.get(0)?, row.get(1)?);
         r.problem(format!("key {key:?}: version {version} is not valid JSON"));
+    }
+    Ok(())
+}
+
+/// The revisions of the change feed: unique (a version's revision and
+/// place, and a purge's revision against the versions'), never decreasing
+/// with the version within a key (versions of one batch share one), none above the store's revision counter.
+fn check_revisions(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT key, version, revision FROM (
+             SELECT key, version, revision,
+                 lag(revision) OVER (PARTITION BY key ORDER BY version) AS prev
+             FROM versions
+         ) WHERE revision < prev OR revision < 1 ORDER BY key, version LIMIT 100",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (key, version, revision): (String, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        r.problem(format!(
+            "key {key:?}: version {version} has revision {revision}, below the version before it"
+        ));
+    }
+    let mut stmt = conn.prepare(
+        "SELECT revision FROM (
+             SELECT revision, seq FROM versions UNION ALL SELECT revision, 0 FROM purges
+         ) GROUP BY revision, seq HAVING count(*) > 1 ORDER BY revision LIMIT 100",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let revision: i64 = row.get(0)?;
+        r.problem(format!("revision {revision} is used twice"));
+    }
+    let counter = |name: &str| {
+        conn.query_row(
+            "SELECT value FROM counters WHERE name = ?1",
+            [name],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()
+    };
+    let highest: i64 = conn.query_row(
+        "SELECT max(coalesce((SELECT max(revision) FROM versions), 0),
+                    coalesce((SELECT max(revision) FROM purges), 0))",
+        [],
+        |row| row.get(0),
+    )?;
+    match (counter("revision")?, counter("compacted")?) {
+        (Some(current), Some(compacted)) => {
+            if highest > current {
+                r.problem(format!(
+                    "revision {highest} is stored, but the store's revision is {current}"
+                ));
+            }
+            if compacted > current {
+                r.problem(format!(
+                    "the compacted revision {compacted} is above the store's revision {current}"
+                ));
+            }
+        }
+        _ => r.problem("counter \"revision\" or \"compacted\" is missing".to_string()),
     }
     Ok(())
 }

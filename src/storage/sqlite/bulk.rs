@@ -80,11 +80,17 @@ impl Export for SqliteExport {
         let mut heads = self
             .conn
             .prepare("SELECT key, latest, ts_ms, deleted, first_kept FROM keys ORDER BY key")?;
-        let expired = if self.schema >= 4 { "expired" } else { "0" };
-        let mut versions = self.conn.prepare(&format!(
-            "SELECT key, version, ts_ms, deleted, value, {expired} FROM versions
-             ORDER BY key, version"
-        ))?;
+        // Numbered as the migration to schema 4 numbers them; no expiry
+        // tombstones before schema 5.
+        let expired = if self.schema >= 5 { "expired" } else { "0" };
+        let mut versions = self.conn.prepare(&if self.schema >= 4 {
+            format!(
+                "SELECT key, version, ts_ms, deleted, value, revision, seq, created, {expired}
+                 FROM versions ORDER BY key, version"
+            )
+        } else {
+            OLD_VERSIONS.to_string()
+        })?;
         let heads = heads.query_map([], |r| {
             Ok(KeyHead {
                 key: r.get(0)?,
@@ -101,7 +107,10 @@ impl Export for SqliteExport {
                 ts_ms: r.get(2)?,
                 deleted: r.get(3)?,
                 value: r.get(4)?,
-                expired: r.get(5)?,
+                revision: r.get::<_, i64>(5)?.max(0) as u64,
+                seq: r.get::<_, i64>(6)?.max(0) as u64,
+                created: r.get(7)?,
+                expired: r.get(8)?,
             })
         })?;
         merge_dump(heads, versions, visit)?;
@@ -117,7 +126,7 @@ impl Export for SqliteExport {
                 })?;
             }
         }
-        if self.schema >= 4 {
+        if self.schema >= 5 {
             let state = super::deadlines::load(&self.conn)?;
             for lease in state.leases {
                 visit(Record::Lease(lease))?;
@@ -126,9 +135,56 @@ impl Export for SqliteExport {
                 visit(Record::Deadline(deadline))?;
             }
         }
+        let (mut current, mut compacted) = (0, 0);
+        if self.schema >= 4 {
+            let mut purges = self
+                .conn
+                .prepare("SELECT revision, key, version, ts_ms FROM purges ORDER BY revision")?;
+            let mut rows = purges.query([])?;
+            while let Some(r) = rows.next()? {
+                visit(Record::PurgeLog {
+                    revision: r.get::<_, i64>(0)?.max(0) as u64,
+                    key: r.get(1)?,
+                    version: r.get::<_, i64>(2)?.max(0) as u64,
+                    ts_ms: r.get(3)?,
+                })?;
+            }
+            let mut counters = self.conn.prepare(
+                "SELECT name, value FROM counters WHERE name IN ('revision', 'compacted')",
+            )?;
+            let mut rows = counters.query([])?;
+            while let Some(r) = rows.next()? {
+                let (name, value): (String, i64) = (r.get(0)?, r.get(1)?);
+                match name.as_str() {
+                    "revision" => current = value.max(0) as u64,
+                    _ => compacted = value.max(0) as u64,
+                }
+            }
+        } else {
+            current = self
+                .conn
+                .query_row("SELECT count(*) FROM versions", [], |r| r.get::<_, i64>(0))?
+                .max(0) as u64;
+        }
+        visit(Record::Revision { current, compacted })?;
         Ok(())
     }
 }
+
+/// The versions of a file of schema 3 or older, numbered in commit order
+/// as the migration to schema 4 numbers them.
+const OLD_VERSIONS: &str = "
+    SELECT key, version, ts_ms, deleted, value,
+        row_number() OVER (ORDER BY t, key, version) AS revision, 0,
+        (deleted = 0 AND NOT coalesce(prev_version = version - 1 AND prev_deleted = 0, 0)), 0
+    FROM (
+        SELECT key, version, ts_ms, deleted, value,
+            max(ts_ms) OVER (PARTITION BY key ORDER BY version) AS t,
+            lag(version) OVER (PARTITION BY key ORDER BY version) AS prev_version,
+            lag(deleted) OVER (PARTITION BY key ORDER BY version) AS prev_deleted
+        FROM versions
+    )
+    ORDER BY key, version";
 
 /// A load into the file at a path, inside one transaction.
 struct SqliteImport {
@@ -170,8 +226,9 @@ impl Import for SqliteImport {
 
     fn clear(&mut self) -> Result<(), StoreError> {
         self.conn.execute_batch(
-            "DELETE FROM versions; DELETE FROM keys; DELETE FROM purged;
-                 DELETE FROM deadlines; DELETE FROM leases;",
+            "DELETE FROM versions; DELETE FROM keys; DELETE FROM purged; DELETE FROM purges;
+                 DELETE FROM deadlines; DELETE FROM leases;
+                 UPDATE counters SET value = 0 WHERE name IN ('revision', 'compacted');",
         )?;
         Ok(())
     }
@@ -200,8 +257,9 @@ impl Import for SqliteImport {
             Record::Version(v) => {
                 self.conn
                     .prepare_cached(
-                        "INSERT INTO versions (key, version, ts_ms, value, deleted, expired)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        "INSERT INTO versions (key, version, ts_ms, value, deleted, revision, seq,
+                             created, expired)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )?
                     .execute(params![
                         v.key,
@@ -209,8 +267,31 @@ impl Import for SqliteImport {
                         v.ts_ms,
                         v.value,
                         v.deleted,
+                        sql_int(v.revision)?,
+                        sql_int(v.seq)?,
+                        v.created,
                         v.expired
                     ])?;
+            }
+            Record::PurgeLog {
+                revision,
+                key,
+                version,
+                ts_ms,
+            } => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO purges (revision, key, version, ts_ms)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![sql_int(*revision)?, key, sql_int(*version)?, ts_ms])?;
+            }
+            Record::Revision { current, compacted } => {
+                let mut set = self
+                    .conn
+                    .prepare_cached("UPDATE counters SET value = ?2 WHERE name = ?1")?;
+                set.execute(params!["revision", sql_int(*current)?])?;
+                set.execute(params!["compacted", sql_int(*compacted)?])?;
             }
             Record::Deadline(d) => super::deadlines::store(&self.conn, d)?,
             Record::Lease(l) => super::deadlines::store_lease(&self.conn, l)?,

@@ -12,8 +12,9 @@ use serde_json::value::RawValue;
 
 use super::file::DbFile;
 use super::schema::open_err;
+use crate::change::{Change, ChangeOperation, ChangePage, Stored, cut_at_revision};
 use crate::error::{OpenError, StoreError};
-use crate::storage::seam::{DbStats, ExpiryState, KeyInfo, Reads, VersionInfo};
+use crate::storage::seam::{DbStats, ExpiryState, KeyInfo, KeyPage, Reads, VersionInfo};
 use crate::version::Versioned;
 
 /// The pool of read-only connections used by request threads.
@@ -67,7 +68,7 @@ impl ReadPool {
     fn latest_inner(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT version, ts_ms, value, deleted, expired FROM versions WHERE key = ?1
+            "SELECT version, ts_ms, value, deleted, expired, revision FROM versions WHERE key = ?1
              ORDER BY version DESC LIMIT 1",
         )?;
         let row = stmt.query_row(params![key], row_parts).optional()?;
@@ -78,7 +79,7 @@ impl ReadPool {
     fn version_inner(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT version, ts_ms, value, deleted, expired FROM versions
+            "SELECT version, ts_ms, value, deleted, expired, revision FROM versions
              WHERE key = ?1 AND version = ?2",
         )?;
         let wanted = i64::try_from(version).unwrap_or(i64::MAX);
@@ -114,7 +115,7 @@ impl ReadPool {
         }
         let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
         let mut stmt = conn.prepare_cached(
-            "SELECT version, ts_ms, deleted, length(CAST(value AS BLOB)), expired FROM versions
+            "SELECT version, ts_ms, deleted, length(CAST(value AS BLOB)), expired, revision FROM versions
              WHERE key = ?1 AND version < ?2 ORDER BY version DESC LIMIT ?3",
         )?;
         let mut rows = stmt
@@ -125,6 +126,7 @@ impl ReadPool {
                     deleted: r.get(2)?,
                     size_bytes: r.get::<_, i64>(3)? as u64,
                     expired: r.get(4)?,
+                    revision: r.get::<_, i64>(5)?.max(0) as u64,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -134,39 +136,119 @@ impl ReadPool {
     }
 
     /// Up to `limit` live keys starting with `prefix` and after `after`, in
-    /// byte order, and whether more remain. Index range scan: the cost is
-    /// the page, not the table.
+    /// byte order, and whether more remain, with the revision they show
+    /// (one read transaction). Index range scan: the cost is the page, not
+    /// the table.
     fn keys_inner(
         &self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<KeyInfo>, bool), StoreError> {
-        let conn = self.pool.get()?;
+        values: bool,
+    ) -> Result<KeyPage, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let revision = counter(&tx, "revision")?;
         let lower = match after {
             Some(a) if a >= prefix => a,
             _ => prefix,
         };
         let inclusive = after.is_none_or(|a| a < prefix);
         let upper = prefix_upper_bound(prefix);
-        let mut stmt = conn.prepare_cached(
-            // Through the index of live keys: deleted ones are never visited.
-            "SELECT key, latest, ts_ms FROM keys INDEXED BY keys_live
-             WHERE (key > ?1 OR (?2 AND key = ?1)) AND (?3 IS NULL OR key < ?3) AND deleted = 0
-             ORDER BY key LIMIT ?4",
-        )?;
-        let mut rows = stmt
-            .query_map(params![lower, inclusive, upper, limit as i64 + 1], |r| {
-                Ok(KeyInfo {
-                    key: r.get(0)?,
-                    version: r.get::<_, i64>(1)? as u64,
-                    timestamp_ms: r.get(2)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut rows = {
+            let mut stmt = tx.prepare_cached(
+                // Through the index of live keys: deleted ones are never visited.
+                "SELECT key, latest, ts_ms, CASE WHEN ?5 THEN
+                     (SELECT value FROM versions v WHERE v.key = k.key AND v.version = k.latest)
+                 END
+                 FROM keys AS k INDEXED BY keys_live
+                 WHERE (key > ?1 OR (?2 AND key = ?1)) AND (?3 IS NULL OR key < ?3) AND deleted = 0
+                 ORDER BY key LIMIT ?4",
+            )?;
+            stmt.query_map(
+                params![lower, inclusive, upper, limit as i64 + 1, values],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?)),
+            )?
+            .collect::<Result<Vec<(String, i64, i64, Option<String>)>, _>>()?
+        };
+        tx.finish()?;
         let more = rows.len() > limit;
         rows.truncate(limit);
-        Ok((rows, more))
+        let keys = rows
+            .into_iter()
+            .map(|(key, version, timestamp_ms, value)| {
+                Ok(KeyInfo {
+                    key,
+                    version: version.max(0) as u64,
+                    timestamp_ms,
+                    value: value.map(json_text).transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(KeyPage {
+            keys,
+            more,
+            revision,
+        })
+    }
+
+    /// The feed's page (see [`Reads::changes`]): the counters, the versions
+    /// and purge records above `after`, in one read transaction, through
+    /// the index of revisions.
+    fn changes_inner(
+        &self,
+        prefix: &str,
+        after: Option<u64>,
+        limit: usize,
+        values: bool,
+    ) -> Result<ChangePage, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let revision = counter(&tx, "revision")?;
+        let compacted = counter(&tx, "compacted")?;
+        let after = match after {
+            None => revision,
+            Some(0) => compacted,
+            Some(a) => a,
+        };
+        if after < compacted {
+            return Err(StoreError::ChangesGone {
+                after,
+                oldest: compacted,
+            });
+        }
+        let upper = prefix_upper_bound(prefix);
+        let query = |tx: &rusqlite::Transaction<'_>, after: u64, n: i64| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT revision, seq, key, version, ts_ms, deleted, created, 0,
+                     CASE WHEN ?4 AND deleted = 0 THEN value END, expired
+                 FROM versions
+                 WHERE revision > ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3)
+                 UNION ALL
+                 SELECT revision, 0, key, version, ts_ms, 0, 0, 1, NULL, 0 FROM purges
+                 WHERE revision > ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3)
+                 ORDER BY 1, 2 LIMIT ?5",
+            )?;
+            stmt.query_map(params![after as i64, prefix, upper, values, n], change_row)?
+                .collect::<Result<Vec<RawChange>, _>>()
+        };
+        let mut rows = query(&tx, after, limit as i64 + 1)?;
+        let more = cut_at_revision(&mut rows, limit, |r| r.0);
+        if rows.is_empty() && more {
+            // One revision (a batch) larger than the page: it comes whole.
+            rows = query(&tx, after, i64::MAX)?;
+            let first = rows.first().map_or(0, |r| r.0);
+            rows.retain(|r| r.0 == first);
+        }
+        tx.finish()?;
+        Ok(ChangePage {
+            changes: rows
+                .into_iter()
+                .map(into_change)
+                .collect::<Result<_, _>>()?,
+            revision,
+            more,
+        })
     }
 
     /// Totals from the counters table plus file sizes: O(1) in database size.
@@ -174,13 +256,14 @@ impl ReadPool {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached("SELECT name, value FROM counters")?;
         let mut rows = stmt.query([])?;
-        let (mut keys, mut versions) = (0, 0);
+        let (mut keys, mut versions, mut revision) = (0, 0, 0);
         while let Some(r) = rows.next()? {
             let name: String = r.get(0)?;
             let value: i64 = r.get(1)?;
             match name.as_str() {
                 "keys" => keys = value as u64,
                 "versions" => versions = value as u64,
+                "revision" => revision = value.max(0) as u64,
                 _ => {}
             }
         }
@@ -191,6 +274,7 @@ impl ReadPool {
             file_size_bytes: file_size(&self.path),
             path: self.path.display().to_string(),
             journal_mode,
+            revision,
         })
     }
 
@@ -231,8 +315,21 @@ impl Reads for ReadPool {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<KeyInfo>, bool), StoreError> {
-        self.file.note(self.keys_inner(prefix, after, limit))
+        values: bool,
+    ) -> Result<KeyPage, StoreError> {
+        self.file
+            .note(self.keys_inner(prefix, after, limit, values))
+    }
+
+    fn changes(
+        &self,
+        prefix: &str,
+        after: Option<u64>,
+        limit: usize,
+        values: bool,
+    ) -> Result<ChangePage, StoreError> {
+        self.file
+            .note(self.changes_inner(prefix, after, limit, values))
     }
 
     fn stats(&self) -> Result<DbStats, StoreError> {
@@ -264,15 +361,22 @@ impl Reads for ReadPool {
     }
 }
 
-type RowParts = (i64, i64, String, bool, bool);
+type RowParts = (i64, i64, String, bool, bool, i64);
 
 fn row_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowParts> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn versioned(
     key: &str,
-    (version, ts_ms, value, deleted, expired): RowParts,
+    (version, ts_ms, value, deleted, expired, revision): RowParts,
 ) -> Result<Versioned, StoreError> {
     Ok(Versioned {
         key: key.to_string(),
@@ -280,9 +384,74 @@ fn versioned(
         timestamp_ms: ts_ms,
         deleted,
         expired,
+        revision: revision.max(0) as u64,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
     })
+}
+
+/// A counter's value in the read transaction `tx` (0 if it has none).
+fn counter(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<u64, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT value FROM counters WHERE name = ?1")?
+        .query_row(params![name], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map_or(0, |n| n.max(0) as u64))
+}
+
+/// A feed row: revision, seq, key, version, ts_ms, deleted, created,
+/// purge, value, expired.
+type RawChange = (
+    u64,
+    u64,
+    String,
+    u64,
+    i64,
+    bool,
+    bool,
+    bool,
+    Option<String>,
+    bool,
+);
+
+fn change_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawChange> {
+    Ok((
+        r.get::<_, i64>(0)?.max(0) as u64,
+        r.get::<_, i64>(1)?.max(0) as u64,
+        r.get(2)?,
+        r.get::<_, i64>(3)?.max(0) as u64,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
+}
+
+fn into_change(
+    (revision, _, key, version, timestamp_ms, deleted, created, purge, value, expired): RawChange,
+) -> Result<Change, StoreError> {
+    let operation = ChangeOperation::of(Stored {
+        purge,
+        deleted,
+        expired,
+        created,
+    });
+    Ok(Change {
+        revision,
+        key,
+        version,
+        operation,
+        timestamp_ms,
+        value: value.map(json_text).transpose()?,
+    })
+}
+
+/// Stored JSON text as a value.
+fn json_text(value: String) -> Result<Box<RawValue>, StoreError> {
+    RawValue::from_string(value)
+        .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))
 }
 
 /// The smallest text above every text that starts with `prefix` (`None`:

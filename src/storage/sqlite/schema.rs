@@ -25,7 +25,16 @@
 //! one: a scan of all of them). Partial and not covering: an update of a
 //! live key leaves it unchanged; only a delete or a re-creation writes it.
 //!
-//! Version 4 adds what keys that expire need: `versions.expired` marks the
+//! Version 4 adds the store's revision (the change feed): each version
+//! row gets `revision` (its write's), `seq` (its place within a `/batch`,
+//! which shares one revision) and `created` (written where the key had no
+//! live version); `versions_revision` indexes `(revision, seq)`;
+//! `purges(revision, key, version, ts_ms)` records each purge as a change
+//! (the key and its last version); counters `revision` (the last one
+//! given) and `compacted` (the highest revision retention or a purge
+//! removed). Existing versions are numbered in commit order: by timestamp
+//! (never going back within a key), then key, then version.
+//! Version 5 adds what keys that expire need: `versions.expired` marks the
 //! tombstone of an expiry (a TTL or a lease ran out); `leases(id, ttl_ms,
 //! granted_ms)`, ids never reused (`AUTOINCREMENT`), so an old holder's
 //! keepalive never renews another lease; `deadlines(key, version, due_ms,
@@ -41,7 +50,7 @@ use crate::error::OpenError;
 use crate::storage::seam::SyncMode;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The vkv application id stamped into the file header, so that a foreign
 /// SQLite file is recognised as such.
@@ -77,6 +86,31 @@ const MIGRATIONS: &[&str] = &[
     // 2 -> 3
     "CREATE INDEX IF NOT EXISTS keys_live ON keys (key) WHERE deleted = 0;",
     // 3 -> 4
+    "ALTER TABLE versions ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE versions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE versions ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
+    UPDATE versions SET revision = n.revision, created = n.created FROM (
+        SELECT id, row_number() OVER (ORDER BY t, key, version) AS revision,
+            (deleted = 0 AND NOT coalesce(prev_version = version - 1 AND prev_deleted = 0, 0))
+                AS created
+        FROM (
+            SELECT rowid AS id, key, version, deleted,
+                max(ts_ms) OVER (PARTITION BY key ORDER BY version) AS t,
+                lag(version) OVER (PARTITION BY key ORDER BY version) AS prev_version,
+                lag(deleted) OVER (PARTITION BY key ORDER BY version) AS prev_deleted
+            FROM versions
+        )
+    ) AS n WHERE versions.rowid = n.id;
+    CREATE UNIQUE INDEX versions_revision ON versions (revision, seq);
+    CREATE TABLE purges (
+        revision INTEGER PRIMARY KEY NOT NULL,
+        key TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL
+    );
+    INSERT INTO counters (name, value)
+        VALUES ('revision', (SELECT coalesce(max(revision), 0) FROM versions)), ('compacted', 0);",
+    // 4 -> 5
     "ALTER TABLE versions ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE leases (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
