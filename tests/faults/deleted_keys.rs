@@ -37,15 +37,16 @@ fn listing_keys_skips_deleted_keys_without_visiting_them() {
     }
     {
         // 100,000 deleted keys sorting before the live one, written the
-        // way vkv writes a deleted key (a version and a tombstone).
+        // way vkv writes a deleted key (a version and a tombstone, each a
+        // revision of its own, after the three above).
         let mut conn = rusqlite::Connection::open(&db).unwrap();
         let tx = conn.transaction().unwrap();
-        for i in 0..100_000 {
+        for i in 0..100_000i64 {
             let key = format!("d{i:06}");
             tx.execute(
-                "INSERT INTO versions (key, version, ts_ms, value, deleted)
-                 VALUES (?1, 1, 0, '1', 0), (?1, 2, 0, 'null', 1)",
-                [&key],
+                "INSERT INTO versions (key, version, ts_ms, value, deleted, revision, created)
+                 VALUES (?1, 1, 0, '1', 0, ?2, 1), (?1, 2, 0, 'null', 1, ?2 + 1, 0)",
+                rusqlite::params![key, 4 + 2 * i],
             )
             .unwrap();
             tx.execute(
@@ -56,7 +57,8 @@ fn listing_keys_skips_deleted_keys_without_visiting_them() {
         }
         tx.execute_batch(
             "UPDATE counters SET value = value + 100000 WHERE name = 'keys';
-             UPDATE counters SET value = value + 200000 WHERE name = 'versions';",
+             UPDATE counters SET value = value + 200000 WHERE name = 'versions';
+             UPDATE counters SET value = value + 200000 WHERE name = 'revision';",
         )
         .unwrap();
         tx.commit().unwrap();
