@@ -143,25 +143,14 @@ pub struct HistoryEntry {
     pub timestamp: String,
     /// Whether this version is a deletion marker.
     pub deleted: bool,
-    /// What wrote it: `put`, `delete`, or `expire` (a TTL or lease ran
-    /// out, or the lease was revoked).
-    pub operation: HistoryOperation,
+    /// What wrote it, named as in write answers and the change feed:
+    /// `create` (the key had no live version), `update`, `delete`, or
+    /// `expire` (a TTL or lease ran out, or the lease was revoked).
+    pub operation: ChangeKind,
     /// Size of the stored JSON value in bytes.
     pub size_bytes: u64,
     /// The store's revision of the write that made this version.
     pub revision: u64,
-}
-
-/// What wrote a version of `/history`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum HistoryOperation {
-    /// A value.
-    Put,
-    /// A delete's tombstone.
-    Delete,
-    /// An expiry's tombstone.
-    Expire,
 }
 
 /// Answer of `GET /history/{key}`.

@@ -66,6 +66,21 @@ pub struct VersionInfo {
     pub expired: bool,
     /// The store's revision of the write that made it.
     pub revision: u64,
+    /// Written where the key had no live version.
+    #[serde(skip)]
+    pub created: bool,
+}
+
+impl VersionInfo {
+    /// What wrote it, as the change feed names it.
+    pub fn operation(&self) -> crate::ChangeOperation {
+        crate::ChangeOperation::of(crate::change::Stored {
+            purge: false,
+            deleted: self.deleted,
+            expired: self.expired,
+            created: self.created,
+        })
+    }
 }
 
 /// One entry of a key listing.

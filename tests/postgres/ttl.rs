@@ -38,6 +38,6 @@ fn ttls_and_leases_are_refused_clearly_and_write_nothing() {
     assert!(got.get("expires_at").is_none(), "{got}");
     assert_eq!(
         c.get("/history/k").json()["versions"][0]["operation"],
-        "put"
+        "create"
     );
 }

@@ -85,7 +85,6 @@ use crate::http::wire;
         wire::BatchRequest,
         wire::BatchResponse,
         wire::WhoAmIResponse,
-        wire::HistoryOperation,
         wire::LeaseRequest,
         wire::LeaseResponse,
         wire::LeaseDetail,

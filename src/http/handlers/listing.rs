@@ -6,7 +6,7 @@ use crate::http::delimit::{self, Entry};
 use crate::http::message::{HttpRequest, HttpResponse};
 use crate::http::query::{AFTER, BEFORE, DELIMITER, LIMIT, PREFIX, Query, VALUES};
 use crate::http::wire::{
-    ErrorResponse, HistoryEntry, HistoryOperation, HistoryResponse, KeyEntry, KeysResponse,
+    ChangeKind, ErrorResponse, HistoryEntry, HistoryResponse, KeyEntry, KeysResponse,
 };
 use crate::key::decode_key;
 use crate::version::rfc3339_ms;
@@ -57,11 +57,7 @@ pub fn history(
                 version: r.version,
                 timestamp: rfc3339_ms(r.timestamp_ms),
                 deleted: r.deleted,
-                operation: match (r.deleted, r.expired) {
-                    (_, true) => HistoryOperation::Expire,
-                    (true, false) => HistoryOperation::Delete,
-                    (false, false) => HistoryOperation::Put,
-                },
+                operation: ChangeKind::from(r.operation()),
                 size_bytes: r.size_bytes,
                 revision: r.revision,
             })

@@ -97,8 +97,8 @@ impl Reads for PgReads {
             }
             let before = before.map_or(i64::MAX, db_int);
             let rows = conn.query(
-                "SELECT version, ts_ms, deleted, octet_length(value)::bigint, revision FROM vkv_versions
-             WHERE key = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
+                "SELECT version, ts_ms, deleted, octet_length(value)::bigint, revision, created
+                 FROM vkv_versions WHERE key = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
                 &[&key.as_bytes(), &before, &(limit as i64 + 1)],
             )?;
             let mut out = rows
@@ -111,6 +111,7 @@ impl Reads for PgReads {
                         size_bytes: r.try_get::<_, i64>(3)? as u64,
                         expired: false,
                         revision: r.try_get::<_, i64>(4)?.max(0) as u64,
+                        created: r.try_get(5)?,
                     })
                 })
                 .collect::<Result<Vec<_>, postgres::Error>>()?;

@@ -115,8 +115,8 @@ impl ReadPool {
         }
         let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
         let mut stmt = conn.prepare_cached(
-            "SELECT version, ts_ms, deleted, length(CAST(value AS BLOB)), expired, revision FROM versions
-             WHERE key = ?1 AND version < ?2 ORDER BY version DESC LIMIT ?3",
+            "SELECT version, ts_ms, deleted, length(CAST(value AS BLOB)), expired, revision, created
+             FROM versions WHERE key = ?1 AND version < ?2 ORDER BY version DESC LIMIT ?3",
         )?;
         let mut rows = stmt
             .query_map(params![key, before, limit as i64 + 1], |r| {
@@ -127,6 +127,7 @@ impl ReadPool {
                     size_bytes: r.get::<_, i64>(3)? as u64,
                     expired: r.get(4)?,
                     revision: r.get::<_, i64>(5)?.max(0) as u64,
+                    created: r.get(6)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
