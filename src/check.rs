@@ -88,9 +88,20 @@ impl Walk {
             }
             // No head and no version: nothing to check.
             Record::Purged { .. } => self.end_key(r),
-            Record::PurgeLog { revision, key, .. } => {
+            Record::PurgeLog {
+                revision,
+                key,
+                removed,
+                ..
+            } => {
                 self.end_key(r);
                 self.revision(r, &key, revision, 0);
+                if removed >= revision {
+                    r.problem(format!(
+                        "key {key:?}: its purge at revision {revision} says it removed changes \
+                         up to {removed}"
+                    ));
+                }
             }
             Record::Revision { current, compacted } => {
                 self.end_key(r);
