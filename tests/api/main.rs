@@ -19,6 +19,7 @@ mod metrics;
 mod persistence;
 mod readme;
 mod reference;
+mod streams;
 mod ui;
 mod values;
 mod versioning;
