@@ -400,7 +400,10 @@ fn streams_end_cleanly_when_the_server_stops_and_cost_no_thread() {
             }
         } else {
             while let Some(line) = stream.line() {
-                assert!(line.get("detail").is_none() && line["revision"].is_u64(), "{line}");
+                assert!(
+                    line.get("detail").is_none() && line["revision"].is_u64(),
+                    "{line}"
+                );
             }
         }
     }
