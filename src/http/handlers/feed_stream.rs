@@ -5,7 +5,7 @@
 //!
 //! No thread per stream: the connection loop holds the stream
 //! (`State::Streaming` in `conn.rs`) and sends the parts posted to it. A
-//! part is made on a worker by [`pump`]: it reads the feed from the
+//! part is made on a worker by `pump`: it reads the feed from the
 //! database after the last revision sent, posts what it found, then parks
 //! the request (the loop runs the next pump at the progress deadline) and
 //! registers a feed waiter whose wake-up (a commit under the prefix, another
