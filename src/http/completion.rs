@@ -217,10 +217,19 @@ impl Responder {
     /// they are, framed by the caller; the first part also counts and logs
     /// the request as a `200` (hook and edit see an empty `200`). Ends the
     /// stream when `end`; the responder is then spent.
-    pub(crate) fn stream(&mut self, part: StreamPart) {
+    pub(crate) fn stream(&mut self, mut part: StreamPart) {
         if let Some(edit) = self.edit.take() {
+            // The headers every answer to this request gets (CORS'), into
+            // the head the first part starts with.
             let mut head = HttpResponse::json(200, Vec::new());
             edit(&mut head);
+            if let Some(end) = part.bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                let mut extra = Vec::new();
+                for (name, value) in &head.headers {
+                    extra.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                }
+                part.bytes.splice(end + 2..end + 2, extra);
+            }
         }
         if let Some(hook) = self.hook.take() {
             hook(&HttpResponse::json(200, Vec::new()));

@@ -305,3 +305,22 @@ fn streams_end_cleanly_when_the_server_stops_and_cost_no_thread() {
         }
     }
 }
+
+#[test]
+fn a_stream_to_a_listed_origin_carries_the_cors_headers() {
+    let s = Server::start(&["--cors-origins", "http://localhost:3000"]);
+    let stream = StreamReader::open(
+        s.addr,
+        "/changes",
+        "text/event-stream",
+        &[("Origin", "http://localhost:3000")],
+    );
+    assert!(
+        stream
+            .headers
+            .iter()
+            .any(|h| h == "access-control-allow-origin: http://localhost:3000"),
+        "{:?}",
+        stream.headers
+    );
+}

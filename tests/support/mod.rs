@@ -775,6 +775,8 @@ pub struct StreamReader {
     /// Body bytes received and not yet taken.
     buf: Vec<u8>,
     ended: bool,
+    /// The head's header lines, lower-cased.
+    pub headers: Vec<String>,
 }
 
 impl StreamReader {
@@ -797,6 +799,7 @@ impl StreamReader {
         io.read_line(&mut line).unwrap();
         assert!(line.starts_with("HTTP/1.1 200"), "{line}");
         let mut chunked = false;
+        let mut headers = Vec::new();
         loop {
             line.clear();
             io.read_line(&mut line).unwrap();
@@ -804,6 +807,7 @@ impl StreamReader {
                 break;
             }
             let lower = line.to_ascii_lowercase();
+            headers.push(lower.trim_end().to_string());
             if lower.starts_with("content-type:") {
                 assert!(lower.contains(accept), "{line}");
             }
@@ -814,6 +818,7 @@ impl StreamReader {
             io,
             buf: Vec::new(),
             ended: false,
+            headers,
         }
     }
 
