@@ -90,9 +90,20 @@ impl Walk {
             Record::Purged { .. } => self.end_key(r),
             // Checked by the backend's own checks (a SQLite file's).
             Record::Deadline(_) | Record::Lease(_) => self.end_key(r),
-            Record::PurgeLog { revision, key, .. } => {
+            Record::PurgeLog {
+                revision,
+                key,
+                removed,
+                ..
+            } => {
                 self.end_key(r);
                 self.revision(r, &key, revision, 0);
+                if removed >= revision {
+                    r.problem(format!(
+                        "key {key:?}: its purge at revision {revision} says it removed changes \
+                         up to {removed}"
+                    ));
+                }
             }
             Record::Revision { current, compacted } => {
                 self.end_key(r);

@@ -253,7 +253,7 @@ impl App {
             Route::Delete(key) => kv::delete(s, req, key)?,
             Route::History(key) => listing::history(s, req, key)?,
             Route::Keys => listing::keys(s, req)?,
-            Route::Changes => return changes::changes(s, req),
+            Route::Changes => return changes::changes(s, req, &self.metrics),
             Route::Batch => batch::batch(s, req, self.max_batch_puts)?,
             Route::Metrics => stats::metrics(&self.metrics, s),
             Route::CacheStats => stats::cache_stats(s)?,

@@ -69,6 +69,21 @@ pub(crate) enum Event {
     /// The request waits until the deadline (`None`: no deadline), then the
     /// closure runs (on the loop's thread) and must answer.
     Park(Option<Instant>, Expiry),
+    /// Bytes of a streamed answer (its head, then HTTP chunks, framed by
+    /// the sender), sent as they are; `end`: the last ones, then the
+    /// connection closes. When the bytes still unsent pass the loop's bound
+    /// for a stream (a reader that does not keep up), `slow` is sent
+    /// instead (framed, ending the stream), `dropped` runs, and the
+    /// connection closes once it is out.
+    Stream(StreamPart),
+}
+
+/// Bytes of a streamed answer (see [`Event::Stream`]).
+pub(crate) struct StreamPart {
+    pub bytes: Vec<u8>,
+    pub end: bool,
+    pub slow: Vec<u8>,
+    pub dropped: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// The loop's inbox, shared with every responder.
@@ -198,6 +213,42 @@ impl Responder {
         self.deliver(Event::Answer(response));
     }
 
+    /// Sends part of a streamed answer (see [`Event::Stream`]): `bytes` as
+    /// they are, framed by the caller; the first part also counts and logs
+    /// the request as a `200` (hook and edit see an empty `200`). Ends the
+    /// stream when `end`; the responder is then spent.
+    pub(crate) fn stream(&mut self, mut part: StreamPart) {
+        if let Some(edit) = self.edit.take() {
+            // The headers every answer to this request gets (CORS'), into
+            // the head the first part starts with.
+            let mut head = HttpResponse::json(200, Vec::new());
+            edit(&mut head);
+            if let Some(end) = part.bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                let mut extra = Vec::new();
+                for (name, value) in &head.headers {
+                    extra.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                }
+                part.bytes.splice(end + 2..end + 2, extra);
+            }
+        }
+        if let Some(hook) = self.hook.take() {
+            hook(&HttpResponse::json(200, Vec::new()));
+        }
+        let end = part.end;
+        let event = Event::Stream(part);
+        if end {
+            self.deliver(event);
+        } else {
+            match &self.target {
+                Some(Target::Loop(mailbox, ticket)) => mailbox.post(*ticket, event),
+                Some(Target::Channel(tx)) => {
+                    let _ = tx.send(Pending(event));
+                }
+                None => {}
+            }
+        }
+    }
+
     /// Tells the connection that this request waits until `deadline`; then
     /// `on_expiry` runs on the loop's thread and must get the answer sent.
     /// If the client goes away first, `on_expiry` is dropped instead (so
@@ -210,6 +261,16 @@ impl Responder {
                 let _ = tx.send(Pending(event));
             }
             None => {}
+        }
+    }
+
+    /// This responder, leaving a spent one in its place (which answers
+    /// nothing, dropped).
+    pub(crate) fn take(&mut self) -> Responder {
+        Responder {
+            target: self.target.take(),
+            hook: self.hook.take(),
+            edit: self.edit.take(),
         }
     }
 
@@ -261,6 +322,10 @@ pub fn wait_for_answer(events: &Receiver<Pending>) -> HttpResponse {
         };
         match next.map(|e| e.0) {
             Ok(Event::Answer(r)) => return r,
+            // A caller without a loop cannot take a stream.
+            Ok(Event::Stream(_)) => {
+                return HttpResponse::error(406, "a stream needs a connection");
+            }
             Ok(Event::Park(deadline, expiry)) => parked = Some((deadline, expiry)),
             Err(true) => {
                 if let Some((_, expiry)) = parked.take() {

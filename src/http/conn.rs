@@ -17,6 +17,10 @@
 //!   watcher slot;
 //! - `Writing`: the response (and a streamed file body) going out as the
 //!   socket takes it (each write must progress within `read_timeout`);
+//! - `Streaming`: an answer sent in parts as its producer posts them (the
+//!   change feed's streams), parked between them; a reader with more than
+//!   `STREAM_MAX_UNSENT` bytes unsent gets the producer's last part and is
+//!   closed, one that takes nothing for `read_timeout` is closed;
 //! - `Lingering`: after a closing answer (such as an early `413`), the write
 //!   side is shut and what the client still sends is read and discarded for
 //!   a bounded time, so that it sees the answer instead of a reset.
@@ -45,7 +49,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::completion::Reply;
-use super::completion::{Event, Mailbox, Responder, Ticket};
+use super::completion::{Event, Mailbox, Responder, StreamPart, Ticket};
 use super::encoder::{CONTINUE, encode};
 use super::message::HttpResponse;
 use super::output::{self, Charge, Outgoing, OutputBudget, Sent};
@@ -123,6 +127,9 @@ const CHUNK: usize = 64 << 10;
 /// Bytes kept from a client whose request is being answered (pipelined
 /// requests); beyond it the loop stops reading it until the answer is out.
 const HOLD_CAP: usize = 64 << 10;
+/// The most bytes a stream may have unsent (its reader does not keep up):
+/// beyond it the stream is ended with a last event saying so.
+const STREAM_MAX_UNSENT: usize = 1 << 20;
 /// Lingering close: at most this long in all, and at most `LINGER_QUIET`
 /// without a byte from the client.
 const LINGER_MAX: Duration = Duration::from_secs(5);
@@ -332,6 +339,11 @@ enum State {
     Parked(Box<dyn FnOnce() + Send>),
     /// The response is going out.
     Writing,
+    /// A streamed answer: parts go out as they come (`Event::Stream`);
+    /// between them the producer may park (its closure runs at the
+    /// deadline, or when the server stops, and is dropped if the client
+    /// leaves).
+    Streaming(Option<Box<dyn FnOnce() + Send>>),
     /// Write side shut; discarding input until quiet or `until`.
     Lingering { until: Instant },
 }
@@ -376,6 +388,8 @@ struct Conn {
     /// The parser is running: an answer written meanwhile must not start
     /// parsing again (the running parse goes on; no recursion).
     in_parse: bool,
+    /// A stream's output has been blocked since then.
+    stalled_since: Option<Instant>,
 }
 
 impl Conn {
@@ -627,6 +641,7 @@ impl EventLoop {
             budget: ANSWER_BUDGET,
             yielded: false,
             in_parse: false,
+            stalled_since: None,
         };
         self.set_deadline(slot, &mut conn, after(now, first_wait));
         self.conns[slot] = Some(conn);
@@ -747,6 +762,23 @@ impl EventLoop {
                 self.service.spawn(expire);
                 true
             }
+            State::Streaming(parked) => {
+                conn.deadline = None;
+                conn.state = State::Streaming(None);
+                // A stream whose reader took nothing for a read timeout
+                // while its producer waits: a dead peer, closed.
+                if conn.wants_output()
+                    && conn
+                        .stalled_since
+                        .is_some_and(|at| at.elapsed() >= self.limits.read_timeout)
+                {
+                    return false;
+                }
+                if let Some(expire) = parked {
+                    self.service.spawn(expire);
+                }
+                true
+            }
             State::Waiting => true,
             // Idle, a TLS handshake, a stalled write, the end of a linger.
             _ => false,
@@ -802,6 +834,8 @@ impl EventLoop {
             // Answer what it asked, then close (a half-closed client still
             // reads).
             State::Waiting | State::Writing => true,
+            // A stream nobody reads: dropped with what its producer holds.
+            State::Streaming(_) => false,
             // Nothing in flight, or a long poll nobody will read: drop it
             // (a parked wait's watcher slot is freed with it).
             _ => false,
@@ -942,12 +976,25 @@ impl EventLoop {
         while let Ok((ticket, event)) = self.inbox.try_recv() {
             self.with_conn(ticket.slot, None, |lp, slot, conn| {
                 if conn.request != ticket.request
-                    || !matches!(conn.state, State::Waiting | State::Parked(_))
+                    || !matches!(
+                        conn.state,
+                        State::Waiting | State::Parked(_) | State::Streaming(_)
+                    )
                 {
                     return true; // stale: that request is over
                 }
                 match event {
                     Event::Answer(response) => lp.respond(slot, conn, response),
+                    Event::Stream(part) => lp.stream(slot, conn, part),
+                    Event::Park(deadline, expire) if matches!(conn.state, State::Streaming(_)) => {
+                        if lp.control.stopping.load(Ordering::Acquire) {
+                            lp.service.spawn(expire);
+                        } else {
+                            conn.state = State::Streaming(Some(expire));
+                            lp.set_deadline(slot, conn, deadline);
+                        }
+                        true
+                    }
                     Event::Park(deadline, expire) => {
                         if conn.peer_closed {
                             // The client's FIN came with (or after) the
@@ -983,6 +1030,34 @@ impl EventLoop {
         self.flush(slot, conn)
     }
 
+    /// Queues a part of a streamed answer (see `Event::Stream`).
+    fn stream(&mut self, slot: usize, conn: &mut Conn, part: StreamPart) -> Keep {
+        let parked = match std::mem::replace(&mut conn.state, State::Writing) {
+            State::Streaming(parked) => parked,
+            _ => None,
+        };
+        let unsent = conn.out.len() - conn.out_pos;
+        let end = if unsent > STREAM_MAX_UNSENT {
+            conn.out.extend_from_slice(&part.slow);
+            if let Some(dropped) = part.dropped {
+                dropped();
+            }
+            true
+        } else {
+            conn.out.extend_from_slice(&part.bytes);
+            part.end
+        };
+        if end {
+            // Out, then closed; what the producer held goes now.
+            drop(parked);
+            conn.close_after = true;
+            self.set_deadline(slot, conn, after(Instant::now(), self.limits.read_timeout));
+        } else {
+            conn.state = State::Streaming(parked);
+        }
+        self.flush(slot, conn)
+    }
+
     /// Writes what the socket takes; when a response is all out, moves on.
     fn flush(&mut self, slot: usize, conn: &mut Conn) -> Keep {
         let mut progressed = false;
@@ -1001,6 +1076,7 @@ impl EventLoop {
                     Ok(n) => {
                         conn.out_pos += n;
                         progressed = true;
+                        conn.stalled_since = None;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1031,6 +1107,9 @@ impl EventLoop {
             } else {
                 true
             };
+        }
+        if matches!(conn.state, State::Streaming(_)) && conn.stalled_since.is_none() {
+            conn.stalled_since = Some(Instant::now());
         }
         if matches!(conn.state, State::Writing) {
             if progressed {
@@ -1153,6 +1232,13 @@ impl EventLoop {
                     match std::mem::replace(&mut conn.state, State::Waiting) {
                         State::Idle => false,
                         State::Parked(expire) => {
+                            lp.service.spawn(expire);
+                            true
+                        }
+                        // Its producer ends it (the store's watchers are
+                        // closed by now).
+                        State::Streaming(Some(expire)) => {
+                            conn.state = State::Streaming(None);
                             lp.service.spawn(expire);
                             true
                         }

@@ -19,6 +19,20 @@ pub struct Metrics {
     /// A mutex held for one map update is cheaper than it looks next to a
     /// request, and keeps the label sets open.
     counts: Mutex<Counts>,
+    /// The change feed's streams.
+    pub streams: StreamCounters,
+}
+
+/// Counters of the change feed's streams (`GET /changes` as Server-Sent
+/// Events or NDJSON).
+#[derive(Default)]
+pub struct StreamCounters {
+    /// Streams open now.
+    pub open: std::sync::atomic::AtomicU64,
+    /// Changes and progress marks sent.
+    pub events: std::sync::atomic::AtomicU64,
+    /// Streams ended because their reader fell too far behind.
+    pub dropped_slow: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -152,6 +166,26 @@ impl Metrics {
             "vkv_watchers",
             "Long-poll requests parked now.",
             store.watchers() as u64,
+        );
+        let streams = &self.streams;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        gauge(
+            o,
+            "vkv_feed_streams",
+            "Change feed streams (Server-Sent Events, NDJSON) open now.",
+            load(&streams.open),
+        );
+        counter(
+            o,
+            "vkv_feed_stream_events_total",
+            "Changes and progress marks sent on change feed streams.",
+            load(&streams.events),
+        );
+        counter(
+            o,
+            "vkv_feed_streams_dropped_slow_total",
+            "Change feed streams ended because their reader fell too far behind.",
+            load(&streams.dropped_slow),
         );
         if let Some((held, taken)) = store.read_lease() {
             gauge(

@@ -219,6 +219,19 @@ pub struct ChangeEntry<'a> {
     pub value: Option<&'a RawValue>,
 }
 
+impl<'a> From<&'a crate::Change> for ChangeEntry<'a> {
+    fn from(c: &'a crate::Change) -> Self {
+        ChangeEntry {
+            revision: c.revision,
+            key: &c.key,
+            version: c.version,
+            operation: c.operation.into(),
+            timestamp: c.timestamp(),
+            value: c.value.as_deref(),
+        }
+    }
+}
+
 /// What a change did: `create` (a version where the key had no live one),
 /// `update`, `delete` (a tombstone), `purge` (every version removed) or
 /// `expire` (the tombstone of an expiry).

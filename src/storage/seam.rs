@@ -493,15 +493,17 @@ pub(crate) enum Record {
         latest: u64,
     },
     /// A purge as a change of the feed: `key`, whose last version was
-    /// `version`, purged by the write of `revision`.
+    /// `version`, purged by the write of `revision`, which removed changes
+    /// up to revision `removed`.
     PurgeLog {
         revision: u64,
         key: String,
         version: u64,
         ts_ms: i64,
+        removed: u64,
     },
     /// The store's revision counters: the last revision given, and the
-    /// highest one retention or a purge removed. Last in a dump.
+    /// highest one retention removed. Last in a dump.
     Revision {
         current: u64,
         compacted: u64,

@@ -102,6 +102,9 @@ fn every_write_takes_the_next_revision_and_the_feed_shows_each_in_order() {
     let r = c.get(&format!("/changes?prefix=f/&after={a1}"));
     assert_eq!(r.status, 410, "{}", r.text());
     assert_eq!(r.json()["oldest_revision"], json!(b1));
+    // A purge is gone history for readers of its key's prefix only.
+    let other = ok(&mut c, &format!("/changes?prefix=other&after={a1}"));
+    assert_eq!(other["changes"][0]["key"], "other");
 
     // values=false leaves values out; a prefix filters.
     let feed = ok(&mut c, &format!("/changes?after={b1}&values=false"));

@@ -21,6 +21,7 @@ mod metrics;
 mod persistence;
 mod readme;
 mod reference;
+mod streams;
 mod ttl;
 mod ui;
 mod values;

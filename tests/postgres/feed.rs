@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, Value, json, metric, poll_until, psql};
+use crate::common::{Client, Server, StreamReader, Value, json, metric, poll_until, psql};
 use crate::fresh_database;
 
 type Seen = Vec<(u64, String, u64)>;
@@ -185,4 +185,36 @@ fn a_follower_whose_replica_lost_its_listen_connection_misses_nothing() {
     done.store(true, Ordering::SeqCst);
     let read = follower.join().unwrap();
     assert_eq!(read, acked, "no gap and no repeat through lost connections");
+}
+
+#[test]
+fn a_stream_on_one_replica_carries_the_writes_of_the_other_in_order() {
+    let _serial = crate::common::shared();
+    let (_, url) = fresh_database();
+    let (a, b) = (Server::start_on(&url, &[]), Server::start_on(&url, &[]));
+    let mut sse = StreamReader::open(b.addr, "/changes?prefix=r/", "text/event-stream", &[]);
+    let mut cb = b.client();
+    assert!(poll_until(Duration::from_secs(10), || metric(
+        &mut cb,
+        "vkv_feed_streams"
+    ) == Some(1.0)));
+    let mut ca = a.client();
+    let mut lags = Vec::new();
+    let mut last = 0;
+    for i in 0..30u64 {
+        let written = Instant::now();
+        let put = ca.put(&format!("r/{}", i % 4), &json!(i)).json();
+        let (kind, data, id) = sse.event().expect("an event");
+        if kind == "progress" {
+            continue;
+        }
+        lags.push(written.elapsed());
+        assert_eq!(data["value"], json!(i), "{data}");
+        assert_eq!(data["revision"], put["revision"]);
+        let id = id.expect("an id on a single put");
+        assert!(id > last);
+        last = id;
+    }
+    lags.sort();
+    assert!(lags[lags.len() - 1] < Duration::from_secs(2), "{lags:?}");
 }

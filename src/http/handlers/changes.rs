@@ -13,10 +13,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::feed_stream as stream;
 use super::kv::{AnswerOnce, json, lock};
 use crate::http::api_error::ApiError;
 use crate::http::completion::Reply;
 use crate::http::message::{HttpRequest, HttpResponse};
+use crate::http::metrics::Metrics;
 use crate::http::query::{CHANGES_AFTER, LIMIT, PREFIX, Query, VALUES, WAIT};
 use crate::http::wire::{ChangeEntry, ChangesGoneResponse, ChangesResponse, ErrorResponse};
 use crate::watch::FeedWatch;
@@ -35,17 +37,44 @@ const DEFAULT_LIMIT: u64 = 100;
         ("limit" = Option<u64>, Query, description = "At most about this many (default 100, max 1000); a page never ends inside a revision, so one batch larger than this comes whole"),
         ("values" = Option<bool>, Query, description = "false: leave the values out (default true)"),
         ("wait" = Option<u64>, Query, description = "Long poll: with no matching change after `after`, wait up to this many seconds (max 300) for one; then an empty list and the current revision"),
+        ("Accept" = Option<String>, Header, description = "`text/event-stream` (Server-Sent Events) or `application/x-ndjson`: a stream of every change from `after` on, instead of one answer (`limit` and `wait` then do nothing)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "With a stream: resume after this revision (what a reconnecting EventSource sends); wins over `after`"),
     ),
     responses(
-        (status = 200, description = "The changes in revision order, the store's revision the answer covers, and where to resume", body = ChangesResponse),
+        (status = 200, description = "The changes in revision order, the store's revision the answer covers, and where to resume. With `Accept: text/event-stream`, a stream of Server-Sent Events instead: each change one event (`data:` the change object, `id:` its revision on the last event of each revision; a reconnecting EventSource's `Last-Event-ID` resumes after it), `event: progress` with `data: {\"revision\":N}` at least every 15 s while idle, `event: gone` (then the end) when history after the reader was removed, `event: slow` (then the end) for a reader more than 1 MiB behind. With `Accept: application/x-ndjson`, the same change objects one per line, progress lines `{\"revision\":N}`, and a last line with `detail` when the stream ends on an error or a slow reader",
+         content(
+            (ChangesResponse = "application/json"),
+            (String = "text/event-stream"),
+            (String = "application/x-ndjson"),
+         )),
         (status = 410, description = "Changes after `after` were removed by retention or a purge: re-list with /keys and resume from its revision", body = ChangesGoneResponse),
         (status = 422, description = "Invalid parameter", body = ErrorResponse),
         (status = 503, description = "Too many watchers, or the database is unavailable", body = ErrorResponse),
     )
 )]
-pub fn changes(store: &Store, req: &HttpRequest) -> Result<Reply, ApiError> {
+pub fn changes(
+    store: &Store,
+    req: &HttpRequest,
+    metrics: &Arc<Metrics>,
+) -> Result<Reply, ApiError> {
     let query = Query::parse(req.query())?;
     let limit = query.integer(LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+    if let Some(format) = stream_format(req) {
+        let values = query.get(VALUES.name).is_none() || query.boolean(VALUES)?;
+        // A reconnecting EventSource resumes after the last id it saw.
+        let resume = match req.header("last-event-id") {
+            Some(id) => Some(id.trim().parse::<u64>().map_err(|_| {
+                ApiError::unprocessable("Last-Event-ID must be a revision (a number)")
+            })?),
+            None => None,
+        };
+        let after = resume.or(query.integer(CHANGES_AFTER)?);
+        let prefix = query.get(PREFIX.name).unwrap_or("").to_string();
+        let (store, metrics) = (store.clone(), Arc::clone(metrics));
+        return Ok(Reply::Later(Box::new(move |responder| {
+            stream::start(store, metrics, prefix, after, values, format, responder)
+        })));
+    }
     let poll = Poll {
         store: store.clone(),
         prefix: query.get(PREFIX.name).unwrap_or("").to_string(),
@@ -70,6 +99,21 @@ pub fn changes(store: &Store, req: &HttpRequest) -> Result<Reply, ApiError> {
         let slot = Arc::new(AnswerOnce(Mutex::new(Some(responder))));
         attempt(poll, slot, false);
     })))
+}
+
+/// The stream asked for in `Accept`, if any (`HEAD` gets the JSON page).
+fn stream_format(req: &HttpRequest) -> Option<stream::Format> {
+    if req.method == "HEAD" {
+        return None;
+    }
+    let accept = req.header("accept")?;
+    if accept.contains("text/event-stream") {
+        Some(stream::Format::Sse)
+    } else if accept.contains("application/x-ndjson") {
+        Some(stream::Format::Ndjson)
+    } else {
+        None
+    }
 }
 
 /// One long poll.
@@ -165,20 +209,8 @@ pub(crate) fn page_response(page: &ChangePage) -> Result<HttpResponse, ApiError>
         _ => page.revision,
     };
     json(&ChangesResponse {
-        changes: page.changes.iter().map(entry).collect(),
+        changes: page.changes.iter().map(ChangeEntry::from).collect(),
         revision: page.revision,
         next_after,
     })
-}
-
-/// A change as the wire shows it.
-pub(crate) fn entry(c: &crate::Change) -> ChangeEntry<'_> {
-    ChangeEntry {
-        revision: c.revision,
-        key: &c.key,
-        version: c.version,
-        operation: c.operation.into(),
-        timestamp: c.timestamp(),
-        value: c.value.as_deref(),
-    }
 }

@@ -3,6 +3,7 @@ pub mod backup;
 pub mod batch;
 pub mod changes;
 pub mod docs;
+pub mod feed_stream;
 pub mod kv;
 pub mod leases;
 pub mod listing;

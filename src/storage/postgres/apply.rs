@@ -779,13 +779,10 @@ fn purge(
         "WITH p AS (
              DELETE FROM vkv_versions WHERE key = $1 RETURNING revision
          ), rev AS (
-             UPDATE vkv_revision SET value = value + 1,
-                 compacted = greatest(compacted, (SELECT coalesce(max(revision), 0) FROM p))
-             WHERE id = 1
-             RETURNING value
+             UPDATE vkv_revision SET value = value + 1 WHERE id = 1 RETURNING value
          ), log AS (
-             INSERT INTO vkv_purges (revision, key, version, ts_ms)
-             SELECT value, $1, $3, $4 FROM rev
+             INSERT INTO vkv_purges (revision, key, version, ts_ms, removed)
+             SELECT value, $1, $3, $4, (SELECT coalesce(max(revision), 0) FROM p) FROM rev
          ), k AS (
              UPDATE vkv_keys SET latest = 0, ts_ms = 0, deleted = false, first_kept = 1,
                  purged_latest = $3

@@ -137,7 +137,7 @@ impl Export for PgExport {
         }
         let (current, compacted) = if self.schema >= 5 {
             for r in self.client.query(
-                "SELECT revision, key, version, ts_ms FROM vkv_purges ORDER BY revision",
+                "SELECT revision, key, version, ts_ms, removed FROM vkv_purges ORDER BY revision",
                 &[],
             )? {
                 visit(Record::PurgeLog {
@@ -145,6 +145,7 @@ impl Export for PgExport {
                     key: key_text(r.try_get(1)?)?,
                     version: r.try_get::<_, i64>(2)?.max(0) as u64,
                     ts_ms: r.try_get(3)?,
+                    removed: r.try_get::<_, i64>(4)?.max(0) as u64,
                 })?;
             }
             let r = self.client.query_one(
@@ -400,11 +401,13 @@ impl Import for PgImport {
                 key,
                 version,
                 ts_ms,
+                removed,
             } => {
-                let n = ints([*revision, *version].into_iter())?;
+                let n = ints([*revision, *version, *removed].into_iter())?;
                 self.client.execute(
-                    "INSERT INTO vkv_purges (revision, key, version, ts_ms) VALUES ($1, $2, $3, $4)",
-                    &[&n[0], &key.as_bytes(), &n[1], ts_ms],
+                    "INSERT INTO vkv_purges (revision, key, version, ts_ms, removed)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[&n[0], &key.as_bytes(), &n[1], ts_ms, &n[2]],
                 )?;
             }
             Record::Revision { current, compacted } => {

@@ -330,10 +330,14 @@ fn changes_in(
     limit: usize,
     values: bool,
 ) -> Result<ChangePage, StoreError> {
+    // Removed under this prefix: by retention (anywhere), by purges of its
+    // keys.
     let counters = conn
         .query_opt(
-            "SELECT value, compacted FROM vkv_revision WHERE id = 1",
-            &[],
+            "SELECT value, greatest(compacted, (SELECT coalesce(max(removed), 0) FROM vkv_purges
+                 WHERE key >= $1 AND ($2::bytea IS NULL OR key < $2)))
+             FROM vkv_revision WHERE id = 1",
+            &[&prefix, &upper],
         )?
         .ok_or_else(|| StoreError::Internal("no revision counter".into()))?;
     let revision = counters.try_get::<_, i64>(0)?.max(0) as u64;

@@ -24,9 +24,10 @@
 //! - version 5, the change feed: `vkv_versions` gets `revision` (the
 //!   store's revision of its write), `seq` (its place within a `/batch`)
 //!   and `created`, indexed by `(revision, seq)`; `vkv_purges(revision,
-//!   key, version, ts_ms)` records each purge as a change; `vkv_revision`,
-//!   one row: `value` (the last revision given) and `compacted` (the
-//!   highest revision retention or a purge removed). Writers update it in
+//!   key, version, ts_ms, removed)` records each purge as a change (and the
+//!   highest revision it removed); `vkv_revision`, one row: `value` (the
+//!   last revision given) and `compacted` (the highest revision retention
+//!   removed). Writers update it in
 //!   their transaction, so its row lock orders commits across replicas
 //!   (`apply.rs`). Existing versions are numbered in commit order;
 //! - `vkv_meta(id, schema_version)`: one row.
@@ -111,8 +112,10 @@ const MIGRATIONS: &[&str] = &[
         revision bigint PRIMARY KEY,
         key bytea NOT NULL,
         version bigint NOT NULL,
-        ts_ms bigint NOT NULL
+        ts_ms bigint NOT NULL,
+        removed bigint NOT NULL
     );
+    CREATE INDEX vkv_purges_key ON vkv_purges (key, removed);
     CREATE TABLE vkv_revision (
         id integer PRIMARY KEY CHECK (id = 1),
         value bigint NOT NULL,

@@ -10,10 +10,11 @@
 //!   the file that was opened.
 //! - Each operation that writes takes the store's next revision (counter
 //!   `revision`, read and written in the same transaction); a batch's
-//!   versions share one, numbered by `seq` in batch order. Whatever
-//!   retention or a purge removes raises counter `compacted` to the highest
-//!   revision removed, and a purge leaves a `purges` row: a change of its
-//!   own.
+//!   versions share one, numbered by `seq` in batch order. What retention
+//!   removes raises counter `compacted` to the highest revision removed; a
+//!   purge leaves a `purges` row, a change of its own that also names the
+//!   highest revision it removed (so only readers of its key's prefix are
+//!   told the history is gone).
 
 use std::sync::Arc;
 
@@ -279,11 +280,18 @@ fn apply(
                  ON CONFLICT (key) DO UPDATE SET latest = excluded.latest",
             )?
             .execute(params![key, last as i64])?;
-            d.compacted = d.compacted.max(highest_revision(tx, key, None)?);
+            let removed = highest_revision(tx, key, None)?;
             tx.prepare_cached(
-                "INSERT INTO purges (revision, key, version, ts_ms) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO purges (revision, key, version, ts_ms, removed)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![revision as i64, key, last as i64, ts])?;
+            .execute(params![
+                revision as i64,
+                key,
+                last as i64,
+                ts,
+                removed as i64
+            ])?;
             let n = tx
                 .prepare_cached("DELETE FROM versions WHERE key = ?1")?
                 .execute(params![key])?;

@@ -137,9 +137,9 @@ impl Export for SqliteExport {
         }
         let (mut current, mut compacted) = (0, 0);
         if self.schema >= 4 {
-            let mut purges = self
-                .conn
-                .prepare("SELECT revision, key, version, ts_ms FROM purges ORDER BY revision")?;
+            let mut purges = self.conn.prepare(
+                "SELECT revision, key, version, ts_ms, removed FROM purges ORDER BY revision",
+            )?;
             let mut rows = purges.query([])?;
             while let Some(r) = rows.next()? {
                 visit(Record::PurgeLog {
@@ -147,6 +147,7 @@ impl Export for SqliteExport {
                     key: r.get(1)?,
                     version: r.get::<_, i64>(2)?.max(0) as u64,
                     ts_ms: r.get(3)?,
+                    removed: r.get::<_, i64>(4)?.max(0) as u64,
                 })?;
             }
             let mut counters = self.conn.prepare(
@@ -278,13 +279,20 @@ impl Import for SqliteImport {
                 key,
                 version,
                 ts_ms,
+                removed,
             } => {
                 self.conn
                     .prepare_cached(
-                        "INSERT INTO purges (revision, key, version, ts_ms)
-                         VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO purges (revision, key, version, ts_ms, removed)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
-                    .execute(params![sql_int(*revision)?, key, sql_int(*version)?, ts_ms])?;
+                    .execute(params![
+                        sql_int(*revision)?,
+                        key,
+                        sql_int(*version)?,
+                        ts_ms,
+                        sql_int(*removed)?
+                    ])?;
             }
             Record::Revision { current, compacted } => {
                 let mut set = self

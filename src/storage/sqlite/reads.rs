@@ -206,7 +206,16 @@ impl ReadPool {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
         let revision = counter(&tx, "revision")?;
-        let compacted = counter(&tx, "compacted")?;
+        let upper = prefix_upper_bound(prefix);
+        // Removed under this prefix: by retention (anywhere), by purges of
+        // its keys.
+        let purged: i64 = tx
+            .prepare_cached(
+                "SELECT coalesce(max(removed), 0) FROM purges
+                 WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)",
+            )?
+            .query_row(params![prefix, upper], |r| r.get(0))?;
+        let compacted = counter(&tx, "compacted")?.max(purged.max(0) as u64);
         let after = match after {
             None => revision,
             Some(0) => compacted,
@@ -218,7 +227,6 @@ impl ReadPool {
                 oldest: compacted,
             });
         }
-        let upper = prefix_upper_bound(prefix);
         let query = |tx: &rusqlite::Transaction<'_>, after: u64, n: i64| {
             let mut stmt = tx.prepare_cached(
                 "SELECT revision, seq, key, version, ts_ms, deleted, created, 0,

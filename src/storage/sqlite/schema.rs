@@ -29,10 +29,10 @@
 //! row gets `revision` (its write's), `seq` (its place within a `/batch`,
 //! which shares one revision) and `created` (written where the key had no
 //! live version); `versions_revision` indexes `(revision, seq)`;
-//! `purges(revision, key, version, ts_ms)` records each purge as a change
-//! (the key and its last version); counters `revision` (the last one
-//! given) and `compacted` (the highest revision retention or a purge
-//! removed). Existing versions are numbered in commit order: by timestamp
+//! `purges(revision, key, version, ts_ms, removed)` records each purge as
+//! a change (the key, its last version, the highest revision it removed);
+//! counters `revision` (the last one given) and `compacted` (the highest
+//! revision retention removed). Existing versions are numbered in commit order: by timestamp
 //! (never going back within a key), then key, then version.
 //! Version 5 adds what keys that expire need: `versions.expired` marks the
 //! tombstone of an expiry (a TTL or a lease ran out); `leases(id, ttl_ms,
@@ -106,8 +106,10 @@ const MIGRATIONS: &[&str] = &[
         revision INTEGER PRIMARY KEY NOT NULL,
         key TEXT NOT NULL,
         version INTEGER NOT NULL,
-        ts_ms INTEGER NOT NULL
+        ts_ms INTEGER NOT NULL,
+        removed INTEGER NOT NULL
     );
+    CREATE INDEX purges_key ON purges (key, removed);
     INSERT INTO counters (name, value)
         VALUES ('revision', (SELECT coalesce(max(revision), 0) FROM versions)), ('compacted', 0);",
     // 4 -> 5
