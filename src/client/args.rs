@@ -68,18 +68,34 @@ Examples:
   vkv ls config/ --values
 ", exit_codes!()))]
     Ls(LsArgs),
-    /// Print one line per change of a key until interrupted.
+    /// Print one line per change of a key, or of the keys under a prefix,
+    /// until interrupted.
     #[command(after_help = concat!(
-        "Each change is one line: the version, a tab, and the value as JSON, or `deleted`.
-Starts after the latest version (or after --after V), and prints every version
-written since, in order. A dropped connection or a restarted server is
-retried, with backoff, on every endpoint, and the watch resumes where it was.
+        "With KEY: each change is one line: the version, a tab, and the value as JSON,
+or `deleted`. Starts after the latest version (or after --after VERSION), and
+prints every version written since, in order.
+
+With --prefix P: the change feed (GET /changes) of the keys starting with P.
+Each change is one line: the store's revision, the operation (create, update,
+delete, expire, purge), the key, its version and, for create and update, the
+value as JSON, separated by tabs. `-o json`: the feed's object for each change.
+Starts now (or after --after REVISION; 0: from the oldest change kept). If the
+feed no longer holds the changes after that revision (removed by retention or
+a purge: 410), the watch ends with exit code 3 and names the oldest revision
+to start after.
+
+Either way, a dropped connection or a restarted server is retried, with
+backoff, on every endpoint, and the watch resumes where it was: nothing
+missed, nothing printed twice.
 
 Examples:
   vkv watch config/mode
   vkv watch config/mode --after 0          # every version, from the first
   vkv watch config/mode --count 1          # wait for the next change, then exit
   vkv watch config/mode -o json | jq .value
+  vkv watch --prefix app/                  # every change under app/ from now on
+  vkv watch --prefix app/ --after 0        # every change kept, then new ones
+  vkv watch --prefix '' -o json            # every change of every key
 ", exit_codes!()))]
     Watch(WatchArgs),
     /// Write several keys at once: all or none (POST /batch).
@@ -261,10 +277,16 @@ pub struct LsArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// The key.
-    pub key: String,
-    /// Print the versions after this one (0: all of them); default: the
-    /// latest version now.
-    #[arg(long, value_name = "VERSION")]
+    #[arg(required_unless_present = "prefix")]
+    pub key: Option<String>,
+    /// Follow the changes of every key starting with PREFIX (the change
+    /// feed) instead of one key.
+    #[arg(long, value_name = "PREFIX", conflicts_with = "key")]
+    pub prefix: Option<String>,
+    /// With KEY: print the versions after this one (0: all of them);
+    /// default: the latest version now. With --prefix: the changes after
+    /// this revision of the store (0: every change kept); default: now.
+    #[arg(long, value_name = "VERSION|REVISION")]
     pub after: Option<u64>,
     /// Exit after this many changes.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]

@@ -10,14 +10,18 @@
 //! - `failover.rs`: the endpoints as one service (next on a connection
 //!   error or a `503`).
 //! - `exit.rs`: failures and their exit codes.
+//! - `backoff.rs`: waiting for an endpoint to answer again.
 //! - `output.rs`: printing.
-//! - `commands.rs`, `watch.rs`, `health.rs`: the commands.
+//! - `commands.rs`, `watch.rs` (a key), `feed.rs` (a prefix), `health.rs`:
+//!   the commands.
 
 mod args;
+mod backoff;
 mod commands;
 mod endpoint;
 mod exit;
 mod failover;
+mod feed;
 pub mod health;
 mod http;
 mod output;
