@@ -120,6 +120,10 @@ Examples:
   vkv backup - | gzip > vkv.db.gz
 ", exit_codes!()))]
     Backup(BackupArgs),
+    /// Grant, keep alive, revoke and list leases (keys put with --lease
+    /// expire with theirs).
+    #[command(subcommand)]
+    Lease(LeaseCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   vkv completion bash > /etc/bash_completion.d/vkv
@@ -337,4 +341,92 @@ fn poll_duration(s: &str) -> Result<Duration, String> {
         return Err("must be from 1s to 300s".into());
     }
     Ok(Duration::from_secs(d.as_secs()))
+}
+
+/// `vkv lease ...`.
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Grant a lease; prints its id.
+    #[command(after_help = concat!(
+        "TTL: 30s, 5m, 2h or plain seconds, 1s to 30days. The lease runs out TTL after
+the grant unless kept alive; keys put with --lease ID expire with it.
+
+Examples:
+  id=$(vkv lease grant 10s)
+  vkv put services/api/host-7 up --lease \"$id\"
+  vkv lease keepalive \"$id\" --every 3s &
+", exit_codes!()))]
+    Grant(LeaseGrantArgs),
+    /// Keep a lease alive: it runs out its TTL from now.
+    #[command(after_help = concat!(
+        "Prints the lease's id, TTL and new deadline (tab-separated). With --every, keeps
+it alive until interrupted, one line per keepalive; endpoints that do not answer
+are retried with backoff. A lease that ran out or was revoked exits 3.
+
+Examples:
+  vkv lease keepalive 7
+  vkv lease keepalive 7 --every 3s
+", exit_codes!()))]
+    Keepalive(LeaseKeepaliveArgs),
+    /// Revoke a lease: its keys expire now.
+    #[command(after_help = concat!(
+        "Examples:
+  vkv lease revoke 7
+", exit_codes!()))]
+    Revoke(LeaseIdArgs),
+    /// Show a lease: its TTL, deadline, time left and keys.
+    #[command(after_help = concat!(
+        "Examples:
+  vkv lease show 7
+  vkv lease show 7 -o json
+", exit_codes!()))]
+    Show(LeaseIdArgs),
+    /// List the live leases: id, TTL and deadline, one per line.
+    #[command(after_help = concat!(
+        "Examples:
+  vkv lease ls
+", exit_codes!()))]
+    Ls(LeaseLsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseGrantArgs {
+    /// How long the lease lives unless kept alive (10s, 5m, 2h, ...).
+    pub ttl: String,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseKeepaliveArgs {
+    /// The lease.
+    pub id: u64,
+    /// Keep it alive every DURATION until interrupted (e.g. a third of its
+    /// TTL).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub every: Option<Duration>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseIdArgs {
+    /// The lease.
+    pub id: u64,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseLsArgs {
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
 }

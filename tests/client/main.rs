@@ -10,6 +10,7 @@ mod common;
 mod failover;
 mod feed;
 mod help;
+mod lease;
 mod watch;
 
 use std::io::{Read, Write};
