@@ -124,6 +124,23 @@ Examples:
     /// expire with theirs).
     #[command(subcommand)]
     Lease(LeaseCommand),
+    /// Hold a lock while COMMAND runs (or until interrupted).
+    #[command(after_help = concat!(
+        "Grants a lease (--ttl), takes the lock with a create-only put of key NAME with
+that lease, waiting (a long poll on NAME) while another holds it, and keeps the
+lease alive while it holds the lock. COMMAND runs with the fencing token in
+VKV_LOCK_TOKEN (the lock put's revision: it increases from one holder to the
+next); when it exits the lease is revoked (the lock freed) and vkv lock exits
+with COMMAND's status (128 + N if signal N ended it). Without COMMAND, prints
+the token and holds the lock until SIGINT or SIGTERM. A holder killed outright
+loses the lock when its lease runs out (--ttl).
+
+Examples:
+  vkv lock locks/nightly -- ./nightly.sh
+  vkv lock locks/nightly --ttl 30s -- sh -c 'echo token $VKV_LOCK_TOKEN'
+  vkv lock locks/leader                 # prints the token; Ctrl-C releases
+", exit_codes!()))]
+    Lock(LockArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   vkv completion bash > /etc/bash_completion.d/vkv
@@ -427,6 +444,20 @@ pub struct LeaseIdArgs {
 pub struct LeaseLsArgs {
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The lock: a key, held while the lock is.
+    pub name: String,
+    /// The lease's TTL: how long after a holder dies the lock frees itself.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub ttl: String,
+    /// The command to run while holding the lock.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
     #[command(flatten)]
     pub connect: Connect,
 }

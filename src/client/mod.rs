@@ -13,7 +13,7 @@
 //! - `backoff.rs`: waiting for an endpoint to answer again.
 //! - `output.rs`: printing.
 //! - `commands.rs`, `watch.rs` (a key), `feed.rs` (a prefix), `health.rs`:
-//!   `lease.rs`: the commands.
+//!   `lease.rs`, `lock.rs`: the commands.
 
 mod args;
 mod backoff;
@@ -25,6 +25,7 @@ mod feed;
 pub mod health;
 mod http;
 mod lease;
+mod lock;
 mod output;
 mod stream;
 mod tls;
@@ -47,6 +48,10 @@ pub fn run(command: Command, app: fn() -> clap::Command) -> ExitCode {
         Command::Batch(a) => ("batch", commands::batch(a)),
         Command::Backup(a) => ("backup", commands::backup(a)),
         Command::Lease(c) => ("lease", lease::lease(c)),
+        Command::Lock(a) => match lock::lock(a) {
+            Ok(status) => return ExitCode::from(status),
+            Err(f) => ("lock", Err(f)),
+        },
         Command::Completion { shell } => {
             let mut out = std::io::stdout().lock();
             clap_complete::generate(*shell, &mut app(), "vkv", &mut out);

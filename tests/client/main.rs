@@ -11,6 +11,7 @@ mod failover;
 mod feed;
 mod help;
 mod lease;
+mod lock;
 mod watch;
 
 use std::io::{Read, Write};
