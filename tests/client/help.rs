@@ -4,7 +4,7 @@
 use crate::vkv_with;
 
 const COMMANDS: &[&str] = &[
-    "get", "put", "del", "history", "ls", "watch", "batch", "backup",
+    "get", "put", "del", "history", "ls", "watch", "batch", "backup", "lock",
 ];
 
 /// `vkv lease SUBCOMMAND`.
@@ -22,7 +22,7 @@ fn lease_commands_have_examples_and_the_exit_codes_and_are_completed() {
     let watch = vkv_with(&["watch", "--help"], &[], b"");
     assert!(watch.stdout.contains("--prefix"), "{}", watch.stdout);
     let bash = vkv_with(&["completion", "bash"], &[], b"");
-    for word in ["lease", "keepalive", "--every", "--prefix"] {
+    for word in ["lease", "keepalive", "--every", "--prefix", "lock"] {
         assert!(bash.stdout.contains(word), "{word} not completed");
     }
 }

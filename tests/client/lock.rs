@@ -118,3 +118,28 @@ fn a_killed_holder_frees_the_lock_within_its_ttl_and_a_second() {
     // Released: the key is gone.
     on(&s, &["get", "l"]).code(3);
 }
+
+#[test]
+fn sigterm_to_a_holder_without_a_command_revokes_its_lease() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let mut holder = vkv()
+        .args(["lock", "l", "--ttl", "30s", "--endpoints", &url(&s)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.trim().parse::<u64>().is_ok(), "{line:?}");
+    assert_eq!(c.get("/get/l").status, 200);
+    let pid = libc::pid_t::try_from(holder.id()).unwrap();
+    // SAFETY: kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = crate::common::wait_timeout(&mut holder, Duration::from_secs(10)).unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    // Freed at once, not after the 30 s TTL.
+    assert_eq!(c.get("/get/l").status, 404);
+    assert_eq!(c.get("/leases").json()["leases"], crate::common::json!([]));
+}
