@@ -68,18 +68,34 @@ Examples:
   vkv ls config/ --values
 ", exit_codes!()))]
     Ls(LsArgs),
-    /// Print one line per change of a key until interrupted.
+    /// Print one line per change of a key, or of the keys under a prefix,
+    /// until interrupted.
     #[command(after_help = concat!(
-        "Each change is one line: the version, a tab, and the value as JSON, or `deleted`.
-Starts after the latest version (or after --after V), and prints every version
-written since, in order. A dropped connection or a restarted server is
-retried, with backoff, on every endpoint, and the watch resumes where it was.
+        "With KEY: each change is one line: the version, a tab, and the value as JSON,
+or `deleted`. Starts after the latest version (or after --after VERSION), and
+prints every version written since, in order.
+
+With --prefix P: the change feed (GET /changes) of the keys starting with P.
+Each change is one line: the store's revision, the operation (create, update,
+delete, expire, purge), the key, its version and, for create and update, the
+value as JSON, separated by tabs. `-o json`: the feed's object for each change.
+Starts now (or after --after REVISION; 0: from the oldest change kept). If the
+feed no longer holds the changes after that revision (removed by retention or
+a purge: 410), the watch ends with exit code 3 and names the oldest revision
+to start after.
+
+Either way, a dropped connection or a restarted server is retried, with
+backoff, on every endpoint, and the watch resumes where it was: nothing
+missed, nothing printed twice.
 
 Examples:
   vkv watch config/mode
   vkv watch config/mode --after 0          # every version, from the first
   vkv watch config/mode --count 1          # wait for the next change, then exit
   vkv watch config/mode -o json | jq .value
+  vkv watch --prefix app/                  # every change under app/ from now on
+  vkv watch --prefix app/ --after 0        # every change kept, then new ones
+  vkv watch --prefix '' -o json            # every change of every key
 ", exit_codes!()))]
     Watch(WatchArgs),
     /// Write several keys at once: all or none (POST /batch).
@@ -104,6 +120,27 @@ Examples:
   vkv backup - | gzip > vkv.db.gz
 ", exit_codes!()))]
     Backup(BackupArgs),
+    /// Grant, keep alive, revoke and list leases (keys put with --lease
+    /// expire with theirs).
+    #[command(subcommand)]
+    Lease(LeaseCommand),
+    /// Hold a lock while COMMAND runs (or until interrupted).
+    #[command(after_help = concat!(
+        "Grants a lease (--ttl), takes the lock with a create-only put of key NAME with
+that lease, waiting (a long poll on NAME) while another holds it, and keeps the
+lease alive while it holds the lock. COMMAND runs with the fencing token in
+VKV_LOCK_TOKEN (the lock put's revision: it increases from one holder to the
+next); when it exits the lease is revoked (the lock freed) and vkv lock exits
+with COMMAND's status (128 + N if signal N ended it). Without COMMAND, prints
+the token and holds the lock until SIGINT or SIGTERM. A holder killed outright
+loses the lock when its lease runs out (--ttl).
+
+Examples:
+  vkv lock locks/nightly -- ./nightly.sh
+  vkv lock locks/nightly --ttl 30s -- sh -c 'echo token $VKV_LOCK_TOKEN'
+  vkv lock locks/leader                 # prints the token; Ctrl-C releases
+", exit_codes!()))]
+    Lock(LockArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   vkv completion bash > /etc/bash_completion.d/vkv
@@ -261,10 +298,16 @@ pub struct LsArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// The key.
-    pub key: String,
-    /// Print the versions after this one (0: all of them); default: the
-    /// latest version now.
-    #[arg(long, value_name = "VERSION")]
+    #[arg(required_unless_present = "prefix")]
+    pub key: Option<String>,
+    /// Follow the changes of every key starting with PREFIX (the change
+    /// feed) instead of one key.
+    #[arg(long, value_name = "PREFIX", conflicts_with = "key")]
+    pub prefix: Option<String>,
+    /// With KEY: print the versions after this one (0: all of them);
+    /// default: the latest version now. With --prefix: the changes after
+    /// this revision of the store (0: every change kept); default: now.
+    #[arg(long, value_name = "VERSION|REVISION")]
     pub after: Option<u64>,
     /// Exit after this many changes.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -315,4 +358,106 @@ fn poll_duration(s: &str) -> Result<Duration, String> {
         return Err("must be from 1s to 300s".into());
     }
     Ok(Duration::from_secs(d.as_secs()))
+}
+
+/// `vkv lease ...`.
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Grant a lease; prints its id.
+    #[command(after_help = concat!(
+        "TTL: 30s, 5m, 2h or plain seconds, 1s to 30days. The lease runs out TTL after
+the grant unless kept alive; keys put with --lease ID expire with it.
+
+Examples:
+  id=$(vkv lease grant 10s)
+  vkv put services/api/host-7 up --lease \"$id\"
+  vkv lease keepalive \"$id\" --every 3s &
+", exit_codes!()))]
+    Grant(LeaseGrantArgs),
+    /// Keep a lease alive: it runs out its TTL from now.
+    #[command(after_help = concat!(
+        "Prints the lease's id, TTL and new deadline (tab-separated). With --every, keeps
+it alive until interrupted, one line per keepalive; endpoints that do not answer
+are retried with backoff. A lease that ran out or was revoked exits 3.
+
+Examples:
+  vkv lease keepalive 7
+  vkv lease keepalive 7 --every 3s
+", exit_codes!()))]
+    Keepalive(LeaseKeepaliveArgs),
+    /// Revoke a lease: its keys expire now.
+    #[command(after_help = concat!(
+        "Examples:
+  vkv lease revoke 7
+", exit_codes!()))]
+    Revoke(LeaseIdArgs),
+    /// Show a lease: its TTL, deadline, time left and keys.
+    #[command(after_help = concat!(
+        "Examples:
+  vkv lease show 7
+  vkv lease show 7 -o json
+", exit_codes!()))]
+    Show(LeaseIdArgs),
+    /// List the live leases: id, TTL and deadline, one per line.
+    #[command(after_help = concat!(
+        "Examples:
+  vkv lease ls
+", exit_codes!()))]
+    Ls(LeaseLsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseGrantArgs {
+    /// How long the lease lives unless kept alive (10s, 5m, 2h, ...).
+    pub ttl: String,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseKeepaliveArgs {
+    /// The lease.
+    pub id: u64,
+    /// Keep it alive every DURATION until interrupted (e.g. a third of its
+    /// TTL).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub every: Option<Duration>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseIdArgs {
+    /// The lease.
+    pub id: u64,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseLsArgs {
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The lock: a key, held while the lock is.
+    pub name: String,
+    /// The lease's TTL: how long after a holder dies the lock frees itself.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub ttl: String,
+    /// The command to run while holding the lock.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    #[command(flatten)]
+    pub connect: Connect,
 }

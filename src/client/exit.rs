@@ -38,7 +38,8 @@ Exit codes:
   0  success
   1  other error (invalid key or value, server error, local file error)
   2  usage error (bad flags; https without TLS support; unreadable token file)
-  3  not found (404: no such key or version, or deleted; 410: removed by retention)
+  3  not found (404: no such key, version or lease, or deleted; 410: removed by
+     retention, or for watch --prefix the changes after --after)
   4  condition failed (409: --if-version did not match)
   5  refused (401: no or unknown token; 403: token without the scope)
   6  unavailable (no endpoint answered, or each answered 503)"

@@ -1,5 +1,5 @@
 //! The command-line client in the `vkv` binary: `vkv get|put|del|history|
-//! ls|watch|batch|backup` against running servers, `vkv completion`, and
+//! ls|watch|batch|backup|lease` against running servers, `vkv completion`, and
 //! the `vkv health` probe. Blocking HTTP/1.1 over `std::net` (rustls with
 //! the `tls` feature); nothing from the server's code.
 //!
@@ -10,16 +10,22 @@
 //! - `failover.rs`: the endpoints as one service (next on a connection
 //!   error or a `503`).
 //! - `exit.rs`: failures and their exit codes.
+//! - `backoff.rs`: waiting for an endpoint to answer again.
 //! - `output.rs`: printing.
-//! - `commands.rs`, `watch.rs`, `health.rs`: the commands.
+//! - `commands.rs`, `watch.rs` (a key), `feed.rs` (a prefix), `health.rs`:
+//!   `lease.rs`, `lock.rs`: the commands.
 
 mod args;
+mod backoff;
 mod commands;
 mod endpoint;
 mod exit;
 mod failover;
+mod feed;
 pub mod health;
 mod http;
+mod lease;
+mod lock;
 mod output;
 mod stream;
 mod tls;
@@ -41,6 +47,11 @@ pub fn run(command: Command, app: fn() -> clap::Command) -> ExitCode {
         Command::Watch(a) => ("watch", watch::watch(a)),
         Command::Batch(a) => ("batch", commands::batch(a)),
         Command::Backup(a) => ("backup", commands::backup(a)),
+        Command::Lease(c) => ("lease", lease::lease(c)),
+        Command::Lock(a) => match lock::lock(a) {
+            Ok(status) => return ExitCode::from(status),
+            Err(f) => ("lock", Err(f)),
+        },
         Command::Completion { shell } => {
             let mut out = std::io::stdout().lock();
             clap_complete::generate(*shell, &mut app(), "vkv", &mut out);

@@ -1,5 +1,7 @@
 //! `vkv watch K`: one line per version of a key, for as long as it runs.
 //!
+//! `--prefix` follows the change feed instead (`feed.rs`).
+//!
 //! Long polls (`GET /get/K?wait_after=V&timeout=S`) one after another,
 //! each resuming after the last version printed. A poll answers with the
 //! latest version only; when several versions came between two polls, the
@@ -9,19 +11,14 @@
 //! on every endpoint, from the same version: nothing is missed, nothing
 //! printed twice.
 
-use std::time::Duration;
-
 use super::args::{Output, WatchArgs};
+use super::backoff::Backoff;
 use super::commands::{Found, history_page, json_string, parse};
 use super::endpoint::path_key;
 use super::exit::{Failure, code, detail};
 use super::failover::Client;
 use super::http::Request;
 use super::output::{self, compact};
-
-/// The first wait after a failure, doubled each time up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// One version of the key, as printed.
 enum Change {
@@ -33,22 +30,28 @@ enum Change {
 
 struct Watcher<'a> {
     args: &'a WatchArgs,
+    key: &'a str,
     client: Client,
     /// The last version printed (or the one to start after).
     after: u64,
     printed: u64,
-    /// The current wait between failed tries; `None` while all is well.
-    backoff: Option<Duration>,
+    backoff: Backoff,
 }
 
 pub fn watch(args: &WatchArgs) -> Result<(), Failure> {
+    let key = match (&args.key, &args.prefix) {
+        (_, Some(prefix)) => return super::feed::follow(args, prefix),
+        (Some(key), None) => key,
+        (None, None) => return Err(Failure::usage("give a KEY or --prefix PREFIX")),
+    };
     let client = Client::new(&args.connect)?;
     let mut w = Watcher {
         args,
+        key,
         client,
         after: 0,
         printed: 0,
-        backoff: None,
+        backoff: Backoff::new("watch"),
     };
     w.after = match args.after {
         Some(v) => v,
@@ -73,7 +76,7 @@ impl Watcher<'_> {
         loop {
             match step(self) {
                 Ok(v) => {
-                    if self.backoff.take().is_some() {
+                    if self.backoff.recovered() {
                         eprintln!(
                             "vkv watch: connected to {}, resuming after version {}",
                             self.client.endpoint(),
@@ -82,17 +85,7 @@ impl Watcher<'_> {
                     }
                     return Ok(v);
                 }
-                Err(f) if f.code == code::UNAVAILABLE => {
-                    let wait = match self.backoff {
-                        None => {
-                            eprintln!("vkv watch: {f}; retrying until a server answers");
-                            FIRST_BACKOFF
-                        }
-                        Some(d) => (d * 2).min(MAX_BACKOFF),
-                    };
-                    self.backoff = Some(wait);
-                    std::thread::sleep(wait);
-                }
+                Err(f) if f.code == code::UNAVAILABLE => self.backoff.wait(&f),
                 Err(f) => return Err(f),
             }
         }
@@ -100,7 +93,7 @@ impl Watcher<'_> {
 
     /// The key's latest version now, deleted or not (0: none).
     fn latest(&mut self) -> Result<u64, Failure> {
-        let key = &self.args.key;
+        let key = self.key;
         let r = self
             .client
             .call(Request::get(format!("/history/{}?limit=1", path_key(key))))?;
@@ -117,7 +110,7 @@ impl Watcher<'_> {
         let secs = self.args.poll.as_secs();
         let target = format!(
             "/get/{}?wait_after={}&timeout={secs}",
-            path_key(&self.args.key),
+            path_key(self.key),
             self.after
         );
         let req = Request {
@@ -173,7 +166,7 @@ impl Watcher<'_> {
     /// Prints the versions between `self.after` and `upto` (exclusive)
     /// that still exist, oldest first.
     fn fill_gap(&mut self, upto: u64) -> Result<(), Failure> {
-        let key = self.args.key.clone();
+        let key = self.key.to_string();
         let mut missing = Vec::new();
         let mut before = upto;
         loop {
@@ -219,7 +212,7 @@ impl Watcher<'_> {
     }
 
     fn print(&mut self, version: u64, change: &Change) -> Result<(), Failure> {
-        let key = json_string(&self.args.key);
+        let key = json_string(self.key);
         let line = match (self.args.output, change) {
             (Output::Text, Change::Value(v, _)) => format!("{version}\t{v}"),
             (Output::Text, Change::Deleted(_)) => format!("{version}\tdeleted"),

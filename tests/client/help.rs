@@ -4,8 +4,28 @@
 use crate::vkv_with;
 
 const COMMANDS: &[&str] = &[
-    "get", "put", "del", "history", "ls", "watch", "batch", "backup",
+    "get", "put", "del", "history", "ls", "watch", "batch", "backup", "lock",
 ];
+
+/// `vkv lease SUBCOMMAND`.
+const LEASE: &[&str] = &["grant", "keepalive", "revoke", "show", "ls"];
+
+#[test]
+fn lease_commands_have_examples_and_the_exit_codes_and_are_completed() {
+    for sub in LEASE {
+        let r = vkv_with(&["lease", sub, "--help"], &[], b"");
+        let text = &r.code(0).stdout;
+        assert!(text.contains("Examples:"), "lease {sub}: {text}");
+        assert!(text.contains(&format!("vkv lease {sub}")), "{sub}: {text}");
+        assert!(text.contains("3  not found"), "lease {sub}: {text}");
+    }
+    let watch = vkv_with(&["watch", "--help"], &[], b"");
+    assert!(watch.stdout.contains("--prefix"), "{}", watch.stdout);
+    let bash = vkv_with(&["completion", "bash"], &[], b"");
+    for word in ["lease", "keepalive", "--every", "--prefix", "lock"] {
+        assert!(bash.stdout.contains(word), "{word} not completed");
+    }
+}
 
 #[test]
 fn every_command_has_examples_and_the_exit_codes_in_its_help() {

@@ -1,5 +1,5 @@
 //! The command-line client (`vkv get|put|del|history|ls|watch|batch|
-//! backup|completion`) as a user runs it: the real binary against real
+//! backup|lease|lock|completion`) as a user runs it: the real binary against real
 //! servers, every command and every exit code. One test binary, one module
 //! per concern.
 
@@ -8,7 +8,10 @@ mod commands;
 #[path = "../support/mod.rs"]
 mod common;
 mod failover;
+mod feed;
 mod help;
+mod lease;
+mod lock;
 mod watch;
 
 use std::io::{Read, Write};

@@ -10,14 +10,14 @@ use crate::common::{Client, Server, json, poll_until, vkv, wait_timeout};
 use crate::{on, url, vkv_with};
 
 /// A running `vkv watch`, its stdout lines collected as they come.
-struct Watch {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    errors: Arc<Mutex<Vec<String>>>,
+pub struct Watch {
+    pub child: Child,
+    pub lines: Arc<Mutex<Vec<String>>>,
+    pub errors: Arc<Mutex<Vec<String>>>,
 }
 
 impl Watch {
-    fn start(args: &[&str]) -> Watch {
+    pub fn start(args: &[&str]) -> Watch {
         let mut child = vkv()
             .arg("watch")
             .args(args)
@@ -45,13 +45,13 @@ impl Watch {
         }
     }
 
-    fn lines(&self) -> Vec<String> {
+    pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
     /// Waits until `n` lines came; fails the test if they do not.
     #[track_caller]
-    fn wait_for(&self, n: usize) -> Vec<String> {
+    pub fn wait_for(&self, n: usize) -> Vec<String> {
         let came = poll_until(Duration::from_secs(30), || self.lines().len() >= n);
         assert!(
             came,
