@@ -76,10 +76,11 @@ pub(crate) struct ExpiryCounters {
 /// Expiry counters as `/metrics` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExpiryStats {
-    /// Keys with a deadline (their own or their lease's).
-    pub keys_with_deadline: u64,
-    /// Live leases.
-    pub leases: u64,
+    /// Keys with a deadline (their own or their lease's), where this
+    /// process schedules them (`None` on PostgreSQL).
+    pub keys_with_deadline: Option<u64>,
+    /// Live leases (`None` where leases are not stored).
+    pub leases: Option<u64>,
     /// Keys expired since start.
     pub expired: u64,
     /// Expiries past their deadline by at most each of
@@ -113,8 +114,8 @@ impl ExpiryCounters {
             })
             .collect();
         ExpiryStats {
-            keys_with_deadline: keys as u64,
-            leases: leases as u64,
+            keys_with_deadline: Some(keys as u64),
+            leases: Some(leases as u64),
             expired: self.expired.load(Ordering::Relaxed),
             lag_buckets,
             lag_sum_ms: self.lag_sum_ms.load(Ordering::Relaxed),
@@ -379,6 +380,21 @@ impl Schedule {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+    }
+
+    /// Waits `pause`, or less if the schedule is closed meanwhile; whether
+    /// it is still open.
+    pub fn pause(&self, pause: Duration) -> bool {
+        let st = self.lock();
+        if st.closed {
+            return false;
+        }
+        let st = self
+            .wake
+            .wait_timeout(st, pause)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        !st.closed
     }
 
     /// Stops the expiry thread.

@@ -257,7 +257,8 @@ impl Store {
         let counters = Arc::new(WriterCounters::default());
         let fault = Arc::new(WriteFault::default());
         let schedule = Arc::new(Schedule::default());
-        if backend.reads.supports_expiry() {
+        let polls = backend.reads.polls_deadlines();
+        if backend.reads.supports_expiry() && !polls {
             let stored = backend
                 .reads
                 .expiry_state()
@@ -279,8 +280,10 @@ impl Store {
         let writer = Arc::new(Writer::start(backend.committer, ctx, config.write_queue)?);
         if backend.reads.supports_expiry() {
             // Keys whose deadline passed while the store was closed expire
-            // at once: the schedule has them due.
-            crate::expiry::start(Arc::clone(&schedule), Arc::clone(&writer))?;
+            // at once: the schedule has them due, or the first poll finds
+            // them.
+            let reads = polls.then(|| Arc::clone(&backend.reads));
+            crate::expiry::start(Arc::clone(&schedule), Arc::clone(&writer), reads)?;
         }
         Ok(Store {
             inner: Arc::new(Inner {
@@ -387,7 +390,7 @@ impl Store {
     /// [`Lifetime::Lease`] expire when it runs out (unless kept alive with
     /// [`Store::keepalive`]) or is revoked.
     pub fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError> {
-        self.expiry_supported()?;
+        self.leases_supported()?;
         let ttl_ms = ttl_ms(ttl)?;
         match self.inner.writer.apply(Op::Grant { ttl_ms })? {
             Done::Granted(row) => Ok(self.inner.schedule.lease(row.id).unwrap_or(Lease {
@@ -402,7 +405,7 @@ impl Store {
     /// Keeps lease `id` alive: it now runs out its TTL from now. Not a
     /// write: after a restart every lease gets its full TTL again.
     pub fn keepalive(&self, id: u64) -> Result<Lease, StoreError> {
-        self.expiry_supported()?;
+        self.leases_supported()?;
         self.inner
             .schedule
             .keepalive(id)
@@ -412,7 +415,7 @@ impl Store {
     /// Lease `id`, up to `limit` of the keys attached to it (in byte
     /// order), and whether more are.
     pub fn lease(&self, id: u64, limit: usize) -> Result<(Lease, Vec<String>, bool), StoreError> {
-        self.expiry_supported()?;
+        self.leases_supported()?;
         let lease = self
             .inner
             .schedule
@@ -424,14 +427,14 @@ impl Store {
 
     /// Every live lease, by id.
     pub fn leases(&self) -> Result<Vec<Lease>, StoreError> {
-        self.expiry_supported()?;
+        self.leases_supported()?;
         Ok(self.inner.schedule.leases())
     }
 
     /// Revokes lease `id`: every key attached to it expires, in one
     /// transaction. The tombstones written.
     pub fn revoke_lease(&self, id: u64) -> Result<Vec<PutOutcome>, StoreError> {
-        self.expiry_supported()?;
+        self.leases_supported()?;
         let taken = self
             .inner
             .schedule
@@ -452,24 +455,44 @@ impl Store {
     }
 
     /// When `key` expires if `version` is its latest and has a deadline
-    /// (its own or its lease's), in milliseconds since the epoch.
+    /// (its own or its lease's), in milliseconds since the epoch. Only
+    /// where deadlines are scheduled in this process (SQLite): `None` on
+    /// PostgreSQL.
     pub fn expires_at(&self, key: &str, version: u64) -> Option<i64> {
         self.inner.schedule.deadline_of(key, version)
     }
 
-    /// Expiry counters: keys with a deadline, leases, expiries, lag.
+    /// Expiry counters: keys with a deadline and leases (where they are
+    /// scheduled in this process), expiries, lag.
     pub fn expiry_stats(&self) -> ExpiryStats {
         let schedule = &self.inner.schedule;
-        schedule.counters.stats(schedule.counts())
+        let mut stats = schedule.counters.stats(schedule.counts());
+        if self.inner.reads.polls_deadlines() {
+            stats.keys_with_deadline = None;
+            stats.leases = None;
+        }
+        stats
     }
 
-    /// Refuses TTLs and leases where the backend does not store them.
+    /// Refuses TTLs where the backend does not store them.
     fn expiry_supported(&self) -> Result<(), StoreError> {
         if self.inner.reads.supports_expiry() {
             Ok(())
         } else {
             Err(StoreError::InvalidLifetime(
-                "TTLs and leases are not supported on PostgreSQL yet; use SQLite".into(),
+                "TTLs are not supported by this store".into(),
+            ))
+        }
+    }
+
+    /// Refuses leases where the backend does not store them.
+    fn leases_supported(&self) -> Result<(), StoreError> {
+        if self.inner.reads.supports_leases() {
+            Ok(())
+        } else {
+            Err(StoreError::InvalidLifetime(
+                "leases are not supported on PostgreSQL yet (TTLs are); use SQLite for leases"
+                    .into(),
             ))
         }
     }
@@ -486,7 +509,7 @@ impl Store {
                 ttl_ms(ttl)?;
             }
             Lifetime::Lease(id) => {
-                self.expiry_supported()?;
+                self.leases_supported()?;
                 self.inner
                     .schedule
                     .lease(id)

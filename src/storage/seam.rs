@@ -323,6 +323,24 @@ pub(crate) trait Reads: Send + Sync {
         false
     }
 
+    /// Whether the backend stores leases (with TTLs: see
+    /// [`Reads::supports_expiry`]).
+    fn supports_leases(&self) -> bool {
+        self.supports_expiry()
+    }
+
+    /// Whether deadlines are found by asking the backend ([`Reads::due`])
+    /// rather than scheduled in memory from [`Reads::expiry_state`]: where
+    /// several processes write the same database (PostgreSQL), on its clock.
+    fn polls_deadlines(&self) -> bool {
+        false
+    }
+
+    /// Up to `limit` keys whose deadline has passed, soonest first.
+    fn due(&self, _limit: usize) -> Result<Vec<Due>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Every stored deadline and lease, to schedule at start.
     fn expiry_state(&self) -> Result<ExpiryState, StoreError> {
         Ok(ExpiryState::default())

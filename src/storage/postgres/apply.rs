@@ -33,7 +33,7 @@ use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::rows::db_int;
 use crate::error::StoreError;
 use crate::rules;
-use crate::storage::seam::{Committer, Done, Op, Outcomes, PutItem, Written};
+use crate::storage::seam::{Committer, Done, Due, Lifetime, Op, Outcomes, PutItem, Written};
 use crate::version::{Versioned, now_ms};
 
 /// The channel replicas `NOTIFY` on.
@@ -283,6 +283,8 @@ struct NewRow<'a> {
     version: u64,
     value: &'a str,
     deleted: bool,
+    /// The tombstone of an expiry.
+    expired: bool,
 }
 
 /// What the group has decided so far and not yet written.
@@ -292,6 +294,10 @@ struct Stage<'a> {
     keys_delta: i64,
     /// Keys to `NOTIFY` about.
     notify: BTreeSet<&'a str>,
+    /// Puts with a TTL: key, version, TTL in milliseconds. Each sets the
+    /// key's deadline at the flush (on the database's clock) if it is still
+    /// the key's latest then.
+    ttls: Vec<(&'a str, u64, i64)>,
     ts: i64,
     max_versions: u64,
 }
@@ -317,7 +323,8 @@ fn transaction(
             Op::Delete { key, .. } | Op::Purge { key, .. } => {
                 keys.insert(key);
             }
-            Op::Probe | Op::Expire(_) | Op::Grant { .. } | Op::Revoke { .. } => {}
+            Op::Expire(due) => keys.extend(due.iter().map(|d| d.key.as_str())),
+            Op::Probe | Op::Grant { .. } | Op::Revoke { .. } => {}
         }
     }
     // Shared: no read lease is granted while this transaction runs.
@@ -329,6 +336,7 @@ fn transaction(
         rows: Vec::new(),
         keys_delta: 0,
         notify: BTreeSet::new(),
+        ttls: Vec::new(),
         ts: now_ms(),
         max_versions,
     };
@@ -354,10 +362,11 @@ fn transaction(
                 }
             }
             Op::Probe => Ok(Done::Written(Vec::new())),
-            // The store refuses TTLs and leases before they reach here.
-            Op::Expire(_) | Op::Grant { .. } | Op::Revoke { .. } => Err(
-                StoreError::InvalidLifetime("TTLs and leases are not stored on PostgreSQL".into()),
-            ),
+            Op::Expire(due) => expire(conn, &mut stage, due).map_err(TxError::Pg)?,
+            // The store refuses leases before they reach here.
+            Op::Grant { .. } | Op::Revoke { .. } => Err(StoreError::InvalidLifetime(
+                "leases are not stored on PostgreSQL".into(),
+            )),
         };
         outcomes.push(outcome);
     }
@@ -471,10 +480,59 @@ impl Head {
     }
 }
 
+/// Expires each key of `due` whose deadline has passed on the database's
+/// clock, with its head locked: a replica that expired it first removed
+/// its deadline, so no key gets two tombstones. A key written earlier in
+/// this group keeps what that write set.
+fn expire<'a>(
+    conn: &mut PgConn,
+    stage: &mut Stage<'a>,
+    due: &'a [Due],
+) -> Result<Result<Done, StoreError>, postgres::Error> {
+    let keys: Vec<&[u8]> = due.iter().map(|d| d.key.as_bytes()).collect();
+    let rows = conn.query(
+        "SELECT key FROM vkv_deadlines WHERE key = ANY($1::bytea[]) AND due <= clock_timestamp()",
+        &[&keys],
+    )?;
+    let passed: BTreeSet<Vec<u8>> = rows
+        .iter()
+        .map(|r| r.try_get::<_, Vec<u8>>(0))
+        .collect::<Result<_, _>>()?;
+    let mut written = Vec::new();
+    for d in due {
+        let key = d.key.as_str();
+        if !passed.contains(key.as_bytes()) || stage.heads.get(key).is_none_or(|h| h.dirty) {
+            continue;
+        }
+        let outcome = stage
+            .state(key)
+            .and_then(|h| rules::delete(key, None, h))
+            .and_then(|next| stage.write(key, RawValue::NULL, next, true, true));
+        // A key not live has no deadline: nothing to expire.
+        if let Ok(w) = outcome {
+            written.push(w);
+        }
+    }
+    Ok(Ok(Done::Written(written)))
+}
+
 impl<'a> Stage<'a> {
     fn put(&mut self, item: &'a PutItem) -> Result<Written, StoreError> {
         let next = rules::put(&item.key, item.expect, self.state(&item.key)?)?;
-        self.write(&item.key, &item.value, next, false)
+        let ttl = match item.lifetime {
+            Lifetime::Permanent => None,
+            Lifetime::Ttl(ttl) => Some(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+            Lifetime::Lease(_) => {
+                return Err(StoreError::InvalidLifetime(
+                    "leases are not stored on PostgreSQL".into(),
+                ));
+            }
+        };
+        let written = self.write(&item.key, &item.value, next, false, false)?;
+        if let Some(ms) = ttl {
+            self.ttls.push((&item.key, written.version.version, ms));
+        }
+        Ok(written)
     }
 
     /// The rules' view of the locked head of `key`.
@@ -493,6 +551,7 @@ impl<'a> Stage<'a> {
         value: &'a RawValue,
         next: rules::Next,
         deleted: bool,
+        expired: bool,
     ) -> Result<Written, StoreError> {
         let head = self
             .heads
@@ -516,6 +575,7 @@ impl<'a> Stage<'a> {
             version,
             value: value.get(),
             deleted,
+            expired,
         });
         self.notify.insert(key);
         Ok(Written {
@@ -524,7 +584,7 @@ impl<'a> Stage<'a> {
                 version,
                 timestamp_ms: self.ts,
                 deleted,
-                expired: false,
+                expired,
                 value: value.to_owned(),
             }),
             created: next.created,
@@ -539,6 +599,7 @@ impl<'a> Stage<'a> {
             .map(|i| (i.key.as_str(), self.heads.get(i.key.as_str()).cloned()))
             .collect();
         let (rows, keys_delta, notify) = (self.rows.len(), self.keys_delta, self.notify.clone());
+        let ttls = self.ttls.len();
         let written: Result<Vec<_>, _> = items.iter().map(|i| self.put(i)).collect();
         if written.is_err() {
             for (key, head) in saved.into_iter().rev() {
@@ -547,6 +608,7 @@ impl<'a> Stage<'a> {
                 }
             }
             self.rows.truncate(rows);
+            self.ttls.truncate(ttls);
             self.keys_delta = keys_delta;
             self.notify = notify;
         }
@@ -555,7 +617,7 @@ impl<'a> Stage<'a> {
 
     fn delete(&mut self, key: &'a str, expect: Option<u64>) -> Result<Done, StoreError> {
         let next = rules::delete(key, expect, self.state(key)?)?;
-        self.write(key, RawValue::NULL, next, true)
+        self.write(key, RawValue::NULL, next, true, false)
             .map(|v| Done::Written(vec![v]))
     }
 }
@@ -604,6 +666,7 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
     let rt: Vec<i64> = vec![stage.ts; rows.len()];
     let rval: Vec<&str> = rows.iter().map(|r| r.value).collect();
     let rdel: Vec<bool> = rows.iter().map(|r| r.deleted).collect();
+    let rexp: Vec<bool> = rows.iter().map(|r| r.expired).collect();
     let notify: Vec<String> = if last {
         stage.notify.iter().map(|k| hex(k.as_bytes())).collect()
     } else {
@@ -612,8 +675,11 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
     let inserted = rows.len() as i64;
     conn.query(
         "WITH ins AS (
-             INSERT INTO vkv_versions (key, version, ts_ms, value, deleted)
-             SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[])
+             INSERT INTO vkv_versions (key, version, ts_ms, value, deleted, expired)
+             SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[],
+                 $20::bool[])
+         ), deadlines AS (
+             DELETE FROM vkv_deadlines WHERE key = ANY($6::bytea[])
          ), heads AS (
              UPDATE vkv_keys k SET latest = h.latest, ts_ms = h.ts_ms, deleted = h.deleted,
                  first_kept = h.first_kept, purged_latest = h.purged
@@ -654,8 +720,28 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
             &CHANNEL,
             &notify,
             &hp,
+            &rexp,
         ],
     )?;
+    // Deadlines of puts with a TTL still their key's latest: set after the
+    // statement above removed every written key's old one.
+    let (mut dk, mut dv, mut dm): (Vec<&[u8]>, Vec<i64>, Vec<i64>) = (vec![], vec![], vec![]);
+    for (key, version, ms) in stage.ttls.drain(..) {
+        if stage.heads.get(key).is_some_and(|h| h.latest == version) {
+            dk.push(key.as_bytes());
+            dv.push(db_int(version));
+            dm.push(ms);
+        }
+    }
+    if !dk.is_empty() {
+        conn.query(
+            "INSERT INTO vkv_deadlines (key, version, due)
+             SELECT k, v, clock_timestamp() + ms * interval '1 millisecond'
+             FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS t(k, v, ms)
+             ON CONFLICT (key) DO UPDATE SET version = excluded.version, due = excluded.due",
+            &[&dk, &dv, &dm],
+        )?;
+    }
     stage.rows.clear();
     stage.keys_delta = 0;
     for h in stage.heads.values_mut() {
@@ -679,6 +765,8 @@ fn purge(conn: &mut PgConn, key: &str, last: u64, shard: i32) -> Result<u64, pos
          ), c AS (
              UPDATE vkv_counters SET keys = keys - 1, versions = versions - (SELECT count(*) FROM p)
              WHERE shard = $2
+         ), d AS (
+             DELETE FROM vkv_deadlines WHERE key = $1
          )
          SELECT count(*) FROM p",
         &[&key.as_bytes(), &shard, &db_int(last)],

@@ -15,10 +15,13 @@ use std::path::Path;
 
 use postgres::{Client, Row};
 
+use super::rows::key_text;
 use super::schema;
 use super::target::{Target, describe};
 use crate::error::{OpenError, StoreError};
-use crate::storage::seam::{Export, Import, KeyHead, Record, Totals, VersionRow, merge_dump};
+use crate::storage::seam::{
+    Deadline, DeadlineRow, Export, Import, KeyHead, Record, Totals, VersionRow, merge_dump,
+};
 
 /// Rows per `FETCH` and per `INSERT`.
 const CHUNK: usize = 1000;
@@ -90,14 +93,15 @@ impl Export for PgExport {
         visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         // bytea compares bytewise: the same order as SQLite's BINARY text.
-        self.client.batch_execute(
+        let expired = if self.schema >= 5 { "expired" } else { "false" };
+        self.client.batch_execute(&format!(
             "DECLARE vkv_dump_heads NO SCROLL CURSOR FOR
                  SELECT key, latest, ts_ms, deleted, first_kept FROM vkv_keys
                  WHERE latest > 0 ORDER BY key;
              DECLARE vkv_dump_versions NO SCROLL CURSOR FOR
-                 SELECT key, version, ts_ms, deleted, value FROM vkv_versions
-                 ORDER BY key, version;",
-        )?;
+                 SELECT key, version, ts_ms, deleted, value, {expired} FROM vkv_versions
+                 ORDER BY key, version;"
+        ))?;
         let client = RefCell::new(&mut self.client);
         let heads = cursor(&client, "FETCH 1000 FROM vkv_dump_heads", |r| {
             Ok(KeyHead {
@@ -115,7 +119,7 @@ impl Export for PgExport {
                 ts_ms: r.try_get(2)?,
                 deleted: r.try_get(3)?,
                 value: r.try_get(4)?,
-                expired: false,
+                expired: r.try_get(5)?,
             })
         });
         merge_dump(heads, versions, visit)?;
@@ -129,6 +133,20 @@ impl Export for PgExport {
                 key: key_text(r.try_get(0)?)?,
                 latest: r.try_get::<_, i64>(1)? as u64,
             })?;
+        }
+        if self.schema >= 5 {
+            let deadlines = self.client.query(
+                "SELECT key, version, (extract(epoch FROM due) * 1000)::bigint
+                 FROM vkv_deadlines ORDER BY key",
+                &[],
+            )?;
+            for r in deadlines {
+                visit(Record::Deadline(DeadlineRow {
+                    key: key_text(r.try_get(0)?)?,
+                    version: r.try_get::<_, i64>(1)? as u64,
+                    deadline: Deadline::At(r.try_get(2)?),
+                }))?;
+            }
         }
         Ok(())
     }
@@ -157,15 +175,6 @@ fn cursor<'a, T>(
             }
         }
         buf.pop_front().map(|r| decode(&r))
-    })
-}
-
-fn key_text(bytes: Vec<u8>) -> Result<String, StoreError> {
-    String::from_utf8(bytes).map_err(|e| {
-        StoreError::Internal(format!(
-            "a stored key is not UTF-8: {:?}",
-            String::from_utf8_lossy(e.as_bytes())
-        ))
     })
 }
 
@@ -268,10 +277,12 @@ impl PgImport {
             let ts: Vec<i64> = rows.iter().map(|v| v.ts_ms).collect();
             let values: Vec<&str> = rows.iter().map(|v| v.value.as_str()).collect();
             let deleted: Vec<bool> = rows.iter().map(|v| v.deleted).collect();
+            let expired: Vec<bool> = rows.iter().map(|v| v.expired).collect();
             self.client.execute(
-                "INSERT INTO vkv_versions (key, version, ts_ms, value, deleted)
-                 SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::text[], $5::bool[])",
-                &[&keys, &version, &ts, &values, &deleted],
+                "INSERT INTO vkv_versions (key, version, ts_ms, value, deleted, expired)
+                 SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::text[], $5::bool[],
+                     $6::bool[])",
+                &[&keys, &version, &ts, &values, &deleted, &expired],
             )?;
         }
         Ok(())
@@ -301,7 +312,7 @@ impl Import for PgImport {
 
     fn clear(&mut self) -> Result<(), StoreError> {
         self.client.batch_execute(
-            "DELETE FROM vkv_versions; DELETE FROM vkv_keys;
+            "DELETE FROM vkv_versions; DELETE FROM vkv_keys; DELETE FROM vkv_deadlines;
              UPDATE vkv_counters SET keys = 0, versions = 0;",
         )?;
         Ok(())
@@ -312,11 +323,21 @@ impl Import for PgImport {
             Record::Head(h) => self.heads.push(h.clone()),
             Record::Version(v) => self.versions.push(v.clone()),
             Record::Deadline(d) => {
-                return Err(StoreError::InvalidLifetime(format!(
-                    "key {:?} expires (a TTL or a lease), and PostgreSQL does not store \
-                     TTLs or leases yet; nothing was copied",
-                    d.key
-                )));
+                let Deadline::At(due) = d.deadline else {
+                    return Err(StoreError::InvalidLifetime(format!(
+                        "key {:?} is on a lease, and PostgreSQL does not store leases yet; \
+                         nothing was copied",
+                        d.key
+                    )));
+                };
+                // After every key's records: its version row is flushed.
+                self.flush()?;
+                let version = ints([d.version].into_iter())?;
+                self.client.execute(
+                    "INSERT INTO vkv_deadlines (key, version, due)
+                     VALUES ($1, $2, to_timestamp($3::bigint / 1000.0))",
+                    &[&d.key.as_bytes(), &version[0], &due],
+                )?;
             }
             Record::Lease(l) => {
                 return Err(StoreError::InvalidLifetime(format!(

@@ -14,7 +14,7 @@ use super::lease::Leases;
 use super::rows::{db_int, versioned};
 use crate::error::StoreError;
 use crate::storage::seam::{
-    DbStats, Fresh, KeyInfo, LatestReply, Reads, VersionInfo, VersionReply,
+    DbStats, Due, Fresh, KeyInfo, LatestReply, Reads, VersionInfo, VersionReply,
 };
 use crate::version::Versioned;
 
@@ -62,6 +62,37 @@ impl Reads for PgReads {
         Some((self.leases.held(), self.leases.taken()))
     }
 
+    fn supports_expiry(&self) -> bool {
+        true
+    }
+
+    fn supports_leases(&self) -> bool {
+        false
+    }
+
+    /// Deadlines are the database's, shared by every replica: each polls.
+    fn polls_deadlines(&self) -> bool {
+        true
+    }
+
+    fn due(&self, limit: usize) -> Result<Vec<Due>, StoreError> {
+        self.with_conn(|conn| {
+            let rows = conn.query(
+                "SELECT key, (extract(epoch FROM due) * 1000)::bigint FROM vkv_deadlines
+                 WHERE due <= clock_timestamp() ORDER BY due LIMIT $1",
+                &[&(limit as i64)],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Due {
+                        key: super::rows::key_text(r.try_get(0)?)?,
+                        due_ms: r.try_get(1)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     fn latest_unless(&self, key: &str, known: &Versioned) -> Result<Fresh, StoreError> {
         self.confirm
             .latest(key, Some((known.version, known.timestamp_ms)))
@@ -96,7 +127,7 @@ impl Reads for PgReads {
             }
             let before = before.map_or(i64::MAX, db_int);
             let rows = conn.query(
-                "SELECT version, ts_ms, deleted, octet_length(value)::bigint FROM vkv_versions
+                "SELECT version, ts_ms, deleted, octet_length(value)::bigint, expired FROM vkv_versions
              WHERE key = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
                 &[&key.as_bytes(), &before, &(limit as i64 + 1)],
             )?;
@@ -108,7 +139,7 @@ impl Reads for PgReads {
                         timestamp_ms: r.try_get(1)?,
                         deleted: r.try_get(2)?,
                         size_bytes: r.try_get::<_, i64>(3)? as u64,
-                        expired: false,
+                        expired: r.try_get(4)?,
                     })
                 })
                 .collect::<Result<Vec<_>, postgres::Error>>()?;
@@ -253,7 +284,7 @@ impl PgReads {
 /// Version `version` of `key`, or why there is none.
 fn version_row(conn: &mut PgConn, key: &str, version: u64) -> Result<Versioned, StoreError> {
     let row = conn.query_opt(
-        "SELECT version, ts_ms, value, deleted FROM vkv_versions
+        "SELECT version, ts_ms, value, deleted, expired FROM vkv_versions
          WHERE key = $1 AND version = $2",
         &[&key.as_bytes(), &db_int(version)],
     )?;

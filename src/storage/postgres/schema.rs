@@ -21,6 +21,12 @@
 //!   (`epoch` changes when a lease is taken anew, not when extended;
 //!   `lease.rs`); `vkv_acks(holder, origin, seq)`: the last write group
 //!   of `origin` each holder dropped from its cache;
+//! - `vkv_deadlines(key, version, due)` (version 5): the deadline of each
+//!   key with a TTL, on the database's clock (`clock_timestamp()`), and the
+//!   version that set it; `vkv_versions.expired` marks the tombstone of an
+//!   expiry. Every replica polls the deadlines that passed; the one whose
+//!   writer locks the key's head first expires it, the others then find
+//!   no deadline left;
 //! - `vkv_meta(id, schema_version)`: one row.
 
 use postgres::Client;
@@ -28,7 +34,7 @@ use postgres::Client;
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The oldest PostgreSQL accepted (`server_version_num`).
 pub const MIN_SERVER_VERSION: i32 = 120_000;
@@ -82,6 +88,14 @@ const MIGRATIONS: &[&str] = &[
         seq bigint NOT NULL,
         PRIMARY KEY (holder, origin)
     );",
+    // 4 -> 5: keys that expire.
+    "ALTER TABLE vkv_versions ADD COLUMN expired boolean NOT NULL DEFAULT false;
+    CREATE TABLE vkv_deadlines (
+        key bytea PRIMARY KEY,
+        version bigint NOT NULL,
+        due timestamptz NOT NULL
+    );
+    CREATE INDEX vkv_deadlines_due ON vkv_deadlines (due);",
 ];
 
 /// Refuses a server older than [`MIN_SERVER_VERSION`] (`server` is its
