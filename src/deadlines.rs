@@ -133,6 +133,9 @@ pub(crate) struct Schedule {
     keys: AtomicUsize,
     /// Expiries and their lag.
     pub counters: ExpiryCounters,
+    /// Set where the database holds deadlines and leases (they are polled,
+    /// not scheduled here): then nothing is kept here.
+    polled: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -202,9 +205,16 @@ impl Schedule {
         self.wake.notify_all();
     }
 
+    /// Keeps nothing from now on: the database holds deadlines and leases.
+    pub fn set_polled(&self) {
+        self.polled.store(true, Ordering::Relaxed);
+    }
+
     /// A committed version of `key`, and the key's deadline from it on.
     pub fn written(&self, key: &str, version: u64, deadline: Option<Deadline>) {
-        if deadline.is_none() && self.keys.load(Ordering::Relaxed) == 0 {
+        if (deadline.is_none() && self.keys.load(Ordering::Relaxed) == 0)
+            || self.polled.load(Ordering::Relaxed)
+        {
             return;
         }
         let mut st = self.lock();
@@ -237,6 +247,9 @@ impl Schedule {
     /// A lease was granted.
     pub fn granted(&self, row: &LeaseRow) -> Lease {
         let due = row.granted_ms.saturating_add(row.ttl_ms);
+        if self.polled.load(Ordering::Relaxed) {
+            return lease(row.id, row.ttl_ms, due);
+        }
         let mut st = self.lock();
         st.leases.insert(
             row.id,
@@ -299,6 +312,9 @@ impl Schedule {
     /// Puts back a lease taken out whose revocation failed: it falls due
     /// again in a second.
     pub fn retry_lease(&self, id: u64, ttl_ms: i64) {
+        if self.polled.load(Ordering::Relaxed) {
+            return; // the database still holds it: the next poll finds it
+        }
         let due = now_ms().saturating_add(1000);
         let mut st = self.lock();
         st.leases.insert(

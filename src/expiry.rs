@@ -59,6 +59,31 @@ pub(crate) fn start(
 fn poll(schedule: &Schedule, reads: &dyn Reads, writer: &Writer) {
     let counters = &schedule.counters;
     loop {
+        // Leases first: each in its own operation, its keys in one
+        // transaction; one that a keepalive moved meanwhile is left alone.
+        match reads.due_leases(CHUNK) {
+            Ok(leases) => {
+                let queued: Vec<Queued> = leases
+                    .into_iter()
+                    .filter_map(|l| {
+                        let op = Op::Revoke {
+                            id: l.id,
+                            if_due: true,
+                        };
+                        let due = DueLease {
+                            id: l.id,
+                            ttl_ms: l.ttl_ms,
+                            due_ms: l.due_ms,
+                        };
+                        writer.submit(op).ok().map(|p| Queued::Lease(due, p))
+                    })
+                    .collect();
+                for q in queued {
+                    finish(q, schedule, counters);
+                }
+            }
+            Err(e) => log::warn!("cannot read the leases due ({e})"),
+        }
         let pause = match reads.due(CHUNK * IN_FLIGHT) {
             Ok(keys) if !keys.is_empty() => {
                 let queued: Vec<Queued> = keys
@@ -119,7 +144,10 @@ fn run(schedule: &Schedule, writer: &Writer) {
 fn submit(work: Work, writer: &Writer, schedule: &Schedule, queued: &mut VecDeque<Queued>) {
     let Work { keys, leases } = work;
     for lease in leases {
-        match writer.submit(Op::Revoke { id: lease.id }) {
+        match writer.submit(Op::Revoke {
+            id: lease.id,
+            if_due: false,
+        }) {
             Ok(pending) => queued.push_back(Queued::Lease(lease, pending)),
             Err(e) => failed_lease(schedule, lease, &e),
         }

@@ -258,6 +258,9 @@ impl Store {
         let fault = Arc::new(WriteFault::default());
         let schedule = Arc::new(Schedule::default());
         let polls = backend.reads.polls_deadlines();
+        if polls {
+            schedule.set_polled();
+        }
         if backend.reads.supports_expiry() && !polls {
             let stored = backend
                 .reads
@@ -406,6 +409,13 @@ impl Store {
     /// write: after a restart every lease gets its full TTL again.
     pub fn keepalive(&self, id: u64) -> Result<Lease, StoreError> {
         self.leases_supported()?;
+        if self.inner.reads.polls_deadlines() {
+            // The database holds the lease: a write any replica sees.
+            return match self.inner.writer.apply(Op::Keepalive { id })? {
+                Done::Kept(state) => Ok(lease_of(state)),
+                _ => Err(StoreError::Internal("a keepalive kept no lease".into())),
+            };
+        }
         self.inner
             .schedule
             .keepalive(id)
@@ -416,11 +426,12 @@ impl Store {
     /// order), and whether more are.
     pub fn lease(&self, id: u64, limit: usize) -> Result<(Lease, Vec<String>, bool), StoreError> {
         self.leases_supported()?;
-        let lease = self
-            .inner
-            .schedule
-            .lease(id)
-            .ok_or(StoreError::LeaseNotFound(id))?;
+        let lease = if self.inner.reads.polls_deadlines() {
+            self.inner.reads.lease(id)?.map(lease_of)
+        } else {
+            self.inner.schedule.lease(id)
+        };
+        let lease = lease.ok_or(StoreError::LeaseNotFound(id))?;
         let (keys, more) = self.inner.reads.lease_keys(id, limit)?;
         Ok((lease, keys, more))
     }
@@ -428,6 +439,15 @@ impl Store {
     /// Every live lease, by id.
     pub fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         self.leases_supported()?;
+        if self.inner.reads.polls_deadlines() {
+            return Ok(self
+                .inner
+                .reads
+                .leases()?
+                .into_iter()
+                .map(lease_of)
+                .collect());
+        }
         Ok(self.inner.schedule.leases())
     }
 
@@ -435,12 +455,19 @@ impl Store {
     /// transaction. The tombstones written.
     pub fn revoke_lease(&self, id: u64) -> Result<Vec<PutOutcome>, StoreError> {
         self.leases_supported()?;
+        let revoke = Op::Revoke { id, if_due: false };
+        if self.inner.reads.polls_deadlines() {
+            return match self.inner.writer.apply(revoke)? {
+                Done::Written(vs) => Ok(vs.iter().map(outcome).collect()),
+                _ => Err(StoreError::Internal("a revoke wrote no versions".into())),
+            };
+        }
         let taken = self
             .inner
             .schedule
             .take_lease(id)
             .ok_or(StoreError::LeaseNotFound(id))?;
-        match self.inner.writer.apply(Op::Revoke { id }) {
+        match self.inner.writer.apply(revoke) {
             Ok(Done::Written(vs)) => Ok(vs.iter().map(outcome).collect()),
             Ok(_) => Err(StoreError::Internal("a revoke wrote no versions".into())),
             Err(e) => {
@@ -508,13 +535,15 @@ impl Store {
                 self.expiry_supported()?;
                 ttl_ms(ttl)?;
             }
-            Lifetime::Lease(id) => {
+            // Where the database holds leases, the write checks it.
+            Lifetime::Lease(id) if !self.inner.reads.polls_deadlines() => {
                 self.leases_supported()?;
                 self.inner
                     .schedule
                     .lease(id)
                     .ok_or(StoreError::LeaseNotFound(id))?;
             }
+            Lifetime::Lease(_) => self.leases_supported()?,
         }
         Ok(item)
     }
@@ -875,6 +904,15 @@ fn live(v: Arc<Versioned>) -> Result<Arc<Versioned>, StoreError> {
         });
     }
     Ok(v)
+}
+
+/// A lease as the database holds it, as clients see it.
+fn lease_of(state: crate::storage::seam::LeaseState) -> Lease {
+    Lease {
+        id: state.id,
+        ttl: Duration::from_millis(u64::try_from(state.ttl_ms).unwrap_or(0)),
+        expires_ms: state.due_ms,
+    }
 }
 
 /// `ttl` in milliseconds, if it is within [`MIN_TTL`] and [`MAX_TTL`].

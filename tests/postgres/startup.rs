@@ -123,7 +123,7 @@ fn a_schema_1_database_is_migrated_and_keeps_its_data() {
     psql(
         &db,
         "DROP INDEX vkv_keys_live; ALTER TABLE vkv_keys DROP COLUMN purged_latest;
-         DROP TABLE vkv_replicas, vkv_acks, vkv_deadlines;
+         DROP TABLE vkv_replicas, vkv_acks, vkv_deadlines, vkv_leases;
          ALTER TABLE vkv_versions DROP COLUMN expired; UPDATE vkv_meta SET schema_version = 1",
     );
     let s = Server::start_on(&url, &[]);

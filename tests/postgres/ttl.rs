@@ -1,7 +1,7 @@
 //! Keys with a TTL on PostgreSQL: deadlines on the database's clock, every
 //! replica polling them, and exactly one replica expiring each key (its
-//! head locked, the deadline checked again inside the transaction). Leases
-//! are not stored on PostgreSQL yet: refused with a clear `422`.
+//! head locked, the deadline checked again inside the transaction); leases
+//! in the database, kept alive through any replica.
 
 use std::time::{Duration, Instant};
 
@@ -117,28 +117,129 @@ fn a_killed_replicas_keys_expire_through_the_other_and_rewrites_move_deadlines()
 }
 
 #[test]
-fn leases_are_refused_clearly_and_ttls_keep_their_bounds() {
+fn leases_live_in_the_database_kept_alive_through_any_replica_even_after_a_crash() {
+    let _serial = crate::common::shared();
+    let (_, url) = fresh_database();
+    let (mut a, b) = (Server::start_on(&url, &[]), Server::start_on(&url, &[]));
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let r = post(&mut ca, "/leases", &json!({"ttl": "2s"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_u64().unwrap();
+    for i in 0..10 {
+        let r = post(
+            &mut cb,
+            &format!("/put/l/{i}?lease={id}"),
+            &json!({"value": i}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let lease = cb.get(&format!("/leases/{id}")).json();
+    assert_eq!(lease["keys"].as_array().unwrap().len(), 10, "{lease}");
+    assert_eq!(cb.get("/leases").json()["leases"][0]["id"], id);
+    // Kept alive through B for two TTLs, the replica that granted it
+    // killed meanwhile: the lease is the database's.
+    let start = Instant::now();
+    let mut last = 0;
+    while start.elapsed() < Duration::from_secs(4) {
+        if start.elapsed() > Duration::from_secs(1) && a.exited().is_none() {
+            a.kill();
+        }
+        let r = cb.request("POST", &format!("/leases/{id}/keepalive"), &[], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        last = ms(r.json()["expires_at"].as_str().unwrap());
+        assert_eq!(cb.get("/get/l/3").status, 200);
+        // Pacing of the keepalives, not a wait for a condition.
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // A second replica polls too: each key still expires once.
+    let c = Server::start_on(&url, &[]);
+    assert!(all_expired(&mut cb, "l", 10, Duration::from_secs(6)));
+    let mut stamps = Vec::new();
+    for i in 0..10 {
+        let h = cb.get(&format!("/history/l/{i}")).json();
+        let ops: Vec<&str> = h["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["operation"].as_str().unwrap())
+            .collect();
+        assert_eq!(ops, ["expire", "put"], "l/{i}");
+        stamps.push(ms(h["versions"][0]["timestamp"].as_str().unwrap()));
+    }
+    assert!(
+        stamps.windows(2).all(|w| w[0] == w[1]),
+        "one transaction: {stamps:?}"
+    );
+    assert!(
+        (last..=last + 1500).contains(&stamps[0]),
+        "due {last}, expired {}",
+        stamps[0]
+    );
+    let mut cc = c.client();
+    for (method, path) in [
+        ("GET", format!("/leases/{id}")),
+        ("POST", format!("/leases/{id}/keepalive")),
+        ("DELETE", format!("/leases/{id}")),
+    ] {
+        assert_eq!(
+            cc.request(method, &path, &[], b"").status,
+            404,
+            "{method} {path}"
+        );
+    }
+    let r = post(
+        &mut cc,
+        &format!("/put/l/0?lease={id}"),
+        &json!({"value": 0}),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+#[test]
+fn a_revoke_through_one_replica_expires_keys_attached_through_another() {
+    let (_, url) = fresh_database();
+    let (a, b) = (Server::start_on(&url, &[]), Server::start_on(&url, &[]));
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let id = post(&mut cb, "/leases", &json!({"ttl": "1h"})).json()["id"]
+        .as_u64()
+        .unwrap();
+    let puts: Vec<_> = (0..5)
+        .map(|i| json!({"key": format!("r/{i}"), "value": i, "lease": id}))
+        .collect();
+    assert_eq!(
+        post(&mut ca, "/batch", &json!({ "puts": puts })).status,
+        200
+    );
+    // Moved off the lease by a later write.
+    assert_eq!(ca.put("r/4", &json!("mine")).status, 200);
+    let r = cb.request("DELETE", &format!("/leases/{id}"), &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"id": id, "expired_keys": 4}));
+    for i in 0..4 {
+        let r = ca.get(&format!("/get/r/{i}"));
+        assert_eq!(r.json()["expired_version"], 2, "{}", r.text());
+    }
+    assert_eq!(ca.get("/get/r/4").json()["value"], "mine");
+    assert_eq!(
+        ca.request("DELETE", &format!("/leases/{id}"), &[], b"")
+            .status,
+        404
+    );
+}
+
+#[test]
+fn ttls_keep_their_bounds_and_show_as_puts_in_history() {
     let (_, url) = fresh_database();
     let s = Server::start_on(&url, &[]);
     let mut c = s.client();
-    let r = post(&mut c, "/put/k?lease=1", &json!({"value": 1}));
-    assert_eq!(r.status, 422, "{}", r.text());
-    assert!(r.detail().contains("PostgreSQL"), "{}", r.detail());
-    let r = post(&mut c, "/leases", &json!({"ttl": "10s"}));
-    assert_eq!(r.status, 422, "{}", r.text());
-    assert!(r.detail().contains("PostgreSQL"), "{}", r.detail());
-    for (method, path) in [
-        ("GET", "/leases"),
-        ("GET", "/leases/1"),
-        ("POST", "/leases/1/keepalive"),
-        ("DELETE", "/leases/1"),
-    ] {
-        let r = c.request(method, path, &[], b"");
-        assert_eq!(r.status, 422, "{method} {path}: {}", r.text());
-    }
     let r = post(&mut c, "/put/k?ttl=0", &json!({"value": 1}));
     assert_eq!(r.status, 422);
     assert!(r.detail().contains("30days"), "{}", r.detail());
+    let r = post(&mut c, "/put/k?ttl=1s&lease=1", &json!({"value": 1}));
+    assert_eq!(r.status, 422);
+    let r = post(&mut c, "/put/k?lease=77", &json!({"value": 1}));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.detail().contains("lease 77"), "{}", r.detail());
     assert_eq!(c.get("/get/k").status, 404, "nothing written");
     let r = post(&mut c, "/put/k?ttl=1h", &json!({"value": 1}));
     assert_eq!(r.status, 200, "{}", r.text());
@@ -146,4 +247,53 @@ fn leases_are_refused_clearly_and_ttls_keep_their_bounds() {
         c.get("/history/k").json()["versions"][0]["operation"],
         "put"
     );
+}
+
+#[test]
+fn copy_carries_deadlines_and_leases_from_postgres_to_sqlite_and_back() {
+    let (_, first) = fresh_database();
+    let (_, second) = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("from-pg.db");
+    let mut s = Server::start_on(&first, &[]);
+    let mut c = s.client();
+    assert_eq!(
+        post(&mut c, "/put/t?ttl=1h", &json!({"value": 1})).status,
+        200
+    );
+    let id = post(&mut c, "/leases", &json!({"ttl": "1h"})).json()["id"]
+        .as_u64()
+        .unwrap();
+    let r = post(&mut c, &format!("/put/l?lease={id}"), &json!({"value": 2}));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        post(&mut c, "/put/gone?ttl=1s", &json!({"value": 3})).status,
+        200
+    );
+    assert!(poll_until(Duration::from_secs(5), || {
+        c.get("/get/gone").detail().contains("expired")
+    }));
+    s.terminate();
+    let arg = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    for (from, to) in [(&first, &file), (&file, &second)] {
+        let out = crate::common::run(&["copy", "--from", &arg(from), "--to", &arg(to)]);
+        assert!(out.status.success(), "{}", crate::common::output_text(&out));
+        let out = crate::common::run(&["check", "--db", &arg(to)]);
+        assert!(out.status.success(), "{}", crate::common::output_text(&out));
+    }
+    let s = Server::start_on(&second, &[]);
+    let mut c = s.client();
+    assert_eq!(c.get(&format!("/leases/{id}")).json()["keys"], json!(["l"]));
+    assert_eq!(c.get("/get/gone").json()["expired_version"], 2);
+    assert_eq!(
+        c.get("/history/gone").json()["versions"][0]["operation"],
+        "expire"
+    );
+    // The copied lease runs; a new one gets another id.
+    let next = post(&mut c, "/leases", &json!({"ttl": "1h"})).json()["id"]
+        .as_u64()
+        .unwrap();
+    assert!(next > id, "{next} after {id}");
+    let r = c.request("DELETE", &format!("/leases/{id}"), &[], b"");
+    assert_eq!(r.json()["expired_keys"], 1, "{}", r.text());
 }

@@ -29,6 +29,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 use super::conn::{PgConn, Role, is_retryable};
+use super::deadlines::{self, Locked};
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::rows::db_int;
 use crate::error::StoreError;
@@ -294,10 +295,15 @@ struct Stage<'a> {
     keys_delta: i64,
     /// Keys to `NOTIFY` about.
     notify: BTreeSet<&'a str>,
-    /// Puts with a TTL: key, version, TTL in milliseconds. Each sets the
-    /// key's deadline at the flush (on the database's clock) if it is still
-    /// the key's latest then.
-    ttls: Vec<(&'a str, u64, i64)>,
+    /// Puts with a TTL or a lease: key, version, TTL in milliseconds or
+    /// lease. Each sets the key's deadline at the flush (on the database's
+    /// clock) if it is still the key's latest then.
+    ttls: Vec<(&'a str, u64, Option<i64>, Option<i64>)>,
+    /// The leases locked by this transaction that a put may attach a key
+    /// to: they exist and have not run out.
+    live_leases: BTreeSet<i64>,
+    /// Leases revoked by this transaction.
+    revoked: BTreeSet<i64>,
     ts: i64,
     max_versions: u64,
 }
@@ -314,29 +320,58 @@ fn transaction(
     group: (i64, u64),
 ) -> Result<(Outcomes, Vec<Holder>), TxError> {
     let mut keys: BTreeSet<&str> = BTreeSet::new();
+    let (mut lease_ids, mut revoked) = (BTreeSet::new(), Vec::new());
+    let lease_of = |item: &PutItem| match item.lifetime {
+        Lifetime::Lease(id) => Some(db_int(id)),
+        _ => None,
+    };
     for op in ops {
         match op {
             Op::Put(item) => {
                 keys.insert(&item.key);
+                lease_ids.extend(lease_of(item));
             }
-            Op::Batch(items) => keys.extend(items.iter().map(|i| i.key.as_str())),
+            Op::Batch(items) => {
+                keys.extend(items.iter().map(|i| i.key.as_str()));
+                lease_ids.extend(items.iter().filter_map(lease_of));
+            }
             Op::Delete { key, .. } | Op::Purge { key, .. } => {
                 keys.insert(key);
             }
             Op::Expire(due) => keys.extend(due.iter().map(|d| d.key.as_str())),
-            Op::Probe | Op::Grant { .. } | Op::Revoke { .. } => {}
+            Op::Revoke { id, .. } => revoked.push(db_int(*id)),
+            Op::Keepalive { id } => {
+                lease_ids.insert(db_int(*id));
+            }
+            Op::Probe | Op::Grant { .. } => {}
         }
     }
+    lease_ids.extend(revoked.iter().copied());
     // Shared: no read lease is granted while this transaction runs.
     conn.client.batch_execute(&format!(
         "BEGIN; SELECT pg_advisory_xact_lock_shared({LEASE_LOCK})"
     ))?;
+    // Leases before heads (see `deadlines.rs`).
+    let locked = if lease_ids.is_empty() {
+        Locked::default()
+    } else {
+        let ids: Vec<i64> = lease_ids.into_iter().collect();
+        deadlines::lock(conn, &ids, &revoked)?
+    };
+    keys.extend(locked.keys.values().flatten().map(String::as_str));
     let mut stage = Stage {
         heads: lock_heads(conn, &keys)?,
         rows: Vec::new(),
         keys_delta: 0,
         notify: BTreeSet::new(),
         ttls: Vec::new(),
+        live_leases: locked
+            .due
+            .iter()
+            .filter(|(_, due)| !**due)
+            .map(|(id, _)| *id)
+            .collect(),
+        revoked: BTreeSet::new(),
         ts: now_ms(),
         max_versions,
     };
@@ -363,10 +398,15 @@ fn transaction(
             }
             Op::Probe => Ok(Done::Written(Vec::new())),
             Op::Expire(due) => expire(conn, &mut stage, due).map_err(TxError::Pg)?,
-            // The store refuses leases before they reach here.
-            Op::Grant { .. } | Op::Revoke { .. } => Err(StoreError::InvalidLifetime(
-                "leases are not stored on PostgreSQL".into(),
-            )),
+            Op::Grant { ttl_ms } => match deadlines::grant(conn, *ttl_ms)? {
+                Some(row) => Ok(Done::Granted(row)),
+                None => Err(StoreError::Internal("a grant returned no lease".into())),
+            },
+            Op::Keepalive { id } => match deadlines::keepalive(conn, db_int(*id))? {
+                Some(state) => Ok(Done::Kept(state)),
+                None => Err(StoreError::LeaseNotFound(*id)),
+            },
+            Op::Revoke { id, if_due } => revoke(conn, &mut stage, &locked, *id, *if_due)?,
         };
         outcomes.push(outcome);
     }
@@ -480,6 +520,49 @@ impl Head {
     }
 }
 
+/// Revokes lease `id` (locked, with the keys on it read, by
+/// [`deadlines::lock`]): every key still on it expires, in this
+/// transaction. `if_due`: only if its deadline has passed (a keepalive may
+/// have moved it since it was found due).
+fn revoke<'a>(
+    conn: &mut PgConn,
+    stage: &mut Stage<'a>,
+    locked: &'a Locked,
+    id: u64,
+    if_due: bool,
+) -> Result<Result<Done, StoreError>, postgres::Error> {
+    let lease = db_int(id);
+    match locked.due.get(&lease) {
+        // Revoked earlier in this group too: only once.
+        _ if stage.revoked.contains(&lease) => return Ok(Err(StoreError::LeaseNotFound(id))),
+        None => return Ok(Err(StoreError::LeaseNotFound(id))),
+        Some(false) if if_due => return Ok(Ok(Done::Written(Vec::new()))),
+        Some(_) => {}
+    }
+    deadlines::remove(conn, lease)?;
+    stage.live_leases.remove(&lease);
+    stage.revoked.insert(lease);
+    let keys: &'a [String] = locked.keys.get(&lease).map_or(&[], Vec::as_slice);
+    let bytes: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let still = deadlines::still_on(conn, lease, &bytes)?;
+    let mut written = Vec::new();
+    for key in keys {
+        let key = key.as_str();
+        // A write earlier in this group decided the key's deadline anew.
+        if !still.contains(key.as_bytes()) || stage.heads.get(key).is_none_or(|h| h.dirty) {
+            continue;
+        }
+        let outcome = stage
+            .state(key)
+            .and_then(|h| rules::delete(key, None, h))
+            .and_then(|next| stage.write(key, RawValue::NULL, next, true, true));
+        if let Ok(w) = outcome {
+            written.push(w);
+        }
+    }
+    Ok(Ok(Done::Written(written)))
+}
+
 /// Expires each key of `due` whose deadline has passed on the database's
 /// clock, with its head locked: a replica that expired it first removed
 /// its deadline, so no key gets two tombstones. A key written earlier in
@@ -519,18 +602,21 @@ fn expire<'a>(
 impl<'a> Stage<'a> {
     fn put(&mut self, item: &'a PutItem) -> Result<Written, StoreError> {
         let next = rules::put(&item.key, item.expect, self.state(&item.key)?)?;
-        let ttl = match item.lifetime {
+        let deadline = match item.lifetime {
             Lifetime::Permanent => None,
-            Lifetime::Ttl(ttl) => Some(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
-            Lifetime::Lease(_) => {
-                return Err(StoreError::InvalidLifetime(
-                    "leases are not stored on PostgreSQL".into(),
-                ));
+            Lifetime::Ttl(ttl) => Some((
+                Some(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+                None,
+            )),
+            Lifetime::Lease(id) if self.live_leases.contains(&db_int(id)) => {
+                Some((None, Some(db_int(id))))
             }
+            Lifetime::Lease(id) => return Err(StoreError::LeaseNotFound(id)),
         };
         let written = self.write(&item.key, &item.value, next, false, false)?;
-        if let Some(ms) = ttl {
-            self.ttls.push((&item.key, written.version.version, ms));
+        if let Some((ms, lease)) = deadline {
+            self.ttls
+                .push((&item.key, written.version.version, ms, lease));
         }
         Ok(written)
     }
@@ -725,21 +811,24 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
     )?;
     // Deadlines of puts with a TTL still their key's latest: set after the
     // statement above removed every written key's old one.
-    let (mut dk, mut dv, mut dm): (Vec<&[u8]>, Vec<i64>, Vec<i64>) = (vec![], vec![], vec![]);
-    for (key, version, ms) in stage.ttls.drain(..) {
+    let (mut dk, mut dv): (Vec<&[u8]>, Vec<i64>) = (vec![], vec![]);
+    let (mut dm, mut dl): (Vec<Option<i64>>, Vec<Option<i64>>) = (vec![], vec![]);
+    for (key, version, ms, lease) in stage.ttls.drain(..) {
         if stage.heads.get(key).is_some_and(|h| h.latest == version) {
             dk.push(key.as_bytes());
             dv.push(db_int(version));
             dm.push(ms);
+            dl.push(lease);
         }
     }
     if !dk.is_empty() {
         conn.query(
-            "INSERT INTO vkv_deadlines (key, version, due)
-             SELECT k, v, clock_timestamp() + ms * interval '1 millisecond'
-             FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS t(k, v, ms)
-             ON CONFLICT (key) DO UPDATE SET version = excluded.version, due = excluded.due",
-            &[&dk, &dv, &dm],
+            "INSERT INTO vkv_deadlines (key, version, due, lease)
+             SELECT k, v, clock_timestamp() + ms * interval '1 millisecond', l
+             FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(k, v, ms, l)
+             ON CONFLICT (key) DO UPDATE SET version = excluded.version, due = excluded.due,
+                 lease = excluded.lease",
+            &[&dk, &dv, &dm, &dl],
         )?;
     }
     stage.rows.clear();

@@ -20,7 +20,8 @@ use super::schema;
 use super::target::{Target, describe};
 use crate::error::{OpenError, StoreError};
 use crate::storage::seam::{
-    Deadline, DeadlineRow, Export, Import, KeyHead, Record, Totals, VersionRow, merge_dump,
+    Deadline, DeadlineRow, Export, Import, KeyHead, LeaseRow, Record, Totals, VersionRow,
+    merge_dump,
 };
 
 /// Rows per `FETCH` and per `INSERT`.
@@ -135,16 +136,32 @@ impl Export for PgExport {
             })?;
         }
         if self.schema >= 5 {
+            let leases = self.client.query(
+                "SELECT id, ttl_ms, (extract(epoch FROM due) * 1000)::bigint - ttl_ms
+                 FROM vkv_leases ORDER BY id",
+                &[],
+            )?;
+            for r in leases {
+                visit(Record::Lease(LeaseRow {
+                    id: r.try_get::<_, i64>(0)? as u64,
+                    ttl_ms: r.try_get(1)?,
+                    granted_ms: r.try_get(2)?,
+                }))?;
+            }
             let deadlines = self.client.query(
-                "SELECT key, version, (extract(epoch FROM due) * 1000)::bigint
+                "SELECT key, version, (extract(epoch FROM due) * 1000)::bigint, lease
                  FROM vkv_deadlines ORDER BY key",
                 &[],
             )?;
             for r in deadlines {
+                let (due, lease): (Option<i64>, Option<i64>) = (r.try_get(2)?, r.try_get(3)?);
                 visit(Record::Deadline(DeadlineRow {
                     key: key_text(r.try_get(0)?)?,
                     version: r.try_get::<_, i64>(1)? as u64,
-                    deadline: Deadline::At(r.try_get(2)?),
+                    deadline: match (due, lease) {
+                        (Some(due), _) => Deadline::At(due),
+                        (None, lease) => Deadline::Lease(lease.unwrap_or(0) as u64),
+                    },
                 }))?;
             }
         }
@@ -313,6 +330,7 @@ impl Import for PgImport {
     fn clear(&mut self) -> Result<(), StoreError> {
         self.client.batch_execute(
             "DELETE FROM vkv_versions; DELETE FROM vkv_keys; DELETE FROM vkv_deadlines;
+             DELETE FROM vkv_leases;
              UPDATE vkv_counters SET keys = 0, versions = 0;",
         )?;
         Ok(())
@@ -323,28 +341,32 @@ impl Import for PgImport {
             Record::Head(h) => self.heads.push(h.clone()),
             Record::Version(v) => self.versions.push(v.clone()),
             Record::Deadline(d) => {
-                let Deadline::At(due) = d.deadline else {
-                    return Err(StoreError::InvalidLifetime(format!(
-                        "key {:?} is on a lease, and PostgreSQL does not store leases yet; \
-                         nothing was copied",
-                        d.key
-                    )));
+                let (due, lease) = match d.deadline {
+                    Deadline::At(due) => (Some(due), None),
+                    Deadline::Lease(id) => (None, Some(ints([id].into_iter())?[0])),
                 };
                 // After every key's records: its version row is flushed.
                 self.flush()?;
                 let version = ints([d.version].into_iter())?;
                 self.client.execute(
-                    "INSERT INTO vkv_deadlines (key, version, due)
-                     VALUES ($1, $2, to_timestamp($3::bigint / 1000.0))",
-                    &[&d.key.as_bytes(), &version[0], &due],
+                    "INSERT INTO vkv_deadlines (key, version, due, lease)
+                     VALUES ($1, $2, to_timestamp($3::bigint / 1000.0), $4)",
+                    &[&d.key.as_bytes(), &version[0], &due, &lease],
                 )?;
             }
             Record::Lease(l) => {
-                return Err(StoreError::InvalidLifetime(format!(
-                    "lease {} cannot be copied: PostgreSQL does not store leases yet; \
-                     nothing was copied",
-                    l.id
-                )));
+                // Its id kept; its full TTL from the load, as after a restart.
+                let id = ints([l.id].into_iter())?[0];
+                self.client.execute(
+                    "INSERT INTO vkv_leases (id, ttl_ms, due)
+                     VALUES ($1, $2::bigint, clock_timestamp() + $2::bigint * interval '1 millisecond')",
+                    &[&id, &l.ttl_ms],
+                )?;
+                self.client.execute(
+                    "SELECT setval('vkv_leases_id_seq', greatest($1::bigint, \
+                         (SELECT coalesce(max(id), 1) FROM vkv_leases)))",
+                    &[&id],
+                )?;
             }
             Record::Purged { key, latest } => {
                 let latest = ints([*latest].into_iter())?;

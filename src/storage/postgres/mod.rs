@@ -26,6 +26,7 @@ mod apply;
 pub(crate) mod bulk;
 mod confirm;
 mod conn;
+mod deadlines;
 mod lease;
 mod listen;
 mod reads;

@@ -14,7 +14,7 @@ use super::lease::Leases;
 use super::rows::{db_int, versioned};
 use crate::error::StoreError;
 use crate::storage::seam::{
-    DbStats, Due, Fresh, KeyInfo, LatestReply, Reads, VersionInfo, VersionReply,
+    DbStats, Due, Fresh, KeyInfo, LatestReply, LeaseState, Reads, VersionInfo, VersionReply,
 };
 use crate::version::Versioned;
 
@@ -38,6 +38,30 @@ impl PgReads {
         f: impl FnMut(&mut PgConn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         with_pooled(&self.pool, f)
+    }
+}
+
+impl PgReads {
+    /// The leases matching `filter` (which takes one bigint, `$1`).
+    fn leases_where(&self, filter: &str, arg: i64) -> Result<Vec<LeaseState>, StoreError> {
+        self.with_conn(|conn| {
+            let rows = conn.client.query(
+                &format!(
+                    "SELECT id, ttl_ms, (extract(epoch FROM due) * 1000)::bigint FROM vkv_leases
+                     WHERE {filter}"
+                ),
+                &[&arg],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    Ok(LeaseState {
+                        id: r.try_get::<_, i64>(0)? as u64,
+                        ttl_ms: r.try_get(1)?,
+                        due_ms: r.try_get(2)?,
+                    })
+                })
+                .collect()
+        })
     }
 }
 
@@ -66,10 +90,6 @@ impl Reads for PgReads {
         true
     }
 
-    fn supports_leases(&self) -> bool {
-        false
-    }
-
     /// Deadlines are the database's, shared by every replica: each polls.
     fn polls_deadlines(&self) -> bool {
         true
@@ -90,6 +110,39 @@ impl Reads for PgReads {
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn due_leases(&self, limit: usize) -> Result<Vec<LeaseState>, StoreError> {
+        self.leases_where(
+            "due <= clock_timestamp() ORDER BY due LIMIT $1",
+            limit as i64,
+        )
+    }
+
+    fn lease(&self, id: u64) -> Result<Option<LeaseState>, StoreError> {
+        let found = self.leases_where("id = $1 AND due > clock_timestamp()", db_int(id))?;
+        Ok(found.into_iter().next())
+    }
+
+    fn leases(&self) -> Result<Vec<LeaseState>, StoreError> {
+        // $1 only to share the statement's shape: every id is above it.
+        self.leases_where("due > clock_timestamp() AND id > $1 ORDER BY id", 0)
+    }
+
+    fn lease_keys(&self, id: u64, limit: usize) -> Result<(Vec<String>, bool), StoreError> {
+        self.with_conn(|conn| {
+            let rows = conn.query(
+                "SELECT key FROM vkv_deadlines WHERE lease = $1 ORDER BY key LIMIT $2",
+                &[&db_int(id), &(limit as i64 + 1)],
+            )?;
+            let mut keys = rows
+                .iter()
+                .map(|r| super::rows::key_text(r.try_get(0)?))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let more = keys.len() > limit;
+            keys.truncate(limit);
+            Ok((keys, more))
         })
     }
 

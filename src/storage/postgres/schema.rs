@@ -21,12 +21,15 @@
 //!   (`epoch` changes when a lease is taken anew, not when extended;
 //!   `lease.rs`); `vkv_acks(holder, origin, seq)`: the last write group
 //!   of `origin` each holder dropped from its cache;
-//! - `vkv_deadlines(key, version, due)` (version 5): the deadline of each
-//!   key with a TTL, on the database's clock (`clock_timestamp()`), and the
-//!   version that set it; `vkv_versions.expired` marks the tombstone of an
-//!   expiry. Every replica polls the deadlines that passed; the one whose
-//!   writer locks the key's head first expires it, the others then find
-//!   no deadline left;
+//! - `vkv_deadlines(key, version, due, lease)` (version 5): the deadline
+//!   of each key that expires, its own (`due`, on the database's clock,
+//!   `clock_timestamp()`) or its lease's, and the version that set it;
+//!   `vkv_leases(id, ttl_ms, due)`: leases, their deadline on the same
+//!   clock (a keepalive through any replica moves it);
+//!   `vkv_versions.expired` marks the tombstone of an expiry. Every replica
+//!   polls the deadlines that passed; the one whose writer locks the key's
+//!   head (or the lease's row) first expires it, the others then find
+//!   nothing left;
 //! - `vkv_meta(id, schema_version)`: one row.
 
 use postgres::Client;
@@ -90,12 +93,21 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 4 -> 5: keys that expire.
     "ALTER TABLE vkv_versions ADD COLUMN expired boolean NOT NULL DEFAULT false;
+    CREATE TABLE vkv_leases (
+        id bigserial PRIMARY KEY,
+        ttl_ms bigint NOT NULL,
+        due timestamptz NOT NULL
+    );
+    CREATE INDEX vkv_leases_due ON vkv_leases (due);
     CREATE TABLE vkv_deadlines (
         key bytea PRIMARY KEY,
         version bigint NOT NULL,
-        due timestamptz NOT NULL
+        due timestamptz,
+        lease bigint,
+        CHECK ((due IS NULL) <> (lease IS NULL))
     );
-    CREATE INDEX vkv_deadlines_due ON vkv_deadlines (due);",
+    CREATE INDEX vkv_deadlines_due ON vkv_deadlines (due) WHERE due IS NOT NULL;
+    CREATE INDEX vkv_deadlines_lease ON vkv_deadlines (lease) WHERE lease IS NOT NULL;",
 ];
 
 /// Refuses a server older than [`MIN_SERVER_VERSION`] (`server` is its
