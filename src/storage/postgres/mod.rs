@@ -12,6 +12,8 @@
 //!   was sent; callers are answered through callbacks);
 //! - `apply.rs`: the writer thread's transaction (heads locked in key
 //!   order, decisions in memory, one write statement, `NOTIFY`);
+//! - `deadlines.rs`: leases in that transaction (their rows locked before
+//!   any head), keys' deadlines on the database's clock;
 //! - `lease.rs`: read leases, which let a replica serve its cache without
 //!   a round trip (writes wait until every holder dropped what they
 //!   changed);
