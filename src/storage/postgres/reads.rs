@@ -29,9 +29,43 @@ pub(crate) struct PgReads {
     pub leases: Arc<Leases>,
     /// The read connections' query timeout.
     pub query_timeout: Duration,
+    /// Where the expiry thread's connection goes.
+    pub target: super::target::Target,
+    /// The expiry thread's own connection, so that its polls never take a
+    /// read connection from requests (nor from `/metrics`, which only takes
+    /// an idle one); opened when first needed, again after a failure.
+    pub poller: std::sync::Mutex<Option<PgConn>>,
 }
 
 impl PgReads {
+    /// `f` on the expiry thread's connection.
+    fn with_poller<T>(
+        &self,
+        f: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.poller.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
+            let client = self.target.connect().map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL: {}",
+                    super::target::describe(&e)
+                ))
+            })?;
+            *slot = Some(PgConn::open(
+                client,
+                super::conn::Role::Read(self.query_timeout),
+            )?);
+        }
+        let conn = slot
+            .as_mut()
+            .ok_or_else(|| StoreError::Internal("no connection".into()))?;
+        let result = f(conn);
+        if result.is_err() {
+            // Opened again for the next poll.
+            *slot = None;
+        }
+        Ok(result?)
+    }
     /// `f` on a pooled connection (see [`with_pooled`]).
     fn with_conn<T>(
         &self,
@@ -52,17 +86,18 @@ impl PgReads {
                 ),
                 &[&arg],
             )?;
-            rows.iter()
-                .map(|r| {
-                    Ok(LeaseState {
-                        id: r.try_get::<_, i64>(0)? as u64,
-                        ttl_ms: r.try_get(1)?,
-                        due_ms: r.try_get(2)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(lease_state).collect()
         })
     }
+}
+
+/// A row of `id, ttl_ms, due_ms` as a lease.
+fn lease_state(r: &postgres::Row) -> Result<LeaseState, StoreError> {
+    Ok(LeaseState {
+        id: r.try_get::<_, i64>(0)? as u64,
+        ttl_ms: r.try_get(1)?,
+        due_ms: r.try_get(2)?,
+    })
 }
 
 impl Reads for PgReads {
@@ -96,28 +131,32 @@ impl Reads for PgReads {
     }
 
     fn due(&self, limit: usize) -> Result<Vec<Due>, StoreError> {
-        self.with_conn(|conn| {
-            let rows = conn.query(
+        let rows = self.with_poller(|conn| {
+            conn.query(
                 "SELECT key, (extract(epoch FROM due) * 1000)::bigint FROM vkv_deadlines
                  WHERE due <= clock_timestamp() ORDER BY due LIMIT $1",
                 &[&(limit as i64)],
-            )?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Due {
-                        key: super::rows::key_text(r.try_get(0)?)?,
-                        due_ms: r.try_get(1)?,
-                    })
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(Due {
+                    key: super::rows::key_text(r.try_get(0)?)?,
+                    due_ms: r.try_get(1)?,
                 })
-                .collect()
-        })
+            })
+            .collect()
     }
 
     fn due_leases(&self, limit: usize) -> Result<Vec<LeaseState>, StoreError> {
-        self.leases_where(
-            "due <= clock_timestamp() ORDER BY due LIMIT $1",
-            limit as i64,
-        )
+        let rows = self.with_poller(|conn| {
+            conn.query(
+                "SELECT id, ttl_ms, (extract(epoch FROM due) * 1000)::bigint FROM vkv_leases
+                 WHERE due <= clock_timestamp() ORDER BY due LIMIT $1",
+                &[&(limit as i64)],
+            )
+        })?;
+        rows.iter().map(lease_state).collect()
     }
 
     fn lease(&self, id: u64) -> Result<Option<LeaseState>, StoreError> {
