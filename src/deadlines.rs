@@ -79,7 +79,8 @@ pub struct ExpiryStats {
     /// Keys with a deadline (their own or their lease's), where this
     /// process schedules them (`None` on PostgreSQL).
     pub keys_with_deadline: Option<u64>,
-    /// Live leases (`None` where leases are not stored).
+    /// Live leases, where this process schedules them (`None` on
+    /// PostgreSQL).
     pub leases: Option<u64>,
     /// Keys expired since start.
     pub expired: u64,

@@ -518,8 +518,7 @@ impl Store {
             Ok(())
         } else {
             Err(StoreError::InvalidLifetime(
-                "leases are not supported on PostgreSQL yet (TTLs are); use SQLite for leases"
-                    .into(),
+                "leases are not supported by this store".into(),
             ))
         }
     }
