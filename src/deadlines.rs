@@ -76,10 +76,12 @@ pub(crate) struct ExpiryCounters {
 /// Expiry counters as `/metrics` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExpiryStats {
-    /// Keys with a deadline (their own or their lease's).
-    pub keys_with_deadline: u64,
-    /// Live leases.
-    pub leases: u64,
+    /// Keys with a deadline (their own or their lease's), where this
+    /// process schedules them (`None` on PostgreSQL).
+    pub keys_with_deadline: Option<u64>,
+    /// Live leases, where this process schedules them (`None` on
+    /// PostgreSQL).
+    pub leases: Option<u64>,
     /// Keys expired since start.
     pub expired: u64,
     /// Expiries past their deadline by at most each of
@@ -113,8 +115,8 @@ impl ExpiryCounters {
             })
             .collect();
         ExpiryStats {
-            keys_with_deadline: keys as u64,
-            leases: leases as u64,
+            keys_with_deadline: Some(keys as u64),
+            leases: Some(leases as u64),
             expired: self.expired.load(Ordering::Relaxed),
             lag_buckets,
             lag_sum_ms: self.lag_sum_ms.load(Ordering::Relaxed),
@@ -132,6 +134,9 @@ pub(crate) struct Schedule {
     keys: AtomicUsize,
     /// Expiries and their lag.
     pub counters: ExpiryCounters,
+    /// Set where the database holds deadlines and leases (they are polled,
+    /// not scheduled here): then nothing is kept here.
+    polled: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -201,9 +206,16 @@ impl Schedule {
         self.wake.notify_all();
     }
 
+    /// Keeps nothing from now on: the database holds deadlines and leases.
+    pub fn set_polled(&self) {
+        self.polled.store(true, Ordering::Relaxed);
+    }
+
     /// A committed version of `key`, and the key's deadline from it on.
     pub fn written(&self, key: &str, version: u64, deadline: Option<Deadline>) {
-        if deadline.is_none() && self.keys.load(Ordering::Relaxed) == 0 {
+        if (deadline.is_none() && self.keys.load(Ordering::Relaxed) == 0)
+            || self.polled.load(Ordering::Relaxed)
+        {
             return;
         }
         let mut st = self.lock();
@@ -236,6 +248,9 @@ impl Schedule {
     /// A lease was granted.
     pub fn granted(&self, row: &LeaseRow) -> Lease {
         let due = row.granted_ms.saturating_add(row.ttl_ms);
+        if self.polled.load(Ordering::Relaxed) {
+            return lease(row.id, row.ttl_ms, due);
+        }
         let mut st = self.lock();
         st.leases.insert(
             row.id,
@@ -298,6 +313,9 @@ impl Schedule {
     /// Puts back a lease taken out whose revocation failed: it falls due
     /// again in a second.
     pub fn retry_lease(&self, id: u64, ttl_ms: i64) {
+        if self.polled.load(Ordering::Relaxed) {
+            return; // the database still holds it: the next poll finds it
+        }
         let due = now_ms().saturating_add(1000);
         let mut st = self.lock();
         st.leases.insert(
@@ -379,6 +397,21 @@ impl Schedule {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+    }
+
+    /// Waits `pause`, or less if the schedule is closed meanwhile; whether
+    /// it is still open.
+    pub fn pause(&self, pause: Duration) -> bool {
+        let st = self.lock();
+        if st.closed {
+            return false;
+        }
+        let st = self
+            .wake
+            .wait_timeout(st, pause)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        !st.closed
     }
 
     /// Stops the expiry thread.

@@ -12,10 +12,11 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::deadlines::{DueLease, ExpiryCounters, Schedule, Work};
 use crate::error::StoreError;
-use crate::storage::seam::{Done, Due, Op};
+use crate::storage::seam::{Done, Due, Op, Reads};
 use crate::writer::Writer;
 use crate::writer::reply::Pending;
 
@@ -30,12 +31,88 @@ enum Queued {
     Lease(DueLease, Pending),
 }
 
-/// Starts the expiry thread; it stops when the schedule is closed.
-pub(crate) fn start(schedule: Arc<Schedule>, writer: Arc<Writer>) -> std::io::Result<()> {
+/// How often deadlines are polled where the database holds them.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Starts the expiry thread; it stops when the schedule is closed. With
+/// `polled`, it asks the backend for the keys due (the database's
+/// deadlines, which several processes share) instead of the schedule.
+pub(crate) fn start(
+    schedule: Arc<Schedule>,
+    writer: Arc<Writer>,
+    polled: Option<Arc<dyn Reads>>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("vkv-expiry".into())
-        .spawn(move || run(&schedule, &writer))?;
+        .spawn(move || match polled {
+            Some(reads) => poll(&schedule, &*reads, &writer),
+            None => run(&schedule, &writer),
+        })?;
     Ok(())
+}
+
+/// Where the database holds the deadlines: asks it for the keys due every
+/// [`POLL`] (at once again after finding some), and expires them in
+/// chunks. Every process does; each expiry commits only for a key whose
+/// deadline is still there with its head locked, so one process expires
+/// each key and the others find it done.
+fn poll(schedule: &Schedule, reads: &dyn Reads, writer: &Writer) {
+    let counters = &schedule.counters;
+    loop {
+        // Leases first: each in its own operation, its keys in one
+        // transaction; one that a keepalive moved meanwhile is left alone.
+        match reads.due_leases(CHUNK) {
+            Ok(leases) => {
+                let queued: Vec<Queued> = leases
+                    .into_iter()
+                    .filter_map(|l| {
+                        let op = Op::Revoke {
+                            id: l.id,
+                            if_due: true,
+                        };
+                        let due = DueLease {
+                            id: l.id,
+                            ttl_ms: l.ttl_ms,
+                            due_ms: l.due_ms,
+                        };
+                        writer.submit(op).ok().map(|p| Queued::Lease(due, p))
+                    })
+                    .collect();
+                for q in queued {
+                    finish(q, schedule, counters);
+                }
+            }
+            Err(e) => log::warn!("cannot read the leases due ({e})"),
+        }
+        let pause = match reads.due(CHUNK * IN_FLIGHT) {
+            Ok(keys) if !keys.is_empty() => {
+                let queued: Vec<Queued> = keys
+                    .chunks(CHUNK)
+                    .filter_map(|chunk| match writer.submit(Op::Expire(chunk.to_vec())) {
+                        Ok(pending) => Some(Queued::Keys(chunk.to_vec(), pending)),
+                        Err(e) => {
+                            log::warn!("expiry of {} keys not queued: {e}", chunk.len());
+                            None
+                        }
+                    })
+                    .collect();
+                let failed = queued.len() < keys.len().div_ceil(CHUNK);
+                for q in queued {
+                    finish(q, schedule, counters);
+                }
+                if failed { POLL } else { Duration::ZERO }
+            }
+            Ok(_) => POLL,
+            Err(e) => {
+                log::warn!("cannot read the keys due ({e}); asking again in a second");
+                Duration::from_secs(1)
+            }
+        };
+        if !schedule.pause(pause) {
+            break;
+        }
+    }
+    log::debug!("expiry thread stopped");
 }
 
 fn run(schedule: &Schedule, writer: &Writer) {
@@ -67,7 +144,10 @@ fn run(schedule: &Schedule, writer: &Writer) {
 fn submit(work: Work, writer: &Writer, schedule: &Schedule, queued: &mut VecDeque<Queued>) {
     let Work { keys, leases } = work;
     for lease in leases {
-        match writer.submit(Op::Revoke { id: lease.id }) {
+        match writer.submit(Op::Revoke {
+            id: lease.id,
+            if_due: false,
+        }) {
             Ok(pending) => queued.push_back(Queued::Lease(lease, pending)),
             Err(e) => failed_lease(schedule, lease, &e),
         }

@@ -258,7 +258,11 @@ impl Store {
         let counters = Arc::new(WriterCounters::default());
         let fault = Arc::new(WriteFault::default());
         let schedule = Arc::new(Schedule::default());
-        if backend.reads.supports_expiry() {
+        let polls = backend.reads.polls_deadlines();
+        if polls {
+            schedule.set_polled();
+        }
+        if backend.reads.supports_expiry() && !polls {
             let stored = backend
                 .reads
                 .expiry_state()
@@ -280,8 +284,10 @@ impl Store {
         let writer = Arc::new(Writer::start(backend.committer, ctx, config.write_queue)?);
         if backend.reads.supports_expiry() {
             // Keys whose deadline passed while the store was closed expire
-            // at once: the schedule has them due.
-            crate::expiry::start(Arc::clone(&schedule), Arc::clone(&writer))?;
+            // at once: the schedule has them due, or the first poll finds
+            // them.
+            let reads = polls.then(|| Arc::clone(&backend.reads));
+            crate::expiry::start(Arc::clone(&schedule), Arc::clone(&writer), reads)?;
         }
         Ok(Store {
             inner: Arc::new(Inner {
@@ -388,7 +394,7 @@ impl Store {
     /// [`Lifetime::Lease`] expire when it runs out (unless kept alive with
     /// [`Store::keepalive`]) or is revoked.
     pub fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError> {
-        self.expiry_supported()?;
+        self.leases_supported()?;
         let ttl_ms = ttl_ms(ttl)?;
         match self.inner.writer.apply(Op::Grant { ttl_ms })? {
             Done::Granted(row) => Ok(self.inner.schedule.lease(row.id).unwrap_or(Lease {
@@ -403,7 +409,14 @@ impl Store {
     /// Keeps lease `id` alive: it now runs out its TTL from now. Not a
     /// write: after a restart every lease gets its full TTL again.
     pub fn keepalive(&self, id: u64) -> Result<Lease, StoreError> {
-        self.expiry_supported()?;
+        self.leases_supported()?;
+        if self.inner.reads.polls_deadlines() {
+            // The database holds the lease: a write any replica sees.
+            return match self.inner.writer.apply(Op::Keepalive { id })? {
+                Done::Kept(state) => Ok(lease_of(state)),
+                _ => Err(StoreError::Internal("a keepalive kept no lease".into())),
+            };
+        }
         self.inner
             .schedule
             .keepalive(id)
@@ -413,32 +426,49 @@ impl Store {
     /// Lease `id`, up to `limit` of the keys attached to it (in byte
     /// order), and whether more are.
     pub fn lease(&self, id: u64, limit: usize) -> Result<(Lease, Vec<String>, bool), StoreError> {
-        self.expiry_supported()?;
-        let lease = self
-            .inner
-            .schedule
-            .lease(id)
-            .ok_or(StoreError::LeaseNotFound(id))?;
+        self.leases_supported()?;
+        let lease = if self.inner.reads.polls_deadlines() {
+            self.inner.reads.lease(id)?.map(lease_of)
+        } else {
+            self.inner.schedule.lease(id)
+        };
+        let lease = lease.ok_or(StoreError::LeaseNotFound(id))?;
         let (keys, more) = self.inner.reads.lease_keys(id, limit)?;
         Ok((lease, keys, more))
     }
 
     /// Every live lease, by id.
     pub fn leases(&self) -> Result<Vec<Lease>, StoreError> {
-        self.expiry_supported()?;
+        self.leases_supported()?;
+        if self.inner.reads.polls_deadlines() {
+            return Ok(self
+                .inner
+                .reads
+                .leases()?
+                .into_iter()
+                .map(lease_of)
+                .collect());
+        }
         Ok(self.inner.schedule.leases())
     }
 
     /// Revokes lease `id`: every key attached to it expires, in one
     /// transaction. The tombstones written.
     pub fn revoke_lease(&self, id: u64) -> Result<Vec<PutOutcome>, StoreError> {
-        self.expiry_supported()?;
+        self.leases_supported()?;
+        let revoke = Op::Revoke { id, if_due: false };
+        if self.inner.reads.polls_deadlines() {
+            return match self.inner.writer.apply(revoke)? {
+                Done::Written(vs) => Ok(vs.iter().map(outcome).collect()),
+                _ => Err(StoreError::Internal("a revoke wrote no versions".into())),
+            };
+        }
         let taken = self
             .inner
             .schedule
             .take_lease(id)
             .ok_or(StoreError::LeaseNotFound(id))?;
-        match self.inner.writer.apply(Op::Revoke { id }) {
+        match self.inner.writer.apply(revoke) {
             Ok(Done::Written(vs)) => Ok(vs.iter().map(outcome).collect()),
             Ok(_) => Err(StoreError::Internal("a revoke wrote no versions".into())),
             Err(e) => {
@@ -453,24 +483,43 @@ impl Store {
     }
 
     /// When `key` expires if `version` is its latest and has a deadline
-    /// (its own or its lease's), in milliseconds since the epoch.
+    /// (its own or its lease's), in milliseconds since the epoch. Only
+    /// where deadlines are scheduled in this process (SQLite): `None` on
+    /// PostgreSQL.
     pub fn expires_at(&self, key: &str, version: u64) -> Option<i64> {
         self.inner.schedule.deadline_of(key, version)
     }
 
-    /// Expiry counters: keys with a deadline, leases, expiries, lag.
+    /// Expiry counters: keys with a deadline and leases (where they are
+    /// scheduled in this process), expiries, lag.
     pub fn expiry_stats(&self) -> ExpiryStats {
         let schedule = &self.inner.schedule;
-        schedule.counters.stats(schedule.counts())
+        let mut stats = schedule.counters.stats(schedule.counts());
+        if self.inner.reads.polls_deadlines() {
+            stats.keys_with_deadline = None;
+            stats.leases = None;
+        }
+        stats
     }
 
-    /// Refuses TTLs and leases where the backend does not store them.
+    /// Refuses TTLs where the backend does not store them.
     fn expiry_supported(&self) -> Result<(), StoreError> {
         if self.inner.reads.supports_expiry() {
             Ok(())
         } else {
             Err(StoreError::InvalidLifetime(
-                "TTLs and leases are not supported on PostgreSQL yet; use SQLite".into(),
+                "TTLs are not supported by this store".into(),
+            ))
+        }
+    }
+
+    /// Refuses leases where the backend does not store them.
+    fn leases_supported(&self) -> Result<(), StoreError> {
+        if self.inner.reads.supports_leases() {
+            Ok(())
+        } else {
+            Err(StoreError::InvalidLifetime(
+                "leases are not supported by this store".into(),
             ))
         }
     }
@@ -486,13 +535,15 @@ impl Store {
                 self.expiry_supported()?;
                 ttl_ms(ttl)?;
             }
-            Lifetime::Lease(id) => {
-                self.expiry_supported()?;
+            // Where the database holds leases, the write checks it.
+            Lifetime::Lease(id) if !self.inner.reads.polls_deadlines() => {
+                self.leases_supported()?;
                 self.inner
                     .schedule
                     .lease(id)
                     .ok_or(StoreError::LeaseNotFound(id))?;
             }
+            Lifetime::Lease(_) => self.leases_supported()?,
         }
         Ok(item)
     }
@@ -914,6 +965,15 @@ fn live(v: Arc<Versioned>) -> Result<Arc<Versioned>, StoreError> {
         });
     }
     Ok(v)
+}
+
+/// A lease as the database holds it, as clients see it.
+fn lease_of(state: crate::storage::seam::LeaseState) -> Lease {
+    Lease {
+        id: state.id,
+        ttl: Duration::from_millis(u64::try_from(state.ttl_ms).unwrap_or(0)),
+        expires_ms: state.due_ms,
+    }
 }
 
 /// `ttl` in milliseconds, if it is within [`MIN_TTL`] and [`MAX_TTL`].

@@ -221,13 +221,17 @@ impl Metrics {
 
 /// Keys that expire: deadlines, leases, expiries and their lag.
 fn render_expiry(o: &mut String, e: &crate::ExpiryStats) {
-    gauge(
-        o,
-        "vkv_keys_with_deadline",
-        "Keys that expire: with a TTL or on a lease.",
-        e.keys_with_deadline,
-    );
-    gauge(o, "vkv_leases", "Live leases.", e.leases);
+    if let Some(keys) = e.keys_with_deadline {
+        gauge(
+            o,
+            "vkv_keys_with_deadline",
+            "Keys that expire: with a TTL or on a lease.",
+            keys,
+        );
+    }
+    if let Some(leases) = e.leases {
+        gauge(o, "vkv_leases", "Live leases.", leases);
+    }
     counter(
         o,
         "vkv_expirations_total",

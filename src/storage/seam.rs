@@ -192,6 +192,14 @@ pub(crate) struct LeaseRow {
     pub granted_ms: i64,
 }
 
+/// A live lease and its deadline, milliseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LeaseState {
+    pub id: u64,
+    pub ttl_ms: i64,
+    pub due_ms: i64,
+}
+
 /// A key's deadline as stored, with the version that set it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DeadlineRow {
@@ -229,8 +237,18 @@ pub(crate) enum Op {
         ttl_ms: i64,
     },
     /// Ends lease `id`: every key attached to it expires, in this
-    /// transaction.
+    /// transaction. `if_due`: only if its deadline has passed (a
+    /// keepalive may have moved it since it was found due); where
+    /// deadlines are scheduled in memory, the schedule has decided that.
     Revoke {
+        id: u64,
+        #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+        if_due: bool,
+    },
+    /// Keeps lease `id` alive: its deadline is its TTL from now (where the
+    /// database holds leases; in memory elsewhere, not a write).
+    Keepalive {
+        #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
         id: u64,
     },
     /// A no-op write (one row rewritten as it is) that commits like any
@@ -252,6 +270,9 @@ pub(crate) enum Done {
     },
     /// A lease was granted.
     Granted(LeaseRow),
+    /// A lease was kept alive: its new deadline.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Kept(LeaseState),
 }
 
 /// One version a write committed.
@@ -389,6 +410,40 @@ pub(crate) trait Reads: Send + Sync {
     /// operations `Expire`, `Grant` and `Revoke`).
     fn supports_expiry(&self) -> bool {
         false
+    }
+
+    /// Whether the backend stores leases (with TTLs: see
+    /// [`Reads::supports_expiry`]).
+    fn supports_leases(&self) -> bool {
+        self.supports_expiry()
+    }
+
+    /// Whether deadlines are found by asking the backend ([`Reads::due`])
+    /// rather than scheduled in memory from [`Reads::expiry_state`]: where
+    /// several processes write the same database (PostgreSQL), on its clock.
+    fn polls_deadlines(&self) -> bool {
+        false
+    }
+
+    /// Up to `limit` keys whose deadline has passed, soonest first.
+    fn due(&self, _limit: usize) -> Result<Vec<Due>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Up to `limit` leases whose deadline has passed (where the backend
+    /// holds them: [`Reads::polls_deadlines`]).
+    fn due_leases(&self, _limit: usize) -> Result<Vec<LeaseState>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Lease `id` if it is live (where the backend holds leases).
+    fn lease(&self, _id: u64) -> Result<Option<LeaseState>, StoreError> {
+        Ok(None)
+    }
+
+    /// Every live lease, by id (where the backend holds leases).
+    fn leases(&self) -> Result<Vec<LeaseState>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Every stored deadline and lease, to schedule at start.

@@ -311,9 +311,12 @@ fn tickets(cache: &LatestCache, op: &Op) -> Vec<WriteTicket> {
         Op::Delete { key, .. } => vec![cache.write_ticket(key)],
         Op::Batch(items) => items.iter().map(|i| cache.write_ticket(&i.key)).collect(),
         // Their versions are not cached by the writer (only dropped).
-        Op::Expire(_) | Op::Grant { .. } | Op::Revoke { .. } | Op::Purge { .. } | Op::Probe => {
-            Vec::new()
-        }
+        Op::Expire(_)
+        | Op::Grant { .. }
+        | Op::Revoke { .. }
+        | Op::Keepalive { .. }
+        | Op::Purge { .. }
+        | Op::Probe => Vec::new(),
     }
 }
 
@@ -353,5 +356,6 @@ fn publish(done: &Done, tickets: &[WriteTicket], ctx: &WriterContext) {
         Done::Granted(lease) => {
             ctx.schedule.granted(lease);
         }
+        Done::Kept(_) => {}
     }
 }

@@ -250,14 +250,7 @@ fn openapi_parameters_and_their_bounds_are_what_the_server_enforces() {
                         let (st, text) = status(&v);
                         assert_eq!(st, 422, "{method} {path} {}={v}: {text}", rule.name);
                     }
-                    // PostgreSQL refuses leases whatever the id (422).
-                    let leases = rule.name == "lease" || path.starts_with("/leases");
-                    let in_bounds = if leases && crate::common::on_postgres() {
-                        vec![]
-                    } else {
-                        vec![min, max]
-                    };
-                    for v in in_bounds {
+                    for v in [min, max] {
                         let (st, text) = status(&v.to_string());
                         assert_ne!(st, 422, "{method} {path} {}={v}: {text}", rule.name);
                     }
@@ -316,17 +309,12 @@ fn openapi_statuses_are_the_ones_the_server_answers() {
     let candidates = [
         200, 201, 304, 401, 403, 404, 409, 410, 413, 415, 422, 503, 507,
     ];
-    let ttls = !crate::common::on_postgres();
     let lease_body = br#"{"ttl": "1h"}"#;
     let grant = |c: &mut crate::common::Client| {
         let r = c.request("POST", "/leases", &[], lease_body);
         r.json()["id"].as_u64().map(|id| id.to_string())
     };
-    let (lease, revoked) = if ttls {
-        (grant(&mut c).unwrap(), grant(&mut c).unwrap())
-    } else {
-        ("1".to_string(), "2".to_string())
-    };
+    let (lease, revoked) = (grant(&mut c).unwrap(), grant(&mut c).unwrap());
     for (method, path) in vkv::http::router::API_ROUTES {
         let m = method.to_uppercase();
         let url = path.replace("{key}", "k").replace("{id}", &lease);
@@ -340,8 +328,6 @@ fn openapi_statuses_are_the_ones_the_server_answers() {
         for status in candidates {
             // Provokes `status` on this operation, if it can be here.
             let r = match (status, *method, *path) {
-                // PostgreSQL refuses leases (422): their answers are SQLite's.
-                (200 | 201 | 404, _, p) if p.starts_with("/leases") && !ttls => None,
                 (200, "post", "/leases") => None,
                 (201, "post", "/leases") => Some(c.request(&m, &url, &[], lease_body)),
                 (200, "delete", "/leases/{id}") => {
@@ -350,10 +336,10 @@ fn openapi_statuses_are_the_ones_the_server_answers() {
                 (404, _, "/leases/{id}" | "/leases/{id}/keepalive") => {
                     Some(c.request(&m, &path.replace("{id}", "999999"), &[], b""))
                 }
-                (404, "post", "/put/{key}") if ttls => {
+                (404, "post", "/put/{key}") => {
                     Some(c.request(&m, &format!("{url}?lease=999999"), &[], ok_body))
                 }
-                (404, "post", "/batch") if ttls => Some(c.request(
+                (404, "post", "/batch") => Some(c.request(
                     &m,
                     &url,
                     &[],
@@ -449,8 +435,6 @@ fn openapi_statuses_are_the_ones_the_server_answers() {
                         );
                     }
                 }
-                // On PostgreSQL, what only leases provoke is the SQLite run's.
-                None if !ttls && (path.starts_with("/leases") || status == 404) => {}
                 None => assert!(
                     !answers.contains_key(&key) || elsewhere(status).is_some(),
                     "{m} {path} documents {status}, which nothing provokes"

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, json, on_postgres};
+use crate::common::{Client, Server, json};
 use crate::ttl::{now_ms, post};
 
 const TTL: &str = "2s";
@@ -100,10 +100,6 @@ fn contender(addr: std::net::SocketAddr, who: usize, rounds: usize, book: Arc<Mu
 
 #[test]
 fn only_one_holds_the_lock_and_a_killed_holder_loses_it_within_ttl_and_a_second() {
-    if on_postgres() {
-        eprintln!("skipped: leases are SQLite only");
-        return;
-    }
     let s = Server::start(&[]);
     let mut c = s.client();
     // The first holder takes the lock; a process of its own keeps the lease

@@ -30,7 +30,7 @@ fn start_and_stop_are_logged_in_words() {
         .filter(|l| l.contains("schema version"))
         .collect();
     let created = if on_postgres() {
-        "created the PostgreSQL schema (vkv schema version 5)".to_string()
+        "created the PostgreSQL schema (vkv schema version 6)".to_string()
     } else {
         format!(
             "created database schema version {}",

@@ -58,7 +58,7 @@ pub fn wait_expired(c: &mut Client, key: &str, limit: Duration) -> u64 {
 /// Whether TTLs are there to test (PostgreSQL refuses them).
 fn skip() -> bool {
     if on_postgres() {
-        eprintln!("skipped: TTLs are SQLite only");
+        eprintln!("skipped: GET shows expires_at on SQLite only (see tests/postgres/ttl.rs)");
     }
     on_postgres()
 }

@@ -350,3 +350,55 @@ fn a_commit_waiting_for_a_lost_synchronous_standby_is_answered_within_the_read_t
     let seen = load.take_seen();
     check_acks(&mut load.server.client(), &seen);
 }
+
+/// Keys that expire live in the database: a lease and a TTL granted before
+/// the primary's crash hold on the promoted standby, a keepalive after it
+/// works, and the key with a TTL still expires, once.
+#[test]
+fn leases_and_deadlines_survive_a_failover() {
+    let cluster = Cluster::start();
+    cluster.create_db("vkv");
+    let url = cluster.url("vkv");
+    let server = Server::start_on(Path::new(&url), &["--read-timeout", "5s"]);
+    let mut c = server.client();
+    let post = |c: &mut Client, path: &str, body: serde_json::Value| {
+        c.request("POST", path, &[], &serde_json::to_vec(&body).unwrap())
+    };
+    let r = post(&mut c, "/leases", json!({"ttl": "30s"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_u64().unwrap();
+    let r = post(
+        &mut c,
+        &format!("/put/held?lease={id}"),
+        json!({"value": 1}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post(&mut c, "/put/brief?ttl=5s", json!({"value": 2}));
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    cluster.kill_primary();
+    cluster.promote_standby();
+    let kept = poll_until(Duration::from_secs(60), || {
+        c.try_request("POST", &format!("/leases/{id}/keepalive"), &[], b"")
+            .is_ok_and(|r| r.status == 200)
+    });
+    assert!(kept, "no keepalive succeeded after the failover");
+    assert_eq!(
+        c.get(&format!("/leases/{id}")).json()["keys"],
+        json!(["held"])
+    );
+    let expired = poll_until(Duration::from_secs(30), || {
+        c.get("/get/brief")
+            .detail()
+            .contains("expired at version 2")
+    });
+    assert!(
+        expired,
+        "the key with a TTL never expired after the failover"
+    );
+    let versions = c.get("/history/brief").json()["versions"].clone();
+    assert_eq!(versions.as_array().unwrap().len(), 2, "{versions}");
+    assert_eq!(c.get("/get/held").status, 200);
+    let r = c.request("DELETE", &format!("/leases/{id}"), &[], b"");
+    assert_eq!(r.json()["expired_keys"], 1, "{}", r.text());
+}

@@ -73,13 +73,13 @@ fn five_replicas_starting_at_once_create_the_schema_once() {
         .map(|t| t.join().expect("a replica failed to start"))
         .collect();
     let db = pg_url_for(&admin(), &name);
-    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "5");
+    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "6");
     assert_eq!(psql(&db, "SELECT count(*) FROM vkv_counters"), "64");
     let created = servers
         .iter()
         .filter(|s| {
             s.log_text()
-                .contains("created the PostgreSQL schema (vkv schema version 5)")
+                .contains("created the PostgreSQL schema (vkv schema version 6)")
         })
         .count();
     assert_eq!(created, 1, "the schema was created {created} times");
@@ -123,18 +123,19 @@ fn a_schema_1_database_is_migrated_and_keeps_its_data() {
     psql(
         &db,
         "DROP INDEX vkv_keys_live; ALTER TABLE vkv_keys DROP COLUMN purged_latest;
-         DROP TABLE vkv_replicas, vkv_acks, vkv_purges, vkv_revision;
-         ALTER TABLE vkv_versions DROP COLUMN revision, DROP COLUMN seq, DROP COLUMN created;
+         DROP TABLE vkv_replicas, vkv_acks, vkv_purges, vkv_revision, vkv_deadlines, vkv_leases;
+         ALTER TABLE vkv_versions DROP COLUMN revision, DROP COLUMN seq, DROP COLUMN created,
+             DROP COLUMN expired;
          UPDATE vkv_meta SET schema_version = 1",
     );
     let s = Server::start_on(&url, &[]);
     assert!(
         s.log_text()
-            .contains("PostgreSQL schema upgraded from vkv schema version 1 to 5"),
+            .contains("PostgreSQL schema upgraded from vkv schema version 1 to 6"),
         "{}",
         s.log_text()
     );
-    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "5");
+    assert_eq!(psql(&db, "SELECT schema_version FROM vkv_meta"), "6");
     let mut c = s.client();
     assert_eq!(c.get("/get/k").json()["value"], "kept");
     // Schema 5's revisions: the existing version numbered, the counter

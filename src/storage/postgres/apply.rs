@@ -41,11 +41,12 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 use super::conn::{PgConn, Role, is_retryable};
+use super::deadlines::{self, Locked};
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::rows::db_int;
 use crate::error::StoreError;
 use crate::rules;
-use crate::storage::seam::{Committer, Done, Op, Outcomes, PutItem, Written};
+use crate::storage::seam::{Committer, Done, Due, Lifetime, Op, Outcomes, PutItem, Written};
 use crate::version::{Versioned, now_ms};
 
 /// The channel replicas `NOTIFY` on.
@@ -312,6 +313,8 @@ struct NewRow<'a> {
     /// Its place in its batch.
     seq: i32,
     created: bool,
+    /// The tombstone of an expiry.
+    expired: bool,
 }
 
 /// What the group has decided so far and not yet written.
@@ -321,6 +324,15 @@ struct Stage<'a> {
     keys_delta: i64,
     /// Keys to `NOTIFY` about.
     notify: BTreeSet<&'a str>,
+    /// Puts with a TTL or a lease: key, version, TTL in milliseconds or
+    /// lease. Each sets the key's deadline at the flush (on the database's
+    /// clock) if it is still the key's latest then.
+    ttls: Vec<(&'a str, u64, Option<i64>, Option<i64>)>,
+    /// The leases locked by this transaction that a put may attach a key
+    /// to: they exist and have not run out.
+    live_leases: BTreeSet<i64>,
+    /// Leases revoked by this transaction.
+    revoked: BTreeSet<i64>,
     ts: i64,
     max_versions: u64,
     /// Revision offsets used by the operations decided so far, and those
@@ -343,27 +355,58 @@ fn transaction(
     group: (i64, u64),
 ) -> Result<(Outcomes, Vec<Holder>), TxError> {
     let mut keys: BTreeSet<&str> = BTreeSet::new();
+    let (mut lease_ids, mut revoked) = (BTreeSet::new(), Vec::new());
+    let lease_of = |item: &PutItem| match item.lifetime {
+        Lifetime::Lease(id) => Some(db_int(id)),
+        _ => None,
+    };
     for op in ops {
         match op {
             Op::Put(item) => {
                 keys.insert(&item.key);
+                lease_ids.extend(lease_of(item));
             }
-            Op::Batch(items) => keys.extend(items.iter().map(|i| i.key.as_str())),
+            Op::Batch(items) => {
+                keys.extend(items.iter().map(|i| i.key.as_str()));
+                lease_ids.extend(items.iter().filter_map(lease_of));
+            }
             Op::Delete { key, .. } | Op::Purge { key, .. } => {
                 keys.insert(key);
             }
-            Op::Probe | Op::Expire(_) | Op::Grant { .. } | Op::Revoke { .. } => {}
+            Op::Expire(due) => keys.extend(due.iter().map(|d| d.key.as_str())),
+            Op::Revoke { id, .. } => revoked.push(db_int(*id)),
+            Op::Keepalive { id } => {
+                lease_ids.insert(db_int(*id));
+            }
+            Op::Probe | Op::Grant { .. } => {}
         }
     }
+    lease_ids.extend(revoked.iter().copied());
     // Shared: no read lease is granted while this transaction runs.
     conn.client.batch_execute(&format!(
         "BEGIN; SELECT pg_advisory_xact_lock_shared({LEASE_LOCK})"
     ))?;
+    // Leases before heads (see `deadlines.rs`).
+    let locked = if lease_ids.is_empty() {
+        Locked::default()
+    } else {
+        let ids: Vec<i64> = lease_ids.into_iter().collect();
+        deadlines::lock(conn, &ids, &revoked)?
+    };
+    keys.extend(locked.keys.values().flatten().map(String::as_str));
     let mut stage = Stage {
         heads: lock_heads(conn, &keys)?,
         rows: Vec::new(),
         keys_delta: 0,
         notify: BTreeSet::new(),
+        ttls: Vec::new(),
+        live_leases: locked
+            .due
+            .iter()
+            .filter(|(_, due)| !**due)
+            .map(|(id, _)| *id)
+            .collect(),
+        revoked: BTreeSet::new(),
         ts: now_ms(),
         max_versions,
         rels: 0,
@@ -396,12 +439,26 @@ fn transaction(
                 }
             }
             Op::Probe => Ok(Done::Written(Vec::new())),
-            // The store refuses TTLs and leases before they reach here.
-            Op::Expire(_) | Op::Grant { .. } | Op::Revoke { .. } => Err(
-                StoreError::InvalidLifetime("TTLs and leases are not stored on PostgreSQL".into()),
-            ),
+            Op::Expire(due) => expire(conn, &mut stage, due, rel).map_err(TxError::Pg)?,
+            Op::Grant { ttl_ms } => match deadlines::grant(conn, *ttl_ms)? {
+                Some(row) => Ok(Done::Granted(row)),
+                None => Err(StoreError::Internal("a grant returned no lease".into())),
+            },
+            Op::Keepalive { id } => match deadlines::keepalive(conn, db_int(*id))? {
+                Some(state) => Ok(Done::Kept(state)),
+                None => Err(StoreError::LeaseNotFound(*id)),
+            },
+            Op::Revoke { id, if_due } => revoke(conn, &mut stage, &locked, *id, *if_due, rel)?,
         };
-        if outcome.is_ok() && !matches!(op, Op::Probe) {
+        // Only writes of versions or purges are changes: a probe, a lease
+        // granted or kept alive, or expiries that found nothing due take no
+        // revision.
+        let changed = match &outcome {
+            Ok(Done::Written(w)) => !w.is_empty(),
+            Ok(Done::Purged { .. }) => true,
+            _ => false,
+        };
+        if changed {
             stage.rels = rel;
         }
         outcomes.push(outcome);
@@ -417,7 +474,7 @@ fn transaction(
                 }
             }
             Done::Purged { revision, .. } => *revision += base,
-            Done::Granted(_) => {}
+            _ => {}
         }
     }
     if stage.notify.is_empty() {
@@ -529,10 +586,113 @@ impl Head {
     }
 }
 
+/// Revokes lease `id` (locked, with the keys on it read, by
+/// [`deadlines::lock`]): every key still on it expires, in this
+/// transaction. `if_due`: only if its deadline has passed (a keepalive may
+/// have moved it since it was found due).
+fn revoke<'a>(
+    conn: &mut PgConn,
+    stage: &mut Stage<'a>,
+    locked: &'a Locked,
+    id: u64,
+    if_due: bool,
+    rel: u64,
+) -> Result<Result<Done, StoreError>, postgres::Error> {
+    let lease = db_int(id);
+    match locked.due.get(&lease) {
+        // Revoked earlier in this group too: only once.
+        _ if stage.revoked.contains(&lease) => return Ok(Err(StoreError::LeaseNotFound(id))),
+        None => return Ok(Err(StoreError::LeaseNotFound(id))),
+        Some(false) if if_due => return Ok(Ok(Done::Written(Vec::new()))),
+        Some(_) => {}
+    }
+    deadlines::remove(conn, lease)?;
+    stage.live_leases.remove(&lease);
+    stage.revoked.insert(lease);
+    let keys: &'a [String] = locked.keys.get(&lease).map_or(&[], Vec::as_slice);
+    let bytes: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let still = deadlines::still_on(conn, lease, &bytes)?;
+    let mut written = Vec::new();
+    for key in keys {
+        let key = key.as_str();
+        // A write earlier in this group decided the key's deadline anew.
+        if !still.contains(key.as_bytes()) || stage.heads.get(key).is_none_or(|h| h.dirty) {
+            continue;
+        }
+        let outcome = stage
+            .state(key)
+            .and_then(|h| rules::delete(key, None, h))
+            .and_then(|next| {
+                let seq = i32::try_from(written.len()).unwrap_or(i32::MAX);
+                stage.write(key, RawValue::NULL, next, (true, true), (rel, seq))
+            });
+        if let Ok(w) = outcome {
+            written.push(w);
+        }
+    }
+    Ok(Ok(Done::Written(written)))
+}
+
+/// Expires each key of `due` whose deadline has passed on the database's
+/// clock, with its head locked: a replica that expired it first removed
+/// its deadline, so no key gets two tombstones. A key written earlier in
+/// this group keeps what that write set.
+fn expire<'a>(
+    conn: &mut PgConn,
+    stage: &mut Stage<'a>,
+    due: &'a [Due],
+    rel: u64,
+) -> Result<Result<Done, StoreError>, postgres::Error> {
+    let keys: Vec<&[u8]> = due.iter().map(|d| d.key.as_bytes()).collect();
+    let rows = conn.query(
+        "SELECT key FROM vkv_deadlines WHERE key = ANY($1::bytea[]) AND due <= clock_timestamp()",
+        &[&keys],
+    )?;
+    let passed: BTreeSet<Vec<u8>> = rows
+        .iter()
+        .map(|r| r.try_get::<_, Vec<u8>>(0))
+        .collect::<Result<_, _>>()?;
+    let mut written = Vec::new();
+    for d in due {
+        let key = d.key.as_str();
+        if !passed.contains(key.as_bytes()) || stage.heads.get(key).is_none_or(|h| h.dirty) {
+            continue;
+        }
+        let outcome = stage
+            .state(key)
+            .and_then(|h| rules::delete(key, None, h))
+            .and_then(|next| {
+                let seq = i32::try_from(written.len()).unwrap_or(i32::MAX);
+                stage.write(key, RawValue::NULL, next, (true, true), (rel, seq))
+            });
+        // A key not live has no deadline: nothing to expire.
+        if let Ok(w) = outcome {
+            written.push(w);
+        }
+    }
+    Ok(Ok(Done::Written(written)))
+}
+
 impl<'a> Stage<'a> {
     fn put(&mut self, item: &'a PutItem, rel: u64, seq: i32) -> Result<Written, StoreError> {
         let next = rules::put(&item.key, item.expect, self.state(&item.key)?)?;
-        self.write(&item.key, &item.value, next, false, (rel, seq))
+        let deadline = match item.lifetime {
+            Lifetime::Permanent => None,
+            Lifetime::Ttl(ttl) => Some((
+                Some(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+                None,
+            )),
+            Lifetime::Lease(id) if self.live_leases.contains(&db_int(id)) => {
+                Some((None, Some(db_int(id))))
+            }
+            Lifetime::Lease(id) => return Err(StoreError::LeaseNotFound(id)),
+        };
+        let written = self.write(&item.key, &item.value, next, (false, false), (rel, seq))?;
+        if let Some((ms, lease)) = deadline {
+            self.ttls
+                .push((&item.key, written.version.version, ms, lease));
+        }
+        Ok(written)
     }
 
     /// The rules' view of the locked head of `key`.
@@ -544,13 +704,14 @@ impl<'a> Stage<'a> {
     }
 
     /// Stages `next`, the version the rules gave `key` (a tombstone if
-    /// `deleted`).
+    /// `deleted`, an expiry's if `expired`), at revision offset `rel`, place
+    /// `seq` within it.
     fn write(
         &mut self,
         key: &'a str,
         value: &'a RawValue,
         next: rules::Next,
-        deleted: bool,
+        (deleted, expired): (bool, bool),
         (rel, seq): (u64, i32),
     ) -> Result<Written, StoreError> {
         let head = self
@@ -578,6 +739,7 @@ impl<'a> Stage<'a> {
             rel,
             seq,
             created: next.created,
+            expired,
         });
         self.notify.insert(key);
         Ok(Written {
@@ -586,7 +748,7 @@ impl<'a> Stage<'a> {
                 version,
                 timestamp_ms: self.ts,
                 deleted,
-                expired: false,
+                expired,
                 revision: rel,
                 value: value.to_owned(),
             }),
@@ -602,6 +764,7 @@ impl<'a> Stage<'a> {
             .map(|i| (i.key.as_str(), self.heads.get(i.key.as_str()).cloned()))
             .collect();
         let (rows, keys_delta, notify) = (self.rows.len(), self.keys_delta, self.notify.clone());
+        let ttls = self.ttls.len();
         let written: Result<Vec<_>, _> = items
             .iter()
             .enumerate()
@@ -614,6 +777,7 @@ impl<'a> Stage<'a> {
                 }
             }
             self.rows.truncate(rows);
+            self.ttls.truncate(ttls);
             self.keys_delta = keys_delta;
             self.notify = notify;
         }
@@ -622,7 +786,7 @@ impl<'a> Stage<'a> {
 
     fn delete(&mut self, key: &'a str, expect: Option<u64>, rel: u64) -> Result<Done, StoreError> {
         let next = rules::delete(key, expect, self.state(key)?)?;
-        self.write(key, RawValue::NULL, next, true, (rel, 0))
+        self.write(key, RawValue::NULL, next, (true, false), (rel, 0))
             .map(|v| Done::Written(vec![v]))
     }
 }
@@ -681,6 +845,7 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
     let rrel: Vec<i64> = rows.iter().map(|r| db_int(r.rel - reserved)).collect();
     let rseq: Vec<i32> = rows.iter().map(|r| r.seq).collect();
     let rcre: Vec<bool> = rows.iter().map(|r| r.created).collect();
+    let rexp: Vec<bool> = rows.iter().map(|r| r.expired).collect();
     let notify: Vec<String> = if last {
         stage.notify.iter().map(|k| hex(k.as_bytes())).collect()
     } else {
@@ -699,10 +864,14 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
              WHERE id = 1 AND $20::bigint > 0
              RETURNING value - $20::bigint AS base
          ), ins AS (
-             INSERT INTO vkv_versions (key, version, ts_ms, value, deleted, revision, seq, created)
-             SELECT k, v, t, val, d, (SELECT base FROM rev) + r, s, c
+             INSERT INTO vkv_versions (key, version, ts_ms, value, deleted, revision, seq, created,
+                 expired)
+             SELECT k, v, t, val, d, (SELECT base FROM rev) + r, s, c, e
              FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[],
-                     $22::bigint[], $23::int[], $24::bool[]) AS x(k, v, t, val, d, r, s, c)
+                     $22::bigint[], $23::int[], $24::bool[], $25::bool[])
+                 AS x(k, v, t, val, d, r, s, c, e)
+         ), deadlines AS (
+             DELETE FROM vkv_deadlines WHERE key = ANY($6::bytea[])
          ), heads AS (
              UPDATE vkv_keys k SET latest = h.latest, ts_ms = h.ts_ms, deleted = h.deleted,
                  first_kept = h.first_kept, purged_latest = h.purged
@@ -744,6 +913,7 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
             &rrel,
             &rseq,
             &rcre,
+            &rexp,
         ],
     )?;
     if reserve > 0 {
@@ -754,6 +924,28 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
                 .get_or_insert((base.max(0) as u64).saturating_sub(reserved));
         }
         stage.reserved = stage.rels;
+    }
+    // Deadlines of puts with a TTL still their key's latest: set after the
+    // statement above removed every written key's old one.
+    let (mut dk, mut dv): (Vec<&[u8]>, Vec<i64>) = (vec![], vec![]);
+    let (mut dm, mut dl): (Vec<Option<i64>>, Vec<Option<i64>>) = (vec![], vec![]);
+    for (key, version, ms, lease) in stage.ttls.drain(..) {
+        if stage.heads.get(key).is_some_and(|h| h.latest == version) {
+            dk.push(key.as_bytes());
+            dv.push(db_int(version));
+            dm.push(ms);
+            dl.push(lease);
+        }
+    }
+    if !dk.is_empty() {
+        conn.query(
+            "INSERT INTO vkv_deadlines (key, version, due, lease)
+             SELECT k, v, clock_timestamp() + ms * interval '1 millisecond', l
+             FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(k, v, ms, l)
+             ON CONFLICT (key) DO UPDATE SET version = excluded.version, due = excluded.due,
+                 lease = excluded.lease",
+            &[&dk, &dv, &dm, &dl],
+        )?;
     }
     stage.rows.clear();
     stage.keys_delta = 0;
@@ -790,6 +982,8 @@ fn purge(
          ), c AS (
              UPDATE vkv_counters SET keys = keys - 1, versions = versions - (SELECT count(*) FROM p)
              WHERE shard = $2
+         ), d AS (
+             DELETE FROM vkv_deadlines WHERE key = $1
          )
          SELECT (SELECT count(*) FROM p), (SELECT value FROM rev)",
         &[&key.as_bytes(), &shard, &db_int(last), &ts],

@@ -15,10 +15,14 @@ use std::path::Path;
 
 use postgres::{Client, Row};
 
+use super::rows::key_text;
 use super::schema;
 use super::target::{Target, describe};
 use crate::error::{OpenError, StoreError};
-use crate::storage::seam::{Export, Import, KeyHead, Record, Totals, VersionRow, merge_dump};
+use crate::storage::seam::{
+    Deadline, DeadlineRow, Export, Import, KeyHead, LeaseRow, Record, Totals, VersionRow,
+    merge_dump,
+};
 
 /// Rows per `FETCH` and per `INSERT`.
 const CHUNK: usize = 1000;
@@ -90,16 +94,22 @@ impl Export for PgExport {
         visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         // bytea compares bytewise: the same order as SQLite's BINARY text.
-        self.client.batch_execute(if self.schema >= 5 {
-            "DECLARE vkv_dump_heads NO SCROLL CURSOR FOR
+        // No expiry tombstones before schema 6; versions numbered as the
+        // migration to schema 5 numbers them before it.
+        let expired = if self.schema >= 6 { "expired" } else { "false" };
+        let dump = if self.schema >= 5 {
+            format!(
+                "DECLARE vkv_dump_heads NO SCROLL CURSOR FOR
                  SELECT key, latest, ts_ms, deleted, first_kept FROM vkv_keys
                  WHERE latest > 0 ORDER BY key;
              DECLARE vkv_dump_versions NO SCROLL CURSOR FOR
-                 SELECT key, version, ts_ms, deleted, value, revision, seq, created
+                 SELECT key, version, ts_ms, deleted, value, revision, seq, created, {expired}
                  FROM vkv_versions ORDER BY key, version;"
+            )
         } else {
-            OLD_DUMP
-        })?;
+            OLD_DUMP.to_string()
+        };
+        self.client.batch_execute(&dump)?;
         let client = RefCell::new(&mut self.client);
         let heads = cursor(&client, "FETCH 1000 FROM vkv_dump_heads", |r| {
             Ok(KeyHead {
@@ -117,7 +127,7 @@ impl Export for PgExport {
                 ts_ms: r.try_get(2)?,
                 deleted: r.try_get(3)?,
                 value: r.try_get(4)?,
-                expired: false,
+                expired: r.try_get(8)?,
                 revision: r.try_get::<_, i64>(5)?.max(0) as u64,
                 seq: r.try_get::<_, i32>(6)?.max(0) as u64,
                 created: r.try_get(7)?,
@@ -134,6 +144,36 @@ impl Export for PgExport {
                 key: key_text(r.try_get(0)?)?,
                 latest: r.try_get::<_, i64>(1)? as u64,
             })?;
+        }
+        if self.schema >= 6 {
+            let leases = self.client.query(
+                "SELECT id, ttl_ms, (extract(epoch FROM due) * 1000)::bigint - ttl_ms
+                 FROM vkv_leases ORDER BY id",
+                &[],
+            )?;
+            for r in leases {
+                visit(Record::Lease(LeaseRow {
+                    id: r.try_get::<_, i64>(0)? as u64,
+                    ttl_ms: r.try_get(1)?,
+                    granted_ms: r.try_get(2)?,
+                }))?;
+            }
+            let deadlines = self.client.query(
+                "SELECT key, version, (extract(epoch FROM due) * 1000)::bigint, lease
+                 FROM vkv_deadlines ORDER BY key",
+                &[],
+            )?;
+            for r in deadlines {
+                let (due, lease): (Option<i64>, Option<i64>) = (r.try_get(2)?, r.try_get(3)?);
+                visit(Record::Deadline(DeadlineRow {
+                    key: key_text(r.try_get(0)?)?,
+                    version: r.try_get::<_, i64>(1)? as u64,
+                    deadline: match (due, lease) {
+                        (Some(due), _) => Deadline::At(due),
+                        (None, lease) => Deadline::Lease(lease.unwrap_or(0) as u64),
+                    },
+                }))?;
+            }
         }
         let (current, compacted) = if self.schema >= 5 {
             for r in self.client.query(
@@ -175,7 +215,8 @@ const OLD_DUMP: &str = "DECLARE vkv_dump_heads NO SCROLL CURSOR FOR
     DECLARE vkv_dump_versions NO SCROLL CURSOR FOR
         SELECT key, version, ts_ms, deleted, value,
             row_number() OVER (ORDER BY t, key, version), 0,
-            (NOT deleted AND NOT coalesce(prev_version = version - 1 AND NOT prev_deleted, false))
+            (NOT deleted AND NOT coalesce(prev_version = version - 1 AND NOT prev_deleted, false)),
+            false
         FROM (
             SELECT key, version, ts_ms, deleted, value,
                 max(ts_ms) OVER (PARTITION BY key ORDER BY version) AS t,
@@ -208,15 +249,6 @@ fn cursor<'a, T>(
             }
         }
         buf.pop_front().map(|r| decode(&r))
-    })
-}
-
-fn key_text(bytes: Vec<u8>) -> Result<String, StoreError> {
-    String::from_utf8(bytes).map_err(|e| {
-        StoreError::Internal(format!(
-            "a stored key is not UTF-8: {:?}",
-            String::from_utf8_lossy(e.as_bytes())
-        ))
     })
 }
 
@@ -326,13 +358,14 @@ impl PgImport {
                 .map(|v| i32::try_from(v.seq).unwrap_or(i32::MAX))
                 .collect();
             let created: Vec<bool> = rows.iter().map(|v| v.created).collect();
+            let expired: Vec<bool> = rows.iter().map(|v| v.expired).collect();
             self.client.execute(
                 "INSERT INTO vkv_versions (key, version, ts_ms, value, deleted, revision, seq,
-                     created)
+                     created, expired)
                  SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::text[], $5::bool[],
-                     $6::int8[], $7::int4[], $8::bool[])",
+                     $6::int8[], $7::int4[], $8::bool[], $9::bool[])",
                 &[
-                    &keys, &version, &ts, &values, &deleted, &revision, &seq, &created,
+                    &keys, &version, &ts, &values, &deleted, &revision, &seq, &created, &expired,
                 ],
             )?;
         }
@@ -364,6 +397,7 @@ impl Import for PgImport {
     fn clear(&mut self) -> Result<(), StoreError> {
         self.client.batch_execute(
             "DELETE FROM vkv_versions; DELETE FROM vkv_keys; DELETE FROM vkv_purges;
+             DELETE FROM vkv_deadlines; DELETE FROM vkv_leases;
              UPDATE vkv_counters SET keys = 0, versions = 0;
              UPDATE vkv_revision SET value = 0, compacted = 0;",
         )?;
@@ -375,18 +409,32 @@ impl Import for PgImport {
             Record::Head(h) => self.heads.push(h.clone()),
             Record::Version(v) => self.versions.push(v.clone()),
             Record::Deadline(d) => {
-                return Err(StoreError::InvalidLifetime(format!(
-                    "key {:?} expires (a TTL or a lease), and PostgreSQL does not store \
-                     TTLs or leases yet; nothing was copied",
-                    d.key
-                )));
+                let (due, lease) = match d.deadline {
+                    Deadline::At(due) => (Some(due), None),
+                    Deadline::Lease(id) => (None, Some(ints([id].into_iter())?[0])),
+                };
+                // After every key's records: its version row is flushed.
+                self.flush()?;
+                let version = ints([d.version].into_iter())?;
+                self.client.execute(
+                    "INSERT INTO vkv_deadlines (key, version, due, lease)
+                     VALUES ($1, $2, to_timestamp($3::bigint / 1000.0), $4)",
+                    &[&d.key.as_bytes(), &version[0], &due, &lease],
+                )?;
             }
             Record::Lease(l) => {
-                return Err(StoreError::InvalidLifetime(format!(
-                    "lease {} cannot be copied: PostgreSQL does not store leases yet; \
-                     nothing was copied",
-                    l.id
-                )));
+                // Its id kept; its full TTL from the load, as after a restart.
+                let id = ints([l.id].into_iter())?[0];
+                self.client.execute(
+                    "INSERT INTO vkv_leases (id, ttl_ms, due)
+                     VALUES ($1, $2::bigint, clock_timestamp() + $2::bigint * interval '1 millisecond')",
+                    &[&id, &l.ttl_ms],
+                )?;
+                self.client.execute(
+                    "SELECT setval('vkv_leases_id_seq', greatest($1::bigint, \
+                         (SELECT coalesce(max(id), 1) FROM vkv_leases)))",
+                    &[&id],
+                )?;
             }
             Record::Purged { key, latest } => {
                 let latest = ints([*latest].into_iter())?;

@@ -185,7 +185,7 @@ fn run(shared: &Shared, pool: &Pool<Manager>, timeout: Duration) {
 struct Found {
     /// The version row: `None` if there is none (or, for a latest read,
     /// `Some` with no value when the known version is still the latest).
-    row: Option<(u64, i64, Option<String>, bool, u64)>,
+    row: Option<(u64, i64, Option<String>, bool, u64, bool)>,
     /// For a version read that found no row: the key's head (latest,
     /// oldest kept), if it has a version.
     head: Option<(u64, u64)>,
@@ -240,15 +240,15 @@ fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>, timeout: Duration) {
         match ask.what {
             What::Latest(_, then) => then(match found.row {
                 None => Ok(Fresh::Changed(None)),
-                Some((_, _, None, _, _)) => Ok(Fresh::Same),
-                Some((version, ts, Some(value), deleted, revision)) => {
-                    row_version(key, (version, ts, value, deleted, revision))
+                Some((_, _, None, _, _, _)) => Ok(Fresh::Same),
+                Some((version, ts, Some(value), deleted, revision, expired)) => {
+                    row_version(key, (version, ts, value, deleted, revision), expired)
                         .map(|v| Fresh::Changed(Some(v)))
                 }
             }),
             What::Version(wanted, then) => then(match (found.row, found.head) {
-                (Some((version, ts, Some(value), deleted, revision)), _) => {
-                    row_version(key, (version, ts, value, deleted, revision))
+                (Some((version, ts, Some(value), deleted, revision, expired)), _) => {
+                    row_version(key, (version, ts, value, deleted, revision), expired)
                 }
                 (_, head) => Err(StoreError::version_miss(&key, wanted, head)),
             }),
@@ -308,14 +308,14 @@ fn query_round(
             Ok(conn.query(
                 "SELECT q.i, v.version, v.ts_ms,
              CASE WHEN v.version = q.version AND v.ts_ms = q.ts THEN NULL ELSE v.value END,
-             v.deleted, h.latest, h.first_kept, v.revision
+             v.deleted, h.latest, h.first_kept, v.revision, v.expired
          FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
              AS q(key, want, version, ts, i)
          LEFT JOIN LATERAL (
-             (SELECT version, ts_ms, value, deleted, revision FROM vkv_versions
+             (SELECT version, ts_ms, value, deleted, revision, expired FROM vkv_versions
               WHERE key = q.key AND q.want = 0 ORDER BY version DESC LIMIT 1)
              UNION ALL
-             (SELECT version, ts_ms, value, deleted, revision FROM vkv_versions
+             (SELECT version, ts_ms, value, deleted, revision, expired FROM vkv_versions
               WHERE key = q.key AND q.want > 0 AND version = q.want)
          ) v ON true
          LEFT JOIN LATERAL (
@@ -341,6 +341,7 @@ fn query_round(
                 r.try_get(3)?,
                 r.try_get(4)?,
                 r.try_get::<_, i64>(7)?.max(0) as u64,
+                r.try_get(8)?,
             )),
         };
         let head = match r.try_get::<_, Option<i64>>(5)? {
@@ -367,13 +368,14 @@ fn query_round(
 fn row_version(
     key: String,
     (version, timestamp_ms, value, deleted, revision): (u64, i64, String, bool, u64),
+    expired: bool,
 ) -> Result<Versioned, StoreError> {
     Ok(Versioned {
         key,
         version,
         timestamp_ms,
         deleted,
-        expired: false,
+        expired,
         revision,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,

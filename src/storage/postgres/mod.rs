@@ -12,6 +12,8 @@
 //!   was sent; callers are answered through callbacks);
 //! - `apply.rs`: the writer thread's transaction (heads locked in key
 //!   order, decisions in memory, one write statement, `NOTIFY`);
+//! - `deadlines.rs`: leases in that transaction (their rows locked before
+//!   any head), keys' deadlines on the database's clock;
 //! - `lease.rs`: read leases, which let a replica serve its cache without
 //!   a round trip (writes wait until every holder dropped what they
 //!   changed);
@@ -26,6 +28,7 @@ mod apply;
 pub(crate) mod bulk;
 mod confirm;
 mod conn;
+mod deadlines;
 mod lease;
 mod listen;
 mod reads;
@@ -54,8 +57,8 @@ const POOL_WAIT: Duration = Duration::from_secs(2);
 const POOL_IDLE: Duration = Duration::from_secs(10);
 
 /// Warns when the server has fewer free connection slots than this replica
-/// needs: its writer, its `LISTEN` connection (both open now) and its read
-/// pool. With too few, reads wait for a slot (`503` past the pool's wait).
+/// needs: its writer, its `LISTEN` connection (both open now), its read
+/// pool and its expiry thread's connection. With too few, reads wait for a slot (`503` past the pool's wait).
 fn warn_if_few_slots(client: &mut postgres::Client, read_connections: u32) {
     // Other roles' sessions show no backend_type to a role that may not
     // read their statistics: counted as client backends (slots taken).
@@ -68,10 +71,11 @@ fn warn_if_few_slots(client: &mut postgres::Client, read_connections: u32) {
     );
     match free.and_then(|row| row.try_get::<_, i32>(0)) {
         // This connection is counted already; the LISTEN one is not yet.
-        Ok(free) if i64::from(free) < i64::from(read_connections) + 1 => log::warn!(
+        Ok(free) if i64::from(free) < i64::from(read_connections) + 2 => log::warn!(
             "PostgreSQL has {free} free connection slots, fewer than this replica's \
-             {read_connections} read connections and its LISTEN connection: reads may \
-             wait for a slot (raise max_connections, or run fewer --workers)"
+             {read_connections} read connections, its LISTEN connection and its expiry \
+             thread's: reads may wait for a slot (raise max_connections, or run fewer \
+             --workers)"
         ),
         Ok(_) => {}
         Err(e) => log::warn!(
@@ -137,6 +141,8 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
         location: url.clone(),
         leases: Arc::clone(&leases),
         query_timeout: config.query_timeout,
+        target: target.clone(),
+        poller: std::sync::Mutex::new(None),
     });
     let listening = listen::start(
         listen::Listener {

@@ -15,7 +15,8 @@ use super::rows::{db_int, versioned};
 use crate::change::{Change, ChangeOperation, ChangePage, Stored, cut_at_revision};
 use crate::error::StoreError;
 use crate::storage::seam::{
-    DbStats, Fresh, KeyInfo, KeyPage, LatestReply, Reads, VersionInfo, VersionReply,
+    DbStats, Due, Fresh, KeyInfo, KeyPage, LatestReply, LeaseState, Reads, VersionInfo,
+    VersionReply,
 };
 use crate::version::Versioned;
 
@@ -30,9 +31,43 @@ pub(crate) struct PgReads {
     pub leases: Arc<Leases>,
     /// The read connections' query timeout.
     pub query_timeout: Duration,
+    /// Where the expiry thread's connection goes.
+    pub target: super::target::Target,
+    /// The expiry thread's own connection, so that its polls never take a
+    /// read connection from requests (nor from `/metrics`, which only takes
+    /// an idle one); opened when first needed, again after a failure.
+    pub poller: std::sync::Mutex<Option<PgConn>>,
 }
 
 impl PgReads {
+    /// `f` on the expiry thread's connection.
+    fn with_poller<T>(
+        &self,
+        f: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.poller.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
+            let client = self.target.connect().map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL: {}",
+                    super::target::describe(&e)
+                ))
+            })?;
+            *slot = Some(PgConn::open(
+                client,
+                super::conn::Role::Read(self.query_timeout),
+            )?);
+        }
+        let conn = slot
+            .as_mut()
+            .ok_or_else(|| StoreError::Internal("no connection".into()))?;
+        let result = f(conn);
+        if result.is_err() {
+            // Opened again for the next poll.
+            *slot = None;
+        }
+        Ok(result?)
+    }
     /// `f` on a pooled connection (see [`with_pooled`]).
     fn with_conn<T>(
         &self,
@@ -40,6 +75,31 @@ impl PgReads {
     ) -> Result<T, StoreError> {
         with_pooled(&self.pool, f)
     }
+}
+
+impl PgReads {
+    /// The leases matching `filter` (which takes one bigint, `$1`).
+    fn leases_where(&self, filter: &str, arg: i64) -> Result<Vec<LeaseState>, StoreError> {
+        self.with_conn(|conn| {
+            let rows = conn.client.query(
+                &format!(
+                    "SELECT id, ttl_ms, (extract(epoch FROM due) * 1000)::bigint FROM vkv_leases
+                     WHERE {filter}"
+                ),
+                &[&arg],
+            )?;
+            rows.iter().map(lease_state).collect()
+        })
+    }
+}
+
+/// A row of `id, ttl_ms, due_ms` as a lease.
+fn lease_state(r: &postgres::Row) -> Result<LeaseState, StoreError> {
+    Ok(LeaseState {
+        id: r.try_get::<_, i64>(0)? as u64,
+        ttl_ms: r.try_get(1)?,
+        due_ms: r.try_get(2)?,
+    })
 }
 
 impl Reads for PgReads {
@@ -61,6 +121,70 @@ impl Reads for PgReads {
 
     fn read_lease(&self) -> Option<(bool, u64)> {
         Some((self.leases.held(), self.leases.taken()))
+    }
+
+    fn supports_expiry(&self) -> bool {
+        true
+    }
+
+    /// Deadlines are the database's, shared by every replica: each polls.
+    fn polls_deadlines(&self) -> bool {
+        true
+    }
+
+    fn due(&self, limit: usize) -> Result<Vec<Due>, StoreError> {
+        let rows = self.with_poller(|conn| {
+            conn.query(
+                "SELECT key, (extract(epoch FROM due) * 1000)::bigint FROM vkv_deadlines
+                 WHERE due <= clock_timestamp() ORDER BY due LIMIT $1",
+                &[&(limit as i64)],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(Due {
+                    key: super::rows::key_text(r.try_get(0)?)?,
+                    due_ms: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    fn due_leases(&self, limit: usize) -> Result<Vec<LeaseState>, StoreError> {
+        let rows = self.with_poller(|conn| {
+            conn.query(
+                "SELECT id, ttl_ms, (extract(epoch FROM due) * 1000)::bigint FROM vkv_leases
+                 WHERE due <= clock_timestamp() ORDER BY due LIMIT $1",
+                &[&(limit as i64)],
+            )
+        })?;
+        rows.iter().map(lease_state).collect()
+    }
+
+    fn lease(&self, id: u64) -> Result<Option<LeaseState>, StoreError> {
+        let found = self.leases_where("id = $1 AND due > clock_timestamp()", db_int(id))?;
+        Ok(found.into_iter().next())
+    }
+
+    fn leases(&self) -> Result<Vec<LeaseState>, StoreError> {
+        // $1 only to share the statement's shape: every id is above it.
+        self.leases_where("due > clock_timestamp() AND id > $1 ORDER BY id", 0)
+    }
+
+    fn lease_keys(&self, id: u64, limit: usize) -> Result<(Vec<String>, bool), StoreError> {
+        self.with_conn(|conn| {
+            let rows = conn.query(
+                "SELECT key FROM vkv_deadlines WHERE lease = $1 ORDER BY key LIMIT $2",
+                &[&db_int(id), &(limit as i64 + 1)],
+            )?;
+            let mut keys = rows
+                .iter()
+                .map(|r| super::rows::key_text(r.try_get(0)?))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let more = keys.len() > limit;
+            keys.truncate(limit);
+            Ok((keys, more))
+        })
     }
 
     fn latest_unless(&self, key: &str, known: &Versioned) -> Result<Fresh, StoreError> {
@@ -97,7 +221,8 @@ impl Reads for PgReads {
             }
             let before = before.map_or(i64::MAX, db_int);
             let rows = conn.query(
-                "SELECT version, ts_ms, deleted, octet_length(value)::bigint, revision, created
+                "SELECT version, ts_ms, deleted, octet_length(value)::bigint, revision, created,
+                     expired
                  FROM vkv_versions WHERE key = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
                 &[&key.as_bytes(), &before, &(limit as i64 + 1)],
             )?;
@@ -109,7 +234,7 @@ impl Reads for PgReads {
                         timestamp_ms: r.try_get(1)?,
                         deleted: r.try_get(2)?,
                         size_bytes: r.try_get::<_, i64>(3)? as u64,
-                        expired: false,
+                        expired: r.try_get(6)?,
                         revision: r.try_get::<_, i64>(4)?.max(0) as u64,
                         created: r.try_get(5)?,
                     })
@@ -356,12 +481,13 @@ fn changes_in(
     let mut query = |n: i64| -> Result<Vec<postgres::Row>, StoreError> {
         Ok(conn.query(
             "(SELECT revision, seq, key, version, ts_ms, deleted, created, false,
-                 CASE WHEN $4 AND NOT deleted THEN value END
+                 CASE WHEN $4 AND NOT deleted THEN value END, expired
              FROM vkv_versions
              WHERE revision > $1 AND key >= $2 AND ($3::bytea IS NULL OR key < $3)
              ORDER BY revision, seq LIMIT $5)
              UNION ALL
-             (SELECT revision, 0, key, version, ts_ms, false, false, true, NULL FROM vkv_purges
+             (SELECT revision, 0, key, version, ts_ms, false, false, true, NULL, false
+             FROM vkv_purges
              WHERE revision > $1 AND key >= $2 AND ($3::bytea IS NULL OR key < $3)
              ORDER BY revision LIMIT $5)
              ORDER BY 1, 2 LIMIT $5",
@@ -386,9 +512,7 @@ fn changes_in(
                 version: r.try_get::<_, i64>(3)?.max(0) as u64,
                 operation: ChangeOperation::of(Stored {
                     deleted: r.try_get(5)?,
-                    // No expiry on PostgreSQL yet: TTLs and leases are
-                    // refused there.
-                    expired: false,
+                    expired: r.try_get(9)?,
                     created: r.try_get(6)?,
                     purge: r.try_get(7)?,
                 }),
@@ -407,7 +531,7 @@ fn changes_in(
 /// Version `version` of `key`, or why there is none.
 fn version_row(conn: &mut PgConn, key: &str, version: u64) -> Result<Versioned, StoreError> {
     let row = conn.query_opt(
-        "SELECT version, ts_ms, value, deleted, revision FROM vkv_versions
+        "SELECT version, ts_ms, value, deleted, revision, expired FROM vkv_versions
          WHERE key = $1 AND version = $2",
         &[&key.as_bytes(), &db_int(version)],
     )?;

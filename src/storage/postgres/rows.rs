@@ -12,8 +12,19 @@ pub(crate) fn db_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A row with `version, ts_ms, value, deleted, revision` from column `at`
-/// on.
+/// A stored key as text (keys are UTF-8; `bytea` so that any of them,
+/// NUL included, is stored).
+pub(crate) fn key_text(bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes).map_err(|e| {
+        StoreError::Internal(format!(
+            "a stored key is not UTF-8: {:?}",
+            String::from_utf8_lossy(e.as_bytes())
+        ))
+    })
+}
+
+/// A row with `version, ts_ms, value, deleted, revision, expired` from
+/// column `at` on.
 pub(crate) fn versioned(key: &str, r: &Row, at: usize) -> Result<Versioned, StoreError> {
     let value: String = r.try_get(at + 2)?;
     Ok(Versioned {
@@ -21,8 +32,8 @@ pub(crate) fn versioned(key: &str, r: &Row, at: usize) -> Result<Versioned, Stor
         version: r.try_get::<_, i64>(at)? as u64,
         timestamp_ms: r.try_get(at + 1)?,
         deleted: r.try_get(at + 3)?,
-        expired: false,
         revision: r.try_get::<_, i64>(at + 4)?.max(0) as u64,
+        expired: r.try_get(at + 5)?,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
     })

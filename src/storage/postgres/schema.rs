@@ -2,7 +2,7 @@
 //! under an advisory lock, so that replicas starting at once against an
 //! empty database do not race (the second waits, then finds it done).
 //!
-//! Schema (version 5), the SQLite one's counterpart:
+//! Schema (version 6), the SQLite one's counterpart:
 //! - `vkv_versions(key, version, ts_ms, value, deleted)`, primary key
 //!   `(key, version)`. Keys are `bytea`: PostgreSQL's `text` cannot hold a
 //!   NUL character, which a key may contain, and `bytea` compares bytewise,
@@ -30,6 +30,15 @@
 //!   removed). Writers update it in
 //!   their transaction, so its row lock orders commits across replicas
 //!   (`apply.rs`). Existing versions are numbered in commit order;
+//! - `vkv_deadlines(key, version, due, lease)` (version 6): the deadline
+//!   of each key that expires, its own (`due`, on the database's clock,
+//!   `clock_timestamp()`) or its lease's, and the version that set it;
+//!   `vkv_leases(id, ttl_ms, due)`: leases, their deadline on the same
+//!   clock (a keepalive through any replica moves it);
+//!   `vkv_versions.expired` marks the tombstone of an expiry. Every replica
+//!   polls the deadlines that passed; the one whose writer locks the key's
+//!   head (or the lease's row) first expires it, the others then find
+//!   nothing left;
 //! - `vkv_meta(id, schema_version)`: one row.
 
 use postgres::Client;
@@ -37,7 +46,7 @@ use postgres::Client;
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The oldest PostgreSQL accepted (`server_version_num`).
 pub const MIN_SERVER_VERSION: i32 = 120_000;
@@ -123,6 +132,23 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO vkv_revision (id, value, compacted)
         SELECT 1, coalesce(max(revision), 0), 0 FROM vkv_versions;",
+    // 5 -> 6: keys that expire.
+    "ALTER TABLE vkv_versions ADD COLUMN expired boolean NOT NULL DEFAULT false;
+    CREATE TABLE vkv_leases (
+        id bigserial PRIMARY KEY,
+        ttl_ms bigint NOT NULL,
+        due timestamptz NOT NULL
+    );
+    CREATE INDEX vkv_leases_due ON vkv_leases (due);
+    CREATE TABLE vkv_deadlines (
+        key bytea PRIMARY KEY,
+        version bigint NOT NULL,
+        due timestamptz,
+        lease bigint,
+        CHECK ((due IS NULL) <> (lease IS NULL))
+    );
+    CREATE INDEX vkv_deadlines_due ON vkv_deadlines (due) WHERE due IS NOT NULL;
+    CREATE INDEX vkv_deadlines_lease ON vkv_deadlines (lease) WHERE lease IS NOT NULL;",
 ];
 
 /// Refuses a server older than [`MIN_SERVER_VERSION`] (`server` is its

@@ -323,7 +323,7 @@ fn apply(
             Ok(Done::Written(written))
         }
         Op::Grant { ttl_ms } => Ok(Done::Granted(deadlines::grant(tx, *ttl_ms, ts)?)),
-        Op::Revoke { id } => {
+        Op::Revoke { id, .. } => {
             let keys = deadlines::remove_lease(tx, *id)?.ok_or(StoreError::LeaseNotFound(*id))?;
             keys.iter()
                 .enumerate()
@@ -336,6 +336,10 @@ fn apply(
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Done::Written)
+        }
+        // Keepalives are not writes here: the schedule keeps them.
+        Op::Keepalive { .. } => {
+            Err(StoreError::InvalidLifetime("a keepalive is not a write on SQLite".into()).into())
         }
         Op::Probe => {
             tx.prepare_cached("UPDATE counters SET value = value WHERE name = 'keys'")?
