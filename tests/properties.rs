@@ -267,7 +267,14 @@ fn ijson_text() -> impl Strategy<Value = String> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
             prop::collection::vec((string.clone(), inner), 0..4).prop_map(|v| {
-                let members: Vec<String> = v.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                // Each key starts with its index and `#`: no two members
+                // share a name, so serde_json's last-one-wins on duplicate
+                // keys never hides a member from the oracle below.
+                let members: Vec<String> = v
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (k, v))| format!("\"{i}#{}:{v}", &k[1..]))
+                    .collect();
                 format!("{{{}}}", members.join(","))
             }),
         ]
