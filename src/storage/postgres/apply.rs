@@ -612,25 +612,11 @@ fn revoke<'a>(
     let keys: &'a [String] = locked.keys.get(&lease).map_or(&[], Vec::as_slice);
     let bytes: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let still = deadlines::still_on(conn, lease, &bytes)?;
-    let mut written = Vec::new();
-    for key in keys {
-        let key = key.as_str();
-        // A write earlier in this group decided the key's deadline anew.
-        if !still.contains(key.as_bytes()) || stage.heads.get(key).is_none_or(|h| h.dirty) {
-            continue;
-        }
-        let outcome = stage
-            .state(key)
-            .and_then(|h| rules::delete(key, None, h))
-            .and_then(|next| {
-                let seq = i32::try_from(written.len()).unwrap_or(i32::MAX);
-                stage.write(key, RawValue::NULL, next, (true, true), (rel, seq))
-            });
-        if let Ok(w) = outcome {
-            written.push(w);
-        }
-    }
-    Ok(Ok(Done::Written(written)))
+    let on_lease = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| still.contains(k.as_bytes()));
+    Ok(Ok(Done::Written(stage.expire_keys(on_lease, rel))))
 }
 
 /// Expires each key of `due` whose deadline has passed on the database's
@@ -652,28 +638,38 @@ fn expire<'a>(
         .iter()
         .map(|r| r.try_get::<_, Vec<u8>>(0))
         .collect::<Result<_, _>>()?;
-    let mut written = Vec::new();
-    for d in due {
-        let key = d.key.as_str();
-        if !passed.contains(key.as_bytes()) || stage.heads.get(key).is_none_or(|h| h.dirty) {
-            continue;
-        }
-        let outcome = stage
-            .state(key)
-            .and_then(|h| rules::delete(key, None, h))
-            .and_then(|next| {
-                let seq = i32::try_from(written.len()).unwrap_or(i32::MAX);
-                stage.write(key, RawValue::NULL, next, (true, true), (rel, seq))
-            });
-        // A key not live has no deadline: nothing to expire.
-        if let Ok(w) = outcome {
-            written.push(w);
-        }
-    }
-    Ok(Ok(Done::Written(written)))
+    let passed_keys = due
+        .iter()
+        .map(|d| d.key.as_str())
+        .filter(|k| passed.contains(k.as_bytes()));
+    Ok(Ok(Done::Written(stage.expire_keys(passed_keys, rel))))
 }
 
 impl<'a> Stage<'a> {
+    /// Writes an expiry's tombstone for each of `keys` at revision offset
+    /// `rel`, numbered in order, except keys a write earlier in this group
+    /// decided anew and keys not live (a key not live has no deadline:
+    /// nothing to expire).
+    fn expire_keys(&mut self, keys: impl Iterator<Item = &'a str>, rel: u64) -> Vec<Written> {
+        let mut written = Vec::new();
+        for key in keys {
+            if self.heads.get(key).is_none_or(|h| h.dirty) {
+                continue;
+            }
+            let outcome = self
+                .state(key)
+                .and_then(|h| rules::delete(key, None, h))
+                .and_then(|next| {
+                    let seq = i32::try_from(written.len()).unwrap_or(i32::MAX);
+                    self.write(key, RawValue::NULL, next, (true, true), (rel, seq))
+                });
+            if let Ok(w) = outcome {
+                written.push(w);
+            }
+        }
+        written
+    }
+
     fn put(&mut self, item: &'a PutItem, rel: u64, seq: i32) -> Result<Written, StoreError> {
         let next = rules::put(&item.key, item.expect, self.state(&item.key)?)?;
         let deadline = match item.lifetime {
