@@ -145,17 +145,14 @@ impl EventLoop {
                     conn.state = State::Waiting;
                     conn.deadline = None;
                     let service = &self.service;
-                    match catch_unwind(AssertUnwindSafe(|| service.answer_now(&request))) {
-                        Ok(Some(Reply::Later(later))) => {
-                            // Handed on (a queued read): answered through
-                            // the mailbox like a worker's answer.
-                            let responder = self.responder(slot, conn);
-                            if catch_unwind(AssertUnwindSafe(|| later(responder))).is_err() {
-                                log::error!("answering on the loop panicked: answered 500");
-                            }
-                            return true;
-                        }
-                        Ok(Some(Reply::Ready(response))) => {
+                    let reply = catch_unwind(AssertUnwindSafe(|| service.handle(&request)))
+                        .unwrap_or_else(|_| {
+                            log::error!("the service panicked: answered 500");
+                            service.count(500);
+                            HttpResponse::error(500, "internal error (logged)").into()
+                        });
+                    let work = match reply {
+                        Reply::Ready(response) => {
                             conn.in_parse = true;
                             let keep = self.respond(slot, conn, response);
                             conn.in_parse = false;
@@ -174,12 +171,21 @@ impl EventLoop {
                             }
                             continue;
                         }
-                        Ok(None) => {}
-                        Err(_) => log::error!("answering on the loop panicked: sent to a worker"),
-                    }
+                        Reply::Later(later) => {
+                            // Handed on (a queued read): answered through
+                            // the mailbox like a worker's answer.
+                            let responder = self.responder(slot, conn);
+                            if catch_unwind(AssertUnwindSafe(|| later(responder))).is_err() {
+                                log::error!("answering on the loop panicked: answered 500");
+                            }
+                            return true;
+                        }
+                        Reply::Defer(work) => work,
+                    };
                     let responder = self.responder(slot, conn);
                     // A panic drops the responder, which answers 500.
-                    if catch_unwind(AssertUnwindSafe(|| service.call(request, responder))).is_err()
+                    if catch_unwind(AssertUnwindSafe(|| service.defer(request, work, responder)))
+                        .is_err()
                     {
                         log::error!("the service panicked: answered 500");
                     }
