@@ -186,30 +186,28 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
             .and_then(|found| found_response(store, &found, version, if_none_match))
             .map(Reply::Ready);
     }
-    // Answered when the read is: a backend whose reads are queued answers
-    // on its own thread (shared rounds carry every read in flight); else
-    // the read blocks, on a worker.
+    // A backend whose reads are queued answers on its own thread (shared
+    // rounds carry every read in flight): handed on from here. Else the
+    // read blocks: on a worker.
     let if_none_match = if_none_match.map(str::to_string);
     let store = store.clone();
-    let never_blocks = store.reads_never_block();
-    let read = move |responder: Responder| {
+    let answer = move |store: &Store, found: Result<Arc<Versioned>, StoreError>| {
+        found
+            .map_err(ApiError::from)
+            .and_then(|v| found_response(store, &v, version, if_none_match.as_deref()))
+            .unwrap_or_else(ApiError::into_response)
+    };
+    if !store.reads_never_block() {
+        return Ok(Reply::Defer(Deferred::new(Lane::Workers, move |_| {
+            Reply::Ready(answer(&store, store.get(&key, version)))
+        })));
+    }
+    Ok(Reply::Later(Box::new(move |responder| {
         let reader = store.clone();
         reader.get_then(&key, version, move |found| {
-            responder.send(
-                found
-                    .map_err(ApiError::from)
-                    .and_then(|v| found_response(&store, &v, version, if_none_match.as_deref()))
-                    .unwrap_or_else(ApiError::into_response),
-            );
+            responder.send(answer(&store, found));
         });
-    };
-    Ok(if never_blocks {
-        Reply::Later(Box::new(read))
-    } else {
-        Reply::Defer(Deferred::new(Lane::Workers, move |_| {
-            Reply::Later(Box::new(read))
-        }))
-    })
+    })))
 }
 
 /// The answer to a GET that found `found`: `304` if it is the latest
