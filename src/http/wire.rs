@@ -98,9 +98,10 @@ pub struct ErrorResponse {
     pub detail: String,
 }
 
-/// Answer `404` of a key's read or delete: no such key or version, or the
-/// key's latest version is a tombstone. Built by `ApiError` from the
-/// store's error; this type describes it in the OpenAPI document.
+/// Answer `404` of a key's read or delete: no such key or version (only
+/// `detail`), or the key's latest version is a tombstone (`key`, and
+/// `deleted_version` or `expired_version`).
+// Built by `ApiError` from the store's error; this type describes it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"detail": "key 'user/1' was deleted at version 2", "key": "user/1", "deleted_version": 2}))]
 #[allow(dead_code)] // describes the answer; never built

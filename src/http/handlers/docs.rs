@@ -304,8 +304,7 @@ fn document_tombstone_404(op: &mut Operation) {
             .content
             .insert("application/json".to_string(), RefOr::T(body));
         answer.description = format!(
-            "{}; a tombstone's body names its version: deleted_version, or expired_version \
-             for an expiry",
+            "{}; a deleted key's body has key and deleted_version",
             answer.description
         );
     }
