@@ -9,7 +9,7 @@ a concurrent change (a visible conflict, nothing lost), following a key,
 create, delete and purge behind a confirmation, a value and a key holding
 markup shown as text (nothing runs; the CSP blocks inline script), the
 keyboard path, 375 px and dark mode; a folder followed live (writes made
-over HTTP show without a refresh, across a pause and a restart of the
+over HTTP show without a refresh, across a pause, a 410 and a restart of the
 server on the same port and database; a page left closes its stream);
 with tokens: the prompt, a rejected token, a read-only token seeing no
 write action, a write token seeing them, live changes with the token.
@@ -417,6 +417,21 @@ def live_checks(p, s):
     p.text_in("#key-meta", "Version 3")
     check("live: pause stops following; resume shows what was written meanwhile")
 
+    # History the page has not seen is purged while it is paused: resuming
+    # meets 410 Gone, and the page lists the folder again and follows on.
+    p.click("#live-toggle")
+    p.text_in("#live", "Paused")
+    s.put("live/short-lived", {"n": 1})
+    status, body = s.call("DELETE", "/delete/live%2Fshort-lived?purge=true")
+    assert status == 200, (status, body)
+    p.click("#live-toggle")
+    p.wait.until(lambda d: gone_answers(s) == 1)
+    p.text_in("#live", "Live")
+    s.put("live/after-410", {"n": 1})
+    p.link("after-410")
+    assert "short-lived" not in p.entries() and same_page()
+    check("live: a 410 (history purged) lists the folder again and follows on")
+
     # A restart of the server (same port, same database): the page
     # reconnects by itself, from the last revision it saw.
     s.restart()
@@ -429,7 +444,8 @@ def live_checks(p, s):
     gone(p, "new")
     p.text_in("#live", "Live")
     assert same_page()
-    assert p.entries() == ["sub2/", XSS, "a", "after-restart", "while-paused"], p.entries()
+    assert p.entries() == ["sub2/", XSS, "a", "after-410", "after-restart", "while-paused"], \
+        p.entries()
     check("live: after a server restart the page resumes and shows the writes made since")
 
     # A page left holds no stream (a browser allows only six connections
@@ -444,6 +460,12 @@ def live_checks(p, s):
     s.put("live/sub2/z", {"n": 1})
     p.link("z")
     check("live: a page left closes its stream; back to it, it follows again")
+
+
+def gone_answers(s):
+    """How many `GET /changes` the server answered 410."""
+    with open(s.log_path) as f:
+        return len(re.findall(r"GET /changes 410", f.read()))
 
 
 def open_streams(s):
