@@ -386,19 +386,23 @@
     const params = new URLSearchParams({ prefix, delimiter: DELIM, limit: PAGE });
     if (append && state.after) params.set('after', state.after);
     $('more').disabled = true;
-    if (!append) $('list-status').textContent = 'Loading…';
+    if (!append) {
+      $('list-status').textContent = 'Loading…';
+      stopFeed(); // the new listing starts its own
+    }
     let r;
     try {
       r = await api('GET', '/keys?' + params);
     } catch (e) {
       if (gen === state.listGen) $('list-status').textContent = 'The server did not answer: ' + e.message;
+      if (gen === state.listGen && !append) liveState('off');
       return;
     }
     if (gen !== state.listGen) return;
     $('more').disabled = false;
     if (!r.ok) {
       $('list-status').textContent = r.status === 401 ? 'Sign in to list the keys.' : r.detail();
-      if (!append) $('entries').replaceChildren();
+      if (!append) { $('entries').replaceChildren(); liveState('off'); }
       $('more').hidden = true;
       return;
     }
@@ -799,14 +803,15 @@
   function liveState(s) {
     const live = $('live');
     live.dataset.state = s;
-    live.textContent = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', paused: 'Paused' }[s];
-    live.hidden = false;
-    $('live-toggle').hidden = false;
+    live.textContent = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', paused: 'Paused', off: '' }[s];
+    live.hidden = s === 'off';
+    $('live-toggle').hidden = s === 'off';
     $('live-toggle').textContent = state.paused ? 'Resume' : 'Pause';
   }
 
   function stopFeed() {
     if (state.feed) state.feed.ctrl.abort();
+    state.feed = null;
   }
 
   function startFeed(prefix, after) {
@@ -817,7 +822,7 @@
 
   function runFeed() {
     const f = state.feed;
-    if (!f) return;
+    if (!f) { liveState('off'); return; }
     if (state.paused) { liveState('paused'); return; }
     f.ctrl = new AbortController();
     liveState('connecting');
@@ -826,7 +831,11 @@
 
   function togglePause() {
     state.paused = !state.paused;
-    if (state.paused) { stopFeed(); liveState('paused'); } else runFeed();
+    if (!state.paused) runFeed();
+    else {
+      if (state.feed) state.feed.ctrl.abort(); // kept, to resume from
+      liveState('paused');
+    }
   }
 
   async function followFeed(f, signal) {
@@ -989,7 +998,7 @@
     // A page left (maybe kept in the back-forward cache) holds no stream:
     // browsers allow only a few connections to one server. Back again,
     // it lists afresh.
-    window.addEventListener('pagehide', () => { stopFeed(); state.feed = null; });
+    window.addEventListener('pagehide', stopFeed);
     window.addEventListener('pageshow', (e) => { if (e.persisted) refresh(); });
     $('refresh').onclick = refresh;
     $('more').onclick = () => loadList(true);
