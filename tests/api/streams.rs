@@ -278,7 +278,13 @@ fn streams_end_cleanly_when_the_server_stops_and_cost_no_thread() {
         &mut c,
         "vkv_feed_streams"
     ) == Some(20.0)));
-    assert_eq!(s.threads(), threads, "a stream costs no thread");
+    // Caught-up streams share one feed thread, started with the first.
+    assert!(
+        s.threads() <= threads + 1,
+        "a stream costs no thread: {} threads before, {} with 20 streams",
+        threads,
+        s.threads()
+    );
     c.put("z/1", &json!(1));
     for (stream, sse) in &mut streams {
         if *sse {
