@@ -55,8 +55,9 @@ MIB = 1024
 
 # ------------------------------------------------------------------ readers --
 
-# vkv: one change per event; its revision first in the object.
-SSE_REVISION = re.compile(rb'^data: \{"revision":(\d+)', re.M)
+# vkv: one change per event; its revision first in the object (a progress
+# mark's data is {"revision":N} alone).
+SSE_REVISION = re.compile(rb'^data: \{"revision":(\d+),"key"', re.M)
 SSE_TIMES = re.compile(rb'"timestamp":"([^"]+)","value":\{"t":(\d+)\}')
 SSE_EVENT = re.compile(rb"^event: (\w+)\ndata: ([^\n]*)", re.M)
 ETCD_REVISION = re.compile(rb'"mod_revision":"(\d+)"')
@@ -399,7 +400,7 @@ def fanout(server, kind, args):
     revision = bl.vkv_revision if kind == "vkv" else bl.etcd_revision
     busy = bl.machine_busy()
     alone1 = bl.wrk(server.url, lua_alone, args.duration, nice=args.nice)
-    start = revision(server)
+    start = settled(revision, server)
     readers = Readers(kind, server.port, args.streams, args.readers, start)
     failed_open = readers.wait_ready()
     sampler = bl.Sampler(server.pid)
