@@ -24,8 +24,12 @@ Debian's etcd on a temporary data directory), on free ports:
 
 The readers are READERS processes, each one selector loop over its share
 of the sockets, and one more for the streams whose lag is sampled (one in
-20), so that a busy reader's backlog does not count as the server's lag. Everything runs on this machine's cores: vkv, etcd, wrk
-and the readers compete for them, and the figures include that.
+20), so that a busy reader's backlog does not count as the server's lag.
+A stream the server closes (a reader too far behind) is opened again after
+its last revision, and one refused with 503 (busy) is tried again a second
+later, as clients do; both are counted, and the check of every change in
+order, once, spans them. Everything runs on this machine's cores: vkv,
+etcd, wrk and the readers compete for them, and the figures include that.
 
 Prints a table per phase and JSON lines; exits 1 if a check or a target
 fails (targets: lag p99 <= 100 ms, RSS <= 64 MiB, PUT with streams >=
@@ -94,6 +98,9 @@ class Stream:
         self.events = 0
         self.error = None
         self.drops = 0
+        self.ended = False  # the server sent the last chunk
+        self.retry_at = None  # when to connect again
+        self.retries = 0
 
     def dechunk(self, data):
         raw = self.raw + data if self.raw else data
@@ -117,7 +124,7 @@ class Stream:
                 size = int(raw[pos:i].split(b";")[0], 16)
                 pos = i + 2
                 if size == 0:
-                    self.error = self.error or "the server ended the stream"
+                    self.ended = True
                     break
                 self.need = size
         self.raw = raw[pos:]
@@ -151,7 +158,9 @@ class Reader:
         self.sel = selectors.DefaultSelector()
         self.lag_commit, self.lag_sent = [], []
         self.last_event_at = 0.0
-        self.reconnects = 0
+        self.reconnects = 0  # the server closed a stream: resumed
+        self.refused = 0  # 503 (busy) when opening: tried again
+        self.waiting = []  # streams to connect again
 
     def request(self, s):
         if self.kind == "vkv":
@@ -169,7 +178,22 @@ class Reader:
         sock.setblocking(False)
         sock.sendall(self.request(s))
         s.sock, s.raw, s.head_done, s.need, s.skip, s.pending = sock, b"", False, 0, 0, b""
+        s.ended, s.retry_at = False, None
         self.sel.register(sock, selectors.EVENT_READ, s)
+
+    def again(self, s, delay):
+        """Closes `s` and connects it again after `delay` s, resuming after
+        its last revision, as a client does (at most 100 times)."""
+        if s.sock is not None:
+            self.sel.unregister(s.sock)
+            s.sock.close()
+            s.sock = None
+        s.retries += 1
+        if s.retries > 100:
+            s.fail("closed or refused 100 times")
+            return
+        s.retry_at = time.time() + delay
+        self.waiting.append(s)
 
     def open_all(self):
         for n, s in enumerate(self.streams):
@@ -178,20 +202,27 @@ class Reader:
                 self.poll(0)
 
     def poll(self, timeout):
+        if self.waiting:
+            now = time.time()
+            due = [s for s in self.waiting if s.retry_at <= now]
+            self.waiting = [s for s in self.waiting if s.retry_at > now]
+            for s in due:
+                self.connect(s)
         for key, _ in self.sel.select(timeout):
             s = key.data
             try:
                 data = s.sock.recv(1 << 18)
             except (BlockingIOError, InterruptedError):
                 continue
-            except OSError as e:
-                data, s.error = b"", s.error or f"recv: {e}"
-            if not data:
-                self.sel.unregister(s.sock)
-                s.sock.close()
-                s.fail("the server closed the stream")
-                continue
-            self.receive(s, data)
+            except OSError:
+                data = b""
+            if data:
+                self.receive(s, data)
+            if s.sock is not None and (not data or s.ended) and s.error is None:
+                # Closed by the server (a reader too far behind, or stalled
+                # longer than its timeout): resume after the last revision.
+                self.reconnects += 1
+                self.again(s, 0.05)
 
     def receive(self, s, data):
         now = time.time()
@@ -203,6 +234,11 @@ class Reader:
             head, data = s.raw[:end], s.raw[end + 4:]
             s.raw = b""
             s.head_done = True
+            if head.startswith(b"HTTP/1.1 503"):
+                # Busy (the worker queue is full): try again, as a client does.
+                self.refused += 1
+                self.again(s, 1.0)
+                return
             if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
                 s.fail(f"answer {head[:200]!r}")
                 return
@@ -234,13 +270,6 @@ class Reader:
                 for ts, sent in SSE_TIMES.findall(block):
                     self.lag_commit.append(now - rfc3339_seconds(ts))
                     self.lag_sent.append(now - int(sent) / 1e6)
-        if b"event: slow" in block and s.error is None:
-            # Dropped as too slow: resume after the last revision, as a
-            # client does (counted, and the run reports it).
-            self.sel.unregister(s.sock)
-            s.sock.close()
-            self.reconnects += 1
-            self.connect(s)
 
     def etcd_block(self, s, block, now):
         if not s.ready and b'"created":true' in block:
@@ -287,6 +316,7 @@ def reader_main(pipe, kind, port, indices, sample_every, after):
                    if s.error is None and (s.last or 0) < until][:5],
         "drops": sum(s.drops for s in r.streams),
         "reconnects": r.reconnects,
+        "refused": r.refused,
         "last_event_at": r.last_event_at,
         "lag_commit": r.lag_commit,
         "lag_sent": r.lag_sent,
@@ -330,7 +360,8 @@ class Readers:
         for pipe in self.pipes:
             pipe.send((until, seconds))
         out = {"events": 0, "complete": 0, "errors": [], "error_count": 0, "behind": [],
-               "drops": 0, "reconnects": 0, "last_event_at": 0.0, "lag_commit": [], "lag_sent": []}
+               "drops": 0, "reconnects": 0, "refused": 0, "last_event_at": 0.0, "lag_commit": [],
+               "lag_sent": []}
         for pipe in self.pipes:
             while not pipe.poll(0.2):
                 if on_wait:
@@ -338,7 +369,7 @@ class Readers:
             tag, r = pipe.recv()
             if "fatal" in r:
                 bl.die(f"a reader failed: {r['fatal']}")
-            for k in ("events", "complete", "error_count", "drops", "reconnects"):
+            for k in ("events", "complete", "error_count", "drops", "reconnects", "refused"):
                 out[k] += r[k]
             for k in ("errors", "behind", "lag_commit", "lag_sent"):
                 out[k] += r[k]
@@ -440,6 +471,8 @@ def fanout(server, kind, args):
         "streams_complete": res["complete"],
         "stream_errors": res["error_count"] + failed_open,
         "slow_drops": res["drops"],
+        "reconnects": res["reconnects"],
+        "refused": res["refused"],
         "events_per_s": round(res["events"] / delivered_in, 1),
         "delivered_in_s": round(delivered_in, 2),
         "lag_commit_p50_ms": ms(bl.percentile(res["lag_commit"], 50)),
@@ -480,7 +513,8 @@ def phase_fanout(args, targets):
                     ("lag_commit_p50_ms", "commit p50"), ("lag_commit_p99_ms", "commit p99"),
                     ("lag_sent_p50_ms", "sent p50"), ("lag_sent_p99_ms", "sent p99"),
                     ("peak_rss_mib", "RSS MiB"), ("peak_threads", "thr"),
-                    ("slow_drops", "drops"), ("stream_errors", "errs"), ("ok", "ok")])
+                    ("slow_drops", "slow"), ("reconnects", "resumed"), ("stream_errors", "errs"),
+                    ("ok", "ok")])
     v = rows[0]
     targets.append(("fan-out: every stream every change, in order, once", v["ok"]))
     lag99 = v["lag_commit_p99_ms"]
@@ -523,6 +557,7 @@ def phase_idle(args, targets):
             "cpu_s_over_5s_idle": round(idle_cpu, 2),
             "one_put_reached_all_in_ms": ms(res["last_event_at"] - t1) if res["events"] else None,
             "received": res["events"], "stream_errors": res["error_count"] + failed,
+            "refused_then_retried": res["refused"], "reconnects": res["reconnects"],
             "machine_busy_before_pct": busy,
         }
         row["ok"] = st == 200 and res["events"] == args.idle and row["stream_errors"] == 0
@@ -534,6 +569,7 @@ def phase_idle(args, targets):
              [("streams", "streams"), ("opened_in_s", "opened s"), ("threads", "threads"),
               ("rss_mib", "RSS MiB"), ("cpu_s_over_5s_idle", "CPU s/5s"),
               ("one_put_reached_all_in_ms", "1 put to all ms"), ("received", "received"),
+              ("refused_then_retried", "503 retried"),
               ("stream_errors", "errs"), ("ok", "ok")])
     targets.append((f"idle: {args.idle} streams all live", row["ok"]))
     targets.append((f"idle: {row['threads']} threads <= 16", row["threads"] <= 16))
