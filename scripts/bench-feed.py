@@ -2,7 +2,7 @@
 """The change feed's benchmark (issue 22's targets), against etcd 3.4 in the
 same run.
 
-    scripts/bench-feed.py [--vkv target/release/vkv] [--only fanout,etcd,idle,catchup]
+    scripts/bench-feed.py [--vkv target/release/vkv] [--only fanout,etcd,idle,catchup,postgres]
 
 Each phase starts a release vkv on a fresh SQLite file (and, for `etcd`,
 Debian's etcd on a temporary data directory), on free ports:
@@ -21,6 +21,10 @@ Debian's etcd on a temporary data directory), on free ports:
   which every stream must receive.
 - catchup: CHANGES changes preloaded with /batch (1,000 a batch), then read
   through the feed as NDJSON and as pages of 1,000.
+- postgres (only when asked for): two replicas on one database of a
+  throw-away PostgreSQL cluster (scripts/pg-cluster.sh; a binary built
+  with --features postgres), the streams on one, the fan-out's put load on
+  the other: cross-replica lag and the same checks.
 
 The readers are READERS processes, each one selector loop over its share
 of the sockets, and one more for the streams whose lag is sampled (one in
@@ -45,8 +49,11 @@ import multiprocessing
 import os
 import re
 import selectors
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -424,14 +431,17 @@ def settled(revision, server):
         last = now
 
 
-def fanout(server, kind, args):
-    """Put load alone, with the streams, alone again; one row of figures."""
+def fanout(server, kind, args, put_server=None):
+    """Put load alone, with the streams, alone again; one row of figures.
+    The streams are on `server`, the puts on `put_server` (default: the
+    same)."""
+    put_server = put_server or server
     lua_alone = vkv_put_lua("base/") if kind == "vkv" else etcd_put_lua("base/")
     lua_feed = vkv_put_lua(PREFIX) if kind == "vkv" else etcd_put_lua(PREFIX)
     revision = bl.vkv_revision if kind == "vkv" else bl.etcd_revision
     busy = bl.machine_busy()
-    alone1 = bl.wrk(server.url, lua_alone, args.duration, nice=args.nice)
-    start = settled(revision, server)
+    alone1 = bl.wrk(put_server.url, lua_alone, args.duration, nice=args.nice)
+    start = settled(revision, put_server)
     readers = Readers(kind, server.port, args.streams, args.readers, start)
     failed_open = readers.wait_ready()
     sampler = bl.Sampler(server.pid)
@@ -445,13 +455,13 @@ def fanout(server, kind, args):
     t = threading.Thread(target=sample, daemon=True)
     t.start()
     t0 = time.time()
-    loaded = bl.wrk(server.url, lua_feed, args.duration, nice=args.nice)
-    final = settled(revision, server)
+    loaded = bl.wrk(put_server.url, lua_feed, args.duration, nice=args.nice)
+    final = settled(revision, put_server)
     res = readers.finish(final, args.drain, on_wait=sampler.poll)
     stop.set()
     t.join()
     cpu = bl.tree_cpu_seconds(server.pid) - cpu0
-    alone2 = bl.wrk(server.url, lua_alone, args.duration, nice=args.nice)
+    alone2 = bl.wrk(put_server.url, lua_alone, args.duration, nice=args.nice)
     changes = final - start
     expected = changes * args.streams
     delivered_in = max(res["last_event_at"], t0 + 1e-3) - t0
@@ -530,6 +540,41 @@ def phase_fanout(args, targets):
         targets.append((f"vs etcd: lag p99 (put sent) {a} < {b} ms", a is not None and b is not None and a < b))
     for r in rows:
         bl.json_line({"phase": "fanout", **r})
+
+
+def phase_postgres(args, targets):
+    """Two vkv replicas on one PostgreSQL database (a throw-away cluster,
+    scripts/pg-cluster.sh): the streams on replica B, the put load on
+    replica A; the lag is from A's commit to B's stream."""
+    pg_dir = tempfile.mkdtemp(prefix="bench-feed-pg-")
+    os.chmod(pg_dir, 0o755)
+    cluster = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pg-cluster.sh")
+    admin = subprocess.run([cluster, "start", pg_dir], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    replicas = []
+    try:
+        db = f"feedbench_{os.getpid()}"
+        subprocess.run(["psql", admin, "-XAtq", "-c", f"CREATE DATABASE {db}"], check=True)
+        url = f"{admin.split('?')[0].rsplit('/', 1)[0]}/{db}"
+        for _ in range(2):
+            replicas.append(bl.start_vkv(args.vkv, *args.vkv_flags, nice=args.nice, db=url))
+        row = fanout(replicas[1], "vkv", args, put_server=replicas[0])
+        row["server"] = "vkv PostgreSQL, streams on B, puts on A"
+    finally:
+        for r in replicas:
+            r.stop()
+        subprocess.run([cluster, "stop", pg_dir], check=False, capture_output=True)
+        shutil.rmtree(pg_dir, ignore_errors=True)
+    bl.table(f"PostgreSQL: {args.streams} streams on replica B, wrk -t1 -c32 puts on replica A for "
+             f"{args.duration}s", [row],
+             [("puts_per_s_alone", "put/s alone"), ("puts_per_s_streams", "put/s streams"),
+              ("events_per_s", "events/s"), ("lag_commit_p50_ms", "commit p50"),
+              ("lag_commit_p99_ms", "commit p99"), ("peak_rss_mib", "B RSS MiB"),
+              ("slow_drops", "slow"), ("reconnects", "resumed"), ("stream_errors", "errs"), ("ok", "ok")])
+    targets.append(("PostgreSQL: every stream every change, in order, once", row["ok"]))
+    lag99 = row["lag_commit_p99_ms"]
+    targets.append((f"PostgreSQL: cross-replica lag p99 {lag99} ms <= 100", lag99 is not None and lag99 <= 100))
+    bl.json_line({"phase": "postgres", **row})
 
 
 def phase_idle(args, targets):
@@ -719,6 +764,8 @@ def main():
         phase_idle(args, targets)
     if "catchup" in args.only:
         phase_catchup(args, targets)
+    if "postgres" in args.only:
+        phase_postgres(args, targets)
     print("\n== targets")
     for what, ok in targets:
         print(f"  {'ok  ' if ok else 'MISS'} {what}")

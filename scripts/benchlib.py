@@ -101,12 +101,12 @@ def wait_health(server, path="/health", seconds=30):
     die(f"{server.name} did not answer {path} within {seconds} s")
 
 
-def start_vkv(binary, *flags, nice=0):
-    """A release vkv on a fresh SQLite file (--log-level warn) and a free
-    port, with extra `flags`."""
+def start_vkv(binary, *flags, nice=0, db=None):
+    """A release vkv on a fresh SQLite file (or the database `db`, a
+    PostgreSQL URL), --log-level warn, a free port, and extra `flags`."""
     d = tempfile.mkdtemp(prefix="bench-vkv-")
     port = free_port()
-    cmd = [binary, "--bind", f"127.0.0.1:{port}", "--db", os.path.join(d, "kv.db"),
+    cmd = [binary, "--bind", f"127.0.0.1:{port}", "--db", db or os.path.join(d, "kv.db"),
            "--log-level", "warn", *flags]
     proc = subprocess.Popen(["nice", "-n", str(nice), *cmd] if nice else cmd)
     return wait_health(Server("vkv", proc, port, d))
