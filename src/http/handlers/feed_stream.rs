@@ -15,7 +15,7 @@
 //! stream ends with its terminating chunk.
 //!
 //! Streams that caught up wait together: the streams of one server on one
-//! prefix, format and `values` share a [`Hub`], one feed waiter for all of
+//! prefix, format and `values` share a hub, one feed waiter for all of
 //! them. Its wake-up has the `vkv-feed` thread read the feed once after the
 //! hub's revision, format it once, and post to every caught-up stream what
 //! it has not had (by revision), so a commit costs one read and one
