@@ -78,12 +78,24 @@ pub(crate) enum Event {
     Stream(StreamPart),
 }
 
+/// Unsent bytes above which a stream's producer is held: the loop runs
+/// its parked closure (the next catch-up read, or the catch-up of a stream
+/// that left its hub, which leaves above this mark) only once the socket
+/// took the output down to this mark. Small enough that 1,000 readers
+/// stalled together hold a few tens of MiB; large enough that a reader
+/// keeping up, whose socket takes each part at once, is never held.
+pub(crate) const STREAM_LOW_MARK: usize = 32 << 10;
+
 /// Bytes of a streamed answer (see [`Event::Stream`]).
 pub(crate) struct StreamPart {
     pub bytes: Vec<u8>,
     pub end: bool,
     pub slow: Vec<u8>,
     pub dropped: Option<Box<dyn FnOnce() + Send>>,
+    /// The stream's count of bytes posted and not yet written: raised here
+    /// as a part is posted, lowered by the loop as it writes them, so the
+    /// producer sees how far its reader is behind.
+    pub backlog: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 /// The loop's inbox, shared with every responder.
@@ -233,6 +245,9 @@ impl Responder {
         }
         if let Some(hook) = self.hook.take() {
             hook(&HttpResponse::json(200, Vec::new()));
+        }
+        if let Some(backlog) = &part.backlog {
+            backlog.fetch_add(part.bytes.len(), Ordering::Relaxed);
         }
         let end = part.end;
         let event = Event::Stream(part);

@@ -379,6 +379,18 @@ impl Server {
             .join("\n")
     }
 
+    /// The process's resident memory in bytes, from `/proc/PID/status`.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS: in /proc/PID/status")
+            * 1024
+    }
+
     /// The process's thread count, from `/proc/PID/status`.
     pub fn threads(&self) -> usize {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
@@ -789,7 +801,31 @@ impl StreamReader {
         accept: &str,
         extra: &[(&str, &str)],
     ) -> StreamReader {
-        let mut s = TcpStream::connect(addr).unwrap();
+        StreamReader::open_on(TcpStream::connect(addr).unwrap(), addr, path, accept, extra)
+    }
+
+    /// As [`StreamReader::open`], on a socket whose receive buffer is a few
+    /// KiB: a client that stops reading holds little, and the server soon
+    /// sees it not taking its output.
+    pub fn open_small(addr: SocketAddr, path: &str, accept: &str) -> StreamReader {
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(&addr.into()).unwrap();
+        StreamReader::open_on(sock.into(), addr, path, accept, &[])
+    }
+
+    fn open_on(
+        mut s: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        accept: &str,
+        extra: &[(&str, &str)],
+    ) -> StreamReader {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\n");
         for (n, v) in extra {

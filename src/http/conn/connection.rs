@@ -1,6 +1,8 @@
 //! One connection: where it is in its request cycle and what it holds.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -90,6 +92,15 @@ pub(super) struct Conn {
     pub(super) in_parse: bool,
     /// A stream's output has been blocked since then.
     pub(super) stalled_since: Option<Instant>,
+    /// A stream's count of bytes posted and not yet written (see
+    /// `StreamPart::backlog`), lowered as they go out.
+    pub(super) backlog: Option<Arc<AtomicUsize>>,
+    /// A stream's parked closure is due but held until its unsent bytes
+    /// fall to the low mark (see `write.rs`).
+    pub(super) held: bool,
+    /// Counts the stream as dropped for a reader too slow (from its last
+    /// part), run if it is closed for taking nothing.
+    pub(super) on_slow: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Conn {
@@ -126,6 +137,9 @@ impl Conn {
             yielded: false,
             in_parse: false,
             stalled_since: None,
+            backlog: None,
+            held: false,
+            on_slow: None,
         }
     }
 

@@ -280,16 +280,31 @@ impl EventLoop {
                 conn.deadline = None;
                 conn.state = State::Streaming(None);
                 // A stream whose reader took nothing for a read timeout
-                // while its producer waits: a dead peer, closed.
+                // while its producer waits: a dead peer, or a reader too
+                // slow; closed.
                 if conn.wants_output()
                     && conn
                         .stalled_since
                         .is_some_and(|at| at.elapsed() >= self.limits.read_timeout)
                 {
+                    if let Some(dropped) = conn.on_slow.take() {
+                        dropped();
+                    }
                     return false;
                 }
                 if let Some(expire) = parked {
-                    self.service.spawn(expire);
+                    conn.state = State::Streaming(Some(expire));
+                    if self.hold(slot, conn) {
+                        return true;
+                    }
+                    conn.held = false;
+                    if let State::Streaming(Some(expire)) =
+                        std::mem::replace(&mut conn.state, State::Streaming(None))
+                    {
+                        self.service.spawn(expire);
+                    }
+                } else if conn.held {
+                    conn.held = false;
                 }
                 true
             }

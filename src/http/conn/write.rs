@@ -1,8 +1,9 @@
 //! Writing answers: events from the mailbox (an answer, a part of a
 //! stream, a park) delivered to their connection, responses encoded and
 //! written as the socket takes them (a large body from where it is, see
-//! `output.rs`), the output budget charged when a write stalls, and the
-//! next request started once an answer is out.
+//! `output.rs`), the output budget charged when a write stalls, a
+//! stream's producer held while its unsent bytes are above the low mark,
+//! and the next request started once an answer is out.
 
 use std::io;
 use std::sync::Arc;
@@ -11,13 +12,15 @@ use std::time::Instant;
 
 use super::connection::{CHUNK, Conn, Keep, State, after};
 use super::event_loop::EventLoop;
-use crate::http::completion::{Event, StreamPart};
+use crate::http::completion::{Event, STREAM_LOW_MARK, StreamPart};
 use crate::http::encoder::encode;
 use crate::http::message::HttpResponse;
 use crate::http::output::{Outgoing, Sent};
 
-/// The most bytes a stream may have unsent (its reader does not keep up):
-/// beyond it the stream is ended with a last event saying so.
+/// The most bytes a stream may have unsent: beyond it the stream is ended
+/// with a last event saying so. Its producer is paced at
+/// [`STREAM_LOW_MARK`], so only parts already posted when it was held
+/// reach this far.
 const STREAM_MAX_UNSENT: usize = 1 << 20;
 
 impl EventLoop {
@@ -41,6 +44,7 @@ impl EventLoop {
                             lp.service.spawn(expire);
                         } else {
                             conn.state = State::Streaming(Some(expire));
+                            conn.held = false;
                             lp.set_deadline(slot, conn, deadline);
                         }
                         true
@@ -86,6 +90,9 @@ impl EventLoop {
             State::Streaming(parked) => parked,
             _ => None,
         };
+        if part.backlog.is_some() {
+            conn.backlog = part.backlog;
+        }
         let unsent = conn.out.len() - conn.out_pos;
         let end = if unsent > STREAM_MAX_UNSENT {
             conn.out.extend_from_slice(&part.slow);
@@ -95,6 +102,7 @@ impl EventLoop {
             true
         } else {
             conn.out.extend_from_slice(&part.bytes);
+            conn.on_slow = part.dropped;
             part.end
         };
         if end {
@@ -127,6 +135,12 @@ impl EventLoop {
                         conn.out_pos += n;
                         progressed = true;
                         conn.stalled_since = None;
+                        if let Some(backlog) = &conn.backlog {
+                            let _ =
+                                backlog.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                                    Some(b.saturating_sub(n))
+                                });
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -136,6 +150,10 @@ impl EventLoop {
             }
             conn.out.clear();
             conn.out_pos = 0;
+            if matches!(conn.state, State::Streaming(_)) && conn.out.capacity() > CHUNK {
+                // A burst is out: its buffer goes, not kept per stream.
+                conn.out = Vec::new();
+            }
             if let Some(rest) = &mut conn.rest {
                 match rest.send(&mut conn.transport, &mut conn.sock, &mut conn.out) {
                     Ok(Sent::Wrote) => progressed = true,
@@ -155,11 +173,17 @@ impl EventLoop {
             return if matches!(conn.state, State::Writing) {
                 self.written(slot, conn)
             } else {
+                self.release_held(slot, conn);
                 true
             };
         }
-        if matches!(conn.state, State::Streaming(_)) && conn.stalled_since.is_none() {
-            conn.stalled_since = Some(Instant::now());
+        if matches!(conn.state, State::Streaming(_)) {
+            if conn.stalled_since.is_none() {
+                conn.stalled_since = Some(Instant::now());
+            }
+            if progressed {
+                self.release_held(slot, conn);
+            }
         }
         if matches!(conn.state, State::Writing) {
             if progressed {
@@ -170,6 +194,42 @@ impl EventLoop {
                 self.charge_output(conn);
             }
         }
+        true
+    }
+
+    /// Whether a stream's producer must wait: its unsent bytes are above
+    /// [`STREAM_LOW_MARK`] and the server is not stopping.
+    pub(super) fn over_low_mark(&self, conn: &Conn) -> bool {
+        conn.out.len() - conn.out_pos > STREAM_LOW_MARK
+            && !self.control.stopping.load(Ordering::Acquire)
+    }
+
+    /// Runs a stream's parked closure that came due while its output was
+    /// above the low mark, once it is no longer.
+    fn release_held(&mut self, slot: usize, conn: &mut Conn) {
+        if !conn.held || self.over_low_mark(conn) {
+            return;
+        }
+        if let State::Streaming(parked) = &mut conn.state {
+            conn.held = false;
+            if let Some(expire) = parked.take() {
+                self.set_deadline(slot, conn, None);
+                self.service.spawn(expire);
+            }
+        }
+    }
+
+    /// Holds the parked closure of a stream whose output is above the low
+    /// mark (see [`STREAM_LOW_MARK`]) instead of running it, with a
+    /// deadline a read timeout after its writes stalled, when a reader
+    /// that took nothing is closed. Whether it was held.
+    pub(super) fn hold(&mut self, slot: usize, conn: &mut Conn) -> bool {
+        if !self.over_low_mark(conn) {
+            return false;
+        }
+        conn.held = true;
+        let since = conn.stalled_since.unwrap_or_else(Instant::now);
+        self.set_deadline(slot, conn, after(since, self.limits.read_timeout));
         true
     }
 

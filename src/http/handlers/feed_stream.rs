@@ -9,10 +9,14 @@
 //! database after the last revision sent, posts what it found, then parks
 //! the request (the loop runs the next pump at the progress deadline) and
 //! registers a feed waiter whose wake-up (a commit under the prefix, another
-//! replica's notification) re-parks it with a deadline of now. A reader
-//! that falls more than the loop's bound behind gets the last part made
-//! for that case and is closed; at a stop, the watchers close and every
-//! stream ends with its terminating chunk.
+//! replica's notification) re-parks it with a deadline of now. Memory is
+//! bounded by back-pressure: the loop runs a stream's parked pump only once
+//! its unsent bytes are at most `STREAM_LOW_MARK`, so a catch-up reads the
+//! next part only as its reader takes the last. A reader that takes
+//! nothing for the read timeout is closed and counted as too slow (the
+//! loop's hard bound, with its last part saying so, is only reached by
+//! parts posted before it was held); at a stop, the watchers close and
+//! every stream ends with its terminating chunk.
 //!
 //! Streams that caught up wait together: the streams of one server on one
 //! prefix, format and `values` share a hub, one feed waiter for all of
@@ -20,17 +24,21 @@
 //! hub's revision, format it once, and post to every caught-up stream what
 //! it has not had (by revision), so a commit costs one read and one
 //! formatting, not one per stream, and no worker. A stream behind the hub
-//! reads the feed itself until it catches up; any error of the hub hands
-//! its streams back to their own pumps, which report it.
+//! reads the feed itself until it catches up; a caught-up stream whose
+//! unsent bytes pass the low mark leaves the hub unposted, and once they
+//! drained catches up from its last revision the same way, so it still
+//! gets every change once and in order. Any error of the hub hands its
+//! streams back to their own pumps, which report it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::kv::lock;
 use crate::http::api_error::ApiError;
-use crate::http::completion::{Responder, StreamPart};
+use crate::http::completion::{Responder, STREAM_LOW_MARK, StreamPart};
 use crate::http::metrics::Metrics;
 use crate::http::wire::{ChangeEntry, ProgressMark};
 use crate::watch::{FeedSubscription, FeedWatch};
@@ -68,6 +76,10 @@ struct Stream {
     /// Where it waits once caught up (`None`: no `vkv-feed` thread; it
     /// waits on its own).
     hub: Option<Arc<Hub>>,
+    /// Bytes posted to the connection and not yet written (see
+    /// `StreamPart::backlog`): above [`STREAM_LOW_MARK`] the hub posts it
+    /// nothing more, and it catches up on its own once drained.
+    backlog: Arc<AtomicUsize>,
 }
 
 struct Pumping {
@@ -87,10 +99,7 @@ impl Drop for Stream {
         if let Some(p) = lock(&self.state).take() {
             p.responder.abandon();
         }
-        self.metrics
-            .streams
-            .open
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.streams.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -104,10 +113,7 @@ pub fn start(
     format: Format,
     responder: Responder,
 ) {
-    metrics
-        .streams
-        .open
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics.streams.open.fetch_add(1, Ordering::Relaxed);
     let hub = Hub::of(&store, &metrics, &prefix, values, format);
     let stream = Arc::new(Stream {
         store,
@@ -122,6 +128,7 @@ pub fn start(
             live: false,
         })),
         hub,
+        backlog: Arc::new(AtomicUsize::new(0)),
     });
     pump(stream, false);
 }
@@ -174,7 +181,7 @@ fn pump(stream: Arc<Stream>, progress: bool) {
         .metrics
         .streams
         .events
-        .fetch_add(events, std::sync::atomic::Ordering::Relaxed);
+        .fetch_add(events, Ordering::Relaxed);
     post(&stream, p, out, false, sent_up_to);
     let deadline = if behind {
         Some(Instant::now())
@@ -463,7 +470,7 @@ impl Hub {
         self.metrics
             .streams
             .events
-            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(sent, Ordering::Relaxed);
         {
             let mut st = lock(&self.state);
             if !left.is_empty() {
@@ -512,6 +519,15 @@ impl Hub {
         }
         if after >= to {
             return Some(0);
+        }
+        if stream.backlog.load(Ordering::Relaxed) > STREAM_LOW_MARK {
+            // Its reader is behind: it leaves, and once its output drained
+            // (the loop holds the pump till then) it reads the feed after
+            // `after` itself, then joins again.
+            p.live = false;
+            drop(guard);
+            again(Arc::clone(stream));
+            return None;
         }
         let i = marks.partition_point(|m| m.0 <= after);
         let (start, before) = marks.get(i).map_or((out.len(), events), |m| (m.1, m.2));
@@ -567,11 +583,9 @@ fn post(stream: &Stream, p: &mut Pumping, out: Vec<u8>, end: bool, sent_up_to: u
         bytes,
         end,
         slow,
+        backlog: Some(Arc::clone(&stream.backlog)),
         dropped: Some(Box::new(move || {
-            metrics
-                .streams
-                .dropped_slow
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics.streams.dropped_slow.fetch_add(1, Ordering::Relaxed);
         })),
     });
 }
