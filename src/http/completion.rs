@@ -81,10 +81,12 @@ pub(crate) enum Event {
 /// Unsent bytes above which a stream's producer is held: the loop runs
 /// its parked closure (the next catch-up read, or the catch-up of a stream
 /// that left its hub, which leaves above this mark) only once the socket
-/// took the output down to this mark. Small enough that 1,000 readers
-/// stalled together hold a few tens of MiB; large enough that a reader
-/// keeping up, whose socket takes each part at once, is never held.
-pub(crate) const STREAM_LOW_MARK: usize = 32 << 10;
+/// took the output down to this mark. What a stream holds is this mark
+/// plus one part, and a thousand streams whose readers lag all hold it at
+/// once: it is kept to a few KiB so that they stay within tens of MiB. A
+/// reader that keeps up is never held: the kernel's socket buffer in front
+/// of the mark takes each part as it comes.
+pub(crate) const STREAM_LOW_MARK: usize = 8 << 10;
 
 /// Bytes of a streamed answer (see [`Event::Stream`]).
 pub(crate) struct StreamPart {

@@ -101,7 +101,13 @@ impl EventLoop {
             }
             true
         } else {
-            conn.out.extend_from_slice(&part.bytes);
+            if unsent == 0 && conn.rest.is_none() {
+                // Nothing waits: the part is the buffer, not copied.
+                conn.out = part.bytes;
+                conn.out_pos = 0;
+            } else {
+                conn.out.extend_from_slice(&part.bytes);
+            }
             conn.on_slow = part.dropped;
             part.end
         };
@@ -150,8 +156,9 @@ impl EventLoop {
             }
             conn.out.clear();
             conn.out_pos = 0;
-            if matches!(conn.state, State::Streaming(_)) && conn.out.capacity() > CHUNK {
-                // A burst is out: its buffer goes, not kept per stream.
+            if matches!(conn.state, State::Streaming(_)) {
+                // A stream's parts are out: no buffer is kept per stream
+                // between them (the next part becomes the buffer).
                 conn.out = Vec::new();
             }
             if let Some(rest) = &mut conn.rest {

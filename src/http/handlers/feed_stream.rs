@@ -47,12 +47,21 @@ use crate::{Change, ChangePage, Store, StoreError};
 /// The longest a stream stays silent: then a progress mark.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 
-/// Changes read per query while catching up.
-const PAGE: usize = 1000;
+/// Changes read per query while catching up (a part holds at least one
+/// query's changes).
+const PAGE: usize = 250;
 
 /// Bytes one part may hold before it is posted (a catch-up goes on in the
-/// next part).
-const PART_BYTES: usize = 256 << 10;
+/// next part, once the reader took this one down to `STREAM_LOW_MARK`).
+/// With the mark, what one stream may hold unsent: small, as a thousand
+/// streams may each hold it.
+const PART_BYTES: usize = 16 << 10;
+
+/// Changes the hub reads per query: it posts the same part to every
+/// caught-up stream, each of which may hold it on top of the low mark.
+const HUB_PAGE: usize = 50;
+/// Bytes the hub formats before it posts them (it reads on at once).
+const HUB_PART_BYTES: usize = 8 << 10;
 
 /// How a stream is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -418,13 +427,14 @@ impl Hub {
         let mut to = from;
         let mut more = false;
         loop {
-            let page = match self
-                .store
-                .changes(&self.key.prefix, Some(to), PAGE, self.key.values)
-            {
-                Ok(page) => page,
-                Err(_) => return self.release(),
-            };
+            let page =
+                match self
+                    .store
+                    .changes(&self.key.prefix, Some(to), HUB_PAGE, self.key.values)
+                {
+                    Ok(page) => page,
+                    Err(_) => return self.release(),
+                };
             for (i, c) in page.changes.iter().enumerate() {
                 if marks.last().is_none_or(|m| m.0 != c.revision) {
                     marks.push((c.revision, out.len(), events));
@@ -443,7 +453,7 @@ impl Hub {
             if !page.more {
                 break;
             }
-            if out.len() >= PART_BYTES {
+            if out.len() >= HUB_PART_BYTES {
                 more = true;
                 break;
             }
