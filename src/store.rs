@@ -384,9 +384,27 @@ impl Store {
             .into_iter()
             .map(|i| self.checked(i))
             .collect::<Result<_, _>>()?;
-        match self.inner.writer.apply(Op::Batch(items))? {
-            Done::Written(vs) => Ok(vs.iter().map(outcome).collect()),
-            _ => Err(StoreError::Internal("a batch wrote no versions".into())),
+        batch_outcomes(self.inner.writer.apply(Op::Batch(items))?)
+    }
+
+    /// [`Store::batch`] without waiting: `then` runs on the writer thread
+    /// with the outcome, right after the commit (or at once if an item is
+    /// invalid). Blocks only while the writer's queue is full.
+    pub(crate) fn batch_then(
+        &self,
+        items: Vec<PutItem>,
+        then: impl FnOnce(Result<Vec<PutOutcome>, StoreError>) + Send + 'static,
+    ) {
+        let items = items
+            .into_iter()
+            .map(|i| self.checked(i))
+            .collect::<Result<_, _>>();
+        match items {
+            Ok(items) => self.inner.writer.submit_then(
+                Op::Batch(items),
+                Box::new(move |done| then(done.and_then(batch_outcomes))),
+            ),
+            Err(e) => then(Err(e)),
         }
     }
 
@@ -918,6 +936,12 @@ impl Store {
         self.inner.reads.queues_reads()
     }
 
+    /// Whether a put queued now with [`Store::put_then`] is unlikely to
+    /// block the caller: the writer's queue is at most half full.
+    pub(crate) fn writes_have_room(&self) -> bool {
+        self.inner.writer.has_room()
+    }
+
     /// Commits every queued write and stops the writer. Later writes fail
     /// with [`StoreError::Closed`]; reads keep working.
     pub fn close(&self) {
@@ -1003,6 +1027,14 @@ fn outcome(w: &Written) -> PutOutcome {
 }
 
 /// The version a single put or delete wrote.
+/// What a committed batch answers: one outcome per put, in order.
+fn batch_outcomes(done: Done) -> Result<Vec<PutOutcome>, StoreError> {
+    match done {
+        Done::Written(vs) => Ok(vs.iter().map(outcome).collect()),
+        _ => Err(StoreError::Internal("a batch wrote no versions".into())),
+    }
+}
+
 fn first_outcome(done: Done) -> Result<PutOutcome, StoreError> {
     match done {
         Done::Written(vs) => vs

@@ -152,7 +152,9 @@ impl App {
     }
 
     /// Takes `req` on the connection loop's thread if nothing in that can
-    /// block (see [`Service::answer_now`]): a read the cache holds and may
+    /// block (see [`Service::answer_now`]): a put, which is checked here and
+    /// queued for the writer (answered from its commit callback) while the
+    /// writer's queue has room; a read the cache holds and may
     /// serve (see [`kv::get_cached`]: on PostgreSQL, while the replica holds
     /// a read lease), admitted and authorized, answered now; on PostgreSQL,
     /// any other GET but a long poll, since its read only joins the next
@@ -164,6 +166,14 @@ impl App {
     /// [`Store::get_then`]: crate::Store::get_then
     pub fn answer_now(&self, req: &HttpRequest) -> Option<Reply> {
         let start = Instant::now();
+        if req.method == "POST" {
+            // A put only checks its request and queues it for the writer,
+            // whose commit callback answers it: no worker needs to see it
+            // (one hand-off between threads fewer), unless the writer's
+            // queue is so full that queueing could wait.
+            let put = matches!(route("POST", req.path()), Ok(Route::Put(_)));
+            return (put && self.store.writes_have_room()).then(|| self.handle(req));
+        }
         if req.method != "GET" && req.method != "HEAD" {
             return None;
         }
@@ -254,7 +264,7 @@ impl App {
             Route::History(key) => listing::history(s, req, key)?,
             Route::Keys => listing::keys(s, req)?,
             Route::Changes => return changes::changes(s, req, &self.metrics),
-            Route::Batch => batch::batch(s, req, self.max_batch_puts)?,
+            Route::Batch => return batch::batch(s, req, self.max_batch_puts),
             Route::Metrics => stats::metrics(&self.metrics, s),
             Route::CacheStats => stats::cache_stats(s)?,
             Route::DbStats => stats::db_stats(s)?,
