@@ -39,6 +39,8 @@ pub(crate) struct SqliteCommitter {
 /// file's only writer), so that a put runs no statement that would find
 /// nothing to do.
 struct Tables {
+    /// The writer's page cache between large groups (`PRAGMA cache_size`).
+    cache_size: i64,
     /// Keep at most this many versions per key (0: all).
     max_versions: u64,
     /// Whether `deadlines` may hold a row: while it holds none, a put
@@ -54,6 +56,13 @@ struct Tables {
 /// the WAL ahead of the commit (8 MiB of 4 KiB pages).
 const SPILL_PAGES: i64 = 2048;
 
+/// Puts in a group from which its transaction gets [`LARGE_CACHE_KIB`] of
+/// page cache.
+const LARGE_GROUP: usize = 256;
+
+/// The page cache of a large group's transaction, in KiB.
+const LARGE_CACHE_KIB: i64 = 8192;
+
 impl SqliteCommitter {
     /// The committer on `conn`, the read-write connection to `file`.
     pub fn new(conn: Connection, file: Arc<DbFile>, max_versions: u64) -> rusqlite::Result<Self> {
@@ -67,12 +76,22 @@ impl SqliteCommitter {
         // the page cache's 512 KiB: spilled pages are written twice and
         // read back.
         conn.pragma_update(None, "cache_spill", SPILL_PAGES)?;
+        let cache_size = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
         let tables = Tables {
+            cache_size,
             max_versions,
             deadlines: any("deadlines")?,
             purged: any("purged")?,
         };
         Ok(SqliteCommitter { conn, file, tables })
+    }
+
+    /// Sets the connection's page cache (`PRAGMA cache_size`: pages, or
+    /// KiB when negative).
+    fn cache_size(&self, size: i64) {
+        if let Err(e) = self.conn.pragma_update(None, "cache_size", size) {
+            log::warn!("cannot set the writer's page cache to {size}: {e}");
+        }
     }
 }
 
@@ -80,8 +99,19 @@ impl Committer for SqliteCommitter {
     fn commit(&mut self, ops: &[&Op]) -> Result<Outcomes, StoreError> {
         // A damaged file takes no more writes: they could spread the damage.
         self.file.check_corrupt()?;
+        // A large group (batches) gets a larger page cache for its
+        // transaction, given back after it: with the writer's usual small
+        // one, each put of it would read the index pages it just evicted.
+        let puts: usize = ops.iter().map(|&op| versions_written(op)).sum();
+        let large = puts >= LARGE_GROUP;
+        if large {
+            self.cache_size(-LARGE_CACHE_KIB);
+        }
         let r = commit(&mut self.conn, ops, &self.file, &mut self.tables)
             .map_err(|e| e.into_store(&self.conn));
+        if large {
+            self.cache_size(self.tables.cache_size);
+        }
         self.file.note(r)
     }
 
@@ -178,6 +208,14 @@ fn commit(
     match transaction(conn, batch, cx, false) {
         Err(TxError::Redo) => transaction(conn, batch, cx, true),
         done => done,
+    }
+}
+
+/// About how many versions `op` writes (expiries and revokes count one).
+fn versions_written(op: &Op) -> usize {
+    match op {
+        Op::Batch(items) => items.len(),
+        _ => 1,
     }
 }
 
