@@ -41,6 +41,17 @@ pub(crate) struct Stored {
 }
 
 impl ChangeOperation {
+    /// Every operation, each once: whatever storage keeps names one of
+    /// these (a unit test checks it), and the OpenAPI document's enum holds
+    /// exactly these (`tests/api/docs.rs`).
+    pub const ALL: [ChangeOperation; 5] = [
+        ChangeOperation::Create,
+        ChangeOperation::Update,
+        ChangeOperation::Delete,
+        ChangeOperation::Purge,
+        ChangeOperation::Expire,
+    ];
+
     /// The operation of a stored change: every path that names one (write
     /// answers, the feed) comes through here.
     pub(crate) fn of(s: Stored) -> ChangeOperation {
@@ -160,5 +171,19 @@ mod tests {
         assert_eq!(of(false, true, true, false), "expire");
         assert_eq!(of(false, false, false, true), "create");
         assert_eq!(of(false, false, false, false), "update");
+        // Whatever storage keeps, the operation is one of ALL, and ALL
+        // names each once.
+        let mut seen = std::collections::BTreeSet::new();
+        for bits in 0..16u8 {
+            let op = ChangeOperation::of(Stored {
+                purge: bits & 1 != 0,
+                deleted: bits & 2 != 0,
+                expired: bits & 4 != 0,
+                created: bits & 8 != 0,
+            });
+            assert!(ChangeOperation::ALL.contains(&op), "{op:?}");
+            seen.insert(op.as_str());
+        }
+        assert_eq!(seen.len(), ChangeOperation::ALL.len());
     }
 }

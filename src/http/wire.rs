@@ -98,6 +98,32 @@ pub struct ErrorResponse {
     pub detail: String,
 }
 
+/// Answer `404` of a key's read or delete: no such key or version (only
+/// `detail`), or the key's latest version is a tombstone (`key`, and
+/// `deleted_version` or `expired_version`).
+// Built by `ApiError` from the store's error; this type describes it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"detail": "key 'user/1' was deleted at version 2", "key": "user/1", "deleted_version": 2}))]
+#[allow(dead_code)] // describes the answer; never built
+pub struct NotFoundResponse {
+    /// What was not found, for humans.
+    pub detail: String,
+    /// The key, when its latest version is a tombstone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub key: Option<String>,
+    /// The key was deleted: the version of its tombstone (a create-only
+    /// put, `if_version=0`, succeeds now; the next version is one more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub deleted_version: Option<u64>,
+    /// The key expired (its TTL or lease ran out, or the lease was
+    /// revoked): the version of the expiry's tombstone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub expired_version: Option<u64>,
+}
+
 /// Answer of `DELETE /delete/{key}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeleteResponse<'a> {

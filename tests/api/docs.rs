@@ -567,3 +567,263 @@ fn swagger_ui_puts_key_values_first_with_working_examples_and_an_icon() {
         }
     }
 }
+
+/// The schema `schema` names, `$ref`s followed.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.strip_prefix("#/components/schemas/").unwrap();
+            resolve(doc, &doc["components"]["schemas"][name])
+        }
+        None => schema,
+    }
+}
+
+/// The JSON body schema of `method path`'s `status` answer.
+fn answer_schema<'a>(doc: &'a Value, method: &str, path: &str, status: &str) -> &'a Value {
+    let answer = &doc["paths"][path][method]["responses"][status];
+    let schema = &answer["content"]["application/json"]["schema"];
+    assert!(schema.is_object(), "{method} {path} {status}: {answer}");
+    resolve(doc, schema)
+}
+
+#[test]
+fn openapi_declares_every_field_of_the_404_bodies_the_server_sends() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let doc = c.get("/openapi.json").json();
+    // A deleted key, an expired one (its lease revoked), one never written.
+    assert_eq!(c.put("gone", &json!(1)).status, 200);
+    assert_eq!(c.request("DELETE", "/delete/gone", &[], b"").status, 200);
+    let json_type = [("Content-Type", "application/json")];
+    let lease = c.request("POST", "/leases", &json_type, br#"{"ttl": "1m"}"#);
+    assert_eq!(lease.status, 201, "{}", lease.text());
+    let id = lease.json()["id"].as_u64().unwrap();
+    let r = c.request(
+        "POST",
+        &format!("/put/lapsed?lease={id}"),
+        &json_type,
+        b"{\"value\": 1}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c.request("DELETE", &format!("/leases/{id}"), &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut named = std::collections::BTreeSet::new();
+    for (method, path, request, field) in [
+        ("get", "/get/{key}", "/get/gone", "deleted_version"),
+        (
+            "get",
+            "/get/{key}",
+            "/get/gone?wait_after=1&timeout=1",
+            "deleted_version",
+        ),
+        ("get", "/get/{key}", "/get/lapsed", "expired_version"),
+        ("get", "/get/{key}", "/get/never", "detail"),
+        ("delete", "/delete/{key}", "/delete/gone", "deleted_version"),
+    ] {
+        let r = c.request(&method.to_uppercase(), request, &[], b"");
+        assert_eq!(r.status, 404, "{method} {request}: {}", r.text());
+        let body = r.json();
+        assert!(
+            body[field].is_number() || field == "detail",
+            "{request}: {body}"
+        );
+        let schema = answer_schema(&doc, method, path, "404");
+        let declared = schema["properties"].as_object().unwrap();
+        for (name, value) in body.as_object().unwrap() {
+            let Some(declared) = declared.get(name) else {
+                panic!("{method} {path} 404 sends {name:?}, not in its schema {schema}")
+            };
+            let ty = declared["type"].as_str().unwrap();
+            let fits = match ty {
+                "string" => value.is_string(),
+                "integer" => value.is_u64(),
+                other => panic!("{name}: type {other}"),
+            };
+            assert!(fits, "{request}: {name} = {value}, declared {declared}");
+            named.insert(name.clone());
+        }
+        // What the document requires, the server sends.
+        for required in schema["required"].as_array().unwrap() {
+            assert!(
+                body.get(required.as_str().unwrap()).is_some(),
+                "{required} in {body}"
+            );
+        }
+    }
+    assert_eq!(
+        named.into_iter().collect::<Vec<_>>(),
+        ["deleted_version", "detail", "expired_version", "key"]
+    );
+}
+
+#[test]
+fn openapi_operation_is_an_enum_of_the_values_the_server_emits() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let doc = c.get("/openapi.json").json();
+    let every: Vec<&str> = vkv::ChangeOperation::ALL
+        .iter()
+        .map(|o| o.as_str())
+        .collect();
+    assert_eq!(every, ["create", "update", "delete", "purge", "expire"]);
+    let names = |schema: &Value| -> Vec<String> {
+        let values = schema["enum"].as_array();
+        let values = values.unwrap_or_else(|| panic!("not an enum: {schema}"));
+        assert_eq!(schema["type"], "string", "{schema}");
+        values
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    // Every `operation` member of every schema is an enum: the write
+    // answers' of create and update, the history's and the feed's of all.
+    let mut found = 0;
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for (name, schema) in schemas {
+        let Some(op) = schema["properties"].get("operation") else {
+            continue;
+        };
+        found += 1;
+        let values = names(resolve(&doc, op));
+        let expected: Vec<&str> = if name == "PutResponse" {
+            vec![
+                vkv::Operation::Create.as_str(),
+                vkv::Operation::Update.as_str(),
+            ]
+        } else {
+            every.clone()
+        };
+        assert_eq!(values, expected, "{name}.operation");
+    }
+    assert_eq!(found, 3, "PutResponse, HistoryEntry and ChangeEntry");
+    let write_ops = names(resolve(
+        &doc,
+        &schemas["PutResponse"]["properties"]["operation"],
+    ));
+    // "create": no live version before (a delete or a purge leaves none),
+    // not "version 1".
+    let described =
+        resolve(&doc, &schemas["PutResponse"]["properties"]["operation"])["description"]
+            .as_str()
+            .unwrap_or("");
+    assert!(
+        described.contains("deleted") && !described.contains("version 1"),
+        "PutResponse.operation: {described}"
+    );
+    let feed_ops = names(resolve(
+        &doc,
+        &schemas["ChangeEntry"]["properties"]["operation"],
+    ));
+
+    // Write answers: each operation one the document names.
+    let mut written = Vec::new();
+    let mut put = |c: &mut crate::common::Client, key: &str| {
+        let r = c.put(key, &json!(1));
+        assert_eq!(r.status, 200, "{}", r.text());
+        written.push(r.json()["operation"].as_str().unwrap().to_string());
+    };
+    put(&mut c, "o/a");
+    put(&mut c, "o/a");
+    assert_eq!(c.request("DELETE", "/delete/o/a", &[], b"").status, 200);
+    put(&mut c, "o/a");
+    let r = c.request("DELETE", "/delete/o/a?purge=true", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    put(&mut c, "o/a");
+    let batch = json!({"puts": [{"key": "o/a", "value": 2}, {"key": "o/b", "value": 2}]});
+    let r = c.request("POST", "/batch", &[], batch.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    for result in r.json()["results"].as_array().unwrap() {
+        written.push(result["operation"].as_str().unwrap().to_string());
+    }
+    // (A purge removes the key's earlier changes from the feed: this
+    // tombstone stays.)
+    assert_eq!(c.request("DELETE", "/delete/o/b", &[], b"").status, 200);
+    let json_type = [("Content-Type", "application/json")];
+    let lease = c.request("POST", "/leases", &json_type, br#"{"ttl": "1m"}"#);
+    let id = lease.json()["id"].as_u64().unwrap();
+    let r = c.request(
+        "POST",
+        &format!("/put/o/c?lease={id}"),
+        &json_type,
+        b"{\"value\": 1}",
+    );
+    written.push(r.json()["operation"].as_str().unwrap().to_string());
+    assert_eq!(
+        c.request("DELETE", &format!("/leases/{id}"), &[], b"")
+            .status,
+        200
+    );
+    assert_eq!(
+        written,
+        [
+            "create", "update", "create", "create", "update", "create", "create"
+        ]
+    );
+    for op in &written {
+        assert!(write_ops.contains(op), "{op} not in {write_ops:?}");
+    }
+    // The feed and the history name every documented operation, and only
+    // those.
+    let feed = c.get("/changes?prefix=o/&after=0").json();
+    let mut seen: Vec<String> = feed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ch| ch["operation"].as_str().unwrap().to_string())
+        .collect();
+    let history = c.get("/history/o/a").json();
+    seen.extend(
+        history["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["operation"].as_str().unwrap().to_string()),
+    );
+    for op in &seen {
+        assert!(feed_ops.contains(op), "{op} not in {feed_ops:?}");
+    }
+    seen.sort();
+    seen.dedup();
+    let mut documented = feed_ops.clone();
+    documented.sort();
+    assert_eq!(
+        seen, documented,
+        "the feed shows every documented operation"
+    );
+}
+
+#[test]
+fn openapi_key_parameter_states_the_dot_segment_rule() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let doc = c.get("/openapi.json").json();
+    let mut described = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let Some(params) = op["parameters"].as_array() else {
+                continue;
+            };
+            for p in params.iter().filter(|p| p["name"] == "key") {
+                let text = p["description"].as_str().unwrap();
+                assert!(text.contains("1 to 1024 bytes"), "{method} {path}: {text}");
+                if method == "delete" {
+                    assert!(text.contains("is taken too"), "{method} {path}: {text}");
+                } else {
+                    assert!(
+                        text.contains("'..' segment") && text.contains("422"),
+                        "{text}"
+                    );
+                }
+                described += 1;
+            }
+        }
+    }
+    assert_eq!(described, 4, "put, get, history, delete");
+    // What the description says, the server does.
+    let json_type = [("Content-Type", "application/json")];
+    let r = c.request("POST", "/put/x/../y", &json_type, b"{\"value\": 1}");
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(c.get("/history/x/./y").status, 422);
+    assert_eq!(c.request("DELETE", "/delete/x/../y", &[], b"").status, 404);
+}

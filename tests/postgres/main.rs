@@ -9,6 +9,7 @@
 mod client;
 #[path = "../support/mod.rs"]
 mod common;
+mod ended;
 mod feed;
 mod leases;
 mod moving;

@@ -68,6 +68,7 @@ use crate::http::wire;
         wire::GetResponse,
         wire::HealthResponse,
         wire::ErrorResponse,
+        wire::NotFoundResponse,
         wire::ConflictResponse,
         wire::DeleteResponse,
         wire::PurgeResponse,
@@ -156,6 +157,10 @@ impl Modify for BearerAuth {
                 let write = scope == Some(Scope::Write);
                 document_refusals(op, scope.map(Scope::as_str), write);
                 document_params(op, route.params());
+                document_key(op, method == "DELETE");
+                if TOMBSTONE_404.contains(&(method, path.as_str())) {
+                    document_tombstone_404(op);
+                }
             }
         }
     }
@@ -258,6 +263,50 @@ fn document_params(op: &mut Operation, params: &[Param]) {
             Kind::Text => ObjectBuilder::new().schema_type(Type::String),
         };
         p.schema = Some(RefOr::T(Schema::Object(schema.build())));
+    }
+}
+
+/// The operations whose `404` may be a key's tombstone (the store's
+/// `Deleted` and `Expired` errors, which `ApiError` answers with `key` and
+/// `deleted_version` or `expired_version`).
+const TOMBSTONE_404: [(&str, &str); 2] = [("GET", "/get/{key}"), ("DELETE", "/delete/{key}")];
+
+/// Describes the `key` path parameter with the rules `crate::key` applies:
+/// a key with a dot segment is refused (`422`), except by a delete, which
+/// takes one to remove a key an older vkv stored.
+fn document_key(op: &mut Operation, removes: bool) {
+    let dots = if removes {
+        "A key with a '.' or '..' segment is taken too, to remove one an older vkv stored"
+    } else {
+        "A key with a '.' or '..' segment between slashes (x/../y, ./a, also as %2E) is \
+         refused with 422: browsers and curl resolve those before sending, so no ordinary \
+         client could reach it. Dots inside a segment (v1.2, .a) are ordinary"
+    };
+    let description = format!(
+        "The key, percent-encoded: 1 to {} bytes of UTF-8 after decoding, '/' allowed. {dots}.",
+        crate::MAX_KEY_BYTES
+    );
+    for p in op.parameters.iter_mut().flatten() {
+        if let RefOr::T(p) = p
+            && p.parameter_in == ParameterIn::Path
+            && p.name == "key"
+        {
+            p.description = Some(description.clone());
+        }
+    }
+}
+
+/// Gives a `404` that may be a tombstone its body: `NotFoundResponse`.
+fn document_tombstone_404(op: &mut Operation) {
+    if let Some(RefOr::T(answer)) = op.responses.responses.get_mut("404") {
+        let body = Content::new(Some(RefOr::Ref(Ref::from_schema_name("NotFoundResponse"))));
+        answer
+            .content
+            .insert("application/json".to_string(), RefOr::T(body));
+        answer.description = format!(
+            "{}; a deleted key's body has key and deleted_version",
+            answer.description
+        );
     }
 }
 

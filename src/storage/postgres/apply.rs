@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
-use super::conn::{PgConn, Role, is_retryable};
+use super::conn::{PgConn, Role, is_connection_error, is_retryable};
 use super::deadlines::{self, Locked};
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::rows::db_int;
@@ -216,7 +216,7 @@ impl Committer for PgCommitter {
     fn commit(&mut self, ops: &[&Op]) -> Result<Outcomes, StoreError> {
         self.outcome_unknown = false;
         let (shard, max_versions) = (self.shard, self.max_versions);
-        let mut attempt = 0;
+        let (mut attempt, mut reconnected) = (0, false);
         loop {
             attempt += 1;
             self.seq += 1;
@@ -256,6 +256,20 @@ impl Committer for PgCommitter {
                      this write is unknown; read the key before writing it again",
                     super::target::describe(&e)
                 )));
+            }
+            // The connection died before `COMMIT` was sent (one the server
+            // ended while it sat idle: a restart, a failover,
+            // `pg_terminate_backend`): nothing of this attempt committed, so
+            // it runs again on a new connection, once. (A failure during
+            // `COMMIT` returned above: its outcome is unknown.)
+            if is_connection_error(&e) && !reconnected {
+                log::info!(
+                    "write transaction retried on a new connection ({})",
+                    super::target::describe(&e)
+                );
+                self.conn = None;
+                reconnected = true;
+                continue;
             }
             if is_retryable(&e) && attempt < ATTEMPTS {
                 log::debug!("write transaction retried ({e})");

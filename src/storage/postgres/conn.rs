@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -199,20 +199,44 @@ impl PgConn {
 
 /// `f` on a connection of `pool`; if the connection itself failed (one the
 /// server ended while it sat in the pool: a restart, a failover,
-/// `pg_terminate_backend`), once more on a new one, so that a client is not
+/// `pg_terminate_backend`), again on the next one, so that a client is not
 /// answered `503` for a connection that was dead before its request came.
-/// A connection that failed is not returned to the pool.
+/// A connection that failed is not returned to the pool. When the server
+/// ended one idle connection it usually ended them all: at most one try
+/// per connection the pool can hold, then one on a connection opened anew.
 pub(crate) fn with_pooled<T>(
     pool: &r2d2::Pool<Manager>,
+    f: impl FnMut(&mut PgConn) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    with_pooled_until(pool, None, f)
+}
+
+/// [`with_pooled`], each wait for a connection ending by `deadline` if
+/// given (then a pool that has none free by then is `Unavailable`).
+pub(crate) fn with_pooled_until<T>(
+    pool: &r2d2::Pool<Manager>,
+    deadline: Option<Instant>,
     mut f: impl FnMut(&mut PgConn) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let mut conn = pool.get()?;
-    match f(&mut conn) {
-        Err(_) if conn.is_broken() => {
-            drop(conn);
-            f(&mut *pool.get()?)
+    let tries = pool.max_size().saturating_add(1);
+    let mut tried = 0;
+    loop {
+        tried += 1;
+        let mut conn = match deadline {
+            None => pool.get()?,
+            Some(deadline) => {
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                pool.get_timeout(left).map_err(|e| {
+                    StoreError::Unavailable(format!("no connection to PostgreSQL in time: {e}"))
+                })?
+            }
+        };
+        match f(&mut conn) {
+            Err(_) if conn.is_broken() && tried < tries => {}
+            done => return done,
         }
-        done => done,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use r2d2::Pool;
 
 use super::confirm::Confirmer;
-use super::conn::{Manager, PgConn, with_pooled};
+use super::conn::{Manager, PgConn, with_pooled, with_pooled_until};
 use super::lease::Leases;
 use super::rows::{db_int, versioned};
 use crate::change::{Change, ChangeOperation, ChangePage, Stored, cut_at_revision};
@@ -368,19 +368,20 @@ impl Reads for PgReads {
         let asked = std::time::Instant::now();
         // Within the limit, waiting for a pooled connection included: the
         // pool may be taken by reads that wait on the database themselves.
-        let mut conn = self.pool.get_timeout(limit).map_err(|e| {
-            StoreError::Unavailable(format!("no connection to PostgreSQL within {limit:?}: {e}"))
+        // A pooled connection the server ended is replaced, as for reads:
+        // the database being back is told at once.
+        let replies = with_pooled_until(&self.pool, Some(asked + limit), |conn| {
+            let left = limit
+                .saturating_sub(asked.elapsed())
+                .max(Duration::from_millis(1));
+            Ok(conn.simple(&format!(
+                "BEGIN; SET LOCAL statement_timeout = {};
+                 SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM vkv_keys),
+                     EXISTS (SELECT 1 FROM vkv_versions);
+                 COMMIT",
+                left.as_millis()
+            ))?)
         })?;
-        let left = limit
-            .saturating_sub(asked.elapsed())
-            .max(Duration::from_millis(1));
-        let replies = conn.simple(&format!(
-            "BEGIN; SET LOCAL statement_timeout = {};
-             SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM vkv_keys),
-                 EXISTS (SELECT 1 FROM vkv_versions);
-             COMMIT",
-            left.as_millis()
-        ))?;
         let standby = replies
             .iter()
             .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
