@@ -8,15 +8,19 @@ links, opening a key, a version, a diff of two versions, an edit that meets
 a concurrent change (a visible conflict, nothing lost), following a key,
 create, delete and purge behind a confirmation, a value and a key holding
 markup shown as text (nothing runs; the CSP blocks inline script), the
-keyboard path, 375 px and dark mode; with tokens: the prompt, a rejected
-token, a read-only token seeing no write action, a write token seeing them.
+keyboard path, 375 px and dark mode; a folder followed live (writes made
+over HTTP show without a refresh, across a pause, a 410 and a restart of the
+server on the same port and database; a page left closes its stream);
+with tokens: the prompt, a rejected token, a read-only token seeing no
+write action, a write token seeing them, live changes with the token.
 Then it seeds 100,000 keys under one prefix (POST /batch) and times opening
 that prefix, from the page's request to its first page on screen (a mark
 the page sets at the next frame), against the 300 ms target.
 Screenshots go to SHOTS_DIR (default docs/img/ of this repository).
 
 Usage: scripts/ui-browser.py BINARY [SHOTS_DIR]
-Needs: Debian's chromium and chromium-driver, Selenium (pip, in a venv).
+Needs: Debian's chromium and chromium-driver, Selenium (pip, in a venv);
+shares scripts/browser.py with scripts/eventsource-browser.py.
 Exit 0 when every check holds.
 """
 import json
@@ -24,21 +28,19 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
 
-from selenium import webdriver
 from selenium.common.exceptions import (NoAlertPresentException, StaleElementReferenceException,
                                         TimeoutException)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
+
+from browser import Server, chromium
 
 TARGET_MS = 300
 BIG = 100_000
@@ -52,74 +54,6 @@ checks = []
 def check(name):
     checks.append(name)
     print("ui-browser: ok: " + name, flush=True)
-
-
-class Server:
-    """A vkv process on 127.0.0.1:0 with its own SQLite file."""
-
-    def __init__(self, binary, tmp, name, extra=()):
-        self.log_path = os.path.join(tmp, name + ".log")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VKV_")}
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                [binary, "--bind", "127.0.0.1:0", "--db", os.path.join(tmp, name + ".db"), *extra],
-                stdout=subprocess.DEVNULL, stderr=log, env=env)
-        deadline = time.monotonic() + 30
-        while True:
-            with open(self.log_path) as f:
-                m = re.search(r"listening on (\S+)", f.read())
-            if m:
-                self.base = "http://" + m.group(1)
-                return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                with open(self.log_path) as f:
-                    sys.exit("ui-browser: vkv did not start:\n" + f.read())
-            time.sleep(0.05)
-
-    def call(self, method, path, body=None, token=None, headers=None):
-        """(status, parsed JSON or None)."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", "Bearer " + token)
-        for k, v in (headers or {}).items():
-            req.add_header(k, v)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-    def put(self, key, value, token=None):
-        status, body = self.call("POST", "/put/" + urllib.parse.quote(key, safe=""), {"value": value}, token)
-        assert status == 200, (key, status, body)
-        return body["version"]
-
-    def get(self, key):
-        return self.call("GET", "/get/" + urllib.parse.quote(key, safe=""))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def browser(profile):
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--user-data-dir=" + profile, "--window-size=1280,800"):
-        options.add_argument(arg)
-    service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
-    return webdriver.Chrome(options=options, service=service)
 
 
 class Page:
@@ -276,10 +210,9 @@ def open_server_checks(p, s, shots):
         s.put("long/history", {"i": i})
     p.open("/ui?key=long/history")
     p.text_in("#key-meta", "Version 60")
-    rows = lambda: len(p.d.find_elements(By.CSS_SELECTOR, "#history tbody tr"))
-    assert rows() == 50, rows()
+    assert rows(p) == 50, rows(p)
     p.click("#history-more")
-    p.wait.until(lambda d: rows() == 60)
+    p.wait.until(lambda d: rows(p) == 60)
     p.wait.until(lambda d: not p.shown("#history-more"))
     check("history in pages: 'Older versions' adds the rest")
 
@@ -299,7 +232,7 @@ def open_server_checks(p, s, shots):
     area = p.visible("#edit-value")
     area.clear()
     area.send_keys('{"theme": "mine"}')
-    theirs = s.put("config/app/settings", {"theme": "theirs"})
+    theirs = s.put("config/app/settings", {"theme": "theirs"})["version"]
     assert theirs == 3
     p.click("#save")
     p.visible("#conflict")
@@ -317,13 +250,12 @@ def open_server_checks(p, s, shots):
     assert (body["value"], body["version"]) == ({"theme": "mine"}, 4), body
     check("save over the newer version after confirming (If-Match of the version seen)")
 
-    # Follow: a change made elsewhere shows without a refresh.
-    p.click("#follow")
+    # Live: a change made elsewhere shows without a refresh.
+    p.text_in("#live", "Live")
     s.put("config/app/settings", {"theme": "followed"})
     p.text_in("#key-meta", "Version 5")
     p.text_in("#value", '"followed"')
-    p.click("#follow")
-    check("follow changes (long poll) shows a new version")
+    check("the open key follows a change made elsewhere (the change feed)")
 
     # Refresh picks up a key written elsewhere.
     p.open("/ui?prefix=users/")
@@ -422,6 +354,126 @@ def open_server_checks(p, s, shots):
     check("375 px wide without horizontal scrolling; dark mode from prefers-color-scheme")
 
 
+def rows(p):
+    return len(p.d.find_elements(By.CSS_SELECTOR, "#history tbody tr"))
+
+
+def gone(p, name):
+    """Waits until the listing has no entry named `name`."""
+    try:
+        p.wait.until(lambda d: name not in p.entries())
+    except TimeoutException:
+        raise AssertionError("%r is still listed: %r" % (name, p.entries()))
+
+
+def live_checks(p, s):
+    """A folder open: writes made elsewhere show without a refresh, across
+    a pause and across a restart of the server."""
+    s.put("live/a", {"n": 1})
+    s.put("live/b", {"n": 1})
+    s.put("live/sub/x", {"n": 1})
+    p.open("/ui?key=live/a")
+    p.text_in("#key-meta", "Version 1")
+    p.link("b")
+    p.text_in("#live", "Live")
+    # The page is never reloaded below: this mark would go with it.
+    p.d.execute_script("window.__same_page = 1")
+    same_page = lambda: p.d.execute_script("return window.__same_page === 1")
+
+    s.put("live/new", {"n": 1})
+    p.link("new")
+    s.put("live/" + XSS, XSS)
+    p.link(XSS)
+    assert p.no_alert() and p.d.find_elements(By.TAG_NAME, "img") == []
+    s.put("live/a", {"n": 2})
+    p.text_in("#key-meta", "Version 2")
+    p.text_in("#value", '"n": 2')
+    p.wait.until(lambda d: rows(p) == 2)
+    s.delete("live/b")
+    gone(p, "b")
+    s.put("live/sub2/y", {"n": 1})
+    p.link("sub2/")
+    s.delete("live/sub/x")
+    gone(p, "sub/")
+    s.put("live/new", {"n": 2})
+    p.wait.until(lambda d: d.execute_script(
+        "const li = document.querySelector('#entries li[data-key=\"live/new\"]');"
+        "return li !== null && li.querySelector('.meta').textContent.startsWith('v2 ');"))
+    assert same_page()
+    check("live: a new key (one named with markup: text), a new folder, the open key's update, "
+          "a deleted key and an emptied folder show without a refresh")
+
+    # Paused, nothing moves; resumed, what was written meanwhile shows.
+    p.click("#live-toggle")
+    p.text_in("#live", "Paused")
+    s.put("live/while-paused", {"n": 1})
+    s.put("live/a", {"n": 3})
+    time.sleep(1)  # what is asserted is that nothing came in this second
+    assert "while-paused" not in p.entries(), p.entries()
+    assert "Version 2" in p.el("#key-meta").text
+    p.click("#live-toggle")
+    p.text_in("#live", "Live")
+    p.link("while-paused")
+    p.text_in("#key-meta", "Version 3")
+    check("live: pause stops following; resume shows what was written meanwhile")
+
+    # History the page has not seen is purged while it is paused: resuming
+    # meets 410 Gone, and the page lists the folder again and follows on.
+    p.click("#live-toggle")
+    p.text_in("#live", "Paused")
+    s.put("live/short-lived", {"n": 1})
+    status, body = s.call("DELETE", "/delete/live%2Fshort-lived?purge=true")
+    assert status == 200, (status, body)
+    p.click("#live-toggle")
+    p.wait.until(lambda d: gone_answers(s) == 1)
+    p.text_in("#live", "Live")
+    s.put("live/after-410", {"n": 1})
+    p.link("after-410")
+    assert "short-lived" not in p.entries() and same_page()
+    check("live: a 410 (history purged) lists the folder again and follows on")
+
+    # A restart of the server (same port, same database): the page
+    # reconnects by itself, from the last revision it saw.
+    s.restart()
+    s.put("live/after-restart", {"n": 1})
+    s.put("live/a", {"n": 4})
+    s.delete("live/new")
+    slow = WebDriverWait(p.d, 40, ignored_exceptions=(StaleElementReferenceException,))
+    slow.until(lambda d: "after-restart" in p.entries())
+    p.text_in("#key-meta", "Version 4")
+    gone(p, "new")
+    p.text_in("#live", "Live")
+    assert same_page()
+    assert p.entries() == ["sub2/", XSS, "a", "after-410", "after-restart", "while-paused"], \
+        p.entries()
+    check("live: after a server restart the page resumes and shows the writes made since")
+
+    # A page left holds no stream (a browser allows only six connections
+    # to a server; pages kept for the back button would take them all).
+    for path in ("/ui?prefix=live/", "/ui?key=live/a", "/ui?prefix=live/sub2/", "/ui") * 2:
+        p.open(path)
+        p.text_in("#live", "Live")
+    p.wait.until(lambda d: open_streams(s) == 1)
+    p.d.back()
+    p.text_in("#live", "Live")
+    p.link("y")
+    s.put("live/sub2/z", {"n": 1})
+    p.link("z")
+    check("live: a page left closes its stream; back to it, it follows again")
+
+
+def gone_answers(s):
+    """How many `GET /changes` the server answered 410."""
+    with open(s.log_path) as f:
+        return len(re.findall(r"GET /changes 410", f.read()))
+
+
+def open_streams(s):
+    with urllib.request.urlopen(s.base + "/metrics", timeout=30) as r:
+        m = re.search(rb"^vkv_feed_streams (\d+)$", r.read(), re.M)
+    return int(m.group(1))
+
+
 def auth_checks(p, s):
     s.put("team/plan", {"q": 1}, token=WRITER)
     p.open("/ui?prefix=team/")
@@ -457,6 +509,17 @@ def auth_checks(p, s):
     p.text_in("#key-meta", "Version 2")
     assert s.call("GET", "/get/team%2Fplan", token=READER)[1]["value"] == {"q": 2}
     check("auth: the token kept for the tab; a write token edits")
+    # Live with a token: the stream sends it (an EventSource could not).
+    p.text_in("#live", "Live")
+    s.put("team/plan", {"q": 3}, token=WRITER)
+    s.put("team/new", {"q": 1}, token=WRITER)
+    p.text_in("#key-meta", "Version 3")
+    p.link("new")
+    s.restart()
+    s.put("team/after-restart", {"q": 1}, token=WRITER)
+    WebDriverWait(p.d, 40, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: "after-restart" in p.entries())
+    check("auth: live changes with a token, across a server restart")
 
 
 def seed_big(s):
@@ -515,15 +578,24 @@ def main(binary, shots):
         servers.append(plain)
         authed = Server(binary, tmp, "auth", ["--auth-tokens", tokens])
         servers.append(authed)
-        driver = browser(os.path.join(tmp, "profile"))
+        driver = chromium(os.path.join(tmp, "profile"))
         # Timed first, on a fresh profile: the page's assets not yet cached.
         scale_checks(Page(driver, plain.base), plain)
         open_server_checks(Page(driver, plain.base), plain, shots)
+        live_checks(Page(driver, plain.base), plain)
         auth_checks(Page(driver, authed.base), authed)
     except Exception:
         print("ui-browser: FAILED after %d checks (the last passed: %s); at %s"
               % (len(checks), checks[-1] if checks else "none",
                  driver.current_url if driver else "no browser"), flush=True)
+        if driver is not None:
+            print("ui-browser: the page showed: %r" % driver.execute_script(
+                "return ['banner', 'list-status', 'live', 'key-meta'].map("
+                "(id) => id + ': ' + document.getElementById(id).textContent)"
+                ".concat([...document.querySelectorAll('#entries a')].slice(0, 20)"
+                ".map((a) => a.textContent))"), flush=True)
+            for entry in driver.get_log("browser"):
+                print("ui-browser: console: %s" % entry["message"], flush=True)
         raise
     finally:
         if driver is not None:

@@ -25,7 +25,8 @@
     nextBefore: null,
     shown: null, // the version shown (a number), or null for the latest
     editBase: null, // the version the editor's text was based on
-    follow: null, // {key, ctrl} of the running long poll
+    feed: null, // {prefix, after, ctrl, created} of the change feed followed
+    paused: false, // following paused by the user
     versions: new Map(), // "version" -> {ok, raw, note} of the open key
     rendered: false,
   };
@@ -385,50 +386,65 @@
     const params = new URLSearchParams({ prefix, delimiter: DELIM, limit: PAGE });
     if (append && state.after) params.set('after', state.after);
     $('more').disabled = true;
-    if (!append) $('list-status').textContent = 'Loading…';
+    if (!append) {
+      $('list-status').textContent = 'Loading…';
+      stopFeed(); // the new listing starts its own
+    }
     let r;
     try {
       r = await api('GET', '/keys?' + params);
     } catch (e) {
       if (gen === state.listGen) $('list-status').textContent = 'The server did not answer: ' + e.message;
+      if (gen === state.listGen && !append) liveState('off');
       return;
     }
     if (gen !== state.listGen) return;
     $('more').disabled = false;
     if (!r.ok) {
       $('list-status').textContent = r.status === 401 ? 'Sign in to list the keys.' : r.detail();
-      if (!append) $('entries').replaceChildren();
+      if (!append) { $('entries').replaceChildren(); liveState('off'); }
       $('more').hidden = true;
       return;
     }
     const page = r.json();
-    const items = [];
-    for (const folder of page.prefixes || []) {
-      items.push(el('li', {}, el('a', {
-        class: 'folder', href: pageUrl({ prefix: folder }), text: folder.slice(state.prefix.length),
-        dataset: { nav: '', folder },
-      })));
-    }
-    for (const k of page.keys) {
-      const name = k.key.slice(state.prefix.length);
-      items.push(el('li', { dataset: { key: k.key } },
-        el('a', { class: 'key', href: pageUrl({ key: k.key }), text: name === '' ? '(this key)' : name, dataset: { nav: '' } }),
-        el('span', { class: 'meta', text: `v${k.version} · ${when(k.timestamp)}`, title: k.timestamp })));
-    }
+    const items = (page.prefixes || []).map(folderItem).concat(page.keys.map(keyItem));
     if (append) $('entries').append(...items);
     else $('entries').replaceChildren(...items);
     state.after = page.next_after;
     $('more').hidden = !page.next_after;
-    const shown = $('entries').children.length;
-    $('list-status').textContent = shown === 0 ? 'No keys here.' :
-      `${shown} ${shown === 1 ? 'entry' : 'entries'}${page.next_after ? ', more below' : ''}`;
+    listStatus();
     markCurrent();
+    // List, then watch: the feed starts at the revision this listing shows,
+    // so nothing written meanwhile is missed. (A later page is a newer
+    // snapshot; the feed's older changes to its keys are skipped by version.)
+    if (!append) startFeed(state.prefix, page.revision);
     if (!state.rendered) {
       state.rendered = true;
       // The first page is on screen at the next frame: what the browser
       // test times (from the page's request).
       requestAnimationFrame(() => performance.mark('vkv-list-rendered'));
     }
+  }
+
+  function folderItem(folder) {
+    return el('li', { dataset: { folder } }, el('a', {
+      class: 'folder', href: pageUrl({ prefix: folder }), text: folder.slice(state.prefix.length),
+      dataset: { nav: '', folder },
+    }));
+  }
+
+  // A key of the listing; `version` kept to skip changes older than it.
+  function keyItem(k) {
+    const name = k.key.slice(state.prefix.length);
+    return el('li', { dataset: { key: k.key, version: String(k.version) } },
+      el('a', { class: 'key', href: pageUrl({ key: k.key }), text: name === '' ? '(this key)' : name, dataset: { nav: '' } }),
+      el('span', { class: 'meta', text: `v${k.version} · ${when(k.timestamp)}`, title: k.timestamp }));
+  }
+
+  function listStatus() {
+    const shown = $('entries').children.length;
+    $('list-status').textContent = shown === 0 ? 'No keys here.' :
+      `${shown} ${shown === 1 ? 'entry' : 'entries'}${state.after ? ', more below' : ''}`;
   }
 
   function markCurrent() {
@@ -448,7 +464,6 @@
   function closeKey() {
     state.key = null;
     state.keyGen++;
-    stopFollow();
     $('key-view').hidden = true;
   }
 
@@ -501,7 +516,6 @@
     renderKeyMeta();
     renderHistory(false);
     await showVersion(state.shown);
-    syncFollow();
   }
 
   function renderKeyMeta() {
@@ -693,8 +707,8 @@
       loadList(false); // the key joins the listing
     } else {
       const li = [...$('entries').children].find((x) => x.dataset.key === key);
-      const meta = li && li.querySelector('.meta');
-      if (meta) meta.textContent = `v${done.version} · ${when(done.timestamp)}`;
+      if (li) li.replaceWith(keyItem(done));
+      markCurrent();
     }
   }
 
@@ -776,47 +790,185 @@
   }
 
   // ---- following changes -------------------------------------------------
+  // The open folder's changes come from GET /changes as an NDJSON stream,
+  // read with fetch() (unlike EventSource, it can send the token). The
+  // feed starts at the listing's revision; after a dropped connection it
+  // resumes from the last revision seen, with a growing delay; a 410 (that
+  // history is gone) lists the folder again and starts over. Applying a
+  // change is idempotent (a change no newer than what is shown is skipped),
+  // so resuming at the start of the last revision seen is safe.
 
-  function stopFollow() {
-    if (state.follow) state.follow.ctrl.abort();
-    state.follow = null;
+  const GONE = ['delete', 'purge', 'expire'];
+
+  function liveState(s) {
+    const live = $('live');
+    live.dataset.state = s;
+    live.textContent = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', paused: 'Paused', off: '' }[s];
+    live.hidden = s === 'off';
+    $('live-toggle').hidden = s === 'off';
+    $('live-toggle').textContent = state.paused ? 'Resume' : 'Pause';
   }
 
-  function syncFollow() {
-    const want = $('follow').checked && state.key !== null;
-    if (!want) { stopFollow(); return; }
-    if (state.follow && state.follow.key === state.key) return;
-    stopFollow();
-    const f = { key: state.key, ctrl: new AbortController() };
-    state.follow = f;
-    followLoop(f);
+  function stopFeed() {
+    if (state.feed) state.feed.ctrl.abort();
+    state.feed = null;
   }
 
-  // A long poll on the open key: answered when a version above the one
-  // shown is committed (or after the timeout, then asked again).
-  async function followLoop(f) {
-    while (!f.ctrl.signal.aborted) {
-      const seen = state.latest ? state.latest.version : 0;
-      const started = Date.now();
-      let r = null;
+  function startFeed(prefix, after) {
+    stopFeed();
+    state.feed = { prefix, after, ctrl: new AbortController(), created: new Map() };
+    runFeed();
+  }
+
+  function runFeed() {
+    const f = state.feed;
+    if (!f) { liveState('off'); return; }
+    if (state.paused) { liveState('paused'); return; }
+    f.ctrl = new AbortController();
+    liveState('connecting');
+    followFeed(f, f.ctrl.signal);
+  }
+
+  function togglePause() {
+    state.paused = !state.paused;
+    if (!state.paused) runFeed();
+    else {
+      if (state.feed) state.feed.ctrl.abort(); // kept, to resume from
+      liveState('paused');
+    }
+  }
+
+  async function followFeed(f, signal) {
+    let delay = 0;
+    const current = () => state.feed === f && !signal.aborted;
+    while (current()) {
+      let next = 'reconnect';
       try {
-        r = await api('GET', `/get/${enc(f.key)}?wait_after=${seen}&timeout=25`, { signal: f.ctrl.signal });
-      } catch (_) {
-        if (f.ctrl.signal.aborted) return;
-      }
-      if (f.ctrl.signal.aborted || state.follow !== f) return;
-      const tag = r && r.headers.get('ETag');
-      const now = tag ? parseInt(tag.replace(/"/g, ''), 10) : NaN;
-      if (now > seen) {
-        if (state.editBase !== null) {
-          banner(`“${f.key}” changed on the server (version ${now}): saving your edit will show a conflict.`, true);
-          state.latest.version = Math.max(state.latest.version, now);
-        } else {
-          await openKey(f.key, null);
+        const headers = { Accept: 'application/x-ndjson' };
+        if (state.token) headers.Authorization = 'Bearer ' + state.token;
+        const q = new URLSearchParams({ prefix: f.prefix, after: String(f.after) });
+        const r = await fetch('/changes?' + q, { headers, signal, cache: 'no-store' });
+        if (r.status === 410) next = 'relist';
+        else if (r.status === 401) { askToken('The server asks for a token.'); return; }
+        else if (r.ok) {
+          liveState('live');
+          next = await readFeed(f, r.body, () => { delay = 0; });
         }
-      } else if (Date.now() - started < 1000) {
-        await sleep(2000); // an error or an early answer: do not spin
+      } catch (_) {
+        // a dropped or refused connection: try again below
       }
+      if (!current()) return;
+      if (next === 'relist') {
+        refresh(); // a new listing starts a new feed
+        return;
+      }
+      liveState('reconnecting');
+      if (next !== 'now') {
+        delay = Math.min(delay ? delay * 2 : 500, 8000);
+        await sleep(delay / 2 + Math.random() * delay / 2);
+      }
+    }
+  }
+
+  // Reads the stream to its end: what to do next ('reconnect', 'now',
+  // 'relist'). `progressed` is called once something arrived.
+  async function readFeed(f, body, progressed) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return 'reconnect';
+      if (state.feed !== f) return 'stop';
+      progressed();
+      buf += value;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!line.trim()) continue;
+        const m = JSON.parse(line);
+        if (m.key !== undefined) {
+          // Resume at the start of this revision: a batch is never cut.
+          f.after = Math.max(f.after, m.revision - 1);
+          applyChange(f, m);
+        } else if (m.oldest_revision !== undefined) {
+          return 'relist';
+        } else if (m.detail !== undefined) {
+          // Too slow (its revision is where to resume) or an error.
+          if (m.revision !== undefined) f.after = Math.max(f.after, m.revision);
+          return m.revision !== undefined ? 'now' : 'reconnect';
+        } else {
+          f.after = Math.max(f.after, m.revision); // a progress mark
+        }
+      }
+    }
+  }
+
+  function applyChange(f, c) {
+    if (c.key === state.key) keyChanged(c);
+    if (!c.key.startsWith(state.prefix + $('filter').value)) return;
+    const rest = c.key.slice(state.prefix.length);
+    const slash = rest.indexOf(DELIM);
+    if (slash >= 0) folderChanged(f, c, state.prefix + rest.slice(0, slash + DELIM.length));
+    else listedKeyChanged(c);
+    listStatus();
+  }
+
+  // Whether `name` sorts into the pages shown (or comes with "Load more").
+  const loaded = (name) => !state.after || name <= state.after;
+
+  function listedKeyChanged(c) {
+    const entries = $('entries');
+    const li = [...entries.children].find((x) => x.dataset.key === c.key);
+    // A purge names the last version it removed; anything else is newer.
+    const shown = li ? Number(li.dataset.version) : 0;
+    if (li && (c.operation === 'purge' ? shown > c.version : shown >= c.version)) return;
+    if (GONE.includes(c.operation)) {
+      if (li) li.remove();
+      return;
+    }
+    const item = keyItem(c);
+    item.classList.add('changed');
+    if (li) li.replaceWith(item);
+    else if (loaded(c.key)) {
+      const before = [...entries.children].find((x) => x.dataset.key !== undefined && x.dataset.key > c.key);
+      entries.insertBefore(item, before || null);
+    }
+    markCurrent();
+  }
+
+  // A change in a subfolder: a new one appears; one that may have lost its
+  // last key is asked for again.
+  function folderChanged(f, c, folder) {
+    const entries = $('entries');
+    const li = [...entries.children].find((x) => x.dataset.folder === folder);
+    if (!GONE.includes(c.operation)) {
+      f.created.set(folder, c.revision);
+      if (li || !loaded(folder)) return;
+      const before = [...entries.children].find((x) => x.dataset.key !== undefined ||
+        (x.dataset.folder !== undefined && x.dataset.folder > folder));
+      entries.insertBefore(folderItem(folder), before || null);
+    } else if (li) {
+      api('GET', '/keys?' + new URLSearchParams({ prefix: folder, limit: 1 })).then((r) => {
+        const page = r.ok ? r.json() : null;
+        // Empty at a revision after any key created in it since: gone.
+        if (page && page.keys.length === 0 && (f.created.get(folder) || 0) <= page.revision && li.isConnected) {
+          li.remove();
+          listStatus();
+        }
+      }).catch(() => {});
+    }
+  }
+
+  function keyChanged(c) {
+    const seen = state.latest ? state.latest.version : 0;
+    if (c.operation === 'purge' ? c.version < seen : c.version <= seen) return;
+    if (c.operation === 'purge') state.versions = new Map();
+    if (state.editBase !== null) {
+      banner(`“${c.key}” changed on the server (version ${c.version}): saving your edit will show a conflict.`, true);
+      if (state.latest) state.latest.version = Math.max(state.latest.version, c.version);
+    } else {
+      openKey(c.key, state.shown);
     }
   }
 
@@ -843,6 +995,11 @@
     document.addEventListener('click', onLinkClick);
     document.addEventListener('keydown', onKey);
     window.addEventListener('popstate', render);
+    // A page left (maybe kept in the back-forward cache) holds no stream:
+    // browsers allow only a few connections to one server. Back again,
+    // it lists afresh.
+    window.addEventListener('pagehide', stopFeed);
+    window.addEventListener('pageshow', (e) => { if (e.persisted) refresh(); });
     $('refresh').onclick = refresh;
     $('more').onclick = () => loadList(true);
     $('filter-form').onsubmit = (e) => { e.preventDefault(); loadList(false); };
@@ -858,7 +1015,7 @@
     $('conflict-discard').onclick = conflictDiscard;
     $('history-more').onclick = olderVersions;
     $('diff-button').onclick = diffSelected;
-    $('follow').onchange = syncFollow;
+    $('live-toggle').onclick = togglePause;
     $('new-key').onclick = newKey;
     $('create-form').onsubmit = createKey;
     $('create-cancel').onclick = () => $('create-dialog').close();
