@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use log::LevelFilter;
 
-use vkv::http::ServerConfig;
-use vkv::http::auth::AuthTokens;
-use vkv::http::conn::ConnLimits;
+use vkv::server::AuthTokens;
+use vkv::server::ConnLimits;
+use vkv::server::ServerConfig;
 use vkv::{StoreConfig, SyncMode};
 
 /// vkv: a versioned key-value store served over HTTP/JSON.
@@ -165,7 +165,7 @@ pub struct Cli {
         env = "VKV_CORS_ORIGINS",
         value_delimiter = ',',
         value_name = "ORIGINS",
-        value_parser = vkv::http::cross_site::parse_origin
+        value_parser = vkv::server::parse_origin
     )]
     pub cors_origins: Vec<String>,
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs
@@ -318,7 +318,7 @@ fn size(s: &str, max: u64) -> Result<u64, String> {
 /// An origin of --allowed-origins: one origin, not `*` (that would accept
 /// every site's writes; --cors-origins '*' says so on purpose).
 fn write_origin(s: &str) -> Result<String, String> {
-    match vkv::http::cross_site::parse_origin(s)? {
+    match vkv::server::parse_origin(s)? {
         any if any == "*" => Err(
             "'*' would accept writes from every site: list origins, or use --cors-origins '*'"
                 .to_string(),
@@ -402,7 +402,7 @@ fn tls_config(
     cert: &Path,
     key: &Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    config.tls = Some(vkv::http::tls::load(cert, key)?);
+    config.tls = Some(vkv::server::load_tls(cert, key)?);
     Ok(())
 }
 

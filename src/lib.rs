@@ -8,8 +8,9 @@
 //! - [`Store`] is the whole store; embed it without HTTP. The crate root
 //!   is the embedding API: [`Store`], [`StoreConfig`], the errors
 //!   ([`StoreError`], [`OpenError`]) and the value types.
-//! - The HTTP adapter and the tools behind the `vkv` binary are reachable
-//!   for it and the tests but hidden from the documentation (see
+//! - [`server`] serves a store over HTTP (the adapter's plumbing behind it
+//!   is private); the tools behind the `vkv` binary are reachable for it
+//!   and the tests but hidden from the documentation (see
 //!   `ARCHITECTURE.md`).
 
 #![warn(missing_docs)]
@@ -49,8 +50,26 @@ pub mod db {
     pub use crate::storage::seam::{DbStats, KeyInfo, SyncMode, VersionInfo};
     pub use crate::storage::sqlite::{APPLICATION_ID, SCHEMA_VERSION};
 }
+// The HTTP adapter's plumbing is crate-private; the feature `internals`
+// (on for vkv's own tests, examples and fuzz target) opens it to them.
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod http;
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code)]
+mod http;
+
+/// Serving a [`Store`] over HTTP, as the `vkv` binary does: bind with
+/// [`Server::bind`](server::Server::bind), open the store, then
+/// [`Listening::serve`](server::Listening::serve).
+pub mod server {
+    pub use crate::http::auth::{AuthTokens, TokenFileError};
+    pub use crate::http::conn::ConnLimits;
+    pub use crate::http::cross_site::parse_origin;
+    pub use crate::http::server::{Listening, Server, ServerConfig};
+    #[cfg(feature = "tls")]
+    pub use crate::http::tls::{TlsError, load as load_tls};
+}
 #[doc(hidden)]
 pub mod key;
 #[doc(hidden)]

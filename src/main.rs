@@ -16,8 +16,8 @@ use signal_hook::iterator::Signals;
 
 use cli::{Cli, Command};
 use vkv::Store;
-use vkv::http::Server;
-use vkv::http::auth::AuthTokens;
+use vkv::server::AuthTokens;
+use vkv::server::Server;
 
 fn main() -> ExitCode {
     malloc::tune();

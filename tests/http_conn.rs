@@ -17,7 +17,7 @@ mod support;
 
 use support::{Raw, Resp, exclusive, poll_until, shared};
 
-use vkv::http::completion::Reply;
+use vkv::http::completion::{Deferred, Reply, Responder};
 use vkv::http::conn::{ConnLimits, HttpServer, Service};
 use vkv::http::message::{FileBody, HttpRequest, HttpResponse};
 use vkv::http::workers::WorkerPool;
@@ -74,30 +74,30 @@ fn test_service(count: Arc<AtomicUsize>) -> Arc<dyn Service> {
 struct LoopFirst(WorkerPool);
 
 impl Service for LoopFirst {
-    fn call(&self, request: HttpRequest, responder: vkv::http::completion::Responder) {
-        self.0.call(request, responder);
-    }
-
-    fn answer_now(&self, request: &HttpRequest) -> Option<Reply> {
+    fn handle(&self, request: &HttpRequest) -> Reply {
         let path = request.path();
         let on = if path.starts_with("/now/") {
             "loop"
         } else if path.starts_with("/later/") {
             "later"
         } else {
-            return None;
+            return self.0.handle(request);
         };
         let body = serde_json::json!({"target": request.target, "on": on});
         let response = HttpResponse::json(200, body.to_string().into_bytes());
         if on == "loop" {
-            return Some(response.into());
+            return response.into();
         }
-        Some(Reply::Later(Box::new(move |responder| {
+        Reply::Later(Box::new(move |responder| {
             thread::spawn(move || {
                 thread::sleep(Duration::from_millis(50));
                 responder.send(response);
             });
-        })))
+        }))
+    }
+
+    fn defer(&self, request: HttpRequest, work: Deferred, responder: Responder) {
+        self.0.defer(request, work, responder);
     }
 
     fn spawn(&self, task: Box<dyn FnOnce() + Send>) {
@@ -1033,4 +1033,97 @@ fn a_client_pipelining_without_end_does_not_starve_the_others() {
     sender.join().unwrap();
     reader.join().unwrap();
     assert_eq!(answered.load(Ordering::SeqCst), N);
+}
+
+/// Parks `/poll` on the loop (as a long poll parks) with a deadline 100 ms
+/// away; its expiry answers with the name of the thread it ran on. Every
+/// other request goes to one worker with room for one waiting request:
+/// `/block` holds the worker until `release` is sent to.
+struct ExpiryOnWorker(WorkerPool);
+
+impl Service for ExpiryOnWorker {
+    fn handle(&self, request: &HttpRequest) -> Reply {
+        if request.path() != "/poll" {
+            return self.0.handle(request);
+        }
+        Reply::Later(Box::new(|responder| {
+            let deadline = Instant::now() + Duration::from_millis(100);
+            let slot = Arc::new(std::sync::Mutex::new(None::<Responder>));
+            let taken = Arc::clone(&slot);
+            responder.park(Some(deadline), move || {
+                let thread = thread::current().name().unwrap_or("").to_string();
+                let body = serde_json::json!({ "expired_on": thread });
+                if let Some(responder) = taken.lock().unwrap().take() {
+                    responder.send(HttpResponse::json(200, body.to_string().into_bytes()));
+                }
+            });
+            *slot.lock().unwrap() = Some(responder);
+        }))
+    }
+
+    fn defer(&self, request: HttpRequest, work: Deferred, responder: Responder) {
+        self.0.defer(request, work, responder);
+    }
+
+    fn spawn(&self, task: Box<dyn FnOnce() + Send>) {
+        self.0.spawn(task);
+    }
+}
+
+/// A parked request's expiry may read the store, which can block: it runs
+/// on a worker even when the workers' queue is full, never on the loop's
+/// thread, and the loop goes on serving meanwhile.
+#[test]
+fn a_long_poll_expiry_with_the_queue_full_does_not_run_on_the_loop() {
+    let _g = shared();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, blocked) = std::sync::mpsc::channel::<()>();
+    let (held, started) = (std::sync::Mutex::new(held), std::sync::Mutex::new(started));
+    let handler = Arc::new(move |req: &HttpRequest| -> Reply {
+        if req.path() == "/block" {
+            let _ = started.lock().unwrap().send(());
+            let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        }
+        HttpResponse::json(200, b"{}".to_vec()).into()
+    });
+    let pool = WorkerPool::start(1, 1, handler).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = HttpServer::start(
+        listener,
+        ConnLimits::default(),
+        Arc::new(ExpiryOnWorker(pool)),
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    let mut blocker = Raw::open(addr);
+    blocker.send(&get("/block"));
+    blocked.recv_timeout(Duration::from_secs(5)).unwrap();
+    // The worker holds /block; one more fills the queue, the next is refused.
+    let mut queued = Raw::open(addr);
+    queued.send(&get("/queued"));
+    let full = poll_until(Duration::from_secs(5), || {
+        let mut probe = Raw::open(addr);
+        probe.send(&get("/probe"));
+        probe.expect_response("a refusal").status == 503
+    });
+    assert!(full, "the queue never filled");
+    let mut poll = Raw::open(addr);
+    poll.send(&get("/poll"));
+    // The deadline (a time, not a condition) passes with the queue still
+    // full; the loop still answers.
+    thread::sleep(Duration::from_millis(300));
+    let mut other = Raw::open(addr);
+    other.send(&get("/probe"));
+    assert_eq!(other.expect_response("a refusal").status, 503);
+    release.send(()).unwrap();
+    let answer = poll.expect_response("the expired poll");
+    assert_eq!(answer.status, 200);
+    let thread = answer.json()["expired_on"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(thread.starts_with("vkv-worker"), "expired on {thread:?}");
+    assert_eq!(blocker.expect_response("/block").status, 200);
+    assert_eq!(queued.expect_response("/queued").status, 200);
+    drop(server);
 }

@@ -390,7 +390,7 @@ fn put_handler_never_panics_and_stores_exactly_what_it_accepts() {
         // The handler answers at once or hands back the wait for the commit;
         // either way, a response with a status.
         let resp = match kv::put(&store, &req, &key) {
-            Ok(reply) => reply.wait(),
+            Ok(reply) => reply.wait(&req),
             Err(e) => e.into_response(),
         };
         let plain = query.is_empty() && if_match.is_none();

@@ -1,5 +1,6 @@
-//! The request handler the workers run: route, check the bearer token (when
-//! authentication is on), call the handler, turn errors into responses,
+//! The request handler the connection loop calls: route, check the bearer
+//! token (when authentication is on), call the handler (which answers now
+//! or defers to a worker what may block), turn errors into responses,
 //! count and log. The log line names method, path and status only: never a
 //! header (tokens), a query or a body (values).
 
@@ -8,7 +9,7 @@ use std::time::Instant;
 
 use super::api_error::ApiError;
 use super::auth::{AuthTokens, Scope};
-use super::completion::Reply;
+use super::completion::{Deferred, Lane, Reply};
 use super::cors;
 use super::cross_site::{HostPolicy, Origins, check_write};
 use super::handlers::docs::{self, Docs};
@@ -94,8 +95,15 @@ impl App {
         Ok(())
     }
 
-    /// Answers one request. Never panics on bad input; errors become JSON.
-    pub fn handle(&self, req: &HttpRequest) -> Reply {
+    /// Takes one request on the connection loop's thread (see
+    /// [`Service::handle`]): routes it, checks `Host`, `Origin` and
+    /// `Content-Type`, the token and the query's parameters, once; then its
+    /// handler answers it now or defers what may block to a worker (see
+    /// [`App::dispatch`]). Counted and logged when answered. Never panics on
+    /// bad input; errors become JSON.
+    ///
+    /// [`Service::handle`]: super::completion::Service::handle
+    pub fn handle(self: &Arc<Self>, req: &HttpRequest) -> Reply {
         let start = Instant::now();
         if req.method == "OPTIONS" {
             return self.options(req, start);
@@ -118,7 +126,20 @@ impl App {
             (Ok(r), Err(e)) => (r.name(), Err(e)),
             (Err(_), Err(e)) | (Err(e), Ok(())) => ("unknown", Err(e)),
         };
-        match reply.unwrap_or_else(|e| e.into_response().into()) {
+        let reply = reply.unwrap_or_else(|e| e.into_response().into());
+        self.finish_reply(name, req, start, reply)
+    }
+
+    /// `reply` with what every answer gets when it is sent (CORS headers,
+    /// the count and the log line), whichever thread makes it.
+    fn finish_reply(
+        self: &Arc<Self>,
+        name: &'static str,
+        req: &HttpRequest,
+        start: Instant,
+        reply: Reply,
+    ) -> Reply {
+        match reply {
             Reply::Ready(mut r) => {
                 cors::decorate(&self.origins, req.header("origin"), &mut r);
                 finish(
@@ -148,74 +169,14 @@ impl App {
                     later(responder);
                 }))
             }
+            Reply::Defer(work) => {
+                let app = Arc::clone(self);
+                Reply::Defer(Deferred::new(work.lane, move |req| {
+                    let reply = work.run(req);
+                    app.finish_reply(name, req, start, reply)
+                }))
+            }
         }
-    }
-
-    /// Takes `req` on the connection loop's thread if nothing in that can
-    /// block (see [`Service::answer_now`]): a read the cache holds and may
-    /// serve (see [`kv::get_cached`]: on PostgreSQL, while the replica holds
-    /// a read lease), admitted and authorized, answered now; on PostgreSQL,
-    /// any other GET but a long poll, since its read only joins the next
-    /// shared round ([`Store::get_then`]) and is answered from there.
-    /// `None` for everything else, which a worker answers with
-    /// [`App::handle`]. Counted and logged as `handle` would.
-    ///
-    /// [`Service::answer_now`]: super::completion::Service::answer_now
-    /// [`Store::get_then`]: crate::Store::get_then
-    pub fn answer_now(&self, req: &HttpRequest) -> Option<Reply> {
-        let start = Instant::now();
-        if req.method != "GET" && req.method != "HEAD" {
-            return None;
-        }
-        let route @ Route::Get(key) = route("GET", req.path()).ok()? else {
-            return None;
-        };
-        let cached = self.answer_cached(req, route, key, start);
-        if cached.is_some() || !self.store.reads_never_block() {
-            return cached;
-        }
-        // A long poll reads the store before it parks: on a worker.
-        let query = super::query::Query::parse(req.query()).ok()?;
-        query
-            .get(super::query::WAIT_AFTER.name)
-            .is_none()
-            .then(|| self.handle(req))
-    }
-
-    /// Whether `req` asks `/health` or `/metrics`: answered on a thread of
-    /// their own, never queued behind requests that wait on the database.
-    pub fn is_probe(&self, req: &HttpRequest) -> bool {
-        matches!(
-            route(&req.method, req.path()),
-            Ok(Route::Health | Route::Metrics)
-        )
-    }
-
-    /// [`App::answer_now`] from the cache alone, if it can.
-    fn answer_cached(
-        &self,
-        req: &HttpRequest,
-        route: Route<'_>,
-        key: &str,
-        start: Instant,
-    ) -> Option<Reply> {
-        let need = route.scope();
-        self.admit(req, need).ok()?;
-        self.authorize(req, need).ok()?;
-        known_params(route, req).ok()?;
-        let mut response =
-            kv::get_cached(&self.store, req, key)?.unwrap_or_else(ApiError::into_response);
-        cors::decorate(&self.origins, req.header("origin"), &mut response);
-        let path = req.path();
-        finish(
-            &self.metrics,
-            route.name(),
-            &req.method,
-            path,
-            response.status,
-            start,
-        );
-        Some(Reply::Ready(response))
     }
 
     /// `OPTIONS` on any route: a CORS preflight, or the methods (see
@@ -245,7 +206,25 @@ impl App {
         Arc::clone(&self.metrics)
     }
 
-    fn dispatch(&self, route: Route<'_>, req: &HttpRequest) -> Result<Reply, ApiError> {
+    /// What the loop's thread does with a routed, admitted request: a
+    /// `GET` of a key is parsed and answered here when it can be without
+    /// blocking (see [`kv::get`]); every other route may block, so it is
+    /// deferred to a worker (`/health` and `/metrics` to the probes').
+    fn dispatch(self: &Arc<Self>, route: Route<'_>, req: &HttpRequest) -> Result<Reply, ApiError> {
+        let lane = match route {
+            Route::Get(key) => return kv::get(&self.store, req, key),
+            Route::Health | Route::Metrics => Lane::Probes,
+            _ => Lane::Workers,
+        };
+        let (app, route) = (Arc::clone(self), route.detach());
+        Ok(Reply::Defer(Deferred::new(lane, move |req| {
+            app.run(route.route(), req)
+                .unwrap_or_else(|e| e.into_response().into())
+        })))
+    }
+
+    /// Runs the handler of `route` (on a worker).
+    fn run(&self, route: Route<'_>, req: &HttpRequest) -> Result<Reply, ApiError> {
         let s = &self.store;
         let response: HttpResponse = match route {
             Route::Get(key) => return kv::get(s, req, key),

@@ -21,22 +21,22 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use super::message::{HttpRequest, HttpResponse};
 use crate::wake::Wake;
 
-/// What answers requests. It runs on the connection loop's thread, so it
-/// must not block: hand the work to a thread (as [`super::workers::WorkerPool`]
-/// does) and answer through the responder.
+/// What answers requests: the contract between the connection loop and
+/// the handlers. The loop calls [`Service::handle`] once per request, on
+/// its own thread, and acts on the [`Reply`]: writes a `Ready` answer at
+/// once, runs a `Later` closure with the request's [`Responder`] (it only
+/// hands it on), or passes `Defer`red work, which may block, to
+/// [`Service::defer`] for a worker.
 pub trait Service: Send + Sync + 'static {
-    /// Answers `request` through `responder`, now or later.
-    fn call(&self, request: super::message::HttpRequest, responder: Responder);
+    /// Takes `request` on the loop's thread: routes it, authorizes it and
+    /// parses it once, and answers it now or says what is left to do.
+    /// Must not block.
+    fn handle(&self, request: &HttpRequest) -> Reply;
 
-    /// Takes `request` on the loop's thread, if that cannot block: the
-    /// answer itself (a read the cache holds), or a [`Reply::Later`] whose
-    /// closure only hands the responder on (a read queued for a database
-    /// round). `None` hands it to [`Service::call`].
-    ///
-    /// [`Reply::Later`]: Reply::Later
-    fn answer_now(&self, _request: &HttpRequest) -> Option<Reply> {
-        None
-    }
+    /// Runs `work` for `request` off the loop's thread (a worker), the
+    /// answer sent through `responder`; refused at once (`503`) when the
+    /// workers' queue is full.
+    fn defer(&self, request: HttpRequest, work: Deferred, responder: Responder);
 
     /// Counts an answer that the connection layer sent itself (a framing
     /// error, a timeout, the connection limit), by status.
@@ -337,18 +337,22 @@ pub fn wait_for_answer(events: &Receiver<Pending>) -> HttpResponse {
     }
 }
 
-/// What a worker runs for each request.
+/// What a worker runs for each request (a [`Service`] that defers every
+/// request to its workers, as [`super::workers::WorkerPool`] is).
 pub type Handler = Arc<dyn Fn(&HttpRequest) -> Reply + Send + Sync>;
 
-/// A handler's answer: a response now, or one that comes later without
-/// holding the worker.
+/// A handler's answer: a response now, one that comes later without
+/// holding a thread, or work that may block, for a worker.
 pub enum Reply {
     /// The response.
     Ready(HttpResponse),
     /// Answered later: the closure gets the request's responder and hands
     /// it to whatever finishes the request (the writer's commit callback, a
-    /// watcher), then returns. No thread waits meanwhile.
+    /// watcher, a queued read), then returns. No thread waits meanwhile.
     Later(Box<dyn FnOnce(Responder) + Send>),
+    /// Work that may block (it reads or writes the store): run on a worker
+    /// with the request, its result the answer.
+    Defer(Deferred),
 }
 
 impl From<HttpResponse> for Reply {
@@ -358,16 +362,56 @@ impl From<HttpResponse> for Reply {
 }
 
 impl Reply {
-    /// Blocks until the answer is there (for callers without a connection
-    /// loop: tests, embedders).
-    pub fn wait(self) -> HttpResponse {
-        match self {
-            Reply::Ready(r) => r,
-            Reply::Later(later) => {
-                let (responder, events) = Responder::channel();
-                later(responder);
-                wait_for_answer(&events)
-            }
+    /// Blocks until the answer to `request` is there (for callers without
+    /// a connection loop: tests, embedders); deferred work runs in place.
+    pub fn wait(self, request: &HttpRequest) -> HttpResponse {
+        let (responder, events) = Responder::channel();
+        settle(request, self, responder);
+        wait_for_answer(&events)
+    }
+}
+
+/// Which threads run a [`Deferred`] work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The worker pool.
+    Workers,
+    /// The threads of `/health` and `/metrics`, which answer while every
+    /// worker waits on a sick database.
+    Probes,
+}
+
+/// Work a handler hands to a worker, with what it already decided about
+/// the request (its route, its parameters) so that nothing is done twice.
+pub struct Deferred {
+    /// Where it runs.
+    pub lane: Lane,
+    work: Box<dyn FnOnce(&HttpRequest) -> Reply + Send>,
+}
+
+impl Deferred {
+    /// `work` to run on a worker of `lane`.
+    pub fn new(lane: Lane, work: impl FnOnce(&HttpRequest) -> Reply + Send + 'static) -> Self {
+        Deferred {
+            lane,
+            work: Box::new(work),
+        }
+    }
+
+    /// Runs the work for `request` (on the worker that took it).
+    pub fn run(self, request: &HttpRequest) -> Reply {
+        (self.work)(request)
+    }
+}
+
+/// Answers `request` through `responder` from `reply`, on the thread
+/// that may block (a worker): deferred work runs here, in place.
+pub fn settle(request: &HttpRequest, mut reply: Reply, responder: Responder) {
+    loop {
+        match reply {
+            Reply::Ready(response) => return responder.send(response),
+            Reply::Later(later) => return later(responder),
+            Reply::Defer(work) => reply = work.run(request),
         }
     }
 }

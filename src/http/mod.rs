@@ -2,9 +2,10 @@
 //!
 //! `conn` owns sockets (the I/O loops on epoll: accept, framing, timeouts,
 //! limits; a connection is a state machine, not a thread; `output` bounds
-//! what unsent answers hold); `workers` is
-//! the fixed pool behind a bounded queue;
-//! `app` routes (`router`) to one handler per endpoint family (`handlers`);
+//! what unsent answers hold) and calls `completion::Service::handle` once
+//! per request; `app` routes (`router`) to one handler per endpoint family
+//! (`handlers`), which answers at once or defers what may block to
+//! `workers`, the fixed pool behind a bounded queue;
 //! `auth` checks bearer tokens when `--auth-tokens` is set; `cross_site`
 //! refuses what a web page could make a browser send, and `cors` answers the
 //! pages `--cors-origins` lists; `api_error` is
@@ -35,5 +36,3 @@ pub mod tls;
 pub mod transport;
 pub mod wire;
 pub mod workers;
-
-pub use server::{Listening, Server, ServerConfig};

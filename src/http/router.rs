@@ -176,6 +176,69 @@ impl Route<'_> {
     }
 }
 
+impl<'a> Route<'a> {
+    /// The route apart from its request, for work handed to a worker
+    /// (see [`Detached`]).
+    pub fn detach(self) -> Detached {
+        let (route, arg) = match self {
+            Route::Put(a) => (Route::Put(""), a),
+            Route::Get(a) => (Route::Get(""), a),
+            Route::Delete(a) => (Route::Delete(""), a),
+            Route::History(a) => (Route::History(""), a),
+            Route::Docs(a) => (Route::Docs(""), a),
+            Route::Ui(a) => (Route::Ui(""), a),
+            Route::Lease(a) => (Route::Lease(""), a),
+            Route::Revoke(a) => (Route::Revoke(""), a),
+            Route::Keepalive(a) => (Route::Keepalive(""), a),
+            Route::Keys => (Route::Keys, ""),
+            Route::Changes => (Route::Changes, ""),
+            Route::Batch => (Route::Batch, ""),
+            Route::Metrics => (Route::Metrics, ""),
+            Route::CacheStats => (Route::CacheStats, ""),
+            Route::DbStats => (Route::DbStats, ""),
+            Route::Health => (Route::Health, ""),
+            Route::OpenApi => (Route::OpenApi, ""),
+            Route::Backup => (Route::Backup, ""),
+            Route::WhoAmI => (Route::WhoAmI, ""),
+            Route::Favicon => (Route::Favicon, ""),
+            Route::Leases => (Route::Leases, ""),
+            Route::Grant => (Route::Grant, ""),
+        };
+        Detached {
+            route,
+            arg: arg.into(),
+        }
+    }
+}
+
+/// A [`Route`] that owns its argument (a key, a file, an id): the request
+/// is routed once, on the connection loop, and the worker that handles it
+/// takes the route from here.
+#[derive(Debug, Clone)]
+pub struct Detached {
+    route: Route<'static>,
+    arg: Box<str>,
+}
+
+impl Detached {
+    /// The route, borrowing its argument from here.
+    pub fn route(&self) -> Route<'_> {
+        let a = &*self.arg;
+        match self.route {
+            Route::Put(_) => Route::Put(a),
+            Route::Get(_) => Route::Get(a),
+            Route::Delete(_) => Route::Delete(a),
+            Route::History(_) => Route::History(a),
+            Route::Docs(_) => Route::Docs(a),
+            Route::Ui(_) => Route::Ui(a),
+            Route::Lease(_) => Route::Lease(a),
+            Route::Revoke(_) => Route::Revoke(a),
+            Route::Keepalive(_) => Route::Keepalive(a),
+            other => other,
+        }
+    }
+}
+
 /// Finds the route for `method` and `path` (`404` / `405` with `Allow`).
 pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
     let (allow, route) = resolve(path).ok_or_else(|| ApiError::no_route(path))?;
@@ -245,6 +308,17 @@ mod tests {
         assert_eq!(route("HEAD", "/get/x"), Ok(Route::Get("x")));
         assert_eq!(route("GET", "/docs"), Ok(Route::Docs("")));
         assert_eq!(route("GET", "/nope").map_err(|e| e.status), Err(404));
+        for (method, path) in [
+            ("POST", "/leases/7/keepalive"),
+            ("GET", "/ui/app.js"),
+            ("GET", "/keys"),
+        ] {
+            let routed = route(method, path).map(Route::detach).ok();
+            assert_eq!(
+                routed.as_ref().map(Detached::route),
+                route(method, path).ok()
+            );
+        }
         let e = route("GET", "/put/a").err();
         assert_eq!(e.as_ref().map(|e| e.status), Some(405));
         assert_eq!(

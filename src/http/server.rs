@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use super::app::App;
 use super::auth::AuthTokens;
-use super::completion::Responder;
-use super::completion::{Handler, Reply};
+use super::completion::{Deferred, Handler, Lane, Reply, Responder};
 use super::conn::{ConnLimits, HttpServer, Service};
 use super::cross_site::{HostPolicy, Origins};
 use super::message::HttpRequest;
@@ -168,10 +167,11 @@ impl Server {
     }
 }
 
-/// What the I/O loop calls: cache hits it answers itself (no hand-off to
-/// a worker and back), `/health` and `/metrics` go to a thread of their own
-/// (so that they answer, within their own bounds, while every worker waits
-/// on a sick database), everything else to the worker pool.
+/// What the I/O loop calls: [`App::handle`] on the loop's thread, which
+/// answers what it can at once (cache hits, no hand-off to a worker and
+/// back); what may block runs on the worker pool, `/health` and `/metrics`
+/// on threads of their own (so that they answer, within their own bounds,
+/// while every worker waits on a sick database).
 struct Api {
     pool: Arc<WorkerPool>,
     probes: Arc<WorkerPool>,
@@ -179,18 +179,15 @@ struct Api {
 }
 
 impl Service for Api {
-    fn call(&self, request: HttpRequest, responder: Responder) {
-        self.pool.call(request, responder);
+    fn handle(&self, request: &HttpRequest) -> Reply {
+        self.app.handle(request)
     }
 
-    fn answer_now(&self, request: &HttpRequest) -> Option<Reply> {
-        if self.app.is_probe(request) {
-            let (probes, request) = (Arc::clone(&self.probes), request.clone());
-            return Some(Reply::Later(Box::new(move |responder| {
-                probes.call(request, responder);
-            })));
+    fn defer(&self, request: HttpRequest, work: Deferred, responder: Responder) {
+        match work.lane {
+            Lane::Workers => self.pool.defer(request, work, responder),
+            Lane::Probes => self.probes.defer(request, work, responder),
         }
-        self.app.answer_now(request)
     }
 
     fn count(&self, status: u16) {

@@ -1,34 +1,44 @@
 //! The fixed pool of worker threads behind a bounded queue.
 //!
-//! The connection loop parses requests and hands them over
-//! ([`Service::call`]) with a [`Responder`]; a worker runs the handler and
-//! answers through it. The queue is bounded: when it is full the request is
-//! answered `503` at once with `Retry-After`, so overload never grows memory
-//! or latency without bound. A panic in a handler is caught, logged and
+//! The connection loop hands over what may block ([`Service::defer`]) with
+//! a [`Responder`]; a worker runs it and answers through it. The queue of
+//! requests is bounded: when it is full the request is answered `503` at
+//! once with `Retry-After`, so overload never grows memory or latency
+//! without bound. Tasks the loop hands over (a parked request's expiry,
+//! one per parked request at most) always queue: they must run, and never
+//! on the loop's thread. A panic in a handler is caught, logged and
 //! answered `500`; the worker lives on.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, SendError, Sender, unbounded};
 
-use super::completion::{Handler, Reply, Responder, Service, wait_for_answer};
+use super::completion::{
+    Deferred, Handler, Lane, Reply, Responder, Service, settle, wait_for_answer,
+};
 use super::message::{HttpRequest, HttpResponse};
 
 /// Counts answers by status (for `/metrics`).
 pub type Counter = Arc<dyn Fn(u16) + Send + Sync>;
 
 enum Job {
-    /// A request to answer.
-    Request(HttpRequest, Responder),
+    /// A request to answer: the work its handler deferred.
+    Request(HttpRequest, Deferred, Responder),
     /// Work handed over by the connection loop (a long poll's expiry).
     Task(Box<dyn FnOnce() + Send>),
 }
 
-/// A fixed set of worker threads fed by one bounded channel.
+/// A fixed set of worker threads fed by one channel, with at most
+/// `capacity` requests waiting in it.
 pub struct WorkerPool {
     queue: Sender<Job>,
+    /// Requests waiting for a worker.
+    waiting: Arc<AtomicUsize>,
+    capacity: usize,
+    handler: Handler,
     threads: Vec<JoinHandle<()>>,
     counter: Option<Counter>,
 }
@@ -60,20 +70,24 @@ impl WorkerPool {
         handler: Handler,
         counter: Option<Counter>,
     ) -> std::io::Result<Self> {
-        let (queue, jobs) = bounded::<Job>(queue_len.max(1));
+        let (queue, jobs) = unbounded::<Job>();
+        let waiting = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
         for i in 0..workers.max(1) {
             let jobs: Receiver<Job> = jobs.clone();
-            let handler = Arc::clone(&handler);
+            let waiting = Arc::clone(&waiting);
             let counter = counter.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("{name}-{i}"))
-                    .spawn(move || run_worker(&jobs, &handler, counter.as_ref()))?,
+                    .spawn(move || run_worker(&jobs, &waiting, counter.as_ref()))?,
             );
         }
         Ok(WorkerPool {
             queue,
+            waiting,
+            capacity: queue_len.max(1),
+            handler,
             threads,
             counter,
         })
@@ -84,8 +98,15 @@ impl WorkerPool {
     /// when the queue is full or the pool stopped.
     pub fn dispatch(&self, request: HttpRequest) -> HttpResponse {
         let (responder, events) = Responder::channel();
-        self.call(request, responder);
+        let work = self.work();
+        self.defer(request, work, responder);
         wait_for_answer(&events)
+    }
+
+    /// The pool's handler, as work for a worker.
+    fn work(&self) -> Deferred {
+        let handler = Arc::clone(&self.handler);
+        Deferred::new(Lane::Workers, move |request| handler(request))
     }
 
     /// Lets queued requests finish, then stops and joins every worker.
@@ -98,24 +119,38 @@ impl WorkerPool {
 }
 
 impl Service for WorkerPool {
-    fn call(&self, request: HttpRequest, responder: Responder) {
-        let refused = match self.queue.try_send(Job::Request(request, responder)) {
-            Ok(()) => return,
-            Err(TrySendError::Full(Job::Request(_, responder))) => (
-                responder,
-                HttpResponse::error(
-                    503,
-                    "server overloaded: request queue is full, retry shortly",
-                )
-                .with_header("Retry-After", "1"),
-            ),
-            Err(TrySendError::Disconnected(Job::Request(_, responder))) => (
-                responder,
-                HttpResponse::error(503, "server is shutting down").closing(),
-            ),
-            Err(_) => return,
+    /// Everything goes to a worker, which runs the handler.
+    fn handle(&self, _request: &HttpRequest) -> Reply {
+        Reply::Defer(self.work())
+    }
+
+    fn defer(&self, request: HttpRequest, work: Deferred, responder: Responder) {
+        let room = self
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_ok();
+        let response = if !room {
+            HttpResponse::error(
+                503,
+                "server overloaded: request queue is full, retry shortly",
+            )
+            .with_header("Retry-After", "1")
+        } else {
+            match self.queue.send(Job::Request(request, work, responder)) {
+                Ok(()) => return,
+                Err(SendError(job)) => {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    let Job::Request(_, _, responder) = job else {
+                        return;
+                    };
+                    let response = HttpResponse::error(503, "server is shutting down").closing();
+                    self.count(response.status);
+                    return responder.send(response);
+                }
+            }
         };
-        let (responder, response) = refused;
         self.count(response.status);
         responder.send(response);
     }
@@ -126,25 +161,23 @@ impl Service for WorkerPool {
         }
     }
 
-    /// On a worker; in place when the queue is full or the pool stopped
-    /// (an expiry must run: its request waits for it).
+    /// On a worker, queued whatever the requests waiting (the channel is
+    /// unbounded; tasks are bounded by the parked requests). Only once the
+    /// workers are gone does it run in place: its request waits for it.
     fn spawn(&self, task: Box<dyn FnOnce() + Send>) {
-        match self.queue.try_send(Job::Task(task)) {
-            Ok(()) => {}
-            Err(
-                TrySendError::Full(Job::Task(task)) | TrySendError::Disconnected(Job::Task(task)),
-            ) => {
-                task();
-            }
-            Err(_) => {}
+        if let Err(SendError(Job::Task(task))) = self.queue.send(Job::Task(task)) {
+            task();
         }
     }
 }
 
-fn run_worker(jobs: &Receiver<Job>, handler: &Handler, counter: Option<&Counter>) {
+fn run_worker(jobs: &Receiver<Job>, waiting: &AtomicUsize, counter: Option<&Counter>) {
     for job in jobs.iter() {
-        let (request, responder) = match job {
-            Job::Request(request, responder) => (request, responder),
+        let (request, work, responder) = match job {
+            Job::Request(request, work, responder) => {
+                waiting.fetch_sub(1, Ordering::AcqRel);
+                (request, work, responder)
+            }
             Job::Task(task) => {
                 if catch_unwind(AssertUnwindSafe(task)).is_err() {
                     log::error!("a task handed to the workers panicked");
@@ -152,13 +185,9 @@ fn run_worker(jobs: &Receiver<Job>, handler: &Handler, counter: Option<&Counter>
                 continue;
             }
         };
-        let reply = catch_unwind(AssertUnwindSafe(|| handler(&request)));
-        let later = match reply {
-            Ok(Reply::Ready(response)) => {
-                responder.send(response);
-                continue;
-            }
-            Ok(Reply::Later(later)) => later,
+        let reply = catch_unwind(AssertUnwindSafe(|| work.run(&request)));
+        let reply = match reply {
+            Ok(reply) => reply,
             Err(_) => {
                 log::error!(
                     "handler panicked on {} {}: answered 500",
@@ -173,7 +202,7 @@ fn run_worker(jobs: &Receiver<Job>, handler: &Handler, counter: Option<&Counter>
             }
         };
         // A panic here drops the responder, which answers 500.
-        if catch_unwind(AssertUnwindSafe(|| later(responder))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| settle(&request, reply, responder))).is_err() {
             log::error!(
                 "handler panicked on {} {}: answered 500",
                 request.method,

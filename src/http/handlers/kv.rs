@@ -5,8 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::http::api_error::ApiError;
-use crate::http::completion::Reply;
-use crate::http::completion::Responder;
+use crate::http::completion::{Deferred, Lane, Reply, Responder};
 use crate::http::lifetime::{lifetime, ttl};
 use crate::http::message::{HttpRequest, HttpResponse, Part, SharedBytes};
 use crate::http::query::{IF_VERSION, LEASE, PURGE, Query, TIMEOUT, TTL, VERSION, WAIT_AFTER};
@@ -171,49 +170,44 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
     }
     if let Some(after) = query.integer(WAIT_AFTER)? {
         let secs = query.integer(TIMEOUT)?.unwrap_or(WAIT_DEFAULT_SECS);
-        return watch(store, key, after, Duration::from_secs(secs));
+        // It reads the store before it parks: on a worker.
+        let store = store.clone();
+        return Ok(Reply::Defer(Deferred::new(Lane::Workers, move |_| {
+            watch(&store, key, after, Duration::from_secs(secs))
+        })));
     }
     let version = query.integer(VERSION)?;
-    // Answered when the read is (at once on a cache hit; a backend whose
-    // reads are queued frees the worker meanwhile, so that shared rounds
-    // carry every read in flight, not one per worker).
-    let if_none_match = req.header("if-none-match").map(str::to_string);
+    let if_none_match = req.header("if-none-match");
+    // From the cache alone when it can (no database, no lock but the
+    // cache's): answered at once, on the connection loop's thread.
+    if let Some(found) = store.get_cached(&key, version) {
+        return found
+            .map_err(ApiError::from)
+            .and_then(|found| found_response(store, &found, version, if_none_match))
+            .map(Reply::Ready);
+    }
+    // A backend whose reads are queued answers on its own thread (shared
+    // rounds carry every read in flight): handed on from here. Else the
+    // read blocks: on a worker.
+    let if_none_match = if_none_match.map(str::to_string);
     let store = store.clone();
+    let answer = move |store: &Store, found: Result<Arc<Versioned>, StoreError>| {
+        found
+            .map_err(ApiError::from)
+            .and_then(|v| found_response(store, &v, version, if_none_match.as_deref()))
+            .unwrap_or_else(ApiError::into_response)
+    };
+    if !store.reads_never_block() {
+        return Ok(Reply::Defer(Deferred::new(Lane::Workers, move |_| {
+            Reply::Ready(answer(&store, store.get(&key, version)))
+        })));
+    }
     Ok(Reply::Later(Box::new(move |responder| {
         let reader = store.clone();
         reader.get_then(&key, version, move |found| {
-            responder.send(
-                found
-                    .map_err(ApiError::from)
-                    .and_then(|v| found_response(&store, &v, version, if_none_match.as_deref()))
-                    .unwrap_or_else(ApiError::into_response),
-            );
+            responder.send(answer(&store, found));
         });
     })))
-}
-
-/// [`get`] when the store can answer from its cache alone (see
-/// `Store::get_cached`), so the connection loop may run it without
-/// blocking; `None` for everything else (a miss, a long poll), which
-/// [`get`] then answers on a worker.
-pub fn get_cached(
-    store: &Store,
-    req: &HttpRequest,
-    encoded_key: &str,
-) -> Option<Result<HttpResponse, ApiError>> {
-    let key = decode_key(encoded_key).ok()?;
-    let query = Query::parse(req.query()).ok()?;
-    // A long poll, or a timeout without one (refused by `get`).
-    if query.get("wait_after").is_some() || query.get("timeout").is_some() {
-        return None;
-    }
-    let version = query.integer(VERSION).ok()?;
-    let found = store.get_cached(&key, version)?;
-    Some(
-        found
-            .map_err(ApiError::from)
-            .and_then(|found| found_response(store, &found, version, req.header("if-none-match"))),
-    )
 }
 
 /// The answer to a GET that found `found`: `304` if it is the latest
@@ -235,9 +229,9 @@ fn found_response(
 /// timeout passes (the connection loop's timer; then the current latest is
 /// answered), the server shuts down (the same), or the client goes away
 /// (the watcher slot is freed at once).
-fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Reply, ApiError> {
+fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Reply {
     let store = store.clone();
-    Ok(Reply::Later(Box::new(move |responder| {
+    Reply::Later(Box::new(move |responder| {
         let deadline = Instant::now().checked_add(timeout);
         // Whoever answers first (a commit, the deadline) takes the responder.
         let slot = Arc::new(AnswerOnce(Mutex::new(None)));
@@ -291,7 +285,7 @@ fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Result<Re
                 }
             }
         }
-    })))
+    }))
 }
 
 /// The responder of a long poll, taken by whoever answers first. If nobody
