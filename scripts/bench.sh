@@ -68,6 +68,10 @@
 #   NICE [0]           nice value of the servers and wrk; on a machine shared
 #                      with other work, NICE=-10 (root) keeps the others from
 #                      distorting the figures (they slow down meanwhile)
+#   FEED [0]           1: at the end, also scripts/bench-feed.py (the change
+#                      feed: fan-out, idle streams, catch-up, against etcd)
+#                      and scripts/bench-lease.py (leases against etcd), with
+#                      this NICE; see docs/benchmarks.md
 # Other vkv settings can be passed as VKV_* variables (e.g. VKV_SYNC=normal).
 #
 # Needs wrk (Debian/Ubuntu: apt-get install -y wrk), nginx, curl, cargo.
@@ -826,8 +830,15 @@ for w in $WORKLOADS; do
     "$(side ceiling "$w")" "$(side vkv "$w")" "$extra" "$(num "${mem[vkv,end,rss]}")" "$(num "${mem[vkv,end,hwm]}")"
 done
 
+if [ "${FEED:-0}" = 1 ]; then
+  echo
+  NICE=$NICE python3 scripts/bench-feed.py --vkv "$VKV_BIN" || failed_any=1
+  echo
+  NICE=$NICE python3 scripts/bench-lease.py --vkv "$VKV_BIN" || failed_any=1
+fi
+
 if [ "$failed_any" -ne 0 ]; then
-  echo "bench: FAILED (a workload had errors; see above)" >&2
+  echo "bench: FAILED (a workload had errors or a feed or lease target was missed; see above)" >&2
   exit 1
 fi
 echo "bench: all workloads ok"

@@ -13,8 +13,19 @@
 //! that falls more than the loop's bound behind gets the last part made
 //! for that case and is closed; at a stop, the watchers close and every
 //! stream ends with its terminating chunk.
+//!
+//! Streams that caught up wait together: the streams of one server on one
+//! prefix, format and `values` share a hub, one feed waiter for all of
+//! them. Its wake-up has the `vkv-feed` thread read the feed once after the
+//! hub's revision, format it once, and post to every caught-up stream what
+//! it has not had (by revision), so a commit costs one read and one
+//! formatting, not one per stream, and no worker. A stream behind the hub
+//! reads the feed itself until it catches up; any error of the hub hands
+//! its streams back to their own pumps, which report it.
 
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::kv::lock;
@@ -22,8 +33,8 @@ use crate::http::api_error::ApiError;
 use crate::http::completion::{Responder, StreamPart};
 use crate::http::metrics::Metrics;
 use crate::http::wire::{ChangeEntry, ProgressMark};
-use crate::watch::FeedWatch;
-use crate::{ChangePage, Store, StoreError};
+use crate::watch::{FeedSubscription, FeedWatch};
+use crate::{Change, ChangePage, Store, StoreError};
 
 /// The longest a stream stays silent: then a progress mark.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(15);
@@ -36,7 +47,7 @@ const PAGE: usize = 1000;
 const PART_BYTES: usize = 256 << 10;
 
 /// How a stream is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Server-Sent Events (`text/event-stream`).
     Sse,
@@ -54,6 +65,9 @@ struct Stream {
     /// Held while a pump runs, so that pumps never interleave. `None` once
     /// the stream ended.
     state: Mutex<Option<Pumping>>,
+    /// Where it waits once caught up (`None`: no `vkv-feed` thread; it
+    /// waits on its own).
+    hub: Option<Arc<Hub>>,
 }
 
 struct Pumping {
@@ -63,6 +77,8 @@ struct Pumping {
     after: Option<u64>,
     /// Whether the head went out.
     started: bool,
+    /// Whether it waits in its hub (which then posts what commits).
+    live: bool,
 }
 
 impl Drop for Stream {
@@ -92,6 +108,7 @@ pub fn start(
         .streams
         .open
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let hub = Hub::of(&store, &metrics, &prefix, values, format);
     let stream = Arc::new(Stream {
         store,
         metrics,
@@ -102,7 +119,9 @@ pub fn start(
             responder,
             after,
             started: false,
+            live: false,
         })),
+        hub,
     });
     pump(stream, false);
 }
@@ -171,10 +190,15 @@ fn pump(stream: Arc<Stream>, progress: bool) {
             pump(stream, true);
         });
     }
-    drop(guard);
     if behind {
         return;
     }
+    if let Some(hub) = &stream.hub
+        && hub.join(&stream, p, epoch)
+    {
+        return;
+    }
+    drop(guard);
     let wake = {
         let stream = Arc::clone(&stream);
         move |_open: bool| again(stream)
@@ -201,6 +225,318 @@ fn again(stream: Arc<Stream>) {
         let next = Arc::clone(&stream);
         p.responder
             .park(Some(Instant::now()), move || pump(next, false));
+    }
+}
+
+/// The caught-up streams of one server on one prefix, format and `values`
+/// (see the module's description).
+struct Hub {
+    key: HubKey,
+    store: Store,
+    metrics: Arc<Metrics>,
+    state: Mutex<HubState>,
+}
+
+/// A hub's identity: the server (its `Metrics`, one per server, held by
+/// each of its streams), the prefix, `values` and the format.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct HubKey {
+    server: usize,
+    prefix: String,
+    values: bool,
+    format: Format,
+}
+
+#[derive(Default)]
+struct HubState {
+    /// Every change under the prefix up to this revision was read and
+    /// posted to the live streams (`None`: no live stream).
+    revision: Option<u64>,
+    /// The streams waiting here (a stream that ended drops, and is pruned).
+    live: Vec<Weak<Stream>>,
+    /// A feed waiter is registered or a read is queued (always, while a
+    /// stream is live).
+    waiting: bool,
+    /// The feed failed or the store stopped: no stream joins any more.
+    closed: bool,
+    subscription: Option<FeedSubscription>,
+}
+
+/// The hubs, by key (a hub lives while one of its streams does).
+fn hubs() -> &'static Mutex<HashMap<HubKey, Weak<Hub>>> {
+    static HUBS: OnceLock<Mutex<HashMap<HubKey, Weak<Hub>>>> = OnceLock::new();
+    HUBS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The `vkv-feed` thread's queue of hubs to read for (`None`: it could not
+/// start; streams then wait on their own).
+fn feed_thread() -> Option<&'static Sender<Weak<Hub>>> {
+    static QUEUE: OnceLock<Option<Sender<Weak<Hub>>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Weak<Hub>>();
+            let spawned = std::thread::Builder::new()
+                .name("vkv-feed".into())
+                .spawn(move || {
+                    for hub in rx {
+                        if let Some(hub) = hub.upgrade() {
+                            let read =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    hub.read()
+                                }));
+                            if read.is_err() {
+                                log::error!("a change feed read panicked");
+                                hub.release();
+                            }
+                        }
+                    }
+                });
+            match spawned {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    log::error!("cannot start the change feed thread: {e}");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+impl Hub {
+    /// The hub of streams like this one, made if there is none.
+    fn of(
+        store: &Store,
+        metrics: &Arc<Metrics>,
+        prefix: &str,
+        values: bool,
+        format: Format,
+    ) -> Option<Arc<Hub>> {
+        feed_thread()?;
+        let key = HubKey {
+            server: Arc::as_ptr(metrics) as usize,
+            prefix: prefix.to_string(),
+            values,
+            format,
+        };
+        let mut hubs = lock(hubs());
+        if let Some(hub) = hubs.get(&key).and_then(Weak::upgrade)
+            && !lock(&hub.state).closed
+        {
+            return Some(hub);
+        }
+        hubs.retain(|_, hub| hub.strong_count() > 0);
+        let hub = Arc::new(Hub {
+            key: key.clone(),
+            store: store.clone(),
+            metrics: Arc::clone(metrics),
+            state: Mutex::new(HubState::default()),
+        });
+        hubs.insert(key, Arc::downgrade(&hub));
+        Some(hub)
+    }
+
+    /// Has `stream` wait here, if it is caught up with the hub: it read the
+    /// feed up to `p.after` at `epoch`. Whether it waits here (else it
+    /// reads on, or waits on its own). Called with the stream's state held.
+    fn join(self: &Arc<Hub>, stream: &Arc<Stream>, p: &mut Pumping, epoch: u64) -> bool {
+        let Some(after) = p.after else {
+            return false;
+        };
+        let mut st = lock(&self.state);
+        if st.closed {
+            p.live = false;
+            return false;
+        }
+        if p.live {
+            return true;
+        }
+        match st.revision {
+            Some(revision) if after < revision => return false,
+            Some(_) => {}
+            None => st.revision = Some(after),
+        }
+        st.live.push(Arc::downgrade(stream));
+        p.live = true;
+        if !st.waiting {
+            st.waiting = true;
+            drop(st);
+            self.subscribe(epoch);
+        }
+        true
+    }
+
+    /// Waits for a change under the prefix after the feed was read at
+    /// `epoch`; then a read on the `vkv-feed` thread.
+    fn subscribe(self: &Arc<Hub>, epoch: u64) {
+        let hub = Arc::downgrade(self);
+        let wake = move |_open: bool| {
+            if let Some(hub) = hub.upgrade() {
+                hub.queue();
+            }
+        };
+        match self.store.subscribe_feed(&self.key.prefix, epoch, wake) {
+            Ok(FeedWatch::Pending(sub)) => lock(&self.state).subscription = Some(sub),
+            Ok(FeedWatch::Changed) => self.queue(),
+            Err(_) => self.release(),
+        }
+    }
+
+    /// Has the `vkv-feed` thread read the feed for this hub.
+    fn queue(self: &Arc<Hub>) {
+        match feed_thread() {
+            Some(queue) if queue.send(Arc::downgrade(self)).is_ok() => {}
+            _ => self.release(),
+        }
+    }
+
+    /// Reads the feed after the hub's revision, formats it once, and posts
+    /// to each live stream what it has not had; then waits again (or reads
+    /// on at once if there is more). On the `vkv-feed` thread.
+    fn read(self: &Arc<Hub>) {
+        let from = {
+            let mut st = lock(&self.state);
+            match st.revision {
+                Some(revision) if !st.closed => revision,
+                _ => {
+                    st.waiting = false;
+                    return;
+                }
+            }
+        };
+        let epoch = self.store.feed_epoch();
+        let mut out = Vec::new();
+        // (revision, where its changes start in `out`, changes before it)
+        let mut marks: Vec<(u64, usize, u64)> = Vec::new();
+        let mut events = 0u64;
+        let mut to = from;
+        let mut more = false;
+        loop {
+            let page = match self
+                .store
+                .changes(&self.key.prefix, Some(to), PAGE, self.key.values)
+            {
+                Ok(page) => page,
+                Err(_) => return self.release(),
+            };
+            for (i, c) in page.changes.iter().enumerate() {
+                if marks.last().is_none_or(|m| m.0 != c.revision) {
+                    marks.push((c.revision, out.len(), events));
+                }
+                let last_of_revision = page
+                    .changes
+                    .get(i + 1)
+                    .is_none_or(|next| next.revision != c.revision);
+                self.key.format.change(&mut out, c, last_of_revision);
+                events += 1;
+            }
+            to = match page.changes.last() {
+                Some(last) if page.more => last.revision,
+                _ => page.revision,
+            };
+            if !page.more {
+                break;
+            }
+            if out.len() >= PART_BYTES {
+                more = true;
+                break;
+            }
+        }
+        let live = {
+            let mut st = lock(&self.state);
+            st.revision = Some(to);
+            st.live.retain(|s| s.strong_count() > 0);
+            st.live.clone()
+        };
+        let mut left = HashSet::new();
+        let mut sent = 0u64;
+        for weak in &live {
+            let Some(stream) = weak.upgrade() else {
+                continue;
+            };
+            match self.post_to(&stream, from, to, &out, &marks, events) {
+                Some(n) => sent += n,
+                None => {
+                    left.insert(weak.as_ptr() as usize);
+                }
+            }
+        }
+        self.metrics
+            .streams
+            .events
+            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut st = lock(&self.state);
+            if !left.is_empty() {
+                st.live
+                    .retain(|s| s.strong_count() > 0 && !left.contains(&(s.as_ptr() as usize)));
+            }
+            if st.live.is_empty() {
+                // Nobody waits: the next stream to join starts it again.
+                st.revision = None;
+                st.waiting = false;
+                st.subscription = None;
+                return;
+            }
+        }
+        if more {
+            self.queue();
+        } else {
+            self.subscribe(epoch);
+        }
+    }
+
+    /// Posts to `stream` what of `out` (the changes after `from` up to
+    /// `to`) it has not had; how many changes. `None`: it no longer waits
+    /// here.
+    fn post_to(
+        &self,
+        stream: &Arc<Stream>,
+        from: u64,
+        to: u64,
+        out: &[u8],
+        marks: &[(u64, usize, u64)],
+        events: u64,
+    ) -> Option<u64> {
+        let mut guard = lock(&stream.state);
+        let p = guard.as_mut()?;
+        if !p.live {
+            return None;
+        }
+        let after = p.after.unwrap_or(0);
+        if after < from {
+            // It would miss (after, from]: it reads the feed itself.
+            p.live = false;
+            drop(guard);
+            again(Arc::clone(stream));
+            return None;
+        }
+        if after >= to {
+            return Some(0);
+        }
+        let i = marks.partition_point(|m| m.0 <= after);
+        let (start, before) = marks.get(i).map_or((out.len(), events), |m| (m.1, m.2));
+        p.after = Some(to);
+        let part = out.get(start..).unwrap_or_default().to_vec();
+        post(stream, p, part, false, after);
+        Some(events.saturating_sub(before))
+    }
+
+    /// Hands every live stream back to its own pump (which reports the
+    /// error or the stop), and takes no more.
+    fn release(&self) {
+        let live = {
+            let mut st = lock(&self.state);
+            st.closed = true;
+            st.waiting = false;
+            st.subscription = None;
+            std::mem::take(&mut st.live)
+        };
+        for stream in live.iter().filter_map(Weak::upgrade) {
+            if let Some(p) = lock(&stream.state).as_mut() {
+                p.live = false;
+            }
+            again(stream);
+        }
     }
 }
 
@@ -293,30 +629,34 @@ impl Format {
     /// on the last event of each revision, so a resumed stream never skips
     /// part of a batch.
     fn changes(self, out: &mut Vec<u8>, page: &ChangePage) -> u64 {
-        let n = page.changes.len();
         for (i, c) in page.changes.iter().enumerate() {
-            let json = serde_json::to_vec(&ChangeEntry::from(c)).unwrap_or_default();
-            match self {
-                Format::Sse => {
-                    out.extend_from_slice(b"data: ");
-                    out.extend_from_slice(&json);
-                    out.push(b'\n');
-                    let last_of_revision = page
-                        .changes
-                        .get(i + 1)
-                        .is_none_or(|next| next.revision != c.revision);
-                    if last_of_revision {
-                        out.extend_from_slice(format!("id: {}\n", c.revision).as_bytes());
-                    }
-                    out.push(b'\n');
+            let last_of_revision = page
+                .changes
+                .get(i + 1)
+                .is_none_or(|next| next.revision != c.revision);
+            self.change(out, c, last_of_revision);
+        }
+        page.changes.len() as u64
+    }
+
+    /// Appends one change; `id`: it is the last of its revision.
+    fn change(self, out: &mut Vec<u8>, c: &Change, id: bool) {
+        let json = serde_json::to_vec(&ChangeEntry::from(c)).unwrap_or_default();
+        match self {
+            Format::Sse => {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&json);
+                out.push(b'\n');
+                if id {
+                    out.extend_from_slice(format!("id: {}\n", c.revision).as_bytes());
                 }
-                Format::Ndjson => {
-                    out.extend_from_slice(&json);
-                    out.push(b'\n');
-                }
+                out.push(b'\n');
+            }
+            Format::Ndjson => {
+                out.extend_from_slice(&json);
+                out.push(b'\n');
             }
         }
-        n as u64
     }
 
     fn progress(self, out: &mut Vec<u8>, revision: u64) {
