@@ -5,7 +5,11 @@
 #   request with a fixed body (examples/http_ceiling.rs);
 # - nginx answering `return 200` with one worker process (the reference of
 #   issue 10: cached GET should reach 0.7x of it), for the get_cached
-#   workload only, since nginx ignores the path.
+#   workload only, since nginx ignores the path;
+# - etcd 3.4 (Debian's etcd-server) taking puts through its JSON gateway
+#   (`POST /v3/kv/put`, base64 key and value, random keys as in vkv's put
+#   workload), for the put workload only: the outside reference for
+#   durable writes (issue 25: vkv's PUT at least 3x etcd's).
 # Optionally also a second vkv binary (BASELINE_BIN, e.g. a build of an
 # older commit), on its own fresh database, to compare two builds in one run.
 # With BACKEND=postgres, also vkv on PostgreSQL (a throw-away local cluster,
@@ -38,12 +42,20 @@
 #   CACHED_KEYS [10]   keys get_cached reads (must fit in the cache)
 #   WORKERS [4]        worker threads, both servers
 #   WORKLOADS          space-separated subset of: put get_cached
-#                      get_uncached get_old_version mix_90_10
+#                      get_uncached get_old_version mix_90_10 batch
+#                      (batch: POST /batch of BATCH_SIZE puts of about 100
+#                      bytes each on random keys; values/s = req/s x
+#                      BATCH_SIZE)
+#   BATCH_SIZE [1000]  puts per /batch request (at most vkv's --max-batch)
+#   BATCH_TIMEOUT [10s] wrk --timeout of the batch workload
 #   TIMEOUT [2s]       wrk --timeout (units s, m, h): slower answers count
 #                      as errors
 #   NGINX [nginx]      the nginx binary; `off` skips the nginx reference.
 #                      If missing, the script installs Debian's nginx-light
 #                      with apt-get when run as root, else says how.
+#   ETCD [etcd]        the etcd binary (3.4: Debian's etcd-server); `off`
+#                      skips the etcd reference. Started on a temporary
+#                      data directory and free ports, one member.
 #   BASELINE_BIN       a second vkv binary to measure alongside (optional)
 #   BACKEND [sqlite]   sqlite, or postgres: also measure vkv on PostgreSQL
 #                      (builds with --features postgres; needs Debian's
@@ -83,10 +95,14 @@ BASELINE_BIN=${BASELINE_BIN:-}
 NICE=${NICE:-0}
 BACKEND=${BACKEND:-sqlite}
 PG_ADMIN_URL=${PG_ADMIN_URL:-}
-ALL_WORKLOADS="put get_cached get_uncached get_old_version mix_90_10"
-WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
+ETCD=${ETCD:-etcd}
+BATCH_SIZE=${BATCH_SIZE:-1000}
+BATCH_TIMEOUT=${BATCH_TIMEOUT:-10s}
+ALL_WORKLOADS="put get_cached get_uncached get_old_version mix_90_10 batch"
+# The default set leaves out batch, which grows the database fast.
+WORKLOADS=${WORKLOADS:-put get_cached get_uncached get_old_version mix_90_10}
 
-for v in DURATION ROUNDS CONNECTIONS KEYS VERSIONS CACHE_SIZE CACHED_KEYS WORKERS; do
+for v in DURATION ROUNDS CONNECTIONS KEYS VERSIONS CACHE_SIZE CACHED_KEYS WORKERS BATCH_SIZE; do
   if ! [[ ${!v} =~ ^[0-9]+$ ]] || [ "${!v}" -eq 0 ]; then
     die "$v must be a positive integer, got '${!v}'"
   fi
@@ -121,6 +137,12 @@ if [ "$NGINX" != off ] && ! command -v "$NGINX" >/dev/null 2>&1; then
     if command -v service >/dev/null 2>&1; then service nginx stop >/dev/null 2>&1 || true; fi
   fi
   need_cmd "$NGINX" "install it with 'apt-get install -y nginx-light' (Debian/Ubuntu), or set NGINX=off to skip the reference"
+fi
+
+if [ "$ETCD" != off ] && [[ " $WORKLOADS " == *" put "* ]]; then
+  need_cmd "$ETCD" "install it with 'apt-get install -y etcd-server' (Debian/Ubuntu), or set ETCD=off to skip the reference"
+else
+  ETCD=off
 fi
 
 echo "== building release binaries"
@@ -246,7 +268,22 @@ EOF
   server_pids+=("${pid[nginx]}")
   url[nginx]="http://127.0.0.1:$nginx_port"
 fi
-for s in $servers ${pid[nginx]:+nginx}; do
+if [ "$ETCD" != off ]; then
+  # One member on a temporary data directory: its WAL is fsynced before
+  # a put is answered, as vkv's commit is (etcd's defaults). A backend
+  # quota of 8 GiB, so that long runs never meet the 2 GiB default's alarm.
+  etcd_port=$(free_port)
+  etcd_peer=$(free_port)
+  nice -n "$NICE" "$ETCD" --name bench --data-dir "$work/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "bench=http://127.0.0.1:$etcd_peer" --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) \
+    --logger zap --log-outputs stderr --log-level error 2>"$work/etcd.log" &
+  pid[etcd]=$!
+  server_pids+=("${pid[etcd]}")
+  url[etcd]="http://127.0.0.1:$etcd_port"
+fi
+for s in $servers ${pid[nginx]:+nginx} ${pid[etcd]:+etcd}; do
   path=/health
   [ "$s" = nginx ] && path=/
   for _ in $(seq 50); do
@@ -255,7 +292,7 @@ for s in $servers ${pid[nginx]:+nginx}; do
   done
   curl -fsS -o /dev/null "${url[$s]}$path" || { cat "$work/$s.log" >&2; die "${url[$s]}$path does not answer 200"; }
 done
-for s in $servers ${pid[nginx]:+nginx}; do
+for s in $servers ${pid[nginx]:+nginx} ${pid[etcd]:+etcd}; do
   echo "$s: ${url[$s]} (pid ${pid[$s]})"
 done
 echo "vkv database: $work/vkv.db"
@@ -320,6 +357,45 @@ request = function()
   local key = "k" .. math.random(1, $KEYS)
   if math.random(1, 10) == 1 then return put(key) end
   return wrk.format("GET", "/get/" .. key)
+end
+$DONE_LUA
+EOF
+# BATCH_SIZE puts on random keys (ten times KEYS of them: mostly new keys
+# at first, then new versions), each value as put's.
+cat >"$work/batch.lua" <<EOF
+$BODY_LUA
+local entries = {}
+request = function()
+  for i = 1, $BATCH_SIZE do
+    entries[i] = string.format("{\"key\":\"b%d\",\"value\":{\"n\":%d,\"pad\":\"%s\"}}",
+      math.random(1, $((KEYS * 10))), math.random(1, 1000000000), pad)
+  end
+  return wrk.format("POST", "/batch", json_headers, "{\"puts\":[" .. table.concat(entries, ",") .. "]}")
+end
+$DONE_LUA
+EOF
+# etcd's JSON gateway: key and value in base64; the same keys and values
+# as put.lua.
+cat >"$work/put.etcd.lua" <<EOF
+local pad = string.rep("x", 64)
+local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function b64(s)
+  local out, n = {}, #s
+  for i = 1, n, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local v = a * 65536 + (b or 0) * 256 + (c or 0)
+    local q = { math.floor(v / 262144) % 64, math.floor(v / 4096) % 64, math.floor(v / 64) % 64, v % 64 }
+    out[#out + 1] = alphabet:sub(q[1] + 1, q[1] + 1) .. alphabet:sub(q[2] + 1, q[2] + 1)
+      .. (b and alphabet:sub(q[3] + 1, q[3] + 1) or "=") .. (c and alphabet:sub(q[4] + 1, q[4] + 1) or "=")
+  end
+  return table.concat(out)
+end
+local headers = { ["Content-Type"] = "application/json" }
+init = function(args) math.randomseed(os.time() + os.clock() * 1000000) end
+request = function()
+  local value = string.format("{\"n\":%d,\"pad\":\"%s\"}", math.random(1, 1000000000), pad)
+  local body = string.format("{\"key\":\"%s\",\"value\":\"%s\"}", b64("k" .. math.random(1, $KEYS)), b64(value))
+  return wrk.format("POST", "/v3/kv/put", headers, body)
 end
 $DONE_LUA
 EOF
@@ -418,7 +494,7 @@ json_num() { # JSON FIELD
   sed -n "s/.*\"$2\":\\([0-9]*\\).*/\\1/p" <<<"$1" | awk '{ s += $1; found = 1 } END { if (found) print s }'
 }
 # Is SERVER a vkv (with /metrics and /cache/stats)?
-is_vkv() { [ "$1" != ceiling ] && [ "$1" != nginx ]; }
+is_vkv() { [ "$1" != ceiling ] && [ "$1" != nginx ] && [ "$1" != etcd ]; }
 # Is SERVER vkv on PostgreSQL?
 is_pg() { [ "$1" = pg1 ] || [ "$1" = pg2 ]; }
 # The servers a workload runs against: nginx only answers get_cached's
@@ -426,6 +502,7 @@ is_pg() { [ "$1" = pg1 ] || [ "$1" = pg2 ]; }
 servers_for() { # WORKLOAD
   local list="ceiling"
   if [ "$1" = get_cached ] && [ -n "${pid[nginx]:-}" ]; then list="$list nginx"; fi
+  if [ "$1" = put ] && [ -n "${pid[etcd]:-}" ]; then list="$list etcd"; fi
   list="$list vkv"
   if [ -n "$BASELINE_BIN" ]; then list="$list base"; fi
   if [ "$BACKEND" = postgres ]; then list="$list pg1 pg2"; fi
@@ -467,9 +544,12 @@ run_wrk() {
   if is_pg "$server" && [ -n "$postmaster" ]; then pg0=$(cpu_ticks "$postmaster"); fi
   # One wrk per address, the connections split evenly (two replicas: two
   # clients, as behind a load balancer, without its cost).
-  local i wrks=() conns=$((CONNECTIONS / ${#addrs[@]}))
+  local i wrks=() conns=$((CONNECTIONS / ${#addrs[@]})) script="$work/$w.lua" timeout=$TIMEOUT
+  # A batch of a thousand puts takes milliseconds, and 32 of them queue.
+  [ "$w" != batch ] || timeout=$BATCH_TIMEOUT
+  [ "$server" != etcd ] || script="$work/$w.etcd.lua"
   for i in "${!addrs[@]}"; do
-    nice -n "$NICE" wrk -t1 -c"$conns" -d"${DURATION}s" --timeout "$TIMEOUT" --latency -s "$work/$w.lua" "${addrs[$i]}" >"$out.$i" 2>&1 &
+    nice -n "$NICE" wrk -t1 -c"$conns" -d"${DURATION}s" --timeout "$timeout" --latency -s "$script" "${addrs[$i]}" >"$out.$i" 2>&1 &
     wrks+=($!)
   done
   wrk_pid="${wrks[*]}"
@@ -614,7 +694,7 @@ for w in $WORKLOADS; do
       "${res[$server,$w,cpu_us]}" "${res[$server,$w,errors]}" "$r" "$batch" "$hit" "$status" "${res[$server,$w,rps_all]}"
   done
 done
-echo "(cpu us = server CPU time (user + system) per answer in the best round;"
+echo "(cpu us = the server process's CPU time (user + system, every thread and child) per answer in the best round;"
 echo " errors = non-2xx answers + socket errors over all rounds; batch = mean group-commit size"
 echo " from /metrics; hit% = cache hits / lookups from /cache/stats; per-connection fairness:"
 echo " see below, measured by examples/fairness.rs since wrk cannot tell connections apart)"
@@ -628,6 +708,31 @@ if [[ " $WORKLOADS " == *" get_cached "* ]] && [ -n "${pid[nginx]:-}" ]; then
   printf '   server CPU per answer: vkv %s us, nginx %s us (nginx/vkv %s)\n' \
     "${res[vkv,get_cached,cpu_us]}" "${res[nginx,get_cached,cpu_us]}" \
     "$(ratio "${res[nginx,get_cached,cpu_us]}" "${res[vkv,get_cached,cpu_us]}")"
+fi
+etcd_ratio=null
+if [[ " $WORKLOADS " == *" put "* ]]; then
+  echo
+  printf '== durable PUT: vkv %s req/s, %s us of CPU per answer (the whole vkv process: user +\n' \
+    "${res[vkv,put,rps]}" "${res[vkv,put,cpu_us]}"
+  printf '   system time of every thread, /proc/PID/stat before and after the round, over its answers; target <= 15)\n'
+  if [ -n "${pid[etcd]:-}" ]; then
+    etcd_ratio=$(ratio "${res[vkv,put,rps]}" "${res[etcd,put,rps]}")
+    printf '   vkv / etcd 3.4 (JSON gateway): %s (%s / %s req/s; target >= 3); etcd CPU per answer %s us, p99 %s ms (vkv %s ms)\n' \
+      "$etcd_ratio" "${res[vkv,put,rps]}" "${res[etcd,put,rps]}" "${res[etcd,put,cpu_us]}" \
+      "${res[etcd,put,p99_ms]}" "${res[vkv,put,p99_ms]}"
+  fi
+fi
+if [[ " $WORKLOADS " == *" mix_90_10 "* ]] && [[ " $WORKLOADS " == *" get_cached "* ]]; then
+  printf '== 90/10 mix / cached GET: %s (target >= 0.8)\n' "$(ratio "${res[vkv,mix_90_10,rps]}" "${res[vkv,get_cached,rps]}")"
+fi
+batch_values=null
+if [[ " $WORKLOADS " == *" batch "* ]]; then
+  batch_values=$(awk -v r="${res[vkv,batch,rps]}" -v n="$BATCH_SIZE" 'BEGIN { printf "%.0f", r * n }')
+  printf '== /batch of %s puts: %s values/s durable (target >= 300000 with 1000), %s us of CPU per value\n' \
+    "$BATCH_SIZE" "$batch_values" "$(awk -v c="${res[vkv,batch,cpu_us]}" -v n="$BATCH_SIZE" 'BEGIN { printf "%.2f", c / n }')"
+  if [ -n "$BASELINE_BIN" ]; then
+    printf '   baseline: %s values/s\n' "$(awk -v r="${res[base,batch,rps]}" -v n="$BATCH_SIZE" 'BEGIN { printf "%.0f", r * n }')"
+  fi
 fi
 if [ "$max_busy" -gt 20 ]; then
   echo
@@ -718,6 +823,8 @@ for w in $WORKLOADS; do
     case $s in ceiling | vkv) ;; *) extra="$extra,\"$s\":$(side "$s" "$w")" ;; esac
   done
   if [ "$w" = get_cached ]; then extra="$extra,\"ratio_nginx\":$nginx_ratio"; fi
+  if [ "$w" = put ]; then extra="$extra,\"ratio_etcd\":$etcd_ratio"; fi
+  if [ "$w" = batch ]; then extra="$extra,\"batch_size\":$BATCH_SIZE,\"values_per_s\":$batch_values"; fi
   printf '{"workload":"%s","status":"%s","max_others_busy_pct":%s,"duration_s":%s,"rounds":%s,"connections":%s,"keys":%s,"cache_size":%s,"ratio":%s,"ceiling":%s,"vkv":%s%s,"vkv_rss_kb_end":%s,"vkv_hwm_kb_end":%s}\n' \
     "$w" "${res[$w,status]}" "$max_busy" "$DURATION" "$ROUNDS" "$CONNECTIONS" "$KEYS" "$CACHE_SIZE" "${res[$w,ratio]}" \
     "$(side ceiling "$w")" "$(side vkv "$w")" "$extra" "$(num "${mem[vkv,end,rss]}")" "$(num "${mem[vkv,end,hwm]}")"

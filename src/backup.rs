@@ -32,8 +32,8 @@ pub fn snapshot(location: &Path) -> Result<Snapshot, BackupError> {
 
 /// Replaces the database file `target` with the snapshot `snapshot`:
 /// refused while a vkv holds `target`, or when it exists and `force` is
-/// false; the copy is verified before it is renamed into place. Returns the
-/// verification's report.
+/// false; the copy is verified ([`crate::check::check`] must find nothing)
+/// before it is renamed into place. Returns the verification's report.
 pub fn restore(snapshot: &Path, target: &Path, force: bool) -> Result<CheckReport, RestoreError> {
-    open::restore(snapshot, target, force)
+    open::restore(snapshot, target, force, &crate::check::check)
 }

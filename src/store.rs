@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
@@ -209,7 +209,14 @@ struct Inner {
     counters: Arc<WriterCounters>,
     fault: Arc<WriteFault>,
     path: PathBuf,
+    /// Batches queued by [`Store::batch_then`] and not committed yet.
+    batches: Arc<AtomicUsize>,
 }
+
+/// Batches that [`Store::batch_then`] queues without a thread waiting; past
+/// them the caller waits for the commit, so that parsed batches in memory
+/// stay bounded whatever the writer's queue takes.
+const BATCHES_IN_FLIGHT: usize = 32;
 
 /// A handle to an open store; cheap to clone and share between threads.
 ///
@@ -299,6 +306,7 @@ impl Store {
                 counters,
                 fault,
                 path: config.path,
+                batches: Arc::default(),
             }),
         })
     }
@@ -384,10 +392,39 @@ impl Store {
             .into_iter()
             .map(|i| self.checked(i))
             .collect::<Result<_, _>>()?;
-        match self.inner.writer.apply(Op::Batch(items))? {
-            Done::Written(vs) => Ok(vs.iter().map(outcome).collect()),
-            _ => Err(StoreError::Internal("a batch wrote no versions".into())),
+        batch_outcomes(self.inner.writer.apply(Op::Batch(items))?)
+    }
+
+    /// [`Store::batch`] without waiting: `then` runs on the writer thread
+    /// with the outcome, right after the commit (or at once if an item is
+    /// invalid). Waits for the commit when [`BATCHES_IN_FLIGHT`] batches
+    /// are queued already (then `then` runs on this thread).
+    pub(crate) fn batch_then(
+        &self,
+        items: Vec<PutItem>,
+        then: impl FnOnce(Result<Vec<PutOutcome>, StoreError>) + Send + 'static,
+    ) {
+        let items = items
+            .into_iter()
+            .map(|i| self.checked(i))
+            .collect::<Result<_, _>>();
+        let items = match items {
+            Ok(items) => items,
+            Err(e) => return then(Err(e)),
+        };
+        let batches = Arc::clone(&self.inner.batches);
+        if batches.fetch_add(1, Ordering::AcqRel) >= BATCHES_IN_FLIGHT {
+            let done = self.inner.writer.apply(Op::Batch(items));
+            batches.fetch_sub(1, Ordering::AcqRel);
+            return then(done.and_then(batch_outcomes));
         }
+        self.inner.writer.submit_then(
+            Op::Batch(items),
+            Box::new(move |done| {
+                batches.fetch_sub(1, Ordering::AcqRel);
+                then(done.and_then(batch_outcomes))
+            }),
+        );
     }
 
     /// Grants a lease of `ttl` (1 s to 30 days): keys put with
@@ -918,6 +955,12 @@ impl Store {
         self.inner.reads.queues_reads()
     }
 
+    /// Whether a put queued now with [`Store::put_then`] is unlikely to
+    /// block the caller: the writer's queue is at most half full.
+    pub(crate) fn writes_have_room(&self) -> bool {
+        self.inner.writer.has_room()
+    }
+
     /// Commits every queued write and stops the writer. Later writes fail
     /// with [`StoreError::Closed`]; reads keep working.
     pub fn close(&self) {
@@ -1003,6 +1046,14 @@ fn outcome(w: &Written) -> PutOutcome {
 }
 
 /// The version a single put or delete wrote.
+/// What a committed batch answers: one outcome per put, in order.
+fn batch_outcomes(done: Done) -> Result<Vec<PutOutcome>, StoreError> {
+    match done {
+        Done::Written(vs) => Ok(vs.iter().map(outcome).collect()),
+        _ => Err(StoreError::Internal("a batch wrote no versions".into())),
+    }
+}
+
 fn first_outcome(done: Done) -> Result<PutOutcome, StoreError> {
     match done {
         Done::Written(vs) => vs

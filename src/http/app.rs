@@ -213,6 +213,13 @@ impl App {
     fn dispatch(self: &Arc<Self>, route: Route<'_>, req: &HttpRequest) -> Result<Reply, ApiError> {
         let lane = match route {
             Route::Get(key) => return kv::get(&self.store, req, key),
+            // A put only checks its request and queues it for the writer,
+            // whose commit callback answers it: no worker needs to see it
+            // (one hand-off between threads fewer), unless the writer's
+            // queue is so full that queueing could wait.
+            Route::Put(key) if self.store.writes_have_room() => {
+                return kv::put(&self.store, req, key);
+            }
             Route::Health | Route::Metrics => Lane::Probes,
             _ => Lane::Workers,
         };
@@ -233,7 +240,7 @@ impl App {
             Route::History(key) => listing::history(s, req, key)?,
             Route::Keys => listing::keys(s, req)?,
             Route::Changes => return changes::changes(s, req, &self.metrics),
-            Route::Batch => batch::batch(s, req, self.max_batch_puts)?,
+            Route::Batch => return batch::batch(s, req, self.max_batch_puts),
             Route::Metrics => stats::metrics(&self.metrics, s),
             Route::CacheStats => stats::cache_stats(s)?,
             Route::DbStats => stats::db_stats(s)?,

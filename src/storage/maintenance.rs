@@ -106,6 +106,11 @@ pub struct CheckError {
     pub reason: String,
 }
 
+/// The check a restore runs on its copy of the snapshot before putting it
+/// in place (`crate::check::check`, vkv's invariants, which live above
+/// the storage).
+pub(crate) type Verify<'a> = &'a dyn Fn(&std::path::Path) -> Result<CheckReport, CheckError>;
+
 /// Why a restore was refused; nothing was changed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -7,7 +7,7 @@ use std::path::Path;
 #[cfg(not(feature = "postgres"))]
 use super::location::display_location;
 use super::location::is_postgres_url;
-use super::maintenance::{CheckError, CheckReport, RestoreError, Snapshot};
+use super::maintenance::{CheckError, CheckReport, RestoreError, Snapshot, Verify};
 #[cfg(feature = "postgres")]
 use super::postgres;
 use super::seam::{Backend, Export, Hooks, Import, Options};
@@ -79,13 +79,14 @@ pub(crate) fn snapshot(location: &Path) -> Result<Snapshot, StoreError> {
     sqlite::backup::snapshot(location)
 }
 
-/// Replaces the SQLite database `target` with the verified snapshot
-/// `snapshot` (see [`sqlite::backup::restore`]); a PostgreSQL store is
-/// loaded with `vkv copy` instead.
+/// Replaces the SQLite database `target` with the snapshot `snapshot`
+/// once `verify` passes its copy (see [`sqlite::backup::restore`]); a
+/// PostgreSQL store is loaded with `vkv copy` instead.
 pub(crate) fn restore(
     snapshot: &Path,
     target: &Path,
     force: bool,
+    verify: Verify<'_>,
 ) -> Result<CheckReport, RestoreError> {
     if is_postgres_url(target) {
         return Err(RestoreError::Unsupported(format!(
@@ -94,12 +95,17 @@ pub(crate) fn restore(
             super::location::display_location(target)
         )));
     }
-    sqlite::backup::restore(snapshot, target, force)
+    sqlite::backup::restore(snapshot, target, force, verify)
 }
 
-/// SQLite's own checks of a database file (`PRAGMA integrity_check`, its
-/// format and schema, and vkv's invariants in SQL); `None` for a store
-/// that is not a file, which is checked over its dump.
-pub(crate) fn check_file(location: &Path) -> Option<Result<CheckReport, CheckError>> {
-    (!is_postgres_url(location)).then(|| sqlite::backup::check(location))
+/// The backend's own checks of the store at `location`, before vkv's
+/// invariants are walked over its dump (`crate::check`): a SQLite file's
+/// `PRAGMA integrity_check`, format and schema; nothing more for
+/// PostgreSQL (opening its dump checks the schema). Problems go into
+/// `report`; returns whether the dump can be walked.
+pub(crate) fn check_own(location: &Path, report: &mut CheckReport) -> Result<bool, CheckError> {
+    if is_postgres_url(location) {
+        return Ok(true);
+    }
+    sqlite::backup::check_file(location, report)
 }

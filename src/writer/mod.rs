@@ -119,6 +119,13 @@ impl Writer {
         self.stall.as_ref().and_then(|s| s.refusal())
     }
 
+    /// Whether the queue is at most half full: an operation queued now
+    /// will not wait for room (unless others fill the other half first).
+    pub fn has_room(&self) -> bool {
+        let capacity = self.queue.capacity().unwrap_or(usize::MAX);
+        self.queue.len() < capacity / 2
+    }
+
     /// Queues `op` and waits for its outcome; blocks while the queue is
     /// full (back-pressure).
     pub fn apply(&self, op: Op) -> Result<Done, StoreError> {

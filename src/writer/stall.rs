@@ -43,6 +43,12 @@ pub(crate) struct Stall {
 struct State {
     in_flight: Option<InFlight>,
     stopped: bool,
+    /// The watchdog waits with no deadline (it saw no commit in flight):
+    /// the next commit must wake it. While it waits for a deadline, a new
+    /// commit needs no wake-up (its own deadline is later, and the
+    /// watchdog looks again when the earlier one passes), so the writer
+    /// does not wake it once per group.
+    idle: bool,
 }
 
 /// The group being committed.
@@ -69,11 +75,15 @@ impl Stall {
 
     /// A commit starts: the watchdog holds `replies` meanwhile.
     pub fn arm(&self, replies: Vec<Reply>) {
-        self.lock().in_flight = Some(InFlight {
+        let mut state = self.lock();
+        state.in_flight = Some(InFlight {
             since: Instant::now(),
             replies: Some(replies),
         });
-        self.wake.notify_one();
+        if state.idle {
+            drop(state);
+            self.wake.notify_one();
+        }
     }
 
     /// The commit returned: its replies, unless the watchdog has answered
@@ -120,7 +130,9 @@ impl Stall {
                 return;
             }
             let Some(flight) = state.in_flight.as_mut() else {
+                state.idle = true;
                 state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                state.idle = false;
                 continue;
             };
             let due = flight.since.checked_add(self.limit);

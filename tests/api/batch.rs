@@ -33,6 +33,56 @@ fn a_batch_commits_all_puts_and_returns_each_version() {
     assert_eq!(c.get("/get/a").json()["value"], 3);
 }
 
+/// Batches of a thousand unconditional puts (no savepoint, a larger page
+/// cache for their transaction), several in flight at once, next to a
+/// conditional one that fails: every unconditional put is there, in order
+/// of its batch, and the failed batch left nothing.
+#[test]
+fn large_batches_in_flight_together_commit_whole() {
+    let s = Server::start(&[]);
+    let addr = s.addr;
+    let writers: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for round in 1..=2u64 {
+                    let puts: Vec<_> = (0..1000u64)
+                        .map(|i| json!({"key": format!("t{t}/{i}"), "value": {"round": round, "i": i}}))
+                        .collect();
+                    let r = c.request("POST", "/batch", &[], json!({"puts": puts}).to_string().as_bytes());
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    let results = r.json()["results"].as_array().unwrap().clone();
+                    assert_eq!(results.len(), 1000);
+                    assert!(results.iter().all(|x| x["version"] == round), "round {round}");
+                }
+            })
+        })
+        .collect();
+    let mut c = s.client();
+    let mut puts: Vec<_> = (0..999u64)
+        .map(|i| json!({"key": format!("refused/{i}"), "value": i}))
+        .collect();
+    puts.push(json!({"key": "refused/last", "value": 0, "if_version": 5}));
+    let r = c.request(
+        "POST",
+        "/batch",
+        &[],
+        json!({"puts": puts}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    for w in writers {
+        w.join().expect("writer thread");
+    }
+    let stats = c.get("/db/stats").json();
+    assert_eq!(stats["total_keys"], 4000, "{stats}");
+    assert_eq!(stats["total_versions"], 8000, "{stats}");
+    assert_eq!(c.get("/get/refused/0").status, 404);
+    assert_eq!(
+        c.get("/get/t3/999").json()["value"],
+        json!({"round": 2, "i": 999})
+    );
+}
+
 #[test]
 fn a_failed_condition_writes_nothing_and_names_the_key() {
     let s = Server::start(&["--max-batch", "3"]);

@@ -1,8 +1,9 @@
-//! The README and the operations guide say what the server does: the
-//! README's claims about curl hold, no paragraph is said twice, and the
-//! list of PostgreSQL tables is the schema's. (The README's tour is run
-//! against a real server, its answers compared, by scripts/readme-tour.sh
-//! in CI.)
+//! The README, the operations guide and ARCHITECTURE.md say what the code
+//! does: the README's claims about curl hold, it stays short and says no
+//! paragraph twice, the list of PostgreSQL tables is the schema's, and
+//! ARCHITECTURE.md's code map names every file under src/. (The README's
+//! tour is run against a real server, its answers compared, by
+//! scripts/readme-tour.sh in CI.)
 
 use crate::common::{Client, Server};
 
@@ -155,4 +156,77 @@ fn readme_lists_every_postgresql_table() {
             "the README's list of tables misses {table}: {list}"
         );
     }
+}
+
+#[test]
+fn readme_is_at_most_250_lines() {
+    let lines = readme().lines().count();
+    assert!(
+        lines <= 250,
+        "the README has {lines} lines: move the details into a guide under docs/"
+    );
+}
+
+/// Every file under `dir`, as paths relative to `root` with `/`.
+fn files_under(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(root, &path, out);
+        } else {
+            let rel = path.strip_prefix(root).unwrap();
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            out.push(parts.join("/"));
+        }
+    }
+}
+
+/// ARCHITECTURE.md's code map has a row for every file under src/, named
+/// in its first column by its path under `src/` or under its top
+/// directory (`handlers/kv.rs` in the `src/http/` table), with its job.
+#[test]
+fn architecture_names_every_file_under_src() {
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    let map =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ARCHITECTURE.md")).unwrap();
+    let named: std::collections::HashSet<&str> = map
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once("` |"))
+        .filter(|(_, job)| job.trim().len() > 3)
+        .map(|(name, _)| name)
+        .collect();
+    let mut files = Vec::new();
+    files_under(root, root, &mut files);
+    assert!(files.len() > 50, "{files:?}");
+    let missing: Vec<&String> = files
+        .iter()
+        .filter(|f| {
+            let short = f.split_once('/').map(|(_, rest)| rest);
+            !named.contains(f.as_str()) && short.is_none_or(|s| !named.contains(s))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's code map has no row (| `path` | job |) for {missing:?}"
+    );
+    // And no row names a file that is gone.
+    let gone: Vec<&&str> = named
+        .iter()
+        .filter(|name| {
+            !name.contains(' ') && name.rsplit_once('.').is_some_and(|(_, ext)| ext.len() <= 4)
+        })
+        .filter(|name| {
+            !files
+                .iter()
+                .any(|f| f == *name || f.split_once('/').is_some_and(|(_, rest)| rest == **name))
+        })
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "ARCHITECTURE.md's code map names files that are not under src/: {gone:?}"
+    );
 }

@@ -2,7 +2,7 @@
 //! start, and left untouched. (Corrupt and foreign files, and two servers on
 //! one file, are covered in `tests/api/persistence.rs`.)
 
-use crate::common::{Server, json, shared};
+use crate::common::{Server, json, output_text, run, shared};
 
 #[test]
 fn newer_schema_version_is_refused_naming_the_file_and_left_untouched() {
@@ -72,6 +72,15 @@ fn a_schema_1_database_is_migrated_and_keeps_its_data() {
         )
         .expect("downgrade");
     }
+    // The checker reads it as it is, numbering its versions as the
+    // migration will.
+    let out = run(&["check", "--db", db.to_str().unwrap()]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("schema version 1, 1 keys, 2 versions: ok"),
+        "{text}"
+    );
     let s = Server::start_on(&db, &[]);
     assert!(
         s.log_text().contains(&format!(

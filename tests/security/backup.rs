@@ -287,6 +287,21 @@ fn check_passes_on_a_good_database_and_names_each_problem() {
             "UPDATE versions SET value = '{oops' WHERE key = 'a' AND version = 1;",
             &["\"a\"", "version 1 is not valid JSON"][..],
         ),
+        (
+            "UPDATE versions SET expired = 1 WHERE key = 'a' AND version = 1;",
+            &[
+                "\"a\"",
+                "version 1 is marked as an expiry but is not a tombstone",
+            ][..],
+        ),
+        (
+            "INSERT INTO purged (key, latest) VALUES ('a', 1);",
+            &["\"a\"", "marked purged at version 1 but has versions up to"][..],
+        ),
+        (
+            "UPDATE versions SET revision = 0 WHERE key = 'b' AND version = 1;",
+            &["\"b\"", "a change has no revision"][..],
+        ),
         ("PRAGMA application_id = 7;", &["not a vkv database"][..]),
     ];
     for (i, (sql, expected)) in cases.iter().enumerate() {

@@ -2,12 +2,13 @@
 
 use super::kv::json;
 use crate::http::api_error::ApiError;
+use crate::http::completion::Reply;
 use crate::http::lifetime::{TtlValue, lifetime};
 use crate::http::message::{HttpRequest, HttpResponse};
 use crate::http::wire::{
     BatchRequest, BatchResponse, ConflictResponse, ErrorResponse, PutResponse,
 };
-use crate::{PutItem, Store};
+use crate::{PutItem, PutOutcome, Store};
 
 /// Commits every put or none (one transaction).
 #[utoipa::path(
@@ -21,7 +22,7 @@ use crate::{PutItem, Store};
         (status = 422, description = "Malformed body, invalid key, too many puts, a ttl out of bounds, or ttl and lease together", body = ErrorResponse),
     )
 )]
-pub fn batch(store: &Store, req: &HttpRequest, max_puts: usize) -> Result<HttpResponse, ApiError> {
+pub fn batch(store: &Store, req: &HttpRequest, max_puts: usize) -> Result<Reply, ApiError> {
     if req.body.trim_ascii_start().first() != Some(&b'{') {
         return Err(ApiError::unprocessable(
             "body must be a JSON object like {\"puts\": [...]}",
@@ -47,8 +48,23 @@ pub fn batch(store: &Store, req: &HttpRequest, max_puts: usize) -> Result<HttpRe
                 expect: p.if_version,
             })
         })
-        .collect::<Result<_, ApiError>>()?;
-    let outcomes = store.batch(items)?;
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let store = store.clone();
+    // Answered from the writer thread right after the commit, as a put is:
+    // the worker is free meanwhile, and batches in flight share commits.
+    Ok(Reply::Later(Box::new(move |responder| {
+        store.batch_then(items, move |outcomes| {
+            let response = outcomes
+                .map_err(ApiError::from)
+                .and_then(|outcomes| answer(&outcomes))
+                .unwrap_or_else(ApiError::into_response);
+            responder.send(response);
+        });
+    })))
+}
+
+/// The answer to a committed batch.
+fn answer(outcomes: &[PutOutcome]) -> Result<HttpResponse, ApiError> {
     json(&BatchResponse {
         results: outcomes
             .iter()

@@ -30,18 +30,88 @@ use crate::version::{Versioned, now_ms};
 
 /// The writer thread's connection to the SQLite file.
 pub(crate) struct SqliteCommitter {
-    pub conn: Connection,
-    pub file: Arc<DbFile>,
+    conn: Connection,
+    file: Arc<DbFile>,
+    tables: Tables,
+}
+
+/// What the writer knows of its file between transactions (it is the
+/// file's only writer), so that a put runs no statement that would find
+/// nothing to do.
+struct Tables {
+    /// The writer's page cache between large groups (`PRAGMA cache_size`).
+    cache_size: i64,
     /// Keep at most this many versions per key (0: all).
-    pub max_versions: u64,
+    max_versions: u64,
+    /// Whether `deadlines` may hold a row: while it holds none, a put
+    /// without a lifetime has no deadline to remove. Set when a deadline is
+    /// written (kept if its transaction rolls back).
+    deadlines: bool,
+    /// Whether `purged` may hold a row: while it holds none, a key without
+    /// a head was never purged. Set when a purge is written.
+    purged: bool,
+}
+
+/// Pages a transaction may change before SQLite writes some of them to
+/// the WAL ahead of the commit (8 MiB of 4 KiB pages).
+const SPILL_PAGES: i64 = 2048;
+
+/// Puts in a group from which its transaction gets [`LARGE_CACHE_KIB`] of
+/// page cache.
+const LARGE_GROUP: usize = 256;
+
+/// The page cache of a large group's transaction, in KiB.
+const LARGE_CACHE_KIB: i64 = 8192;
+
+impl SqliteCommitter {
+    /// The committer on `conn`, the read-write connection to `file`.
+    pub fn new(conn: Connection, file: Arc<DbFile>, max_versions: u64) -> rusqlite::Result<Self> {
+        let any = |table: &str| {
+            conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {
+                r.get::<_, bool>(0)
+            })
+        };
+        // A large transaction (a group of batches) keeps up to 8 MiB of
+        // changed pages in memory before it writes any to the WAL, beyond
+        // the page cache's 512 KiB: spilled pages are written twice and
+        // read back.
+        conn.pragma_update(None, "cache_spill", SPILL_PAGES)?;
+        let cache_size = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+        let tables = Tables {
+            cache_size,
+            max_versions,
+            deadlines: any("deadlines")?,
+            purged: any("purged")?,
+        };
+        Ok(SqliteCommitter { conn, file, tables })
+    }
+
+    /// Sets the connection's page cache (`PRAGMA cache_size`: pages, or
+    /// KiB when negative).
+    fn cache_size(&self, size: i64) {
+        if let Err(e) = self.conn.pragma_update(None, "cache_size", size) {
+            log::warn!("cannot set the writer's page cache to {size}: {e}");
+        }
+    }
 }
 
 impl Committer for SqliteCommitter {
     fn commit(&mut self, ops: &[&Op]) -> Result<Outcomes, StoreError> {
         // A damaged file takes no more writes: they could spread the damage.
         self.file.check_corrupt()?;
-        let r = commit(&mut self.conn, ops, &self.file, self.max_versions)
+        // A large group (batches) gets a larger page cache for its
+        // transaction, given back after it: with the writer's usual small
+        // one, each put of it would read the index pages it just evicted.
+        let puts: usize = ops.iter().map(|&op| versions_written(op)).sum();
+        let large = puts >= LARGE_GROUP;
+        if large {
+            self.cache_size(-LARGE_CACHE_KIB);
+        }
+        let r = commit(&mut self.conn, ops, &self.file, &mut self.tables)
             .map_err(|e| e.into_store(&self.conn));
+        if large {
+            self.cache_size(self.tables.cache_size);
+        }
         self.file.note(r)
     }
 
@@ -65,6 +135,9 @@ impl Committer for SqliteCommitter {
 enum TxError {
     Sqlite(rusqlite::Error),
     Store(StoreError),
+    /// A write with no savepoint of its own was refused midway: the
+    /// transaction is run again, every batch in a savepoint.
+    Redo,
 }
 
 impl From<rusqlite::Error> for TxError {
@@ -92,6 +165,7 @@ impl TxError {
     fn into_store(self, conn: &Connection) -> StoreError {
         match self {
             TxError::Store(e) => e,
+            TxError::Redo => StoreError::Internal("a transaction was to be run again".into()),
             TxError::Sqlite(e) => {
                 // SAFETY: `conn` is the live connection this thread owns, and
                 // sqlite3_system_errno only reads a field of it.
@@ -128,9 +202,48 @@ fn commit(
     conn: &mut Connection,
     batch: &[&Op],
     file: &DbFile,
-    max_versions: u64,
+    cx: &mut Tables,
 ) -> Result<Outcomes, TxError> {
     file.check()?;
+    match transaction(conn, batch, cx, false) {
+        Err(TxError::Redo) => transaction(conn, batch, cx, true),
+        done => done,
+    }
+}
+
+/// About how many versions `op` writes (expiries and revokes count one).
+fn versions_written(op: &Op) -> usize {
+    match op {
+        Op::Batch(items) => items.len(),
+        _ => 1,
+    }
+}
+
+/// Whether `op` writes several versions that a refusal midway must undo
+/// (so it runs in a savepoint). A batch whose puts have no condition and
+/// no lease is never refused (only an overflowing version number could:
+/// then the transaction runs again with the savepoint, [`TxError::Redo`]),
+/// and skips the savepoint's journal of every page it changes.
+fn needs_savepoint(op: &Op, always: bool) -> bool {
+    match op {
+        Op::Revoke { .. } => true,
+        Op::Batch(items) => {
+            always
+                || items
+                    .iter()
+                    .any(|i| i.expect.is_some() || matches!(i.lifetime, Lifetime::Lease(_)))
+        }
+        _ => false,
+    }
+}
+
+/// [`commit`]'s transaction; `savepoints`: every batch in one.
+fn transaction(
+    conn: &mut Connection,
+    batch: &[&Op],
+    cx: &mut Tables,
+    savepoints: bool,
+) -> Result<Outcomes, TxError> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ts = now_ms();
     let mut results = Vec::with_capacity(batch.len());
@@ -140,10 +253,10 @@ fn commit(
     for &op in batch {
         let mut d = Deltas::default();
         let next = revision + 1;
-        let result = if let Op::Batch(_) | Op::Revoke { .. } = op {
+        let result = if needs_savepoint(op, savepoints) {
             // Several writes: a refusal midway must undo the earlier ones.
             let sp = tx.savepoint()?;
-            let result = apply(&sp, op, ts, next, max_versions, &mut d);
+            let result = apply(&sp, op, ts, next, cx, &mut d);
             if result.is_ok() {
                 sp.commit()?;
             } // else dropping the savepoint rolls it back
@@ -151,7 +264,7 @@ fn commit(
         } else {
             // A single write is refused (condition, missing key) before it
             // writes anything, so it needs no savepoint of its own.
-            apply(&tx, op, ts, next, max_versions, &mut d)
+            apply(&tx, op, ts, next, cx, &mut d)
         };
         match result {
             Ok(done) => {
@@ -170,6 +283,13 @@ fn commit(
                     revision = next;
                 }
                 results.push(Ok(done));
+            }
+            // Earlier puts of this batch are written: only a savepoint
+            // could undo them.
+            Err(TxError::Store(e))
+                if e.is_refusal() && matches!(op, Op::Batch(_)) && !savepoints =>
+            {
+                return Err(TxError::Redo);
             }
             Err(TxError::Store(e)) if e.is_refusal() => results.push(Err(e)),
             Err(e) => return Err(e),
@@ -226,7 +346,7 @@ fn apply(
     op: &Op,
     ts: i64,
     revision: u64,
-    max_versions: u64,
+    cx: &mut Tables,
     d: &mut Deltas,
 ) -> Result<Done, TxError> {
     let at = At {
@@ -235,14 +355,7 @@ fn apply(
         seq: 0,
     };
     match op {
-        Op::Put(item) => Ok(Done::Written(vec![put(
-            tx,
-            item,
-            Kind::Value,
-            at,
-            max_versions,
-            d,
-        )?])),
+        Op::Put(item) => Ok(Done::Written(vec![put(tx, item, Kind::Value, at, cx, d)?])),
         Op::Batch(items) => items
             .iter()
             .enumerate()
@@ -251,7 +364,7 @@ fn apply(
                     seq: seq as u64,
                     ..at
                 };
-                put(tx, item, Kind::Value, at, max_versions, d)
+                put(tx, item, Kind::Value, at, cx, d)
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Done::Written),
@@ -267,12 +380,13 @@ fn apply(
                 &tombstone,
                 Kind::Delete,
                 at,
-                max_versions,
+                cx,
                 d,
             )?]))
         }
         Op::Purge { key, expect } => {
-            let last = rules::purge(key, *expect, head(tx, key)?.state)?;
+            let last = rules::purge(key, *expect, head(tx, key, cx)?.state)?;
+            cx.purged = true;
             // The numbering continues after a purge (like etcd revisions):
             // no ETag or `if_version` from before it can match after it.
             tx.prepare_cached(
@@ -317,7 +431,7 @@ fn apply(
                         seq: written.len() as u64,
                         ..at
                     };
-                    written.push(expiry(tx, &one.key, at, max_versions, d)?);
+                    written.push(expiry(tx, &one.key, at, cx, d)?);
                 }
             }
             Ok(Done::Written(written))
@@ -332,7 +446,7 @@ fn apply(
                         seq: seq as u64,
                         ..at
                     };
-                    expiry(tx, key, at, max_versions, d)
+                    expiry(tx, key, at, cx, d)
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Done::Written)
@@ -355,7 +469,7 @@ fn expiry(
     tx: &Connection,
     key: &str,
     at: At,
-    max_versions: u64,
+    cx: &mut Tables,
     d: &mut Deltas,
 ) -> Result<Written, TxError> {
     let item = PutItem {
@@ -364,7 +478,7 @@ fn expiry(
         expect: None,
         lifetime: Lifetime::Permanent,
     };
-    put(tx, &item, Kind::Expire, at, max_versions, d)
+    put(tx, &item, Kind::Expire, at, cx, d)
 }
 
 /// A key's head: its `keys` row, if it has one, and what the write rules
@@ -383,7 +497,7 @@ struct Row {
 }
 
 /// The head of `key`: its `keys` row, or else its `purged` row.
-fn head(tx: &Connection, key: &str) -> Result<Head, TxError> {
+fn head(tx: &Connection, key: &str, cx: &Tables) -> Result<Head, TxError> {
     let row = tx
         .prepare_cached("SELECT latest, deleted, first_kept FROM keys WHERE key = ?1")?
         .query_row(params![key], |r| {
@@ -408,7 +522,11 @@ fn head(tx: &Connection, key: &str) -> Result<Head, TxError> {
         },
         None => Head {
             row: None,
-            state: purged_latest(tx, key)?.map_or(rules::Head::Absent, rules::Head::Purged),
+            state: if cx.purged {
+                purged_latest(tx, key)?.map_or(rules::Head::Absent, rules::Head::Purged)
+            } else {
+                rules::Head::Absent
+            },
         },
     })
 }
@@ -430,13 +548,13 @@ fn put(
     item: &PutItem,
     kind: Kind,
     at: At,
-    max_versions: u64,
+    cx: &mut Tables,
     d: &mut Deltas,
 ) -> Result<Written, TxError> {
     let (ts, deleted) = (at.ts, kind != Kind::Value);
     // Refused before anything is written: a single put has no savepoint.
     deadlines::check_lease(tx, item.lifetime)?;
-    let head = head(tx, &item.key)?;
+    let head = head(tx, &item.key, cx)?;
     let next = if deleted {
         rules::delete(&item.key, item.expect, head.state)?
     } else {
@@ -463,11 +581,17 @@ fn put(
         at.seq as i64,
         next.created
     ])?;
-    let deadline = deadlines::set(tx, &item.key, version, item.lifetime, ts)?;
+    let deadline = if item.lifetime == Lifetime::Permanent && !cx.deadlines {
+        None
+    } else {
+        cx.deadlines |= item.lifetime != Lifetime::Permanent;
+        deadlines::set(tx, &item.key, version, item.lifetime, ts)?
+    };
     d.versions += 1;
     if head.row.is_none() {
         d.keys += 1;
     }
+    let max_versions = cx.max_versions;
     if max_versions > 0 && version - first_kept + 1 > max_versions {
         first_kept = version - max_versions + 1;
         d.compacted = d

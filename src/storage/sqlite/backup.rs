@@ -5,7 +5,9 @@
 //!   so the copy holds exactly the commits made before it began, while the
 //!   writer goes on committing (WAL mode: readers and the writer do not
 //!   block each other).
-//! - [`check`] runs `PRAGMA integrity_check` and vkv's own invariants.
+//! - [`check_file`] runs SQLite's own checks of a file (`PRAGMA
+//!   integrity_check`, its format and schema); vkv's invariants are
+//!   checked over its dump, as for every backend (`crate::check`).
 //! - [`restore`] puts a verified snapshot in place of a database file,
 //!   atomically (rename), never under a running server.
 
@@ -14,10 +16,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreError;
-use crate::storage::maintenance::{CheckError, CheckReport, RestoreError, Snapshot};
+use crate::storage::maintenance::{CheckError, CheckReport, RestoreError, Snapshot, Verify};
 use crate::storage::seam::{Export, transfer};
 use crate::storage::sqlite::lock::{DbLock, LockError};
 use crate::storage::sqlite::temp::{real_path, remove_stale_temp_files, temp_path};
@@ -124,13 +126,14 @@ fn open_unlinked(tmp: &Path, cleanup: RemoveOnDrop) -> Result<(File, u64), Store
     Ok((file, len))
 }
 
-/// Checks the vkv database at `path` (read-only; a running server may use
-/// it meanwhile): SQLite's `PRAGMA integrity_check`, then that it is a vkv
-/// database of a supported schema, that every key's versions are dense
-/// (`count == latest - first_kept + 1`, from `first_kept` to `latest`), that
-/// the `keys` table agrees with `versions`, that the counters agree with
-/// the real counts, and that every value is JSON.
-pub fn check(path: &Path) -> Result<CheckReport, CheckError> {
+/// SQLite's own checks of the file at `path`, before vkv's invariants are
+/// walked over its dump (`crate::check`, the same walk for every backend):
+/// a regular file SQLite can read, whose pages are sound (`PRAGMA
+/// integrity_check`), a vkv database (`application_id`) of a schema this
+/// vkv reads (`user_version`). Read-only: a running server may use it
+/// meanwhile. Problems go into `report`; returns whether the dump can be
+/// walked.
+pub(crate) fn check_file(path: &Path, report: &mut CheckReport) -> Result<bool, CheckError> {
     let fail = |reason: String| CheckError {
         path: path.to_path_buf(),
         reason,
@@ -147,21 +150,16 @@ pub fn check(path: &Path) -> Result<CheckReport, CheckError> {
     .map_err(|e| fail(e.to_string()))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| fail(e.to_string()))?;
-    let mut report = CheckReport {
-        path: path.to_path_buf(),
-        ..CheckReport::default()
-    };
-    // One read transaction: a consistent view even while a server writes.
-    let tx = conn
-        .unchecked_transaction()
-        .map_err(|e| fail(e.to_string()))?;
-    if let Err(e) = run_checks(&tx, &mut report) {
-        report.problem(format!("check query failed: {e}"));
+    match check_format(&conn, report) {
+        Ok(walkable) => Ok(walkable),
+        Err(e) => {
+            report.problem(format!("check query failed: {e}"));
+            Ok(false)
+        }
     }
-    Ok(report)
 }
 
-fn run_checks(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
+fn check_format(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<bool> {
     let integrity: Vec<String> = match conn
         .prepare("PRAGMA integrity_check(100)")
         .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
@@ -169,7 +167,7 @@ fn run_checks(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
         Ok(rows) => rows,
         Err(e) => {
             r.problem(format!("not a readable SQLite database: {e}"));
-            return Ok(());
+            return Ok(false);
         }
     };
     for line in integrity.iter().filter(|l| l.as_str() != "ok") {
@@ -181,193 +179,16 @@ fn run_checks(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
         r.problem(format!(
             "not a vkv database: application_id is {app_id:#x}, expected {APPLICATION_ID:#x}"
         ));
-        return Ok(());
+        return Ok(false);
     }
     if !(1..=SCHEMA_VERSION).contains(&r.schema_version) {
         r.problem(format!(
             "unsupported schema version {} (this vkv supports 1 to {SCHEMA_VERSION})",
             r.schema_version
         ));
-        return Ok(());
+        return Ok(false);
     }
-    let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0));
-    let keys = count("SELECT count(*) FROM keys")?;
-    let versions = count("SELECT count(*) FROM versions")?;
-    r.keys = keys as u64;
-    r.versions = versions as u64;
-
-    // Dense versions per key, and the keys row's bounds.
-    let mut stmt = conn.prepare(
-        "SELECT k.key, k.latest, k.first_kept, count(v.version), min(v.version), max(v.version)
-         FROM keys k LEFT JOIN versions v ON v.key = k.key GROUP BY k.key ORDER BY k.key",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let (latest, first_kept, n): (i64, i64, i64) = (row.get(1)?, row.get(2)?, row.get(3)?);
-        let (lo, hi): (Option<i64>, Option<i64>) = (row.get(4)?, row.get(5)?);
-        let expected = latest - first_kept + 1;
-        if n == 0 {
-            r.problem(format!(
-                "key {key:?}: no versions stored, but the keys table says latest {latest}"
-            ));
-            continue;
-        }
-        if n != expected {
-            r.problem(format!(
-                "key {key:?}: {n} versions stored, expected latest - first_kept + 1 = {expected} \
-                 (first_kept {first_kept}, latest {latest})"
-            ));
-        }
-        if lo != Some(first_kept) {
-            r.problem(format!(
-                "key {key:?}: oldest stored version is {}, the keys table says first_kept {first_kept}",
-                lo.unwrap_or_default()
-            ));
-        }
-        if hi != Some(latest) {
-            r.problem(format!(
-                "key {key:?}: newest stored version is {}, the keys table says latest {latest}",
-                hi.unwrap_or_default()
-            ));
-        }
-    }
-    drop(rows);
-
-    let mut stmt = conn.prepare(
-        "SELECT key, count(*) FROM versions WHERE key NOT IN (SELECT key FROM keys)
-         GROUP BY key ORDER BY key",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let (key, n): (String, i64) = (row.get(0)?, row.get(1)?);
-        r.problem(format!(
-            "key {key:?}: {n} versions stored but no row in the keys table"
-        ));
-    }
-    drop(rows);
-
-    let mut stmt = conn.prepare(
-        "SELECT k.key, k.latest FROM keys k JOIN versions v ON v.key = k.key AND v.version = k.latest
-         WHERE v.deleted != k.deleted OR v.ts_ms != k.ts_ms ORDER BY k.key",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let (key, latest): (String, i64) = (row.get(0)?, row.get(1)?);
-        r.problem(format!(
-            "key {key:?}: the keys table disagrees with version {latest} on deleted or timestamp"
-        ));
-    }
-    drop(rows);
-
-    for (name, real) in [("keys", keys), ("versions", versions)] {
-        let counter: Option<i64> = conn
-            .query_row(
-                "SELECT value FROM counters WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
-            .optional()?;
-        match counter {
-            None => r.problem(format!("counter {name:?} is missing")),
-            Some(c) if c != real => r.problem(format!(
-                "counter {name:?} says {c}, but there are {real} rows in {name}"
-            )),
-            Some(_) => {}
-        }
-    }
-
-    if r.schema_version >= 2 {
-        // A purged key's row goes when it is written again.
-        let mut stmt = conn.prepare(
-            "SELECT p.key, p.latest, k.latest FROM purged p JOIN keys k ON k.key = p.key
-             ORDER BY p.key",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let (key, purged, latest): (String, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-            r.problem(format!(
-                "key {key:?}: marked purged at version {purged} but has versions up to {latest}"
-            ));
-        }
-    }
-
-    if r.schema_version >= 4 {
-        check_revisions(conn, r)?;
-    }
-    if r.schema_version >= 5 {
-        check_deadlines(conn, r)?;
-    }
-
-    let mut stmt = conn.prepare(
-        "SELECT key, version FROM versions WHERE json_valid(value) = 0 ORDER BY key, version",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let (key, version): (String, i64) = (row.get(0)?, row.get(1)?);
-        r.problem(format!("key {key:?}: version {version} is not valid JSON"));
-    }
-    Ok(())
-}
-
-/// The revisions of the change feed: unique (a version's revision and
-/// place, and a purge's revision against the versions'), never decreasing
-/// with the version within a key (versions of one batch share one), none above the store's revision counter.
-fn check_revisions(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare(
-        "SELECT key, version, revision FROM (
-             SELECT key, version, revision,
-                 lag(revision) OVER (PARTITION BY key ORDER BY version) AS prev
-             FROM versions
-         ) WHERE revision < prev OR revision < 1 ORDER BY key, version LIMIT 100",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let (key, version, revision): (String, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        r.problem(format!(
-            "key {key:?}: version {version} has revision {revision}, below the version before it"
-        ));
-    }
-    let mut stmt = conn.prepare(
-        "SELECT revision FROM (
-             SELECT revision, seq FROM versions UNION ALL SELECT revision, 0 FROM purges
-         ) GROUP BY revision, seq HAVING count(*) > 1 ORDER BY revision LIMIT 100",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let revision: i64 = row.get(0)?;
-        r.problem(format!("revision {revision} is used twice"));
-    }
-    let counter = |name: &str| {
-        conn.query_row(
-            "SELECT value FROM counters WHERE name = ?1",
-            [name],
-            |row| row.get::<_, i64>(0),
-        )
-        .optional()
-    };
-    let highest: i64 = conn.query_row(
-        "SELECT max(coalesce((SELECT max(revision) FROM versions), 0),
-                    coalesce((SELECT max(revision) FROM purges), 0))",
-        [],
-        |row| row.get(0),
-    )?;
-    match (counter("revision")?, counter("compacted")?) {
-        (Some(current), Some(compacted)) => {
-            if highest > current {
-                r.problem(format!(
-                    "revision {highest} is stored, but the store's revision is {current}"
-                ));
-            }
-            if compacted > current {
-                r.problem(format!(
-                    "the compacted revision {compacted} is above the store's revision {current}"
-                ));
-            }
-        }
-        _ => r.problem("counter \"revision\" or \"compacted\" is missing".to_string()),
-    }
-    Ok(())
+    Ok(true)
 }
 
 fn restore_io(path: &Path, what: &str, e: &io::Error) -> RestoreError {
@@ -389,11 +210,15 @@ fn remove_if_present(path: &Path) -> Result<(), RestoreError> {
 /// refuses while a vkv holds the lock on `target`'s file (whatever name it
 /// was started by), or when `target` exists and `force` is false; removes
 /// temporary files an interrupted restore or backup left; copies the
-/// snapshot next to the target, verifies
-/// the copy ([`check`] must find nothing), removes the target's stale
-/// `-wal`/`-shm` files and renames the copy into place. Returns the report
-/// of the verification.
-pub fn restore(snapshot: &Path, target: &Path, force: bool) -> Result<CheckReport, RestoreError> {
+/// snapshot next to the target, has `verify` check the copy (it must find
+/// nothing), removes the target's stale `-wal`/`-shm` files and renames
+/// the copy into place. Returns the report of the verification.
+pub(crate) fn restore(
+    snapshot: &Path,
+    target: &Path,
+    force: bool,
+    verify: Verify<'_>,
+) -> Result<CheckReport, RestoreError> {
     let unreadable = |reason: String| RestoreError::Snapshot {
         path: snapshot.to_path_buf(),
         reason,
@@ -440,7 +265,7 @@ pub fn restore(snapshot: &Path, target: &Path, force: bool) -> Result<CheckRepor
         .and_then(|f| f.sync_all())
         .map_err(|e| restore_io(&tmp, "cannot sync the copy", &e))?;
     // Verify the very bytes that will be put in place.
-    let report = check(&tmp).map_err(|e| unreadable(e.reason))?;
+    let report = verify(&tmp).map_err(|e| unreadable(e.reason))?;
     if !report.is_ok() {
         let mut report = report;
         report.path = snapshot.to_path_buf();
@@ -471,51 +296,4 @@ pub fn restore(snapshot: &Path, target: &Path, force: bool) -> Result<CheckRepor
     let mut report = report;
     report.path = target.to_path_buf();
     Ok(report)
-}
-
-/// Keys that expire (schema 4): a deadline belongs to a live key and to
-/// the version that set it (every tombstone and purge removes it), a key on
-/// a lease names a stored lease, and only tombstones are expiries.
-fn check_deadlines(conn: &Connection, r: &mut CheckReport) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare(
-        "SELECT d.key, d.version, k.latest, k.deleted FROM deadlines d
-         LEFT JOIN keys k ON k.key = d.key
-         WHERE k.key IS NULL OR k.deleted != 0 OR k.latest != d.version ORDER BY d.key",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let (key, version): (String, i64) = (row.get(0)?, row.get(1)?);
-        let (latest, deleted): (Option<i64>, Option<bool>) = (row.get(2)?, row.get(3)?);
-        r.problem(match (latest, deleted) {
-            (None, _) => format!("key {key:?}: has a deadline but no row in the keys table"),
-            (Some(_), Some(true)) => format!("key {key:?}: deleted, but still has a deadline"),
-            (Some(latest), _) => format!(
-                "key {key:?}: its deadline was set by version {version}, but its latest is {latest}"
-            ),
-        });
-    }
-    drop(rows);
-    let mut stmt = conn.prepare(
-        "SELECT key, lease FROM deadlines
-         WHERE lease IS NOT NULL AND lease NOT IN (SELECT id FROM leases) ORDER BY key",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let (key, lease): (String, i64) = (row.get(0)?, row.get(1)?);
-        r.problem(format!(
-            "key {key:?}: attached to lease {lease}, which does not exist"
-        ));
-    }
-    drop(rows);
-    let mut stmt = conn.prepare(
-        "SELECT key, version FROM versions WHERE expired != 0 AND deleted = 0 ORDER BY key, version",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let (key, version): (String, i64) = (row.get(0)?, row.get(1)?);
-        r.problem(format!(
-            "key {key:?}: version {version} is marked as an expiry but is not a tombstone"
-        ));
-    }
-    Ok(())
 }

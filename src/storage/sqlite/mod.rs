@@ -95,12 +95,14 @@ pub(crate) fn open(config: &Options) -> Result<Backend, OpenError> {
         check_in_background(path, Arc::downgrade(&file));
     }
     let reads = reads::ReadPool::open(path, config.read_connections, Arc::clone(&file))?;
+    let committer = apply::SqliteCommitter::new(conn, file, config.max_versions).map_err(|e| {
+        OpenError::Database {
+            path: path.to_path_buf(),
+            reason: format!("cannot read the deadlines and purges: {e}"),
+        }
+    })?;
     Ok(Backend {
         reads: Arc::new(reads),
-        committer: Box::new(apply::SqliteCommitter {
-            conn,
-            file,
-            max_versions: config.max_versions,
-        }),
+        committer: Box::new(committer),
     })
 }
