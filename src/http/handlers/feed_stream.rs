@@ -48,17 +48,26 @@ use crate::{Change, ChangePage, Store, StoreError};
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 
 /// Changes read per query while catching up (a part holds at least one
-/// query's changes).
-const PAGE: usize = 250;
+/// query's changes). At least a `/batch`'s most entries by default: a
+/// query never splits a revision, and one larger than the page is read
+/// whole by a query without a limit.
+const PAGE: usize = 1000;
 
-/// Bytes one part may hold before it is posted (a catch-up goes on in the
-/// next part, once the reader took this one down to `STREAM_LOW_MARK`).
-/// With the mark, what one stream may hold unsent: small, as a thousand
-/// streams may each hold it.
+/// Changes read per query by a stream that left its hub for a full
+/// socket: its reader is slower than the commits, and a thousand such
+/// streams each hold a part on top of the low mark. (A revision larger
+/// than this is read whole by a query without a limit.)
+const PACED_PAGE: usize = 100;
+
+/// Bytes past which a catch-up part is posted (it goes on in the next
+/// part, once the reader took this one down to `STREAM_LOW_MARK`): one
+/// query's changes, unless they are fewer bytes.
 const PART_BYTES: usize = 16 << 10;
 
 /// Changes the hub reads per query: it posts the same part to every
 /// caught-up stream, each of which may hold it on top of the low mark.
+/// (A larger revision comes whole; the hub is caught up, so what follows
+/// it is little.)
 const HUB_PAGE: usize = 50;
 /// Bytes the hub formats before it posts them (it reads on at once).
 const HUB_PART_BYTES: usize = 8 << 10;
@@ -100,6 +109,9 @@ struct Pumping {
     started: bool,
     /// Whether it waits in its hub (which then posts what commits).
     live: bool,
+    /// It left its hub for a full socket and has not joined again: it reads
+    /// [`PACED_PAGE`] changes a query.
+    paced: bool,
 }
 
 impl Drop for Stream {
@@ -135,6 +147,7 @@ pub fn start(
             after,
             started: false,
             live: false,
+            paced: false,
         })),
         hub,
         backlog: Arc::new(AtomicUsize::new(0)),
@@ -156,9 +169,12 @@ fn pump(stream: Arc<Stream>, progress: bool) {
     let sent_up_to = p.after.unwrap_or(0);
     let mut behind = false;
     loop {
-        let page = stream
-            .store
-            .changes(&stream.prefix, p.after, PAGE, stream.values);
+        let page = stream.store.changes(
+            &stream.prefix,
+            p.after,
+            if p.paced { PACED_PAGE } else { PAGE },
+            stream.values,
+        );
         let page = match page {
             Ok(page) => page,
             Err(e) => {
@@ -373,6 +389,7 @@ impl Hub {
         }
         st.live.push(Arc::downgrade(stream));
         p.live = true;
+        p.paced = false;
         if !st.waiting {
             st.waiting = true;
             drop(st);
@@ -523,6 +540,7 @@ impl Hub {
         if after < from {
             // It would miss (after, from]: it reads the feed itself.
             p.live = false;
+            p.paced = true;
             drop(guard);
             again(Arc::clone(stream));
             return None;
@@ -535,6 +553,7 @@ impl Hub {
             // (the loop holds the pump till then) it reads the feed after
             // `after` itself, then joins again.
             p.live = false;
+            p.paced = true;
             drop(guard);
             again(Arc::clone(stream));
             return None;
