@@ -4,7 +4,7 @@
 //! every [`PROGRESS_EVERY`] while idle.
 //!
 //! No thread per stream: the connection loop holds the stream
-//! (`State::Streaming` in `conn.rs`) and sends the parts posted to it. A
+//! (`State::Streaming` in `http/conn`) and sends the parts posted to it. A
 //! part is made on a worker by `pump`: it reads the feed from the
 //! database after the last revision sent, posts what it found, then parks
 //! the request (the loop runs the next pump at the progress deadline) and
