@@ -11,9 +11,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, SendError, Sender, TrySendError, bounded, select, unbounded};
+use crossbeam_channel::{Receiver, SendError, Sender, unbounded};
 
 use super::completion::{
     Deferred, Handler, Lane, Reply, Responder, Service, settle, wait_for_answer,
@@ -23,19 +24,20 @@ use super::message::{HttpRequest, HttpResponse};
 /// Counts answers by status (for `/metrics`).
 pub type Counter = Arc<dyn Fn(u16) + Send + Sync>;
 
-/// A request to answer: the work its handler deferred.
-type Job = (HttpRequest, Deferred, Responder);
-/// Work handed over by the connection loop (a long poll's expiry).
-type Task = Box<dyn FnOnce() + Send>;
+enum Job {
+    /// A request to answer: the work its handler deferred.
+    Request(HttpRequest, Deferred, Responder),
+    /// Work handed over by the connection loop (a long poll's expiry).
+    Task(Box<dyn FnOnce() + Send>),
+}
 
-/// A fixed set of worker threads fed by a bounded channel of requests
-/// and a channel of the loop's tasks.
+/// A fixed set of worker threads fed by one channel, with at most
+/// `capacity` requests waiting in it.
 pub struct WorkerPool {
-    /// Requests: bounded, so overload is refused, never queued without end.
     queue: Sender<Job>,
-    /// The loop's tasks: at most one per parked request, so bounded by the
-    /// parked requests; they must run, so they never meet a full queue.
-    tasks: Sender<Task>,
+    /// Requests waiting for a worker.
+    waiting: Arc<AtomicUsize>,
+    capacity: usize,
     handler: Handler,
     threads: Vec<JoinHandle<()>>,
     counter: Option<Counter>,
@@ -68,22 +70,23 @@ impl WorkerPool {
         handler: Handler,
         counter: Option<Counter>,
     ) -> std::io::Result<Self> {
-        let (queue, jobs) = bounded::<Job>(queue_len.max(1));
-        let (tasks, task_jobs) = unbounded::<Task>();
+        let (queue, jobs) = unbounded::<Job>();
+        let waiting = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
         for i in 0..workers.max(1) {
-            let jobs = jobs.clone();
-            let task_jobs = task_jobs.clone();
+            let jobs: Receiver<Job> = jobs.clone();
+            let waiting = Arc::clone(&waiting);
             let counter = counter.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("{name}-{i}"))
-                    .spawn(move || run_worker(&jobs, &task_jobs, counter.as_ref()))?,
+                    .spawn(move || run_worker(&jobs, &waiting, counter.as_ref()))?,
             );
         }
         Ok(WorkerPool {
             queue,
-            tasks,
+            waiting,
+            capacity: queue_len.max(1),
             handler,
             threads,
             counter,
@@ -106,11 +109,9 @@ impl WorkerPool {
         Deferred::new(Lane::Workers, move |request| handler(request))
     }
 
-    /// Lets queued requests and tasks finish, then stops and joins every
-    /// worker.
+    /// Lets queued requests finish, then stops and joins every worker.
     pub fn shutdown(self) {
         drop(self.queue);
-        drop(self.tasks);
         for t in self.threads {
             let _ = t.join();
         }
@@ -124,20 +125,31 @@ impl Service for WorkerPool {
     }
 
     fn defer(&self, request: HttpRequest, work: Deferred, responder: Responder) {
-        let (response, responder) = match self.queue.try_send((request, work, responder)) {
-            Ok(()) => return,
-            Err(TrySendError::Full((_, _, responder))) => (
-                HttpResponse::error(
-                    503,
-                    "server overloaded: request queue is full, retry shortly",
-                )
-                .with_header("Retry-After", "1"),
-                responder,
-            ),
-            Err(TrySendError::Disconnected((_, _, responder))) => (
-                HttpResponse::error(503, "server is shutting down").closing(),
-                responder,
-            ),
+        let room = self
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_ok();
+        let response = if !room {
+            HttpResponse::error(
+                503,
+                "server overloaded: request queue is full, retry shortly",
+            )
+            .with_header("Retry-After", "1")
+        } else {
+            match self.queue.send(Job::Request(request, work, responder)) {
+                Ok(()) => return,
+                Err(SendError(job)) => {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    let Job::Request(_, _, responder) = job else {
+                        return;
+                    };
+                    let response = HttpResponse::error(503, "server is shutting down").closing();
+                    self.count(response.status);
+                    return responder.send(response);
+                }
+            }
         };
         self.count(response.status);
         responder.send(response);
@@ -149,38 +161,29 @@ impl Service for WorkerPool {
         }
     }
 
-    /// On a worker, whatever the requests waiting. Only once the workers
-    /// are gone does it run in place: its request waits for it.
+    /// On a worker, queued whatever the requests waiting (the channel is
+    /// unbounded; tasks are bounded by the parked requests). Only once the
+    /// workers are gone does it run in place: its request waits for it.
     fn spawn(&self, task: Box<dyn FnOnce() + Send>) {
-        if let Err(SendError(task)) = self.tasks.send(task) {
+        if let Err(SendError(Job::Task(task))) = self.queue.send(Job::Task(task)) {
             task();
         }
     }
 }
 
-fn run_worker(jobs: &Receiver<Job>, tasks: &Receiver<Task>, counter: Option<&Counter>) {
-    loop {
-        // Requests and tasks as they come; once the pool stops (both
-        // senders dropped), what is queued still runs, then the worker ends.
-        let (request, work, responder) = select! {
-            recv(jobs) -> job => match job {
-                Ok(job) => job,
-                Err(_) => {
-                    tasks.iter().for_each(run_task);
-                    return;
+fn run_worker(jobs: &Receiver<Job>, waiting: &AtomicUsize, counter: Option<&Counter>) {
+    for job in jobs.iter() {
+        let (request, work, responder) = match job {
+            Job::Request(request, work, responder) => {
+                waiting.fetch_sub(1, Ordering::AcqRel);
+                (request, work, responder)
+            }
+            Job::Task(task) => {
+                if catch_unwind(AssertUnwindSafe(task)).is_err() {
+                    log::error!("a task handed to the workers panicked");
                 }
-            },
-            recv(tasks) -> task => match task {
-                Ok(task) => {
-                    run_task(task);
-                    continue;
-                }
-                // The pool stopped: the requests still queued, then the end.
-                Err(_) => match jobs.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-            },
+                continue;
+            }
         };
         let reply = catch_unwind(AssertUnwindSafe(|| work.run(&request)));
         let reply = match reply {
@@ -206,11 +209,5 @@ fn run_worker(jobs: &Receiver<Job>, tasks: &Receiver<Task>, counter: Option<&Cou
                 request.target
             );
         }
-    }
-}
-
-fn run_task(task: Task) {
-    if catch_unwind(AssertUnwindSafe(task)).is_err() {
-        log::error!("a task handed to the workers panicked");
     }
 }
