@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::exit::Failure;
+use super::exit::{Failure, code};
 
 /// The first wait after a failure, doubled each time up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -43,5 +43,32 @@ impl Backoff {
     /// After a try that succeeded: whether tries had failed before it.
     pub fn recovered(&mut self) -> bool {
         self.current.take().is_some()
+    }
+}
+
+/// A command that runs its steps until interrupted and retries a step
+/// while no endpoint answers (`watch`, of a key or of a prefix).
+pub trait Retrying: Sized {
+    /// The command's backoff.
+    fn backoff(&mut self) -> &mut Backoff;
+
+    /// Said on stderr when a step succeeds after failed tries.
+    fn resuming(&self) -> String;
+
+    /// Runs `step` until it succeeds or fails for a reason other than
+    /// "unavailable", waiting longer after each unavailable try.
+    fn retrying<T>(&mut self, step: fn(&mut Self) -> Result<T, Failure>) -> Result<T, Failure> {
+        loop {
+            match step(self) {
+                Ok(v) => {
+                    if self.backoff().recovered() {
+                        eprintln!("{}", self.resuming());
+                    }
+                    return Ok(v);
+                }
+                Err(f) if f.code == code::UNAVAILABLE => self.backoff().wait(&f),
+                Err(f) => return Err(f),
+            }
+        }
     }
 }

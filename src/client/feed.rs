@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::args::{Output, WatchArgs};
-use super::backoff::Backoff;
+use super::backoff::{Backoff, Retrying};
 use super::commands::parse;
 use super::endpoint::query_value;
 use super::exit::{Failure, code, detail};
@@ -78,30 +78,23 @@ pub fn follow(args: &WatchArgs, prefix: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+impl Retrying for Follower<'_> {
+    fn backoff(&mut self) -> &mut Backoff {
+        &mut self.backoff
+    }
+
+    fn resuming(&self) -> String {
+        format!(
+            "vkv watch: connected to {}, resuming after revision {}",
+            self.client.endpoint(),
+            self.after
+        )
+    }
+}
+
 impl Follower<'_> {
     fn done(&self) -> bool {
         self.args.count.is_some_and(|n| self.printed >= n)
-    }
-
-    /// Runs `step` until it succeeds or fails for a reason other than
-    /// "unavailable", waiting longer after each unavailable try.
-    fn retrying<T>(&mut self, step: fn(&mut Self) -> Result<T, Failure>) -> Result<T, Failure> {
-        loop {
-            match step(self) {
-                Ok(v) => {
-                    if self.backoff.recovered() {
-                        eprintln!(
-                            "vkv watch: connected to {}, resuming after revision {}",
-                            self.client.endpoint(),
-                            self.after
-                        );
-                    }
-                    return Ok(v);
-                }
-                Err(f) if f.code == code::UNAVAILABLE => self.backoff.wait(&f),
-                Err(f) => return Err(f),
-            }
-        }
     }
 
     /// The store's revision now (`GET /changes` without `after`).

@@ -12,10 +12,10 @@
 //! printed twice.
 
 use super::args::{Output, WatchArgs};
-use super::backoff::Backoff;
+use super::backoff::{Backoff, Retrying};
 use super::commands::{Found, history_page, json_string, parse};
 use super::endpoint::path_key;
-use super::exit::{Failure, code, detail};
+use super::exit::{Failure, detail};
 use super::failover::Client;
 use super::http::Request;
 use super::output::{self, compact};
@@ -65,30 +65,23 @@ pub fn watch(args: &WatchArgs) -> Result<(), Failure> {
     }
 }
 
+impl Retrying for Watcher<'_> {
+    fn backoff(&mut self) -> &mut Backoff {
+        &mut self.backoff
+    }
+
+    fn resuming(&self) -> String {
+        format!(
+            "vkv watch: connected to {}, resuming after version {}",
+            self.client.endpoint(),
+            self.after
+        )
+    }
+}
+
 impl Watcher<'_> {
     fn done(&self) -> bool {
         self.args.count.is_some_and(|n| self.printed >= n)
-    }
-
-    /// Runs `step` until it succeeds or fails for a reason other than
-    /// "unavailable", waiting longer after each unavailable try.
-    fn retrying<T>(&mut self, step: fn(&mut Self) -> Result<T, Failure>) -> Result<T, Failure> {
-        loop {
-            match step(self) {
-                Ok(v) => {
-                    if self.backoff.recovered() {
-                        eprintln!(
-                            "vkv watch: connected to {}, resuming after version {}",
-                            self.client.endpoint(),
-                            self.after
-                        );
-                    }
-                    return Ok(v);
-                }
-                Err(f) if f.code == code::UNAVAILABLE => self.backoff.wait(&f),
-                Err(f) => return Err(f),
-            }
-        }
     }
 
     /// The key's latest version now, deleted or not (0: none).
