@@ -16,7 +16,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use crate::error::StoreError;
 
 /// What a connection is for. Each is named in `pg_stat_activity`
-/// (`application_name`) and gets the session bounds of its job, so that no
+/// (`application_name`) and gets the per-connection bounds of its job, so that no
 /// wait on the database is without end:
 /// - every connection asks the server to probe its peer (TCP keepalives on
 ///   the server's side too: a replica partitioned away loses its sessions,
@@ -83,7 +83,7 @@ pub(crate) struct PgConn {
     /// A statement failed because the connection did (see
     /// [`is_connection_error`]): the pool must not hand it out again.
     broken: bool,
-    /// The session's query timeout (a read connection's), which
+    /// The connection's query timeout (a read connection's), which
     /// [`PgConn::within`] lowers for a while.
     timeout: Option<Duration>,
 }
@@ -111,11 +111,11 @@ impl PgConn {
     }
 
     /// `f`, its statements bounded by `limit` (`statement_timeout` and
-    /// `lock_timeout`) when that is below the session's query timeout (zero:
+    /// `lock_timeout`) when that is below the connection's query timeout (zero:
     /// no bound, as for `--query-timeout 0`): a
     /// read that already waited for its turn gets what is left of its
     /// time, not the whole timeout again. Two round trips more, so only
-    /// when the bound changes; if the session's bound cannot be set back,
+    /// when the bound changes; if the connection's bound cannot be set back,
     /// the connection is not used again.
     pub fn within<T>(
         &mut self,
