@@ -288,6 +288,30 @@ pub(crate) struct Written {
     pub deadline: Option<Deadline>,
 }
 
+/// Where a read of the change feed starts, on every backend: after `after`,
+/// or after the store's `revision` now when none is given, or after the
+/// oldest change kept (`compacted`) for `after=0`. Starting below what
+/// retention or a purge under the prefix removed is
+/// [`StoreError::ChangesGone`].
+pub(crate) fn feed_start(
+    after: Option<u64>,
+    revision: u64,
+    compacted: u64,
+) -> Result<u64, StoreError> {
+    let after = match after {
+        None => revision,
+        Some(0) => compacted,
+        Some(a) => a,
+    };
+    if after < compacted {
+        return Err(StoreError::ChangesGone {
+            after,
+            oldest: compacted,
+        });
+    }
+    Ok(after)
+}
+
 /// The outcome of each operation of a committed batch, in order. A refused
 /// operation (failed condition, missing key) is an `Err` here and wrote
 /// nothing; its neighbours committed.

@@ -16,7 +16,7 @@ use crate::change::{Change, ChangeOperation, ChangePage, Stored, cut_at_revision
 use crate::error::StoreError;
 use crate::storage::seam::{
     DbStats, Due, Fresh, KeyInfo, KeyPage, LatestReply, LeaseState, Reads, VersionInfo,
-    VersionReply,
+    VersionReply, feed_start,
 };
 use crate::version::Versioned;
 
@@ -468,17 +468,7 @@ fn changes_in(
         .ok_or_else(|| StoreError::Internal("no revision counter".into()))?;
     let revision = counters.try_get::<_, i64>(0)?.max(0) as u64;
     let compacted = counters.try_get::<_, i64>(1)?.max(0) as u64;
-    let after = match after {
-        None => revision,
-        Some(0) => compacted,
-        Some(a) => a,
-    };
-    if after < compacted {
-        return Err(StoreError::ChangesGone {
-            after,
-            oldest: compacted,
-        });
-    }
+    let after = feed_start(after, revision, compacted)?;
     let mut query = |n: i64| -> Result<Vec<postgres::Row>, StoreError> {
         Ok(conn.query(
             "(SELECT revision, seq, key, version, ts_ms, deleted, created, false,

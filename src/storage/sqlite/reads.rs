@@ -14,7 +14,9 @@ use super::file::DbFile;
 use super::schema::open_err;
 use crate::change::{Change, ChangeOperation, ChangePage, Stored, cut_at_revision};
 use crate::error::{OpenError, StoreError};
-use crate::storage::seam::{DbStats, ExpiryState, KeyInfo, KeyPage, Reads, VersionInfo};
+use crate::storage::seam::{
+    DbStats, ExpiryState, KeyInfo, KeyPage, Reads, VersionInfo, feed_start,
+};
 use crate::version::Versioned;
 
 /// The pool of read-only connections used by request threads.
@@ -216,17 +218,7 @@ impl ReadPool {
             )?
             .query_row(params![prefix, upper], |r| r.get(0))?;
         let compacted = counter(&tx, "compacted")?.max(purged.max(0) as u64);
-        let after = match after {
-            None => revision,
-            Some(0) => compacted,
-            Some(a) => a,
-        };
-        if after < compacted {
-            return Err(StoreError::ChangesGone {
-                after,
-                oldest: compacted,
-            });
-        }
+        let after = feed_start(after, revision, compacted)?;
         let query = |tx: &rusqlite::Transaction<'_>, after: u64, n: i64| {
             let mut stmt = tx.prepare_cached(
                 "SELECT revision, seq, key, version, ts_ms, deleted, created, 0,
