@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{Raw, poll_until};
+use support::poll_until;
+use support::raw::Raw;
 
 use vkv::http::completion::Reply;
 use vkv::http::conn::{ConnLimits, HttpServer};

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{Raw, Resp, exclusive, poll_until, shared};
+use support::raw::Raw;
+use support::{Resp, exclusive, poll_until, shared};
 
 use vkv::http::completion::{Deferred, Reply, Responder};
 use vkv::http::conn::{ConnLimits, HttpServer, Service};

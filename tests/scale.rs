@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Raw, Server, exclusive, json, metric, poll_until, raise_fd_limit, shared};
+use common::raw::Raw;
+use common::{Server, exclusive, json, metric, poll_until, raise_fd_limit, shared};
 
 /// Connections and watchers the big tests open: thousands, CI-sized.
 const MANY: usize = 3_000;

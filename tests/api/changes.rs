@@ -8,20 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, Value, json, metric, poll_until};
-
-fn rev(v: &Value) -> u64 {
-    v["revision"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no revision in {v}"))
-}
-
-/// `GET path` that must answer 200; its body.
-fn ok(c: &mut Client, path: &str) -> Value {
-    let r = c.get(path);
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()
-}
+use crate::common::feed::{change, revision, wait_parked};
+use crate::common::{Client, Server, Value, get_ok, json, metric, poll_until};
 
 fn batch(c: &mut Client, puts: Value) -> Value {
     let body = serde_json::to_vec(&json!({ "puts": puts })).unwrap();
@@ -45,40 +33,45 @@ fn delete(c: &mut Client, path: &str) -> Value {
 fn every_write_takes_the_next_revision_and_the_feed_shows_each_in_order() {
     let s = Server::start(&[]);
     let mut c = s.client();
-    assert_eq!(rev(&ok(&mut c, "/db/stats")), 0);
-    let a1 = rev(&c.put("f/a", &json!(1)).json());
-    let a2 = rev(&c.put("f/a", &json!(2)).json());
+    assert_eq!(revision(&get_ok(&mut c, "/db/stats")), 0);
+    let a1 = revision(&c.put("f/a", &json!(1)).json());
+    let a2 = revision(&c.put("f/a", &json!(2)).json());
     assert!(a2 > a1, "{a1} {a2}");
     let b = batch(
         &mut c,
         json!([{"key": "f/c", "value": "c"}, {"key": "f/b", "value": "b"}]),
     );
-    let (b1, b2) = (rev(&b["results"][0]), rev(&b["results"][1]));
+    let (b1, b2) = (revision(&b["results"][0]), revision(&b["results"][1]));
     assert_eq!(b1, b2, "a batch shares one revision");
     assert!(b1 > a2);
     c.put("other", &json!("x"));
-    let d = rev(&delete(&mut c, "/delete/f/a"));
+    let d = revision(&delete(&mut c, "/delete/f/a"));
     let p = delete(&mut c, "/delete/f/c?purge=true");
-    let p = rev(&p);
+    let p = revision(&p);
     assert!(p > d && d > b1, "{b1} {d} {p}");
-    assert_eq!(rev(&ok(&mut c, "/db/stats")), p);
+    assert_eq!(revision(&get_ok(&mut c, "/db/stats")), p);
 
     // Reads carry the revision of their version.
-    assert_eq!(rev(&ok(&mut c, "/get/f/b")), b1);
-    assert_eq!(rev(&ok(&mut c, "/get/f/a?version=1")), a1);
-    let h = ok(&mut c, "/history/f/a");
-    let revs: Vec<u64> = h["versions"].as_array().unwrap().iter().map(rev).collect();
+    assert_eq!(revision(&get_ok(&mut c, "/get/f/b")), b1);
+    assert_eq!(revision(&get_ok(&mut c, "/get/f/a?version=1")), a1);
+    let h = get_ok(&mut c, "/history/f/a");
+    let revs: Vec<u64> = h["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(revision)
+        .collect();
     assert_eq!(revs, vec![d, a2, a1]);
 
     // The feed: every change under the prefix, in order, batch order kept.
-    let feed = ok(&mut c, "/changes?prefix=f/&after=0");
+    let feed = get_ok(&mut c, "/changes?prefix=f/&after=0");
     let seen: Vec<(u64, String, u64, String, Value)> = feed["changes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|ch| {
             (
-                rev(ch),
+                revision(ch),
                 ch["key"].as_str().unwrap().to_string(),
                 ch["version"].as_u64().unwrap(),
                 ch["operation"].as_str().unwrap().to_string(),
@@ -97,17 +90,17 @@ fn every_write_takes_the_next_revision_and_the_feed_shows_each_in_order() {
     // Purging f/c removed revision b1's f/c: a feed from 0 starts after it.
     let from_oldest: Vec<_> = expected.iter().filter(|e| e.0 > b1).cloned().collect();
     assert_eq!(seen, from_oldest, "{feed}");
-    assert_eq!(rev(&feed), p);
+    assert_eq!(revision(&feed), p);
     assert_eq!(feed["next_after"], json!(p));
     let r = c.get(&format!("/changes?prefix=f/&after={a1}"));
     assert_eq!(r.status, 410, "{}", r.text());
     assert_eq!(r.json()["oldest_revision"], json!(b1));
     // A purge is gone history for readers of its key's prefix only.
-    let other = ok(&mut c, &format!("/changes?prefix=other&after={a1}"));
+    let other = get_ok(&mut c, &format!("/changes?prefix=other&after={a1}"));
     assert_eq!(other["changes"][0]["key"], "other");
 
     // values=false leaves values out; a prefix filters.
-    let feed = ok(&mut c, &format!("/changes?after={b1}&values=false"));
+    let feed = get_ok(&mut c, &format!("/changes?after={b1}&values=false"));
     for ch in feed["changes"].as_array().unwrap() {
         assert!(ch.get("value").is_none(), "{ch}");
     }
@@ -119,9 +112,9 @@ fn every_write_takes_the_next_revision_and_the_feed_shows_each_in_order() {
         .collect();
     assert_eq!(keys, vec!["other", "f/a", "f/c"]);
     // Without after: from now on (nothing yet).
-    let now = ok(&mut c, "/changes?prefix=f/");
+    let now = get_ok(&mut c, "/changes?prefix=f/");
     assert_eq!(now["changes"], json!([]));
-    assert_eq!(rev(&now), p);
+    assert_eq!(revision(&now), p);
     assert_eq!(now["next_after"], json!(p));
 }
 
@@ -134,14 +127,14 @@ fn a_page_never_ends_inside_a_batch() {
         &mut c,
         json!([{"key": "k1", "value": 1}, {"key": "k2", "value": 2}, {"key": "k3", "value": 3}]),
     );
-    let br = rev(&b["results"][0]);
+    let br = revision(&b["results"][0]);
     c.put("k4", &json!(4));
     // limit 2 would cut the batch: the page stops before it.
-    let page = ok(&mut c, "/changes?after=0&limit=2");
+    let page = get_ok(&mut c, "/changes?after=0&limit=2");
     assert_eq!(page["changes"].as_array().unwrap().len(), 1, "{page}");
     assert_eq!(page["next_after"], json!(br - 1));
     // A batch larger than the limit comes whole.
-    let page = ok(&mut c, &format!("/changes?after={}&limit=2", br - 1));
+    let page = get_ok(&mut c, &format!("/changes?after={}&limit=2", br - 1));
     let keys: Vec<&str> = page["changes"]
         .as_array()
         .unwrap()
@@ -150,7 +143,7 @@ fn a_page_never_ends_inside_a_batch() {
         .collect();
     assert_eq!(keys, vec!["k1", "k2", "k3"], "batch order");
     assert_eq!(page["next_after"], json!(br));
-    let page = ok(&mut c, &format!("/changes?after={br}&limit=2"));
+    let page = get_ok(&mut c, &format!("/changes?after={br}&limit=2"));
     assert_eq!(page["changes"][0]["key"], "k4");
     assert_eq!(page["next_after"], page["revision"]);
 }
@@ -164,7 +157,7 @@ fn a_follower_reads_every_change_exactly_once_in_order_under_concurrent_writers(
     let s = Server::start(&[]);
     let addr = s.addr;
     let mut c = s.client();
-    let start = rev(&ok(&mut c, "/db/stats"));
+    let start = revision(&get_ok(&mut c, "/db/stats"));
     let acks: Arc<Mutex<Vec<(u64, String, u64)>>> = Arc::default();
     let writers: Vec<_> = (0..8)
         .map(|t| {
@@ -182,7 +175,7 @@ fn a_follower_reads_every_change_exactly_once_in_order_under_concurrent_writers(
                     let body = r.json();
                     if key.starts_with("p/") {
                         let version = body["version"].as_u64().unwrap();
-                        acks.lock().unwrap().push((rev(&body), key, version));
+                        acks.lock().unwrap().push((revision(&body), key, version));
                     }
                 }
             })
@@ -197,16 +190,12 @@ fn a_follower_reads_every_change_exactly_once_in_order_under_concurrent_writers(
             let mut read: Vec<(u64, String, u64)> = Vec::new();
             loop {
                 let finished = done.load(Ordering::SeqCst);
-                let page = ok(
+                let page = get_ok(
                     &mut c,
                     &format!("/changes?prefix=p/&after={after}&limit=7&wait=2"),
                 );
                 for ch in page["changes"].as_array().unwrap() {
-                    read.push((
-                        rev(ch),
-                        ch["key"].as_str().unwrap().to_string(),
-                        ch["version"].as_u64().unwrap(),
-                    ));
+                    read.push(change(ch));
                 }
                 let next = page["next_after"].as_u64().unwrap();
                 assert!(next >= after, "next_after went back: {after} -> {next}");
@@ -236,10 +225,10 @@ fn a_long_poll_waits_for_a_matching_change_and_else_answers_progress() {
     let s = Server::start(&[]);
     let mut c = s.client();
     c.put("w/a", &json!(1));
-    let r0 = rev(&ok(&mut c, "/db/stats"));
+    let r0 = revision(&get_ok(&mut c, "/db/stats"));
     // Nothing comes: an empty list and the current revision, after the wait.
     let t = Instant::now();
-    let page = ok(&mut c, &format!("/changes?prefix=w/&after={r0}&wait=1"));
+    let page = get_ok(&mut c, &format!("/changes?prefix=w/&after={r0}&wait=1"));
     assert!(
         t.elapsed() >= Duration::from_millis(900),
         "{:?}",
@@ -251,14 +240,10 @@ fn a_long_poll_waits_for_a_matching_change_and_else_answers_progress() {
     let addr = s.addr;
     let waiting = std::thread::spawn(move || {
         let mut c = Client::connect(addr);
-        let page = ok(&mut c, &format!("/changes?prefix=w/&after={r0}&wait=30"));
+        let page = get_ok(&mut c, &format!("/changes?prefix=w/&after={r0}&wait=30"));
         (page, Instant::now())
     });
-    assert!(
-        poll_until(Duration::from_secs(10), || metric(&mut c, "vkv_watchers")
-            == Some(1.0)),
-        "the long poll never parked"
-    );
+    wait_parked(&mut c, 1);
     // A change elsewhere moves the store's revision, not this poll.
     c.put("elsewhere", &json!(1));
     std::thread::sleep(Duration::from_millis(300));
@@ -272,8 +257,8 @@ fn a_long_poll_waits_for_a_matching_change_and_else_answers_progress() {
     assert!(answered.duration_since(written) < Duration::from_secs(5));
     assert_eq!(page["changes"].as_array().unwrap().len(), 1, "{page}");
     assert_eq!(page["changes"][0]["key"], "w/b");
-    assert_eq!(rev(&page["changes"][0]), rev(&put));
-    assert_eq!(page["next_after"], json!(rev(&put)));
+    assert_eq!(revision(&page["changes"][0]), revision(&put));
+    assert_eq!(page["next_after"], json!(revision(&put)));
     // Parked, it held no watcher slot after its answer.
     assert!(poll_until(Duration::from_secs(5), || metric(
         &mut c,
@@ -283,12 +268,9 @@ fn a_long_poll_waits_for_a_matching_change_and_else_answers_progress() {
     // Without after: only what comes from now on.
     let waiting = std::thread::spawn(move || {
         let mut c = Client::connect(addr);
-        ok(&mut c, "/changes?prefix=w/&wait=30")
+        get_ok(&mut c, "/changes?prefix=w/&wait=30")
     });
-    assert!(poll_until(Duration::from_secs(10), || metric(
-        &mut c,
-        "vkv_watchers"
-    ) == Some(1.0)));
+    wait_parked(&mut c, 1);
     c.put("w/c", &json!("c"));
     let page = waiting.join().unwrap();
     let keys: Vec<&str> = page["changes"]
@@ -311,10 +293,7 @@ fn long_polls_are_answered_when_the_server_stops() {
         let r = c.get("/changes?prefix=s/&wait=60");
         (r.status, r.json())
     });
-    assert!(poll_until(Duration::from_secs(10), || metric(
-        &mut c,
-        "vkv_watchers"
-    ) == Some(1.0)));
+    wait_parked(&mut c, 1);
     let stopping = Instant::now();
     assert!(s.terminate().success());
     let (status, body) = waiting.join().unwrap();
@@ -327,33 +306,36 @@ fn long_polls_are_answered_when_the_server_stops() {
 fn retention_that_removes_a_change_is_gone_for_readers_behind_it() {
     let s = Server::start(&["--max-versions", "2"]);
     let mut c = s.client();
-    let r0 = rev(&c.put("first", &json!(0)).json());
-    let r1 = rev(&c.put("r", &json!(1)).json());
-    let r2 = rev(&c.put("r", &json!(2)).json());
+    let r0 = revision(&c.put("first", &json!(0)).json());
+    let r1 = revision(&c.put("r", &json!(1)).json());
+    let r2 = revision(&c.put("r", &json!(2)).json());
     assert_eq!(
-        ok(&mut c, &format!("/changes?after={r1}"))["changes"]
+        get_ok(&mut c, &format!("/changes?after={r1}"))["changes"]
             .as_array()
             .unwrap()
             .len(),
         1
     );
-    let r3 = rev(&c.put("r", &json!(3)).json());
+    let r3 = revision(&c.put("r", &json!(3)).json());
     // Version 1 (revision r1) is gone: a reader after 0 .. r1-1 would miss it.
     let r = c.get(&format!("/changes?after={}", r1 - 1));
     assert_eq!(r.status, 410, "{}", r.text());
     assert_eq!(r.json()["oldest_revision"], json!(r1));
     // From r1 on nothing is missing.
-    let page = ok(&mut c, &format!("/changes?after={r1}"));
+    let page = get_ok(&mut c, &format!("/changes?after={r1}"));
     let revs: Vec<u64> = page["changes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(rev)
+        .map(revision)
         .collect();
     assert_eq!(revs, vec![r2, r3]);
     // after=0: from the oldest revision kept without a gap (not r0, kept
     // but before the gap).
-    assert_eq!(ok(&mut c, "/changes?after=0")["changes"], page["changes"]);
+    assert_eq!(
+        get_ok(&mut c, "/changes?after=0")["changes"],
+        page["changes"]
+    );
     assert!(r0 < r1);
 }
 
@@ -389,7 +371,7 @@ fn list_then_watch_misses_nothing_and_repeats_nothing() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(200));
-    let listing = ok(&mut c, "/keys?prefix=l/&limit=1000&values=true");
+    let listing = get_ok(&mut c, "/keys?prefix=l/&limit=1000&values=true");
     let mut state: BTreeMap<String, (u64, Value)> = listing["keys"]
         .as_array()
         .unwrap()
@@ -401,16 +383,16 @@ fn list_then_watch_misses_nothing_and_repeats_nothing() {
             )
         })
         .collect();
-    let mut after = rev(&listing);
+    let mut after = revision(&listing);
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.join().unwrap();
     }
-    let end = rev(&ok(&mut c, "/db/stats"));
+    let end = revision(&get_ok(&mut c, "/db/stats"));
     let mut seen = HashSet::new();
     while after < end {
-        let page = ok(
+        let page = get_ok(
             &mut c,
             &format!("/changes?prefix=l/&after={after}&limit=50"),
         );
@@ -418,7 +400,7 @@ fn list_then_watch_misses_nothing_and_repeats_nothing() {
             let key = ch["key"].as_str().unwrap().to_string();
             let version = ch["version"].as_u64().unwrap();
             assert!(
-                rev(ch) > rev(&listing),
+                revision(ch) > revision(&listing),
                 "a change the listing already held: {ch}"
             );
             assert!(seen.insert((key.clone(), version)), "repeated: {ch}");
@@ -437,7 +419,7 @@ fn list_then_watch_misses_nothing_and_repeats_nothing() {
         }
         after = page["next_after"].as_u64().unwrap();
     }
-    let now = ok(&mut c, "/keys?prefix=l/&limit=1000&values=true");
+    let now = get_ok(&mut c, "/keys?prefix=l/&limit=1000&values=true");
     let expected: BTreeMap<String, (u64, Value)> = now["keys"]
         .as_array()
         .unwrap()
@@ -450,7 +432,7 @@ fn list_then_watch_misses_nothing_and_repeats_nothing() {
         })
         .collect();
     assert_eq!(state, expected);
-    assert_eq!(rev(&now), end);
+    assert_eq!(revision(&now), end);
 }
 
 #[test]
@@ -458,12 +440,12 @@ fn keys_with_values_and_their_revision() {
     let s = Server::start(&[]);
     let mut c = s.client();
     c.put("v/a", &json!({"x": 1}));
-    let last = rev(&c.put("v/b", &json!([2])).json());
-    let page = ok(&mut c, "/keys?prefix=v/&values=true");
-    assert_eq!(rev(&page), last);
+    let last = revision(&c.put("v/b", &json!([2])).json());
+    let page = get_ok(&mut c, "/keys?prefix=v/&values=true");
+    assert_eq!(revision(&page), last);
     assert_eq!(page["keys"][0]["value"], json!({"x": 1}));
     assert_eq!(page["keys"][1]["value"], json!([2]));
-    let page = ok(&mut c, "/keys?prefix=v/");
+    let page = get_ok(&mut c, "/keys?prefix=v/");
     assert!(page["keys"][0].get("value").is_none());
     assert_eq!(c.get("/keys?values=true&delimiter=/").status, 422);
 }

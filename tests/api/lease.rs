@@ -4,22 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, json, metric, on_postgres, poll_until};
-use crate::ttl::{entries, ms, now_ms, post, wait_expired};
-
-fn grant(c: &mut Client, ttl: &serde_json::Value) -> u64 {
-    let r = post(c, "/leases", &json!({ "ttl": ttl }));
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["id"].as_u64().unwrap()
-}
+use crate::common::feed::wait_parked;
+use crate::common::lease::{grant, keepalive, ms, now_ms, wait_expired};
+use crate::common::{Client, Server, entries, json, metric, poll_until, post, sqlite_only};
 
 /// The tests that read `expires_at` from `GET` (SQLite's): PostgreSQL's
 /// leases are tested in `tests/postgres/ttl.rs`.
 fn skip() -> bool {
-    if on_postgres() {
-        eprintln!("skipped: GET shows expires_at on SQLite only");
-    }
-    on_postgres()
+    sqlite_only("GET shows expires_at on SQLite only")
 }
 
 #[test]
@@ -68,7 +60,7 @@ fn a_lease_keeps_its_keys_while_kept_alive_and_expires_them_after() {
     let mut last = now_ms();
     let mut previous = ms(lease["expires_at"].as_str().unwrap());
     while start.elapsed() < Duration::from_secs(6) {
-        let r = c.request("POST", &format!("/leases/{id}/keepalive"), &[], b"");
+        let r = keepalive(&mut c, id);
         assert_eq!(r.status, 200, "{}", r.text());
         last = now_ms();
         let next = ms(r.json()["expires_at"].as_str().unwrap());
@@ -91,7 +83,7 @@ fn a_lease_keeps_its_keys_while_kept_alive_and_expires_them_after() {
     );
     assert_eq!(entries(&mut c, "svc/a")[0]["operation"], "expire");
     // The lease is gone: a keepalive does not revive it.
-    let r = c.request("POST", &format!("/leases/{id}/keepalive"), &[], b"");
+    let r = keepalive(&mut c, id);
     assert_eq!(r.status, 404);
     assert!(
         r.detail().contains(&format!("lease {id}")),
@@ -144,9 +136,7 @@ fn revoking_a_lease_expires_its_keys_at_once_and_wakes_watchers() {
         let mut c = Client::connect(addr);
         c.get("/get/r/1?wait_after=1&timeout=30")
     });
-    assert!(poll_until(Duration::from_secs(5), || {
-        metric(&mut c, "vkv_watchers") == Some(1.0)
-    }));
+    wait_parked(&mut c, 1);
     let r = c.request("DELETE", &format!("/leases/{id}"), &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), json!({"id": id, "expired_keys": 3}));

@@ -8,8 +8,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, json};
-use crate::ttl::{now_ms, post};
+use crate::common::lease::{grant, keepalive, now_ms};
+use crate::common::{Client, Server, entries, json, post};
 
 const TTL: &str = "2s";
 
@@ -20,12 +20,6 @@ struct Book {
     holder: Option<u64>,
     max_token: u64,
     acquired: Vec<(u64, i64)>,
-}
-
-fn grant(c: &mut Client) -> u64 {
-    let r = post(c, "/leases", &json!({ "ttl": TTL }));
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["id"].as_u64().unwrap()
 }
 
 /// Tries to take the lock once; the fencing token if it did, else the
@@ -54,14 +48,14 @@ fn try_lock(c: &mut Client, lease: u64, who: usize) -> Result<u64, u64> {
 /// time (with a keepalive and a fenced write), and releases it.
 fn contender(addr: std::net::SocketAddr, who: usize, rounds: usize, book: Arc<Mutex<Book>>) {
     let mut c = Client::connect(addr);
-    let mut lease = grant(&mut c);
+    let mut lease = grant(&mut c, &json!(TTL));
     let mut taken = 0;
     let end = Instant::now() + Duration::from_secs(40);
     while taken < rounds && Instant::now() < end {
         // A lease that ran out during a long wait is replaced.
-        let r = c.request("POST", &format!("/leases/{lease}/keepalive"), &[], b"");
+        let r = keepalive(&mut c, lease);
         if r.status == 404 {
-            lease = grant(&mut c);
+            lease = grant(&mut c, &json!(TTL));
         }
         match try_lock(&mut c, lease, who) {
             Ok(token) => {
@@ -73,7 +67,7 @@ fn contender(addr: std::net::SocketAddr, who: usize, rounds: usize, book: Arc<Mu
                     b.max_token = token;
                     b.acquired.push((token, now_ms()));
                 }
-                let r = c.request("POST", &format!("/leases/{lease}/keepalive"), &[], b"");
+                let r = keepalive(&mut c, lease);
                 assert_eq!(r.status, 200, "{}", r.text());
                 // The guarded resource takes the token with each write.
                 assert_eq!(c.put("resource", &json!(token)).status, 200);
@@ -104,7 +98,7 @@ fn only_one_holds_the_lock_and_a_killed_holder_loses_it_within_ttl_and_a_second(
     let mut c = s.client();
     // The first holder takes the lock; a process of its own keeps the lease
     // alive, and is SIGKILLed: no more keepalives, no release.
-    let dead = grant(&mut c);
+    let dead = grant(&mut c, &json!(TTL));
     let token = try_lock(&mut c, dead, 99).expect("the first holder takes the lock");
     let keepalive = format!(
         "while :; do curl -s -o /dev/null -X POST http://{}/leases/{dead}/keepalive; \
@@ -162,6 +156,6 @@ fn only_one_holds_the_lock_and_a_killed_holder_loses_it_within_ttl_and_a_second(
         );
     }
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
-    let history = crate::ttl::entries(&mut c, "lock");
+    let history = entries(&mut c, "lock");
     assert!(history.iter().any(|e| e["operation"] == "expire"));
 }

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{Client, Server, StreamReader, Value, json, metric, poll_until};
+use crate::common::feed::{StreamReader, change};
+use crate::common::{Client, Server, Value, json, metric, poll_until};
 
 type Acked = Arc<Mutex<Vec<(u64, String, u64)>>>;
 
@@ -32,11 +33,7 @@ fn writers(addr: SocketAddr, acks: &Acked, per: u64) -> Vec<std::thread::JoinHan
                         let r = c.request("POST", "/batch", &[], &body);
                         assert_eq!(r.status, 200, "{}", r.text());
                         for res in r.json()["results"].as_array().unwrap() {
-                            acks.lock().unwrap().push((
-                                res["revision"].as_u64().unwrap(),
-                                res["key"].as_str().unwrap().to_string(),
-                                res["version"].as_u64().unwrap(),
-                            ));
+                            acks.lock().unwrap().push(change(res));
                         }
                     } else {
                         let key = format!("s/{t}/{}", i % 3);
@@ -93,11 +90,7 @@ fn sse_delivers_every_change_once_in_order_and_resumes_after_last_event_id() {
                     panic!("the stream ended");
                 };
                 match kind.as_str() {
-                    "message" => seen.push((
-                        data["revision"].as_u64().unwrap(),
-                        data["key"].as_str().unwrap().to_string(),
-                        data["version"].as_u64().unwrap(),
-                    )),
+                    "message" => seen.push(change(&data)),
                     "progress" => idle_progress += 1,
                     other => panic!("event {other}: {data}"),
                 }
@@ -167,11 +160,7 @@ fn many_streams_on_one_prefix_each_get_every_change_once_in_order() {
                     }
                     line
                 };
-                seen.push((
-                    data["revision"].as_u64().unwrap(),
-                    data["key"].as_str().unwrap().to_string(),
-                    data["version"].as_u64().unwrap(),
-                ));
+                seen.push(change(&data));
             }
             seen
         })
@@ -215,11 +204,7 @@ fn ndjson_delivers_every_change_once_in_order_from_now_on() {
             assert!(line["revision"].is_u64(), "a progress line: {line}");
             continue;
         }
-        seen.push((
-            line["revision"].as_u64().unwrap(),
-            line["key"].as_str().unwrap().to_string(),
-            line["version"].as_u64().unwrap(),
-        ));
+        seen.push(change(&line));
     }
     assert_eq!(seen, expected);
     // The client leaves: the stream is closed with it.

@@ -4,17 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, json, metric, poll_until};
-
-/// Waits until `n` watchers are parked (the `vkv_watchers` gauge).
-fn wait_parked(c: &mut Client, n: u64) {
-    assert!(
-        poll_until(Duration::from_secs(10), || metric(c, "vkv_watchers")
-            == Some(n as f64)),
-        "{n} watchers were never parked: {:?}",
-        metric(c, "vkv_watchers")
-    );
-}
+use crate::common::feed::wait_parked;
+use crate::common::{Client, Server, json};
 
 #[test]
 fn a_watcher_is_woken_by_a_write_on_another_connection() {

@@ -1,5 +1,6 @@
 //! Each command's output and exit codes against a real server.
 
+use crate::common::feed::json_lines;
 use crate::common::{Server, json, sqlite_only};
 use crate::{on, url, vkv_with};
 
@@ -151,12 +152,7 @@ fn purge_history_and_json_output() {
     );
     assert!(lines[2].starts_with("1\t"), "{r:?}");
     let r = on(&s, &["history", "k", "--limit", "2", "-o", "json"]);
-    let entries: Vec<serde_json::Value> = r
-        .code(0)
-        .out()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let entries = json_lines(r.code(0).out());
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0]["version"], json!(3));
     assert_eq!(entries[0]["deleted"], json!(true));
@@ -204,12 +200,7 @@ fn ls_pages_through_a_prefix_with_or_without_values() {
     let r = on(&s, &["ls", "v/", "--values"]);
     assert_eq!(r.code(0).out(), "v/a\t{\"x\":1}\nv/b\t\"text\\twith tab\"");
     let r = on(&s, &["ls", "v/", "--values", "-o", "json"]);
-    let rows: Vec<serde_json::Value> = r
-        .code(0)
-        .out()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(r.code(0).out());
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["key"], json!("v/a"));
     assert_eq!(rows[0]["value"], json!({"x": 1}));

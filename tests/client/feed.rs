@@ -2,26 +2,14 @@
 //! in revision order, none twice, across a server's restart; `410` ends it
 //! with exit code 3.
 
-use std::time::Duration;
-
-use crate::common::{Client, Server, Writers, json, metric, poll_until};
+use crate::common::feed::{json_lines, wait_parked};
+use crate::common::{Client, Server, Writers, json};
 use crate::watch::Watch;
 use crate::{on, url};
 
 fn revision(r: &crate::common::Resp) -> u64 {
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["revision"].as_u64().unwrap()
-}
-
-/// Waits until `n` long polls are parked on `c`'s server.
-#[track_caller]
-fn parked(c: &mut Client, n: f64) {
-    assert!(
-        poll_until(Duration::from_secs(20), || {
-            metric(c, "vkv_watchers").unwrap_or(0.0) >= n
-        }),
-        "no long poll parked"
-    );
 }
 
 /// Every change under `prefix` after `after`, as `vkv watch --prefix -o
@@ -49,7 +37,7 @@ fn a_prefix_watch_prints_creates_updates_deletes_and_expiries_in_order() {
     let mut c = s.client();
     assert_eq!(c.put("app/old", &json!("before")).status, 200);
     let w = Watch::start(&["--prefix", "app/", "--endpoints", &url(&s)]);
-    parked(&mut c, 1.0);
+    wait_parked(&mut c, 1);
     let r1 = revision(&c.put("app/a", &json!({"n": 1})));
     revision(&c.put("other/x", &json!(1)));
     let r2 = revision(&c.put("app/a", &json!("two")));
@@ -92,12 +80,7 @@ fn after_zero_replays_the_feed_as_json_and_count_ends_it() {
             "watch", "--prefix", "p/", "--after", "0", "--count", "2", "-o", "json",
         ],
     );
-    let rows: Vec<serde_json::Value> = r
-        .code(0)
-        .out()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(r.code(0).out());
     assert_eq!(rows, feed(&mut c, "p/", 0), "the feed's objects, as sent");
     assert_eq!(rows[1]["revision"], json!(r3));
     assert_eq!(rows[1]["value"], json!([1, 2]));
@@ -177,17 +160,7 @@ fn a_prefix_watch_resumes_across_a_restart_with_no_gap_and_no_duplicate() {
     w.wait_for(before);
 
     s.kill();
-    assert!(
-        poll_until(Duration::from_secs(20), || {
-            w.errors
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains("retrying"))
-        }),
-        "no word of the lost server: {:?}",
-        w.errors.lock().unwrap()
-    );
+    w.wait_said("retrying");
     // Writes while the watch is away, and after it is back.
     let s = Server::start_on(&db, &["--bind", &addr]);
     let writers = Writers::start(s.addr);
@@ -203,13 +176,5 @@ fn a_prefix_watch_resumes_across_a_restart_with_no_gap_and_no_duplicate() {
         .collect();
     assert_eq!(got.len(), want.len(), "a change printed twice");
     assert!(got == want, "the watch differs from the feed");
-    assert!(
-        w.errors
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("resuming after revision")),
-        "{:?}",
-        w.errors.lock().unwrap()
-    );
+    assert!(w.said("resuming after revision"), "{:?}", w.errors());
 }

@@ -2,11 +2,34 @@
 //! lock frees itself within its TTL and a second.
 
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Server, vkv};
-use crate::{on, url, vkv_with};
+use crate::{Ran, on, url, vkv_with};
+
+/// `vkv lock l [OPTIONS] --endpoints ENDPOINT -- sh -c SCRIPT`, to its end.
+fn lock_running(endpoint: &str, options: &[&str], script: &str) -> Ran {
+    let mut args = vec!["lock", "l"];
+    args.extend_from_slice(options);
+    args.extend(["--endpoints", endpoint, "--", "sh", "-c", script]);
+    vkv_with(&args, &[], b"")
+}
+
+/// `vkv lock l --ttl TTL` without a command, once it holds the lock: the
+/// process and the line it printed (the token).
+fn holder(s: &Server, ttl: &str) -> (Child, String) {
+    let mut holder = vkv()
+        .args(["lock", "l", "--ttl", ttl, "--endpoints", &url(s)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (holder, line)
+}
 
 #[test]
 fn two_lockers_never_overlap_and_their_tokens_increase() {
@@ -23,20 +46,7 @@ fn two_lockers_never_overlap_and_their_tokens_increase() {
             let (script, endpoint) = (script.clone(), endpoint.clone());
             std::thread::spawn(move || {
                 for _ in 0..4 {
-                    let r = vkv_with(
-                        &[
-                            "lock",
-                            "l",
-                            "--endpoints",
-                            &endpoint,
-                            "--",
-                            "sh",
-                            "-c",
-                            &script,
-                        ],
-                        &[],
-                        b"",
-                    );
+                    let r = lock_running(&endpoint, &[], &script);
                     r.code(0);
                 }
             })
@@ -58,35 +68,14 @@ fn two_lockers_never_overlap_and_their_tokens_increase() {
         last = token;
     }
     // The command's status is the lock's.
-    let r = vkv_with(
-        &[
-            "lock",
-            "l",
-            "--endpoints",
-            &endpoint,
-            "--",
-            "sh",
-            "-c",
-            "exit 7",
-        ],
-        &[],
-        b"",
-    );
+    let r = lock_running(&endpoint, &[], "exit 7");
     r.code(7);
 }
 
 #[test]
 fn a_killed_holder_frees_the_lock_within_its_ttl_and_a_second() {
     let s = Server::start(&[]);
-    let mut holder = vkv()
-        .args(["lock", "l", "--ttl", "2s", "--endpoints", &url(&s)])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut holder, line) = holder(&s, "2s");
     let first: u64 = line.trim().parse().expect("the token");
     // Held: the lock key exists.
     let r = vkv_with(&["get", "l", "--endpoints", &url(&s)], &[], b"");
@@ -95,22 +84,7 @@ fn a_killed_holder_frees_the_lock_within_its_ttl_and_a_second() {
     holder.wait().unwrap();
     let killed = Instant::now();
     let endpoint = url(&s);
-    let r = vkv_with(
-        &[
-            "lock",
-            "l",
-            "--ttl",
-            "2s",
-            "--endpoints",
-            &endpoint,
-            "--",
-            "sh",
-            "-c",
-            "echo $VKV_LOCK_TOKEN",
-        ],
-        &[],
-        b"",
-    );
+    let r = lock_running(&endpoint, &["--ttl", "2s"], "echo $VKV_LOCK_TOKEN");
     let took = killed.elapsed();
     let second: u64 = r.code(0).out().parse().unwrap();
     assert!(second > first);
@@ -123,15 +97,7 @@ fn a_killed_holder_frees_the_lock_within_its_ttl_and_a_second() {
 fn sigterm_to_a_holder_without_a_command_revokes_its_lease() {
     let s = Server::start(&[]);
     let mut c = s.client();
-    let mut holder = vkv()
-        .args(["lock", "l", "--ttl", "30s", "--endpoints", &url(&s)])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut holder, line) = holder(&s, "30s");
     assert!(line.trim().parse::<u64>().is_ok(), "{line:?}");
     assert_eq!(c.get("/get/l").status, 200);
     let pid = libc::pid_t::try_from(holder.id()).unwrap();

@@ -14,11 +14,9 @@ mod lease;
 mod lock;
 mod watch;
 
-use std::io::{Read, Write};
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Server, poll_until, vkv, wait_timeout};
+use common::{Server, poll_until, run_with};
 
 /// What a client command did.
 #[derive(Debug)]
@@ -45,38 +43,11 @@ impl Ran {
 
 /// `vkv ARGS` with `env` set and `stdin` fed, to completion (60 s at most).
 pub fn vkv_with(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Ran {
-    let mut child = vkv()
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vkv");
-    let mut input = child.stdin.take().expect("stdin piped");
-    let stdin = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = pipe.read_to_end(&mut b);
-            String::from_utf8_lossy(&b).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout piped")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr piped")));
-    let Some(status) = wait_timeout(&mut child, Duration::from_secs(60)) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("vkv {args:?} did not finish");
-    };
-    let _ = feeder.join();
+    let out = run_with(args, env, stdin);
     Ran {
-        code: status.code().unwrap_or(-1),
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

@@ -6,6 +6,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::feed::{json_lines, wait_parked};
 use crate::common::{Client, Server, json, poll_until, vkv, wait_timeout};
 use crate::{on, url, vkv_with};
 
@@ -49,6 +50,24 @@ impl Watch {
         self.lines.lock().unwrap().clone()
     }
 
+    /// The lines of stderr so far.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
+    }
+
+    /// Whether a line of stderr so far contains `needle`.
+    pub fn said(&self, needle: &str) -> bool {
+        self.errors().iter().any(|l| l.contains(needle))
+    }
+
+    /// Waits until a line of stderr contains `needle`; fails the test if
+    /// none does within 20 s.
+    #[track_caller]
+    pub fn wait_said(&self, needle: &str) {
+        let came = poll_until(Duration::from_secs(20), || self.said(needle));
+        assert!(came, "no {needle:?} on stderr: {:?}", self.errors());
+    }
+
     /// Waits until `n` lines came; fails the test if they do not.
     #[track_caller]
     pub fn wait_for(&self, n: usize) -> Vec<String> {
@@ -57,7 +76,7 @@ impl Watch {
             came,
             "expected {n} lines, got {:?}; stderr {:?}",
             self.lines(),
-            self.errors.lock().unwrap()
+            self.errors()
         );
         self.lines()
     }
@@ -77,9 +96,7 @@ fn one_line_per_change_from_the_latest_version_on() {
     assert_eq!(c.put("k", &json!("before")).status, 200);
     let w = Watch::start(&["k", "--endpoints", &url(&s)]);
     // The watch starts after version 1; wait until it is parked.
-    assert!(poll_until(Duration::from_secs(20), || {
-        crate::common::metric(&mut c, "vkv_watchers").unwrap_or(0.0) >= 1.0
-    }));
+    wait_parked(&mut c, 1);
     assert_eq!(c.put("k", &json!({"n": 2})).status, 200);
     assert_eq!(w.wait_for(1), ["2\t{\"n\":2}"]);
     assert_eq!(c.put("k", &json!("three")).status, 200);
@@ -113,12 +130,7 @@ fn after_and_count_replay_every_version_then_exit() {
         &s,
         &["watch", "k", "--after", "1", "--count", "2", "-o", "json"],
     );
-    let rows: Vec<serde_json::Value> = r
-        .code(0)
-        .out()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(r.code(0).out());
     assert_eq!(rows[0]["key"], json!("k"));
     assert_eq!(rows[0]["version"], json!(2));
     assert_eq!(rows[0]["value"], json!("b"));
@@ -133,9 +145,7 @@ fn a_key_that_does_not_exist_yet_is_waited_for() {
     let w = Watch::start(&["new", "--endpoints", &url(&s), "--poll", "1s"]);
     let mut c = s.client();
     // Several polls time out meanwhile: they print nothing.
-    assert!(poll_until(Duration::from_secs(20), || {
-        crate::common::metric(&mut c, "vkv_watchers").unwrap_or(0.0) >= 1.0
-    }));
+    wait_parked(&mut c, 1);
     assert_eq!(c.put("new", &json!(true)).status, 200);
     assert_eq!(w.wait_for(1), ["1\ttrue"]);
 }
@@ -169,25 +179,13 @@ fn the_watch_survives_a_server_restart_and_resumes_where_it_was() {
     let mut c = s.client();
     assert_eq!(c.put("k", &json!(1)).status, 200);
     let w = Watch::start(&["k", "--endpoints", &url(&s)]);
-    assert!(poll_until(Duration::from_secs(20), || {
-        crate::common::metric(&mut c, "vkv_watchers").unwrap_or(0.0) >= 1.0
-    }));
+    wait_parked(&mut c, 1);
     assert_eq!(c.put("k", &json!(2)).status, 200);
     w.wait_for(1);
 
     // Killed outright: the long poll's connection drops.
     s.kill();
-    assert!(
-        poll_until(Duration::from_secs(20), || {
-            w.errors
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains("retrying"))
-        }),
-        "no word of the lost server: {:?}",
-        w.errors.lock().unwrap()
-    );
+    w.wait_said("retrying");
     // Two writes while the watch is away would be missed by a watch that
     // only asks for the latest: it reads them from the history.
     let s = Server::start_on(&db, &["--bind", &addr]);
@@ -195,24 +193,11 @@ fn the_watch_survives_a_server_restart_and_resumes_where_it_was() {
     assert_eq!(c.put("k", &json!(3)).status, 200);
     assert_eq!(c.put("k", &json!(4)).status, 200);
     let lines = w.wait_for(3);
-    assert!(
-        poll_until(Duration::from_secs(20), || {
-            crate::common::metric(&mut c, "vkv_watchers").unwrap_or(0.0) >= 1.0
-        }),
-        "the watch did not come back"
-    );
+    wait_parked(&mut c, 1);
     assert_eq!(c.put("k", &json!(5)).status, 200);
     let lines_after = w.wait_for(4);
     assert_eq!(lines_after, ["2\t2", "3\t3", "4\t4", "5\t5"], "{lines:?}");
-    assert!(
-        w.errors
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("resuming after version")),
-        "{:?}",
-        w.errors.lock().unwrap()
-    );
+    assert!(w.said("resuming after version"), "{:?}", w.errors());
     // Still running: a watch ends only when interrupted (or --count).
     let mut w = w;
     assert!(w.child.try_wait().unwrap().is_none());

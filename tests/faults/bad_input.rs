@@ -6,7 +6,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::common::{Raw, Resp, Server, history, json, shared};
+use crate::common::raw::Raw;
+use crate::common::{Resp, Server, history, json, shared};
 
 /// The server's `--read-timeout` in these tests.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);

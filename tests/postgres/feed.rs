@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, StreamReader, Value, json, metric, poll_until, psql};
+use crate::common::feed::StreamReader;
+use crate::common::{Client, Server, Value, json, metric, poll_until, psql};
 use crate::fresh_database;
 
 type Seen = Vec<(u64, String, u64)>;

@@ -1,10 +1,14 @@
 //! The one test harness, shared by every integration test binary (each
 //! includes it with `#[path]`): runs the real `vkv` binary on 127.0.0.1:0
 //! with a temporary SQLite file (or, with `VKV_TEST_PG` set, a fresh
-//! PostgreSQL database: see [`pg_admin_url`]), a minimal HTTP/1.1 client
-//! over a real socket (plain TCP, or any stream such as TLS), and [`Raw`],
-//! the raw-bytes client for malformed and pipelined requests. Every socket has a timeout and every wait a deadline, so nothing
-//! here hangs; conditions are polled with [`poll_until`], never slept on.
+//! PostgreSQL database: see [`pg_admin_url`]), and a minimal HTTP/1.1
+//! client over a real socket (plain TCP, or any stream such as TLS). Every
+//! socket has a timeout and every wait a deadline, so nothing here hangs;
+//! conditions are polled with [`poll_until`], never slept on.
+//!
+//! Its parts with a job of their own: [`raw`], the raw-bytes client for
+//! malformed and pipelined requests; [`feed`], the change feed's streams
+//! and long polls; [`lease`], leases and key expiry.
 #![allow(dead_code)] // each test binary uses a different part of it
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -17,9 +21,9 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::{Value, json};
 
-mod raw;
-#[allow(unused_imports)] // not every test binary sends raw bytes
-pub use raw::Raw;
+pub mod feed;
+pub mod lease;
+pub mod raw;
 
 /// How long a client waits for an answer before its request fails.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,12 +73,25 @@ pub fn vkv() -> Command {
 
 /// Runs `vkv ARGS` to completion (at most 60 s) and returns its output.
 pub fn run(args: &[&str]) -> Output {
+    run_with(args, &[], b"")
+}
+
+/// Runs `vkv ARGS` with `env` set and `stdin` fed to it, to completion (at
+/// most 60 s), and returns its output.
+pub fn run_with(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
     let mut child = vkv()
         .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn vkv");
+    let mut input = child.stdin.take().expect("stdin piped");
+    let stdin = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
     // Drain the pipes while waiting, so a chatty child cannot block on them.
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -90,6 +107,7 @@ pub fn run(args: &[&str]) -> Output {
         let _ = child.wait();
         panic!("vkv {args:?} did not finish");
     };
+    let _ = feeder.join();
     Output {
         status,
         stdout: stdout.join().unwrap_or_default(),
@@ -594,6 +612,24 @@ impl Client {
     }
 }
 
+/// `POST path` with `body` as JSON, whatever it answers.
+pub fn post(c: &mut Client, path: &str, body: &Value) -> Resp {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+    c.request(
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        &bytes,
+    )
+}
+
+/// `GET path` that must answer 200; its JSON body.
+pub fn get_ok(c: &mut Client, path: &str) -> Value {
+    let r = c.get(path);
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()
+}
+
 /// The value of the unlabelled Prometheus sample `name` in `/metrics`.
 pub fn metric(c: &mut Client, name: &str) -> Option<f64> {
     let text = c.get("/metrics").text();
@@ -624,6 +660,16 @@ pub fn history(c: &mut Client, key: &str) -> Vec<u64> {
     }
     versions.reverse();
     versions
+}
+
+/// The entries of `/history/{key}` (its first page), newest first.
+pub fn entries(c: &mut Client, key: &str) -> Vec<Value> {
+    let r = c.get(&format!("/history/{key}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["versions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no versions in {}", r.text()))
+        .clone()
 }
 
 /// `total_keys` and `total_versions` from `/db/stats`.
@@ -779,144 +825,5 @@ impl Writers {
     pub fn value(key: &str, i: u64) -> serde_json::Value {
         let t: u64 = key[1..2].parse().unwrap();
         serde_json::json!({ "t": t, "i": i })
-    }
-}
-
-/// A change feed stream's client (`GET /changes` with `Accept:
-/// text/event-stream` or `application/x-ndjson`): the head, then the
-/// chunked body as it comes; a cut without the last chunk panics.
-pub struct StreamReader {
-    io: BufReader<TcpStream>,
-    /// Body bytes received and not yet taken.
-    buf: Vec<u8>,
-    ended: bool,
-    /// The head's header lines, lower-cased.
-    pub headers: Vec<String>,
-}
-
-impl StreamReader {
-    pub fn open(
-        addr: SocketAddr,
-        path: &str,
-        accept: &str,
-        extra: &[(&str, &str)],
-    ) -> StreamReader {
-        StreamReader::open_on(TcpStream::connect(addr).unwrap(), addr, path, accept, extra)
-    }
-
-    /// As [`StreamReader::open`], on a socket whose receive buffer is a few
-    /// KiB: a client that stops reading holds little, and the server soon
-    /// sees it not taking its output.
-    pub fn open_small(addr: SocketAddr, path: &str, accept: &str) -> StreamReader {
-        let sock = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )
-        .unwrap();
-        sock.set_recv_buffer_size(4096).unwrap();
-        sock.connect(&addr.into()).unwrap();
-        StreamReader::open_on(sock.into(), addr, path, accept, &[])
-    }
-
-    fn open_on(
-        mut s: TcpStream,
-        addr: SocketAddr,
-        path: &str,
-        accept: &str,
-        extra: &[(&str, &str)],
-    ) -> StreamReader {
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\n");
-        for (n, v) in extra {
-            req.push_str(&format!("{n}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).unwrap();
-        let mut io = BufReader::new(s);
-        let mut line = String::new();
-        io.read_line(&mut line).unwrap();
-        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-        let mut chunked = false;
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            io.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            headers.push(lower.trim_end().to_string());
-            if lower.starts_with("content-type:") {
-                assert!(lower.contains(accept), "{line}");
-            }
-            chunked |= lower.starts_with("transfer-encoding: chunked");
-        }
-        assert!(chunked);
-        StreamReader {
-            io,
-            buf: Vec::new(),
-            ended: false,
-            headers,
-        }
-    }
-
-    /// Reads one chunk into `buf`; false at the end of the stream.
-    fn fill(&mut self) -> bool {
-        if self.ended {
-            return false;
-        }
-        let mut line = String::new();
-        if self.io.read_line(&mut line).unwrap_or(0) == 0 {
-            panic!("the stream was cut without its last chunk");
-        }
-        let n = usize::from_str_radix(line.trim(), 16).unwrap_or_else(|_| panic!("{line:?}"));
-        if n == 0 {
-            self.io.read_line(&mut line).unwrap();
-            self.ended = true;
-            return false;
-        }
-        let mut data = vec![0; n + 2];
-        self.io.read_exact(&mut data).unwrap();
-        self.buf.extend_from_slice(&data[..n]);
-        true
-    }
-
-    /// The next NDJSON line; `None` at the end.
-    pub fn line(&mut self) -> Option<serde_json::Value> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=i).collect();
-                return Some(serde_json::from_slice(&line).unwrap());
-            }
-            if !self.fill() {
-                return None;
-            }
-        }
-    }
-
-    /// The next SSE event: (event type, data, id); `None` at the end.
-    pub fn event(&mut self) -> Option<(String, serde_json::Value, Option<u64>)> {
-        loop {
-            if let Some(i) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..i + 2).collect();
-                let text = String::from_utf8(block).unwrap();
-                let (mut kind, mut data, mut id) =
-                    ("message".to_string(), serde_json::Value::Null, None);
-                for l in text.lines() {
-                    if let Some(v) = l.strip_prefix("event: ") {
-                        kind = v.to_string();
-                    } else if let Some(v) = l.strip_prefix("data: ") {
-                        data = serde_json::from_str(v).unwrap();
-                    } else if let Some(v) = l.strip_prefix("id: ") {
-                        id = Some(v.parse().unwrap());
-                    }
-                }
-                return Some((kind, data, id));
-            }
-            if !self.fill() {
-                return None;
-            }
-        }
     }
 }
