@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::feed::{change, revision, wait_parked};
-use crate::common::{Client, Server, Value, get_ok, json, metric, poll_until};
+use crate::common::{Client, Server, Value, get_ok, json, keys_of, metric, poll_until};
 
 fn batch(c: &mut Client, puts: Value) -> Value {
     let body = serde_json::to_vec(&json!({ "puts": puts })).unwrap();
@@ -27,6 +27,22 @@ fn delete(c: &mut Client, path: &str) -> Value {
     let r = c.request("DELETE", path, &[], b"");
     assert_eq!(r.status, 200, "{path}: {}", r.text());
     r.json()
+}
+
+/// A listing with values (`/keys?values=true`): each key's version and
+/// value.
+fn listed(listing: &Value) -> BTreeMap<String, (u64, Value)> {
+    listing["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key"].as_str().unwrap().to_string(),
+                (k["version"].as_u64().unwrap(), k["value"].clone()),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -104,12 +120,7 @@ fn every_write_takes_the_next_revision_and_the_feed_shows_each_in_order() {
     for ch in feed["changes"].as_array().unwrap() {
         assert!(ch.get("value").is_none(), "{ch}");
     }
-    let keys: Vec<&str> = feed["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|ch| ch["key"].as_str().unwrap())
-        .collect();
+    let keys = keys_of(&feed["changes"]);
     assert_eq!(keys, vec!["other", "f/a", "f/c"]);
     // Without after: from now on (nothing yet).
     let now = get_ok(&mut c, "/changes?prefix=f/");
@@ -135,12 +146,7 @@ fn a_page_never_ends_inside_a_batch() {
     assert_eq!(page["next_after"], json!(br - 1));
     // A batch larger than the limit comes whole.
     let page = get_ok(&mut c, &format!("/changes?after={}&limit=2", br - 1));
-    let keys: Vec<&str> = page["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|ch| ch["key"].as_str().unwrap())
-        .collect();
+    let keys = keys_of(&page["changes"]);
     assert_eq!(keys, vec!["k1", "k2", "k3"], "batch order");
     assert_eq!(page["next_after"], json!(br));
     let page = get_ok(&mut c, &format!("/changes?after={br}&limit=2"));
@@ -273,12 +279,7 @@ fn a_long_poll_waits_for_a_matching_change_and_else_answers_progress() {
     wait_parked(&mut c, 1);
     c.put("w/c", &json!("c"));
     let page = waiting.join().unwrap();
-    let keys: Vec<&str> = page["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|ch| ch["key"].as_str().unwrap())
-        .collect();
+    let keys = keys_of(&page["changes"]);
     assert_eq!(keys, vec!["w/c"]);
 }
 
@@ -372,17 +373,7 @@ fn list_then_watch_misses_nothing_and_repeats_nothing() {
         .collect();
     std::thread::sleep(Duration::from_millis(200));
     let listing = get_ok(&mut c, "/keys?prefix=l/&limit=1000&values=true");
-    let mut state: BTreeMap<String, (u64, Value)> = listing["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| {
-            (
-                k["key"].as_str().unwrap().to_string(),
-                (k["version"].as_u64().unwrap(), k["value"].clone()),
-            )
-        })
-        .collect();
+    let mut state = listed(&listing);
     let mut after = revision(&listing);
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::SeqCst);
@@ -420,17 +411,7 @@ fn list_then_watch_misses_nothing_and_repeats_nothing() {
         after = page["next_after"].as_u64().unwrap();
     }
     let now = get_ok(&mut c, "/keys?prefix=l/&limit=1000&values=true");
-    let expected: BTreeMap<String, (u64, Value)> = now["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| {
-            (
-                k["key"].as_str().unwrap().to_string(),
-                (k["version"].as_u64().unwrap(), k["value"].clone()),
-            )
-        })
-        .collect();
+    let expected = listed(&now);
     assert_eq!(state, expected);
     assert_eq!(revision(&now), end);
 }

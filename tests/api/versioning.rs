@@ -1,6 +1,6 @@
 //! History, listing, delete and purge, conditional writes, ETags, retention.
 
-use crate::common::{Server, json};
+use crate::common::{Server, json, keys_of};
 
 #[test]
 fn history_is_newest_first_and_paginates() {
@@ -48,22 +48,12 @@ fn keys_are_listed_by_prefix_in_byte_order_with_cursor() {
     }
     c.put("app/a", &json!(2));
     let b = c.get("/keys?prefix=app/&limit=2").json();
-    let keys: Vec<&str> = b["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["key"].as_str().unwrap())
-        .collect();
+    let keys = keys_of(&b["keys"]);
     assert_eq!(keys, ["app/a", "app/b"]);
     assert_eq!(b["keys"][0]["version"], 2);
     assert_eq!(b["next_after"], "app/b");
     let b = c.get("/keys?prefix=app/&after=app/b").json();
-    let keys: Vec<&str> = b["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["key"].as_str().unwrap())
-        .collect();
+    let keys = keys_of(&b["keys"]);
     assert_eq!(keys, ["app/c/d", "app/é"]);
     assert_eq!(b["next_after"], json!(null));
     let all = c.get("/keys").json();

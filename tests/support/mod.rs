@@ -672,6 +672,16 @@ pub fn entries(c: &mut Client, key: &str) -> Vec<Value> {
         .clone()
 }
 
+/// The `key` of each object in the JSON array `list` (a listing's `keys`,
+/// a feed page's `changes`).
+pub fn keys_of(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|k| k["key"].as_str().unwrap_or_else(|| panic!("no key in {k}")))
+        .collect()
+}
+
 /// `total_keys` and `total_versions` from `/db/stats`.
 pub fn db_totals(c: &mut Client) -> (u64, u64) {
     let r = c.get("/db/stats");

@@ -129,46 +129,25 @@ impl Tools {
 
     /// Starts `node` and waits until it accepts connections.
     pub fn start(&self, node: &Node) {
-        let log = node.data.join("server.log");
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                path(&node.data),
-                "-l",
-                path(&log),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                &format!("-p {}", node.port),
-                "start",
-            ],
-        );
+        self.pg_ctl(node, &[], "start");
     }
 
     /// `pg_ctl restart -m MODE` (`fast`: connections closed, a checkpoint;
     /// `immediate`: no checkpoint, crash recovery at start), waiting until
     /// the server accepts connections again.
     pub fn restart(&self, node: &Node, mode: &str) {
+        self.pg_ctl(node, &["-m", mode], "restart");
+    }
+
+    /// `pg_ctl ACTION` on `node`, logging to its `server.log` and waiting
+    /// (60 s at most) until the server accepts connections.
+    fn pg_ctl(&self, node: &Node, options: &[&str], action: &str) {
         let log = node.data.join("server.log");
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                path(&node.data),
-                "-l",
-                path(&log),
-                "-m",
-                mode,
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                &format!("-p {}", node.port),
-                "restart",
-            ],
-        );
+        let port = format!("-p {}", node.port);
+        let mut args = vec!["-D", path(&node.data), "-l", path(&log)];
+        args.extend_from_slice(options);
+        args.extend(["-w", "-t", "60", "-o", &port, action]);
+        self.run("pg_ctl", &args);
     }
 
     /// Stops `node` in immediate mode, if it runs.
