@@ -196,7 +196,7 @@ impl Replica {
     /// Starts replica `index` on `url` with `args`; returns once it
     /// answers HTTP.
     pub fn start(index: usize, url: &str, args: &[&str]) -> Replica {
-        let port = pg::free_port();
+        let port = crate::common::free_port();
         let mut all: Vec<String> = [
             "--bind",
             &format!("127.0.0.1:{port}"),

@@ -1,13 +1,13 @@
 //! `--endpoints`: a dead endpoint or one answering `503` is passed over for
 //! the next; when none answers, exit 6 naming each and why.
 
-use crate::common::{Server, json, sqlite_only};
-use crate::{dead_port, on, url, vkv_with};
+use crate::common::{Server, free_port, json, sqlite_only};
+use crate::{on, url, vkv_with};
 
 #[test]
 fn a_dead_endpoint_first_is_passed_over() {
     let s = Server::start(&[]);
-    let dead = format!("http://127.0.0.1:{}", dead_port());
+    let dead = format!("http://127.0.0.1:{}", free_port());
     let both = format!("{dead},{}", url(&s));
     vkv_with(&["put", "k", "1", "--endpoints", &both], &[], b"").code(0);
     let r = vkv_with(&["get", "k", "--endpoints", &both], &[], b"");
@@ -23,7 +23,7 @@ fn a_dead_endpoint_first_is_passed_over() {
 
 #[test]
 fn no_endpoint_answering_is_exit_6_naming_each() {
-    let (a, b) = (dead_port(), dead_port());
+    let (a, b) = (free_port(), free_port());
     let endpoints = format!("http://127.0.0.1:{a},127.0.0.1:{b}");
     for args in [
         vec!["get", "k"],

@@ -64,12 +64,6 @@ pub fn on(s: &Server, args: &[&str]) -> Ran {
     vkv_with(&all, &[], b"")
 }
 
-/// A port nothing listens on (bound, then released).
-pub fn dead_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// Waits until `s` answers `/health`.
 pub fn wait_healthy(s: &Server) {
     assert!(

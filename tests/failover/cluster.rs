@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use crate::common::poll_until;
-use crate::pg::{Node, Tools, append, free_port, path};
+use crate::common::{free_port, poll_until};
+use crate::pg::{Node, Tools, append, path};
 
 /// A primary and its synchronous standby.
 pub struct Cluster {

@@ -2,7 +2,7 @@
 //! README shows: a page served through the proxy writes to its own origin,
 //! and a proxy that rewrites `Host` needs `--allowed-origins`.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -82,12 +82,6 @@ impl Drop for Nginx {
             let _ = self.child.wait();
         }
     }
-}
-
-/// A port free now (nginx takes it a moment later).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// What the README's `location` block sets, with `host` as the `Host`

@@ -59,6 +59,14 @@ pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
     SERIAL.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A TCP port on 127.0.0.1 no one listens on now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 /// The `vkv` binary under test, with no `VKV_*` variable of the test's
 /// environment leaking into it (each flag has one).
 pub fn vkv() -> Command {

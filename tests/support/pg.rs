@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::poll_until;
+use crate::common::{free_port, poll_until};
 
 /// The PostgreSQL binaries: the newest /usr/lib/postgresql/*/bin.
 pub fn bin_dir() -> PathBuf {
@@ -43,14 +43,6 @@ pub fn bin_dir() -> PathBuf {
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// A TCP port no one listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// The server binaries and a temporary directory the `postgres` user owns
