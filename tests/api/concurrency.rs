@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::common::{Server, json, poll_until};
+use crate::common::{Server, db_totals, json, poll_until};
 
 #[test]
 fn concurrent_writers_to_one_key_get_dense_unique_versions() {
@@ -152,11 +152,7 @@ fn writers_to_different_keys_each_count_from_one() {
         h.join().unwrap();
     }
     let mut c = s.client();
-    let st = c.get("/db/stats").json();
-    assert_eq!(
-        (st["total_keys"].clone(), st["total_versions"].clone()),
-        (json!(8), json!(320))
-    );
+    assert_eq!(db_totals(&mut c), (8, 320));
     let seen: HashMap<u64, u64> = (0..8)
         .map(|t| {
             (
