@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::common::{free_port, poll_until};
 
 /// The PostgreSQL binaries: the newest /usr/lib/postgresql/*/bin.
-pub fn bin_dir() -> PathBuf {
+fn bin_dir() -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|entries| {
             entries
@@ -213,7 +213,7 @@ impl Tools {
         cmd
     }
 
-    pub fn try_run(&self, program: &str, args: &[&str]) -> Output {
+    fn try_run(&self, program: &str, args: &[&str]) -> Output {
         self.command(program)
             .args(args)
             .output()
@@ -304,7 +304,7 @@ impl Drop for Server {
 }
 
 /// The pids whose parent is `pid` (from /proc).
-pub fn children_of(pid: i32) -> Vec<i32> {
+fn children_of(pid: i32) -> Vec<i32> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return found;

@@ -88,18 +88,6 @@ impl Raw {
             .unwrap_or_else(|| panic!("{what}: no response (got {:?})", self.text()))
     }
 
-    /// The next response, `None` only if the server closed first; fails
-    /// the test when neither happens in time.
-    pub fn response_or_close(&mut self) -> Option<Resp> {
-        let r = self.response(ANSWER_WITHIN);
-        assert!(
-            r.is_some() || self.eof,
-            "neither a response nor a close within {ANSWER_WITHIN:?} (got {:?})",
-            self.text()
-        );
-        r
-    }
-
     /// Whether the server closes the connection within `limit` without
     /// sending anything more.
     pub fn closed_within(&mut self, limit: Duration) -> bool {
