@@ -8,17 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::feed::StreamReader;
-use crate::common::{Client, Server, Value, json, metric, poll_until, psql};
+use crate::common::feed::{StreamReader, change};
+use crate::common::get_ok as page;
+use crate::common::{Client, Server, json, metric, poll_until, psql};
 use crate::fresh_database;
 
 type Seen = Vec<(u64, String, u64)>;
-
-fn page(c: &mut Client, path: &str) -> Value {
-    let r = c.get(path);
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()
-}
 
 /// Follows `prefix` on `addr` from `after` with long polls of small pages
 /// until `done` is set and a poll comes back empty.
@@ -38,13 +33,7 @@ fn follow(
             &format!("/changes?prefix={prefix}&after={after}&limit=13&wait=2"),
         );
         let changes = p["changes"].as_array().unwrap();
-        for ch in changes {
-            read.push((
-                ch["revision"].as_u64().unwrap(),
-                ch["key"].as_str().unwrap().to_string(),
-                ch["version"].as_u64().unwrap(),
-            ));
-        }
+        read.extend(changes.iter().map(change));
         after = p["next_after"].as_u64().unwrap();
         if finished && changes.is_empty() {
             return read;
