@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::common::{Server, json};
 use crate::feed::{feed, revision};
-use crate::{dead_port, on, vkv_with};
+use crate::{dead_port, on, url, vkv_with};
 
 /// `vkv changes ARGS -o json` against `s`: the change objects, and the
 /// last line (`{"revision","next_after"}`).
@@ -65,6 +65,26 @@ fn a_page_of_a_prefix_after_a_revision_then_only_what_came_after_its_resume_revi
         &["changes", "--prefix", "app/", "--after", &r4.to_string()],
     );
     assert_eq!(r.code(0).out(), format!("next_after\t{r4}"));
+    // An endpoint that does not answer is passed over, as for any read.
+    let endpoints = format!("http://127.0.0.1:{},{}", dead_port(), url(&s));
+    let after = r2.to_string();
+    let r = vkv_with(
+        &[
+            "changes",
+            "--prefix",
+            "app/",
+            "--after",
+            &after,
+            "--endpoints",
+            &endpoints,
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(
+        r.code(0).out(),
+        format!("{r3}\tcreate\tapp/b\t1\t\"b\"\nnext_after\t{r4}")
+    );
     // Every key without --prefix.
     let r = on(&s, &["changes", "--after", &r3.to_string()]);
     assert_eq!(
