@@ -16,7 +16,8 @@ pub mod code {
     /// `https` endpoint in a vkv without TLS, an unreadable token file).
     pub const USAGE: u8 = 2;
     /// No such key or version (404), or a version removed by retention
-    /// (410).
+    /// (410); for the change feed, changes after the revision asked for
+    /// removed (410).
     pub const NOT_FOUND: u8 = 3;
     /// A condition failed (409): `--if-version` did not match.
     pub const CONFLICT: u8 = 4;
@@ -39,7 +40,7 @@ Exit codes:
   1  other error (invalid key or value, server error, local file error)
   2  usage error (bad flags; https without TLS support; unreadable token file)
   3  not found (404: no such key, version or lease, or deleted; 410: removed by
-     retention, or for watch --prefix the changes after --after)
+     retention, or for watch --prefix and changes the changes after --after)
   4  condition failed (409: --if-version did not match)
   5  refused (401: no or unknown token; 403: token without the scope)
   6  unavailable (no endpoint answered, or each answered 503)"

@@ -1,7 +1,8 @@
 //! The command-line client in the `vkv` binary: `vkv get|put|del|history|
-//! ls|watch|batch|backup|lease` against running servers, `vkv completion`, and
-//! the `vkv health` probe. Blocking HTTP/1.1 over `std::net` (rustls with
-//! the `tls` feature); nothing from the server's code.
+//! ls|watch|changes|batch|backup|lease|lock` against running servers, `vkv
+//! completion`, and the `vkv health` probe. Blocking HTTP/1.1 over
+//! `std::net` (rustls with the `tls` feature); nothing from the server's
+//! code.
 //!
 //! - `args.rs`: the flags and help texts (clap).
 //! - `endpoint.rs`: endpoint URLs, keys in paths.
@@ -12,16 +13,19 @@
 //! - `exit.rs`: failures and their exit codes.
 //! - `backoff.rs`: waiting for an endpoint to answer again.
 //! - `output.rs`: printing.
-//! - `commands.rs`, `watch.rs` (a key), `feed.rs` (a prefix), `health.rs`:
-//!   `lease.rs`, `lock.rs`: the commands.
+//! - `feed.rs`: the change feed's requests, answers and lines.
+//! - `commands.rs`, `watch.rs` (a key), `follow.rs` (a prefix),
+//!   `changes.rs`, `lease.rs`, `lock.rs`, `health.rs`: the commands.
 
 mod args;
 mod backoff;
+mod changes;
 mod commands;
 mod endpoint;
 mod exit;
 mod failover;
 mod feed;
+mod follow;
 pub mod health;
 mod http;
 mod lease;
@@ -45,6 +49,7 @@ pub fn run(command: Command, app: fn() -> clap::Command) -> ExitCode {
         Command::History(a) => ("history", commands::history(a)),
         Command::Ls(a) => ("ls", commands::ls(a)),
         Command::Watch(a) => ("watch", watch::watch(a)),
+        Command::Changes(a) => ("changes", changes::changes(a)),
         Command::Batch(a) => ("batch", commands::batch(a)),
         Command::Backup(a) => ("backup", commands::backup(a)),
         Command::Lease(c) => ("lease", lease::lease(c)),

@@ -1,6 +1,6 @@
 //! `vkv watch K`: one line per version of a key, for as long as it runs.
 //!
-//! `--prefix` follows the change feed instead (`feed.rs`).
+//! `--prefix` follows the change feed instead (`follow.rs`).
 //!
 //! Long polls (`GET /get/K?wait_after=V&timeout=S`) one after another,
 //! each resuming after the last version printed. A poll answers with the
@@ -40,7 +40,7 @@ struct Watcher<'a> {
 
 pub fn watch(args: &WatchArgs) -> Result<(), Failure> {
     let key = match (&args.key, &args.prefix) {
-        (_, Some(prefix)) => return super::feed::follow(args, prefix),
+        (_, Some(prefix)) => return super::follow::follow(args, prefix),
         (Some(key), None) => key,
         (None, None) => return Err(Failure::usage("give a KEY or --prefix PREFIX")),
     };

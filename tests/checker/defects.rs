@@ -562,6 +562,29 @@ fn defect5_after_a_disconnect_storm_with_few_slots_writes_get_through() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+    // Who holds the slots now, by replica and role: what a failure needs.
+    let backends = db
+        .psql(&format!(
+            "SELECT client_port || ' ' || application_name FROM pg_stat_activity WHERE datname = '{}'",
+            crate::cluster::DB
+        ))
+        .unwrap_or_default();
+    let holders: Vec<String> = reps
+        .iter()
+        .enumerate()
+        .map(|(r, rep)| {
+            let ports = rep.ports();
+            let mut roles: Vec<&str> = backends
+                .lines()
+                .filter_map(|l| l.trim().split_once(' '))
+                .filter(|(port, _)| port.parse().is_ok_and(|p: u16| ports.contains(&p)))
+                .map(|(_, name)| name)
+                .collect();
+            roles.sort_unstable();
+            format!("replica {r} holds {roles:?}")
+        })
+        .collect();
+    eprintln!("defect5: {}", holders.join("; "));
     stop.store(true, Ordering::SeqCst);
     for t in readers {
         t.join().unwrap();
@@ -586,8 +609,75 @@ fn defect5_after_a_disconnect_storm_with_few_slots_writes_get_through() {
     }
     assert!(
         failures.is_empty(),
-        "after terminating {terminated} connections in 5 storms with max_connections = 10:\n{}",
-        failures.join("\n")
+        "after terminating {terminated} connections in 5 storms with max_connections = 10:\n{}\n{}",
+        failures.join("\n"),
+        holders.join("\n")
+    );
+}
+
+/// Defect 5, across replicas: one replica's reads hold every slot (its
+/// pool may grow past what the server has), another replica's writer lost
+/// its connection. The busy pool gives slots back, and the writer gets
+/// one, though it holds no connection to ask with.
+#[test]
+fn defect5_a_replica_whose_reads_hold_every_slot_lets_another_replicas_writer_in() {
+    let _serial = common::exclusive();
+    let db = Db::start("max_connections = 10\n");
+    let a = crate::cluster::Replica::start(0, &db.url, &[]);
+    let b = crate::cluster::Replica::start(1, &db.url, &["--workers", "8"]);
+    let mut c = Client::connect(b.addr);
+    for v in 0..2 {
+        assert_eq!(c.put("greedy", &json!(v)).status, 200);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..10)
+        .map(|_| {
+            let (stop, addr) = (Arc::clone(&stop), b.addr);
+            std::thread::spawn(move || {
+                let mut c = Conn::new(addr);
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = c.request("GET", "/get/greedy?version=1", &[], b"");
+                }
+            })
+        })
+        .collect();
+    // Every connection of both replicas goes; B's readers take the slots
+    // back at once (none of them but B's reads asks for one until A writes).
+    let terminated = db.terminate(ConnKind::All);
+    let count = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'vkv-%'";
+    let full = poll_until(Duration::from_secs(10), || {
+        db.psql(count).is_some_and(|n| n.trim() == "7")
+    });
+    let before = db.psql("SELECT string_agg(application_name, ' ') FROM pg_stat_activity WHERE application_name LIKE 'vkv-%'");
+    let started = Instant::now();
+    let mut a_conn = Conn::new(a.addr);
+    let mut last = None;
+    let written = poll_until(Duration::from_secs(10), || {
+        let body = json!({ "value": 1 }).to_string();
+        match a_conn.request("POST", "/put/through-a", &[], body.as_bytes()) {
+            Ok(r) if r.status == 200 => true,
+            Ok(r) => {
+                last = Some((r.status, r.detail()));
+                false
+            }
+            Err(e) => {
+                last = Some((0, e.to_string()));
+                false
+            }
+        }
+    });
+    let took = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    for t in readers {
+        t.join().unwrap();
+    }
+    assert!(
+        full,
+        "the slots never filled up after terminating {terminated}"
+    );
+    assert!(
+        written && took < Duration::from_secs(5),
+        "with B's reads holding the slots ({before:?}), a write through A took {took:?} (acknowledged: {written}); last refusal {last:?}"
     );
 }
 

@@ -108,6 +108,16 @@ fn tokens_from_a_file_or_the_environment_and_refusals_exit_5() {
         b"",
     );
     assert_eq!(r.code(0).out(), "2");
+    // The change feed needs a token too, a reader's.
+    vkv_with(&["changes", "--after", "0", "--endpoints", &e], &[], b"").code(5);
+    let r = vkv_with(
+        &["changes", "--after", "0", "--endpoints", &e],
+        &[("VKV_TOKEN", READER)],
+        b"",
+    );
+    let lines: Vec<&str> = r.code(0).out().lines().collect();
+    assert_eq!(lines.len(), 3, "two puts and where to resume: {r:?}");
+    assert!(lines[1].ends_with("\tupdate\tk\t2\t2"), "{r:?}");
 }
 
 #[test]

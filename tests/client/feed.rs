@@ -7,14 +7,16 @@ use crate::common::{Client, Server, Writers, json};
 use crate::watch::Watch;
 use crate::{on, url};
 
-fn revision(r: &crate::common::Resp) -> u64 {
+/// The `revision` of a `200` answer (a write's, a listing's, a feed page's).
+#[track_caller]
+pub fn revision(r: &crate::common::Resp) -> u64 {
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["revision"].as_u64().unwrap()
 }
 
 /// Every change under `prefix` after `after`, as `vkv watch --prefix -o
 /// json` prints them, read from the server's feed page by page.
-fn feed(c: &mut Client, prefix: &str, mut after: u64) -> Vec<serde_json::Value> {
+pub fn feed(c: &mut Client, prefix: &str, mut after: u64) -> Vec<serde_json::Value> {
     let mut all = Vec::new();
     loop {
         let r = c.get(&format!(

@@ -4,7 +4,7 @@
 use crate::vkv_with;
 
 const COMMANDS: &[&str] = &[
-    "get", "put", "del", "history", "ls", "watch", "batch", "backup", "lock",
+    "get", "put", "del", "history", "ls", "watch", "changes", "batch", "backup", "lock",
 ];
 
 /// `vkv lease SUBCOMMAND`.

@@ -1,9 +1,10 @@
-//! The command-line client (`vkv get|put|del|history|ls|watch|batch|
-//! backup|lease|lock|completion`) as a user runs it: the real binary against real
+//! The command-line client (`vkv get|put|del|history|ls|watch|changes|
+//! batch|backup|lease|lock|completion`) as a user runs it: the real binary against real
 //! servers, every command and every exit code. One test binary, one module
 //! per concern.
 
 mod auth;
+mod changes;
 mod commands;
 #[path = "../support/mod.rs"]
 mod common;

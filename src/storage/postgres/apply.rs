@@ -78,9 +78,8 @@ pub(crate) struct PgCommitter {
     /// Answers are held until then after a reconnection (see
     /// [`PgCommitter::commit`]).
     pub fence: Option<std::time::Instant>,
-    /// Set while this writer finds no free connection slot: the read pool
-    /// gives its connections up meanwhile (`conn::Manager`).
-    pub yield_slots: Arc<std::sync::atomic::AtomicBool>,
+    /// Whose reads yield their connection slots, and when (`slots.rs`).
+    pub slots: Arc<super::slots::Slots>,
     /// The read pool, emptied when this writer finds no free slot.
     pub pool: r2d2::Pool<super::conn::Manager>,
 }
@@ -123,25 +122,26 @@ impl PgCommitter {
                     .connect()
                     .and_then(|c| PgConn::open(c, Role::Writer))
             };
-            let slots = &self.yield_slots;
-            let mut opened = connect();
-            if opened.as_ref().err().and_then(|e| e.code())
-                == Some(&postgres::error::SqlState::TOO_MANY_CONNECTIONS)
-            {
-                // No free slot: the read pool gives its connections up
-                // (each one given back is closed while the flag is set,
-                // the idle ones at once), and this writer tries again.
-                slots.store(true, std::sync::atomic::Ordering::Relaxed);
-                drop(std::iter::from_fn(|| self.pool.try_get()).collect::<Vec<_>>());
-                opened = connect();
-            }
+            // No free slot: this replica's reads and the others' yield
+            // theirs (`slots.rs`), and this writer tries again.
+            let pool = &self.pool;
+            let me = self.leases.me;
+            let opened = self.slots.connect(
+                connect,
+                || {
+                    if let Some(mut c) = pool.try_get() {
+                        let ask = Message::Yield { origin: me }.notify();
+                        let _ = c.client.batch_execute(&ask);
+                    }
+                },
+                || drop(std::iter::from_fn(|| pool.try_get()).collect::<Vec<_>>()),
+            );
             let conn = opened.map_err(|e| {
                 StoreError::Unavailable(format!(
                     "cannot connect to PostgreSQL: {}",
                     super::target::describe(&e)
                 ))
             })?;
-            slots.store(false, std::sync::atomic::Ordering::Relaxed);
             self.conn = Some(conn);
             // Maybe a promoted standby, which may have missed the last
             // renewals of leases (they commit without waiting for the disk

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
@@ -13,6 +12,7 @@ use postgres::types::ToSql;
 use postgres::{Client, Row, SimpleQueryMessage, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 
+use super::slots::Slots;
 use crate::error::StoreError;
 
 /// What a connection is for. Each is named in `pg_stat_activity`
@@ -246,10 +246,12 @@ pub(crate) struct Manager {
     pub inner: PostgresConnectionManager<super::tls::Connector>,
     /// The query timeout of reads.
     pub query_timeout: Duration,
-    /// Set while the writer cannot connect for want of connection slots:
-    /// the pool then closes each connection given back, until the writer
-    /// has one (reads can wait; writes must not starve).
-    pub yield_slots: Arc<AtomicBool>,
+    /// While it says to yield (a writer or listener waits for a connection
+    /// slot, here or on another replica), each connection given back is
+    /// closed and none is opened: reads can wait, writes must not starve.
+    /// After the pool found no free slot, one connection given back is
+    /// closed.
+    pub slots: Arc<Slots>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -259,21 +261,64 @@ impl std::fmt::Debug for Manager {
     }
 }
 
+/// Why the read pool opened no connection.
+#[derive(Debug)]
+pub(crate) enum PoolError {
+    Pg(postgres::Error),
+    /// Connection slots are yielded to a writer or a listener.
+    Yielding,
+}
+
+impl std::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PoolError::Pg(e) => write!(f, "{}", super::target::describe(e)),
+            PoolError::Yielding => {
+                f.write_str("connection slots are left to a writer that has none")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+/// How the read pool reports connections it failed to open (r2d2 logs
+/// them as errors by default): a yield is the pool working as meant.
+#[derive(Debug)]
+pub(crate) struct PoolErrors;
+
+impl r2d2::HandleError<PoolError> for PoolErrors {
+    fn handle_error(&self, e: PoolError) {
+        match e {
+            PoolError::Yielding => log::debug!("PostgreSQL read pool: {e}"),
+            PoolError::Pg(_) => log::warn!("PostgreSQL read pool cannot connect: {e}"),
+        }
+    }
+}
+
 impl r2d2::ManageConnection for Manager {
     type Connection = PgConn;
-    type Error = postgres::Error;
+    type Error = PoolError;
 
-    fn connect(&self) -> Result<PgConn, postgres::Error> {
-        let client = self.inner.connect()?;
-        PgConn::open(client, Role::Read(self.query_timeout))
+    fn connect(&self) -> Result<PgConn, PoolError> {
+        if self.slots.yielding() {
+            return Err(PoolError::Yielding);
+        }
+        let client = self.inner.connect().map_err(|e| {
+            if super::slots::no_slot(&e) {
+                self.slots.pool_found_none();
+            }
+            PoolError::Pg(e)
+        })?;
+        PgConn::open(client, Role::Read(self.query_timeout)).map_err(PoolError::Pg)
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
-        self.inner.is_valid(&mut conn.client)
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), PoolError> {
+        self.inner.is_valid(&mut conn.client).map_err(PoolError::Pg)
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.is_broken() || self.yield_slots.load(Ordering::Relaxed)
+        conn.is_broken() || self.slots.close_returned()
     }
 }
 

@@ -122,6 +122,9 @@ pub(crate) enum Message {
     Group { origin: i64, seq: u64, keys: usize },
     /// Renewal `n` of `id` committed.
     Sync { id: i64, n: u64 },
+    /// `origin` finds no free connection slot for its writer or listener:
+    /// the others' reads yield theirs for a moment (`slots.rs`).
+    Yield { origin: i64 },
 }
 
 impl Message {
@@ -139,14 +142,21 @@ impl Message {
                 id,
                 n: words.next()?.parse().ok()?,
             }),
+            "y" => Some(Message::Yield { origin: id }),
             _ => None,
         }
+    }
+
+    /// The statement that sends it.
+    pub fn notify(&self) -> String {
+        format!("SELECT pg_notify('{LEASE_CHANNEL}', '{}')", self.payload())
     }
 
     pub fn payload(&self) -> String {
         match self {
             Message::Group { origin, seq, keys } => format!("g {origin} {seq} {keys}"),
             Message::Sync { id, n } => format!("s {id} {n}"),
+            Message::Yield { origin } => format!("y {origin}"),
         }
     }
 }
@@ -164,6 +174,7 @@ mod tests {
                 keys: 3,
             },
             Message::Sync { id: 9, n: 4 },
+            Message::Yield { origin: -3 },
         ] {
             assert_eq!(Message::parse(&m.payload()), Some(m));
         }

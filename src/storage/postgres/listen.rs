@@ -26,6 +26,7 @@ use super::apply::CHANNEL;
 use super::conn::Role;
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::reads::PgReads;
+use super::slots::Slots;
 use super::target::Target;
 use crate::cache::LatestCache;
 use crate::storage::seam::Reads;
@@ -49,6 +50,9 @@ pub(crate) struct Listener {
     pub cache: Arc<LatestCache>,
     pub leases: Arc<Leases>,
     pub stop: Arc<AtomicBool>,
+    /// Whose reads yield their connection slots (`slots.rs`): this thread
+    /// passes this replica's requests on and hears the others'.
+    pub slots: Arc<Slots>,
 }
 
 /// Starts the thread on `first`, the listening connection (connected with
@@ -89,10 +93,7 @@ impl Listener {
         let mut first = Some(first);
         while !self.stop.load(Ordering::Acquire) {
             let fresh = first.is_none();
-            let mut client = match first
-                .take()
-                .map_or_else(|| connect(&self.target, &self.leases), Ok)
-            {
+            let mut client = match first.take().map_or_else(|| self.reconnect(), Ok) {
                 Ok(c) => c,
                 Err(e) => {
                     if !failing {
@@ -137,6 +138,25 @@ impl Listener {
         log::debug!("PostgreSQL listener stopped");
     }
 
+    /// Connects again; without a free slot, as the writer does (`slots.rs`:
+    /// the reads yield theirs, here and on the other replicas).
+    fn reconnect(&self) -> Result<Client, postgres::Error> {
+        let pool = &self.reads.pool;
+        let ask = Message::Yield {
+            origin: self.leases.me,
+        }
+        .notify();
+        self.slots.connect(
+            || connect(&self.target, &self.leases),
+            || {
+                if let Some(mut c) = pool.try_get() {
+                    let _ = c.client.batch_execute(&ask);
+                }
+            },
+            || drop(std::iter::from_fn(|| pool.try_get()).collect::<Vec<_>>()),
+        )
+    }
+
     /// Serves notifications and renews the lease until the connection
     /// fails or `stop` is set.
     /// `renewals` numbers renewals over the process's life: a lease taken
@@ -171,6 +191,10 @@ impl Listener {
             // its notification until a later one makes it read its queue
             // again (seen: hundreds of ms with two replicas under load), so
             // an empty notification makes it do so.
+            if self.slots.take_ask() {
+                let ask = Message::Yield { origin: leases.me }.notify();
+                client.batch_execute(&unflushed(&ask))?;
+            }
             let batch = next_batch(client, if renewal.is_some() { POKE } else { wait })?;
             if batch.is_empty() {
                 if client.is_closed() {
@@ -242,6 +266,8 @@ impl Listener {
                     }
                 }
                 Some(Message::Sync { id, n }) => synced |= id == me && Some(n) == renewal,
+                Some(Message::Yield { origin }) if origin != me => self.slots.asked(),
+                Some(Message::Yield { .. }) => {}
                 None => {}
             }
         }

@@ -17,6 +17,8 @@
 //! - `lease.rs`: read leases, which let a replica serve its cache without
 //!   a round trip (writes wait until every holder dropped what they
 //!   changed);
+//! - `slots.rs`: when the server has no free connection slot, reads
+//!   yield theirs to writers and listeners, on every replica;
 //! - `listen.rs`: the `LISTEN` thread: drops other replicas' writes from
 //!   the cache and acknowledges them, renews the lease, wakes this
 //!   replica's watchers on other replicas' commits.
@@ -34,6 +36,7 @@ mod listen;
 mod reads;
 mod rows;
 mod schema;
+mod slots;
 mod target;
 mod tls;
 
@@ -104,7 +107,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
     let stop = Arc::new(AtomicBool::new(false));
     let listening = listen::connect(&target, &leases)
         .map_err(|e| fail(format!("cannot LISTEN: {}", describe(&e))))?;
-    let yield_slots = Arc::new(AtomicBool::new(false));
+    let slots = Arc::new(slots::Slots::default());
 
     let pool = r2d2::Pool::builder()
         .max_size(config.read_connections.max(1))
@@ -119,6 +122,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
         // dropped when it comes back (`Manager::has_broken`), and the next
         // check-out opens a new one.
         .test_on_check_out(false)
+        .error_handler(Box::new(conn::PoolErrors))
         .thread_pool(Arc::new(
             scheduled_thread_pool::ScheduledThreadPool::builder()
                 .num_threads(1)
@@ -132,7 +136,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
         .build_unchecked(conn::Manager {
             inner: PostgresConnectionManager::new(target.config.clone(), target.tls.clone()),
             query_timeout: config.query_timeout,
-            yield_slots: Arc::clone(&yield_slots),
+            slots: Arc::clone(&slots),
         });
     let read_pool = pool.clone();
     let reads = Arc::new(reads::PgReads {
@@ -152,6 +156,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
             cache: hooks.cache,
             leases: Arc::clone(&leases),
             stop: Arc::clone(&stop),
+            slots: Arc::clone(&slots),
         },
         listening,
     )
@@ -172,7 +177,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
             leases,
             seq: 0,
             fence: None,
-            yield_slots,
+            slots,
             pool: read_pool,
         }),
     })
