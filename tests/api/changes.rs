@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::feed::{change, revision, wait_parked};
+use crate::common::feed::{change, revision_in, wait_parked};
 use crate::common::{Client, Server, Value, get_ok, json, keys_of, metric, poll_until};
 
 fn batch(c: &mut Client, puts: Value) -> Value {
@@ -49,33 +49,33 @@ fn listed(listing: &Value) -> BTreeMap<String, (u64, Value)> {
 fn every_write_takes_the_next_revision_and_the_feed_shows_each_in_order() {
     let s = Server::start(&[]);
     let mut c = s.client();
-    assert_eq!(revision(&get_ok(&mut c, "/db/stats")), 0);
-    let a1 = revision(&c.put("f/a", &json!(1)).json());
-    let a2 = revision(&c.put("f/a", &json!(2)).json());
+    assert_eq!(revision_in(&get_ok(&mut c, "/db/stats")), 0);
+    let a1 = revision_in(&c.put("f/a", &json!(1)).json());
+    let a2 = revision_in(&c.put("f/a", &json!(2)).json());
     assert!(a2 > a1, "{a1} {a2}");
     let b = batch(
         &mut c,
         json!([{"key": "f/c", "value": "c"}, {"key": "f/b", "value": "b"}]),
     );
-    let (b1, b2) = (revision(&b["results"][0]), revision(&b["results"][1]));
+    let (b1, b2) = (revision_in(&b["results"][0]), revision_in(&b["results"][1]));
     assert_eq!(b1, b2, "a batch shares one revision");
     assert!(b1 > a2);
     c.put("other", &json!("x"));
-    let d = revision(&delete(&mut c, "/delete/f/a"));
+    let d = revision_in(&delete(&mut c, "/delete/f/a"));
     let p = delete(&mut c, "/delete/f/c?purge=true");
-    let p = revision(&p);
+    let p = revision_in(&p);
     assert!(p > d && d > b1, "{b1} {d} {p}");
-    assert_eq!(revision(&get_ok(&mut c, "/db/stats")), p);
+    assert_eq!(revision_in(&get_ok(&mut c, "/db/stats")), p);
 
     // Reads carry the revision of their version.
-    assert_eq!(revision(&get_ok(&mut c, "/get/f/b")), b1);
-    assert_eq!(revision(&get_ok(&mut c, "/get/f/a?version=1")), a1);
+    assert_eq!(revision_in(&get_ok(&mut c, "/get/f/b")), b1);
+    assert_eq!(revision_in(&get_ok(&mut c, "/get/f/a?version=1")), a1);
     let h = get_ok(&mut c, "/history/f/a");
     let revs: Vec<u64> = h["versions"]
         .as_array()
         .unwrap()
         .iter()
-        .map(revision)
+        .map(revision_in)
         .collect();
     assert_eq!(revs, vec![d, a2, a1]);
 
@@ -87,7 +87,7 @@ fn every_write_takes_the_next_revision_and_the_feed_shows_each_in_order() {
         .iter()
         .map(|ch| {
             (
-                revision(ch),
+                revision_in(ch),
                 ch["key"].as_str().unwrap().to_string(),
                 ch["version"].as_u64().unwrap(),
                 ch["operation"].as_str().unwrap().to_string(),
@@ -106,7 +106,7 @@ fn every_write_takes_the_next_revision_and_the_feed_shows_each_in_order() {
     // Purging f/c removed revision b1's f/c: a feed from 0 starts after it.
     let from_oldest: Vec<_> = expected.iter().filter(|e| e.0 > b1).cloned().collect();
     assert_eq!(seen, from_oldest, "{feed}");
-    assert_eq!(revision(&feed), p);
+    assert_eq!(revision_in(&feed), p);
     assert_eq!(feed["next_after"], json!(p));
     let r = c.get(&format!("/changes?prefix=f/&after={a1}"));
     assert_eq!(r.status, 410, "{}", r.text());
@@ -125,7 +125,7 @@ fn every_write_takes_the_next_revision_and_the_feed_shows_each_in_order() {
     // Without after: from now on (nothing yet).
     let now = get_ok(&mut c, "/changes?prefix=f/");
     assert_eq!(now["changes"], json!([]));
-    assert_eq!(revision(&now), p);
+    assert_eq!(revision_in(&now), p);
     assert_eq!(now["next_after"], json!(p));
 }
 
@@ -138,7 +138,7 @@ fn a_page_never_ends_inside_a_batch() {
         &mut c,
         json!([{"key": "k1", "value": 1}, {"key": "k2", "value": 2}, {"key": "k3", "value": 3}]),
     );
-    let br = revision(&b["results"][0]);
+    let br = revision_in(&b["results"][0]);
     c.put("k4", &json!(4));
     // limit 2 would cut the batch: the page stops before it.
     let page = get_ok(&mut c, "/changes?after=0&limit=2");
@@ -163,7 +163,7 @@ fn a_follower_reads_every_change_exactly_once_in_order_under_concurrent_writers(
     let s = Server::start(&[]);
     let addr = s.addr;
     let mut c = s.client();
-    let start = revision(&get_ok(&mut c, "/db/stats"));
+    let start = revision_in(&get_ok(&mut c, "/db/stats"));
     let acks: Arc<Mutex<Vec<(u64, String, u64)>>> = Arc::default();
     let writers: Vec<_> = (0..8)
         .map(|t| {
@@ -181,7 +181,9 @@ fn a_follower_reads_every_change_exactly_once_in_order_under_concurrent_writers(
                     let body = r.json();
                     if key.starts_with("p/") {
                         let version = body["version"].as_u64().unwrap();
-                        acks.lock().unwrap().push((revision(&body), key, version));
+                        acks.lock()
+                            .unwrap()
+                            .push((revision_in(&body), key, version));
                     }
                 }
             })
@@ -231,7 +233,7 @@ fn a_long_poll_waits_for_a_matching_change_and_else_answers_progress() {
     let s = Server::start(&[]);
     let mut c = s.client();
     c.put("w/a", &json!(1));
-    let r0 = revision(&get_ok(&mut c, "/db/stats"));
+    let r0 = revision_in(&get_ok(&mut c, "/db/stats"));
     // Nothing comes: an empty list and the current revision, after the wait.
     let t = Instant::now();
     let page = get_ok(&mut c, &format!("/changes?prefix=w/&after={r0}&wait=1"));
@@ -263,8 +265,8 @@ fn a_long_poll_waits_for_a_matching_change_and_else_answers_progress() {
     assert!(answered.duration_since(written) < Duration::from_secs(5));
     assert_eq!(page["changes"].as_array().unwrap().len(), 1, "{page}");
     assert_eq!(page["changes"][0]["key"], "w/b");
-    assert_eq!(revision(&page["changes"][0]), revision(&put));
-    assert_eq!(page["next_after"], json!(revision(&put)));
+    assert_eq!(revision_in(&page["changes"][0]), revision_in(&put));
+    assert_eq!(page["next_after"], json!(revision_in(&put)));
     // Parked, it held no watcher slot after its answer.
     assert!(poll_until(Duration::from_secs(5), || metric(
         &mut c,
@@ -307,9 +309,9 @@ fn long_polls_are_answered_when_the_server_stops() {
 fn retention_that_removes_a_change_is_gone_for_readers_behind_it() {
     let s = Server::start(&["--max-versions", "2"]);
     let mut c = s.client();
-    let r0 = revision(&c.put("first", &json!(0)).json());
-    let r1 = revision(&c.put("r", &json!(1)).json());
-    let r2 = revision(&c.put("r", &json!(2)).json());
+    let r0 = revision_in(&c.put("first", &json!(0)).json());
+    let r1 = revision_in(&c.put("r", &json!(1)).json());
+    let r2 = revision_in(&c.put("r", &json!(2)).json());
     assert_eq!(
         get_ok(&mut c, &format!("/changes?after={r1}"))["changes"]
             .as_array()
@@ -317,7 +319,7 @@ fn retention_that_removes_a_change_is_gone_for_readers_behind_it() {
             .len(),
         1
     );
-    let r3 = revision(&c.put("r", &json!(3)).json());
+    let r3 = revision_in(&c.put("r", &json!(3)).json());
     // Version 1 (revision r1) is gone: a reader after 0 .. r1-1 would miss it.
     let r = c.get(&format!("/changes?after={}", r1 - 1));
     assert_eq!(r.status, 410, "{}", r.text());
@@ -328,7 +330,7 @@ fn retention_that_removes_a_change_is_gone_for_readers_behind_it() {
         .as_array()
         .unwrap()
         .iter()
-        .map(revision)
+        .map(revision_in)
         .collect();
     assert_eq!(revs, vec![r2, r3]);
     // after=0: from the oldest revision kept without a gap (not r0, kept
@@ -374,13 +376,13 @@ fn list_then_watch_misses_nothing_and_repeats_nothing() {
     std::thread::sleep(Duration::from_millis(200));
     let listing = get_ok(&mut c, "/keys?prefix=l/&limit=1000&values=true");
     let mut state = listed(&listing);
-    let mut after = revision(&listing);
+    let mut after = revision_in(&listing);
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.join().unwrap();
     }
-    let end = revision(&get_ok(&mut c, "/db/stats"));
+    let end = revision_in(&get_ok(&mut c, "/db/stats"));
     let mut seen = HashSet::new();
     while after < end {
         let page = get_ok(
@@ -391,7 +393,7 @@ fn list_then_watch_misses_nothing_and_repeats_nothing() {
             let key = ch["key"].as_str().unwrap().to_string();
             let version = ch["version"].as_u64().unwrap();
             assert!(
-                revision(ch) > revision(&listing),
+                revision_in(ch) > revision_in(&listing),
                 "a change the listing already held: {ch}"
             );
             assert!(seen.insert((key.clone(), version)), "repeated: {ch}");
@@ -413,7 +415,7 @@ fn list_then_watch_misses_nothing_and_repeats_nothing() {
     let now = get_ok(&mut c, "/keys?prefix=l/&limit=1000&values=true");
     let expected = listed(&now);
     assert_eq!(state, expected);
-    assert_eq!(revision(&now), end);
+    assert_eq!(revision_in(&now), end);
 }
 
 #[test]
@@ -421,9 +423,9 @@ fn keys_with_values_and_their_revision() {
     let s = Server::start(&[]);
     let mut c = s.client();
     c.put("v/a", &json!({"x": 1}));
-    let last = revision(&c.put("v/b", &json!([2])).json());
+    let last = revision_in(&c.put("v/b", &json!([2])).json());
     let page = get_ok(&mut c, "/keys?prefix=v/&values=true");
-    assert_eq!(revision(&page), last);
+    assert_eq!(revision_in(&page), last);
     assert_eq!(page["keys"][0]["value"], json!({"x": 1}));
     assert_eq!(page["keys"][1]["value"], json!([2]));
     let page = get_ok(&mut c, "/keys?prefix=v/");

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use crate::common::{Server, json};
-use crate::feed::{feed, revision};
-use crate::{dead_port, on, url, vkv_with};
+use crate::common::feed::{changes_after, json_lines, revision};
+use crate::common::{Server, free_port, json};
+use crate::{on, url, vkv_with};
 
 /// `vkv changes ARGS -o json` against `s`: the change objects, and the
 /// last line (`{"revision","next_after"}`).
@@ -16,12 +16,7 @@ fn json_page(s: &Server, args: &[&str]) -> (Vec<Value>, Value) {
     all.extend(args);
     all.extend(["-o", "json"]);
     let r = on(s, &all);
-    let mut lines: Vec<Value> = r
-        .code(0)
-        .out()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
-        .collect();
+    let mut lines = json_lines(r.code(0).out());
     let last = lines.pop().expect("a last line");
     (lines, last)
 }
@@ -66,7 +61,7 @@ fn a_page_of_a_prefix_after_a_revision_then_only_what_came_after_its_resume_revi
     );
     assert_eq!(r.code(0).out(), format!("next_after\t{r4}"));
     // An endpoint that does not answer is passed over, as for any read.
-    let endpoints = format!("http://127.0.0.1:{},{}", dead_port(), url(&s));
+    let endpoints = format!("http://127.0.0.1:{},{}", free_port(), url(&s));
     let after = r2.to_string();
     let r = vkv_with(
         &[
@@ -140,7 +135,11 @@ fn json_pages_are_the_feeds_objects_and_a_loop_over_next_after_reads_each_change
         got.extend(changes);
         after = next;
     }
-    assert_eq!(got, feed(&mut c, "p/", 0), "the feed's objects, each once");
+    assert_eq!(
+        got,
+        changes_after(&mut c, "p/", 0),
+        "the feed's objects, each once"
+    );
     assert_eq!(pages, [1, 1, 1, 1, 2], "the batch came whole");
     assert_eq!(got[5]["value"], json!([1, 2]));
     assert_eq!(got[5]["revision"], json!(b));
@@ -192,7 +191,7 @@ fn changes_removed_by_a_purge_or_retention_exit_3_naming_the_oldest_revision() {
 
 #[test]
 fn bad_flags_are_usage_errors_and_no_server_is_unavailable() {
-    let dead = format!("http://127.0.0.1:{}", dead_port());
+    let dead = format!("http://127.0.0.1:{}", free_port());
     for (args, says) in [
         (&["--after", "x"][..], "--after"),
         (&["--after", "9223372036854775808"], "--after"),

@@ -2,36 +2,10 @@
 //! in revision order, none twice, across a server's restart; `410` ends it
 //! with exit code 3.
 
-use crate::common::feed::{json_lines, wait_parked};
+use crate::common::feed::{changes_after, json_lines, revision, wait_parked};
 use crate::common::{Client, Server, Writers, json};
 use crate::watch::Watch;
 use crate::{on, url};
-
-/// The `revision` of a `200` answer (a write's, a listing's, a feed page's).
-#[track_caller]
-pub fn revision(r: &crate::common::Resp) -> u64 {
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["revision"].as_u64().unwrap()
-}
-
-/// Every change under `prefix` after `after`, as `vkv watch --prefix -o
-/// json` prints them, read from the server's feed page by page.
-pub fn feed(c: &mut Client, prefix: &str, mut after: u64) -> Vec<serde_json::Value> {
-    let mut all = Vec::new();
-    loop {
-        let r = c.get(&format!(
-            "/changes?prefix={prefix}&after={after}&limit=1000"
-        ));
-        assert_eq!(r.status, 200, "{}", r.text());
-        let page = r.json();
-        let changes = page["changes"].as_array().unwrap().clone();
-        if changes.is_empty() {
-            return all;
-        }
-        all.extend(changes);
-        after = page["next_after"].as_u64().unwrap();
-    }
-}
 
 #[test]
 fn a_prefix_watch_prints_creates_updates_deletes_and_expiries_in_order() {
@@ -83,7 +57,11 @@ fn after_zero_replays_the_feed_as_json_and_count_ends_it() {
         ],
     );
     let rows = json_lines(r.code(0).out());
-    assert_eq!(rows, feed(&mut c, "p/", 0), "the feed's objects, as sent");
+    assert_eq!(
+        rows,
+        changes_after(&mut c, "p/", 0),
+        "the feed's objects, as sent"
+    );
     assert_eq!(rows[1]["revision"], json!(r3));
     assert_eq!(rows[1]["value"], json!([1, 2]));
     // --after a revision: only what came after it.
@@ -169,7 +147,7 @@ fn a_prefix_watch_resumes_across_a_restart_with_no_gap_and_no_duplicate() {
     writers.wait_for(300);
     let after = writers.stop().len();
     let mut c = Client::connect(s.addr);
-    let want = feed(&mut c, "w", start);
+    let want = changes_after(&mut c, "w", start);
     assert_eq!(want.len(), before + after);
     let lines = w.wait_for(want.len());
     let got: Vec<serde_json::Value> = lines

@@ -6,13 +6,43 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use super::{Client, Value, metric, poll_until};
+use super::{Client, Resp, Value, get_ok, metric, poll_until};
 
-/// The `revision` of a write's answer, a read or a change.
-pub fn revision(v: &Value) -> u64 {
+/// The `revision` of a `200` answer (a write's, a listing's, a feed page's).
+#[track_caller]
+pub fn revision(r: &Resp) -> u64 {
+    assert_eq!(r.status, 200, "{}", r.text());
+    revision_in(&r.json())
+}
+
+/// The `revision` in `v` (a write's result, a read, a change, a page).
+pub fn revision_in(v: &Value) -> u64 {
     v["revision"]
         .as_u64()
         .unwrap_or_else(|| panic!("no revision in {v}"))
+}
+
+/// Every change under `prefix` after `after`, read from the server's feed
+/// page by page (as `vkv watch --prefix -o json` prints them).
+pub fn changes_after(c: &mut Client, prefix: &str, mut after: u64) -> Vec<Value> {
+    let mut all = Vec::new();
+    loop {
+        let page = get_ok(
+            c,
+            &format!("/changes?prefix={prefix}&after={after}&limit=1000"),
+        );
+        let changes = page["changes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no changes in {page}"))
+            .clone();
+        if changes.is_empty() {
+            return all;
+        }
+        all.extend(changes);
+        after = page["next_after"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no next_after in {page}"));
+    }
 }
 
 /// The revision, key and version of a change (or of a write's result
@@ -22,7 +52,7 @@ pub fn change(v: &Value) -> (u64, String, u64) {
     let version = v["version"]
         .as_u64()
         .unwrap_or_else(|| panic!("no version in {v}"));
-    (revision(v), key.to_string(), version)
+    (revision_in(v), key.to_string(), version)
 }
 
 /// Each line of NDJSON `text` (as `-o json` prints), parsed.
