@@ -70,8 +70,9 @@ mod with_tls {
         Server::start_on(&dir.join("kv.db"), &args)
     }
 
-    /// A client that trusts only `cert` and checks the name `localhost`.
-    fn tls_client(addr: SocketAddr, cert: &Cert) -> Client {
+    /// A TLS session that trusts only `cert` and checks the name
+    /// `localhost`.
+    fn trusting(cert: &Cert) -> rustls::ClientConnection {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert.der.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -81,7 +82,12 @@ mod with_tls {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let name = ServerName::try_from("localhost").unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        rustls::ClientConnection::new(Arc::new(config), name).unwrap()
+    }
+
+    /// A client that trusts only `cert` and checks the name `localhost`.
+    fn tls_client(addr: SocketAddr, cert: &Cert) -> Client {
+        let conn = trusting(cert);
         let sock = TcpStream::connect(addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
@@ -182,16 +188,7 @@ mod with_tls {
         let cert = self_signed(dir.path(), "server");
         let other = self_signed(dir.path(), "other");
         let s = tls_server(dir.path(), &cert, &[]);
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(other.der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = ServerName::try_from("localhost").unwrap();
-        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut conn = trusting(&other);
         let mut sock = TcpStream::connect(s.addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
