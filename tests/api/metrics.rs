@@ -63,23 +63,15 @@ fn metrics_parse_and_count_requests_cache_and_writer() {
     }
 }
 
-/// A field of the server's `/proc/PID/status` in KiB, or of its
-/// `/proc/PID/limits` "Max open files" soft limit.
-fn proc_of(pid: u32, what: &str) -> f64 {
-    if what == "max_fds" {
-        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-        let line = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .unwrap();
-        return line.split_whitespace().nth(3).unwrap().parse().unwrap();
-    }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
+/// The "Max open files" soft limit of process `pid`, from
+/// `/proc/PID/limits`.
+fn max_fds(pid: u32) -> f64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
         .lines()
-        .find_map(|l| l.strip_prefix(what)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
 /// Issue 21, item 16: the latency histogram is labelled by route, and the
@@ -125,7 +117,7 @@ fn metrics_have_route_latency_and_the_standard_process_series() {
     };
     let pid = s.pid();
     let rss = value("process_resident_memory_bytes");
-    let vm_rss = proc_of(pid, "VmRSS") * 1024.0;
+    let vm_rss = s.rss() as f64;
     assert!(
         rss > vm_rss / 2.0 && rss < vm_rss * 2.0,
         "resident {rss}, VmRSS {vm_rss}"
@@ -140,7 +132,7 @@ fn metrics_have_route_latency_and_the_standard_process_series() {
         open >= 4.0 && (open - fds).abs() <= 2.0,
         "open {open}, /proc {fds}"
     );
-    assert_eq!(value("process_max_fds"), proc_of(pid, "max_fds"));
+    assert_eq!(value("process_max_fds"), max_fds(pid));
     let cpu = value("process_cpu_seconds_total");
     assert!((0.0..60.0).contains(&cpu), "cpu {cpu}");
     let now = std::time::SystemTime::now()

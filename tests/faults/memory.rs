@@ -4,15 +4,8 @@
 use crate::common::{Server, exclusive, poll_until};
 use std::time::Duration;
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib / 1024.0
+fn rss_mib(s: &Server) -> f64 {
+    s.rss() as f64 / 1024.0 / 1024.0
 }
 
 /// 200 puts of 1 MB values over 8 connections, then reads of each: with an
@@ -45,12 +38,12 @@ fn rss_returns_near_the_cache_budget_after_large_values() {
     });
     let st = s.client().get("/cache/stats").json();
     assert!(st["bytes"].as_u64().unwrap() <= 8 << 20, "{st}");
-    println!("RSS right after the load: {:.1} MiB", rss_mib(s.pid()));
+    println!("RSS right after the load: {:.1} MiB", rss_mib(&s));
     let limit = 8.0 + 24.0;
-    let settled = poll_until(Duration::from_secs(10), || rss_mib(s.pid()) < limit);
+    let settled = poll_until(Duration::from_secs(10), || rss_mib(&s) < limit);
     assert!(
         settled,
         "RSS {:.1} MiB after the load, limit {limit} MiB",
-        rss_mib(s.pid())
+        rss_mib(&s)
     );
 }
