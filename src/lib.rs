@@ -68,7 +68,7 @@ pub mod server {
     pub use crate::http::cross_site::parse_origin;
     pub use crate::http::server::{Listening, Server, ServerConfig};
     #[cfg(feature = "tls")]
-    pub use crate::http::tls::{TlsError, load as load_tls};
+    pub use crate::http::tls::{TlsConfig, TlsError, load as load_tls};
 }
 #[doc(hidden)]
 pub mod key;

@@ -41,7 +41,7 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Serve HTTPS with this configuration (`None`: plain HTTP).
     #[cfg(feature = "tls")]
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<crate::http::tls::TlsConfig>,
 }
 
 /// A running vkv HTTP server.
@@ -109,7 +109,7 @@ impl Listening {
             config.limits,
             service,
             #[cfg(feature = "tls")]
-            config.tls,
+            config.tls.map(|t| t.0),
         )?;
         Ok(Server {
             http,

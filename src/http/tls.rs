@@ -32,9 +32,20 @@ pub enum TlsError {
     Config(String),
 }
 
+/// A server's TLS configuration, as [`load`] made it: opaque, so that the
+/// TLS library is not part of vkv's API.
+#[derive(Clone)]
+pub struct TlsConfig(pub(crate) Arc<rustls::ServerConfig>);
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsConfig")
+    }
+}
+
 /// Reads a PEM certificate chain (leaf first) and a PEM private key
 /// (PKCS#8, PKCS#1 or SEC1) into a server configuration.
-pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn load(cert: &Path, key: &Path) -> Result<TlsConfig, TlsError> {
     let cert_err = |reason: String| TlsError::Cert {
         path: cert.to_path_buf(),
         reason,
@@ -58,5 +69,5 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsErr
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(TlsConfig(Arc::new(config)))
 }
