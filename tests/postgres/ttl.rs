@@ -5,20 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Server, json, metric, poll_until};
+use crate::common::lease::ms;
+use crate::common::{Client, Server, json, metric, poll_until, post};
 use crate::fresh_database;
-
-fn post(c: &mut Client, path: &str, body: &serde_json::Value) -> crate::common::Resp {
-    c.request("POST", path, &[], &serde_json::to_vec(body).unwrap())
-}
-
-fn ms(rfc3339: &str) -> i64 {
-    humantime::parse_rfc3339(rfc3339)
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Writes `n` keys `prefix/i` with `ttl` through `c`, in one batch.
 fn write_keys(c: &mut Client, prefix: &str, n: usize, ttl: &str) {
