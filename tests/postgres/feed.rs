@@ -150,6 +150,13 @@ fn a_follower_whose_replica_lost_its_listen_connection_misses_nothing() {
                 r["version"].as_u64().unwrap(),
             ));
         }
+        // Both replicas listen again (after the previous round's kill)
+        // before their connections go once more.
+        assert!(poll_until(Duration::from_secs(20), || psql(
+            &db,
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = 'vkv-listen' AND datname = current_database()",
+        ) == "2"));
         let killed = psql(
             &db,
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
