@@ -284,6 +284,37 @@ fn reopened_partial_requests_do_not_lock_out_a_fresh_client() {
 }
 
 #[test]
+fn a_fresh_client_accepted_in_a_burst_of_partial_requests_is_answered() {
+    // A whole request that arrived with its connection is read when the
+    // connection is let in, before the newcomers accepted after it (in the
+    // same turn of the loop) can evict it as the longest idle. The server
+    // is stopped while the burst queues in its listen backlog, so the burst
+    // is accepted in one turn whatever the machine's load.
+    let _g = shared();
+    const LIMIT: usize = 40;
+    let s = Server::start(&[
+        "--max-connections",
+        &LIMIT.to_string(),
+        "--io-threads",
+        "1",
+        "--read-timeout",
+        "60s",
+    ]);
+    let partial = b"GET /get/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad";
+    s.signal("STOP");
+    let mut fresh = send(s.addr, &get("/health"));
+    let held: Vec<Raw> = (0..2 * LIMIT).map(|_| send(s.addr, partial)).collect();
+    s.signal("CONT");
+    assert_eq!(
+        answer_within(&mut fresh, Duration::from_secs(10)).map(|(status, _)| status),
+        Ok(200),
+        "a complete request accepted before {} partial ones",
+        2 * LIMIT
+    );
+    drop(held);
+}
+
+#[test]
 fn trickling_partial_requests_do_not_lock_out_a_fresh_client() {
     // Issue 9, item 6, slowloris: connections that send a request head a
     // few bytes at a time, so they are never quite idle.

@@ -1,7 +1,9 @@
 //! Letting connections in: accepting (an accept error such as EMFILE is
 //! retried with a back-off and never stops the loop), making room at
 //! `max_connections` by closing the connection idle or stalled mid-request
-//! the longest, and refusing with `503` when none is.
+//! the longest, and refusing with `503` when none is. A new connection's
+//! first bytes are read as it is let in, so a complete request is never
+//! evicted by the connections accepted after it.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -104,8 +106,14 @@ impl EventLoop {
         self.set_deadline(slot, &mut conn, after(now, first_wait));
         self.conns[slot] = Some(conn);
         self.live += 1;
-        // Bytes that came with the connection are reported by the
-        // registration's first event.
+        // A request that came with the connection is read now, before the
+        // connections accepted after it in this turn can evict it as the
+        // longest idle (a burst of more than `max_connections` would close
+        // it unanswered). A read that finds nothing costs one syscall; the
+        // registration's first event reads whatever comes later.
+        self.with_conn(slot, None, |lp, slot, conn| {
+            lp.read_socket(slot, conn, false)
+        });
     }
 
     fn transport(&self) -> io::Result<Transport> {
