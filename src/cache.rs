@@ -347,6 +347,7 @@ mod tests {
             expired: false,
             revision: version,
             value: RawValue::from_string("1".into()).unwrap_or_else(|_| unreachable!()),
+            deadline: None,
         })
     }
 
@@ -420,6 +421,7 @@ mod tests {
             expired: false,
             revision: version,
             value: RawValue::from_string(text).unwrap_or_else(|_| unreachable!()),
+            deadline: None,
         })
     }
 

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use crate::storage;
 use crate::storage::maintenance::{CheckError, CheckReport};
-use crate::storage::seam::{Deadline, DeadlineRow, KeyHead, Record, Totals};
+use crate::storage::seam::{DeadlineRow, KeyHead, Record, Totals};
+use crate::version::Deadline;
 
 /// Checks the store at `location` (safe while servers run on it).
 pub fn check(location: &Path) -> Result<CheckReport, CheckError> {

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::storage::seam::{Deadline, Due, ExpiryState, LeaseRow};
-use crate::version::now_ms;
+use crate::storage::seam::{Due, ExpiryState, LeaseRow};
+use crate::version::{Deadline, now_ms};
 
 /// The shortest TTL (of a key or a lease).
 pub const MIN_TTL: Duration = Duration::from_secs(1);
@@ -76,11 +76,11 @@ pub(crate) struct ExpiryCounters {
 /// Expiry counters as `/metrics` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExpiryStats {
-    /// Keys with a deadline (their own or their lease's), where this
-    /// process schedules them (`None` on PostgreSQL).
+    /// Keys with a deadline (their own or their lease's): the schedule's,
+    /// or where the database holds deadlines, its count (`None` when it
+    /// did not answer in time).
     pub keys_with_deadline: Option<u64>,
-    /// Live leases, where this process schedules them (`None` on
-    /// PostgreSQL).
+    /// Live leases, counted as `keys_with_deadline` is.
     pub leases: Option<u64>,
     /// Keys expired since start.
     pub expired: u64,

@@ -28,7 +28,7 @@ use crate::storage::seam::{
     VersionInfo, Written,
 };
 use crate::value::check_value;
-use crate::version::{Operation, PutOutcome, Versioned};
+use crate::version::{Deadline, Operation, PutOutcome, Versioned};
 use crate::watch::{FeedWatch, Subscription, Watchers};
 use crate::writer::reply::Pending;
 use crate::writer::{WriteFault, Writer, WriterContext, WriterCounters};
@@ -519,22 +519,29 @@ impl Store {
         }
     }
 
-    /// When `key` expires if `version` is its latest and has a deadline
-    /// (its own or its lease's), in milliseconds since the epoch. Only
-    /// where deadlines are scheduled in this process (SQLite): `None` on
-    /// PostgreSQL.
-    pub fn expires_at(&self, key: &str, version: u64) -> Option<i64> {
-        self.inner.schedule.deadline_of(key, version)
+    /// When the key of `v` expires if `v` is its latest and has a
+    /// deadline (its own or its lease's), in milliseconds since the epoch.
+    /// Asks no database: where the database holds deadlines, `v` carries
+    /// its own, and a lease's is the one this process last learnt (its own
+    /// grants and keepalives, other processes' keepalives, its reads).
+    pub fn expires_at(&self, v: &Versioned) -> Option<i64> {
+        match v.deadline {
+            Some(Deadline::At(due)) => Some(due),
+            Some(Deadline::Lease(id)) => self.inner.reads.lease_due(id),
+            None => self.inner.schedule.deadline_of(&v.key, v.version),
+        }
     }
 
-    /// Expiry counters: keys with a deadline and leases (where they are
-    /// scheduled in this process), expiries, lag.
+    /// Expiry counters: keys with a deadline and live leases (counted by
+    /// the database where it holds them: `None` if it does not answer
+    /// within a short bound), expiries, lag.
     pub fn expiry_stats(&self) -> ExpiryStats {
         let schedule = &self.inner.schedule;
         let mut stats = schedule.counters.stats(schedule.counts());
         if self.inner.reads.polls_deadlines() {
-            stats.keys_with_deadline = None;
-            stats.leases = None;
+            let counts = self.inner.reads.expiry_counts();
+            stats.keys_with_deadline = counts.map(|(keys, _)| keys);
+            stats.leases = counts.map(|(_, leases)| leases);
         }
         stats
     }

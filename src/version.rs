@@ -25,6 +25,22 @@ pub struct Versioned {
     /// The value as JSON text, exactly as it was stored (`null` for a
     /// tombstone).
     pub value: Box<RawValue>,
+    /// The key's deadline from this version on, where the backend keeps
+    /// deadlines in the database (PostgreSQL): read or written with the
+    /// version, so that a cached version knows it without a query. `None`
+    /// for a version without one, and where deadlines are scheduled in this
+    /// process (SQLite: `deadlines.rs` knows them).
+    pub(crate) deadline: Option<Deadline>,
+}
+
+/// A key's deadline as stored: its own, or its lease's (whose deadline a
+/// keepalive moves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// Milliseconds since the Unix epoch.
+    At(i64),
+    /// The lease's.
+    Lease(u64),
 }
 
 impl Versioned {

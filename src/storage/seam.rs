@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::change::ChangePage;
 use crate::error::StoreError;
-use crate::version::Versioned;
+use crate::version::{Deadline, Versioned};
 
 /// What a backend is opened with (from [`crate::StoreConfig`]).
 #[derive(Debug, Clone)]
@@ -164,15 +164,6 @@ pub enum Lifetime {
     /// Expires this long after the commit (1 s to 30 days).
     Ttl(Duration),
     /// Expires when the lease with this id runs out or is revoked.
-    Lease(u64),
-}
-
-/// A key's deadline as stored: its own, or its lease's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Deadline {
-    /// Milliseconds since the Unix epoch.
-    At(i64),
-    /// The lease's.
     Lease(u64),
 }
 
@@ -479,6 +470,21 @@ pub(crate) trait Reads: Send + Sync {
     /// whether more remain.
     fn lease_keys(&self, _id: u64, _limit: usize) -> Result<(Vec<String>, bool), StoreError> {
         Ok((Vec::new(), false))
+    }
+
+    /// When lease `id` runs out, as this process last learnt it, without
+    /// asking the database (a cached read may not): where the backend holds
+    /// leases ([`Reads::polls_deadlines`]), for the deadline of a version
+    /// on a lease ([`Versioned::deadline`]). `None`: not known.
+    fn lease_due(&self, _id: u64) -> Option<i64> {
+        None
+    }
+
+    /// Keys with a deadline and live leases, counted by the backend where
+    /// it holds them ([`Reads::polls_deadlines`]), for `/metrics`: within a
+    /// short bound, `None` past it or where this process schedules them.
+    fn expiry_counts(&self) -> Option<(u64, u64)> {
+        None
     }
 }
 

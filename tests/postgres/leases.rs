@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use crate::common::{Client, Server, json, metric, poll_until, psql};
 use crate::fresh_database;
 
-/// A psql session that holds `vkv_versions` and `vkv_keys` locked (no read
-/// of them can run) until [`unlock`]; returned once the lock is held.
+/// A psql session that holds `vkv_versions`, `vkv_keys` and the tables of
+/// deadlines and leases locked (no read of them can run) until [`unlock`];
+/// returned once the lock is held.
 fn lock_tables(db: &str) -> Child {
     let child = Command::new("psql")
         .env("PGAPPNAME", "vkv-test-lock")
@@ -17,8 +18,8 @@ fn lock_tables(db: &str) -> Child {
             db,
             "-XAtq",
             "-c",
-            "BEGIN; LOCK TABLE vkv_versions, vkv_keys IN ACCESS EXCLUSIVE MODE; \
-             SELECT pg_sleep(600)",
+            "BEGIN; LOCK TABLE vkv_versions, vkv_keys, vkv_deadlines, vkv_leases \
+             IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600)",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -67,6 +68,9 @@ fn two_leased_replicas(args: &[&str]) -> (String, Server, Server) {
     (db, a, b)
 }
 
+/// A cached read under a read lease is answered with every table it could
+/// read locked: also for a key with a TTL and one on a lease, whose
+/// `expires_at` comes from what the replica knows, not from a query.
 #[test]
 fn a_cached_read_under_a_lease_asks_the_database_nothing() {
     let _serial = crate::common::shared();
@@ -75,21 +79,45 @@ fn a_cached_read_under_a_lease_asks_the_database_nothing() {
     for lease in ["1s", "0"] {
         let s = Server::start_on(&url, &["--read-lease", lease]);
         let mut c = s.client();
-        let key = format!("hot{}", lease.len());
-        assert_eq!(c.put(&key, &json!("v1")).status, 200);
+        let n = lease.len();
+        let id = crate::common::lease::grant(&mut c, &json!("1h"));
+        let keys = [
+            (format!("hot{n}"), String::new()),
+            (format!("ttl{n}"), "?ttl=1h".to_string()),
+            (format!("leased{n}"), format!("?lease={id}")),
+        ];
+        for (key, lifetime) in &keys {
+            let r = crate::common::post(
+                &mut c,
+                &format!("/put/{key}{lifetime}"),
+                &json!({"value": "v1"}),
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
         // The replica says whether it holds a lease.
         let want = if lease == "0" { 0.0 } else { 1.0 };
         assert!(poll_until(Duration::from_secs(10), || {
             metric(&mut c, "vkv_read_lease_held") == Some(want)
         }));
         assert_eq!(leases_held(&db), want as u64);
-        assert_eq!(c.get(&format!("/get/{key}")).json()["value"], "v1");
+        let read = |c: &mut Client, key: &str| {
+            let r = c.get(&format!("/get/{key}"));
+            let got = r.json();
+            (r.status, got["value"].clone(), got["expires_at"].clone())
+        };
+        let before: Vec<_> = keys.iter().map(|(key, _)| read(&mut c, key)).collect();
+        assert_eq!(before[0], (200, json!("v1"), json!(null)));
+        for shown in &before[1..] {
+            assert!(shown.2.is_string(), "{shown:?}");
+        }
         let locker = lock_tables(&db);
         let reader = {
-            let (addr, key) = (s.addr, key.clone());
+            let (addr, keys) = (s.addr, keys.clone());
             std::thread::spawn(move || {
-                let r = Client::connect(addr).get(&format!("/get/{key}"));
-                (r.status, r.json()["value"].clone())
+                let mut c = Client::connect(addr);
+                keys.iter()
+                    .map(|(key, _)| read(&mut c, key))
+                    .collect::<Vec<_>>()
             })
         };
         if lease == "0" {
@@ -108,7 +136,7 @@ fn a_cached_read_under_a_lease_asks_the_database_nothing() {
                 "a cached read under a lease waited for the database"
             );
         }
-        assert_eq!(reader.join().unwrap(), (200, json!("v1")));
+        assert_eq!(reader.join().unwrap(), before);
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::lease::ms;
+use crate::common::lease::{grant, keepalive, ms, now_ms};
 use crate::common::{Client, Server, json, metric, poll_until, post};
 use crate::fresh_database;
 
@@ -68,6 +68,99 @@ fn two_replicas_expire_each_key_exactly_once_and_wake_each_others_watchers() {
         n as f64,
         "one tombstone per key"
     );
+}
+
+/// The `expires_at` that `GET /get/{key}` shows through `c` (it must show
+/// one).
+fn expires_at(c: &mut Client, key: &str) -> i64 {
+    let r = c.get(&format!("/get/{key}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let at = r.json()["expires_at"].as_str().map(ms);
+    at.unwrap_or_else(|| panic!("{key}: no expires_at in {}", r.text()))
+}
+
+/// Keeps lease `id` (at `last`, with the key `held` on it) alive through
+/// `through`, and waits until `other` shows the new deadline of `held`;
+/// that deadline.
+fn keep_alive_and_wait(through: &mut Client, other: &mut Client, id: u64, last: i64) -> i64 {
+    // A millisecond later than the last one: the deadline moves.
+    let since = now_ms();
+    assert!(poll_until(Duration::from_secs(1), || now_ms() > since));
+    let r = keepalive(through, id);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let kept = ms(r.json()["expires_at"].as_str().unwrap());
+    assert!(kept > last, "kept alive to {kept}, was {last}");
+    assert_eq!(expires_at(through, "held"), kept);
+    let mut seen = 0;
+    let moved = poll_until(Duration::from_secs(5), || {
+        seen = expires_at(other, "held");
+        seen == kept
+    });
+    assert!(
+        moved,
+        "the other replica shows {seen}, kept alive to {kept}"
+    );
+    kept
+}
+
+/// Every replica shows a key's deadline, from what it read or learnt, not
+/// from a query of its own per GET: a key's own TTL the same on both, and
+/// a lease's as moved by a keepalive through either replica (the other
+/// learns it from the keepalive's notification while it serves the key
+/// from its cache). `/metrics` counts deadlines and leases from the
+/// database on both.
+#[test]
+fn every_replica_shows_expires_at_and_learns_keepalives_made_through_the_other() {
+    let _serial = crate::common::shared();
+    let (_, url) = fresh_database();
+    let (a, b) = (Server::start_on(&url, &[]), Server::start_on(&url, &[]));
+    let (mut ca, mut cb) = (a.client(), b.client());
+    for c in [&mut ca, &mut cb] {
+        assert!(poll_until(Duration::from_secs(10), || {
+            metric(c, "vkv_read_lease_held") == Some(1.0)
+        }));
+    }
+    let r = post(&mut ca, "/put/own?ttl=1h", &json!({"value": 1}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let written = ms(r.json()["timestamp"].as_str().unwrap());
+    let own = expires_at(&mut ca, "own");
+    assert!(
+        (written + 3_600_000..=written + 3_601_000).contains(&own),
+        "written at {written}, expires at {own}"
+    );
+    // Read, then cached: the same deadline on B as on A.
+    for _ in 0..2 {
+        assert_eq!(expires_at(&mut cb, "own"), own);
+    }
+
+    let id = grant(&mut ca, &json!("1h"));
+    let granted = ms(ca.get(&format!("/leases/{id}")).json()["expires_at"]
+        .as_str()
+        .unwrap());
+    let r = post(
+        &mut ca,
+        &format!("/put/held?lease={id}"),
+        &json!({"value": 2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(expires_at(&mut ca, "held"), granted);
+    for _ in 0..2 {
+        assert_eq!(expires_at(&mut cb, "held"), granted);
+    }
+    // Kept alive through one replica, the other shows the new deadline.
+    let kept = keep_alive_and_wait(&mut ca, &mut cb, id, granted);
+    keep_alive_and_wait(&mut cb, &mut ca, id, kept);
+
+    for c in [&mut ca, &mut cb] {
+        assert_eq!(metric(c, "vkv_keys_with_deadline"), Some(2.0));
+        assert_eq!(metric(c, "vkv_leases"), Some(1.0));
+    }
+    let r = cb.request("DELETE", &format!("/leases/{id}"), &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for c in [&mut ca, &mut cb] {
+        assert_eq!(metric(c, "vkv_keys_with_deadline"), Some(1.0));
+        assert_eq!(metric(c, "vkv_leases"), Some(0.0));
+    }
 }
 
 #[test]

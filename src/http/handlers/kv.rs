@@ -221,7 +221,7 @@ fn found_response(
     if version.is_none() && if_none_match.is_some_and(|h| none_match(h, found.version)) {
         return Ok(HttpResponse::json(304, Vec::new()).with_header("ETag", etag(found)));
     }
-    versioned(found, store.expires_at(&found.key, found.version))
+    versioned(found, store.expires_at(found))
 }
 
 /// The long poll: answered at once if the key is past `after`, else parked
@@ -324,7 +324,7 @@ fn versioned_or_deleted(store: &Store, v: &Arc<Versioned>) -> HttpResponse {
             .into_response()
             .with_header("ETag", etag(v));
     }
-    versioned(v, store.expires_at(&v.key, v.version)).unwrap_or_else(ApiError::into_response)
+    versioned(v, store.expires_at(v)).unwrap_or_else(ApiError::into_response)
 }
 
 fn etag(v: &Versioned) -> String {
@@ -452,6 +452,7 @@ mod tests {
                 expired: false,
                 revision: 7,
                 value: RawValue::from_string(value.to_string()).unwrap(),
+                deadline: None,
             });
             for expires in [None, Some(1_780_000_030_123)] {
                 let made = versioned(&v, expires).unwrap();

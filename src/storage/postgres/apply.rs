@@ -42,12 +42,13 @@ use serde_json::value::RawValue;
 
 use super::conn::{PgConn, Role, is_connection_error, is_retryable};
 use super::deadlines::{self, Locked};
+use super::dues::LeaseDues;
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
 use super::rows::db_int;
 use crate::error::StoreError;
 use crate::rules;
 use crate::storage::seam::{Committer, Done, Due, Lifetime, Op, Outcomes, PutItem, Written};
-use crate::version::{Versioned, now_ms};
+use crate::version::{Deadline, Versioned, now_ms};
 
 /// The channel replicas `NOTIFY` on.
 pub(crate) const CHANNEL: &str = "vkv";
@@ -82,6 +83,9 @@ pub(crate) struct PgCommitter {
     pub slots: Arc<super::slots::Slots>,
     /// The read pool, emptied when this writer finds no free slot.
     pub pool: r2d2::Pool<super::conn::Manager>,
+    /// The deadlines of leases as this replica knows them: what a
+    /// committed group granted, kept alive, locked or revoked.
+    pub dues: Arc<LeaseDues>,
 }
 
 /// A replica holding a read lease, as a write read it.
@@ -224,7 +228,8 @@ impl Committer for PgCommitter {
             let conn = self.connection()?;
             let result = transaction(conn, ops, shard, max_versions, group);
             let e = match result {
-                Ok((outcomes, holders)) => {
+                Ok((outcomes, holders, leases)) => {
+                    leases.learn_into(&self.dues, &outcomes);
                     // Answered only once no holder of a read lease can
                     // still serve what this group replaced.
                     self.await_holders(self.seq, holders);
@@ -355,19 +360,50 @@ struct Stage<'a> {
     reserved: u64,
     /// The counter's value before this transaction's first reservation.
     base: Option<u64>,
+    /// The deadline each key got from this transaction, and the version
+    /// that set it.
+    deadlines: HashMap<&'a str, (u64, Deadline)>,
+}
+
+/// What a committed group tells of leases' deadlines.
+struct LeaseNews {
+    /// Leases it locked, live, and their deadlines then.
+    locked: Vec<(u64, i64)>,
+    /// Leases it revoked.
+    revoked: Vec<u64>,
+}
+
+impl LeaseNews {
+    /// Learns them into `dues`, with the leases `outcomes` granted or kept
+    /// alive.
+    fn learn_into(self, dues: &LeaseDues, outcomes: &Outcomes) {
+        for (id, due) in self.locked {
+            dues.learn(id, due);
+        }
+        for done in outcomes.iter().flatten() {
+            match done {
+                Done::Granted(row) => dues.learn(row.id, row.granted_ms.saturating_add(row.ttl_ms)),
+                Done::Kept(state) => dues.learn(state.id, state.due_ms),
+                _ => {}
+            }
+        }
+        for id in self.revoked {
+            dues.forget(id);
+        }
+    }
 }
 
 /// One attempt at the group `ops`, numbered `group` (this replica's id,
-/// sequence number) for the read leases; its outcomes, and the other
-/// replicas that held a read lease when it committed (none when it wrote
-/// no key).
+/// sequence number) for the read leases; its outcomes (each version with
+/// the deadline it set), the other replicas that held a read lease when it
+/// committed (none when it wrote no key), and what it tells of leases.
 fn transaction(
     conn: &mut PgConn,
     ops: &[&Op],
     shard: i32,
     max_versions: u64,
     group: (i64, u64),
-) -> Result<(Outcomes, Vec<Holder>), TxError> {
+) -> Result<(Outcomes, Vec<Holder>, LeaseNews), TxError> {
     let mut keys: BTreeSet<&str> = BTreeSet::new();
     let (mut lease_ids, mut revoked) = (BTreeSet::new(), Vec::new());
     let lease_of = |item: &PutItem| match item.lifetime {
@@ -426,6 +462,7 @@ fn transaction(
         rels: 0,
         reserved: 0,
         base: None,
+        deadlines: HashMap::new(),
     };
     let mut outcomes = Vec::with_capacity(ops.len());
     for &op in ops {
@@ -478,43 +515,79 @@ fn transaction(
         outcomes.push(outcome);
     }
     flush(conn, &mut stage, shard, true)?;
-    // Offsets to revisions, now that the counter answered.
+    // Offsets to revisions, now that the counter answered; each version
+    // with the deadline it set (cached with it: a GET shows it without a
+    // query).
     let base = stage.base.unwrap_or(0);
     for done in outcomes.iter_mut().flatten() {
         match done {
             Done::Written(written) => {
                 for w in written {
-                    Arc::make_mut(&mut w.version).revision += base;
+                    let set = stage.deadlines.get(w.version.key.as_str());
+                    let deadline = set
+                        .filter(|(version, _)| *version == w.version.version)
+                        .map(|(_, d)| *d);
+                    let v = Arc::make_mut(&mut w.version);
+                    v.revision += base;
+                    v.deadline = deadline;
+                    w.deadline = deadline;
                 }
             }
             Done::Purged { revision, .. } => *revision += base,
             _ => {}
         }
     }
+    // Other replicas learn the new deadlines of leases kept alive.
+    let kept: String = outcomes
+        .iter()
+        .flatten()
+        .filter_map(|done| match done {
+            Done::Kept(state) => Some(format!(
+                "{};",
+                Message::Kept {
+                    id: db_int(state.id),
+                    due_ms: state.due_ms,
+                }
+                .notify()
+            )),
+            _ => None,
+        })
+        .collect();
+    let news = LeaseNews {
+        locked: locked
+            .due_ms
+            .iter()
+            .filter(|(id, _)| stage.live_leases.contains(id))
+            .map(|(id, due)| (*id as u64, *due))
+            .collect(),
+        revoked: stage.revoked.iter().map(|id| *id as u64).collect(),
+    };
     if stage.notify.is_empty() {
         conn.client
-            .batch_execute("COMMIT")
+            .batch_execute(&format!("{kept} COMMIT"))
             .map_err(TxError::AtCommit)?;
-        return Ok((outcomes, Vec::new()));
+        return Ok((outcomes, Vec::new(), news));
     }
-    let holders = commit_marked(conn, group, stage.notify.len())?;
-    Ok((outcomes, holders))
+    let holders = commit_marked(conn, group, stage.notify.len(), &kept)?;
+    Ok((outcomes, holders, news))
 }
 
 /// Commits a group that wrote keys, with its marker after the keys'
-/// notifications, and reads who held a read lease (under the shared lease
-/// lock, so no lease is granted between this read and the commit). One
-/// round trip; any failure leaves the outcome unknown.
+/// notifications (and the statements `first`), and reads who held a read
+/// lease (under the shared lease lock, so no lease is granted between this
+/// read and the commit). One round trip; any failure leaves the outcome
+/// unknown.
 fn commit_marked(
     conn: &mut PgConn,
     (origin, seq): (i64, u64),
     keys: usize,
+    first: &str,
 ) -> Result<Vec<Holder>, TxError> {
     let marker = Message::Group { origin, seq, keys }.payload();
     let replies = conn
         .client
         .simple_query(&format!(
-            "SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
+            "{first} SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
              SELECT id, epoch FROM vkv_replicas
                  WHERE lease_until > clock_timestamp() AND id <> {origin};
              COMMIT"
@@ -761,6 +834,7 @@ impl<'a> Stage<'a> {
                 expired,
                 revision: rel,
                 value: value.to_owned(),
+                deadline: None,
             }),
             created: next.created,
             deadline: None,
@@ -939,23 +1013,41 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
     // statement above removed every written key's old one.
     let (mut dk, mut dv): (Vec<&[u8]>, Vec<i64>) = (vec![], vec![]);
     let (mut dm, mut dl): (Vec<Option<i64>>, Vec<Option<i64>>) = (vec![], vec![]);
+    let mut set = Vec::new();
     for (key, version, ms, lease) in stage.ttls.drain(..) {
         if stage.heads.get(key).is_some_and(|h| h.latest == version) {
             dk.push(key.as_bytes());
             dv.push(db_int(version));
             dm.push(ms);
             dl.push(lease);
+            set.push((key, version, lease));
         }
     }
     if !dk.is_empty() {
-        conn.query(
+        let rows = conn.query(
             "INSERT INTO vkv_deadlines (key, version, due, lease)
              SELECT k, v, clock_timestamp() + ms * interval '1 millisecond', l
              FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(k, v, ms, l)
              ON CONFLICT (key) DO UPDATE SET version = excluded.version, due = excluded.due,
-                 lease = excluded.lease",
+                 lease = excluded.lease
+             RETURNING key, (extract(epoch FROM due) * 1000)::bigint",
             &[&dk, &dv, &dm, &dl],
         )?;
+        let mut due: HashMap<Vec<u8>, i64> = HashMap::with_capacity(rows.len());
+        for r in rows {
+            if let Some(ms) = r.try_get::<_, Option<i64>>(1)? {
+                due.insert(r.try_get(0)?, ms);
+            }
+        }
+        for (key, version, lease) in set {
+            let deadline = match lease {
+                Some(id) => Some(Deadline::Lease(id.max(0) as u64)),
+                None => due.get(key.as_bytes()).map(|ms| Deadline::At(*ms)),
+            };
+            if let Some(d) = deadline {
+                stage.deadlines.insert(key, (version, d));
+            }
+        }
     }
     stage.rows.clear();
     stage.keys_delta = 0;

@@ -20,9 +20,9 @@ use super::schema;
 use super::target::{Target, describe};
 use crate::error::{OpenError, StoreError};
 use crate::storage::seam::{
-    Deadline, DeadlineRow, Export, Import, KeyHead, LeaseRow, Record, Totals, VersionRow,
-    merge_dump,
+    DeadlineRow, Export, Import, KeyHead, LeaseRow, Record, Totals, VersionRow, merge_dump,
 };
+use crate::version::Deadline;
 
 /// Rows per `FETCH` and per `INSERT`.
 const CHUNK: usize = 1000;

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use r2d2::Pool;
 
 use super::conn::{Manager, with_pooled};
-use super::rows::db_int;
+use super::dues::LeaseDues;
+use super::rows::{ReadDeadline, db_int};
 use crate::error::StoreError;
 use crate::storage::seam::{Fresh, LatestReply, VersionReply};
 use serde_json::value::RawValue;
 
-use crate::version::Versioned;
+use crate::version::{Deadline, Versioned};
 
 /// The most reads one round carries (the rest wait for the next).
 const MAX_ROUND: usize = 1024;
@@ -79,13 +80,18 @@ pub(crate) struct Confirmer {
 impl Confirmer {
     /// Starts the thread that runs the rounds on connections of `pool`;
     /// each read is answered (503 if need be) within `timeout` of its ask
-    /// (zero: no bound).
-    pub fn start(pool: Pool<Manager>, timeout: Duration) -> std::io::Result<Confirmer> {
+    /// (zero: no bound). The deadlines of leases the rounds read are learnt
+    /// into `dues`.
+    pub fn start(
+        pool: Pool<Manager>,
+        timeout: Duration,
+        dues: Arc<LeaseDues>,
+    ) -> std::io::Result<Confirmer> {
         let shared = Arc::new(Shared::default());
         let theirs = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("vkv-pg-reads".into())
-            .spawn(move || run(&theirs, &pool, timeout))?;
+            .spawn(move || run(&theirs, &pool, timeout, &dues))?;
         Ok(Confirmer { shared })
     }
 
@@ -156,7 +162,7 @@ fn refuse(ask: Ask, e: StoreError) {
 
 /// The rounds' thread: takes what is queued, answers it with one query,
 /// again, until stopped (answering what is still queued first).
-fn run(shared: &Shared, pool: &Pool<Manager>, timeout: Duration) {
+fn run(shared: &Shared, pool: &Pool<Manager>, timeout: Duration, dues: &LeaseDues) {
     loop {
         let mut q = shared.lock();
         while q.asks.is_empty() && !q.stopped {
@@ -172,7 +178,7 @@ fn run(shared: &Shared, pool: &Pool<Manager>, timeout: Duration) {
         // A panicking callback must not stop the rounds. The answers'
         // wake-ups are done once, after the round.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::wake::batch(|| answer_round(pool, round, timeout));
+            crate::wake::batch(|| answer_round(pool, round, timeout, dues));
         }));
         if ran.is_err() {
             log::error!("a read round panicked");
@@ -185,16 +191,30 @@ fn run(shared: &Shared, pool: &Pool<Manager>, timeout: Duration) {
 struct Found {
     /// The version row: `None` if there is none (or, for a latest read,
     /// `Some` with no value when the known version is still the latest).
-    row: Option<(u64, i64, Option<String>, bool, u64, bool)>,
+    row: Option<Row>,
     /// For a version read that found no row: the key's head (latest,
     /// oldest kept), if it has a version.
     head: Option<(u64, u64)>,
 }
 
+/// A version row as a round read it.
+#[derive(Clone)]
+struct Row {
+    version: u64,
+    timestamp_ms: i64,
+    /// `None`: the version known is still the latest.
+    value: Option<String>,
+    deleted: bool,
+    revision: u64,
+    expired: bool,
+    /// The deadline the version set, if it is still the key's.
+    deadline: ReadDeadline,
+}
+
 /// Answers `round`. A read whose time is up (it waited for a round stuck
 /// on a locked table) is refused at once; the others get what is left of
 /// the oldest one's time, for the pool and the query together.
-fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>, timeout: Duration) {
+fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>, timeout: Duration, dues: &LeaseDues) {
     let mut round = round;
     let mut limit = Duration::ZERO;
     if !timeout.is_zero() {
@@ -237,18 +257,23 @@ fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>, timeout: Duration) {
     };
     for (ask, found) in round.into_iter().zip(found) {
         let key = ask.key;
+        // Before any answer: a version on a lease is answered with the
+        // lease's deadline known.
+        let row = found.row.map(|r| {
+            let deadline = r.deadline.learn(dues);
+            (r, deadline)
+        });
         match ask.what {
-            What::Latest(_, then) => then(match found.row {
+            What::Latest(_, then) => then(match row {
                 None => Ok(Fresh::Changed(None)),
-                Some((_, _, None, _, _, _)) => Ok(Fresh::Same),
-                Some((version, ts, Some(value), deleted, revision, expired)) => {
-                    row_version(key, (version, ts, value, deleted, revision), expired)
-                        .map(|v| Fresh::Changed(Some(v)))
+                Some((Row { value: None, .. }, _)) => Ok(Fresh::Same),
+                Some((row, deadline)) => {
+                    row_version(key, row, deadline).map(|v| Fresh::Changed(Some(v)))
                 }
             }),
-            What::Version(wanted, then) => then(match (found.row, found.head) {
-                (Some((version, ts, Some(value), deleted, revision, expired)), _) => {
-                    row_version(key, (version, ts, value, deleted, revision), expired)
+            What::Version(wanted, then) => then(match (row, found.head) {
+                (Some((row, deadline)), _) if row.value.is_some() => {
+                    row_version(key, row, deadline)
                 }
                 (_, head) => Err(StoreError::version_miss(&key, wanted, head)),
             }),
@@ -308,7 +333,8 @@ fn query_round(
             Ok(conn.query(
                 "SELECT q.i, v.version, v.ts_ms,
              CASE WHEN v.version = q.version AND v.ts_ms = q.ts THEN NULL ELSE v.value END,
-             v.deleted, h.latest, h.first_kept, v.revision, v.expired
+             v.deleted, h.latest, h.first_kept, v.revision, v.expired,
+             d.due_ms, d.lease, d.lease_due_ms
          FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
              AS q(key, want, version, ts, i)
          LEFT JOIN LATERAL (
@@ -322,7 +348,15 @@ fn query_round(
              SELECT latest, first_kept FROM vkv_keys
              WHERE key = q.key AND q.want > 0 AND v.version IS NULL AND latest > 0
              LIMIT 1
-         ) h ON true",
+         ) h ON true
+         LEFT JOIN LATERAL (
+             SELECT (extract(epoch FROM dl.due) * 1000)::bigint AS due_ms, dl.lease,
+                 (SELECT (extract(epoch FROM l.due) * 1000)::bigint FROM vkv_leases l
+                  WHERE l.id = dl.lease) AS lease_due_ms
+             FROM vkv_deadlines dl
+             WHERE dl.key = q.key AND dl.version = v.version
+             LIMIT 1
+         ) d ON true",
                 &[&keys, &wants, &versions, &stamps],
             )?)
         })
@@ -335,14 +369,15 @@ fn query_round(
         };
         let row = match r.try_get::<_, Option<i64>>(1)? {
             None => None,
-            Some(version) => Some((
-                version.max(0) as u64,
-                r.try_get(2)?,
-                r.try_get(3)?,
-                r.try_get(4)?,
-                r.try_get::<_, i64>(7)?.max(0) as u64,
-                r.try_get(8)?,
-            )),
+            Some(version) => Some(Row {
+                version: version.max(0) as u64,
+                timestamp_ms: r.try_get(2)?,
+                value: r.try_get(3)?,
+                deleted: r.try_get(4)?,
+                revision: r.try_get::<_, i64>(7)?.max(0) as u64,
+                expired: r.try_get(8)?,
+                deadline: ReadDeadline::of(r.try_get(9)?, r.try_get(10)?, r.try_get(11)?),
+            }),
         };
         let head = match r.try_get::<_, Option<i64>>(5)? {
             None => None,
@@ -365,19 +400,20 @@ fn query_round(
         .ok_or_else(|| StoreError::Internal(format!("a read round answered fewer than {n} reads")))
 }
 
-fn row_version(
-    key: String,
-    (version, timestamp_ms, value, deleted, revision): (u64, i64, String, bool, u64),
-    expired: bool,
-) -> Result<Versioned, StoreError> {
+/// The version `row` holds (with its value), with its `deadline`.
+fn row_version(key: String, row: Row, deadline: Option<Deadline>) -> Result<Versioned, StoreError> {
+    let value = row
+        .value
+        .ok_or_else(|| StoreError::Internal("a version read without its value".into()))?;
     Ok(Versioned {
         key,
-        version,
-        timestamp_ms,
-        deleted,
-        expired,
-        revision,
+        version: row.version,
+        timestamp_ms: row.timestamp_ms,
+        deleted: row.deleted,
+        expired: row.expired,
+        revision: row.revision,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
+        deadline,
     })
 }

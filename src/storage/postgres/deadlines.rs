@@ -20,6 +20,8 @@ use crate::storage::seam::{LeaseRow, LeaseState};
 pub(super) struct Locked {
     /// Each lease that exists, and whether its deadline has passed.
     pub due: HashMap<i64, bool>,
+    /// Each lease that exists, and its deadline (ms since the epoch).
+    pub due_ms: HashMap<i64, i64>,
     /// The keys on each lease to be revoked, in key order.
     pub keys: HashMap<i64, Vec<String>>,
 }
@@ -33,12 +35,15 @@ pub(super) fn lock(
 ) -> Result<Locked, postgres::Error> {
     let mut locked = Locked::default();
     let rows = conn.query(
-        "SELECT id, due <= clock_timestamp() FROM vkv_leases WHERE id = ANY($1::bigint[])
+        "SELECT id, due <= clock_timestamp(), (extract(epoch FROM due) * 1000)::bigint
+         FROM vkv_leases WHERE id = ANY($1::bigint[])
          ORDER BY id FOR UPDATE",
         &[&ids],
     )?;
     for r in rows {
-        locked.due.insert(r.try_get(0)?, r.try_get(1)?);
+        let id = r.try_get(0)?;
+        locked.due.insert(id, r.try_get(1)?);
+        locked.due_ms.insert(id, r.try_get(2)?);
     }
     if !revoked.is_empty() {
         let rows = conn.query(

@@ -125,6 +125,9 @@ pub(crate) enum Message {
     /// `origin` finds no free connection slot for its writer or listener:
     /// the others' reads yield theirs for a moment (`slots.rs`).
     Yield { origin: i64 },
+    /// A keepalive of lease `id` committed: it now runs out at `due_ms`
+    /// (`dues.rs`).
+    Kept { id: i64, due_ms: i64 },
 }
 
 impl Message {
@@ -143,6 +146,10 @@ impl Message {
                 n: words.next()?.parse().ok()?,
             }),
             "y" => Some(Message::Yield { origin: id }),
+            "k" => Some(Message::Kept {
+                id,
+                due_ms: words.next()?.parse().ok()?,
+            }),
             _ => None,
         }
     }
@@ -157,6 +164,7 @@ impl Message {
             Message::Group { origin, seq, keys } => format!("g {origin} {seq} {keys}"),
             Message::Sync { id, n } => format!("s {id} {n}"),
             Message::Yield { origin } => format!("y {origin}"),
+            Message::Kept { id, due_ms } => format!("k {id} {due_ms}"),
         }
     }
 }
@@ -175,10 +183,15 @@ mod tests {
             },
             Message::Sync { id: 9, n: 4 },
             Message::Yield { origin: -3 },
+            Message::Kept {
+                id: 5,
+                due_ms: 1_780_000_000_123,
+            },
         ] {
             assert_eq!(Message::parse(&m.payload()), Some(m));
         }
         assert_eq!(Message::parse("g 7 x 1"), None);
+        assert_eq!(Message::parse("k 5"), None);
         assert_eq!(Message::parse("a 9 7:12"), None);
         assert_eq!(Message::parse(""), None);
     }

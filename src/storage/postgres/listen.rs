@@ -6,6 +6,8 @@
 //! - drops the keys other replicas wrote from the cache, then acknowledges
 //!   their groups, which wait for that before they are answered;
 //! - renews this replica's read lease (`lease.rs`);
+//! - learns the new deadlines of leases kept alive through other replicas
+//!   (`dues.rs`);
 //! - wakes the watchers of the keys written. After the connection is lost
 //!   and comes back, every parked watcher is re-checked, so a notification
 //!   sent meanwhile is never missed, and the cache is emptied; change
@@ -268,6 +270,7 @@ impl Listener {
                 Some(Message::Sync { id, n }) => synced |= id == me && Some(n) == renewal,
                 Some(Message::Yield { origin }) if origin != me => self.slots.asked(),
                 Some(Message::Yield { .. }) => {}
+                Some(Message::Kept { id, due_ms }) => self.reads.dues.learn(id as u64, due_ms),
                 None => {}
             }
         }

@@ -14,6 +14,8 @@
 //!   order, decisions in memory, one write statement, `NOTIFY`);
 //! - `deadlines.rs`: leases in that transaction (their rows locked before
 //!   any head), keys' deadlines on the database's clock;
+//! - `dues.rs`: the deadlines of leases as this replica last learnt them,
+//!   so that a GET shows a key's `expires_at` without a query;
 //! - `lease.rs`: read leases, which let a replica serve its cache without
 //!   a round trip (writes wait until every holder dropped what they
 //!   changed);
@@ -31,6 +33,7 @@ pub(crate) mod bulk;
 mod confirm;
 mod conn;
 mod deadlines;
+mod dues;
 mod lease;
 mod listen;
 mod reads;
@@ -139,8 +142,10 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
             slots: Arc::clone(&slots),
         });
     let read_pool = pool.clone();
+    let dues = Arc::new(dues::LeaseDues::default());
     let reads = Arc::new(reads::PgReads {
-        confirm: confirm::Confirmer::start(pool.clone(), config.query_timeout)?,
+        confirm: confirm::Confirmer::start(pool.clone(), config.query_timeout, Arc::clone(&dues))?,
+        dues: Arc::clone(&dues),
         pool,
         location: url.clone(),
         leases: Arc::clone(&leases),
@@ -179,6 +184,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
             fence: None,
             slots,
             pool: read_pool,
+            dues,
         }),
     })
 }

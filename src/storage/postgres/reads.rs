@@ -10,8 +10,9 @@ use r2d2::Pool;
 
 use super::confirm::Confirmer;
 use super::conn::{Manager, PgConn, with_pooled, with_pooled_until};
+use super::dues::LeaseDues;
 use super::lease::Leases;
-use super::rows::{db_int, versioned};
+use super::rows::{ReadDeadline, db_int, versioned};
 use crate::change::{Change, ChangeOperation, ChangePage, Stored, cut_at_revision};
 use crate::error::StoreError;
 use crate::storage::seam::{
@@ -29,6 +30,8 @@ pub(crate) struct PgReads {
     pub confirm: Confirmer,
     /// This replica's read lease.
     pub leases: Arc<Leases>,
+    /// The deadlines of leases as this replica last learnt them.
+    pub dues: Arc<LeaseDues>,
     /// The read connections' query timeout.
     pub query_timeout: Duration,
     /// Where the expiry thread's connection goes.
@@ -80,7 +83,7 @@ impl PgReads {
 impl PgReads {
     /// The leases matching `filter` (which takes one bigint, `$1`).
     fn leases_where(&self, filter: &str, arg: i64) -> Result<Vec<LeaseState>, StoreError> {
-        self.with_conn(|conn| {
+        let found: Vec<LeaseState> = self.with_conn(|conn| {
             let rows = conn.client.query(
                 &format!(
                     "SELECT id, ttl_ms, (extract(epoch FROM due) * 1000)::bigint FROM vkv_leases
@@ -89,7 +92,11 @@ impl PgReads {
                 &[&arg],
             )?;
             rows.iter().map(lease_state).collect()
-        })
+        })?;
+        for lease in &found {
+            self.dues.learn(lease.id, lease.due_ms);
+        }
+        Ok(found)
     }
 }
 
@@ -171,6 +178,31 @@ impl Reads for PgReads {
         self.leases_where("due > clock_timestamp() AND id > $1 ORDER BY id", 0)
     }
 
+    fn lease_due(&self, id: u64) -> Option<i64> {
+        self.dues.due(id)
+    }
+
+    /// Counted at each scrape, within [`STATS_NOW_LIMIT`].
+    fn expiry_counts(&self) -> Option<(u64, u64)> {
+        let limit = self.query_timeout.min(STATS_NOW_LIMIT);
+        let until = std::time::Instant::now() + limit;
+        let counted = with_pooled_until(&self.pool, Some(until), |conn| {
+            conn.within(limit, |conn| {
+                let row = conn.query_opt(
+                    "SELECT (SELECT count(*) FROM vkv_deadlines),
+                         (SELECT count(*) FROM vkv_leases WHERE due > clock_timestamp())",
+                    &[],
+                )?;
+                let row = row.ok_or_else(|| StoreError::Internal("no counts".into()))?;
+                let count = |i| row.try_get::<_, i64>(i).map(|n| n.max(0) as u64);
+                Ok((count(0)?, count(1)?))
+            })
+        });
+        counted
+            .inspect_err(|e| log::debug!("cannot count deadlines and leases: {e}"))
+            .ok()
+    }
+
     fn lease_keys(&self, id: u64, limit: usize) -> Result<(Vec<String>, bool), StoreError> {
         self.with_conn(|conn| {
             let rows = conn.query(
@@ -202,7 +234,7 @@ impl Reads for PgReads {
     }
 
     fn version(&self, key: &str, version: u64) -> Result<Versioned, StoreError> {
-        self.with_conn(|conn| version_row(conn, key, version))
+        self.with_conn(|conn| version_row(conn, key, version, &self.dues))
     }
 
     fn history(
@@ -519,15 +551,29 @@ fn changes_in(
     })
 }
 
-/// Version `version` of `key`, or why there is none.
-fn version_row(conn: &mut PgConn, key: &str, version: u64) -> Result<Versioned, StoreError> {
+/// Version `version` of `key` with the deadline it set, if it is still
+/// the key's (the lease's learnt into `dues`), or why there is none.
+fn version_row(
+    conn: &mut PgConn,
+    key: &str,
+    version: u64,
+    dues: &LeaseDues,
+) -> Result<Versioned, StoreError> {
     let row = conn.query_opt(
-        "SELECT version, ts_ms, value, deleted, revision, expired FROM vkv_versions
-         WHERE key = $1 AND version = $2",
+        "SELECT v.version, v.ts_ms, v.value, v.deleted, v.revision, v.expired,
+             (extract(epoch FROM d.due) * 1000)::bigint, d.lease,
+             (SELECT (extract(epoch FROM l.due) * 1000)::bigint FROM vkv_leases l
+              WHERE l.id = d.lease)
+         FROM vkv_versions v
+         LEFT JOIN vkv_deadlines d ON d.key = v.key AND d.version = v.version
+         WHERE v.key = $1 AND v.version = $2",
         &[&key.as_bytes(), &db_int(version)],
     )?;
     if let Some(r) = row {
-        return versioned(key, &r, 0);
+        let mut found = versioned(key, &r, 0)?;
+        let read = ReadDeadline::of(r.try_get(6)?, r.try_get(7)?, r.try_get(8)?);
+        found.deadline = read.learn(dues);
+        return Ok(found);
     }
     let head = conn.query_opt(
         "SELECT latest, first_kept FROM vkv_keys WHERE key = $1 AND latest > 0",

@@ -633,6 +633,7 @@ fn put(
             expired: kind == Kind::Expire,
             revision: at.revision,
             value: item.value.clone(),
+            deadline: None,
         }),
         created: next.created,
         deadline,

@@ -7,7 +7,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::StoreError;
-use crate::storage::seam::{Deadline, DeadlineRow, ExpiryState, LeaseRow, Lifetime};
+use crate::storage::seam::{DeadlineRow, ExpiryState, LeaseRow, Lifetime};
+use crate::version::Deadline;
 
 /// Refuses a put on a lease that is not stored (never granted, revoked or
 /// expired).

@@ -388,6 +388,7 @@ fn versioned(
         revision: revision.max(0) as u64,
         value: RawValue::from_string(value)
             .map_err(|e| StoreError::Internal(format!("stored value is not JSON: {e}")))?,
+        deadline: None,
     })
 }
 
