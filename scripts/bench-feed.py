@@ -49,11 +49,8 @@ import multiprocessing
 import os
 import re
 import selectors
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -546,25 +543,16 @@ def phase_postgres(args, targets):
     """Two vkv replicas on one PostgreSQL database (a throw-away cluster,
     scripts/pg-cluster.sh): the streams on replica B, the put load on
     replica A; the lag is from A's commit to B's stream."""
-    pg_dir = tempfile.mkdtemp(prefix="bench-feed-pg-")
-    os.chmod(pg_dir, 0o755)
-    cluster = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pg-cluster.sh")
-    admin = subprocess.run([cluster, "start", pg_dir], capture_output=True, text=True,
-                           check=True).stdout.strip()
-    replicas = []
-    try:
-        db = f"feedbench_{os.getpid()}"
-        subprocess.run(["psql", admin, "-XAtq", "-c", f"CREATE DATABASE {db}"], check=True)
-        url = f"{admin.split('?')[0].rsplit('/', 1)[0]}/{db}"
-        for _ in range(2):
-            replicas.append(bl.start_vkv(args.vkv, *args.vkv_flags, nice=args.nice, db=url))
-        row = fanout(replicas[1], "vkv", args, put_server=replicas[0])
-        row["server"] = "vkv PostgreSQL, streams on B, puts on A"
-    finally:
-        for r in replicas:
-            r.stop()
-        subprocess.run([cluster, "stop", pg_dir], check=False, capture_output=True)
-        shutil.rmtree(pg_dir, ignore_errors=True)
+    with bl.pg_database("feedbench") as pg:
+        replicas = []
+        try:
+            for _ in range(2):
+                replicas.append(bl.start_vkv(args.vkv, *args.vkv_flags, nice=args.nice, db=pg.url))
+            row = fanout(replicas[1], "vkv", args, put_server=replicas[0])
+            row["server"] = "vkv PostgreSQL, streams on B, puts on A"
+        finally:
+            for r in replicas:
+                r.stop()
     bl.table(f"PostgreSQL: {args.streams} streams on replica B, wrk -t1 -c32 puts on replica A for "
              f"{args.duration}s", [row],
              [("puts_per_s_alone", "put/s alone"), ("puts_per_s_streams", "put/s streams"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Leases under load (issue 23's targets), against etcd 3.4 in the same run.
 
-    scripts/bench-lease.py [--vkv target/release/vkv] [--only keepalive,rates,expiry]
+    scripts/bench-lease.py [--vkv target/release/vkv] [--only keepalive,rates,expiry,postgres]
 
 - keepalive: LEASES leases (TTL 30 s, enough for granting them all
   on a busy machine; one key attached to each) kept alive
@@ -18,19 +18,33 @@
   lease's deadline (its grant sent + TTL) to that event, p50/p99/max; a
   key that ends more than 1 ms (vkv's deadline granularity) before that
   deadline counts as early (a failure).
+- postgres (only when asked for): two replicas on one database of a
+  throw-away PostgreSQL cluster (scripts/pg-cluster.sh; --vkv a binary
+  built with --features postgres). PG_LEASES leases (TTL 30 s, one key
+  each), half granted through each replica, kept alive once a second each
+  for SECONDS s over CONNECTIONS connections, half to each replica; each
+  lease's keepalives alternate replicas. Every keepalive must answer 200,
+  no lease or key may expire, and at the end every key must be readable
+  on both replicas with an expires_at in the future; CPU over the run, in
+  cores, of each replica, of both, and of PostgreSQL (all its processes);
+  keepalive latency.
 
-vkv and etcd each start fresh (a release vkv on a fresh SQLite file,
-Debian's etcd on a temporary data directory), on free ports; everything,
-wrk and this script included, shares the machine's cores.
+vkv and etcd each start fresh (a release vkv on a fresh SQLite file or
+database, Debian's etcd on a temporary data directory), on free ports;
+everything, wrk, PostgreSQL and this script included, shares the
+machine's cores.
 
 Prints a table per phase and JSON lines; exits 1 if a check or a target
 fails (targets: no lease expires and vkv uses <= 0.5 core while keeping
-LEASES alive; grants/s and keepalives/s >= 2x etcd's; expiry lag p99 no
-worse than etcd's). Standard library only; needs wrk and /usr/bin/etcd.
+LEASES alive, and the two replicas together while keeping PG_LEASES
+alive; grants/s and keepalives/s >= 2x etcd's; expiry lag p99 no worse
+than etcd's). Standard library only; needs wrk and /usr/bin/etcd, and
+Debian's postgresql for `postgres`.
 """
 
 import argparse
 import base64
+import datetime
 import json
 import os
 import re
@@ -47,24 +61,29 @@ import benchlib as bl  # noqa: E402
 # -------------------------------------------------------------- keepalive ---
 
 class KeepAliveConn:
-    """One keep-alive connection sending its leases' keepalives one after
-    another, each round once a second."""
+    """One keep-alive connection sending a round's keepalives one after
+    another."""
 
-    def __init__(self, port, leases):
+    def __init__(self, port):
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.leases, self.next, self.buf = leases, len(leases), b""
+        self.leases, self.next, self.buf = [], 0, b""
         self.ok = self.failed = 0
         self.latencies, self.sent_at = [], 0.0
         self.failures = []
 
-    def start_round(self):
-        """Starts a round unless the last is still going; whether it did."""
-        if self.next < len(self.leases):
+    def busy(self):
+        return self.next < len(self.leases)
+
+    def start_round(self, leases):
+        """Starts a round over `leases` unless the last is still going;
+        whether it did."""
+        if self.busy():
             return False
-        self.next = 0
-        self.send()
+        self.leases, self.next = leases, 0
+        if leases:
+            self.send()
         return True
 
     def send(self):
@@ -101,6 +120,35 @@ class KeepAliveConn:
                 self.send()
 
 
+def keep_alive(conns, schedule, seconds):
+    """Starts a round of keepalives once a second for `seconds` s, round r
+    being `schedule(r)`'s [(connection, leases)] (one still busy with its
+    last round skips this one: late), then waits up to 10 s for the last
+    answers. (elapsed seconds, late rounds, keepalives left unanswered)."""
+    sel = selectors.DefaultSelector()
+    for c in conns:
+        sel.register(c.sock, selectors.EVENT_READ, c)
+    start = time.time()
+    late, next_round, r = 0, start, 0
+    while time.time() < start + seconds:
+        if time.time() >= next_round:
+            for c, leases in schedule(r):
+                if not c.start_round(leases):
+                    late += 1
+            r += 1
+            next_round += 1.0
+        for key, _ in sel.select(max(0.0, min(0.05, next_round - time.time()))):
+            key.data.readable()
+    # The last round's answers.
+    deadline = time.time() + 10
+    while any(c.busy() for c in conns) and time.time() < deadline:
+        for key, _ in sel.select(0.05):
+            key.data.readable()
+    elapsed = time.time() - start
+    sel.close()
+    return elapsed, late, sum(len(c.leases) - c.next for c in conns)
+
+
 def grant_leases(server, n, ttl, key_prefix):
     """n leases with one key each, attached 1,000 at a time right after
     their grants (one /batch); their ids."""
@@ -129,29 +177,12 @@ def phase_keepalive(args, targets):
         t0 = time.time()
         ids = grant_leases(vkv, args.leases, "30s", "ka/")
         granted_in = time.time() - t0
-        conns = [KeepAliveConn(vkv.port, ids[i::args.connections]) for i in range(args.connections)]
-        sel = selectors.DefaultSelector()
-        for c in conns:
-            sel.register(c.sock, selectors.EVENT_READ, c)
+        conns = [KeepAliveConn(vkv.port) for _ in range(args.connections)]
+        shares = [(c, ids[i::args.connections]) for i, c in enumerate(conns)]
         busy = bl.machine_busy()
         expired0 = bl.metric(vkv, "vkv_expirations_total") or 0
-        cpu0, start = bl.cpu_seconds(vkv.pid), time.time()
-        late_rounds, next_round = 0, start
-        while time.time() < start + args.seconds:
-            now = time.time()
-            if now >= next_round:
-                for c in conns:
-                    if not c.start_round():
-                        late_rounds += 1
-                next_round += 1.0
-            for key, _ in sel.select(max(0.0, min(0.05, next_round - time.time()))):
-                key.data.readable()
-        # The last round's answers.
-        deadline = time.time() + 10
-        while any(c.next < len(c.leases) for c in conns) and time.time() < deadline:
-            for key, _ in sel.select(0.05):
-                key.data.readable()
-        elapsed = time.time() - start
+        cpu0 = bl.cpu_seconds(vkv.pid)
+        elapsed, late_rounds, _ = keep_alive(conns, lambda r: shares, args.seconds)
         cpu = bl.cpu_seconds(vkv.pid) - cpu0
         expired = (bl.metric(vkv, "vkv_expirations_total") or 0) - expired0
         live = bl.metric(vkv, "vkv_leases")
@@ -360,11 +391,119 @@ def phase_expiry(args, targets):
         bl.json_line({"phase": "expiry", **r})
 
 
+# --------------------------------------------------------------- postgres ---
+
+def check_keys(replicas, keys):
+    """Reads every key on every replica: (answers 200, of those with an
+    expires_at in the future, the least time left in seconds); prints the
+    first five that fail."""
+    readable = future = 0
+    least, failures = None, []
+    for server in replicas:
+        c = server.conn()
+        for key in keys:
+            st, body = bl.request(server, "GET", f"/get/{key}", conn=c)
+            expires_at = body.get("expires_at") if st == 200 and isinstance(body, dict) else None
+            left = None if expires_at is None else \
+                datetime.datetime.fromisoformat(expires_at).timestamp() - time.time()
+            readable += st == 200
+            if left is not None:
+                least = left if least is None else min(least, left)
+            if left is not None and left > 0:
+                future += 1
+            else:
+                failures.append(f"GET /get/{key} on :{server.port} answered {st}: {body}")
+        c.close()
+    for f in failures[:5]:
+        print(f"  {f}", file=sys.stderr)
+    return readable, future, least
+
+
+def phase_postgres(args, targets):
+    """PG_LEASES leases on two replicas of one PostgreSQL database, half
+    granted through each; every lease's keepalives alternate replicas."""
+    with bl.pg_database("leasebench") as pg:
+        replicas = []
+        try:
+            for _ in range(2):
+                replicas.append(bl.start_vkv(args.vkv, nice=args.nice, db=pg.url))
+            a, b = replicas
+            t0 = time.time()
+            half = args.pg_leases // 2
+            ids = grant_leases(a, half, "30s", "pgka/a/") + grant_leases(b, args.pg_leases - half, "30s", "pgka/b/")
+            keys = [f"pgka/a/{i}" for i in range(half)] + [f"pgka/b/{i}" for i in range(args.pg_leases - half)]
+            granted_in = time.time() - t0
+            # Groups of leases, each with a connection to either replica;
+            # round r sends group g through replica (g + r) % 2, so every
+            # lease's keepalives alternate replicas, half of each round's
+            # through each.
+            groups = max(1, args.connections // 2)
+            shares = [ids[g::groups] for g in range(groups)]
+            pairs = [(KeepAliveConn(a.port), KeepAliveConn(b.port)) for _ in range(groups)]
+            conns = [c for pair in pairs for c in pair]
+            busy = bl.machine_busy()
+            expired0 = sum(bl.metric(r, "vkv_expirations_total") or 0 for r in replicas)
+            cpu0 = [bl.cpu_seconds(r.pid) for r in replicas]
+            pg0 = pg.cpu_seconds()
+            elapsed, late, unanswered = keep_alive(
+                conns, lambda r: [(pairs[g][(g + r) % 2], shares[g]) for g in range(groups)], args.seconds)
+            cpu = [bl.cpu_seconds(r.pid) - c0 for r, c0 in zip(replicas, cpu0)]
+            pg_cpu = pg.cpu_seconds() - pg0
+            for c in conns:
+                c.sock.close()
+            expired = sum(bl.metric(r, "vkv_expirations_total") or 0 for r in replicas) - expired0
+            live = [None if n is None else int(n) for n in (bl.metric(r, "vkv_leases") for r in replicas)]
+            readable, future, least = check_keys(replicas, keys)
+            for f in [f for c in conns for f in c.failures][:5]:
+                print(f"  keepalive failed: {f}", file=sys.stderr)
+            lat = [x for c in conns for x in c.latencies]
+            ok = sum(c.ok for c in conns)
+            row = {"leases": args.pg_leases, "seconds": round(elapsed, 1), "connections": len(conns),
+                   "keepalives_ok": ok, "keepalives_failed": sum(c.failed for c in conns),
+                   "keepalives_unanswered": unanswered,
+                   "keepalives_via_a": sum(c.ok + c.failed for pair in pairs for c in pair[:1]),
+                   "keepalives_via_b": sum(c.ok + c.failed for pair in pairs for c in pair[1:]),
+                   "keepalives_per_s": round(ok / elapsed), "late_rounds": late,
+                   "p50_ms": round(bl.percentile(lat, 50) * 1e3, 2) if lat else None,
+                   "p99_ms": round(bl.percentile(lat, 99) * 1e3, 2) if lat else None,
+                   "expired_keys": int(expired), "leases_live_at_end": live,
+                   "keys_readable": readable, "keys_expires_at_future": future, "keys_checked": 2 * len(keys),
+                   "least_time_left_s": round(least, 1) if least is not None else None,
+                   "vkv_a_cores": round(cpu[0] / elapsed, 3), "vkv_b_cores": round(cpu[1] / elapsed, 3),
+                   "vkv_cores": round(sum(cpu) / elapsed, 3), "postgres_cores": round(pg_cpu / elapsed, 3),
+                   "rss_mib": [round(bl.proc_status(r.pid)["VmRSS"] / 1024, 1) for r in replicas],
+                   "granted_in_s": round(granted_in, 1), "machine_busy_before_pct": busy}
+        finally:
+            for r in replicas:
+                r.stop()
+    shown = {**row, **{k: f"{row[k]:.3f}" for k in ("vkv_a_cores", "vkv_b_cores", "vkv_cores", "postgres_cores")}}
+    bl.table(f"PostgreSQL keepalive: {args.pg_leases:,} leases (TTL 30 s, one key each) on two replicas "
+             f"(half granted through each), kept alive once a second for {args.seconds} s, each lease "
+             f"alternating replicas, over {len(conns)} connections", [shown],
+             [("keepalives_ok", "ok"), ("keepalives_failed", "failed"), ("keepalives_unanswered", "unanswered"),
+              ("keepalives_per_s", "per s"), ("late_rounds", "late"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
+              ("expired_keys", "expired"), ("keys_expires_at_future", "keys live"),
+              ("vkv_a_cores", "A cores"), ("vkv_b_cores", "B cores"), ("vkv_cores", "vkv cores"),
+              ("postgres_cores", "PG cores")])
+    print(f"  live leases at the end (A, B): {live}; keys read on both replicas: {readable} of "
+          f"{row['keys_checked']} answered 200, {future} with expires_at in the future (least left "
+          f"{row['least_time_left_s']} s); keepalives via A / B: {row['keepalives_via_a']} / "
+          f"{row['keepalives_via_b']}; granted in {row['granted_in_s']} s; RSS (A, B) {row['rss_mib']} MiB")
+    none_expired = (row["keepalives_failed"] == 0 and unanswered == 0 and ok > 0 and row["expired_keys"] == 0
+                    and live == [args.pg_leases] * 2 and readable == future == row["keys_checked"])
+    targets.append((f"PostgreSQL keepalive: every keepalive 200 and none of {args.pg_leases:,} leases or keys "
+                    "expires (every key readable on both replicas, expires_at in the future)", none_expired))
+    targets.append((f"PostgreSQL keepalive: vkv CPU {row['vkv_cores']} cores (both replicas) <= 0.5",
+                    row["vkv_cores"] <= 0.5))
+    bl.json_line({"phase": "postgres", **row})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vkv", default=os.environ.get("VKV_BIN", "target/release/vkv"))
     ap.add_argument("--only", default=os.environ.get("PHASES", "keepalive,rates,expiry"))
     ap.add_argument("--leases", type=int, default=int(os.environ.get("LEASES", 10_000)))
+    ap.add_argument("--pg-leases", type=int, default=int(os.environ.get("PG_LEASES", 1000)))
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("KEEPALIVE_SECONDS", 60)))
     ap.add_argument("--connections", type=int, default=int(os.environ.get("CONNECTIONS", 100)))
     ap.add_argument("--duration", type=int, default=int(os.environ.get("DURATION", 10)))
@@ -374,7 +513,8 @@ def main():
     args.only = args.only.split(",")
     if not os.access(args.vkv, os.X_OK):
         bl.die(f"{args.vkv} is not an executable: cargo build --release")
-    bl.need_wrk()
+    if "rates" in args.only:
+        bl.need_wrk()
     targets = []
     print(f"== bench-lease: {os.cpu_count()} CPUs, machine {bl.machine_busy()}% busy before the start")
     if "keepalive" in args.only:
@@ -383,6 +523,8 @@ def main():
         phase_rates(args, targets)
     if "expiry" in args.only:
         phase_expiry(args, targets)
+    if "postgres" in args.only:
+        phase_postgres(args, targets)
     print("\n== targets")
     for what, ok in targets:
         print(f"  {'ok  ' if ok else 'MISS'} {what}")

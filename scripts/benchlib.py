@@ -1,4 +1,5 @@
 """What the Python benchmarks share: starting vkv and etcd on free ports,
+and a throw-away PostgreSQL cluster with one database (scripts/pg-cluster.sh);
 driving wrk, reading a process's CPU, memory and threads from /proc, and
 printing figures as a table and JSON lines. Standard library only.
 
@@ -6,6 +7,7 @@ Used by scripts/bench-feed.py and scripts/bench-lease.py; not a program.
 """
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -131,6 +133,53 @@ def start_etcd(binary="/usr/bin/etcd", nice=0):
     return wait_health(Server("etcd", proc, port, d))
 
 
+class PgDatabase:
+    """One database `url` on a throw-away cluster in `dir`."""
+
+    def __init__(self, url, cluster_dir):
+        self.url, self.dir = url, cluster_dir
+
+    def cpu_seconds(self):
+        """CPU seconds of the whole cluster: the postmaster, every live
+        process it started (backends, checkpointer, WAL writer, autovacuum),
+        and those it has reaped."""
+        with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        total = cpu_seconds(postmaster, reaped=True)
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:  # ended meanwhile: counted among the reaped
+                continue
+            if int(fields[1]) == postmaster:
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return total
+
+
+@contextlib.contextmanager
+def pg_database(name):
+    """A throw-away PostgreSQL cluster (scripts/pg-cluster.sh, in a temporary
+    directory) with a fresh database `name`_PID: yields its PgDatabase, and
+    stops and removes the cluster at the end. Needs Debian's postgresql."""
+    cluster_dir = tempfile.mkdtemp(prefix="bench-pg-")
+    os.chmod(cluster_dir, 0o755)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pg-cluster.sh")
+    try:
+        started = subprocess.run([script, "start", cluster_dir], capture_output=True, text=True, check=False)
+        if started.returncode != 0:
+            die(f"scripts/pg-cluster.sh start failed: {started.stderr.strip()}")
+        admin = started.stdout.strip()
+        db = f"{name}_{os.getpid()}"
+        subprocess.run(["psql", admin, "-XAtq", "-c", f"CREATE DATABASE {db}"], check=True)
+        yield PgDatabase(f"{admin.split('?')[0].rsplit('/', 1)[0]}/{db}", cluster_dir)
+    finally:
+        subprocess.run([script, "stop", cluster_dir], check=False, capture_output=True)
+        shutil.rmtree(cluster_dir, ignore_errors=True)
+
+
 def request(server, method, path, body=None, headers=None, conn=None):
     """(status, parsed JSON body or None) of one request; `body` a dict is
     sent as JSON."""
@@ -191,11 +240,15 @@ def proc_status(pid):
     return out
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of `pid` (all its threads), in seconds."""
+def cpu_seconds(pid, reaped=False):
+    """User + system CPU time of `pid` (all its threads), in seconds; with
+    `reaped`, also that of the children it has waited for."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLK_TCK
 
 
 def tree_cpu_seconds(pid):
