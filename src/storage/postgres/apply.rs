@@ -530,7 +530,6 @@ fn transaction(
                     let v = Arc::make_mut(&mut w.version);
                     v.revision += base;
                     v.deadline = deadline;
-                    w.deadline = deadline;
                 }
             }
             Done::Purged { revision, .. } => *revision += base,
