@@ -223,7 +223,8 @@ if [ "$BACKEND" = postgres ]; then
     postmaster=$(head -n1 "$pg_dir/data/postmaster.pid")
     # The same priority as the servers; backends forked later inherit it.
     if [ "$NICE" != 0 ]; then
-      renice -n "$NICE" -p "$postmaster" $(cat /proc/"$postmaster"/task/*/children) >/dev/null
+      # A child may exit before it is reniced: not an error.
+      renice -n "$NICE" -p "$postmaster" $(cat /proc/"$postmaster"/task/*/children) >/dev/null 2>&1 || true
     fi
   fi
   start_vkv pg1 "$pg_base/bench1_$suffix"

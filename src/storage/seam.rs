@@ -517,6 +517,19 @@ pub(crate) trait Committer: Send {
         true
     }
 
+    /// How many of the groups `commit` returned, the newest ones, may not
+    /// be answered yet. PostgreSQL holds a group until every other replica
+    /// holding a read lease has dropped from its cache what the group
+    /// replaced; meanwhile the writer commits the next groups.
+    fn unsettled(&self) -> usize {
+        0
+    }
+
+    /// Looks once (a round trip at most) whether the oldest unsettled
+    /// groups may be answered now; [`Committer::unsettled`] then counts
+    /// fewer.
+    fn settle(&mut self) {}
+
     /// Called once when the writer stops, after its last commit.
     fn close(&mut self) {}
 }

@@ -4,7 +4,10 @@
 //! backend's write connection (a [`Committer`]). It takes whatever
 //! operations are queued (up to `max_batch`), has the backend apply them in
 //! one transaction and commit once (one fsync for all of them), updates the
-//! cache, wakes watchers, and only then answers each caller. This loop does
+//! cache, wakes watchers, and only then answers each caller. A backend may
+//! hold a committed group's answers (PostgreSQL: until the replicas holding
+//! read leases acknowledge it); the writer then commits the next groups
+//! meanwhile and answers in commit order (`flight.rs`). This loop does
 //! not know which backend runs; what happens inside the transaction
 //! (version numbers, conditions, savepoints, retention) is the backend's.
 //! - A failed condition (`if_version`) or a missing key refuses only its
@@ -17,21 +20,23 @@
 //!   are answered "outcome unknown" after the limit, and new writes are
 //!   refused until it returns.
 
+mod flight;
 pub(crate) mod reply;
 mod stall;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
 use crate::cache::{LatestCache, WriteTicket};
 use crate::deadlines::Schedule;
 use crate::error::StoreError;
 use crate::storage::seam::{Committer, Done, Op};
 use crate::watch::Watchers;
+use flight::{Flight, Group, Held};
 use reply::{Pending, Reply};
 use stall::Stall;
 
@@ -191,6 +196,17 @@ fn refuse_queued(rx: &Receiver<Msg>, tx: &Sender<Msg>, refused: &StoreError) {
     }
 }
 
+/// The first pause before the writer asks the backend again whether held
+/// groups may be answered, when no new operation comes; it doubles, up to
+/// [`MAX_PAUSE`]. A PostgreSQL lease holder acknowledges a group within a
+/// few hundred microseconds.
+const FIRST_PAUSE: Duration = Duration::from_micros(100);
+const MAX_PAUSE: Duration = Duration::from_millis(2);
+
+/// At most this many groups wait for their answers at once; past it, the
+/// writer waits for the oldest before committing more.
+const MAX_IN_FLIGHT: usize = 64;
+
 fn run(
     mut conn: Box<dyn Committer>,
     rx: &Receiver<Msg>,
@@ -198,25 +214,41 @@ fn run(
     stall: Option<&Stall>,
 ) {
     let mut batch: Vec<(Op, Reply)> = Vec::with_capacity(ctx.max_batch);
+    let mut flight = Flight::default();
     let mut stopping = false;
-    while !stopping {
-        match rx.recv() {
-            Ok(Msg::Op(op, reply)) => batch.push((op, reply)),
-            Ok(Msg::Stop) | Err(_) => stopping = true,
-        }
-        // Take what else is queued; on stop, everything, so that no write
-        // that was accepted is dropped.
-        loop {
-            match rx.try_recv() {
+    // While groups are held: when to ask the backend again, and the pause
+    // after that.
+    let mut asking = Asking::new();
+    while !(stopping && flight.is_empty()) {
+        if !stopping && flight.len() < MAX_IN_FLIGHT {
+            let first = match asking.next {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => rx.recv_deadline(at),
+            };
+            match first {
                 Ok(Msg::Op(op, reply)) => batch.push((op, reply)),
-                Ok(Msg::Stop) => stopping = true,
-                Err(_) => break,
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+                Err(RecvTimeoutError::Timeout) => {}
             }
-            if batch.len() >= ctx.max_batch {
-                commit_group(&mut conn, &mut batch, ctx, stall);
+            // Take what else is queued; on stop, everything, so that no
+            // write that was accepted is dropped.
+            loop {
+                match rx.try_recv() {
+                    Ok(Msg::Op(op, reply)) => batch.push((op, reply)),
+                    Ok(Msg::Stop) => stopping = true,
+                    Err(_) => break,
+                }
+                if batch.len() >= ctx.max_batch {
+                    commit_group(&mut conn, &mut batch, ctx, stall, &mut flight);
+                    flight.answer(conn.as_ref(), ctx, stall);
+                }
             }
+        } else if let Some(at) = asking.next {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
         }
-        commit_group(&mut conn, &mut batch, ctx, stall);
+        commit_group(&mut conn, &mut batch, ctx, stall, &mut flight);
+        asking.turn(conn.as_mut());
+        flight.answer(conn.as_ref(), ctx, stall);
     }
     conn.close();
     if let Some(stall) = stall {
@@ -225,86 +257,105 @@ fn run(
     log::debug!("writer stopped");
 }
 
-/// Commits and answers the group in `batch` (leaving it empty). The
-/// answers' wake-ups of the connection loop are done once, after the group.
+/// When the writer asks the backend again whether held groups may be
+/// answered: [`FIRST_PAUSE`] after a group is first held, then after
+/// doubling pauses while nothing is released, whether or not new groups
+/// commit meanwhile (so that answers are not starved by a steady stream
+/// of writes).
+struct Asking {
+    next: Option<Instant>,
+    pause: Duration,
+}
+
+impl Asking {
+    fn new() -> Asking {
+        Asking {
+            next: None,
+            pause: FIRST_PAUSE,
+        }
+    }
+
+    /// After a turn of the loop: asks if it is time.
+    fn turn(&mut self, conn: &mut dyn Committer) {
+        let held = conn.unsettled();
+        if held == 0 {
+            self.next = None;
+            return;
+        }
+        let now = Instant::now();
+        match self.next {
+            None => {
+                self.pause = FIRST_PAUSE;
+                self.next = Some(now + self.pause);
+            }
+            Some(at) if now >= at => {
+                conn.settle();
+                let left = conn.unsettled();
+                self.pause = if left < held {
+                    FIRST_PAUSE
+                } else {
+                    (self.pause * 2).min(MAX_PAUSE)
+                };
+                self.next = (left > 0).then(|| Instant::now() + self.pause);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Commits the group in `batch` (leaving it empty) and queues it in
+/// `flight` for its answers.
 fn commit_group(
     conn: &mut Box<dyn Committer>,
     batch: &mut Vec<(Op, Reply)>,
     ctx: &WriterContext,
     stall: Option<&Stall>,
-) {
-    let group = std::mem::take(batch);
-    crate::wake::batch(|| commit_and_answer(conn, group, ctx, stall));
-}
-
-fn commit_and_answer(
-    conn: &mut Box<dyn Committer>,
-    batch: Vec<(Op, Reply)>,
-    ctx: &WriterContext,
-    stall: Option<&Stall>,
+    flight: &mut Flight,
 ) {
     if batch.is_empty() {
         return;
     }
-    let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().unzip();
+    let (ops, replies): (Vec<Op>, Vec<Reply>) = std::mem::take(batch).into_iter().unzip();
     let refs: Vec<&Op> = ops.iter().collect();
     // Before the transaction: what another process commits on these keys
     // from now on must keep this group's versions out of the cache.
     let tickets: Vec<Vec<WriteTicket>> = ops.iter().map(|op| tickets(&ctx.cache, op)).collect();
-    let (committed, replies) = match stall {
-        Some(stall) => {
-            stall.arm(replies);
-            let committed = conn.commit(&refs);
-            (committed, stall.disarm())
-        }
-        None => (conn.commit(&refs), Some(replies)),
+    let replies = match stall {
+        Some(stall) => Held::Watchdog(stall.arm(replies)),
+        None => Held::Here(replies),
     };
-    let Some(replies) = replies else {
-        // Answered "outcome unknown" meanwhile: publish what committed, so
-        // that reads see it; nothing is retried.
-        match committed {
-            Ok(results) => {
-                ctx.fault.set(None);
-                for (result, tickets) in results.iter().zip(&tickets) {
-                    if let Ok(done) = result {
-                        publish(done, tickets, ctx);
-                    }
-                }
-            }
-            Err(e) => {
-                log::warn!("a stalled write failed: {e}");
-                ctx.fault.set(Some(e));
-            }
-        }
-        return;
-    };
-    match committed {
+    let outcome = conn.commit(&refs);
+    match outcome {
         Ok(results) => {
             ctx.fault.set(None);
-            ctx.counters.batches.fetch_add(1, Ordering::Relaxed);
             // Health probes are not writes of the workload.
-            let writes = ops.iter().filter(|op| !matches!(op, Op::Probe));
-            ctx.counters
-                .ops
-                .fetch_add(writes.count() as u64, Ordering::Relaxed);
-            for ((reply, result), tickets) in replies.into_iter().zip(results).zip(&tickets) {
-                if let Ok(done) = &result {
-                    publish(done, tickets, ctx);
-                }
-                reply.send(result);
-            }
+            let writes = ops.iter().filter(|op| !matches!(op, Op::Probe)).count();
+            flight::count(ctx, writes);
+            flight.push(Group {
+                replies,
+                outcome: Ok(results),
+                tickets,
+            });
         }
         Err(e) if ops.len() == 1 || !conn.may_retry_alone() => {
             log::warn!("write failed: {e}");
             ctx.fault.set(Some(e.clone()));
-            for reply in replies {
-                reply.send(Err(e.clone()));
-            }
+            flight.push(Group {
+                replies,
+                outcome: Err(e),
+                tickets,
+            });
         }
         Err(e) => {
             log::warn!("group of {} failed ({e}); retrying one by one", ops.len());
+            // Answered "outcome unknown" by the watchdog meanwhile: nothing
+            // is retried.
+            let Some(replies) = replies.take(stall) else {
+                ctx.fault.set(Some(e));
+                return;
+            };
             for one in ops.into_iter().zip(replies) {
-                commit_and_answer(conn, vec![one], ctx, stall);
+                commit_group(conn, &mut vec![one], ctx, stall, flight);
             }
         }
     }

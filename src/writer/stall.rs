@@ -5,8 +5,10 @@
 //! file system that hangs does the same to SQLite). The writer thread is
 //! then stuck inside the backend, and everything queued behind it waits.
 //! No caller may wait past the limit (the server's `--read-timeout`):
-//! - a watchdog thread holds the replies of the group being committed; when
-//!   the commit has not returned within the limit it answers them itself,
+//! - a watchdog thread holds the replies of every group being committed or
+//!   waiting to be answered (PostgreSQL answers a committed group once the
+//!   other replicas' lease holders have acknowledged it); when the oldest
+//!   has not been answered within the limit it answers them all itself,
 //!   [`StoreError::Unavailable`] with a detail saying the outcome is
 //!   unknown (the database may still commit them: never an
 //!   acknowledgement, which only a returned commit gives);
@@ -14,10 +16,11 @@
 //!   once (nothing written, so no pile-up behind the stuck commit), what was
 //!   queued meanwhile is refused the same way, and `/health` says
 //!   unavailable;
-//! - when the commit returns, the writer takes its replies back (or finds
-//!   them answered), publishes what committed, and the stall is over, with
-//!   no restart.
+//! - when a group is answerable, the writer takes its replies back (or
+//!   finds them answered), publishes what committed, and the stall is over,
+//!   with no restart.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -34,14 +37,17 @@ pub(crate) struct Stall {
     limit: Duration,
     state: Mutex<State>,
     wake: Condvar,
-    /// Set while a commit has been in flight past the limit (read without
+    /// Set while a group has been in flight past the limit (read without
     /// the lock on every write).
     stalled: AtomicBool,
 }
 
 #[derive(Default)]
 struct State {
-    in_flight: Option<InFlight>,
+    /// Oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// The id of the next group armed.
+    next: u64,
     stopped: bool,
     /// The watchdog waits with no deadline (it saw no commit in flight):
     /// the next commit must wake it. While it waits for a deadline, a new
@@ -51,8 +57,9 @@ struct State {
     idle: bool,
 }
 
-/// The group being committed.
+/// A group being committed, or committed and not answered yet.
 struct InFlight {
+    id: u64,
     since: Instant,
     /// Its replies; `None` once the watchdog has answered them.
     replies: Option<Vec<Reply>>,
@@ -73,10 +80,14 @@ impl Stall {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A commit starts: the watchdog holds `replies` meanwhile.
-    pub fn arm(&self, replies: Vec<Reply>) {
+    /// A commit starts: the watchdog holds `replies` until
+    /// [`Stall::disarm`] with the id this answers.
+    pub fn arm(&self, replies: Vec<Reply>) -> u64 {
         let mut state = self.lock();
-        state.in_flight = Some(InFlight {
+        let id = state.next;
+        state.next += 1;
+        state.in_flight.push_back(InFlight {
+            id,
             since: Instant::now(),
             replies: Some(replies),
         });
@@ -84,12 +95,18 @@ impl Stall {
             drop(state);
             self.wake.notify_one();
         }
+        id
     }
 
-    /// The commit returned: its replies, unless the watchdog has answered
-    /// them already. Ends a stall.
-    pub fn disarm(&self) -> Option<Vec<Reply>> {
-        let replies = self.lock().in_flight.take().and_then(|f| f.replies);
+    /// Group `id` may be answered: its replies, unless the watchdog has
+    /// answered them already. Ends a stall.
+    pub fn disarm(&self, id: u64) -> Option<Vec<Reply>> {
+        let replies = {
+            let mut state = self.lock();
+            let at = state.in_flight.iter().position(|f| f.id == id);
+            at.and_then(|at| state.in_flight.remove(at))
+                .and_then(|f| f.replies)
+        };
         if self.stalled.swap(false, Ordering::AcqRel) {
             log::warn!("the stalled commit returned: writes are taken again");
         }
@@ -105,7 +122,7 @@ impl Stall {
         let waited = self
             .lock()
             .in_flight
-            .as_ref()
+            .front()
             .map_or(self.limit, |f| f.since.elapsed());
         Some(StoreError::Unavailable(format!(
             "a commit has not returned for {} s (the database may be waiting for a synchronous \
@@ -120,16 +137,17 @@ impl Stall {
         self.wake.notify_one();
     }
 
-    /// The watchdog's loop, until [`Stall::stop`]: answers the replies of a
-    /// commit that passes the limit, then, while the stall lasts, refuses
-    /// what `drain` finds queued.
+    /// The watchdog's loop, until [`Stall::stop`]: when the oldest group in
+    /// flight passes the limit, answers the replies of every group in
+    /// flight (the newer ones wait behind it), then, while the stall lasts,
+    /// refuses what `drain` finds queued.
     pub fn watch(&self, drain: impl Fn(&StoreError)) {
         let mut state = self.lock();
         loop {
             if state.stopped {
                 return;
             }
-            let Some(flight) = state.in_flight.as_mut() else {
+            let Some(flight) = state.in_flight.front() else {
                 state.idle = true;
                 state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
                 state.idle = false;
@@ -146,10 +164,16 @@ impl Stall {
                     .map_or_else(|p| p.into_inner().0, |(s, _)| s);
                 continue;
             }
-            let taken = flight.replies.take();
+            let taken: Vec<Reply> = state
+                .in_flight
+                .iter_mut()
+                .filter_map(|f| f.replies.take())
+                .flatten()
+                .collect();
             self.stalled.store(true, Ordering::Release);
             drop(state);
-            if let Some(replies) = taken {
+            if !taken.is_empty() {
+                let replies = taken;
                 log::warn!(
                     "a commit has not returned within {} s: its {} writes are answered \
                      'outcome unknown' and new writes are refused until it returns",
@@ -170,7 +194,7 @@ impl Stall {
                 drain(&refused);
             }
             state = self.lock();
-            if state.in_flight.is_some() && !state.stopped {
+            if !state.in_flight.is_empty() && !state.stopped {
                 state = self
                     .wake
                     .wait_timeout(state, DRAIN_EVERY)

@@ -425,3 +425,62 @@ fn a_purge_is_never_served_by_a_replica_that_was_paused() {
     }
     assert!(served.is_empty(), "purged data served: {served:?}");
 }
+
+#[test]
+fn a_writer_keeps_committing_while_a_lease_holder_is_frozen() {
+    // B caches version 1 of every key under its lease, then is frozen.
+    // Writes reach A one by one, 20 ms apart: each is held until B's lease
+    // runs out, but A's writer commits each as it comes (it does not wait
+    // for B before committing the next), and answers them in order. Once B
+    // resumes it serves every acknowledged version.
+    let _serial = crate::common::shared();
+    let (a, b) = two_replicas(&[]);
+    let (mut ca, mut cb) = (a.client(), b.client());
+    const N: usize = 20;
+    for i in 0..N {
+        let key = format!("held{i}");
+        assert_eq!(ca.put(&key, &json!(1)).status, 200);
+        assert_eq!(cb.get(&format!("/get/{key}")).status, 200);
+    }
+    let batches = |c: &mut Client| metric(c, "vkv_writer_batches_total").unwrap_or(-1.0);
+    let before = batches(&mut ca);
+    b.signal("STOP");
+    let frozen_at = Instant::now();
+    let threads: Vec<_> = (0..N)
+        .map(|i| {
+            let mut c = a.client();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20 * i as u64));
+                let r = c.put(&format!("held{i}"), &json!(2));
+                (r.status, Instant::now())
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, Instant)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let groups = batches(&mut ca) - before;
+    b.signal("CONT");
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let last = answers.iter().map(|(_, at)| *at - frozen_at).max().unwrap();
+    assert!(
+        last < Duration::from_millis(2500),
+        "the last write waited {last:?} for a lease of 1 s"
+    );
+    assert!(
+        groups >= (N / 2) as f64,
+        "{N} writes arriving 20 ms apart while B was frozen were committed in {groups} groups: \
+         the writer waited for B before committing the next"
+    );
+    for i in 0..N {
+        let got = cb.get(&format!("/get/held{i}"));
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert_eq!(
+            got.json()["version"],
+            2,
+            "B served a replaced version: {}",
+            got.text()
+        );
+    }
+}

@@ -34,7 +34,7 @@
 //! version and `purged_latest` = the last version, so that the next put
 //! continues the numbering (as in SQLite mode; readers filter `latest > 0`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,8 +76,11 @@ pub(crate) struct PgCommitter {
     pub leases: Arc<Leases>,
     /// The last write group this replica numbered.
     pub seq: u64,
+    /// The committed groups whose answers wait for lease holders, oldest
+    /// first (see [`Committer::unsettled`]).
+    pub awaiting: VecDeque<Awaiting>,
     /// Answers are held until then after a reconnection (see
-    /// [`PgCommitter::commit`]).
+    /// [`PgCommitter::connection`]).
     pub fence: Option<std::time::Instant>,
     /// Whose reads yield their connection slots, and when (`slots.rs`).
     pub slots: Arc<super::slots::Slots>,
@@ -97,10 +100,12 @@ struct Holder {
     epoch: i64,
 }
 
-/// The first pause before the lease holders' rows are read again; it
-/// doubles, up to [`MAX_POLL`].
-const FIRST_POLL: Duration = Duration::from_micros(100);
-const MAX_POLL: Duration = Duration::from_millis(2);
+/// A committed group whose answers wait: the lease holders, as its
+/// transaction read them, that have not acknowledged it yet.
+pub(crate) struct Awaiting {
+    seq: u64,
+    holders: Vec<Holder>,
+}
 
 /// Why an attempt failed.
 enum TxError {
@@ -157,37 +162,54 @@ impl PgCommitter {
             .ok_or_else(|| StoreError::Internal("no connection".into()))
     }
 
-    /// Waits until every lease holder of `holders` acknowledged group
-    /// `seq` in `vkv_acks`, or holds no lease any more, or another lease
-    /// (taken anew after the commit: it saw the group), reading their rows
-    /// again after growing pauses. An acknowledgement takes a holder's
-    /// `LISTEN` thread a few hundred microseconds; a holder that died is
-    /// waited for until its lease runs out (an extension is waited for
-    /// again). While the database cannot be asked, it waits a lease and
-    /// asks again (the stall watchdog answers the callers).
-    fn await_holders(&mut self, seq: u64, mut holders: Vec<Holder>) {
+    /// Asks once (one round trip) which holders of the groups in
+    /// `awaiting` still hold the lease they held at that group's commit
+    /// (same epoch: a lease taken anew after the commit saw the group) and
+    /// have not acknowledged it in `vkv_acks`, and answers the groups left
+    /// with none. An acknowledgement takes a holder's `LISTEN` thread a few
+    /// hundred microseconds; a holder that died is waited for until its
+    /// lease runs out (an extension is waited for again). While the
+    /// database cannot be asked, it waits a lease and asks again (the stall
+    /// watchdog answers the callers).
+    fn ask_holders(&mut self) {
         let me = self.leases.me;
-        let mut pause = FIRST_POLL;
-        while !holders.is_empty() {
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(MAX_POLL);
-            let ids: Vec<i64> = holders.iter().map(|h| h.id).collect();
-            match self.connection().and_then(|c| leases_now(c, &ids, me)) {
-                Ok(now) => {
-                    holders = now
-                        .into_iter()
-                        .filter(|(n, acked)| {
-                            *acked < seq
-                                && holders.iter().any(|h| h.id == n.id && h.epoch == n.epoch)
-                        })
-                        .map(|(n, _)| n)
-                        .collect();
-                }
-                Err(e) => {
-                    log::warn!("cannot read the read leases ({e}); waiting a lease");
-                    std::thread::sleep(self.leases.lease);
+        let mut ids: Vec<i64> = self
+            .awaiting
+            .iter()
+            .flat_map(|g| g.holders.iter().map(|h| h.id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return;
+        }
+        match self.connection().and_then(|c| leases_now(c, &ids, me)) {
+            Ok(now) => {
+                for group in &mut self.awaiting {
+                    let seq = group.seq;
+                    group
+                        .holders
+                        .retain(|h| now.iter().any(|(n, acked)| n == h && *acked < seq));
                 }
             }
+            Err(e) => {
+                log::warn!("cannot read the read leases ({e}); waiting a lease");
+                std::thread::sleep(self.leases.lease);
+            }
+        }
+    }
+
+    /// Drops the oldest groups that wait for no holder any more, unless
+    /// answers are held after a reconnection.
+    fn release(&mut self) {
+        if let Some(fence) = self.fence {
+            if std::time::Instant::now() < fence {
+                return;
+            }
+            self.fence = None;
+        }
+        while self.awaiting.front().is_some_and(|g| g.holders.is_empty()) {
+            self.awaiting.pop_front();
         }
     }
 }
@@ -232,12 +254,11 @@ impl Committer for PgCommitter {
                     leases.learn_into(&self.dues, &outcomes);
                     // Answered only once no holder of a read lease can
                     // still serve what this group replaced.
-                    self.await_holders(self.seq, holders);
-                    if let Some(fence) = self.fence.take() {
-                        std::thread::sleep(
-                            fence.saturating_duration_since(std::time::Instant::now()),
-                        );
-                    }
+                    self.awaiting.push_back(Awaiting {
+                        seq: self.seq,
+                        holders,
+                    });
+                    self.release();
                     return Ok(outcomes);
                 }
                 Err(TxError::AtCommit(e)) => {
@@ -287,6 +308,15 @@ impl Committer for PgCommitter {
 
     fn may_retry_alone(&self) -> bool {
         !self.outcome_unknown
+    }
+
+    fn unsettled(&self) -> usize {
+        self.awaiting.len()
+    }
+
+    fn settle(&mut self) {
+        self.ask_holders();
+        self.release();
     }
 
     /// Stops the `LISTEN` thread and waits (boundedly) for it to remove

@@ -181,6 +181,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
             listening: Some(listening),
             leases,
             seq: 0,
+            awaiting: std::collections::VecDeque::new(),
             fence: None,
             slots,
             pool: read_pool,
