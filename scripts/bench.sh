@@ -16,7 +16,8 @@
 # PostgreSQL's durability settings at their defaults): `pg1`, one replica,
 # and `pg2`, two replicas on one database with wrk's connections split over
 # both (req/s summed), each figure next to SQLite mode (`vkv`) in the same
-# run.
+# run; with BASELINE_BIN too, the baseline's `basepg1` and `basepg2` on
+# databases of their own, compared replica count for replica count.
 #
 #   scripts/bench.sh                       # 10 s per run, best of 3 rounds
 #   DURATION=3 ROUNDS=1 scripts/bench.sh   # quicker
@@ -56,7 +57,8 @@
 #   ETCD [etcd]        the etcd binary (3.4: Debian's etcd-server); `off`
 #                      skips the etcd reference. Started on a temporary
 #                      data directory and free ports, one member.
-#   BASELINE_BIN       a second vkv binary to measure alongside (optional)
+#   BASELINE_BIN       a second vkv binary to measure alongside (optional;
+#                      with BACKEND=postgres, built with --features postgres)
 #   BACKEND [sqlite]   sqlite, or postgres: also measure vkv on PostgreSQL
 #                      (builds with --features postgres; needs Debian's
 #                      postgresql package, run as root or as a user that
@@ -197,9 +199,9 @@ if [ -n "$BASELINE_BIN" ]; then
   server_pids+=("${pid[base]}")
   servers="$servers base"
 fi
-# start_vkv NAME DB: one more vkv server, on the database DB.
+# start_vkv NAME DB [BIN]: one more vkv server, on the database DB.
 start_vkv() {
-  nice -n "$NICE" "$VKV_BIN" --bind 127.0.0.1:0 --db "$2" --cache-size "$CACHE_SIZE" \
+  nice -n "$NICE" "${3:-$VKV_BIN}" --bind 127.0.0.1:0 --db "$2" --cache-size "$CACHE_SIZE" \
     --workers "$WORKERS" --log-level warn 2>"$work/$1.log" &
   pid[$1]=$!
   server_pids+=("${pid[$1]}")
@@ -216,7 +218,9 @@ if [ "$BACKEND" = postgres ]; then
   suffix="$$_$RANDOM"
   pg_base=${PG_ADMIN_URL%%\?*}
   pg_base=${pg_base%/*}
-  for db in bench1 bench2; do
+  pg_dbs="bench1 bench2"
+  [ -z "$BASELINE_BIN" ] || pg_dbs="$pg_dbs bench3 bench4"
+  for db in $pg_dbs; do
     psql "$PG_ADMIN_URL" -XAtq -c "CREATE DATABASE ${db}_$suffix" >/dev/null
   done
   if [ -n "$pg_dir" ]; then
@@ -231,8 +235,15 @@ if [ "$BACKEND" = postgres ]; then
   start_vkv pg2 "$pg_base/bench2_$suffix"
   start_vkv pg2b "$pg_base/bench2_$suffix"
   servers="$servers pg1 pg2"
+  if [ -n "$BASELINE_BIN" ]; then
+    # The baseline on PostgreSQL too (it must be built with the feature).
+    start_vkv basepg1 "$pg_base/bench3_$suffix" "$BASELINE_BIN"
+    start_vkv basepg2 "$pg_base/bench4_$suffix" "$BASELINE_BIN"
+    start_vkv basepg2b "$pg_base/bench4_$suffix" "$BASELINE_BIN"
+    servers="$servers basepg1 basepg2"
+  fi
 fi
-for s in $servers ${pid[pg2b]:+pg2b}; do
+for s in $servers ${pid[pg2b]:+pg2b} ${pid[basepg2b]:+basepg2b}; do
   url[$s]="http://$(wait_listening "$work/$s.log" "${pid[$s]}")"
   urls[$s]=${url[$s]}
 done
@@ -240,6 +251,10 @@ declare -A pids_of
 if [ -n "${pid[pg2b]:-}" ]; then
   urls[pg2]="${url[pg2]} ${url[pg2b]}"
   pids_of[pg2]="${pid[pg2]} ${pid[pg2b]}"
+fi
+if [ -n "${pid[basepg2b]:-}" ]; then
+  urls[basepg2]="${url[basepg2]} ${url[basepg2b]}"
+  pids_of[basepg2]="${pid[basepg2]} ${pid[basepg2b]}"
 fi
 if [ "$NGINX" != off ]; then
   # One worker process, no access log, keep-alive connections never closed
@@ -497,7 +512,7 @@ json_num() { # JSON FIELD
 # Is SERVER a vkv (with /metrics and /cache/stats)?
 is_vkv() { [ "$1" != ceiling ] && [ "$1" != nginx ] && [ "$1" != etcd ]; }
 # Is SERVER vkv on PostgreSQL?
-is_pg() { [ "$1" = pg1 ] || [ "$1" = pg2 ]; }
+is_pg() { case $1 in pg1 | pg2 | basepg1 | basepg2) true ;; *) false ;; esac; }
 # The servers a workload runs against: nginx only answers get_cached's
 # reference (it ignores the path).
 servers_for() { # WORKLOAD
@@ -507,6 +522,7 @@ servers_for() { # WORKLOAD
   list="$list vkv"
   if [ -n "$BASELINE_BIN" ]; then list="$list base"; fi
   if [ "$BACKEND" = postgres ]; then list="$list pg1 pg2"; fi
+  if [ "$BACKEND" = postgres ] && [ -n "$BASELINE_BIN" ]; then list="$list basepg1 basepg2"; fi
   echo "$list"
 }
 
@@ -767,6 +783,14 @@ if [ -n "$BASELINE_BIN" ]; then
     printf '%-16s %6s  p99 %s vs %s ms, CPU per answer %s vs %s us\n' "$w" \
       "$(ratio "${res[vkv,$w,rps]}" "${res[base,$w,rps]}")" \
       "${res[vkv,$w,p99_ms]}" "${res[base,$w,p99_ms]}" "${res[vkv,$w,cpu_us]}" "${res[base,$w,cpu_us]}"
+    if [ "$BACKEND" = postgres ]; then
+      for r in pg1 pg2; do
+        printf '  %-14s %6s  p99 %s vs %s ms, CPU per answer %s+%s vs %s+%s us (vkv+PostgreSQL)\n' "$r" \
+          "$(ratio "${res[$r,$w,rps]}" "${res[base$r,$w,rps]}")" \
+          "${res[$r,$w,p99_ms]}" "${res[base$r,$w,p99_ms]}" "${res[$r,$w,cpu_us]}" "${res[$r,$w,pg_cpu_us]}" \
+          "${res[base$r,$w,cpu_us]}" "${res[base$r,$w,pg_cpu_us]}"
+      done
+    fi
   done
 fi
 
