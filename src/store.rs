@@ -1052,7 +1052,6 @@ fn outcome(w: &Written) -> PutOutcome {
     }
 }
 
-/// The version a single put or delete wrote.
 /// What a committed batch answers: one outcome per put, in order.
 fn batch_outcomes(done: Done) -> Result<Vec<PutOutcome>, StoreError> {
     match done {
@@ -1061,6 +1060,7 @@ fn batch_outcomes(done: Done) -> Result<Vec<PutOutcome>, StoreError> {
     }
 }
 
+/// The version a single put or delete wrote.
 fn first_outcome(done: Done) -> Result<PutOutcome, StoreError> {
     match done {
         Done::Written(vs) => vs

@@ -101,6 +101,9 @@ impl Fault {
 /// A fault as it happened.
 pub struct Applied {
     pub fault: Fault,
+    /// When the fault began: for a freeze inside a write, the freeze that
+    /// caught the replica inside one (the short freezes before it, each
+    /// thawed within 0.1 s, are tries, not this fault).
     pub start: Nanos,
     pub end: Nanos,
     /// What it did (backends terminated, slots taken...).
@@ -181,10 +184,10 @@ pub fn run(
         }
         let fault = deck.pop().expect("a full deck");
         let start = clock.now();
-        let note = apply(db, replicas, &fault);
+        let (held, note) = apply(db, replicas, &fault, clock);
         applied.push(Applied {
             fault,
-            start,
+            start: held.unwrap_or(start),
             end: clock.now(),
             note,
         });
@@ -192,8 +195,14 @@ pub fn run(
     applied
 }
 
-fn apply(db: &Db, replicas: &mut [Replica], fault: &Fault) -> String {
-    match fault {
+/// Applies `fault`; for a freeze, also when the freeze that held began.
+fn apply(
+    db: &Db,
+    replicas: &mut [Replica],
+    fault: &Fault,
+    clock: &Clock,
+) -> (Option<Nanos>, String) {
+    let note = match fault {
         Fault::Freeze {
             replica,
             hold,
@@ -202,6 +211,7 @@ fn apply(db: &Db, replicas: &mut [Replica], fault: &Fault) -> String {
             let r = &mut replicas[*replica];
             let (mut tries, mut found) = (1, false);
             r.freeze();
+            let mut held = clock.now();
             while *in_write && tries < 20 {
                 std::thread::sleep(Duration::from_millis(30));
                 found = db.idle_in_transaction(r);
@@ -212,14 +222,16 @@ fn apply(db: &Db, replicas: &mut [Replica], fault: &Fault) -> String {
                 std::thread::sleep(Duration::from_millis(50));
                 tries += 1;
                 r.freeze();
+                held = clock.now();
             }
             std::thread::sleep(*hold);
             r.thaw();
-            match (*in_write, found) {
+            let note = match (*in_write, found) {
                 (false, _) => String::new(),
                 (true, true) => format!("inside after {tries} tries"),
                 (true, false) => format!("never inside in {tries} tries"),
-            }
+            };
+            return (Some(held), note);
         }
         Fault::Kill { replica, down } => {
             replicas[*replica].kill();
@@ -256,7 +268,8 @@ fn apply(db: &Db, replicas: &mut [Replica], fault: &Fault) -> String {
             None => "never held".into(),
         },
         Fault::Slots { hold } => format!("{} connections held", db.hog_slots(*hold)),
-    }
+    };
+    (None, note)
 }
 
 /// Undoes what a fault may have left: every replica running and thawed.
