@@ -854,12 +854,14 @@ impl Store {
         register: impl FnOnce(&Arc<Watchers>, u64) -> Result<Subscription, StoreError>,
     ) -> Result<Watch, StoreError> {
         validate_key(key)?;
-        let seen = match self.head(key)? {
-            Some(v) if v.version > after => return Ok(Watch::Ready(v)),
-            Some(v) => v.version,
-            None => 0,
-        };
-        let sub = register(&self.inner.watchers, seen)?;
+        if let Some(v) = self.head(key)?
+            && v.version > after
+        {
+            return Ok(Watch::Ready(v));
+        }
+        // Woken by a version above `after` only, even when the latest here
+        // is older (the client saw a newer one through another replica).
+        let sub = register(&self.inner.watchers, after)?;
         // A commit between the check above and the registration would be
         // missed: look again now that we are registered.
         match self.head(key)? {

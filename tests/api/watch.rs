@@ -42,6 +42,56 @@ fn a_watcher_is_woken_by_a_write_on_another_connection() {
 }
 
 #[test]
+fn a_watcher_ahead_of_the_latest_waits_for_a_version_above_its_number() {
+    // The client knows of version 3 (another replica committed it, say)
+    // while this server's latest is 1: version 2, and a delete at 3 of the
+    // same number, must not answer a wait for a version above 3.
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.put("ahead", &json!(1));
+    for path in [
+        "/get/ahead?wait_after=3&timeout=20",
+        "/get/absent?wait_after=2&timeout=20",
+    ] {
+        let mut watcher = s.client();
+        let waiting = std::thread::spawn(move || {
+            let r = watcher.get(path);
+            (r.status, r.json())
+        });
+        wait_parked(&mut c, 1);
+        let key = if path.contains("ahead") {
+            "ahead"
+        } else {
+            "absent"
+        };
+        let below = if key == "ahead" { 3 } else { 2 };
+        let mut written = c.put(key, &json!("below")).json()["version"]
+            .as_u64()
+            .unwrap();
+        while written < below {
+            let r = if written + 1 == below {
+                c.request("DELETE", &format!("/delete/{key}"), &[], b"")
+            } else {
+                c.put(key, &json!("below"))
+            };
+            written = r.json()["version"].as_u64().unwrap();
+        }
+        assert_eq!(written, below);
+        // A watcher woken by a version at or below its number is answered
+        // as that version is published, before its write is answered: the
+        // answer below would name it.
+        c.put(key, &json!("above"));
+        let (status, body) = waiting.join().unwrap();
+        assert_eq!(
+            (status, body["version"].clone()),
+            (200, json!(below + 1)),
+            "{path}: {body}"
+        );
+        assert_eq!(body["value"], "above");
+    }
+}
+
+#[test]
 fn a_watch_times_out_with_the_current_latest() {
     let s = Server::start(&[]);
     let mut c = s.client();
