@@ -4,8 +4,8 @@
 //!
 //! The rules (docs/design.md, "Read leases", has the argument):
 //! - A replica holds a lease while its `LISTEN` connection is up: a row of
-//!   `vkv_replicas` says until when (the primary's clock), renewed every
-//!   third of the lease. It serves cached latest versions only until its
+//!   `vkv_replicas` says until when (the primary's clock: a lease after the
+//!   primary received the renewal), renewed every third of the lease. It serves cached latest versions only until its
 //!   own deadline, `lease * 0.9` after it *sent* the renewal (its clock may
 //!   run a little fast).
 //! - Every write transaction takes the lease lock shared; a renewal takes

@@ -345,6 +345,12 @@ fn next_batch(client: &mut Client, wait: Duration) -> Result<Vec<Notification>, 
 /// by writers holding their answers for a lease after they reconnect
 /// (`apply.rs`). Rows of replicas gone for an hour are removed.
 ///
+/// The lease runs a lease from when the primary *received* the renewal
+/// (`statement_timestamp()`, after this replica sent it, so past its own
+/// deadline), not from when the renewal got the lock: a renewal of a
+/// replica frozen right after sending it may wait for the lock, and must
+/// not keep other replicas' writes waiting longer for it.
+///
 /// `None`: the lock was not granted within [`lock_wait`]. Every write
 /// takes the lock shared, and a write of a frozen replica may hold it; new
 /// writes queue behind a renewal waiting for it exclusive, so the renewal
@@ -358,7 +364,7 @@ fn renew(client: &mut Client, leases: &Leases, n: u64) -> Result<Option<bool>, p
          SELECT pg_advisory_xact_lock({LEASE_LOCK});
          SELECT count(*) FROM vkv_replicas WHERE id = {me} AND lease_until > clock_timestamp();
          INSERT INTO vkv_replicas (id, lease_until, epoch)
-             VALUES ({me}, clock_timestamp() + interval '{ms} milliseconds', {n})
+             VALUES ({me}, statement_timestamp() + interval '{ms} milliseconds', {n})
              ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until,
                  epoch = CASE WHEN vkv_replicas.lease_until > clock_timestamp()
                      THEN vkv_replicas.epoch ELSE EXCLUDED.epoch END;
