@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{poll_until, vkv};
+use crate::history::{Clock, Nanos, secs};
 use crate::pg;
 
 /// The database vkv uses, and its role: not a superuser, so that the
@@ -88,6 +89,21 @@ impl Db {
     /// server may be restarting).
     pub fn psql(&self, sql: &str) -> Option<String> {
         self.pg.psql(DB, sql)
+    }
+
+    /// Every vkv backend that is not idle: role, state, what it waits
+    /// for, what blocks it, its query's start; one line each.
+    pub fn activity(&self) -> String {
+        self.psql(&format!(
+            "SELECT application_name || ' pid ' || pid || ': ' || state
+                 || coalesce(' waiting ' || wait_event_type || '/' || wait_event, '')
+                 || coalesce(' blocked by ' || nullif(pg_blocking_pids(pid)::text, '{{}}'), '')
+                 || ' | ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 80)
+             FROM pg_stat_activity
+             WHERE datname = '{DB}' AND pid <> pg_backend_pid() AND state <> 'idle'
+             ORDER BY application_name"
+        ))
+        .unwrap_or_default()
     }
 
     /// `pg_terminate_backend` on every backend of `kind`; how many.
@@ -187,7 +203,7 @@ pub struct Replica {
     child: Option<Child>,
     /// Every line it logged (it runs at `--log-level warn`), over all its
     /// lives.
-    pub log: Arc<Mutex<Vec<String>>>,
+    pub log: Arc<Mutex<Vec<(Instant, String)>>>,
     /// SIGSTOPped now.
     pub frozen: bool,
 }
@@ -230,13 +246,16 @@ impl Replica {
             .expect("spawn vkv");
         let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::clone(&self.log);
-        log.lock()
-            .unwrap()
-            .push(format!("--- replica {} started", self.index));
+        log.lock().unwrap().push((
+            Instant::now(),
+            format!("--- replica {} started", self.index),
+        ));
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((Instant::now(), line));
             }
         });
         self.child = Some(child);
@@ -339,10 +358,20 @@ impl Replica {
     }
 
     pub fn log_text(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join("\n")
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let lines: Vec<&str> = log.iter().map(|(_, l)| l.as_str()).collect();
+        lines.join("\n")
+    }
+
+    /// The lines it logged while `clock` read `from` to `to`, each with
+    /// that time.
+    pub fn log_between(&self, clock: &Clock, from: Nanos, to: Nanos) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter()
+            .map(|(at, l)| (clock.at(*at), l))
+            .filter(|(t, _)| (from..=to).contains(t))
+            .map(|(t, l)| format!("[{}] {l}", secs(t)))
+            .collect()
     }
 }
 

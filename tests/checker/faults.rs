@@ -108,6 +108,8 @@ pub struct Applied {
     pub end: Nanos,
     /// What it did (backends terminated, slots taken...).
     pub note: String,
+    /// A freeze: the database's busy backends a lease into it.
+    pub activity: String,
 }
 
 /// The kinds of fault, one round.
@@ -184,24 +186,26 @@ pub fn run(
         }
         let fault = deck.pop().expect("a full deck");
         let start = clock.now();
-        let (held, note) = apply(db, replicas, &fault, clock);
+        let (held, note, activity) = apply(db, replicas, &fault, clock);
         applied.push(Applied {
             fault,
             start: held.unwrap_or(start),
             end: clock.now(),
             note,
+            activity,
         });
     }
     applied
 }
 
-/// Applies `fault`; for a freeze, also when the freeze that held began.
+/// Applies `fault`; for a freeze, also when the freeze that held began and
+/// the database's busy backends a lease into it.
 fn apply(
     db: &Db,
     replicas: &mut [Replica],
     fault: &Fault,
     clock: &Clock,
-) -> (Option<Nanos>, String) {
+) -> (Option<Nanos>, String, String) {
     let note = match fault {
         Fault::Freeze {
             replica,
@@ -224,14 +228,20 @@ fn apply(
                 r.freeze();
                 held = clock.now();
             }
-            std::thread::sleep(*hold);
+            // What the database does once a lease has passed (by then
+            // nothing should wait for the frozen replica any more), for
+            // the report of a stall past the bound.
+            let at = Duration::from_millis(1200).min(*hold);
+            std::thread::sleep(at);
+            let activity = db.activity();
+            std::thread::sleep(hold.saturating_sub(at));
             r.thaw();
             let note = match (*in_write, found) {
                 (false, _) => String::new(),
                 (true, true) => format!("inside after {tries} tries"),
                 (true, false) => format!("never inside in {tries} tries"),
             };
-            return (Some(held), note);
+            return (Some(held), note, activity);
         }
         Fault::Kill { replica, down } => {
             replicas[*replica].kill();
@@ -269,7 +279,7 @@ fn apply(
         },
         Fault::Slots { hold } => format!("{} connections held", db.hog_slots(*hold)),
     };
-    (None, note)
+    (None, note, String::new())
 }
 
 /// Undoes what a fault may have left: every replica running and thawed.

@@ -170,6 +170,27 @@ fn run_checker(test: &str, lease_flag: &str, lease: Duration) {
             "write stalls above {}:\n{slow}",
             history::secs(bound)
         ));
+        // What every replica logged around each such fault.
+        let mut faults: Vec<usize> = stalls
+            .iter()
+            .filter(|s| s.probe > bound)
+            .map(|s| s.fault)
+            .collect();
+        faults.dedup();
+        for f in faults {
+            let a = &applied[f];
+            let (from, to) = (a.start.saturating_sub(500_000_000), a.end + 500_000_000);
+            failures.push_str(&format!(
+                "busy backends a lease into \"{}\":\n  {}\nlogs around it:\n",
+                a.fault,
+                a.activity.replace('\n', "\n  ")
+            ));
+            for r in &replicas {
+                for line in r.log_between(&clock, from, to).iter().take(40) {
+                    failures.push_str(&format!("  replica {}: {line}\n", r.index));
+                }
+            }
+        }
     }
     if let Err(e) = healed {
         failures.push_str(&format!("after the faults: {e}\n"));
