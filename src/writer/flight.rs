@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
-use super::WriterContext;
+use super::context::{WriterContext, publish};
 use super::reply::Reply;
 use super::stall::Stall;
 use crate::cache::WriteTicket;
@@ -28,7 +28,7 @@ pub(super) struct Group {
     /// unknown).
     pub outcome: Result<Outcomes, StoreError>,
     /// The cache's tickets, taken before the transaction, one list per
-    /// operation (see [`super::publish`]).
+    /// operation (see [`publish`]).
     pub tickets: Vec<Vec<WriteTicket>>,
 }
 
@@ -105,7 +105,7 @@ fn answer(group: Group, ctx: &WriterContext, stall: Option<&Stall>) {
         Ok(results) => {
             for (result, tickets) in results.iter().zip(&tickets) {
                 if let Ok(done) = result {
-                    super::publish(done, tickets, ctx);
+                    publish(done, tickets, ctx);
                 }
             }
             // Else answered "outcome unknown" by the watchdog meanwhile:
