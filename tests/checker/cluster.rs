@@ -68,11 +68,19 @@ impl ConnKind {
     }
 }
 
+/// What every checker server logs: statements of 300 ms or more and lock
+/// waits past `deadlock_timeout` (1 s), with the time, the backend and its
+/// role, so that a stall can be explained (`Db::slow_statements`).
+const SLOW_LOG: &str = "log_min_duration_statement = 300
+log_lock_waits = on
+log_line_prefix = '%m [%p] %a '
+";
+
 impl Db {
     /// A server with the settings `conf` (postgresql.conf lines), the
     /// roles and the database.
     pub fn start(conf: &str) -> Db {
-        let pg = pg::Server::start("vkv-checker-", conf);
+        let pg = pg::Server::start("vkv-checker-", &format!("{SLOW_LOG}{conf}"));
         pg.sql(
             "postgres",
             &format!(
@@ -85,6 +93,27 @@ impl Db {
         Db { pg, url }
     }
 
+    /// What PostgreSQL logged of statements that ran for `at_least` or
+    /// longer (it logs every one of 300 ms or more, see [`SLOW_LOG`]), of
+    /// lock waits past `deadlock_timeout`, and of the idle transactions it
+    /// ended: at most `max` lines.
+    pub fn slow_statements(&self, at_least: Duration, max: usize) -> Vec<String> {
+        let log = std::fs::read_to_string(self.pg.node.data.join("server.log")).unwrap_or_default();
+        let ms = at_least.as_secs_f64() * 1000.0;
+        log.lines()
+            .filter(|l| {
+                l.contains("still waiting for")
+                    || l.contains("idle-in-transaction")
+                    || l.split("duration: ")
+                        .nth(1)
+                        .and_then(|d| d.split(' ').next()?.parse::<f64>().ok())
+                        .is_some_and(|d| d >= ms)
+            })
+            .take(max)
+            .map(|l| l.chars().take(300).collect())
+            .collect()
+    }
+
     /// SQL on vkv's database as the superuser; `None` if it failed (the
     /// server may be restarting).
     pub fn psql(&self, sql: &str) -> Option<String> {
@@ -92,13 +121,17 @@ impl Db {
     }
 
     /// Every vkv backend that is not idle: role, state, what it waits
-    /// for, what blocks it, its query's start; one line each.
+    /// for, what blocks it, its client port, how long it has been in that
+    /// state and in its transaction, its query's start; one line each.
     pub fn activity(&self) -> String {
         self.psql(&format!(
             "SELECT application_name || ' pid ' || pid || ': ' || state
                  || coalesce(' waiting ' || wait_event_type || '/' || wait_event, '')
                  || coalesce(' blocked by ' || nullif(pg_blocking_pids(pid)::text, '{{}}'), '')
-                 || ' | ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 80)
+                 || ' port ' || coalesce(client_port::text, '-')
+                 || ' state for ' || coalesce(round(extract(epoch FROM clock_timestamp() - state_change) * 1000)::text, '-')
+                 || ' ms, transaction for ' || coalesce(round(extract(epoch FROM clock_timestamp() - xact_start) * 1000)::text, '-')
+                 || ' ms | ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 80)
              FROM pg_stat_activity
              WHERE datname = '{DB}' AND pid <> pg_backend_pid() AND state <> 'idle'
              ORDER BY application_name"

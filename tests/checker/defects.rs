@@ -308,8 +308,9 @@ fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
 }
 
 /// Defect 3: B frozen with its write transaction open (its backend idle in
-/// transaction, holding the lease lock shared) must hold up A's writes,
-/// on keys B never writes, for one lease at most (1 s, plus a commit).
+/// transaction, holding whatever that transaction locked) must hold up A's
+/// writes, on keys B never writes, for one lease at most (1 s, plus a
+/// commit).
 #[test]
 fn defect3_a_replica_frozen_inside_its_write_transaction_stalls_others_a_lease_at_most() {
     let _serial = common::exclusive();

@@ -19,11 +19,21 @@
 //!   two checker runs (leases on, `--read-lease 0`); default 40.
 //! - `VKV_CHECKER_REPLICAS`: replicas per run (2 or 3; default 3).
 //! - `VKV_CHECKER_READERS`: read-only clients per replica (default 1);
-//!   more for a run that checks millions of reads.
+//!   more for a run that checks millions of reads. On a 2-core machine,
+//!   two or more saturate the CPUs, and write stalls then measure the
+//!   machine as much as vkv (docs/scaling.md, after the timeouts).
 //! - `VKV_CHECKER_MAX_STALL_MS`: the longest a healthy replica may go
-//!   without completing a write while another is frozen or killed
-//!   (default: one lease, at least 1 s, plus 1 s for the commit on this
-//!   shared machine).
+//!   without completing a write while another is frozen or killed, and
+//!   until the next fault begins (default: one lease, at least 1 s, plus
+//!   1 s for the commit on this shared machine). The time some task
+//!   waited on the disk meanwhile (`/proc/pressure/io`: commits flushing,
+//!   or a virtual disk that stops) is not counted, and is reported.
+//! - `VKV_CHECKER_FAULTS`: only these kinds of fault, comma-separated
+//!   (`freeze`, `kill`, `terminate`, `restart`, `lock`, `slots`), to chase
+//!   one; default all.
+//! - `VKV_TEST_BIN`: the vkv binary to run (default: this build's), e.g.
+//!   `target/release/vkv` built with `--features postgres`, so that the
+//!   stalls measured are the product's and not a debug build's.
 //! - `VKV_TEST_SEED`: replays a run's random choices (printed at start).
 #![cfg(feature = "postgres")]
 
@@ -102,7 +112,7 @@ fn run_checker(test: &str, lease_flag: &str, lease: Duration) {
         readers_per_replica: env_u64("VKV_CHECKER_READERS", 1) as usize,
     };
     let load = Workload::start(&addrs, &keys, clients, clock, rng.next());
-    let began = Instant::now();
+    let (began, io_at_start) = (Instant::now(), faults::io_stalled());
     let applied = faults::run(
         &db,
         &mut replicas,
@@ -148,11 +158,14 @@ fn run_checker(test: &str, lease_flag: &str, lease: Duration) {
     }
     let worst = |f: fn(&faults::Stall) -> u64| stalls.iter().map(f).max().unwrap_or(0);
     summary.push_str(&format!(
-        "  write stalls on healthy replicas during {} freezes and kills: longest {} on keys only they write, {} on hot keys (bound {})\n",
+        "  write stalls on healthy replicas during {} freezes and kills: longest {} on keys only they write, {} on hot keys; \
+         less the disk waits, {} (bound {}); disk waits {} in all\n",
         applied.iter().filter(|a| matches!(a.fault, faults::Fault::Freeze { .. } | faults::Fault::Kill { .. })).count(),
         history::secs(worst(|s| s.probe)),
         history::secs(worst(|s| s.hot)),
-        history::secs(bound)
+        history::secs(worst(faults::Stall::net)),
+        history::secs(bound),
+        history::secs(faults::io_stalled().saturating_sub(io_at_start)),
     ));
     summary.push_str(&format!("  violations: {}\n", report.violations.len()));
     for (class, count) in report.classes() {
@@ -173,7 +186,7 @@ fn run_checker(test: &str, lease_flag: &str, lease: Duration) {
         // What every replica logged around each such fault.
         let mut faults: Vec<usize> = stalls
             .iter()
-            .filter(|s| s.probe > bound)
+            .filter(|s| s.net() > bound)
             .map(|s| s.fault)
             .collect();
         faults.dedup();
@@ -181,7 +194,7 @@ fn run_checker(test: &str, lease_flag: &str, lease: Duration) {
             let a = &applied[f];
             let (from, to) = (a.start.saturating_sub(500_000_000), a.end + 500_000_000);
             failures.push_str(&format!(
-                "busy backends a lease into \"{}\":\n  {}\nlogs around it:\n",
+                "busy backends through \"{}\":\n  {}\nlogs around it:\n",
                 a.fault,
                 a.activity.replace('\n', "\n  ")
             ));
@@ -190,6 +203,16 @@ fn run_checker(test: &str, lease_flag: &str, lease: Duration) {
                     failures.push_str(&format!("  replica {}: {line}\n", r.index));
                 }
             }
+        }
+    }
+    if !slow.is_empty() {
+        let lines = db.slow_statements(Duration::from_millis(1000), 100);
+        failures.push_str(&format!(
+            "statements of 1 s or more, lock waits and idle transactions ended, in PostgreSQL's log ({}):\n",
+            lines.len()
+        ));
+        for line in lines {
+            failures.push_str(&format!("  {line}\n"));
         }
     }
     if let Err(e) = healed {

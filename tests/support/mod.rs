@@ -68,9 +68,14 @@ pub fn free_port() -> u16 {
 }
 
 /// The `vkv` binary under test, with no `VKV_*` variable of the test's
-/// environment leaking into it (each flag has one).
+/// environment leaking into it (each flag has one). `VKV_TEST_BIN` names
+/// another build of it (a release build, for a long checker run whose
+/// timings should be the product's, not a debug build's).
 pub fn vkv() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vkv"));
+    let bin = std::env::var_os("VKV_TEST_BIN")
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_vkv").into());
+    let mut c = Command::new(bin);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("VKV_") {
             c.env_remove(name);
