@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::common::{poll_until, vkv};
 use crate::history::{Clock, Nanos, secs};
@@ -93,14 +93,28 @@ impl Db {
         Db { pg, url }
     }
 
-    /// What PostgreSQL logged of statements that ran for `at_least` or
-    /// longer (it logs every one of 300 ms or more, see [`SLOW_LOG`]), of
-    /// lock waits past `deadlock_timeout`, and of the idle transactions it
-    /// ended: at most `max` lines.
-    pub fn slow_statements(&self, at_least: Duration, max: usize) -> Vec<String> {
+    /// What PostgreSQL logged within `windows` (wall-clock times) of
+    /// statements that ran for `at_least` or longer (it logs every one of
+    /// 300 ms or more, see [`SLOW_LOG`]), of lock waits past
+    /// `deadlock_timeout`, and of the idle transactions it ended: at most
+    /// `max` lines.
+    pub fn slow_statements(
+        &self,
+        at_least: Duration,
+        windows: &[(SystemTime, SystemTime)],
+        max: usize,
+    ) -> Vec<String> {
         let log = std::fs::read_to_string(self.pg.node.data.join("server.log")).unwrap_or_default();
         let ms = at_least.as_secs_f64() * 1000.0;
+        // `%m`: "2026-12-07 02:35:31.299 UTC ...".
+        let when = |l: &str| {
+            let stamp = l.get(..23)?;
+            humantime::parse_rfc3339_weak(stamp).ok()
+        };
         log.lines()
+            .filter(|l| {
+                when(l).is_some_and(|t| windows.iter().any(|(from, to)| *from <= t && t <= *to))
+            })
             .filter(|l| {
                 l.contains("still waiting for")
                     || l.contains("idle-in-transaction")
@@ -420,4 +434,13 @@ impl Drop for Replica {
 /// Starts `n` replicas on `db` with `args`.
 pub fn replicas(db: &Db, n: usize, args: &[&str]) -> Vec<Replica> {
     (0..n).map(|i| Replica::start(i, &db.url, args)).collect()
+}
+
+#[test]
+fn postgresql_log_times_are_read() {
+    // `log_line_prefix = '%m ...'`: milliseconds, then the zone.
+    let line = "2026-12-07 02:35:31.299 UTC [15915] vkv-writer FATAL:  terminating";
+    let t = humantime::parse_rfc3339_weak(&line[..23]).expect("a time");
+    let since = t.duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    assert_eq!(since.as_millis(), 1_796_610_931_299);
 }

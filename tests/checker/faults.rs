@@ -435,7 +435,7 @@ pub fn stalls(ops: &[Op], keys: &Keys, applied: &[Applied], replicas: usize) -> 
 /// Where the window of fault `f` ends: when the next fault began (its
 /// aftermath too: a thawed or restarted replica must not stall the others
 /// either), or at its own end for the last.
-fn window_end(applied: &[Applied], f: usize) -> Nanos {
+pub fn window_end(applied: &[Applied], f: usize) -> Nanos {
     applied
         .get(f + 1)
         .map_or(applied[f].end, |next| next.start.max(applied[f].end))

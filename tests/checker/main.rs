@@ -206,9 +206,25 @@ fn run_checker(test: &str, lease_flag: &str, lease: Duration) {
         }
     }
     if !slow.is_empty() {
-        let lines = db.slow_statements(Duration::from_millis(1000), 100);
+        // The windows of the stalls above, on the wall clock.
+        let wall0 = std::time::SystemTime::now() - Duration::from_nanos(clock.now());
+        let windows: Vec<_> = stalls
+            .iter()
+            .filter(|s| s.net() > bound)
+            .map(|s| {
+                let (from, to) = (
+                    applied[s.fault].start,
+                    faults::window_end(&applied, s.fault),
+                );
+                (
+                    wall0 + Duration::from_nanos(from),
+                    wall0 + Duration::from_nanos(to),
+                )
+            })
+            .collect();
+        let lines = db.slow_statements(Duration::from_millis(1000), &windows, 100);
         failures.push_str(&format!(
-            "statements of 1 s or more, lock waits and idle transactions ended, in PostgreSQL's log ({}):\n",
+            "statements of 1 s or more, lock waits and idle transactions ended, in PostgreSQL's log during those stalls ({}):\n",
             lines.len()
         ));
         for line in lines {
