@@ -378,6 +378,45 @@ fn defect3_a_replica_frozen_inside_its_write_transaction_stalls_others_a_lease_a
     );
 }
 
+/// A writer whose connection the database ended, the server staying up,
+/// answers its next write at once: no renewal was lost, so nothing is
+/// held. After a restart of PostgreSQL (renewals committed without
+/// waiting for the disk may be lost, as on a promoted standby) it holds
+/// its answers for one lease.
+#[test]
+fn a_writer_reconnected_to_the_same_server_waits_for_nothing_and_after_a_restart_a_lease() {
+    let _serial = common::exclusive();
+    let db = Db::start("");
+    const LEASE: Duration = Duration::from_secs(3);
+    let reps = replicas(&db, 2, &["--read-lease", "3s"]);
+    let mut ca = Client::connect(reps[0].addr);
+    assert_eq!(ca.put("k", &json!(1)).status, 200);
+
+    assert!(db.terminate(ConnKind::Writer) >= 2);
+    let sent = Instant::now();
+    let r = ca.put("k", &json!(2));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        sent.elapsed() < LEASE / 2,
+        "the first write after the writer's connection was ended took {:?} (lease {LEASE:?})",
+        sent.elapsed()
+    );
+
+    db.pg.restart("fast");
+    let restarted = Instant::now();
+    let mut answered = None;
+    while answered.is_none() && restarted.elapsed() < Duration::from_secs(30) {
+        if ca.put("k", &json!(3)).status == 200 {
+            answered = Some(restarted.elapsed());
+        }
+    }
+    let answered = answered.expect("a write answered after the restart");
+    assert!(
+        answered >= LEASE - Duration::from_millis(100),
+        "the first write after a restart of PostgreSQL was answered {answered:?} after it (lease {LEASE:?})"
+    );
+}
+
 /// Defect 4: a table locked for 8 s. Reads that need the database answer
 /// 503 (with Retry-After) within vkv's read timeout (its default is
 /// expected to be at most 5 s: the bound here is 6 s), a long poll answers

@@ -81,9 +81,11 @@ pub(crate) struct PgCommitter {
     /// The committed groups whose answers wait for lease holders, oldest
     /// first (see [`Committer::unsettled`]).
     pub awaiting: VecDeque<Awaiting>,
-    /// Answers are held until then after a reconnection (see
-    /// [`PgCommitter::connection`]).
+    /// Answers are held until then after a reconnection to another
+    /// server (see [`PgCommitter::connection`]).
     pub fence: Option<std::time::Instant>,
+    /// Which server the writer was last connected to ([`server_started`]).
+    pub server: Option<String>,
     /// Whose reads yield their connection slots, and when (`slots.rs`).
     pub slots: Arc<super::slots::Slots>,
     /// The read pool, emptied when this writer finds no free slot.
@@ -153,11 +155,19 @@ impl PgCommitter {
                     super::target::describe(&e)
                 ))
             })?;
+            let mut conn = conn;
+            // Maybe a promoted standby, or the primary restarted after a
+            // crash, which may have lost the last renewals of leases (they
+            // commit without waiting for the disk or a standby): none of
+            // those outlives a lease from now. The same server, still up
+            // (the connection was ended, or cut), lost none: a renewal is
+            // visible once committed.
+            let server = server_started(&mut conn).ok();
+            if server.is_none() || server != self.server {
+                self.fence = Some(std::time::Instant::now() + self.leases.lease);
+            }
+            self.server = server;
             self.conn = Some(conn);
-            // Maybe a promoted standby, which may have missed the last
-            // renewals of leases (they commit without waiting for the disk
-            // or a standby): none of those outlives a lease from now.
-            self.fence = Some(std::time::Instant::now() + self.leases.lease);
         }
         self.conn
             .as_mut()
@@ -194,6 +204,11 @@ impl PgCommitter {
                         .retain(|h| now.iter().any(|(n, acked)| n == h && *acked < seq));
                 }
             }
+            // The connection was ended (by PostgreSQL, an operator, a
+            // restart): the next turn asks again on a new one.
+            Err(_) if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) => {
+                self.conn = None;
+            }
             Err(e) => {
                 log::warn!("cannot read the read leases ({e}); waiting a lease");
                 std::thread::sleep(self.leases.lease);
@@ -214,6 +229,19 @@ impl PgCommitter {
             self.awaiting.pop_front();
         }
     }
+}
+
+/// When the server `conn` is connected to started: another server (a
+/// promoted standby) or the same one restarted answers another time.
+pub(crate) fn server_started(conn: &mut PgConn) -> Result<String, postgres::Error> {
+    let rows = conn.simple("SELECT pg_postmaster_start_time()::text")?;
+    Ok(rows
+        .iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_default())
 }
 
 /// The leases of `ids` that hold now, each with the last write group of

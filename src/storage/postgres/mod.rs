@@ -105,7 +105,9 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
     let mut client = target.connect().map_err(|e| fail(describe(&e)))?;
     schema::migrate(&mut client, &url)?;
     warn_if_few_slots(&mut client, config.read_connections);
-    let writer = conn::PgConn::open(client, conn::Role::Writer).map_err(|e| fail(describe(&e)))?;
+    let mut writer =
+        conn::PgConn::open(client, conn::Role::Writer).map_err(|e| fail(describe(&e)))?;
+    let server = apply::server_started(&mut writer).ok();
     let leases = Arc::new(lease::Leases::new(config.read_lease));
     let stop = Arc::new(AtomicBool::new(false));
     let listening = listen::connect(&target, &leases)
@@ -183,6 +185,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
             seq: 0,
             awaiting: std::collections::VecDeque::new(),
             fence: None,
+            server,
             slots,
             pool: read_pool,
             dues,
