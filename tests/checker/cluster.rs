@@ -31,6 +31,11 @@ pub struct Db {
     pub pg: pg::Server,
     /// vkv's URL.
     pub url: String,
+    /// A superuser session kept open for the questions asked during a
+    /// freeze ([`Db::ask`]): starting `psql` took seconds on a loaded
+    /// machine, and a freeze waiting on it lasted that much longer than
+    /// planned.
+    session: Mutex<Option<postgres::Client>>,
 }
 
 /// Which of a replica's connections to PostgreSQL.
@@ -90,7 +95,41 @@ impl Db {
         );
         pg.sql("postgres", &format!("CREATE DATABASE {DB} OWNER {ROLE}"));
         let url = pg.url(ROLE, ROLE_PASSWORD, DB);
-        Db { pg, url }
+        Db {
+            pg,
+            url,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// `sql` on vkv's database in the kept superuser session (opened again
+    /// if it was lost, bounded by a 2 s statement timeout): the first
+    /// column of each row, one per line; `None` if it failed.
+    pub fn ask(&self, sql: &str) -> Option<String> {
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if session.as_ref().is_none_or(|c| c.is_closed()) {
+            let url = format!("{}&application_name=checker", self.pg.admin_url(DB));
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).ok()?;
+            client.batch_execute("SET statement_timeout = 2000").ok()?;
+            *session = Some(client);
+        }
+        let client = session.as_mut()?;
+        match client.simple_query(sql) {
+            Ok(messages) => Some(
+                messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            Err(_) => {
+                *session = None;
+                None
+            }
+        }
     }
 
     /// What PostgreSQL logged within `windows` (wall-clock times) of
@@ -138,7 +177,7 @@ impl Db {
     /// for, what blocks it, its client port, how long it has been in that
     /// state and in its transaction, its query's start; one line each.
     pub fn activity(&self) -> String {
-        self.psql(&format!(
+        self.ask(&format!(
             "SELECT application_name || ' pid ' || pid || ': ' || state
                  || coalesce(' waiting ' || wait_event_type || '/' || wait_event, '')
                  || coalesce(' blocked by ' || nullif(pg_blocking_pids(pid)::text, '{{}}'), '')
@@ -169,7 +208,7 @@ impl Db {
     /// trips of a write.
     pub fn idle_in_transaction(&self, replica: &Replica) -> bool {
         let ports = replica.ports();
-        self.psql(&format!(
+        self.ask(&format!(
             "SELECT client_port FROM pg_stat_activity
              WHERE datname = '{DB}' AND state = 'idle in transaction'"
         ))
