@@ -2,7 +2,7 @@
 //! group of operations becomes one transaction, whatever other replicas
 //! write at the same time.
 //!
-//! One transaction, four round trips whatever the group's size:
+//! One transaction, three round trips whatever the group's size:
 //! 1. `BEGIN`;
 //! 2. lock the head row of every key the group touches, in key order (one
 //!    `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`, which also creates a
@@ -15,9 +15,7 @@
 //!    tombstones, retention, a batch all or nothing; then one statement
 //!    writes it all (new version rows, heads, rows retention drops, this
 //!    replica's counters shard, placeholders nobody wrote, and a `NOTIFY`
-//!    per key for the watchers of other replicas);
-//! 4. the lease lock taken shared, the group's marker, the read-lease
-//!    holders read, and `COMMIT` (`commit_marked`).
+//!    per key for the watchers of other replicas); then `COMMIT`.
 //!
 //! Revisions: each operation that writes takes the store's next revision;
 //! the first statement that writes versions (or a purge) adds the number
@@ -492,8 +490,10 @@ fn transaction(
         }
     }
     lease_ids.extend(revoked.iter().copied());
-    // The lease lock is taken only in the last round trip (`commit_marked`).
-    conn.client.batch_execute("BEGIN")?;
+    // Shared: no read lease is granted while this transaction runs.
+    conn.client.batch_execute(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock_shared({LEASE_LOCK})"
+    ))?;
     // Leases before heads (see `deadlines.rs`).
     let locked = if lease_ids.is_empty() {
         Locked::default()
@@ -631,16 +631,9 @@ fn transaction(
 
 /// Commits a group that wrote keys, with its marker after the keys'
 /// notifications (and the statements `first`), and reads who held a read
-/// lease under the lease lock taken shared, so that no lease is granted
-/// between this read and the commit. One round trip; any failure leaves
-/// the outcome unknown.
-///
-/// The lock is taken here and not at `BEGIN`: that is all the argument
-/// needs (docs/design.md, "Why no read is stale"), and a replica frozen
-/// between two round trips of its transaction then holds no lock that
-/// renewals wait for, only its own keys' head rows, until PostgreSQL ends
-/// its idle transaction. The server runs this round trip to its end
-/// without the client.
+/// lease (under the shared lease lock, so no lease is granted between this
+/// read and the commit). One round trip; any failure leaves the outcome
+/// unknown.
 fn commit_marked(
     conn: &mut PgConn,
     (origin, seq): (i64, u64),
@@ -651,8 +644,7 @@ fn commit_marked(
     let replies = conn
         .client
         .simple_query(&format!(
-            "SELECT pg_advisory_xact_lock_shared({LEASE_LOCK});
-             {first} SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
+            "{first} SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
              SELECT id, epoch FROM vkv_replicas
                  WHERE lease_until > clock_timestamp() AND id <> {origin};
              COMMIT"

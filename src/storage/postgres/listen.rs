@@ -167,9 +167,6 @@ impl Listener {
         let leases = &self.leases;
         // The renewal in flight: its number and when it was sent.
         let mut renewal: Option<(u64, Instant)> = None;
-        // After a renewal gave way to the writes queued behind it: not
-        // before then.
-        let mut retry_at: Option<Instant> = None;
         let wait = if leases.lease.is_zero() {
             TICK
         } else {
@@ -177,11 +174,7 @@ impl Listener {
         };
         while !self.stop.load(Ordering::Acquire) {
             // A renewal that never came back within a lease was lost.
-            if leases.renewal_due()
-                && renewal.is_none_or(|(_, t)| t.elapsed() > leases.lease)
-                && retry_at.is_none_or(|t| Instant::now() >= t)
-            {
-                retry_at = None;
+            if leases.renewal_due() && renewal.is_none_or(|(_, t)| t.elapsed() > leases.lease) {
                 *renewals += 1;
                 let sent = Instant::now();
                 match renew(client, leases, *renewals)? {
@@ -192,12 +185,8 @@ impl Listener {
                     }
                     Some(false) => renewal = Some((*renewals, sent)),
                     // The lease lock was not granted in time: writes wait
-                    // behind the renewal, so it gives way, and lets them
-                    // through for a while before it comes back.
-                    None => {
-                        renewal = None;
-                        retry_at = Some(Instant::now() + give_way(leases.lease));
-                    }
+                    // behind the renewal, so it gives way and comes back.
+                    None => renewal = None,
                 }
             }
             // While a renewal is out, look often: PostgreSQL may hold back
@@ -402,23 +391,6 @@ fn renew(client: &mut Client, leases: &Leases, n: u64) -> Result<Option<bool>, p
 /// least 10 ms and at most 100 ms.
 fn lock_wait(lease: Duration) -> Duration {
     (lease / 10).clamp(Duration::from_millis(10), Duration::from_millis(100))
-}
-
-/// How long a renewal that gave way waits before it tries again: as long
-/// as it waited for the lock, and up to as long again at random, so that
-/// the writes queued behind it get through and two replicas' renewals do
-/// not keep meeting.
-fn give_way(lease: Duration) -> Duration {
-    let wait = lock_wait(lease);
-    wait + wait.mul_f64(jitter())
-}
-
-/// A number in [0, 1), different at every call (std's hasher keys are
-/// random per process; the time makes calls differ).
-fn jitter() -> f64 {
-    use std::hash::BuildHasher;
-    let n = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
-    (n >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `statements` as one transaction whose commit does not wait for the disk
