@@ -147,13 +147,12 @@ impl PgCommitter {
                 },
                 || drop(std::iter::from_fn(|| pool.try_get()).collect::<Vec<_>>()),
             );
-            let conn = opened.map_err(|e| {
+            let mut conn = opened.map_err(|e| {
                 StoreError::Unavailable(format!(
                     "cannot connect to PostgreSQL: {}",
                     super::target::describe(&e)
                 ))
             })?;
-            let mut conn = conn;
             // Maybe a promoted standby, or the primary restarted after a
             // crash, which may have lost the last renewals of leases (they
             // commit without waiting for the disk or a standby): none of
