@@ -2,20 +2,24 @@
 //! group of operations becomes one transaction, whatever other replicas
 //! write at the same time.
 //!
-//! One transaction, three round trips whatever the group's size:
-//! 1. `BEGIN`;
-//! 2. lock the head row of every key the group touches, in key order (one
-//!    `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`, which also creates a
-//!    placeholder head, `latest = 0`, for a key that has none, so a new key
-//!    is locked too). Writers on other replicas touching the same keys wait
-//!    here; key order means they cannot deadlock each other (and a deadlock
-//!    or serialization failure the server reports anyway is retried);
-//! 3. with the heads locked, every operation is decided here, in order, in
+//! One transaction, two round trips whatever the group's size (statements
+//! sent together through [`PgConn::pipeline`]; a group that touches
+//! leases locks them in a round trip of its own first):
+//! 1. `BEGIN` (taking the lease lock shared), and lock the head row of
+//!    every key the group touches, in key order (one `INSERT ... ON
+//!    CONFLICT DO UPDATE ... RETURNING`, which also creates a placeholder
+//!    head, `latest = 0`, for a key that has none, so a new key is locked
+//!    too). Writers on other replicas touching the same keys wait here; key
+//!    order means they cannot deadlock each other (and a deadlock or
+//!    serialization failure the server reports anyway is retried);
+//! 2. with the heads locked, every operation is decided here, in order, in
 //!    memory: conditions, version numbers (head + 1: dense per key),
 //!    tombstones, retention, a batch all or nothing; then one statement
 //!    writes it all (new version rows, heads, rows retention drops, this
 //!    replica's counters shard, placeholders nobody wrote, and a `NOTIFY`
-//!    per key for the watchers of other replicas); then `COMMIT`.
+//!    per key for the watchers of other replicas), sent together with the
+//!    deadlines of puts with a TTL, the group's marker, the read of the
+//!    lease holders and `COMMIT`.
 //!
 //! Revisions: each operation that writes takes the store's next revision;
 //! the first statement that writes versions (or a purge) adds the number
@@ -24,8 +28,12 @@
 //! waits on it there, after taking its own head locks (so no deadlock),
 //! and numbers its changes only after this one committed: revisions follow
 //! commit order across replicas, and a reader that sees revision R sees
-//! every change up to R. The lock is held for one round trip and the
-//! commit, which already serializes on PostgreSQL's `NOTIFY` queue lock.
+//! every change up to R. The statements behind it, to the `COMMIT`, were
+//! sent with it: the server releases the row as soon as it has run them,
+//! however long this process then waits for a CPU (which, on a saturated
+//! host, held every replica's writes for seconds when the `COMMIT` was a
+//! round trip of its own). Commits already serialize on PostgreSQL's
+//! `NOTIFY` queue lock.
 //! Revisions are decided in memory as offsets (1, 2, ...) and made absolute
 //! once the counter answers.
 //!
@@ -38,9 +46,12 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use postgres::types::ToSql;
+use postgres::{Row, SimpleQueryMessage};
 use serde_json::value::RawValue;
 
-use super::conn::{PgConn, Role, is_connection_error, is_retryable};
+use super::client::{Answer, ConnectError};
+use super::conn::{PgConn, Piped, Role, is_connection_error, is_retryable};
 use super::deadlines::{self, Locked};
 use super::dues::LeaseDues;
 use super::lease::{LEASE_CHANNEL, LEASE_LOCK, Leases, Message};
@@ -114,6 +125,9 @@ enum TxError {
     Pg(postgres::Error),
     /// The connection failed while `COMMIT` was in flight.
     AtCommit(postgres::Error),
+    /// A pipeline answered fewer statements than it sent (a bug): the
+    /// outcome is unknown.
+    Unanswered,
 }
 
 impl From<postgres::Error> for TxError {
@@ -130,8 +144,8 @@ impl PgCommitter {
             // accepting connections) is the database being unavailable.
             let connect = || {
                 self.target
-                    .connect()
-                    .and_then(|c| PgConn::open(c, Role::Writer))
+                    .open()
+                    .and_then(|c| PgConn::open(c, Role::Writer).map_err(ConnectError::Pg))
             };
             // No free slot: this replica's reads and the others' yield
             // theirs (`slots.rs`), and this writer tries again.
@@ -148,10 +162,7 @@ impl PgCommitter {
                 || drop(std::iter::from_fn(|| pool.try_get()).collect::<Vec<_>>()),
             );
             let mut conn = opened.map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot connect to PostgreSQL: {}",
-                    super::target::describe(&e)
-                ))
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
             })?;
             // Maybe a promoted standby, or the primary restarted after a
             // crash, which may have lost the last renewals of leases (they
@@ -298,6 +309,16 @@ impl Committer for PgCommitter {
                         let _ = conn.client.batch_execute("ROLLBACK");
                     }
                     e
+                }
+                Err(TxError::Unanswered) => {
+                    self.outcome_unknown = true;
+                    self.conn = None;
+                    return Err(StoreError::OutcomeUnknown(
+                        "the connection to PostgreSQL answered fewer statements than sent: \
+                         the outcome of this write is unknown; read the key before writing \
+                         it again"
+                            .into(),
+                    ));
                 }
             };
             if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
@@ -490,19 +511,23 @@ fn transaction(
     }
     lease_ids.extend(revoked.iter().copied());
     // Shared: no read lease is granted while this transaction runs.
-    conn.client.batch_execute(&format!(
-        "BEGIN; SELECT pg_advisory_xact_lock_shared({LEASE_LOCK})"
-    ))?;
-    // Leases before heads (see `deadlines.rs`).
+    let mut begin = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({LEASE_LOCK})");
+    // Leases before heads (see `deadlines.rs`); a revoke adds the lease's
+    // keys. Without leases, `BEGIN` goes with the head locks, in one round
+    // trip.
     let locked = if lease_ids.is_empty() {
         Locked::default()
     } else {
+        conn.client.batch_execute(&begin)?;
         let ids: Vec<i64> = lease_ids.into_iter().collect();
-        deadlines::lock(conn, &ids, &revoked)?
+        let locked = deadlines::lock(conn, &ids, &revoked)?;
+        begin.clear();
+        locked
     };
     keys.extend(locked.keys.values().flatten().map(String::as_str));
+    let heads = begin_and_lock_heads(conn, &begin, &keys)?;
     let mut stage = Stage {
-        heads: lock_heads(conn, &keys)?,
+        heads,
         rows: Vec::new(),
         keys_delta: 0,
         notify: BTreeSet::new(),
@@ -531,7 +556,7 @@ fn transaction(
             Op::Purge { key, expect } => {
                 match stage.state(key).and_then(|h| rules::purge(key, *expect, h)) {
                     Ok(last) => {
-                        flush(conn, &mut stage, shard, false)?;
+                        flush(conn, &mut stage, shard)?;
                         let (versions, revision) = purge(conn, key, last, shard, stage.ts)?;
                         stage.reserved += 1;
                         stage.base.get_or_insert(revision.saturating_sub(rel));
@@ -571,7 +596,54 @@ fn transaction(
         }
         outcomes.push(outcome);
     }
-    flush(conn, &mut stage, shard, true)?;
+    // Other replicas learn the new deadlines of leases kept alive.
+    let kept: String = outcomes
+        .iter()
+        .flatten()
+        .filter_map(|done| match done {
+            Done::Kept(state) => Some(format!(
+                "{};",
+                Message::Kept {
+                    id: db_int(state.id),
+                    due_ms: state.due_ms,
+                }
+                .notify()
+            )),
+            _ => None,
+        })
+        .collect();
+    // A group that wrote keys commits with its marker after the keys'
+    // notifications, and reads who held a read lease (under the shared
+    // lease lock, so no lease is granted between this read and the commit).
+    let tail = if stage.notify.is_empty() {
+        format!("{kept} COMMIT")
+    } else {
+        let (origin, seq) = group;
+        let marker = Message::Group {
+            origin,
+            seq,
+            keys: stage.notify.len(),
+        }
+        .payload();
+        format!(
+            "{kept} SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
+             SELECT id, epoch FROM vkv_replicas
+                 WHERE lease_until > clock_timestamp() AND id <> {origin};
+             COMMIT"
+        )
+    };
+    let replies = flush_and_commit(conn, &mut stage, shard, &tail)?;
+    let number = |row: &postgres::SimpleQueryRow, i| row.get(i).and_then(|v| v.parse().ok());
+    let holders = replies
+        .iter()
+        .filter_map(|reply| match reply {
+            SimpleQueryMessage::Row(row) if row.len() == 2 => Some(Holder {
+                id: number(row, 0)?,
+                epoch: number(row, 1)?,
+            }),
+            _ => None,
+        })
+        .collect();
     // Offsets to revisions, now that the counter answered; each version
     // with the deadline it set (cached with it: a GET shows it without a
     // query).
@@ -593,22 +665,6 @@ fn transaction(
             _ => {}
         }
     }
-    // Other replicas learn the new deadlines of leases kept alive.
-    let kept: String = outcomes
-        .iter()
-        .flatten()
-        .filter_map(|done| match done {
-            Done::Kept(state) => Some(format!(
-                "{};",
-                Message::Kept {
-                    id: db_int(state.id),
-                    due_ms: state.due_ms,
-                }
-                .notify()
-            )),
-            _ => None,
-        })
-        .collect();
     let news = LeaseNews {
         locked: locked
             .due_ms
@@ -618,67 +674,45 @@ fn transaction(
             .collect(),
         revoked: stage.revoked.iter().map(|id| *id as u64).collect(),
     };
-    if stage.notify.is_empty() {
-        conn.client
-            .batch_execute(&format!("{kept} COMMIT"))
-            .map_err(TxError::AtCommit)?;
-        return Ok((outcomes, Vec::new(), news));
-    }
-    let holders = commit_marked(conn, group, stage.notify.len(), &kept)?;
     Ok((outcomes, holders, news))
 }
 
-/// Commits a group that wrote keys, with its marker after the keys'
-/// notifications (and the statements `first`), and reads who held a read
-/// lease (under the shared lease lock, so no lease is granted between this
-/// read and the commit). One round trip; any failure leaves the outcome
-/// unknown.
-fn commit_marked(
+/// Sends `begin` (statements without parameters; none if empty) and locks
+/// (creating placeholders for) the head rows of `keys`, in order, in one
+/// round trip. A failure of `begin` fails the locking too: it runs in the
+/// transaction `begin` opened, aborted.
+fn begin_and_lock_heads<'a>(
     conn: &mut PgConn,
-    (origin, seq): (i64, u64),
-    keys: usize,
-    first: &str,
-) -> Result<Vec<Holder>, TxError> {
-    let marker = Message::Group { origin, seq, keys }.payload();
-    let replies = conn
-        .client
-        .simple_query(&format!(
-            "{first} SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
-             SELECT id, epoch FROM vkv_replicas
-                 WHERE lease_until > clock_timestamp() AND id <> {origin};
-             COMMIT"
-        ))
-        .map_err(TxError::AtCommit)?;
-    let number = |row: &postgres::SimpleQueryRow, i| row.get(i).and_then(|v| v.parse().ok());
-    Ok(replies
-        .iter()
-        .filter_map(|reply| match reply {
-            postgres::SimpleQueryMessage::Row(row) if row.len() == 2 => Some(Holder {
-                id: number(row, 0)?,
-                epoch: number(row, 1)?,
-            }),
-            _ => None,
-        })
-        .collect())
-}
-
-/// Locks (creating placeholders for) the head rows of `keys`, in order.
-fn lock_heads<'a>(
-    conn: &mut PgConn,
+    begin: &str,
     keys: &BTreeSet<&'a str>,
 ) -> Result<HashMap<&'a str, Head>, postgres::Error> {
     let mut heads = HashMap::with_capacity(keys.len());
     if keys.is_empty() {
+        if !begin.is_empty() {
+            conn.client.batch_execute(begin)?;
+        }
         return Ok(heads);
     }
     let wanted: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-    let rows = conn.query(
+    let params: [&(dyn ToSql + Sync); 1] = [&wanted];
+    let lock = Piped::Query(
         "INSERT INTO vkv_keys (key, latest, ts_ms)
          SELECT k, 0, 0 FROM unnest($1::bytea[]) AS k ORDER BY k
          ON CONFLICT (key) DO UPDATE SET latest = vkv_keys.latest
          RETURNING key, latest, ts_ms, deleted, first_kept, purged_latest",
-        &[&wanted],
-    )?;
+        &params,
+    );
+    let steps = if begin.is_empty() {
+        vec![lock]
+    } else {
+        vec![Piped::Simple(begin), lock]
+    };
+    let mut rows = Vec::new();
+    for answer in conn.pipeline(&steps)? {
+        if let Answer::Rows(r) = answer? {
+            rows = r;
+        }
+    }
     let by_bytes: HashMap<&[u8], &'a str> = keys.iter().map(|k| (k.as_bytes(), *k)).collect();
     for r in rows {
         let key: &[u8] = r.try_get(0)?;
@@ -931,171 +965,238 @@ impl<'a> Stage<'a> {
     }
 }
 
-/// Writes what `stage` holds in one statement; `last`: also removes the
-/// placeholders no operation wrote and sends the notifications. The
-/// statement's plan is made once per connection (generic plan), often while
-/// the tables are still empty, when joining the arrays to a table by a hash
-/// join over a scan of it looks cheapest: every join to a table also says
-/// `key = ANY(...)`, so the plan looks keys up in the primary key however
-/// large the table grows (tested by counting PostgreSQL's table scans).
-fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Result<(), TxError> {
-    // Rows that retention drops within this same group are never inserted
-    // (their revisions count as removed).
-    let kept = |r: &&NewRow<'_>| {
-        stage
-            .heads
-            .get(r.key)
-            .is_none_or(|h| r.version >= h.first_kept)
-    };
-    let rows: Vec<&NewRow<'_>> = stage.rows.iter().filter(kept).collect();
-    let reserved = stage.reserved;
-    let dropped = stage
-        .rows
-        .iter()
-        .filter(|r| !kept(r))
-        .map(|r| db_int(r.rel - reserved))
-        .max()
-        .unwrap_or(0);
-    let reserve = db_int(stage.rels - reserved);
-    let (mut hk, mut hl, mut ht, mut hd, mut hf, mut hp) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut tk, mut tf, mut gone) = (vec![], vec![], vec![]);
-    for (key, h) in &stage.heads {
-        if h.dirty {
-            hk.push(key.as_bytes());
-            hl.push(db_int(h.latest));
-            ht.push(h.ts_ms);
-            hd.push(h.deleted);
-            hf.push(db_int(h.first_kept));
-            hp.push(db_int(h.purged));
-        }
-        if h.first_kept > h.stored_first_kept {
-            tk.push(key.as_bytes());
-            tf.push(db_int(h.first_kept));
-        }
-        if last && h.latest == 0 && h.purged == 0 {
-            gone.push(key.as_bytes());
-        }
-    }
-    let rk: Vec<&[u8]> = rows.iter().map(|r| r.key.as_bytes()).collect();
-    let rv: Vec<i64> = rows.iter().map(|r| db_int(r.version)).collect();
-    let rt: Vec<i64> = vec![stage.ts; rows.len()];
-    let rval: Vec<&str> = rows.iter().map(|r| r.value).collect();
-    let rdel: Vec<bool> = rows.iter().map(|r| r.deleted).collect();
-    let rrel: Vec<i64> = rows.iter().map(|r| db_int(r.rel - reserved)).collect();
-    let rseq: Vec<i32> = rows.iter().map(|r| r.seq).collect();
-    let rcre: Vec<bool> = rows.iter().map(|r| r.created).collect();
-    let rexp: Vec<bool> = rows.iter().map(|r| r.expired).collect();
-    let notify: Vec<String> = if last {
-        stage.notify.iter().map(|k| hex(k.as_bytes())).collect()
-    } else {
-        Vec::new()
-    };
-    let inserted = rows.len() as i64;
-    let answer = conn.query(
-        "WITH trimmed AS (
-             DELETE FROM vkv_versions v USING unnest($11::bytea[], $12::bigint[]) AS t(key, first_kept)
-             WHERE v.key = t.key AND v.version < t.first_kept AND v.key = ANY($11::bytea[])
-             RETURNING v.revision
-         ), rev AS (
-             UPDATE vkv_revision SET value = value + $20::bigint,
-                 compacted = greatest(compacted, (SELECT coalesce(max(revision), 0) FROM trimmed),
-                     CASE WHEN $21::bigint > 0 THEN value + $21::bigint ELSE 0 END)
-             WHERE id = 1 AND $20::bigint > 0
-             RETURNING value - $20::bigint AS base
-         ), ins AS (
-             INSERT INTO vkv_versions (key, version, ts_ms, value, deleted, revision, seq, created,
-                 expired)
-             SELECT k, v, t, val, d, (SELECT base FROM rev) + r, s, c, e
-             FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[],
-                     $22::bigint[], $23::int[], $24::bool[], $25::bool[])
-                 AS x(k, v, t, val, d, r, s, c, e)
-         ), deadlines AS (
-             DELETE FROM vkv_deadlines WHERE key = ANY($6::bytea[])
-         ), heads AS (
-             UPDATE vkv_keys k SET latest = h.latest, ts_ms = h.ts_ms, deleted = h.deleted,
-                 first_kept = h.first_kept, purged_latest = h.purged
-             FROM unnest($6::bytea[], $7::bigint[], $8::bigint[], $9::bool[], $10::bigint[],
-                     $19::bigint[])
-                 AS h(key, latest, ts_ms, deleted, first_kept, purged)
-             WHERE k.key = h.key AND k.key = ANY($6::bytea[])
-         ), gone AS (
-             DELETE FROM vkv_keys WHERE key = ANY($13::bytea[]) AND latest = 0
-                 AND purged_latest = 0
-         ), counted AS (
-             UPDATE vkv_counters SET keys = keys + $14,
-                 versions = versions + $15 - (SELECT count(*) FROM trimmed)
-             WHERE shard = $16
-         )
-         SELECT count(pg_notify($17, n)), (SELECT base FROM rev) FROM unnest($18::text[]) AS n",
-        &[
-            &rk,
-            &rv,
-            &rt,
-            &rval,
-            &rdel,
-            &hk,
-            &hl,
-            &ht,
-            &hd,
-            &hf,
-            &tk,
-            &tf,
-            &gone,
-            &stage.keys_delta,
-            &inserted,
-            &shard,
-            &CHANNEL,
-            &notify,
-            &hp,
-            &reserve,
-            &dropped,
-            &rrel,
-            &rseq,
-            &rcre,
-            &rexp,
-        ],
-    )?;
-    if reserve > 0 {
-        let base: Option<i64> = answer.first().map_or(Ok(None), |r| r.try_get(1))?;
-        if let Some(base) = base {
+/// The statement that writes what a stage holds (see [`FlushArgs`]). Its
+/// plan is made once per connection (generic plan), often while the tables
+/// are still empty, when joining the arrays to a table by a hash join over
+/// a scan of it looks cheapest: every join to a table also says `key =
+/// ANY(...)`, so the plan looks keys up in the primary key however large
+/// the table grows (tested by counting PostgreSQL's table scans).
+const FLUSH: &str = "WITH trimmed AS (
+         DELETE FROM vkv_versions v USING unnest($11::bytea[], $12::bigint[]) AS t(key, first_kept)
+         WHERE v.key = t.key AND v.version < t.first_kept AND v.key = ANY($11::bytea[])
+         RETURNING v.revision
+     ), rev AS (
+         UPDATE vkv_revision SET value = value + $20::bigint,
+             compacted = greatest(compacted, (SELECT coalesce(max(revision), 0) FROM trimmed),
+                 CASE WHEN $21::bigint > 0 THEN value + $21::bigint ELSE 0 END)
+         WHERE id = 1 AND $20::bigint > 0
+         RETURNING value - $20::bigint AS base
+     ), ins AS (
+         INSERT INTO vkv_versions (key, version, ts_ms, value, deleted, revision, seq, created,
+             expired)
+         SELECT k, v, t, val, d, (SELECT base FROM rev) + r, s, c, e
+         FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[],
+                 $22::bigint[], $23::int[], $24::bool[], $25::bool[])
+             AS x(k, v, t, val, d, r, s, c, e)
+     ), deadlines AS (
+         DELETE FROM vkv_deadlines WHERE key = ANY($6::bytea[])
+     ), heads AS (
+         UPDATE vkv_keys k SET latest = h.latest, ts_ms = h.ts_ms, deleted = h.deleted,
+             first_kept = h.first_kept, purged_latest = h.purged
+         FROM unnest($6::bytea[], $7::bigint[], $8::bigint[], $9::bool[], $10::bigint[],
+                 $19::bigint[])
+             AS h(key, latest, ts_ms, deleted, first_kept, purged)
+         WHERE k.key = h.key AND k.key = ANY($6::bytea[])
+     ), gone AS (
+         DELETE FROM vkv_keys WHERE key = ANY($13::bytea[]) AND latest = 0
+             AND purged_latest = 0
+     ), counted AS (
+         UPDATE vkv_counters SET keys = keys + $14,
+             versions = versions + $15 - (SELECT count(*) FROM trimmed)
+         WHERE shard = $16
+     )
+     SELECT count(pg_notify($17, n)), (SELECT base FROM rev) FROM unnest($18::text[]) AS n";
+
+/// The statement that sets the deadlines of puts with a TTL or a lease
+/// (see [`TtlArgs`]), run after [`FLUSH`] removed every written key's old
+/// one.
+const SET_DEADLINES: &str = "INSERT INTO vkv_deadlines (key, version, due, lease)
+     SELECT k, v, clock_timestamp() + ms * interval '1 millisecond', l
+     FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(k, v, ms, l)
+     ON CONFLICT (key) DO UPDATE SET version = excluded.version, due = excluded.due,
+         lease = excluded.lease
+     RETURNING key, (extract(epoch FROM due) * 1000)::bigint";
+
+/// The parameters of [`FLUSH`]: what a stage decided and has not written.
+struct FlushArgs<'a> {
+    rk: Vec<&'a [u8]>,
+    rv: Vec<i64>,
+    rt: Vec<i64>,
+    rval: Vec<&'a str>,
+    rdel: Vec<bool>,
+    hk: Vec<&'a [u8]>,
+    hl: Vec<i64>,
+    ht: Vec<i64>,
+    hd: Vec<bool>,
+    hf: Vec<i64>,
+    tk: Vec<&'a [u8]>,
+    tf: Vec<i64>,
+    gone: Vec<&'a [u8]>,
+    keys_delta: i64,
+    inserted: i64,
+    shard: i32,
+    notify: Vec<String>,
+    hp: Vec<i64>,
+    reserve: i64,
+    dropped: i64,
+    rrel: Vec<i64>,
+    rseq: Vec<i32>,
+    rcre: Vec<bool>,
+    rexp: Vec<bool>,
+}
+
+impl<'a> FlushArgs<'a> {
+    /// What `stage` holds; `last`: also the placeholders no operation
+    /// wrote (removed) and the notifications (sent).
+    fn of(stage: &Stage<'a>, shard: i32, last: bool) -> Self {
+        // Rows that retention drops within this same group are never
+        // inserted (their revisions count as removed).
+        let kept = |r: &&NewRow<'a>| {
             stage
-                .base
-                .get_or_insert((base.max(0) as u64).saturating_sub(reserved));
+                .heads
+                .get(r.key)
+                .is_none_or(|h| r.version >= h.first_kept)
+        };
+        let rows: Vec<&NewRow<'a>> = stage.rows.iter().filter(kept).collect();
+        let reserved = stage.reserved;
+        let dropped = stage
+            .rows
+            .iter()
+            .filter(|r| !kept(r))
+            .map(|r| db_int(r.rel - reserved))
+            .max()
+            .unwrap_or(0);
+        let (mut hk, mut hl, mut ht, mut hd, mut hf, mut hp) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut tk, mut tf, mut gone) = (vec![], vec![], vec![]);
+        for (&key, h) in &stage.heads {
+            if h.dirty {
+                hk.push(key.as_bytes());
+                hl.push(db_int(h.latest));
+                ht.push(h.ts_ms);
+                hd.push(h.deleted);
+                hf.push(db_int(h.first_kept));
+                hp.push(db_int(h.purged));
+            }
+            if h.first_kept > h.stored_first_kept {
+                tk.push(key.as_bytes());
+                tf.push(db_int(h.first_kept));
+            }
+            if last && h.latest == 0 && h.purged == 0 {
+                gone.push(key.as_bytes());
+            }
         }
-        stage.reserved = stage.rels;
-    }
-    // Deadlines of puts with a TTL still their key's latest: set after the
-    // statement above removed every written key's old one.
-    let (mut dk, mut dv): (Vec<&[u8]>, Vec<i64>) = (vec![], vec![]);
-    let (mut dm, mut dl): (Vec<Option<i64>>, Vec<Option<i64>>) = (vec![], vec![]);
-    let mut set = Vec::new();
-    for (key, version, ms, lease) in stage.ttls.drain(..) {
-        if stage.heads.get(key).is_some_and(|h| h.latest == version) {
-            dk.push(key.as_bytes());
-            dv.push(db_int(version));
-            dm.push(ms);
-            dl.push(lease);
-            set.push((key, version, lease));
+        FlushArgs {
+            rk: rows.iter().map(|r| r.key.as_bytes()).collect(),
+            rv: rows.iter().map(|r| db_int(r.version)).collect(),
+            rt: vec![stage.ts; rows.len()],
+            rval: rows.iter().map(|r| r.value).collect(),
+            rdel: rows.iter().map(|r| r.deleted).collect(),
+            hk,
+            hl,
+            ht,
+            hd,
+            hf,
+            tk,
+            tf,
+            gone,
+            keys_delta: stage.keys_delta,
+            inserted: rows.len() as i64,
+            shard,
+            notify: if last {
+                stage.notify.iter().map(|k| hex(k.as_bytes())).collect()
+            } else {
+                Vec::new()
+            },
+            hp,
+            reserve: db_int(stage.rels - reserved),
+            dropped,
+            rrel: rows.iter().map(|r| db_int(r.rel - reserved)).collect(),
+            rseq: rows.iter().map(|r| r.seq).collect(),
+            rcre: rows.iter().map(|r| r.created).collect(),
+            rexp: rows.iter().map(|r| r.expired).collect(),
         }
     }
-    if !dk.is_empty() {
-        let rows = conn.query(
-            "INSERT INTO vkv_deadlines (key, version, due, lease)
-             SELECT k, v, clock_timestamp() + ms * interval '1 millisecond', l
-             FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(k, v, ms, l)
-             ON CONFLICT (key) DO UPDATE SET version = excluded.version, due = excluded.due,
-                 lease = excluded.lease
-             RETURNING key, (extract(epoch FROM due) * 1000)::bigint",
-            &[&dk, &dv, &dm, &dl],
-        )?;
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 25] {
+        [
+            &self.rk,
+            &self.rv,
+            &self.rt,
+            &self.rval,
+            &self.rdel,
+            &self.hk,
+            &self.hl,
+            &self.ht,
+            &self.hd,
+            &self.hf,
+            &self.tk,
+            &self.tf,
+            &self.gone,
+            &self.keys_delta,
+            &self.inserted,
+            &self.shard,
+            &CHANNEL,
+            &self.notify,
+            &self.hp,
+            &self.reserve,
+            &self.dropped,
+            &self.rrel,
+            &self.rseq,
+            &self.rcre,
+            &self.rexp,
+        ]
+    }
+}
+
+/// The parameters of [`SET_DEADLINES`]: the puts of a stage with a TTL or
+/// a lease that are still their key's latest.
+struct TtlArgs<'a> {
+    keys: Vec<&'a [u8]>,
+    versions: Vec<i64>,
+    ms: Vec<Option<i64>>,
+    leases: Vec<Option<i64>>,
+    /// Key, version and lease of each.
+    set: Vec<(&'a str, u64, Option<i64>)>,
+}
+
+impl<'a> TtlArgs<'a> {
+    /// Takes the puts with a TTL or a lease out of `stage`; none if no
+    /// deadline is to be set.
+    fn take(stage: &mut Stage<'a>) -> Option<Self> {
+        let mut args = TtlArgs {
+            keys: vec![],
+            versions: vec![],
+            ms: vec![],
+            leases: vec![],
+            set: vec![],
+        };
+        for (key, version, ms, lease) in stage.ttls.drain(..) {
+            if stage.heads.get(key).is_some_and(|h| h.latest == version) {
+                args.keys.push(key.as_bytes());
+                args.versions.push(db_int(version));
+                args.ms.push(ms);
+                args.leases.push(lease);
+                args.set.push((key, version, lease));
+            }
+        }
+        (!args.keys.is_empty()).then_some(args)
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [&self.keys, &self.versions, &self.ms, &self.leases]
+    }
+
+    /// Notes in `stage` the deadline each key got, from `rows`
+    /// ([`SET_DEADLINES`]'s answer).
+    fn learn(self, stage: &mut Stage<'a>, rows: &[Row]) -> Result<(), postgres::Error> {
         let mut due: HashMap<Vec<u8>, i64> = HashMap::with_capacity(rows.len());
         for r in rows {
             if let Some(ms) = r.try_get::<_, Option<i64>>(1)? {
                 due.insert(r.try_get(0)?, ms);
             }
         }
-        for (key, version, lease) in set {
+        for (key, version, lease) in self.set {
             let deadline = match lease {
                 Some(id) => Some(Deadline::Lease(id.max(0) as u64)),
                 None => due.get(key.as_bytes()).map(|ms| Deadline::At(*ms)),
@@ -1104,14 +1205,104 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32, last: bool) -> Re
                 stage.deadlines.insert(key, (version, d));
             }
         }
+        Ok(())
     }
-    stage.rows.clear();
-    stage.keys_delta = 0;
-    for h in stage.heads.values_mut() {
-        h.dirty = false;
-        h.stored_first_kept = h.first_kept;
+}
+
+impl Stage<'_> {
+    /// Notes [`FLUSH`]'s answer: where the revisions it reserved start.
+    fn flushed(&mut self, reserve: i64, answer: &[Row]) -> Result<(), postgres::Error> {
+        if reserve > 0 {
+            let base: Option<i64> = answer.first().map_or(Ok(None), |r| r.try_get(1))?;
+            if let Some(base) = base {
+                let reserved = self.reserved;
+                self.base
+                    .get_or_insert((base.max(0) as u64).saturating_sub(reserved));
+            }
+            self.reserved = self.rels;
+        }
+        Ok(())
     }
+
+    /// Marks everything staged as written.
+    fn written(&mut self) {
+        self.rows.clear();
+        self.keys_delta = 0;
+        for h in self.heads.values_mut() {
+            h.dirty = false;
+            h.stored_first_kept = h.first_kept;
+        }
+    }
+}
+
+/// Writes what `stage` holds (before a purge, which is its own statement),
+/// and sets the deadlines of its puts with a TTL or a lease.
+fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32) -> Result<(), TxError> {
+    let args = FlushArgs::of(stage, shard, false);
+    let answer = conn.query(FLUSH, &args.params())?;
+    let reserve = args.reserve;
+    drop(args);
+    stage.flushed(reserve, &answer)?;
+    if let Some(ttls) = TtlArgs::take(stage) {
+        let rows = conn.query(SET_DEADLINES, &ttls.params())?;
+        ttls.learn(stage, &rows)?;
+    }
+    stage.written();
     Ok(())
+}
+
+/// Writes what `stage` holds, sets its deadlines and ends the transaction
+/// with `tail` (statements that end with `COMMIT`), all sent at once: the
+/// locks the writes take, the revision row's among them, are released by
+/// the server as soon as it has run them, however late this process reads
+/// the answer. `tail`'s answer.
+///
+/// Any failure of `tail`, or of the connection before the answers came,
+/// leaves the outcome unknown. An error the server reported for an earlier
+/// statement aborted the transaction (the `COMMIT` behind it cannot commit
+/// it), or ended the session before it committed: nothing was written.
+fn flush_and_commit(
+    conn: &mut PgConn,
+    stage: &mut Stage<'_>,
+    shard: i32,
+    tail: &str,
+) -> Result<Vec<SimpleQueryMessage>, TxError> {
+    let args = FlushArgs::of(stage, shard, true);
+    let ttls = TtlArgs::take(stage);
+    let (params, ttl_params) = (args.params(), ttls.as_ref().map(TtlArgs::params));
+    let mut steps = vec![Piped::Query(FLUSH, &params)];
+    if let Some(p) = &ttl_params {
+        steps.push(Piped::Query(SET_DEADLINES, p));
+    }
+    steps.push(Piped::Simple(tail));
+    let unsent = conn.client.is_closed();
+    let mut answers = conn.pipeline(&steps)?.into_iter();
+    let mut next = |last: bool| match answers.next() {
+        Some(Ok(answer)) => Ok(answer),
+        Some(Err(e)) if !last && (unsent || e.as_db_error().is_some()) => Err(TxError::Pg(e)),
+        Some(Err(e)) => Err(TxError::AtCommit(e)),
+        // One answer per step (`Client::pipeline`).
+        None => Err(TxError::Unanswered),
+    };
+    let flushed = next(false)?;
+    let set = match &ttls {
+        Some(_) => Some(next(false)?),
+        None => None,
+    };
+    let replies = next(true)?;
+    if let Answer::Rows(rows) = flushed {
+        stage
+            .flushed(args.reserve, &rows)
+            .map_err(TxError::AtCommit)?;
+    }
+    if let (Some(ttls), Some(Answer::Rows(rows))) = (ttls, set) {
+        ttls.learn(stage, &rows).map_err(TxError::AtCommit)?;
+    }
+    stage.written();
+    Ok(match replies {
+        Answer::Simple(messages) => messages,
+        Answer::Rows(_) => Vec::new(),
+    })
 }
 
 /// Removes every version of `key` (whose latest was `last`), leaving a

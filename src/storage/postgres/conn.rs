@@ -1,6 +1,6 @@
-//! Connections: a `postgres::Client` with its prepared statements cached
-//! (a query given as text costs a second round trip to prepare it), the
-//! r2d2 manager that pools them, and the mapping of PostgreSQL's errors to
+//! Connections: a [`Client`] with its prepared statements cached (a query
+//! given as text costs a second round trip to prepare it), the r2d2 manager
+//! that pools them, and the mapping of PostgreSQL's errors to
 //! [`StoreError`].
 
 use std::collections::HashMap;
@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, Row, SimpleQueryMessage, Statement};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{Row, SimpleQueryMessage, Statement};
 
-use super::slots::Slots;
+use super::client::{Answer, Client, ConnectError, Step};
+use super::slots::{NoSlot, Slots};
+use super::target::Target;
 use crate::error::StoreError;
 
 /// What a connection is for. Each is named in `pg_stat_activity`
@@ -74,6 +75,14 @@ impl Role {
              SET tcp_keepalives_count = 3; {bounds}"
         )
     }
+}
+
+/// One statement of [`PgConn::pipeline`].
+pub(crate) enum Piped<'a> {
+    /// Statements without parameters, as one simple query.
+    Simple(&'a str),
+    /// One of vkv's statements, and its parameters.
+    Query(&'static str, &'a [&'a (dyn ToSql + Sync)]),
 }
 
 /// A client and the statements prepared on it, by their SQL text.
@@ -169,6 +178,37 @@ impl PgConn {
         self.noted(|c| c.query_opt(&s, params))
     }
 
+    /// Sends `steps` together and answers each, in order (see
+    /// [`Client::pipeline`]); their statements are prepared first (once per
+    /// connection). Fails as a whole only if a statement could not be
+    /// prepared, before anything was sent.
+    pub fn pipeline(
+        &mut self,
+        steps: &[Piped<'_>],
+    ) -> Result<Vec<Result<Answer, postgres::Error>>, postgres::Error> {
+        let mut statements = Vec::with_capacity(steps.len());
+        for step in steps {
+            if let Piped::Query(sql, _) = step {
+                statements.push(self.statement(sql)?);
+            }
+        }
+        let mut prepared = statements.iter();
+        let sent: Vec<Step<'_>> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Piped::Simple(sql) => Some(Step::Simple(sql)),
+                Piped::Query(_, params) => prepared.next().map(|s| Step::Query(s, params)),
+            })
+            .collect();
+        let answers = self.client.pipeline(&sent);
+        for answer in &answers {
+            if let Err(e) = answer {
+                self.broken |= is_connection_error(e);
+            }
+        }
+        Ok(answers)
+    }
+
     /// `sql` (several statements, no parameters) as one simple query. An
     /// explicit transaction it began is rolled back if it failed.
     pub fn simple(&mut self, sql: &str) -> Result<Vec<SimpleQueryMessage>, postgres::Error> {
@@ -240,10 +280,10 @@ pub(crate) fn with_pooled_until<T>(
     }
 }
 
-/// The r2d2 manager of the read pool's [`PgConn`]s: r2d2_postgres's, plus
-/// the statement cache and the read role's session bounds.
+/// The r2d2 manager of the read pool's [`PgConn`]s, with the read role's
+/// session bounds.
 pub(crate) struct Manager {
-    pub inner: PostgresConnectionManager<super::tls::Connector>,
+    pub target: Target,
     /// The query timeout of reads.
     pub query_timeout: Duration,
     /// While it says to yield (a writer or listener waits for a connection
@@ -264,7 +304,7 @@ impl std::fmt::Debug for Manager {
 /// Why the read pool opened no connection.
 #[derive(Debug)]
 pub(crate) enum PoolError {
-    Pg(postgres::Error),
+    Pg(ConnectError),
     /// Connection slots are yielded to a writer or a listener.
     Yielding,
 }
@@ -272,7 +312,7 @@ pub(crate) enum PoolError {
 impl std::fmt::Display for PoolError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PoolError::Pg(e) => write!(f, "{}", super::target::describe(e)),
+            PoolError::Pg(e) => write!(f, "{e}"),
             PoolError::Yielding => {
                 f.write_str("connection slots are left to a writer that has none")
             }
@@ -304,17 +344,19 @@ impl r2d2::ManageConnection for Manager {
         if self.slots.yielding() {
             return Err(PoolError::Yielding);
         }
-        let client = self.inner.connect().map_err(|e| {
-            if super::slots::no_slot(&e) {
+        let client = self.target.open().map_err(|e| {
+            if e.no_slot() {
                 self.slots.pool_found_none();
             }
             PoolError::Pg(e)
         })?;
-        PgConn::open(client, Role::Read(self.query_timeout)).map_err(PoolError::Pg)
+        PgConn::open(client, Role::Read(self.query_timeout)).map_err(|e| PoolError::Pg(e.into()))
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> Result<(), PoolError> {
-        self.inner.is_valid(&mut conn.client).map_err(PoolError::Pg)
+        conn.client
+            .batch_execute("")
+            .map_err(|e| PoolError::Pg(e.into()))
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {

@@ -25,11 +25,14 @@
 //!   the cache and acknowledges them, renews the lease, wakes this
 //!   replica's watchers on other replicas' commits.
 //!
-//! The `postgres` crate runs each call on a private current-thread tokio
-//! runtime inside the blocking call: no runtime of vkv's, no futures.
+//! Each call runs tokio-postgres on a private current-thread tokio runtime
+//! inside the blocking call (the `postgres` crate for the `LISTEN` and bulk
+//! connections, `client.rs` for the others, which can pipeline): no
+//! runtime of vkv's, no futures above this directory.
 
 mod apply;
 pub(crate) mod bulk;
+mod client;
 mod confirm;
 mod conn;
 mod deadlines;
@@ -47,8 +50,6 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-use r2d2_postgres::PostgresConnectionManager;
 
 use crate::error::OpenError;
 use crate::storage::seam::Options;
@@ -105,6 +106,10 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
     let mut client = target.connect().map_err(|e| fail(describe(&e)))?;
     schema::migrate(&mut client, &url)?;
     warn_if_few_slots(&mut client, config.read_connections);
+    // The writer's own client pipelines (`client.rs`); the one that
+    // migrated leaves its slot to it.
+    drop(client);
+    let client = target.open().map_err(|e| fail(e.to_string()))?;
     let mut writer =
         conn::PgConn::open(client, conn::Role::Writer).map_err(|e| fail(describe(&e)))?;
     let server = apply::server_started(&mut writer).ok();
@@ -139,7 +144,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
         // the server was just reached above, and a request that finds no
         // connection in time is answered 503 like any outage.
         .build_unchecked(conn::Manager {
-            inner: PostgresConnectionManager::new(target.config.clone(), target.tls.clone()),
+            target: target.clone(),
             query_timeout: config.query_timeout,
             slots: Arc::clone(&slots),
         });

@@ -50,11 +50,8 @@ impl PgReads {
     ) -> Result<T, StoreError> {
         let mut slot = self.poller.lock().unwrap_or_else(|p| p.into_inner());
         if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
-            let client = self.target.connect().map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot connect to PostgreSQL: {}",
-                    super::target::describe(&e)
-                ))
+            let client = self.target.open().map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
             })?;
             *slot = Some(PgConn::open(
                 client,

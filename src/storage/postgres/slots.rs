@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
 
+use super::client::ConnectError;
+
 /// How long a writer or listener tries again for a slot before it gives
 /// up (its write then answers `503`).
 const SLOT_WAIT: Duration = Duration::from_secs(2);
@@ -60,9 +62,21 @@ impl Default for Slots {
     }
 }
 
-/// Whether `e` says the server has no free connection slot.
-pub(crate) fn no_slot(e: &postgres::Error) -> bool {
-    e.code() == Some(&SqlState::TOO_MANY_CONNECTIONS)
+/// An error that may say the server has no free connection slot.
+pub(crate) trait NoSlot {
+    fn no_slot(&self) -> bool;
+}
+
+impl NoSlot for postgres::Error {
+    fn no_slot(&self) -> bool {
+        self.code() == Some(&SqlState::TOO_MANY_CONNECTIONS)
+    }
+}
+
+impl NoSlot for ConnectError {
+    fn no_slot(&self) -> bool {
+        matches!(self, ConnectError::Pg(e) if e.no_slot())
+    }
 }
 
 /// Decrements the starving count when a wait ends, however it ends.
@@ -116,15 +130,15 @@ impl Slots {
     /// asks the other replicas to yield theirs (`ask`, and through the
     /// `LISTEN` thread), and tries again with short pauses for up to
     /// [`SLOT_WAIT`]. Any other error is returned at once.
-    pub fn connect<T>(
+    pub fn connect<T, E: NoSlot>(
         &self,
-        mut connect: impl FnMut() -> Result<T, postgres::Error>,
+        mut connect: impl FnMut() -> Result<T, E>,
         ask: impl FnOnce(),
         mut release: impl FnMut(),
-    ) -> Result<T, postgres::Error> {
+    ) -> Result<T, E> {
         let first = connect();
         match &first {
-            Err(e) if no_slot(e) => {}
+            Err(e) if e.no_slot() => {}
             _ => return first,
         }
         self.starving.fetch_add(1, Ordering::AcqRel);
@@ -138,7 +152,7 @@ impl Slots {
             release();
             std::thread::sleep(pause);
             match connect() {
-                Err(e) if no_slot(&e) && started.elapsed() < SLOT_WAIT => {}
+                Err(e) if e.no_slot() && started.elapsed() < SLOT_WAIT => {}
                 done => return done,
             }
             // The other replicas yield for a moment only: ask again

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::client::{Client, ConnectError};
 use super::tls;
 use crate::error::OpenError;
 use crate::storage::location::display_location;
@@ -17,7 +18,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// the URL with its password masked (for logs and errors).
 #[derive(Clone)]
 pub(crate) struct Target {
-    pub config: postgres::Config,
+    pub config: tokio_postgres::Config,
     pub tls: tls::Connector,
     pub url: String,
 }
@@ -41,16 +42,22 @@ impl Target {
         Ok(Target { config, tls, url })
     }
 
-    /// A new connection.
+    /// A new connection, with `postgres`'s client (what `LISTEN` and the
+    /// bulk copies use).
     pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
-        self.config.connect(self.tls.clone())
+        postgres::Config::from(self.config.clone()).connect(self.tls.clone())
+    }
+
+    /// A new connection, with the client that can pipeline.
+    pub fn open(&self) -> Result<Client, ConnectError> {
+        Client::connect(&self.config, self.tls.clone())
     }
 }
 
 /// The client settings of the URL `text`, with vkv's defaults for what it
 /// leaves out.
-fn client_config(text: &str) -> Result<postgres::Config, postgres::Error> {
-    let mut pg = postgres::Config::from_str(text)?;
+fn client_config(text: &str) -> Result<tokio_postgres::Config, postgres::Error> {
+    let mut pg = tokio_postgres::Config::from_str(text)?;
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
     }
@@ -86,3 +93,14 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
         }
     }
 }
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Pg(e) => f.write_str(&describe(e)),
+            ConnectError::Runtime(e) => write!(f, "cannot start a client runtime: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
