@@ -218,6 +218,23 @@ impl Db {
         .any(|p| ports.contains(&p))
     }
 
+    /// Whether a backend of `replica` idle inside a transaction has written
+    /// the store's revision row (its transaction holds `vkv_revision` in
+    /// `ROW EXCLUSIVE` mode, which only that update takes): every
+    /// replica's commits wait for it.
+    pub fn idle_holding_revision(&self, replica: &Replica) -> bool {
+        let ports = replica.ports();
+        self.ask(&format!(
+            "SELECT a.client_port FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+             WHERE a.datname = '{DB}' AND a.state = 'idle in transaction'
+                 AND l.relation = 'vkv_revision'::regclass AND l.mode = 'RowExclusiveLock'"
+        ))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|p| p.trim().parse::<u16>().ok())
+        .any(|p| ports.contains(&p))
+    }
+
     /// Holds `tables` locked in ACCESS EXCLUSIVE mode for `hold` in a psql
     /// session of its own; returns once the lock is held (or after 10 s if
     /// it never was: then `None`), with the session, which ends by itself.

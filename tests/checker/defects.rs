@@ -378,6 +378,75 @@ fn defect3_a_replica_frozen_inside_its_write_transaction_stalls_others_a_lease_a
     );
 }
 
+/// A replica frozen inside its write transaction never holds the store's
+/// revision row, which every replica's commits pass through: the statement
+/// that takes it is sent together with the `COMMIT`, so the server
+/// releases it whatever the replica's process does. (When the `COMMIT` was
+/// a round trip of its own, a writer stopped between the two, frozen or
+/// waiting for a CPU, held every replica's writes.) B writes, with the
+/// writes of a new key and of a TTL among them; it is frozen while its
+/// backend is idle in a transaction, again and again, and each time its
+/// locks are read.
+#[test]
+fn a_replica_frozen_inside_its_write_transaction_never_holds_the_revision_row() {
+    let _serial = common::exclusive();
+    let db = Db::start("");
+    let mut reps = replicas(&db, 2, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for t in 0..3 {
+        let keys = (0..5).map(|i| format!("b{t}-{i}")).collect();
+        threads.push(writer(
+            reps[1].addr,
+            keys,
+            Arc::clone(&stop),
+            Arc::default(),
+        ));
+    }
+    // Puts with a TTL: their deadlines are one more statement after the
+    // write statement.
+    let ttl = {
+        let (stop, addr) = (Arc::clone(&stop), reps[1].addr);
+        std::thread::spawn(move || {
+            let mut c = Client::connect(addr);
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let body = json!({ "value": i }).to_string();
+                let path = format!("/put/t{}?ttl=60s", i % 7);
+                let _ = c.try_request("POST", &path, &[], body.as_bytes());
+            }
+        })
+    };
+    let (mut inside, mut holding, mut tries) = (0, 0, 0);
+    while inside < 12 && tries < 200 {
+        tries += 1;
+        std::thread::sleep(Duration::from_millis(20));
+        reps[1].freeze();
+        // Past the round trip in flight when it stopped.
+        std::thread::sleep(Duration::from_millis(30));
+        if db.idle_in_transaction(&reps[1]) {
+            inside += 1;
+            holding += usize::from(db.idle_holding_revision(&reps[1]));
+        }
+        reps[1].thaw();
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    ttl.join().unwrap();
+    println!("revision row: {holding} of {inside} freezes inside a write held it ({tries} tries)");
+    assert!(
+        inside >= 3,
+        "B was frozen inside a write transaction only {inside} times in {tries} tries"
+    );
+    assert_eq!(
+        holding, 0,
+        "B, frozen inside its write transaction, held the revision row in {holding} of {inside} freezes"
+    );
+}
+
 /// A writer whose connection the database ended, the server staying up,
 /// answers its next write at once: no renewal was lost, so nothing is
 /// held. After a restart of PostgreSQL (renewals committed without
