@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
@@ -655,11 +655,13 @@ impl Store {
     /// database round trip is needed, else when the database answers
     /// (PostgreSQL: on the thread that runs the shared read rounds, so keep
     /// `then` short). No thread waits meanwhile: this is how the HTTP layer
-    /// answers a GET in PostgreSQL mode.
+    /// answers a GET in PostgreSQL mode. A read of the latest is answered
+    /// within the query timeout of `asked` (see [`Reads::latest_then`]).
     pub(crate) fn get_then(
         &self,
         key: &str,
         version: Option<u64>,
+        asked: Instant,
         then: impl FnOnce(Result<Arc<Versioned>, StoreError>) + Send + 'static,
     ) {
         if let Err(e) = validate_key(key) {
@@ -688,6 +690,7 @@ impl Store {
                 inner.reads.latest_then(
                     key,
                     known.as_deref(),
+                    asked,
                     Box::new(move |fresh| {
                         let found = fresh.and_then(|f| resolve(&cache, ticket, cached, f));
                         then(

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
@@ -390,8 +390,12 @@ pub(crate) trait Reads: Send + Sync {
     /// [`Reads::latest_unless`] (or [`Reads::latest`] when nothing is
     /// `known`), its answer handed to `then`, maybe later on another thread
     /// (PostgreSQL: when the shared round that carries it returns), so that
-    /// no thread waits meanwhile. Default: at once, on this thread.
-    fn latest_then(&self, key: &str, known: Option<&Versioned>, then: LatestReply) {
+    /// no thread waits meanwhile. A backend that bounds reads by its query
+    /// timeout answers within it of `asked`, when the read was asked (a
+    /// long poll's read at its deadline is asked then, however long it
+    /// waited for a thread to run it). Default: at once, on this thread.
+    fn latest_then(&self, key: &str, known: Option<&Versioned>, asked: Instant, then: LatestReply) {
+        let _ = asked;
         then(match known {
             Some(known) => self.latest_unless(key, known),
             None => self.latest(key).map(Fresh::Changed),

@@ -204,7 +204,7 @@ pub fn get(store: &Store, req: &HttpRequest, encoded_key: &str) -> Result<Reply,
     }
     Ok(Reply::Later(Box::new(move |responder| {
         let reader = store.clone();
-        reader.get_then(&key, version, move |found| {
+        reader.get_then(&key, version, Instant::now(), move |found| {
             responder.send(answer(&store, found));
         });
     })))
@@ -259,14 +259,16 @@ fn watch(store: &Store, key: String, after: u64, timeout: Duration) -> Reply {
             // another replica committed may not have woken this one yet).
             // The read does not block the caller where the storage queues
             // reads (PostgreSQL's rounds); it is bounded by the query
-            // timeout.
+            // timeout from the deadline, however long this waited for a
+            // worker (all of them may wait on a locked table).
             responder.park(deadline, move || {
                 drop(lock(&subscription).take());
                 let Some(responder) = lock(&slot).take() else {
                     return;
                 };
                 let reader = store.clone();
-                reader.get_then(&key, None, move |found| {
+                let asked = deadline.unwrap_or_else(Instant::now);
+                reader.get_then(&key, None, asked, move |found| {
                     responder.send(
                         found
                             .map(|v| versioned_or_deleted(&store, &v))

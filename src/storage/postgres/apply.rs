@@ -5,7 +5,7 @@
 //! One transaction, two round trips whatever the group's size (statements
 //! sent together through [`PgConn::pipeline`]; a group that touches
 //! leases locks them in a round trip of its own first):
-//! 1. `BEGIN` (taking the lease lock shared), and lock the head row of
+//! 1. `BEGIN`, and lock the head row of
 //!    every key the group touches, in key order (one `INSERT ... ON
 //!    CONFLICT DO UPDATE ... RETURNING`, which also creates a placeholder
 //!    head, `latest = 0`, for a key that has none, so a new key is locked
@@ -18,8 +18,8 @@
 //!    writes it all (new version rows, heads, rows retention drops, this
 //!    replica's counters shard, placeholders nobody wrote, and a `NOTIFY`
 //!    per key for the watchers of other replicas), sent together with the
-//!    deadlines of puts with a TTL, the group's marker, the read of the
-//!    lease holders and `COMMIT`.
+//!    deadlines of puts with a TTL, the lease lock taken shared, the
+//!    group's marker, the read of the lease holders and `COMMIT`.
 //!
 //! Revisions: each operation that writes takes the store's next revision;
 //! the first statement that writes versions (or a purge) adds the number
@@ -510,8 +510,7 @@ fn transaction(
         }
     }
     lease_ids.extend(revoked.iter().copied());
-    // Shared: no read lease is granted while this transaction runs.
-    let mut begin = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({LEASE_LOCK})");
+    let mut begin = "BEGIN".to_string();
     // Leases before heads (see `deadlines.rs`); a revoke adds the lease's
     // keys. Without leases, `BEGIN` goes with the head locks, in one round
     // trip.
@@ -613,8 +612,12 @@ fn transaction(
         })
         .collect();
     // A group that wrote keys commits with its marker after the keys'
-    // notifications, and reads who held a read lease (under the shared
-    // lease lock, so no lease is granted between this read and the commit).
+    // notifications, and reads who held a read lease, under the lease lock
+    // taken shared: no lease is granted between this read and the commit.
+    // Taken here, in the statements the server runs to the end without
+    // this process, and not at `BEGIN`: a replica frozen between its round
+    // trips would hold it, and every replica's renewal would queue for it
+    // exclusive, and every replica's writes behind the renewal.
     let tail = if stage.notify.is_empty() {
         format!("{kept} COMMIT")
     } else {
@@ -626,7 +629,8 @@ fn transaction(
         }
         .payload();
         format!(
-            "{kept} SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
+            "{kept} SELECT pg_advisory_xact_lock_shared({LEASE_LOCK});
+             SELECT pg_notify('{LEASE_CHANNEL}', '{marker}');
              SELECT id, epoch FROM vkv_replicas
                  WHERE lease_until > clock_timestamp() AND id <> {origin};
              COMMIT"

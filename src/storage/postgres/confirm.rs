@@ -112,12 +112,19 @@ impl Confirmer {
     }
 
     /// The latest version of `key`, or [`Fresh::Same`] if it is still
-    /// `known` (version, timestamp), handed to `then` on the rounds' thread.
-    pub fn latest_then(&self, key: &str, known: Option<(u64, i64)>, then: LatestReply) {
+    /// `known` (version, timestamp), handed to `then` on the rounds' thread
+    /// within the query timeout of `asked`.
+    pub fn latest_then(
+        &self,
+        key: &str,
+        known: Option<(u64, i64)>,
+        asked: Instant,
+        then: LatestReply,
+    ) {
         self.ask(Ask {
             key: key.to_string(),
             what: What::Latest(known, then),
-            asked: Instant::now(),
+            asked,
         });
     }
 
@@ -137,6 +144,7 @@ impl Confirmer {
         self.latest_then(
             key,
             known,
+            Instant::now(),
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),

@@ -352,9 +352,10 @@ fn next_batch(client: &mut Client, wait: Duration) -> Result<Vec<Notification>, 
 /// not keep other replicas' writes waiting longer for it.
 ///
 /// `None`: the lock was not granted within [`lock_wait`]. Every write
-/// takes the lock shared, and a write of a frozen replica may hold it; new
-/// writes queue behind a renewal waiting for it exclusive, so the renewal
-/// gives up quickly rather than stall every replica's writes.
+/// takes the lock shared with its `COMMIT`, in statements the server runs
+/// without waiting for the writer, so it is held briefly; but new writes
+/// queue behind a renewal waiting for it exclusive, so the renewal gives up
+/// quickly rather than stall every replica's writes.
 fn renew(client: &mut Client, leases: &Leases, n: u64) -> Result<Option<bool>, postgres::Error> {
     let (me, ms) = (leases.me, leases.lease.as_millis());
     let sync = Message::Sync { id: me, n }.payload();

@@ -4,7 +4,7 @@
 //! was sent, whichever replica made it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use r2d2::Pool;
 
@@ -221,9 +221,9 @@ impl Reads for PgReads {
             .latest(key, Some((known.version, known.timestamp_ms)))
     }
 
-    fn latest_then(&self, key: &str, known: Option<&Versioned>, then: LatestReply) {
-        self.confirm
-            .latest_then(key, known.map(|k| (k.version, k.timestamp_ms)), then);
+    fn latest_then(&self, key: &str, known: Option<&Versioned>, asked: Instant, then: LatestReply) {
+        let known = known.map(|k| (k.version, k.timestamp_ms));
+        self.confirm.latest_then(key, known, asked, then);
     }
 
     fn version_then(&self, key: &str, version: u64, then: VersionReply) {
