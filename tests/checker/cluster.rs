@@ -218,16 +218,17 @@ impl Db {
         .any(|p| ports.contains(&p))
     }
 
-    /// Whether a backend of `replica` idle inside a transaction has written
-    /// the store's revision row (its transaction holds `vkv_revision` in
-    /// `ROW EXCLUSIVE` mode, which only that update takes): every
-    /// replica's commits wait for it.
+    /// Whether a backend of `replica` idle inside a transaction has updated
+    /// the store's revision row and so holds its lock (the row's `xmax` is
+    /// that transaction's id): every replica's commits wait for it. (Not
+    /// the table's `ROW EXCLUSIVE` lock in `pg_locks`: preparing a statement
+    /// that updates the table takes that too, and it blocks no writer.)
     pub fn idle_holding_revision(&self, replica: &Replica) -> bool {
         let ports = replica.ports();
         self.ask(&format!(
-            "SELECT a.client_port FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
-             WHERE a.datname = '{DB}' AND a.state = 'idle in transaction'
-                 AND l.relation = 'vkv_revision'::regclass AND l.mode = 'RowExclusiveLock'"
+            "SELECT a.client_port FROM pg_stat_activity a, vkv_revision r
+             WHERE a.datname = '{DB}' AND a.state = 'idle in transaction' AND r.id = 1
+                 AND a.backend_xid IS NOT NULL AND r.xmax::text = a.backend_xid::text"
         ))
         .unwrap_or_default()
         .lines()

@@ -383,10 +383,10 @@ fn defect3_a_replica_frozen_inside_its_write_transaction_stalls_others_a_lease_a
 /// that takes it is sent together with the `COMMIT`, so the server
 /// releases it whatever the replica's process does. (When the `COMMIT` was
 /// a round trip of its own, a writer stopped between the two, frozen or
-/// waiting for a CPU, held every replica's writes.) B writes, with the
-/// writes of a new key and of a TTL among them; it is frozen while its
-/// backend is idle in a transaction, again and again, and each time its
-/// locks are read.
+/// waiting for a CPU, held every replica's writes.) B writes, with puts
+/// with a TTL and purges among them (each is a statement of its own); it is
+/// frozen while its backend is idle in a transaction, again and again, and
+/// each time its locks are read.
 #[test]
 fn a_replica_frozen_inside_its_write_transaction_never_holds_the_revision_row() {
     let _serial = common::exclusive();
@@ -403,8 +403,8 @@ fn a_replica_frozen_inside_its_write_transaction_never_holds_the_revision_row() 
             Arc::default(),
         ));
     }
-    // Puts with a TTL: their deadlines are one more statement after the
-    // write statement.
+    // Puts with a TTL (their deadlines are one more statement after the
+    // write statement), and purges of the same keys.
     let ttl = {
         let (stop, addr) = (Arc::clone(&stop), reps[1].addr);
         std::thread::spawn(move || {
@@ -415,6 +415,10 @@ fn a_replica_frozen_inside_its_write_transaction_never_holds_the_revision_row() 
                 let body = json!({ "value": i }).to_string();
                 let path = format!("/put/t{}?ttl=60s", i % 7);
                 let _ = c.try_request("POST", &path, &[], body.as_bytes());
+                if i.is_multiple_of(3) {
+                    let path = format!("/delete/t{}?purge=true", (i + 1) % 7);
+                    let _ = c.try_request("DELETE", &path, &[], b"");
+                }
             }
         })
     };
@@ -427,7 +431,8 @@ fn a_replica_frozen_inside_its_write_transaction_never_holds_the_revision_row() 
         std::thread::sleep(Duration::from_millis(30));
         if db.idle_in_transaction(&reps[1]) {
             inside += 1;
-            holding += usize::from(db.idle_holding_revision(&reps[1]));
+            let held = db.idle_holding_revision(&reps[1]);
+            holding += usize::from(held);
         }
         reps[1].thaw();
     }

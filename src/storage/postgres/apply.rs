@@ -37,10 +37,13 @@
 //! Revisions are decided in memory as offsets (1, 2, ...) and made absolute
 //! once the counter answers.
 //!
-//! A purge is the exception: what is staged before it is written first, then
-//! the purge runs as its own statement. It keeps the key's head row, with no
-//! version and `purged_latest` = the last version, so that the next put
-//! continues the numbering (as in SQLite mode; readers filter `latest > 0`).
+//! A purge is a statement of its own, staged after one that writes what
+//! was decided before it, and sent with the rest. It keeps the key's head
+//! row, with no version and `purged_latest` = the last version, so that the
+//! next put continues the numbering (as in SQLite mode; readers filter
+//! `latest > 0`). Every statement that writes is sent with the `COMMIT`: no
+//! round trip of this process ever separates the revision row's update
+//! from the `COMMIT`.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -171,6 +174,7 @@ impl PgCommitter {
             // (the connection was ended, or cut), lost none: a renewal is
             // visible once committed.
             let server = server_started(&mut conn).ok();
+            prepare_writer(&mut conn);
             if server.is_none() || server != self.server {
                 self.fence = Some(std::time::Instant::now() + self.leases.lease);
             }
@@ -236,6 +240,15 @@ impl PgCommitter {
         while self.awaiting.front().is_some_and(|g| g.holders.is_empty()) {
             self.awaiting.pop_front();
         }
+    }
+}
+
+/// Prepares the statements of a write transaction on the writer's new
+/// connection `conn` (see [`PREPARED`]); one that fails is prepared when
+/// first used.
+pub(crate) fn prepare_writer(conn: &mut PgConn) {
+    for sql in PREPARED {
+        let _ = conn.statement(sql);
     }
 }
 
@@ -441,6 +454,9 @@ struct Stage<'a> {
     /// The deadline each key got from this transaction, and the version
     /// that set it.
     deadlines: HashMap<&'a str, (u64, Deadline)>,
+    /// The write statements decided, in order, to be sent with the
+    /// `COMMIT` ([`flush_and_commit`]).
+    pending: Vec<Pending<'a>>,
 }
 
 /// What a committed group tells of leases' deadlines.
@@ -542,6 +558,7 @@ fn transaction(
         max_versions,
         rels: 0,
         reserved: 0,
+        pending: Vec::new(),
         base: None,
         deadlines: HashMap::new(),
     };
@@ -555,15 +572,23 @@ fn transaction(
             Op::Purge { key, expect } => {
                 match stage.state(key).and_then(|h| rules::purge(key, *expect, h)) {
                     Ok(last) => {
-                        flush(conn, &mut stage, shard)?;
-                        let (versions, revision) = purge(conn, key, last, shard, stage.ts)?;
+                        // What is staged before it is written first; the
+                        // versions it removed are counted once it ran.
+                        stage.stage_flush(shard, false);
+                        stage.pending.push(Pending::Purge(PurgeArgs {
+                            key: key.as_bytes(),
+                            shard,
+                            last: db_int(last),
+                            ts: stage.ts,
+                            rel,
+                            outcome: outcomes.len(),
+                        }));
                         stage.reserved += 1;
-                        stage.base.get_or_insert(revision.saturating_sub(rel));
                         stage.heads.insert(key, Head::purged(last));
                         stage.notify.insert(key);
                         Ok(Done::Purged {
                             key: key.clone(),
-                            versions,
+                            versions: 0,
                             revision: rel,
                         })
                     }
@@ -636,7 +661,7 @@ fn transaction(
              COMMIT"
         )
     };
-    let replies = flush_and_commit(conn, &mut stage, shard, &tail)?;
+    let replies = flush_and_commit(conn, &mut stage, &mut outcomes, shard, &tail)?;
     let number = |row: &postgres::SimpleQueryRow, i| row.get(i).and_then(|v| v.parse().ok());
     let holders = replies
         .iter()
@@ -681,6 +706,18 @@ fn transaction(
     Ok((outcomes, holders, news))
 }
 
+/// Locks (creating placeholders for) the head rows of the keys `$1`, in
+/// order.
+const LOCK_HEADS: &str = "INSERT INTO vkv_keys (key, latest, ts_ms)
+     SELECT k, 0, 0 FROM unnest($1::bytea[]) AS k ORDER BY k
+     ON CONFLICT (key) DO UPDATE SET latest = vkv_keys.latest
+     RETURNING key, latest, ts_ms, deleted, first_kept, purged_latest";
+
+/// The statements of a write transaction, prepared when the connection
+/// opens: prepared inside a transaction, each would cost a round trip
+/// there, with the head locks held.
+const PREPARED: [&str; 4] = [LOCK_HEADS, FLUSH, SET_DEADLINES, PURGE];
+
 /// Sends `begin` (statements without parameters; none if empty) and locks
 /// (creating placeholders for) the head rows of `keys`, in order, in one
 /// round trip. A failure of `begin` fails the locking too: it runs in the
@@ -699,13 +736,7 @@ fn begin_and_lock_heads<'a>(
     }
     let wanted: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let params: [&(dyn ToSql + Sync); 1] = [&wanted];
-    let lock = Piped::Query(
-        "INSERT INTO vkv_keys (key, latest, ts_ms)
-         SELECT k, 0, 0 FROM unnest($1::bytea[]) AS k ORDER BY k
-         ON CONFLICT (key) DO UPDATE SET latest = vkv_keys.latest
-         RETURNING key, latest, ts_ms, deleted, first_kept, purged_latest",
-        &params,
-    );
+    let lock = Piped::Query(LOCK_HEADS, &params);
     let steps = if begin.is_empty() {
         vec![lock]
     } else {
@@ -1042,6 +1073,8 @@ struct FlushArgs<'a> {
     notify: Vec<String>,
     hp: Vec<i64>,
     reserve: i64,
+    /// Revisions reserved by the statements before this one.
+    reserved_before: u64,
     dropped: i64,
     rrel: Vec<i64>,
     rseq: Vec<i32>,
@@ -1114,6 +1147,7 @@ impl<'a> FlushArgs<'a> {
             },
             hp,
             reserve: db_int(stage.rels - reserved),
+            reserved_before: reserved,
             dropped,
             rrel: rows.iter().map(|r| db_int(r.rel - reserved)).collect(),
             rseq: rows.iter().map(|r| r.seq).collect(),
@@ -1213,23 +1247,83 @@ impl<'a> TtlArgs<'a> {
     }
 }
 
-impl Stage<'_> {
-    /// Notes [`FLUSH`]'s answer: where the revisions it reserved start.
-    fn flushed(&mut self, reserve: i64, answer: &[Row]) -> Result<(), postgres::Error> {
-        if reserve > 0 {
-            let base: Option<i64> = answer.first().map_or(Ok(None), |r| r.try_get(1))?;
-            if let Some(base) = base {
-                let reserved = self.reserved;
-                self.base
-                    .get_or_insert((base.max(0) as u64).saturating_sub(reserved));
-            }
-            self.reserved = self.rels;
+/// A write statement of the transaction, staged until the `COMMIT`.
+enum Pending<'a> {
+    Flush(Box<FlushArgs<'a>>),
+    Deadlines(TtlArgs<'a>),
+    Purge(PurgeArgs<'a>),
+}
+
+impl Pending<'_> {
+    fn sql(&self) -> &'static str {
+        match self {
+            Pending::Flush(_) => FLUSH,
+            Pending::Deadlines(_) => SET_DEADLINES,
+            Pending::Purge(_) => PURGE,
         }
-        Ok(())
     }
 
-    /// Marks everything staged as written.
-    fn written(&mut self) {
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        match self {
+            Pending::Flush(args) => args.params().to_vec(),
+            Pending::Deadlines(args) => args.params().to_vec(),
+            Pending::Purge(args) => args.params().to_vec(),
+        }
+    }
+}
+
+/// Removes every version of a key (whose latest was `$3`), leaving a head
+/// without versions that remembers it (readers see no key; the next put
+/// continues the numbering after it), and records the purge as the store's
+/// next revision. Answers the versions removed, and that revision.
+const PURGE: &str = "WITH p AS (
+         DELETE FROM vkv_versions WHERE key = $1 RETURNING revision
+     ), rev AS (
+         UPDATE vkv_revision SET value = value + 1 WHERE id = 1 RETURNING value
+     ), log AS (
+         INSERT INTO vkv_purges (revision, key, version, ts_ms, removed)
+         SELECT value, $1, $3, $4, (SELECT coalesce(max(revision), 0) FROM p) FROM rev
+     ), k AS (
+         UPDATE vkv_keys SET latest = 0, ts_ms = 0, deleted = false, first_kept = 1,
+             purged_latest = $3
+         WHERE key = $1
+     ), c AS (
+         UPDATE vkv_counters SET keys = keys - 1, versions = versions - (SELECT count(*) FROM p)
+         WHERE shard = $2
+     ), d AS (
+         DELETE FROM vkv_deadlines WHERE key = $1
+     )
+     SELECT (SELECT count(*) FROM p), (SELECT value FROM rev)";
+
+/// The parameters of [`PURGE`], and where its answer goes.
+struct PurgeArgs<'a> {
+    key: &'a [u8],
+    shard: i32,
+    last: i64,
+    ts: i64,
+    /// The purge's revision offset.
+    rel: u64,
+    /// Its operation's place among the group's outcomes.
+    outcome: usize,
+}
+
+impl PurgeArgs<'_> {
+    fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [&self.key, &self.shard, &self.last, &self.ts]
+    }
+}
+
+impl Stage<'_> {
+    /// Stages what is decided and not yet staged: one [`FLUSH`], and the
+    /// deadlines of its puts with a TTL or a lease; `last`: also the
+    /// placeholders no operation wrote, and the notifications.
+    fn stage_flush(&mut self, shard: i32, last: bool) {
+        let args = FlushArgs::of(self, shard, last);
+        self.reserved = self.rels;
+        self.pending.push(Pending::Flush(Box::new(args)));
+        if let Some(ttls) = TtlArgs::take(self) {
+            self.pending.push(Pending::Deadlines(ttls));
+        }
         self.rows.clear();
         self.keys_delta = 0;
         for h in self.heads.values_mut() {
@@ -1239,27 +1333,12 @@ impl Stage<'_> {
     }
 }
 
-/// Writes what `stage` holds (before a purge, which is its own statement),
-/// and sets the deadlines of its puts with a TTL or a lease.
-fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32) -> Result<(), TxError> {
-    let args = FlushArgs::of(stage, shard, false);
-    let answer = conn.query(FLUSH, &args.params())?;
-    let reserve = args.reserve;
-    drop(args);
-    stage.flushed(reserve, &answer)?;
-    if let Some(ttls) = TtlArgs::take(stage) {
-        let rows = conn.query(SET_DEADLINES, &ttls.params())?;
-        ttls.learn(stage, &rows)?;
-    }
-    stage.written();
-    Ok(())
-}
-
-/// Writes what `stage` holds, sets its deadlines and ends the transaction
-/// with `tail` (statements that end with `COMMIT`), all sent at once: the
-/// locks the writes take, the revision row's among them, are released by
-/// the server as soon as it has run them, however late this process reads
-/// the answer. `tail`'s answer.
+/// Sends every write statement staged, then `tail` (statements that end
+/// with `COMMIT`), all at once: the locks the writes take, the revision
+/// row's among them, are released by the server as soon as it has run
+/// them, however late this process reads the answer. Notes the answers in
+/// `stage` (where revisions start, the deadlines set) and in `outcomes`
+/// (the versions each purge removed); `tail`'s answer.
 ///
 /// Any failure of `tail`, or of the connection before the answers came,
 /// leaves the outcome unknown. An error the server reported for an earlier
@@ -1268,82 +1347,71 @@ fn flush(conn: &mut PgConn, stage: &mut Stage<'_>, shard: i32) -> Result<(), TxE
 fn flush_and_commit(
     conn: &mut PgConn,
     stage: &mut Stage<'_>,
+    outcomes: &mut Outcomes,
     shard: i32,
     tail: &str,
 ) -> Result<Vec<SimpleQueryMessage>, TxError> {
-    let args = FlushArgs::of(stage, shard, true);
-    let ttls = TtlArgs::take(stage);
-    let (params, ttl_params) = (args.params(), ttls.as_ref().map(TtlArgs::params));
-    let mut steps = vec![Piped::Query(FLUSH, &params)];
-    if let Some(p) = &ttl_params {
-        steps.push(Piped::Query(SET_DEADLINES, p));
-    }
+    stage.stage_flush(shard, true);
+    let pending = std::mem::take(&mut stage.pending);
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = pending.iter().map(Pending::params).collect();
+    let mut steps: Vec<Piped<'_>> = pending
+        .iter()
+        .zip(&params)
+        .map(|(p, params)| Piped::Query(p.sql(), params))
+        .collect();
     steps.push(Piped::Simple(tail));
     let unsent = conn.client.is_closed();
-    let mut answers = conn.pipeline(&steps)?.into_iter();
+    let answers = conn.pipeline(&steps)?;
+    // One answer per step (`Client::pipeline`).
+    if answers.len() != steps.len() {
+        return Err(TxError::Unanswered);
+    }
+    let mut answers = answers.into_iter();
     let mut next = |last: bool| match answers.next() {
         Some(Ok(answer)) => Ok(answer),
         Some(Err(e)) if !last && (unsent || e.as_db_error().is_some()) => Err(TxError::Pg(e)),
         Some(Err(e)) => Err(TxError::AtCommit(e)),
-        // One answer per step (`Client::pipeline`).
         None => Err(TxError::Unanswered),
     };
-    let flushed = next(false)?;
-    let set = match &ttls {
-        Some(_) => Some(next(false)?),
-        None => None,
-    };
-    let replies = next(true)?;
-    if let Answer::Rows(rows) = flushed {
-        stage
-            .flushed(args.reserve, &rows)
-            .map_err(TxError::AtCommit)?;
+    let mut done = Vec::with_capacity(pending.len());
+    for _ in &pending {
+        done.push(match next(false)? {
+            Answer::Rows(rows) => rows,
+            Answer::Simple(_) => Vec::new(),
+        });
     }
-    if let (Some(ttls), Some(Answer::Rows(rows))) = (ttls, set) {
-        ttls.learn(stage, &rows).map_err(TxError::AtCommit)?;
-    }
-    stage.written();
-    Ok(match replies {
+    let replies = match next(true)? {
         Answer::Simple(messages) => messages,
         Answer::Rows(_) => Vec::new(),
-    })
-}
-
-/// Removes every version of `key` (whose latest was `last`), leaving a
-/// head without versions that remembers `last` (readers see no key; the
-/// next put continues the numbering after it), and records the purge as
-/// the store's next revision. The versions removed, and that revision.
-fn purge(
-    conn: &mut PgConn,
-    key: &str,
-    last: u64,
-    shard: i32,
-    ts: i64,
-) -> Result<(u64, u64), postgres::Error> {
-    let row = conn.query(
-        "WITH p AS (
-             DELETE FROM vkv_versions WHERE key = $1 RETURNING revision
-         ), rev AS (
-             UPDATE vkv_revision SET value = value + 1 WHERE id = 1 RETURNING value
-         ), log AS (
-             INSERT INTO vkv_purges (revision, key, version, ts_ms, removed)
-             SELECT value, $1, $3, $4, (SELECT coalesce(max(revision), 0) FROM p) FROM rev
-         ), k AS (
-             UPDATE vkv_keys SET latest = 0, ts_ms = 0, deleted = false, first_kept = 1,
-                 purged_latest = $3
-             WHERE key = $1
-         ), c AS (
-             UPDATE vkv_counters SET keys = keys - 1, versions = versions - (SELECT count(*) FROM p)
-             WHERE shard = $2
-         ), d AS (
-             DELETE FROM vkv_deadlines WHERE key = $1
-         )
-         SELECT (SELECT count(*) FROM p), (SELECT value FROM rev)",
-        &[&key.as_bytes(), &shard, &db_int(last), &ts],
-    )?;
-    let n: i64 = row.first().map_or(Ok(0), |r| r.try_get(0))?;
-    let revision: i64 = row.first().map_or(Ok(0), |r| r.try_get(1))?;
-    Ok((n.max(0) as u64, revision.max(0) as u64))
+    };
+    // Committed: what the statements answered.
+    let int = |rows: &[Row], i| -> Result<Option<i64>, postgres::Error> {
+        rows.first().map_or(Ok(None), |r| r.try_get(i))
+    };
+    for (step, rows) in pending.into_iter().zip(done) {
+        match step {
+            Pending::Flush(args) => {
+                if args.reserve > 0
+                    && let Some(base) = int(&rows, 1).map_err(TxError::AtCommit)?
+                {
+                    let first = (base.max(0) as u64).saturating_sub(args.reserved_before);
+                    stage.base.get_or_insert(first);
+                }
+            }
+            Pending::Deadlines(ttls) => ttls.learn(stage, &rows).map_err(TxError::AtCommit)?,
+            Pending::Purge(purge) => {
+                let removed = int(&rows, 0).map_err(TxError::AtCommit)?.unwrap_or(0);
+                if let Some(revision) = int(&rows, 1).map_err(TxError::AtCommit)? {
+                    let first = (revision.max(0) as u64).saturating_sub(purge.rel);
+                    stage.base.get_or_insert(first);
+                }
+                if let Some(Ok(Done::Purged { versions, .. })) = outcomes.get_mut(purge.outcome) {
+                    *versions = removed.max(0) as u64;
+                }
+            }
+        }
+    }
+    Ok(replies)
 }
 
 /// Lower-case hex of `bytes` (a `NOTIFY` payload is text without NUL; a key

@@ -113,6 +113,7 @@ pub(crate) fn open(config: &Options, hooks: Hooks) -> Result<Backend, OpenError>
     let mut writer =
         conn::PgConn::open(client, conn::Role::Writer).map_err(|e| fail(describe(&e)))?;
     let server = apply::server_started(&mut writer).ok();
+    apply::prepare_writer(&mut writer);
     let leases = Arc::new(lease::Leases::new(config.read_lease));
     let stop = Arc::new(AtomicBool::new(false));
     let listening = listen::connect(&target, &leases)
