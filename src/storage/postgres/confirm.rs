@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use r2d2::Pool;
 
-use super::conn::{Manager, with_pooled};
+use super::conn::{Manager, with_pooled_until};
 use super::dues::LeaseDues;
 use super::rows::{ReadDeadline, db_int};
 use crate::error::StoreError;
@@ -224,9 +224,10 @@ struct Row {
 /// the oldest one's time, for the pool and the query together.
 fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>, timeout: Duration, dues: &LeaseDues) {
     let mut round = round;
-    let mut limit = Duration::ZERO;
+    // When the oldest read of the round must be answered by.
+    let mut due = None;
     if !timeout.is_zero() {
-        let (late, due): (Vec<Ask>, Vec<Ask>) = round
+        let (late, in_time): (Vec<Ask>, Vec<Ask>) = round
             .into_iter()
             .partition(|a| a.asked.elapsed() >= timeout);
         for ask in late {
@@ -238,7 +239,7 @@ fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>, timeout: Duration, dues: 
                 )),
             );
         }
-        round = due;
+        round = in_time;
         if round.is_empty() {
             return;
         }
@@ -247,14 +248,9 @@ fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>, timeout: Duration, dues: 
             .map(|a| a.asked)
             .min()
             .unwrap_or_else(Instant::now);
-        let left = timeout.saturating_sub(oldest.elapsed());
-        // Back to back rounds wait milliseconds for each other: the
-        // session's bound stands then (no extra round trips).
-        if left < timeout.saturating_sub(SLACK) {
-            limit = left;
-        }
+        due = oldest.checked_add(timeout);
     }
-    let found = match query_round(pool, &round, limit) {
+    let found = match query_round(pool, &round, due, timeout) {
         Ok(found) => found,
         Err(e) => {
             for ask in round {
@@ -300,7 +296,8 @@ fn answer_round(pool: &Pool<Manager>, round: Vec<Ask>, timeout: Duration, dues: 
 fn query_round(
     pool: &Pool<Manager>,
     round: &[Ask],
-    limit: Duration,
+    due: Option<Instant>,
+    timeout: Duration,
 ) -> Result<Vec<Found>, StoreError> {
     let n = round.len();
     // (key, want, known version, known timestamp) of each distinct read,
@@ -336,7 +333,20 @@ fn query_round(
         uses[i] += 1;
         which.push(i);
     }
-    let rows = with_pooled(pool, |conn| {
+    // By `due`, the wait for a pooled connection included (the pool may be
+    // taken by reads waiting on a locked table themselves). Back to back
+    // rounds wait milliseconds for each other: the session's bound stands
+    // then (no extra round trips).
+    let rows = with_pooled_until(pool, due, |conn| {
+        let left = due.map_or(Duration::ZERO, |d| {
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        });
+        let limit = if left < timeout.saturating_sub(SLACK) {
+            left
+        } else {
+            Duration::ZERO
+        };
         conn.within(limit, |conn| {
             Ok(conn.query(
                 "SELECT q.i, v.version, v.ts_ms,

@@ -252,7 +252,8 @@ pub(crate) fn with_pooled<T>(
 }
 
 /// [`with_pooled`], each wait for a connection ending by `deadline` if
-/// given (then a pool that has none free by then is `Unavailable`).
+/// given, or after the pool's own wait if that is sooner (then a pool that
+/// has none free by then is `Unavailable`).
 pub(crate) fn with_pooled_until<T>(
     pool: &r2d2::Pool<Manager>,
     deadline: Option<Instant>,
@@ -267,6 +268,7 @@ pub(crate) fn with_pooled_until<T>(
             Some(deadline) => {
                 let left = deadline
                     .saturating_duration_since(Instant::now())
+                    .min(pool.connection_timeout())
                     .max(Duration::from_millis(1));
                 pool.get_timeout(left).map_err(|e| {
                     StoreError::Unavailable(format!("no connection to PostgreSQL in time: {e}"))
