@@ -128,6 +128,12 @@ impl Client {
     /// own message sequence), so inside a transaction they fail too, as
     /// the transaction is aborted. A connection that fails fails every
     /// step left.
+    ///
+    /// The steps go out in one write while they fit the connection's
+    /// 8 KiB write buffer; a larger pipeline takes several, and a process
+    /// stopped between two of them leaves the server with the first part
+    /// only (for the writer, a transaction idle with what ran so far, ended
+    /// by its idle limit).
     pub fn pipeline(&mut self, steps: &[Step<'_>]) -> Vec<Result<Answer, Error>> {
         let c = &self.client;
         let calls = steps.iter().map(|step| async move {
