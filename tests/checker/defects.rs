@@ -290,6 +290,23 @@ fn writer(
     })
 }
 
+/// `n` [`writer`]s through `addr`, thread `t` on keys `{prefix}{t}-0` to
+/// `-4`.
+fn writers(
+    addr: SocketAddr,
+    prefix: &str,
+    n: usize,
+    stop: &Arc<AtomicBool>,
+    acks: &Arc<Mutex<Vec<Instant>>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..n)
+        .map(|t| {
+            let keys = (0..5).map(|i| format!("{prefix}{t}-{i}")).collect();
+            writer(addr, keys, Arc::clone(stop), Arc::clone(acks))
+        })
+        .collect()
+}
+
 /// The longest interval within `[from, to]` with no time of `times`.
 fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
     let mut inside: Vec<Instant> = times
@@ -318,25 +335,8 @@ fn defect3_a_replica_frozen_inside_its_write_transaction_stalls_others_a_lease_a
     let mut reps = replicas(&db, 2, &[]);
     let stop = Arc::new(AtomicBool::new(false));
     let a_acks: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let mut threads = Vec::new();
-    for t in 0..3 {
-        let keys = (0..5).map(|i| format!("a{t}-{i}")).collect();
-        threads.push(writer(
-            reps[0].addr,
-            keys,
-            Arc::clone(&stop),
-            Arc::clone(&a_acks),
-        ));
-    }
-    for t in 0..2 {
-        let keys = (0..5).map(|i| format!("b{t}-{i}")).collect();
-        threads.push(writer(
-            reps[1].addr,
-            keys,
-            Arc::clone(&stop),
-            Arc::default(),
-        ));
-    }
+    let mut threads = writers(reps[0].addr, "a", 3, &stop, &a_acks);
+    threads.extend(writers(reps[1].addr, "b", 2, &stop, &Arc::default()));
     const FREEZE: Duration = Duration::from_secs(3);
     let bound = Duration::from_millis(1500);
     let (mut hits, mut tries) = (Vec::new(), 0);
@@ -393,16 +393,7 @@ fn a_replica_frozen_inside_its_write_transaction_never_holds_the_revision_row() 
     let db = Db::start("");
     let mut reps = replicas(&db, 2, &[]);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
-    for t in 0..3 {
-        let keys = (0..5).map(|i| format!("b{t}-{i}")).collect();
-        threads.push(writer(
-            reps[1].addr,
-            keys,
-            Arc::clone(&stop),
-            Arc::default(),
-        ));
-    }
+    let threads = writers(reps[1].addr, "b", 3, &stop, &Arc::default());
     // Puts with a TTL (their deadlines are one more statement after the
     // write statement), and purges of the same keys.
     let ttl = {
