@@ -1343,7 +1343,7 @@ impl Stage<'_> {
 /// Any failure of `tail`, or of the connection before the answers came,
 /// leaves the outcome unknown. An error the server reported for an earlier
 /// statement aborted the transaction (the `COMMIT` behind it cannot commit
-/// it), or ended the session before it committed: nothing was written.
+/// it), or closed the connection before it committed: nothing was written.
 fn flush_and_commit(
     conn: &mut PgConn,
     stage: &mut Stage<'_>,
@@ -1361,16 +1361,12 @@ fn flush_and_commit(
         .collect();
     steps.push(Piped::Simple(tail));
     let unsent = conn.client.is_closed();
-    let answers = conn.pipeline(&steps)?;
-    // One answer per step (`Client::pipeline`).
-    if answers.len() != steps.len() {
-        return Err(TxError::Unanswered);
-    }
-    let mut answers = answers.into_iter();
+    let mut answers = conn.pipeline(&steps)?.into_iter();
     let mut next = |last: bool| match answers.next() {
         Some(Ok(answer)) => Ok(answer),
         Some(Err(e)) if !last && (unsent || e.as_db_error().is_some()) => Err(TxError::Pg(e)),
         Some(Err(e)) => Err(TxError::AtCommit(e)),
+        // `Client::pipeline` answers every step.
         None => Err(TxError::Unanswered),
     };
     let mut done = Vec::with_capacity(pending.len());

@@ -75,7 +75,7 @@ impl Client {
             .map_err(ConnectError::Runtime)?;
         let (client, connection) = runtime.block_on(config.connect(tls))?;
         // Notices are logged by the connection itself; a `NOTIFY` to this
-        // session is dropped (no connection of this kind listens).
+        // connection is dropped (no connection of this kind listens).
         let connection = runtime.spawn(async move {
             if let Err(e) = connection.await {
                 log::debug!("PostgreSQL connection ended: {e}");

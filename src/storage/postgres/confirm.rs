@@ -334,9 +334,9 @@ fn query_round(
         which.push(i);
     }
     // By `due`, the wait for a pooled connection included (the pool may be
-    // taken by reads waiting on a locked table themselves). Back to back
-    // rounds wait milliseconds for each other: the session's bound stands
-    // then (no extra round trips).
+    // taken by reads waiting on a locked table themselves). A read that
+    // waited only milliseconds keeps the connection's own bound: no round
+    // trips to lower it.
     let rows = with_pooled_until(pool, due, |conn| {
         let left = due.map_or(Duration::ZERO, |d| {
             d.saturating_duration_since(Instant::now())
